@@ -1,0 +1,150 @@
+/**
+ * The event store port. Every adapter (pglite, postgres, kurrentdb) implements it and passes
+ * test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
+ */
+
+/** Opaque, totally ordered resume point. Compare only with compareCheckpoints of the same adapter. */
+export type Checkpoint = string & { readonly __brand: 'Checkpoint' };
+
+/** The checkpoint before the first event of every adapter. */
+export const START = '' as Checkpoint;
+
+/**
+ * Expected version on append: the number of events the stream must hold before this append.
+ * `'no_stream'` = the stream must not exist, `'any'` = no check (never a false conflict).
+ */
+export type ExpectedVersion = number | 'no_stream' | 'any';
+
+export interface NewEvent {
+  /** Idempotency key; a uuid is generated when absent. Appending an id that exists is a conflict. */
+  readonly id?: string;
+  readonly type: string;
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly metadata?: Readonly<Record<string, unknown>>;
+}
+
+export interface RecordedEvent {
+  readonly id: string;
+  readonly stream: string;
+  /** 1-based position inside its stream. */
+  readonly streamPosition: number;
+  /** Resume point: reading `after` this checkpoint yields the events that follow this one. */
+  readonly position: Checkpoint;
+  readonly type: string;
+  readonly data: Record<string, unknown>;
+  readonly metadata: Record<string, unknown>;
+  readonly createdAt: Date;
+}
+
+export interface AppendResult {
+  /** Stream version after the append (= stream position of the last appended event). */
+  readonly nextVersion: number;
+  /** Position of the last appended event. */
+  readonly position: Checkpoint;
+  readonly events: readonly RecordedEvent[];
+}
+
+export interface ReadStreamOptions {
+  /** First stream position to return (1-based, inclusive). Default 1. */
+  readonly fromVersion?: number;
+  /** Last stream position to return (inclusive). */
+  readonly toVersion?: number;
+  /** Only events created at or before this moment (audit replay). */
+  readonly until?: Date;
+  readonly direction?: 'forward' | 'backward';
+  readonly limit?: number;
+}
+
+export interface EventFilter {
+  /** Only streams whose id starts with one of these prefixes. */
+  readonly streamPrefixes?: readonly string[];
+  /** Only these event types. */
+  readonly eventTypes?: readonly string[];
+}
+
+export interface ReadAllOptions {
+  /** Exclusive lower bound. Default START. */
+  readonly after?: Checkpoint;
+  readonly limit?: number;
+  readonly filter?: EventFilter;
+  /** Only events created at or before this moment. */
+  readonly until?: Date;
+}
+
+export interface ReadAllResult {
+  readonly events: readonly RecordedEvent[];
+  /**
+   * Where the next read continues. May be past the last returned event when filtered-out events were
+   * skipped, so a filtered subscriber still makes progress.
+   */
+  readonly next: Checkpoint;
+  /** True when nothing committed and visible remains after `next` (caught up, for now). */
+  readonly caughtUp: boolean;
+}
+
+export interface SubscriptionOptions {
+  readonly filter?: EventFilter;
+  readonly batchSize?: number;
+  /** Where a subscription without a stored checkpoint starts. Default 'start'. */
+  readonly startAt?: 'start' | 'end';
+  /** Polling interval when no in-process wake-up arrives. */
+  readonly pollIntervalMs?: number;
+  /** How long a lease lasts without renewal. */
+  readonly leaseMs?: number;
+  /** Called when the handler throws; the batch is retried after `retryDelayMs`. */
+  readonly onError?: (error: unknown) => void;
+  readonly retryDelayMs?: number;
+}
+
+/**
+ * Handles a batch in order. The checkpoint moves past the batch only after the promise resolves
+ * (at-least-once). Throwing retries the same batch later.
+ */
+export type BatchHandler = (events: readonly RecordedEvent[]) => Promise<void>;
+
+export interface Subscription {
+  readonly name: string;
+  /** Resolves the first time the subscription has processed everything visible. */
+  readonly caughtUp: Promise<void>;
+  /** The checkpoint processed so far. */
+  position(): Checkpoint;
+  /** Resolves once every event up to `position` has been handled (bounded by timeoutMs). */
+  waitFor(position: Checkpoint, timeoutMs?: number): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+export interface DeadLetter {
+  readonly subscription: string;
+  readonly eventId: string;
+  readonly error: string;
+  readonly attempts: number;
+  readonly failedAt: Date;
+}
+
+export interface EventStore {
+  readonly kind: 'pglite' | 'postgres' | 'kurrentdb';
+  append(stream: string, events: readonly NewEvent[], options?: { expectedVersion?: ExpectedVersion }): Promise<AppendResult>;
+  readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  /** Gap-safe: never returns an event after one that a later read could still reveal before it. */
+  readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
+  /** Number of events in the stream; 0 when it does not exist or was deleted. */
+  streamVersion(stream: string): Promise<number>;
+  /** Removes the stream's events for good (the version is reset: the stream no longer exists). */
+  deleteStream(stream: string): Promise<void>;
+  /** Catch-up then live, from the subscription's stored checkpoint, with a lease (one consumer at a time). */
+  subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription;
+  readCheckpoint(subscription: string): Promise<Checkpoint>;
+  /** Moves a subscription's checkpoint (e.g. to START for a rebuild). Only while nobody holds the lease. */
+  resetCheckpoint(subscription: string, to: Checkpoint): Promise<void>;
+  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void>;
+  listDeadLetters(subscription: string): Promise<DeadLetter[]>;
+  removeDeadLetter(subscription: string, eventId: string): Promise<void>;
+  compareCheckpoints(a: Checkpoint, b: Checkpoint): number;
+  /** The position of the newest visible event (START when empty). */
+  headPosition(): Promise<Checkpoint>;
+  /** In-process wake-up after every successful append. Returns an unsubscribe function. */
+  onAppended(listener: (result: AppendResult, stream: string) => void): () => void;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
