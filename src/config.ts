@@ -1,0 +1,180 @@
+/**
+ * Typed configuration from the environment (design.md §11). A wrong value stops start-up with a
+ * message naming the variable and the expected form; every variable is documented in .env.example.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  /** Set when the key came from the environment; otherwise read or generated under dataDir. */
+  readonly globalApiKey: string | undefined;
+  readonly databaseUrl: string | undefined;
+  readonly eventStoreUrl: string | undefined;
+  readonly amqpUrl: string | undefined;
+  readonly amqpExchange: string;
+  readonly natsUrl: string | undefined;
+  readonly natsSubjectPrefix: string;
+  readonly sessionEncryptionKey: Buffer | undefined;
+  readonly waWebSocketUrl: string | undefined;
+  readonly waNoiseRootPublicKey: Buffer | undefined;
+  readonly qrCodeMaxCount: number;
+  readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
+  readonly restoreConcurrency: number;
+  readonly webhook: {
+    readonly globalUrl: string | undefined;
+    readonly maxAttempts: number;
+    readonly timeoutMs: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+  };
+  readonly logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  optionalString(name: string): string | undefined {
+    return this.raw(name);
+  }
+
+  int(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name}="${value}": expected a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  url(name: string, protocols: readonly string[]): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    try {
+      const url = new URL(value);
+      if (!protocols.includes(url.protocol.replace(/:$/, ''))) throw new Error('protocol');
+      return value;
+    } catch {
+      this.problems.push(`${name}: expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`);
+      return undefined;
+    }
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    this.problems.push(`${name}="${value}": expected one of ${allowed.join(', ')}`);
+    return fallback;
+  }
+
+  /** 32 bytes given as 64 hex characters or base64. */
+  key32(name: string): Buffer | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const buf = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64');
+    if (buf.length !== 32) {
+      this.problems.push(`${name}: expected 32 bytes as 64 hex characters or base64 (openssl rand -hex 32)`);
+      return undefined;
+    }
+    return buf;
+  }
+
+  apiKey(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    if (value.length < 16 || /\s/.test(value)) {
+      this.problems.push(`${name}: expected at least 16 characters without spaces (openssl rand -hex 24)`);
+      return undefined;
+    }
+    return value;
+  }
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const config: Config = {
+    port: r.int('PORT', 8080, 0, 65535),
+    host: r.string('HOST', '127.0.0.1'),
+    dataDir: resolve(r.string('DATA_DIR', './data')),
+    globalApiKey: r.apiKey('GLOBAL_API_KEY'),
+    databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
+    eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
+    amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),
+    amqpExchange: r.string('AMQP_EXCHANGE', 'zapwire.events'),
+    natsUrl: r.url('NATS_URL', ['nats', 'tls']),
+    natsSubjectPrefix: r.string('NATS_SUBJECT_PREFIX', 'zapwire'),
+    sessionEncryptionKey: r.key32('SESSION_ENCRYPTION_KEY'),
+    waWebSocketUrl: r.url('WA_WEBSOCKET_URL', ['ws', 'wss']),
+    waNoiseRootPublicKey: r.key32('WA_NOISE_ROOT_PUBLIC_KEY'),
+    qrCodeMaxCount: r.int('QRCODE_MAX_COUNT', 5, 1, 50),
+    reconnect: {
+      baseMs: r.int('RECONNECT_BASE_MS', 2_000, 100, 600_000),
+      maxMs: r.int('RECONNECT_MAX_MS', 300_000, 1_000, 3_600_000),
+      userRateLimitMs: r.int('RECONNECT_RATE_LIMIT_MS', 60_000, 0, 3_600_000),
+    },
+    restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    webhook: {
+      globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
+      maxAttempts: r.int('WEBHOOK_MAX_ATTEMPTS', 8, 1, 100),
+      timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
+      backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
+      backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
+    },
+    logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+  };
+  if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
+    r.problems.push(
+      'WA_WEBSOCKET_URL and WA_NOISE_ROOT_PUBLIC_KEY go together: set both (a WhatsApp stand-in such as the sandbox) or neither (real WhatsApp)',
+    );
+  }
+  if (config.reconnect.baseMs > config.reconnect.maxMs) {
+    r.problems.push('RECONNECT_BASE_MS must not be larger than RECONNECT_MAX_MS');
+  }
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return config;
+}
+
+/**
+ * A secret kept under DATA_DIR when the environment does not give one: generated on first start
+ * (mode 0600) and read back afterwards, so restarts keep it. `created` tells the caller to print it once.
+ */
+export function loadOrCreateSecret(
+  dataDir: string,
+  fileName: string,
+  generate: () => string = () => randomBytes(24).toString('hex'),
+): { value: string; created: boolean } {
+  mkdirSync(dataDir, { recursive: true });
+  const path = join(dataDir, fileName);
+  if (existsSync(path)) return { value: readFileSync(path, 'utf8').trim(), created: false };
+  const value = generate();
+  writeFileSync(path, `${value}\n`, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  return { value, created: true };
+}

@@ -1,0 +1,46 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Logger } from 'pino';
+import { installErrorHandler } from './errors.ts';
+import { healthRoutes } from './routes/health.ts';
+import type { EventStore } from '../store/port.ts';
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export interface AppOptions {
+  readonly logger: Logger;
+  readonly store: EventStore;
+  readonly startedAt?: Date;
+  /** Route groups registered after the built-in ones; each is encapsulated. */
+  readonly plugins?: ReadonlyArray<{ plugin: FastifyPluginAsync; options?: Record<string, unknown> }>;
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    disableRequestLogging: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    return503OnClosing: true,
+  });
+  installErrorHandler(app);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'zapwire',
+        description:
+          'Self-hosted WhatsApp gateway. Authenticate with the header `apikey`: the global API key (admin, every instance) or an instance token (that instance only).',
+        version: '0.1.0',
+      },
+      components: { securitySchemes: { apikey: { type: 'apiKey', in: 'header', name: 'apikey' } } },
+      security: [{ apikey: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
+  for (const { plugin, options: pluginOptions } of options.plugins ?? []) {
+    await app.register(plugin, pluginOptions ?? {});
+  }
+  return app;
+}
