@@ -197,3 +197,34 @@ export type WhatsAppEvent = {
 }[WhatsAppEventType];
 
 export type DomainEvent = InstanceEvent | WhatsAppEvent;
+
+/** Streams outside an instance's own two. */
+export const nameReservationStream = (name: string): string => `name-${name.toLowerCase()}`;
+export const tokenStream = (tokenHash: string): string => `token-${tokenHash}`;
+export const AUDIT_STREAM = 'audit-instances';
+
+export interface ReservationEventMap {
+  /** Makes the name unique: the stream `name-<lower(name)>` exists at most once. */
+  InstanceNameReserved: At & { readonly instanceId: string; readonly name: string };
+  /** Binds a token (by its SHA-256 only) to an instance; `token-<hash>` exists at most once. */
+  InstanceTokenAssigned: At & { readonly instanceId: string; readonly tokenHash: string };
+}
+
+export interface AuditEventMap {
+  /** What remains of an instance after deletion: identifiers and times, no content. */
+  InstanceDeletionAudited: At & {
+    readonly instanceId: string;
+    readonly name: string;
+    readonly createdAt: string;
+    readonly by: string;
+  };
+}
+
+/** Runtime warnings and errors about an instance, appended to `wa-<id>` so instance logs stay rebuildable. */
+export interface RuntimeLogEventMap {
+  RuntimeLogged: At & {
+    readonly level: 'debug' | 'info' | 'warn' | 'error';
+    readonly message: string;
+    readonly context: Readonly<Record<string, unknown>>;
+  };
+}

@@ -1,0 +1,213 @@
+import type { Logger } from 'pino';
+import type { Checkpoint, EventStore } from '../src/store/port.ts';
+import { START } from '../src/store/port.ts';
+import type { SqlDatabase } from '../src/store/sql.ts';
+import type { Projection } from './projection.ts';
+
+const BATCH_SIZE = 500;
+
+interface RunningProjection {
+  readonly projection: Projection;
+  checkpoint: Checkpoint;
+  /** Set while the loop sleeps; calling it wakes the loop early. */
+  wake: (() => void) | undefined;
+  waiters: Array<{ position: Checkpoint; resolve: (reached: boolean) => void }>;
+  running: Promise<void> | undefined;
+  /** Set during a rebuild: the loop pauses at the next batch boundary. */
+  paused: Promise<void> | undefined;
+  lastError: string | undefined;
+}
+
+export interface ProjectionStatus {
+  readonly name: string;
+  readonly checkpoint: Checkpoint;
+  readonly lastError: string | undefined;
+}
+
+/**
+ * Keeps the read model up to date. Each projection reads the log after its checkpoint and applies a batch
+ * and the new checkpoint in ONE read-model transaction, so a crash never applies a batch twice or skips
+ * one. Wakes on the store's in-process append signal, and polls as a fallback (other processes).
+ */
+export class ProjectionRunner {
+  private readonly running = new Map<string, RunningProjection>();
+  private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly db: SqlDatabase,
+    private readonly projections: readonly Projection[],
+    private readonly logger: Logger,
+    private readonly pollIntervalMs = 500,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const projection of this.projections) {
+      const { rows } = await this.db.query<{ checkpoint: string }>(
+        `INSERT INTO rm_projection_checkpoints (projection) VALUES ($1)
+         ON CONFLICT (projection) DO UPDATE SET projection = EXCLUDED.projection RETURNING checkpoint`,
+        [projection.name],
+      );
+      const state: RunningProjection = {
+        projection,
+        checkpoint: (rows[0]?.checkpoint ?? START) as Checkpoint,
+        wake: undefined,
+        waiters: [],
+        running: undefined,
+        paused: undefined,
+        lastError: undefined,
+      };
+      this.running.set(projection.name, state);
+    }
+    this.unsubscribe = this.store.onAppended(() => {
+      for (const state of this.running.values()) state.wake?.();
+    });
+    for (const state of this.running.values()) state.running = this.loop(state);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    for (const state of this.running.values()) {
+      state.wake?.();
+      for (const waiter of state.waiters) waiter.resolve(false);
+      state.waiters = [];
+    }
+    await Promise.all([...this.running.values()].map((s) => s.running));
+  }
+
+  status(): ProjectionStatus[] {
+    return [...this.running.values()].map((s) => ({
+      name: s.projection.name,
+      checkpoint: s.checkpoint,
+      lastError: s.lastError,
+    }));
+  }
+
+  names(): string[] {
+    return this.projections.map((p) => p.name);
+  }
+
+  /** Resolves true once the named projections (default: all) have passed `position`; false on timeout. */
+  async waitFor(position: Checkpoint, timeoutMs = 10_000, names?: readonly string[]): Promise<boolean> {
+    const targets = [...this.running.values()].filter((s) => !names || names.includes(s.projection.name));
+    const results = await Promise.all(targets.map((state) => this.waitForOne(state, position, timeoutMs)));
+    return results.every(Boolean);
+  }
+
+  private waitForOne(state: RunningProjection, position: Checkpoint, timeoutMs: number): Promise<boolean> {
+    if (this.store.compareCheckpoints(state.checkpoint, position) >= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        state.waiters = state.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      const waiter = {
+        position,
+        resolve: (reached: boolean) => {
+          clearTimeout(timer);
+          resolve(reached);
+        },
+      };
+      state.waiters.push(waiter);
+      state.wake?.();
+    });
+  }
+
+  /**
+   * Empties the projection's tables and replays the whole log into them, while the app runs. The loop is
+   * paused for the duration so no live batch interleaves with the replay.
+   */
+  async rebuild(name: string): Promise<{ events: number; durationMs: number }> {
+    const state = this.running.get(name);
+    if (!state) throw new Error(`no projection named ${name}`);
+    let release!: () => void;
+    state.paused = new Promise<void>((resolve) => (release = resolve));
+    const started = Date.now();
+    let events = 0;
+    state.wake?.();
+    try {
+      await state.running?.catch(() => undefined);
+      state.running = undefined;
+      await this.db.transaction(async (tx) => {
+        for (const table of state.projection.tables) await tx.query(`DELETE FROM ${table}`);
+        await tx.query(
+          `UPDATE rm_projection_checkpoints SET checkpoint = '', updated_at = now() WHERE projection = $1`,
+          [name],
+        );
+      });
+      state.checkpoint = START;
+      for (;;) {
+        const applied = await this.applyNextBatch(state);
+        events += applied.count;
+        if (applied.caughtUp) break;
+      }
+    } finally {
+      state.paused = undefined;
+      release();
+      if (!this.stopped) state.running = this.loop(state);
+    }
+    return { events, durationMs: Date.now() - started };
+  }
+
+  private async loop(state: RunningProjection): Promise<void> {
+    while (!this.stopped && !state.paused) {
+      let caughtUp = false;
+      try {
+        caughtUp = (await this.applyNextBatch(state)).caughtUp;
+        state.lastError = undefined;
+      } catch (error) {
+        state.lastError = error instanceof Error ? error.message : String(error);
+        this.logger.error(
+          { err: error, projection: state.projection.name },
+          'projection batch failed; retrying',
+        );
+        caughtUp = true;
+      }
+      if (caughtUp && !this.stopped && !state.paused) await this.sleep(state);
+    }
+  }
+
+  private async applyNextBatch(state: RunningProjection): Promise<{ count: number; caughtUp: boolean }> {
+    const { projection } = state;
+    const result = await this.store.readAll({
+      after: state.checkpoint,
+      limit: BATCH_SIZE,
+      filter: projection.filter,
+    });
+    if (result.events.length === 0 && result.next === state.checkpoint) return { count: 0, caughtUp: true };
+    await this.db.transaction(async (tx) => {
+      for (const event of result.events) await projection.apply(tx, event);
+      await tx.query(
+        `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
+        [projection.name, result.next],
+      );
+    });
+    state.checkpoint = result.next;
+    this.settleWaiters(state);
+    return { count: result.events.length, caughtUp: result.caughtUp };
+  }
+
+  private settleWaiters(state: RunningProjection): void {
+    if (state.waiters.length === 0) return;
+    const remaining: RunningProjection['waiters'] = [];
+    for (const waiter of state.waiters) {
+      if (this.store.compareCheckpoints(state.checkpoint, waiter.position) >= 0) waiter.resolve(true);
+      else remaining.push(waiter);
+    }
+    state.waiters = remaining;
+  }
+
+  private sleep(state: RunningProjection): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, state.waiters.length > 0 ? 50 : this.pollIntervalMs);
+      function done(): void {
+        clearTimeout(timer);
+        state.wake = undefined;
+        resolve();
+      }
+      state.wake = done;
+    });
+  }
+}
