@@ -1,0 +1,171 @@
+/**
+ * Read-model queries behind the REST API. Nothing here writes: projections own the tables.
+ */
+import type { SqlExecutor } from '../src/store/sql.ts';
+import type { AdvancedSettings, ProxyView } from '../src/domain/events.ts';
+
+export type ApiState = 'created' | 'disconnected' | 'connecting' | 'qr' | 'open' | 'deleted';
+
+export interface InstanceView {
+  readonly id: string;
+  readonly name: string;
+  readonly state: ApiState;
+  readonly connected: boolean;
+  readonly loggedIn: boolean;
+  readonly paired: boolean;
+  readonly jid: string | null;
+  readonly lid: string | null;
+  readonly profileName: string | null;
+  readonly qrcode: { readonly code: string; readonly expiresAt: string; readonly count: number } | null;
+  readonly pairingCode: string | null;
+  readonly webhookUrl: string | null;
+  readonly events: string[];
+  readonly rabbitmqEnable: boolean;
+  readonly websocketEnable: boolean;
+  readonly natsEnable: boolean;
+  readonly advancedSettings: AdvancedSettings;
+  readonly proxy: ProxyView | null;
+  readonly lastDisconnect: {
+    readonly reason: string;
+    readonly code: number | null;
+    readonly at: string;
+  } | null;
+  readonly version: number;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+interface InstanceRow {
+  id: string;
+  name: string;
+  state: ApiState;
+  connected: boolean;
+  logged_in: boolean;
+  paired: boolean;
+  jid: string | null;
+  lid: string | null;
+  profile_name: string | null;
+  qr_code: string | null;
+  qr_expires_at: string | null;
+  qr_count: number;
+  pairing_code: string | null;
+  webhook_url: string | null;
+  events: string[] | string;
+  rabbitmq_enable: boolean;
+  websocket_enable: boolean;
+  nats_enable: boolean;
+  advanced_settings: AdvancedSettings | string;
+  proxy: ProxyView | string | null;
+  last_disconnect_reason: string | null;
+  last_disconnect_code: number | null;
+  last_disconnect_at: string | null;
+  stream_version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+const COLUMNS = `id, name, state, connected, logged_in, paired, jid, lid, profile_name, qr_code,
+  to_char(qr_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS qr_expires_at, qr_count, pairing_code,
+  webhook_url, events, rabbitmq_enable, websocket_enable, nats_enable, advanced_settings, proxy, last_disconnect_reason,
+  last_disconnect_code, to_char(last_disconnect_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_disconnect_at,
+  stream_version::int AS stream_version,
+  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created_at,
+  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at`;
+
+function json<T>(value: T | string): T {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
+function toView(row: InstanceRow): InstanceView {
+  return {
+    id: row.id,
+    name: row.name,
+    state: row.state,
+    connected: row.connected,
+    loggedIn: row.logged_in,
+    paired: row.paired,
+    jid: row.jid,
+    lid: row.lid,
+    profileName: row.profile_name,
+    qrcode:
+      row.qr_code && row.qr_expires_at
+        ? { code: row.qr_code, expiresAt: row.qr_expires_at, count: row.qr_count }
+        : null,
+    pairingCode: row.pairing_code,
+    webhookUrl: row.webhook_url,
+    events: json<string[]>(row.events),
+    rabbitmqEnable: row.rabbitmq_enable,
+    websocketEnable: row.websocket_enable,
+    natsEnable: row.nats_enable,
+    advancedSettings: json<AdvancedSettings>(row.advanced_settings),
+    proxy: row.proxy === null ? null : json<ProxyView>(row.proxy),
+    lastDisconnect: row.last_disconnect_reason
+      ? {
+          reason: row.last_disconnect_reason,
+          code: row.last_disconnect_code,
+          at: row.last_disconnect_at ?? row.updated_at,
+        }
+      : null,
+    version: Number(row.stream_version),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export async function findInstance(db: SqlExecutor, idOrName: string): Promise<InstanceView | undefined> {
+  const { rows } = await db.query<InstanceRow>(
+    `SELECT ${COLUMNS} FROM rm_instances WHERE id = $1 OR lower(name) = lower($1) ORDER BY (id = $1) DESC LIMIT 1`,
+    [idOrName],
+  );
+  return rows[0] ? toView(rows[0]) : undefined;
+}
+
+export async function listInstances(db: SqlExecutor): Promise<InstanceView[]> {
+  const { rows } = await db.query<InstanceRow>(
+    `SELECT ${COLUMNS} FROM rm_instances ORDER BY created_at, name`,
+  );
+  return rows.map(toView);
+}
+
+export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ instance_id: string }>(
+    'SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1',
+    [tokenHash],
+  );
+  return rows[0]?.instance_id;
+}
+
+export interface LogEntry {
+  readonly level: string;
+  readonly message: string;
+  readonly context: Record<string, unknown>;
+  readonly at: string;
+}
+
+export async function instanceLogs(
+  db: SqlExecutor,
+  instanceId: string,
+  query: { levels?: readonly string[]; limit: number; since?: string },
+): Promise<LogEntry[]> {
+  const params: unknown[] = [instanceId, query.limit];
+  let where = 'instance_id = $1';
+  if (query.levels && query.levels.length > 0) {
+    params.push(query.levels);
+    where += ` AND level = ANY($${params.length})`;
+  }
+  if (query.since) {
+    params.push(query.since);
+    where += ` AND at >= $${params.length}`;
+  }
+  const { rows } = await db.query<{
+    level: string;
+    message: string;
+    context: Record<string, unknown> | string;
+    at: string;
+  }>(
+    `SELECT level, message, context, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at
+       FROM rm_instance_logs WHERE ${where} ORDER BY at DESC, event_id DESC LIMIT $2`,
+    params,
+  );
+  return rows.map((r) => ({ level: r.level, message: r.message, context: json(r.context), at: r.at }));
+}
