@@ -5,12 +5,14 @@ import type { Logger } from 'pino';
 import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
+import { apikeyOf, type Authenticator } from './auth.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export interface AppOptions {
   readonly logger: Logger;
   readonly store: EventStore;
+  readonly authenticator: Authenticator;
   readonly startedAt?: Date;
   /** Route groups registered after the built-in ones; each is encapsulated. */
   readonly plugins?: ReadonlyArray<{ plugin: FastifyPluginAsync; options?: Record<string, unknown> }>;
@@ -25,6 +27,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
   installErrorHandler(app);
+  app.decorateRequest('principal', undefined);
+  app.addHook('onRequest', async (request) => {
+    request.principal = await options.authenticator.authenticate(apikeyOf(request));
+  });
   await app.register(swagger, {
     openapi: {
       info: {

@@ -17,7 +17,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (error.validation) {
       const message = error.validation
         .map((v) => {
-          const where = v.instancePath ? v.instancePath.slice(1).replaceAll('/', '.') : (error.validationContext ?? 'request');
+          const where = v.instancePath
+            ? v.instancePath.slice(1).replaceAll('/', '.')
+            : (error.validationContext ?? 'request');
           if (v.keyword === 'additionalProperties') {
             return `${where}: unknown field "${String(v.params['additionalProperty'])}"`;
           }
@@ -28,7 +30,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500;
     if (status < 500) {
-      const code = error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'ZW_ERR_BODY_TOO_LARGE' : 'ZW_ERR_BAD_REQUEST';
+      const code =
+        error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'ZW_ERR_BODY_TOO_LARGE' : 'ZW_ERR_BAD_REQUEST';
       const message =
         error.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
           ? 'request body too large: the limit is 1 MiB'
@@ -40,11 +43,16 @@ export function installErrorHandler(app: FastifyInstance): void {
     request.log.error({ err: error }, 'unhandled error');
     return reply
       .status(500)
-      .send({ error: { code: 'ZW_ERR_INTERNAL', message: 'internal error; see the server log' } } satisfies ErrorBody);
+      .send({
+        error: { code: 'ZW_ERR_INTERNAL', message: 'internal error; see the server log' },
+      } satisfies ErrorBody);
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({
-      error: { code: 'ZW_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url}; see /docs` },
+      error: {
+        code: 'ZW_ERR_ROUTE_NOT_FOUND',
+        message: `no route ${request.method} ${request.url}; see /docs`,
+      },
     } satisfies ErrorBody),
   );
 }

@@ -24,7 +24,11 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
           },
           503: {
             type: 'object',
-            properties: { status: { type: 'string', enum: ['unavailable'] }, store: { type: 'string' }, error: { type: 'string' } },
+            properties: {
+              status: { type: 'string', enum: ['unavailable'] },
+              store: { type: 'string' },
+              error: { type: 'string' },
+            },
           },
         },
       },
@@ -32,11 +36,19 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
     async (_request, reply) => {
       try {
         await store.ping();
-        return { status: 'ok', store: store.kind, uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000) };
+        return {
+          status: 'ok',
+          store: store.kind,
+          uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        };
       } catch (error) {
         return reply
           .status(503)
-          .send({ status: 'unavailable', store: store.kind, error: error instanceof Error ? error.message : 'unreachable' });
+          .send({
+            status: 'unavailable',
+            store: store.kind,
+            error: error instanceof Error ? error.message : 'unreachable',
+          });
       }
     },
   );
