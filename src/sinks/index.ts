@@ -1,0 +1,200 @@
+/**
+ * The sinks, composed: webhook (always), RabbitMQ (when AMQP_URL is set), NATS (when NATS_URL is set) and
+ * the WebSocket hub (always), each an independent reader of the log with its own position, so one failing
+ * sink never holds back another. See docs/events.md.
+ */
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type { SqlDatabase } from '../store/sql.ts';
+import { AmqpSink } from './amqp.ts';
+import { ConfigTimeline } from './config-timeline.ts';
+import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
+import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
+import { NatsSink } from './nats.ts';
+import { DEFAULT_RETRY_POLICY, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
+import { WebhookSink, type WebhookApi } from './webhook/index.ts';
+import { WebSocketHub } from './websocket/hub.ts';
+
+/** The sinks' migrations (zw_webhook_deliveries), for the shared migration runner. */
+export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
+
+/**
+ * The settings the sinks read. Structurally a subset of src/config.ts `Config`, so the composition root
+ * can pass its config object as is.
+ */
+export interface SinksConfig {
+  readonly amqpUrl?: string | undefined;
+  readonly amqpExchange?: string;
+  readonly natsUrl?: string | undefined;
+  readonly natsSubjectPrefix?: string;
+  readonly webhook?: Partial<WebhookRetryPolicy> & {
+    /** WEBHOOK_GLOBAL_URL */
+    readonly globalUrl?: string | undefined;
+    /** WEBHOOK_GLOBAL_SECRET: signs global webhook bodies; without it they go unsigned. */
+    readonly globalSecret?: string | undefined;
+    /** Requests in flight across all webhook queues. Default 64. */
+    readonly concurrency?: number;
+    /** Delivered rows kept in the delivery log. Default 7 days. */
+    readonly retentionMs?: number;
+  };
+  readonly websocket?: { readonly maxBufferedBytes?: number };
+  /** How long a directory answer (the webhook secret) is reused. Default 5 s. */
+  readonly directoryCacheMs?: number;
+  /** Node.js process metrics in the registry. Default true. */
+  readonly processMetrics?: boolean;
+  /** Overrides for every sink subscription (tests tune polling and batch sizes). */
+  readonly subscription?: Partial<SubscriptionOptions>;
+}
+
+export interface StartSinksOptions {
+  readonly store: EventStore;
+  /** Holds the webhook delivery log (run SINK_MIGRATIONS_DIR first). */
+  readonly db: SqlDatabase;
+  readonly directory: SinkDirectory;
+  readonly config: SinksConfig;
+  readonly logger: Logger;
+}
+
+export interface SinksStatus {
+  readonly rabbitmq: { readonly enabled: boolean; readonly connected: boolean };
+  readonly nats: { readonly enabled: boolean; readonly connected: boolean };
+  readonly websocket: { readonly clients: number };
+}
+
+export interface Sinks {
+  readonly webhook: WebhookApi;
+  readonly websocketHub: WebSocketHub;
+  readonly metrics: SinkMetrics;
+  readonly metricsRegistry: Registry;
+  /** The store subscriptions, by sink (for waitFor in tests and health). */
+  readonly subscriptions: {
+    readonly webhook: Subscription;
+    readonly rabbitmq?: Subscription;
+    readonly nats?: Subscription;
+  };
+  /** Adds a gauge computed at scrape time (the runtime's instance states). */
+  registerGauge(definition: GaugeDefinition): void;
+  /** Drops cached directory answers (call after rotating an instance's webhook secret). */
+  invalidate(instanceId?: string): void;
+  /** Removes a deleted instance's webhook deliveries and metric series. */
+  forgetInstance(instanceId: string): Promise<void>;
+  status(): SinksStatus;
+  stop(): Promise<void>;
+}
+
+export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
+  const { store, db, config, logger } = options;
+  const log = logger.child({ component: 'sinks' });
+  const metrics = new SinkMetrics({ processMetrics: config.processMetrics ?? true });
+  const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
+  const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
+  const subscription = config.subscription;
+
+  const w = config.webhook ?? {};
+  const policy: WebhookRetryPolicy = {
+    maxAttempts: w.maxAttempts ?? DEFAULT_RETRY_POLICY.maxAttempts,
+    timeoutMs: w.timeoutMs ?? DEFAULT_RETRY_POLICY.timeoutMs,
+    backoffBaseMs: w.backoffBaseMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs,
+    backoffMaxMs: w.backoffMaxMs ?? DEFAULT_RETRY_POLICY.backoffMaxMs,
+  };
+  const globalSecret = w.globalSecret ?? null;
+  const webhook = new WebhookSink({
+    store,
+    db,
+    timeline: timeline(),
+    metrics,
+    logger: log.child({ sink: 'webhook' }),
+    policy,
+    ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
+    ...(w.concurrency ? { concurrency: w.concurrency } : {}),
+    ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
+    ...(subscription ? { subscription } : {}),
+    secretOf: async (instanceId, target) => {
+      if (target === 'global') return globalSecret;
+      return (await directory.get(instanceId))?.webhookSecret;
+    },
+  });
+
+  const amqp = config.amqpUrl
+    ? new AmqpSink({
+        url: config.amqpUrl,
+        ...(config.amqpExchange ? { exchange: config.amqpExchange } : {}),
+        store,
+        timeline: timeline(),
+        metrics,
+        logger: log.child({ sink: 'rabbitmq' }),
+        ...(subscription ? { subscription } : {}),
+      })
+    : undefined;
+  const nats = config.natsUrl
+    ? new NatsSink({
+        url: config.natsUrl,
+        ...(config.natsSubjectPrefix ? { prefix: config.natsSubjectPrefix } : {}),
+        store,
+        timeline: timeline(),
+        metrics,
+        logger: log.child({ sink: 'nats' }),
+        ...(subscription ? { subscription } : {}),
+      })
+    : undefined;
+  const websocketHub = new WebSocketHub({
+    store,
+    metrics,
+    logger: log.child({ sink: 'websocket' }),
+    ...(config.websocket?.maxBufferedBytes ? { maxBufferedBytes: config.websocket.maxBufferedBytes } : {}),
+    ...(subscription?.pollIntervalMs ? { pollIntervalMs: subscription.pollIntervalMs } : {}),
+  });
+
+  await websocketHub.start();
+  const subscriptions = {
+    webhook: await webhook.start(),
+    ...(amqp ? { rabbitmq: amqp.start() } : {}),
+    ...(nats ? { nats: nats.start() } : {}),
+  };
+  metrics.setConnected('rabbitmq', false);
+  metrics.setConnected('nats', false);
+  log.info(
+    { webhookGlobal: Boolean(w.globalUrl), rabbitmq: Boolean(amqp), nats: Boolean(nats) },
+    'sinks started',
+  );
+
+  let stopped: Promise<void> | undefined;
+  return {
+    webhook,
+    websocketHub,
+    metrics,
+    metricsRegistry: metrics.registry,
+    subscriptions,
+    registerGauge: (definition) => metrics.registerGauge(definition),
+    invalidate: (instanceId) => directory.invalidate(instanceId),
+    async forgetInstance(instanceId) {
+      directory.invalidate(instanceId);
+      await webhook.forgetInstance(instanceId);
+      await metrics.forgetInstance(instanceId);
+    },
+    status: () => ({
+      rabbitmq: { enabled: amqp !== undefined, connected: amqp?.connected ?? false },
+      nats: { enabled: nats !== undefined, connected: nats?.connected ?? false },
+      websocket: { clients: websocketHub.clientCount },
+    }),
+    stop() {
+      stopped ??= (async () => {
+        await Promise.allSettled([webhook.stop(), amqp?.stop(), nats?.stop(), websocketHub.stop()]);
+        log.info('sinks stopped');
+      })();
+      return stopped;
+    },
+  };
+}
+
+export type { SinkDirectory, InstanceSinkConfig } from './directory.ts';
+export type { SinkEnvelope } from './envelope.ts';
+export { SINK_ENVELOPE_SCHEMA, buildEnvelope, serializeEnvelope } from './envelope.ts';
+export { signBody, verifySignature } from './webhook/signature.ts';
+export type { DeliveryQuery, DeliveryView, DeliveryStatus, DeliveryTarget } from './webhook/delivery-log.ts';
+export type { WebhookApi } from './webhook/index.ts';
+export type { WebhookRetryPolicy } from './webhook/dispatcher.ts';
+export { WS_CLOSE, type WebSocketHub, type HubPrincipal } from './websocket/hub.ts';
+export type { GaugeDefinition, GaugeSample, SinkMetrics } from './metrics.ts';

@@ -1,0 +1,394 @@
+/**
+ * Works the webhook outbox. One ordered queue per (instance, target): a queue sends its head, and only
+ * when the head is delivered or dead-lettered does the next one go out, so an instance's events arrive in
+ * log order. Queues are independent: a failing endpoint only stalls its own queue; a global cap bounds the
+ * requests in flight across all of them.
+ *
+ * Retry rule: a failed attempt is retried after an exponential backoff with jitter, unless the answer was a
+ * 4xx other than 408/429; after the last attempt the delivery is dead (delivery log + store dead letter) and
+ * the queue moves on. During a long outage a queue therefore dead-letters about one event per retry cycle
+ * and holds the rest, which flow in order as soon as the endpoint answers again.
+ */
+import type { Logger } from 'pino';
+import type { EventStore, RecordedEvent } from '../../store/port.ts';
+import { backoffDelay, sleep } from '../backoff.ts';
+import type { SinkMetrics } from '../metrics.ts';
+import type { AttemptOutcome, DeliveryLog, DeliveryRow, DeliveryTarget } from './delivery-log.ts';
+import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
+import {
+  DELIVERY_ID_HEADER,
+  EVENT_ID_HEADER,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  signBody,
+} from './signature.ts';
+
+export interface WebhookRetryPolicy {
+  /** Attempts per delivery, the first included (WEBHOOK_MAX_ATTEMPTS, default 8). */
+  readonly maxAttempts: number;
+  /** Per request (WEBHOOK_TIMEOUT_MS, default 10 000). */
+  readonly timeoutMs: number;
+  /** First retry delay (WEBHOOK_BACKOFF_BASE_MS, default 1 000); doubles per attempt. */
+  readonly backoffBaseMs: number;
+  /** Longest delay between attempts (WEBHOOK_BACKOFF_MAX_MS, default 300 000). */
+  readonly backoffMaxMs: number;
+}
+
+export const DEFAULT_RETRY_POLICY: WebhookRetryPolicy = {
+  maxAttempts: 8,
+  timeoutMs: 10_000,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 300_000,
+};
+
+/** The dead-letter subscription names in the store, per target. */
+export const WEBHOOK_SUBSCRIPTION = 'sink-webhook';
+export const GLOBAL_WEBHOOK_DEAD_LETTERS = 'sink-webhook-global';
+
+/** undefined: the secret cannot be found now (retry later); null: send unsigned. */
+export type SecretLookup = (instanceId: string, target: DeliveryTarget) => Promise<string | null | undefined>;
+
+export interface DispatcherOptions {
+  readonly log: DeliveryLog;
+  readonly sender: WebhookSender;
+  readonly store: EventStore;
+  readonly metrics: SinkMetrics;
+  readonly logger: Logger;
+  readonly policy: WebhookRetryPolicy;
+  readonly secretOf: SecretLookup;
+  /** Requests in flight across all queues. Default 64. */
+  readonly concurrency?: number;
+  /** Rows a queue loads at a time. Default 100. */
+  readonly pageSize?: number;
+  readonly random?: () => number;
+}
+
+class Semaphore {
+  private available: number;
+  private readonly waiting: Array<() => void> = [];
+  constructor(size: number) {
+    this.available = size;
+  }
+  async acquire(): Promise<() => void> {
+    if (this.available > 0) this.available -= 1;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.available += 1;
+    };
+  }
+}
+
+/** Coalesces "delivered" updates: one UPDATE for many rows keeps the log off the hot path. */
+class DeliveredMarks {
+  private pending: AttemptOutcome[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly log: DeliveryLog,
+    private readonly logger: Logger,
+  ) {}
+
+  push(outcome: AttemptOutcome): void {
+    this.pending.push(outcome);
+    if (this.pending.length >= 200) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), 25);
+  }
+
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return this.flushing;
+    this.flushing = this.flushing.then(() =>
+      this.log.markDelivered(batch).catch((error: unknown) => {
+        // The requests succeeded; the rows stay 'pending' and go out again after a restart (at-least-once).
+        this.logger.error({ err: error, count: batch.length }, 'webhook: could not record delivered rows');
+      }),
+    );
+    return this.flushing;
+  }
+}
+
+interface Queue {
+  readonly instanceId: string;
+  readonly target: DeliveryTarget;
+  /** Highest delivery id this process has finished (delivered or dead) in this queue. */
+  lastId: string;
+  dirty: boolean;
+  running: Promise<void> | undefined;
+  /** Wakes the queue's retry wait early (redelivery, stop). */
+  wake: AbortController | undefined;
+  instanceName: string | undefined;
+}
+
+const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
+
+export class WebhookDispatcher {
+  private readonly queues = new Map<string, Queue>();
+  private readonly semaphore: Semaphore;
+  private readonly marks: DeliveredMarks;
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly options: DispatcherOptions) {
+    this.semaphore = new Semaphore(options.concurrency ?? 64);
+    this.marks = new DeliveredMarks(options.log, options.logger);
+  }
+
+  /** Resumes every queue with pending rows (after a restart). */
+  async start(): Promise<void> {
+    for (const { instanceId, target } of await this.options.log.pendingQueues())
+      this.notify(instanceId, target);
+  }
+
+  /** New rows were committed for this queue. */
+  notify(instanceId: string, target: DeliveryTarget): void {
+    if (this.stopping.signal.aborted) return;
+    const k = key(instanceId, target);
+    let queue = this.queues.get(k);
+    if (!queue) {
+      queue = {
+        instanceId,
+        target,
+        lastId: '0',
+        dirty: true,
+        running: undefined,
+        wake: undefined,
+        instanceName: undefined,
+      };
+      this.queues.set(k, queue);
+    }
+    queue.dirty = true;
+    if (!queue.running) {
+      const q = queue;
+      q.running = this.run(q).finally(() => {
+        q.running = undefined;
+        // A notify that raced with the worker's exit.
+        if (q.dirty && this.queues.get(k) === q && !this.stopping.signal.aborted)
+          this.notify(instanceId, target);
+      });
+    }
+  }
+
+  /** Forgets a deleted instance's queues (their rows are purged by the caller). */
+  forget(instanceId: string): void {
+    for (const target of ['instance', 'global'] as const) {
+      const queue = this.queues.get(key(instanceId, target));
+      if (!queue) continue;
+      this.queues.delete(key(instanceId, target));
+      queue.wake?.abort();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    for (const queue of this.queues.values()) queue.wake?.abort();
+    await Promise.all([...this.queues.values()].map((q) => q.running));
+    await this.marks.flush();
+  }
+
+  /** Finishes the "delivered" writes in flight (tests, shutdown). */
+  flushMarks(): Promise<void> {
+    return this.marks.flush();
+  }
+
+  private alive(queue: Queue): boolean {
+    return !this.stopping.signal.aborted && this.queues.get(key(queue.instanceId, queue.target)) === queue;
+  }
+
+  private async run(queue: Queue): Promise<void> {
+    const { log, logger } = this.options;
+    while (this.alive(queue) && queue.dirty) {
+      queue.dirty = false;
+      let rows: DeliveryRow[];
+      try {
+        rows = await log.nextPending(
+          queue.instanceId,
+          queue.target,
+          queue.lastId,
+          this.options.pageSize ?? 100,
+        );
+      } catch (error) {
+        logger.error(
+          { err: error, instanceId: queue.instanceId },
+          'webhook: cannot read the outbox; retrying',
+        );
+        queue.dirty = true;
+        await sleep(1_000, this.stopping.signal);
+        continue;
+      }
+      if (rows.length === 0) continue;
+      // More may follow this page.
+      queue.dirty = true;
+      for (const row of rows) {
+        if (!this.alive(queue)) return;
+        const finished = await this.deliver(queue, row);
+        if (!finished) return;
+        queue.lastId = row.id;
+      }
+    }
+  }
+
+  /** Sends one row until it is delivered or dead; false when the dispatcher stopped first. */
+  private async deliver(queue: Queue, initial: DeliveryRow): Promise<boolean> {
+    const { policy, metrics, logger } = this.options;
+    let attempts = initial.attempts;
+    let notBefore = initial.nextAttemptAt.getTime();
+    queue.instanceName ??= instanceNameOf(initial);
+    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
+    for (;;) {
+      const wait = notBefore - Date.now();
+      if (wait > 0) {
+        queue.wake = new AbortController();
+        await sleep(wait, AbortSignal.any([queue.wake.signal, this.stopping.signal]));
+        queue.wake = undefined;
+      }
+      if (!this.alive(queue)) return false;
+      const result = await this.attempt(initial);
+      attempts += 1;
+      const outcome: AttemptOutcome = {
+        id: initial.id,
+        attempts,
+        at: new Date(),
+        statusCode: result.statusCode,
+        error: result.ok ? null : result.error,
+        durationMs: result.durationMs,
+      };
+      if (result.ok) {
+        this.marks.push(outcome);
+        metrics.deliveredOne('webhook', label, initial.storedAt);
+        return true;
+      }
+      const retryable = isRetryable(result.statusCode);
+      if (retryable && attempts < policy.maxAttempts) {
+        let delay = backoffDelay(
+          { baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs },
+          attempts,
+          this.options.random,
+        );
+        if (result.retryAfterSeconds !== undefined) {
+          delay = Math.min(policy.backoffMaxMs, Math.max(delay, result.retryAfterSeconds * 1000));
+        }
+        notBefore = Date.now() + delay;
+        metrics.retriedOne('webhook', label);
+        logger.debug(
+          { instanceId: queue.instanceId, deliveryId: initial.id, attempts, delay, error: outcome.error },
+          'webhook attempt failed; retrying',
+        );
+        await this.persist(() => this.options.log.recordFailure(outcome, new Date(notBefore)));
+        continue;
+      }
+      await this.deadLetter(queue, initial, outcome, retryable ? 'attempts exhausted' : 'not retryable');
+      metrics.deadLetteredOne('webhook', label);
+      return true;
+    }
+  }
+
+  private async attempt(row: DeliveryRow): Promise<SendResult> {
+    let secret: string | null | undefined;
+    try {
+      secret = await this.options.secretOf(row.instanceId, row.target);
+    } catch (error) {
+      return { ok: false, statusCode: null, error: `secret lookup failed: ${String(error)}`, durationMs: 0 };
+    }
+    if (secret === undefined) {
+      return {
+        ok: false,
+        statusCode: null,
+        error: 'instance not found in the directory (yet)',
+        durationMs: 0,
+      };
+    }
+    const headers: Record<string, string> = {
+      [EVENT_ID_HEADER]: row.eventId,
+      [TIMESTAMP_HEADER]: String(Math.floor(Date.now() / 1000)),
+      [DELIVERY_ID_HEADER]: row.id,
+      'x-zapwire-event': row.eventName,
+    };
+    if (secret !== null) headers[SIGNATURE_HEADER] = signBody(row.body, secret);
+    const release = await this.semaphore.acquire();
+    try {
+      return await this.options.sender.send({
+        url: row.url,
+        body: row.body,
+        headers,
+        timeoutMs: this.options.policy.timeoutMs,
+      });
+    } finally {
+      release();
+    }
+  }
+
+  private async deadLetter(
+    queue: Queue,
+    row: DeliveryRow,
+    outcome: AttemptOutcome,
+    why: string,
+  ): Promise<void> {
+    const error = `${why}: ${outcome.error ?? 'failed'}`;
+    this.options.logger.warn(
+      {
+        instanceId: queue.instanceId,
+        deliveryId: row.id,
+        eventId: row.eventId,
+        attempts: outcome.attempts,
+        error,
+      },
+      'webhook delivery dead-lettered',
+    );
+    await this.persist(() => this.options.log.markDead({ ...outcome, error }));
+    const subscription = row.target === 'global' ? GLOBAL_WEBHOOK_DEAD_LETTERS : WEBHOOK_SUBSCRIPTION;
+    await this.persist(() =>
+      this.options.store.addDeadLetter(subscription, recordedEventOf(row), error, outcome.attempts),
+    );
+  }
+
+  /** Log writes retry until they succeed or the dispatcher stops: losing them would lose the retry state. */
+  private async persist(write: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await write();
+        return;
+      } catch (error) {
+        if (this.stopping.signal.aborted) return;
+        this.options.logger.error({ err: error }, 'webhook: delivery log write failed; retrying');
+        await sleep(Math.min(5_000, 100 * 2 ** attempt), this.stopping.signal);
+      }
+    }
+  }
+}
+
+function instanceNameOf(row: DeliveryRow): string | undefined {
+  try {
+    const parsed = JSON.parse(row.body) as { instance?: { name?: unknown } };
+    return typeof parsed.instance?.name === 'string' ? parsed.instance.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The stored event as far as a dead letter needs it, rebuilt from the delivery row. */
+export function recordedEventOf(row: DeliveryRow): RecordedEvent {
+  let data: Record<string, unknown> = {};
+  try {
+    data = (JSON.parse(row.body) as { data?: Record<string, unknown> }).data ?? {};
+  } catch {
+    // keep empty data: the row's body is the authority
+  }
+  return {
+    id: row.eventId,
+    stream: row.stream,
+    streamPosition: row.streamPosition,
+    position: row.position as RecordedEvent['position'],
+    type: row.eventType,
+    data,
+    metadata: {},
+    createdAt: row.storedAt,
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * One webhook HTTP POST with a hard timeout, over keep-alive agents. Redirects are not followed (a 3xx is a
+ * failed attempt): the signed body goes only where it was configured to go.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+export interface SendRequest {
+  readonly url: string;
+  readonly body: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+}
+
+export type SendResult =
+  | { readonly ok: true; readonly statusCode: number; readonly durationMs: number }
+  | {
+      readonly ok: false;
+      /** null when no response arrived (network error, timeout). */
+      readonly statusCode: number | null;
+      readonly error: string;
+      readonly durationMs: number;
+      /** Seconds from a Retry-After header (429/503), when given. */
+      readonly retryAfterSeconds?: number;
+    };
+
+const MAX_ERROR_BODY = 300;
+
+export class WebhookSender {
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+
+  send(request: SendRequest): Promise<SendResult> {
+    const started = performance.now();
+    const elapsed = (): number => Math.round(performance.now() - started);
+    return new Promise<SendResult>((resolve) => {
+      let url: URL;
+      try {
+        url = new URL(request.url);
+      } catch {
+        resolve({ ok: false, statusCode: null, error: `invalid URL`, durationMs: 0 });
+        return;
+      }
+      const secure = url.protocol === 'https:';
+      if (!secure && url.protocol !== 'http:') {
+        resolve({
+          ok: false,
+          statusCode: null,
+          error: `unsupported protocol ${url.protocol}`,
+          durationMs: 0,
+        });
+        return;
+      }
+      const payload = Buffer.from(request.body, 'utf8');
+      let settled = false;
+      const finish = (result: SendResult): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      const req = (secure ? https : http).request(
+        url,
+        {
+          method: 'POST',
+          agent: secure ? this.httpsAgent : this.httpAgent,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': String(payload.length),
+            'user-agent': 'zapwire-webhook/1',
+            ...request.headers,
+          },
+        },
+        (res) => {
+          const statusCode = res.statusCode ?? 0;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            if (size < MAX_ERROR_BODY) chunks.push(chunk);
+            size += chunk.length;
+          });
+          res.on('error', (error) =>
+            finish({ ok: false, statusCode, error: error.message, durationMs: elapsed() }),
+          );
+          res.on('end', () => {
+            if (statusCode >= 200 && statusCode < 300) {
+              finish({ ok: true, statusCode, durationMs: elapsed() });
+              return;
+            }
+            const text = Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY).trim();
+            const retryAfter = Number(res.headers['retry-after']);
+            finish({
+              ok: false,
+              statusCode,
+              error: `HTTP ${statusCode}${text ? `: ${text}` : ''}`,
+              durationMs: elapsed(),
+              ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
+            });
+          });
+        },
+      );
+      const timer = setTimeout(() => {
+        finish({
+          ok: false,
+          statusCode: null,
+          error: `timeout after ${request.timeoutMs} ms`,
+          durationMs: elapsed(),
+        });
+        req.destroy();
+      }, request.timeoutMs);
+      req.on('error', (error) =>
+        finish({ ok: false, statusCode: null, error: error.message, durationMs: elapsed() }),
+      );
+      req.end(payload);
+    });
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
+
+/** 4xx answers are final except 408 (timeout) and 429 (rate limited); everything else is retried. */
+export function isRetryable(statusCode: number | null): boolean {
+  if (statusCode === null) return true;
+  if (statusCode === 408 || statusCode === 429) return true;
+  return !(statusCode >= 400 && statusCode < 500);
+}

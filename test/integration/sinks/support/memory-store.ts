@@ -1,0 +1,229 @@
+/**
+ * An in-memory EventStore for the sinks' tests: the port's semantics (gap-free positions, filtered reads,
+ * subscriptions that move their checkpoint only after the handler resolves, dead letters), no durability.
+ * Crash tests use the real adapters instead.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  START,
+  type AppendResult,
+  type BatchHandler,
+  type Checkpoint,
+  type DeadLetter,
+  type EventFilter,
+  type EventStore,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type RecordedEvent,
+  type Subscription,
+  type SubscriptionOptions,
+} from '../../../../src/store/port.ts';
+
+const pos = (n: number): Checkpoint => String(n).padStart(12, '0') as Checkpoint;
+const num = (c: Checkpoint): number => (c === START ? 0 : Number(c));
+
+function matches(event: RecordedEvent, filter: EventFilter | undefined): boolean {
+  if (!filter) return true;
+  if (filter.streamPrefixes && !filter.streamPrefixes.some((p) => event.stream.startsWith(p))) return false;
+  if (filter.eventTypes && !filter.eventTypes.includes(event.type)) return false;
+  return true;
+}
+
+export class MemoryEventStore implements EventStore {
+  readonly kind = 'pglite' as const;
+  readonly events: RecordedEvent[] = [];
+  private readonly streams = new Map<string, number>();
+  private readonly checkpoints = new Map<string, Checkpoint>();
+  private readonly deadLetters = new Map<string, DeadLetter & { event: RecordedEvent }>();
+  private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
+  /** Test hook: makes readAll fail while set. */
+  failReads: Error | undefined;
+
+  async append(stream: string, events: readonly NewEvent[]): Promise<AppendResult> {
+    let version = this.streams.get(stream) ?? 0;
+    const recorded: RecordedEvent[] = [];
+    for (const e of events) {
+      version += 1;
+      const r: RecordedEvent = {
+        id: e.id ?? randomUUID(),
+        stream,
+        streamPosition: version,
+        position: pos(this.events.length + 1),
+        type: e.type,
+        data: { ...e.data },
+        metadata: { ...(e.metadata ?? {}) },
+        createdAt: new Date(),
+      };
+      this.events.push(r);
+      recorded.push(r);
+    }
+    this.streams.set(stream, version);
+    const result: AppendResult = {
+      nextVersion: version,
+      position: recorded.at(-1)!.position,
+      events: recorded,
+    };
+    for (const l of this.listeners) l(result, stream);
+    return result;
+  }
+
+  async readStream(stream: string): Promise<RecordedEvent[]> {
+    return this.events.filter((e) => e.stream === stream);
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
+    if (this.failReads) throw this.failReads;
+    const after = num(options.after ?? START);
+    const limit = options.limit ?? 1000;
+    const out: RecordedEvent[] = [];
+    let next = after;
+    for (let i = after; i < this.events.length; i++) {
+      const e = this.events[i]!;
+      next = i + 1;
+      if (matches(e, options.filter)) {
+        out.push(e);
+        if (out.length >= limit) break;
+      }
+    }
+    return { events: out, next: next === 0 ? START : pos(next), caughtUp: next >= this.events.length };
+  }
+
+  async streamVersion(stream: string): Promise<number> {
+    return this.streams.get(stream) ?? 0;
+  }
+
+  async deleteStream(stream: string): Promise<void> {
+    this.streams.delete(stream);
+  }
+
+  subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
+    let stopped = false;
+    let wake: (() => void) | undefined;
+    let resolveCaughtUp!: () => void;
+    const caughtUp = new Promise<void>((r) => (resolveCaughtUp = r));
+    const waiters: Array<{ at: Checkpoint; resolve: (ok: boolean) => void }> = [];
+    if (!this.checkpoints.has(name)) {
+      this.checkpoints.set(name, options.startAt === 'end' ? pos(this.events.length) : START);
+    }
+    const unlisten = this.onAppended(() => wake?.());
+    const settle = (): void => {
+      const current = this.checkpoints.get(name) ?? START;
+      for (const w of [...waiters]) {
+        if (this.compareCheckpoints(current, w.at) >= 0) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(true);
+        }
+      }
+    };
+    const loop = async (): Promise<void> => {
+      while (!stopped) {
+        let idle = false;
+        try {
+          const page = await this.readAll({
+            after: this.checkpoints.get(name) ?? START,
+            limit: options.batchSize ?? 100,
+            filter: options.filter,
+          });
+          if (page.events.length > 0) await handler(page.events);
+          if (stopped) break;
+          this.checkpoints.set(name, page.next);
+          settle();
+          if (page.caughtUp) {
+            resolveCaughtUp();
+            idle = true;
+          }
+        } catch (error) {
+          options.onError?.(error);
+          await new Promise((r) => setTimeout(r, options.retryDelayMs ?? 1000));
+          continue;
+        }
+        if (idle) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, options.pollIntervalMs ?? 500);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+        }
+      }
+    };
+    const running = loop();
+    const store = this;
+    return {
+      name,
+      caughtUp,
+      position: () => store.checkpoints.get(name) ?? START,
+      waitFor(at: Checkpoint, timeoutMs = 10_000): Promise<boolean> {
+        if (store.compareCheckpoints(store.checkpoints.get(name) ?? START, at) >= 0)
+          return Promise.resolve(true);
+        return new Promise((resolve) => {
+          const timer = setTimeout(() => resolve(false), timeoutMs);
+          waiters.push({
+            at,
+            resolve: (ok) => {
+              clearTimeout(timer);
+              resolve(ok);
+            },
+          });
+        });
+      },
+      async stop() {
+        stopped = true;
+        unlisten();
+        wake?.();
+        await running;
+      },
+    };
+  }
+
+  async readCheckpoint(subscription: string): Promise<Checkpoint> {
+    return this.checkpoints.get(subscription) ?? START;
+  }
+
+  async resetCheckpoint(subscription: string, to: Checkpoint): Promise<void> {
+    this.checkpoints.set(subscription, to);
+  }
+
+  async addDeadLetter(
+    subscription: string,
+    event: RecordedEvent,
+    error: string,
+    attempts: number,
+  ): Promise<void> {
+    this.deadLetters.set(`${subscription}\u0000${event.id}`, {
+      subscription,
+      eventId: event.id,
+      error,
+      attempts,
+      failedAt: new Date(),
+      event,
+    });
+  }
+
+  async listDeadLetters(subscription: string): Promise<DeadLetter[]> {
+    return [...this.deadLetters.values()].filter((d) => d.subscription === subscription);
+  }
+
+  async removeDeadLetter(subscription: string, eventId: string): Promise<void> {
+    this.deadLetters.delete(`${subscription}\u0000${eventId}`);
+  }
+
+  compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
+    return Math.sign(num(a) - num(b));
+  }
+
+  async headPosition(): Promise<Checkpoint> {
+    return this.events.length === 0 ? START : pos(this.events.length);
+  }
+
+  onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {}
+}
