@@ -147,3 +147,13 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A logger whose JSON lines the test can read (e.g. to see that a sink reconnected). */
+export function capturingLogger(): { logger: pino.Logger; messages: () => string[] } {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  return {
+    logger,
+    messages: () => lines.map((l) => (JSON.parse(l) as { msg: string }).msg),
+  };
+}

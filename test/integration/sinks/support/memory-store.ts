@@ -151,14 +151,14 @@ export class MemoryEventStore implements EventStore {
       }
     };
     const running = loop();
-    const store = this;
+    const checkpoints = this.checkpoints;
+    const compare = (a: Checkpoint, b: Checkpoint): number => this.compareCheckpoints(a, b);
     return {
       name,
       caughtUp,
-      position: () => store.checkpoints.get(name) ?? START,
+      position: () => checkpoints.get(name) ?? START,
       waitFor(at: Checkpoint, timeoutMs = 10_000): Promise<boolean> {
-        if (store.compareCheckpoints(store.checkpoints.get(name) ?? START, at) >= 0)
-          return Promise.resolve(true);
+        if (compare(checkpoints.get(name) ?? START, at) >= 0) return Promise.resolve(true);
         return new Promise((resolve) => {
           const timer = setTimeout(() => resolve(false), timeoutMs);
           waiters.push({
