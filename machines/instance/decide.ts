@@ -6,7 +6,7 @@ import { transition, type SnapshotFrom } from 'xstate';
 import type { InstanceEvent } from '../../src/domain/events.ts';
 import type { FoldedInstance } from './evolve.ts';
 import type { InstanceMachine } from './machine.ts';
-import type { InstanceMachineEvent } from './types.ts';
+import type { InstanceContext, InstanceMachineEvent, InstanceMachineInput } from './types.ts';
 
 export type InstanceSnapshot = SnapshotFrom<InstanceMachine>;
 
@@ -23,6 +23,9 @@ export interface Decided {
  * transition and emit the same events, because the machine reads nothing but its context and the event.
  */
 export function decide(snapshot: InstanceSnapshot, event: InstanceMachineEvent): Decided {
+  // transition() would still compute a step from a final snapshot; a live actor in `deleted` is done and
+  // takes no more events, so neither does decide().
+  if (snapshot.status !== 'active') return { nextSnapshot: snapshot, emitted: [] };
   const [nextSnapshot, actions] = transition(snapshot.machine, snapshot, event);
   const emitted: InstanceEvent[] = [];
   for (const action of actions) {
@@ -53,4 +56,22 @@ export function restoreSnapshot(
 /** The fold-shaped view of a snapshot: what restoreSnapshot needs. */
 export function foldedOf(snapshot: InstanceSnapshot): Pick<FoldedInstance, 'value' | 'context'> {
   return { value: snapshot.value as FoldedInstance['value'], context: snapshot.context };
+}
+
+/**
+ * xstate's types require `input` in `createActor(machine, { snapshot, input })` even though a snapshot
+ * makes it unused; this is the input that context came from, to satisfy them.
+ */
+export function inputOf(context: InstanceContext): InstanceMachineInput {
+  return {
+    at: context.createdAt,
+    instanceId: context.instanceId,
+    name: context.name,
+    createdBy: 'admin',
+    advancedSettings: context.advancedSettings,
+    sinks: context.sinks,
+    proxy: context.proxy,
+    qrMaxCount: context.qrMaxCount,
+    stableOpenMs: context.stableOpenMs,
+  };
 }

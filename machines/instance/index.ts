@@ -1,6 +1,6 @@
 export { instanceMachine, inertWhatsAppConnection, type InstanceMachine } from './machine.ts';
 export { apiStateOf, apiStateOfValue, isLive } from './api-state.ts';
-export { decide, restoreSnapshot, foldedOf, type Decided, type InstanceSnapshot } from './decide.ts';
+export { decide, restoreSnapshot, foldedOf, inputOf, type Decided, type InstanceSnapshot } from './decide.ts';
 export {
   evolveInstance,
   foldInstance,
