@@ -30,14 +30,15 @@ export interface SinkSubscriptionOptions {
 
 export function startSinkSubscription(options: SinkSubscriptionOptions): Subscription {
   const { store, timeline, logger, handle } = options;
-  let subscription: Subscription | undefined;
+  // The handler reads the subscription's position, and the subscription needs the handler first.
+  const self: { subscription?: Subscription } = {};
 
   const handler = async (batch: readonly RecordedEvent[]): Promise<void> => {
     const first = batch[0];
     if (!first) return;
     timeline.begin();
     try {
-      const lower = subscription?.position();
+      const lower = self.subscription?.position();
       const contiguous =
         lower !== undefined &&
         store.compareCheckpoints(lower, first.position) < 0 &&
@@ -59,7 +60,7 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
     }
   };
 
-  subscription = store.subscribe(
+  const subscription = store.subscribe(
     options.name,
     {
       filter: SINK_EVENT_FILTER,
@@ -73,5 +74,6 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
     },
     handler,
   );
+  self.subscription = subscription;
   return subscription;
 }

@@ -50,6 +50,8 @@ export interface WebhookSinkOptions {
 export interface WebhookApi {
   /** The delivery log of an instance, newest first. */
   deliveries(instanceId: string, query?: DeliveryQuery): Promise<DeliveryView[]>;
+  /** One delivery of the instance; undefined when it does not exist or belongs to another instance. */
+  delivery(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined>;
   /**
    * Queues a delivery again (any status), behind what is pending now, to the instance's current webhook URL
    * (the original URL when the webhook is now unset). Removes the matching dead letter. undefined when the
@@ -159,6 +161,11 @@ export class WebhookSink implements WebhookApi {
 
   async deliveries(instanceId: string, query: DeliveryQuery = {}): Promise<DeliveryView[]> {
     return (await this.log.list(instanceId, query)).map(viewOf);
+  }
+
+  async delivery(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined> {
+    const row = await this.log.get(instanceId, deliveryId);
+    return row ? viewOf(row) : undefined;
   }
 
   async redeliver(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined> {

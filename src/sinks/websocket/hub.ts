@@ -111,6 +111,16 @@ export class WebSocketHub {
     return this.tail;
   }
 
+  /** Whether `from` is a position this store can resume after (a malformed one is a 400, not a dead socket). */
+  async acceptsPosition(from: Checkpoint): Promise<boolean> {
+    try {
+      await this.options.store.readAll({ after: from, limit: 1, filter: SINK_EVENT_FILTER });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   get clientCount(): number {
     return this.clients.size;
   }

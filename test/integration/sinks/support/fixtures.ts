@@ -62,6 +62,7 @@ export async function messages(
   id: string,
   count: number,
   prefix = 'm',
+  text?: string,
 ): Promise<RecordedEvent[]> {
   const events = Array.from({ length: count }, (_, i) => ({
     type: 'MessageReceived',
@@ -73,7 +74,7 @@ export async function messages(
       fromMe: false,
       pushName: null,
       messageType: 'conversation',
-      text: `${prefix}${i}`,
+      text: text ?? `${prefix}${i}`,
       timestamp: at(),
       isGroup: false,
     },

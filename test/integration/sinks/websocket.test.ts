@@ -1,0 +1,247 @@
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { eventsRoutes, type EventsPrincipal } from '../../../src/http/routes/events.ts';
+import { installErrorHandler } from '../../../src/http/errors.ts';
+import { startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
+import type { SqlDatabase } from '../../../src/store/sql.ts';
+import {
+  StaticDirectory,
+  assertEnvelope,
+  createInstance,
+  eventually,
+  messages,
+  mixedEvents,
+  silentLogger,
+  sinks as settings,
+} from './support/fixtures.ts';
+import { MemoryEventStore } from './support/memory-store.ts';
+import { memoryDatabase } from './support/pglite-db.ts';
+
+const ADMIN = 'admin-key-0123456789abcdef';
+const TOKENS: Record<string, string> = { 'token-alpha': 'a1', 'token-beta': 'b1' };
+const NAMES: Record<string, string> = { a1: 'alpha', b1: 'beta', c1: 'gamma' };
+
+interface Frame {
+  id: string;
+  event: string;
+  instance: { id: string; name: string };
+  position: string;
+  data: { text?: string };
+}
+
+interface Client {
+  ws: WebSocket;
+  frames: Frame[];
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+describe('WebSocket sink and /ws', () => {
+  let db: SqlDatabase;
+  let store: MemoryEventStore;
+  let sinks: Sinks;
+  let app: FastifyInstance;
+  let base: string;
+  const rotated: string[] = [];
+
+  const sockets: WebSocket[] = [];
+  const open = (query: string, headers: Record<string, string> = {}): Promise<Client> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${base}/ws${query}`, { headers });
+      sockets.push(ws);
+      const frames: Frame[] = [];
+      const closed = new Promise<{ code: number; reason: string }>((r) =>
+        ws.on('close', (code, reason) => r({ code, reason: reason.toString() })),
+      );
+      ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Frame));
+      ws.once('open', () => resolve({ ws, frames, closed }));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+
+  beforeAll(async () => {
+    db = await memoryDatabase();
+  });
+  afterAll(async () => {
+    await db.close();
+  });
+
+  const boot = async (maxBufferedBytes?: number): Promise<void> => {
+    store = new MemoryEventStore();
+    await db.query('TRUNCATE zw_webhook_deliveries RESTART IDENTITY');
+    sinks = await startSinks({
+      store,
+      db,
+      directory: new StaticDirectory(),
+      logger: silentLogger,
+      config: {
+        processMetrics: false,
+        subscription: { pollIntervalMs: 50, retryDelayMs: 50 },
+        ...(maxBufferedBytes ? { websocket: { maxBufferedBytes } } : {}),
+      },
+    });
+    app = Fastify();
+    installErrorHandler(app);
+    await app.register(eventsRoutes, {
+      sinks,
+      authenticate: async (key): Promise<EventsPrincipal | undefined> => {
+        if (key === ADMIN) return { role: 'admin' };
+        const id = TOKENS[key];
+        return id ? { role: 'instance', instanceId: id } : undefined;
+      },
+      resolveInstance: async (ref) => {
+        const id = NAMES[ref] ? ref : Object.keys(NAMES).find((k) => NAMES[k] === ref.toLowerCase());
+        return id ? { id, name: NAMES[id]! } : undefined;
+      },
+      rotateWebhookSecret: async (id) => {
+        rotated.push(id);
+        return `new-secret-${id}`;
+      },
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  };
+
+  beforeEach(() => {
+    rotated.length = 0;
+  });
+  afterEach(async () => {
+    for (const ws of sockets.splice(0)) ws.terminate();
+    await sinks.stop();
+    await app.close();
+  });
+
+  it('authenticates, scopes instance tokens to their instance, and filters by websocketEnable and ?events=', async () => {
+    await boot();
+    await createInstance(store, 'a1', 'alpha', settings({ websocketEnable: true, events: ['ALL'] }));
+    await createInstance(
+      store,
+      'b1',
+      'beta',
+      settings({ websocketEnable: true, events: ['MESSAGE', 'CALL'] }),
+    );
+    await createInstance(store, 'c1', 'gamma', settings({ websocketEnable: false, events: ['ALL'] }));
+
+    await expect(open('')).rejects.toThrow('HTTP 401');
+    await expect(open('?apikey=wrong')).rejects.toThrow('HTTP 401');
+    await expect(open('?events=NOPE', { apikey: ADMIN })).rejects.toThrow('HTTP 400');
+    await expect(open('?instance=beta&token=token-alpha')).rejects.toThrow('HTTP 403');
+    await expect(open('?from=', { apikey: 'token-alpha' })).resolves.toBeDefined();
+
+    const admin = await open('', { apikey: ADMIN });
+    const adminCalls = await open(`?events=call&apikey=${ADMIN}`);
+    const alpha = await open('?token=token-alpha');
+    const betaOnly = await open('?instance=beta', { apikey: ADMIN });
+    for (const id of ['a1', 'b1', 'c1']) await mixedEvents(store, id);
+    await eventually(() => admin.frames.length >= 7, 5_000, 'admin frames');
+    await new Promise((r) => setTimeout(r, 200));
+
+    const tags = (c: Client): string[] => c.frames.map((f) => `${f.instance.name}:${f.event}`);
+    expect(tags(admin)).toEqual([
+      'alpha:MESSAGE',
+      'alpha:CALL',
+      'alpha:PRESENCE_UPDATE',
+      'alpha:CONNECTION_UPDATE',
+      'alpha:QR_CODE',
+      'beta:MESSAGE',
+      'beta:CALL',
+    ]);
+    expect(tags(adminCalls)).toEqual(['alpha:CALL', 'beta:CALL']);
+    expect(tags(alpha)).toEqual(tags(admin).filter((t) => t.startsWith('alpha:')));
+    expect(tags(betaOnly)).toEqual(['beta:MESSAGE', 'beta:CALL']);
+    for (const f of admin.frames) assertEnvelope(f);
+    for (const c of [admin, adminCalls, alpha, betaOnly]) c.ws.close();
+  });
+
+  it('replays from ?from= and joins the live tail without gap or repeat while events keep coming', async () => {
+    await boot();
+    await createInstance(store, 'a1', 'alpha', settings({ websocketEnable: true, events: ['MESSAGE'] }));
+    const live = await open('', { apikey: ADMIN });
+    let producing = true;
+    const producer = (async () => {
+      for (let i = 0; producing; i++) {
+        await messages(store, 'a1', 5, `b${i}-`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    await eventually(() => live.frames.length >= 300, 10_000, '300 live frames');
+    const resumeAfter = live.frames[50]!;
+    const resumed = await open(`?from=${encodeURIComponent(resumeAfter.position)}`, {
+      apikey: 'token-alpha',
+    });
+    await eventually(() => resumed.frames.length >= 400, 10_000, 'resumed client catches up');
+    producing = false;
+    await producer;
+    await sinks.websocketHub.position();
+    await eventually(() => live.frames.length === resumed.frames.length + 51, 5_000, 'both have everything');
+    const expected = store.events.filter((e) => e.type === 'MessageReceived').map((e) => e.id);
+    expect(live.frames.map((f) => f.id)).toEqual(expected);
+    expect(resumed.frames.map((f) => f.id)).toEqual(expected.slice(51));
+    live.ws.close();
+    resumed.ws.close();
+  });
+
+  it('closes a consumer that does not keep up with 4008; resuming with ?from= recovers everything', async () => {
+    await boot(64 * 1024);
+    await createInstance(store, 'a1', 'alpha', settings({ websocketEnable: true, events: ['MESSAGE'] }));
+    const slow = await open('', { apikey: ADMIN });
+    slow.ws.pause(); // stops reading: the server's unsent bytes grow
+    const big = 'x'.repeat(4096);
+    // Until the kernel's socket buffers are full and the server's unsent bytes pass the bound.
+    for (let i = 0; i < 400 && !/slow_consumers_closed_total 1/.test(await sinks.metrics.render()); i++) {
+      await messages(store, 'a1', 50, `s${i}-`, big);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await eventually(
+      async () => /slow_consumers_closed_total 1/.test(await sinks.metrics.render()),
+      5_000,
+      'closed as slow',
+    );
+    expect(sinks.websocketHub.clientCount).toBe(0);
+    slow.ws.resume();
+    const { code, reason } = await slow.closed;
+    expect(code).toBe(WS_CLOSE.SLOW_CONSUMER);
+    expect(reason).toMatch(/slow consumer/);
+    const expected = store.events.filter((e) => e.type === 'MessageReceived').map((e) => e.id);
+    expect(slow.frames.length).toBeGreaterThan(0);
+    expect(slow.frames.length).toBeLessThan(expected.length);
+
+    const last = slow.frames.at(-1)!.position;
+    const again = await open(`?from=${encodeURIComponent(last)}`, { apikey: ADMIN });
+    await eventually(() => slow.frames.length + again.frames.length >= expected.length, 10_000, 'the rest');
+    expect([...slow.frames, ...again.frames].map((f) => f.id)).toEqual(expected);
+    again.ws.close();
+  });
+
+  it('serves /metrics to the admin key only, and rotates webhook secrets', async () => {
+    await boot();
+    const metrics = await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toMatch(/text\/plain/);
+    expect(metrics.body).toContain('zapwire_sink_delivered_total');
+    expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
+    expect((await app.inject({ url: '/metrics', headers: { apikey: 'token-alpha' } })).statusCode).toBe(403);
+
+    const rotate = await app.inject({
+      method: 'POST',
+      url: '/instance/alpha/webhook/secret/rotate',
+      headers: { apikey: 'token-alpha' },
+    });
+    expect(rotate.statusCode).toBe(200);
+    expect(rotate.json()).toEqual({ webhookSecret: 'new-secret-a1' });
+    expect(rotated).toEqual(['a1']);
+    const other = await app.inject({
+      method: 'POST',
+      url: '/instance/beta/webhook/secret/rotate',
+      headers: { apikey: 'token-alpha' },
+    });
+    expect(other.statusCode).toBe(403);
+    const missing = await app.inject({
+      method: 'POST',
+      url: '/instance/nobody/webhook/secret/rotate',
+      headers: { apikey: ADMIN },
+    });
+    expect(missing.statusCode).toBe(404);
+  });
+});
