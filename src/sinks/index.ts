@@ -8,12 +8,14 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
-import { AmqpSink } from './amqp.ts';
+import { START } from '../store/port.ts';
+import { AMQP_SUBSCRIPTION, AmqpSink } from './amqp.ts';
+import { sleep } from './backoff.ts';
 import { ConfigTimeline } from './config-timeline.ts';
 import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
 import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
-import { NatsSink } from './nats.ts';
-import { DEFAULT_RETRY_POLICY, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
+import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
+import { DEFAULT_RETRY_POLICY, WEBHOOK_SUBSCRIPTION, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
 import { WebhookSink, type WebhookApi } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
 
@@ -148,11 +150,23 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   });
 
   await websocketHub.start();
+  const fresh = new Set<string>();
+  for (const name of [WEBHOOK_SUBSCRIPTION, AMQP_SUBSCRIPTION, NATS_SUBSCRIPTION]) {
+    if ((await store.readCheckpoint(name)) === START) fresh.add(name);
+  }
   const subscriptions = {
     webhook: await webhook.start(),
     ...(amqp ? { rabbitmq: amqp.start() } : {}),
     ...(nats ? { nats: nats.start() } : {}),
   };
+  // A sink seen for the first time starts at the end of the log, as of when its subscription is created
+  // (asynchronously). Wait for that, so events appended once startSinks resolved are all delivered. Bounded:
+  // a subscription that exists but never moved may have a backlog to work through first.
+  await Promise.all(
+    Object.values(subscriptions)
+      .filter((s) => fresh.has(s.name))
+      .map((s) => Promise.race([s.caughtUp, sleep(5_000)])),
+  );
   metrics.setConnected('rabbitmq', false);
   metrics.setConnected('nats', false);
   log.info(
