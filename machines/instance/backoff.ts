@@ -20,12 +20,31 @@ function unitHash(seed: string): number {
   return (hash >>> 0) / 0x1_0000_0000;
 }
 
-/** Delay before retry number `retry` (1 = first retry): nominal 2 s · 2^(retry-1), ±25 %, within [2 s, 5 min]. */
-export function exponentialBackoffMs(retry: number, seed: string): number {
+export interface BackoffBounds {
+  readonly baseMs: number;
+  readonly capMs: number;
+}
+
+/** Delay before retry number `retry` (1 = first retry): nominal base · 2^(retry-1), ±25 %, within [base, cap]. */
+export function exponentialBackoffMs(
+  retry: number,
+  seed: string,
+  { baseMs, capMs }: BackoffBounds = { baseMs: RECONNECT_BASE_MS, capMs: RECONNECT_CAP_MS },
+): number {
   const exponent = Math.min(Math.max(retry, 1) - 1, 20);
-  const nominal = Math.min(RECONNECT_BASE_MS * 2 ** exponent, RECONNECT_CAP_MS);
+  const nominal = Math.min(baseMs * 2 ** exponent, capMs);
   const jittered = Math.round(nominal * (0.75 + 0.5 * unitHash(seed)));
-  return Math.min(Math.max(jittered, RECONNECT_BASE_MS), RECONNECT_CAP_MS);
+  return Math.min(Math.max(jittered, baseMs), capMs);
+}
+
+/** A `reconnectDelay` with configured bounds (RECONNECT_BASE_MS / RECONNECT_MAX_MS); as pure as the default. */
+export function reconnectDelayWithin(bounds: BackoffBounds) {
+  return ({ context }: { readonly context: InstanceContext }): number =>
+    exponentialBackoffMs(
+      context.reconnectAttempt,
+      `${context.instanceId}:${context.reconnectAttempt}`,
+      bounds,
+    );
 }
 
 /**

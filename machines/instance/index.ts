@@ -13,6 +13,8 @@ export {
 export {
   defaultReconnectDelay,
   exponentialBackoffMs,
+  reconnectDelayWithin,
+  type BackoffBounds,
   RECONNECT_BASE_MS,
   RECONNECT_CAP_MS,
 } from './backoff.ts';

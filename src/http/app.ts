@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
@@ -14,16 +14,15 @@ export interface AppOptions {
   readonly store: EventStore;
   readonly authenticator: Authenticator;
   readonly startedAt?: Date;
-  /** Route groups registered after the built-in ones; each is encapsulated. */
-  readonly plugins?: ReadonlyArray<{ plugin: FastifyPluginAsync; options?: Record<string, unknown> }>;
+  /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
+  readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
-    disableRequestLogging: false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
   });
   installErrorHandler(app);
@@ -45,8 +44,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
-  for (const { plugin, options: pluginOptions } of options.plugins ?? []) {
-    await app.register(plugin, pluginOptions ?? {});
-  }
+  await options.routes?.(app);
   return app;
 }

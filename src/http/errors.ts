@@ -41,11 +41,9 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(status).send({ error: { code, message } } satisfies ErrorBody);
     }
     request.log.error({ err: error }, 'unhandled error');
-    return reply
-      .status(500)
-      .send({
-        error: { code: 'ZW_ERR_INTERNAL', message: 'internal error; see the server log' },
-      } satisfies ErrorBody);
+    return reply.status(500).send({
+      error: { code: 'ZW_ERR_INTERNAL', message: 'internal error; see the server log' },
+    } satisfies ErrorBody);
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({

@@ -30,7 +30,9 @@ export interface SentMessage {
 
 export interface InstanceService {
   /** The token and webhook secret are returned here only: they are stored hashed or sealed. */
-  create(input: CreateInstanceInput): Promise<{ instance: InstanceView; token: string; webhookSecret: string }>;
+  create(
+    input: CreateInstanceInput,
+  ): Promise<{ instance: InstanceView; token: string; webhookSecret: string }>;
   /** Starts connecting (asynchronous: returns at once with the state). Optionally reconfigures sinks first. */
   connect(instanceId: string, sinks?: Partial<SinkSettings>): Promise<InstanceView>;
   /** Rate-limited per instance (429 with Retry-After). */

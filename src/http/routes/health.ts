@@ -42,13 +42,11 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
           uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         };
       } catch (error) {
-        return reply
-          .status(503)
-          .send({
-            status: 'unavailable',
-            store: store.kind,
-            error: error instanceof Error ? error.message : 'unreachable',
-          });
+        return reply.status(503).send({
+          status: 'unavailable',
+          store: store.kind,
+          error: error instanceof Error ? error.message : 'unreachable',
+        });
       }
     },
   );

@@ -219,16 +219,14 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         ...(body.proxy ? { proxy: parseProxy(body.proxy) } : {}),
         ...(body.advancedSettings ? { advancedSettings: body.advancedSettings } : {}),
       });
-      return reply
-        .status(201)
-        .send({
-          id: instance.id,
-          name: instance.name,
-          token,
-          webhookSecret,
-          connected: false,
-          state: instance.state,
-        });
+      return reply.status(201).send({
+        id: instance.id,
+        name: instance.name,
+        token,
+        webhookSecret,
+        connected: false,
+        state: instance.state,
+      });
     },
   );
 
@@ -313,7 +311,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         summary:
           'Start connecting (asynchronous): the QR code appears a few seconds later at GET /instance/qr',
         body: {
-          type: 'object',
+          type: ['object', 'null'],
           properties: { instanceName: { type: 'string', maxLength: 128 }, ...sinkProperties },
         },
         response: { 200: stateResponse, ...errors },
@@ -571,7 +569,11 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         querystring: {
           type: 'object',
           properties: {
-            level: { type: 'string', pattern: '^(?i:debug|info|warn|warning|error)$' },
+            level: {
+              type: 'string',
+              pattern:
+                '^([Dd][Ee][Bb][Uu][Gg]|[Ii][Nn][Ff][Oo]|[Ww][Aa][Rr][Nn]([Ii][Nn][Gg])?|[Ee][Rr][Rr][Oo][Rr])$',
+            },
             limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
             since: { type: 'string', format: 'date-time' },
           },
@@ -646,5 +648,4 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       return service.sendText(i.id, request.body.number, request.body.text);
     },
   );
-
 };

@@ -1,0 +1,204 @@
+/**
+ * Composition root: the only module that knows every adapter. `startZapwire` is also what the
+ * integration and end-to-end tests start, with their own connector and configuration.
+ */
+import { randomBytes } from 'node:crypto';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { ConfigError, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { buildApp } from './http/app.ts';
+import { createAuthenticator } from './http/auth.ts';
+import { instanceRoutes } from './http/routes/instances.ts';
+import { openEventStore } from './store/index.ts';
+import type { EventStore } from './store/port.ts';
+import type { SqlDatabase } from './store/sql.ts';
+import type { WhatsAppConnector } from './whatsapp/port.ts';
+import { InstanceRuntime } from './runtime/instance-runtime.ts';
+import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
+import { ProjectionRunner } from '../projections/runner.ts';
+import { instancesProjection } from '../projections/instances.ts';
+import { instanceLogsProjection } from '../projections/instance-logs.ts';
+import { messagesProjection } from '../projections/messages.ts';
+import { instanceIdByTokenHash } from '../projections/queries.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const MIGRATION_DIRECTORIES = [
+  join(root, 'src/store/migrations'),
+  join(root, 'projections/migrations'),
+  join(root, 'src/runtime/migrations'),
+];
+
+export interface Zapwire {
+  readonly app: FastifyInstance;
+  readonly config: Config;
+  readonly store: EventStore;
+  readonly db: SqlDatabase;
+  readonly runtime: InstanceRuntime;
+  readonly projections: ProjectionRunner;
+  readonly globalApiKey: string;
+  /** The listening URL once `listen` was asked for. */
+  readonly url: string | undefined;
+  stop(): Promise<void>;
+}
+
+/** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
+export interface ConnectorDependencies {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: SqlDatabase;
+  /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
+  readonly sessionKey: Buffer;
+  /** Looks up an instance's proxy password (kept sealed outside the event log). */
+  readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
+}
+
+export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;
+
+export interface StartOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** The WhatsApp side; main() passes the Baileys adapter, tests a fake or Baileys on the sandbox. */
+  readonly connector: WhatsAppConnector | ConnectorFactory;
+  readonly listen?: boolean;
+}
+
+export async function startZapwire(options: StartOptions): Promise<Zapwire> {
+  const { config, logger } = options;
+  const key = config.globalApiKey
+    ? { value: config.globalApiKey, created: false }
+    : loadOrCreateSecret(config.dataDir, 'global-api-key');
+  if (key.created) {
+    process.stderr.write(
+      `\n  zapwire generated the admin API key (stored in ${join(config.dataDir, 'global-api-key')}; shown once):\n\n    GLOBAL_API_KEY=${key.value}\n\n`,
+    );
+  }
+  const secretKey = config.sessionEncryptionKey
+    ? config.sessionEncryptionKey
+    : Buffer.from(
+        loadOrCreateSecret(config.dataDir, 'session-encryption-key', () => randomBytes(32).toString('hex'))
+          .value,
+        'hex',
+      );
+
+  const { store, db } = await openEventStore({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    eventStoreUrl: config.eventStoreUrl,
+    migrations: MIGRATION_DIRECTORIES,
+  });
+  const projections = new ProjectionRunner(
+    store,
+    db,
+    [instancesProjection, instanceLogsProjection, messagesProjection],
+    logger,
+  );
+  await projections.start();
+  const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
+  const connector =
+    typeof options.connector === 'function'
+      ? await options.connector({
+          config,
+          logger,
+          db,
+          sessionKey: secretKey,
+          proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
+        })
+      : options.connector;
+  const runtime = new InstanceRuntime({
+    store,
+    db,
+    projections,
+    connector,
+    secrets,
+    logger,
+    qrMaxCount: config.qrCodeMaxCount,
+    reconnect: config.reconnect,
+    restoreConcurrency: config.restoreConcurrency,
+  });
+  await runtime.start();
+
+  const app = await buildApp({
+    logger,
+    store,
+    authenticator: createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash)),
+    routes: async (server) => {
+      await server.register(instanceRoutes, { service: runtime, db });
+    },
+  });
+  let url: string | undefined;
+  if (options.listen !== false) {
+    url = await app.listen({ port: config.port, host: config.host });
+    logger.info(
+      { url, store: store.kind, dataDir: config.dataDir },
+      `zapwire listening on ${url} (API docs at ${url}/docs)`,
+    );
+  } else {
+    await app.ready();
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    app,
+    config,
+    store,
+    db,
+    runtime,
+    projections,
+    globalApiKey: key.value,
+    url,
+    stop() {
+      stopped ??= (async () => {
+        await app.close();
+        await runtime.stop();
+        await projections.stop();
+        await store.close();
+        if (db !== (store as unknown)) await db.close().catch(() => undefined);
+      })();
+      return stopped;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`zapwire: ${error.message}\nSee .env.example for every variable and its form.\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
+  const zapwire = await startZapwire({ config, logger, connector: createBaileysConnector });
+  let shuttingDown = false;
+  const shutdown = (signal: string): void => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down: finishing requests, closing connections');
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    zapwire.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((error: unknown) => {
+    process.stderr.write(
+      `zapwire failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(1);
+  });
+}
