@@ -28,6 +28,7 @@ export const MIGRATION_DIRECTORIES = [
   join(root, 'src/store/migrations'),
   join(root, 'projections/migrations'),
   join(root, 'src/runtime/migrations'),
+  join(root, 'src/whatsapp/baileys/migrations'),
 ];
 
 export interface Zapwire {

@@ -1,0 +1,366 @@
+/**
+ * Baileys' auth state (creds + Signal keys) in the database, sealed (AES-256-GCM, see sealing.ts), behind
+ * one byte-bounded LRU shared by every instance. Replaces useMultiFileAuthState, which keeps a mutex per
+ * key file forever (whatsapp-protocol-notes.md, pitfall 8) and writes key material as plain files.
+ *
+ * - One row per (instance, category, key): category is Baileys' key type or `creds`; the key id is kept
+ *   only as a keyed hash. Values are serialised with Baileys' BufferJSON.
+ * - `keys.set` arrives with many keys at once (812 pre-keys after the first login): one statement per batch,
+ *   in one transaction.
+ * - Writes of an instance run one after another (a promise chain per instance, dropped when idle). A read
+ *   that misses the cache waits for the instance's pending writes, and `open` does too: after pair-success
+ *   the socket closes with 515 and the next socket must load the creds the previous one just wrote.
+ * - Creds are written only once the device is paired (`creds.account` is set): a QR that nobody scanned,
+ *   or a pairing code that nobody typed, leaves nothing behind, and never a half-registered `me` that the
+ *   next login would present (and be refused with 401 for).
+ * - `remove` revokes every live handle of the instance first, so a socket that is still winding down
+ *   cannot write its keys back after the session was deleted.
+ */
+import {
+  BufferJSON,
+  initAuthCreds,
+  proto,
+  type AuthenticationCreds,
+  type AuthenticationState,
+  type SignalDataSet,
+  type SignalDataTypeMap,
+  type SignalKeyStore,
+} from '@whiskeysockets/baileys';
+import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
+import { ByteLru } from './lru.ts';
+import { AuthStateSealer, rowAad } from './sealing.ts';
+
+const CREDS = 'creds';
+/**
+ * The creds row's key is not hashed: it names nothing secret, and a constant key means a wrong
+ * SESSION_ENCRYPTION_KEY fails loudly on open instead of making a paired instance look unpaired.
+ */
+const CREDS_REF = 'creds';
+/** Rough per-entry overhead of the cache (Map entry, key string, object headers). */
+const ENTRY_OVERHEAD_BYTES = 160;
+const ROWS_PER_STATEMENT = 1_000;
+
+export interface AuthStoreOptions {
+  /** Budget of the shared key cache. Default 16 MiB. */
+  readonly cacheBytes?: number;
+  /** Most entries in the shared key cache. Default 50 000. */
+  readonly cacheEntries?: number;
+}
+
+type KeyType = keyof SignalDataTypeMap;
+
+interface Row {
+  readonly category: string;
+  readonly reference: string;
+  readonly sealed: Buffer;
+}
+
+/** Serialises a value as Baileys does for its own file store. */
+export function serialiseAuthValue(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value, BufferJSON.replacer), 'utf8');
+}
+
+export function deserialiseAuthValue(category: string, plaintext: Buffer): unknown {
+  const value: unknown = JSON.parse(plaintext.toString('utf8'), BufferJSON.reviver);
+  // Baileys expects a protobuf object for app-state keys (useMultiFileAuthState does the same).
+  if (category === 'app-state-sync-key' && value && typeof value === 'object') {
+    return proto.Message.AppStateSyncKeyData.fromObject(value as Record<string, unknown>);
+  }
+  return value;
+}
+
+export class BaileysAuthStore {
+  private readonly cache: ByteLru<unknown>;
+  private readonly tails = new Map<string, Promise<void>>();
+  private readonly live = new Map<string, Set<AuthSession>>();
+  readonly sealer: AuthStateSealer;
+
+  constructor(
+    readonly db: SqlDatabase,
+    sessionKey: Buffer,
+    options: AuthStoreOptions = {},
+  ) {
+    this.sealer = new AuthStateSealer(sessionKey);
+    this.cache = new ByteLru<unknown>({
+      maxBytes: options.cacheBytes ?? 16 * 1024 * 1024,
+      maxEntries: options.cacheEntries ?? 50_000,
+    });
+  }
+
+  /** Cache statistics (tests, the bench). */
+  cacheUsage(): { entries: number; bytes: number } {
+    return { entries: this.cache.size, bytes: this.cache.bytes };
+  }
+
+  /** Loads (or creates, in memory only) the auth state of an instance for one socket. */
+  async open(instanceId: string): Promise<AuthSession> {
+    await this.settled(instanceId);
+    const creds = (await this.readCreds(instanceId)) ?? initAuthCreds();
+    const session = new AuthSession(this, instanceId, creds);
+    const set = this.live.get(instanceId) ?? new Set<AuthSession>();
+    set.add(session);
+    this.live.set(instanceId, set);
+    return session;
+  }
+
+  /** Whether a paired session is saved for the instance. */
+  async hasSession(instanceId: string): Promise<boolean> {
+    await this.settled(instanceId);
+    const { rows } = await this.db.query(
+      'SELECT 1 FROM wa_auth_state WHERE instance_id = $1 AND category = $2 LIMIT 1',
+      [instanceId, CREDS],
+    );
+    return rows.length > 0;
+  }
+
+  /** Deletes every row of the instance and stops its live handles from writing. Idempotent. */
+  async remove(instanceId: string): Promise<void> {
+    for (const session of this.live.get(instanceId) ?? []) session.revoke();
+    this.cache.deletePrefix(`${instanceId}\u0000`);
+    await this.enqueue(instanceId, async () => {
+      await this.db.query('DELETE FROM wa_auth_state WHERE instance_id = $1', [instanceId]);
+    });
+    this.cache.deletePrefix(`${instanceId}\u0000`);
+  }
+
+  // ------------------------------------------------------------------ used by AuthSession
+
+  /** @internal */
+  release(session: AuthSession): void {
+    const set = this.live.get(session.instanceId);
+    if (!set) return;
+    set.delete(session);
+    if (set.size === 0) this.live.delete(session.instanceId);
+  }
+
+  /** @internal Runs `task` after every earlier write of the instance. */
+  enqueue(instanceId: string, task: () => Promise<void>): Promise<void> {
+    const previous = this.tails.get(instanceId) ?? Promise.resolve();
+    const run = previous.then(task);
+    const tail = run.catch(() => undefined);
+    this.tails.set(instanceId, tail);
+    void tail.then(() => {
+      if (this.tails.get(instanceId) === tail) this.tails.delete(instanceId);
+    });
+    return run;
+  }
+
+  /** @internal Resolves once the instance's queued writes are done. */
+  async settled(instanceId: string): Promise<void> {
+    await this.tails.get(instanceId);
+  }
+
+  /** @internal */
+  cacheKey(instanceId: string, category: string, id: string): string {
+    return `${instanceId}\u0000${category}\u0000${id}`;
+  }
+
+  /** @internal */
+  cached(key: string): unknown {
+    return this.cache.get(key);
+  }
+
+  /** @internal `null` records a key known to be absent. */
+  remember(key: string, value: unknown, bytes: number): void {
+    this.cache.set(key, value, bytes + ENTRY_OVERHEAD_BYTES);
+  }
+
+  /** @internal */
+  forget(key: string): void {
+    this.cache.delete(key);
+  }
+
+  /** @internal */
+  async readRows(
+    instanceId: string,
+    category: string,
+    references: readonly string[],
+  ): Promise<Map<string, Buffer>> {
+    const found = new Map<string, Buffer>();
+    for (let start = 0; start < references.length; start += ROWS_PER_STATEMENT) {
+      const chunk = references.slice(start, start + ROWS_PER_STATEMENT);
+      const { rows } = await this.db.query<{ key_ref: string; sealed: string }>(
+        `SELECT key_ref, encode(sealed, 'base64') AS sealed FROM wa_auth_state
+          WHERE instance_id = $1 AND category = $2 AND key_ref = ANY($3::text[])`,
+        [instanceId, category, chunk],
+      );
+      for (const row of rows) found.set(row.key_ref, Buffer.from(row.sealed, 'base64'));
+    }
+    return found;
+  }
+
+  /** @internal One transaction: upserts and deletions of one `keys.set` (or a creds save). */
+  async writeRows(instanceId: string, upserts: readonly Row[], deletions: readonly Row[]): Promise<void> {
+    if (upserts.length === 0 && deletions.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      for (let start = 0; start < upserts.length; start += ROWS_PER_STATEMENT) {
+        await upsert(tx, instanceId, upserts.slice(start, start + ROWS_PER_STATEMENT));
+      }
+      for (let start = 0; start < deletions.length; start += ROWS_PER_STATEMENT) {
+        const chunk = deletions.slice(start, start + ROWS_PER_STATEMENT);
+        await tx.query(
+          `DELETE FROM wa_auth_state AS s USING unnest($2::text[], $3::text[]) AS d(category, key_ref)
+            WHERE s.instance_id = $1 AND s.category = d.category AND s.key_ref = d.key_ref`,
+          [instanceId, chunk.map((r) => r.category), chunk.map((r) => r.reference)],
+        );
+      }
+    });
+  }
+
+  private async readCreds(instanceId: string): Promise<AuthenticationCreds | undefined> {
+    const reference = CREDS_REF;
+    const sealed = (await this.readRows(instanceId, CREDS, [reference])).get(reference);
+    if (!sealed) return undefined;
+    let plaintext: Buffer;
+    try {
+      plaintext = this.sealer.open(sealed, rowAad(instanceId, CREDS, reference));
+    } catch (error) {
+      throw new Error(
+        `the saved WhatsApp session of instance ${instanceId} cannot be opened: SESSION_ENCRYPTION_KEY changed or the row was altered`,
+        { cause: error },
+      );
+    }
+    return deserialiseAuthValue(CREDS, plaintext) as AuthenticationCreds;
+  }
+}
+
+async function upsert(tx: SqlExecutor, instanceId: string, rows: readonly Row[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO wa_auth_state (instance_id, category, key_ref, sealed)
+     SELECT $1, r.category, r.key_ref, decode(r.sealed, 'base64')
+       FROM unnest($2::text[], $3::text[], $4::text[]) AS r(category, key_ref, sealed)
+     ON CONFLICT (instance_id, category, key_ref)
+       DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
+    [
+      instanceId,
+      rows.map((r) => r.category),
+      rows.map((r) => r.reference),
+      rows.map((r) => r.sealed.toString('base64')),
+    ],
+  );
+}
+
+/** One socket's view of an instance's auth state. */
+export class AuthSession {
+  readonly state: AuthenticationState;
+  private revoked = false;
+  private credsWrite: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: BaileysAuthStore,
+    readonly instanceId: string,
+    readonly creds: AuthenticationCreds,
+  ) {
+    const keys: SignalKeyStore = {
+      get: (type, ids) => this.getKeys(type, ids),
+      set: (data) => this.setKeys(data),
+      clear: () => this.store.remove(this.instanceId),
+    };
+    this.state = { creds, keys };
+  }
+
+  /** The saved session belongs to a paired device: the socket logs in instead of showing a QR. */
+  get paired(): boolean {
+    return isPaired(this.creds);
+  }
+
+  get isRevoked(): boolean {
+    return this.revoked;
+  }
+
+  /** @internal */
+  revoke(): void {
+    this.revoked = true;
+  }
+
+  /** The socket is gone: stop tracking this handle. */
+  release(): void {
+    this.store.release(this);
+  }
+
+  /**
+   * Saves the creds (Baileys mutates `creds` in place before `creds.update`). Coalesced: a save queued
+   * but not started yet takes whatever the creds are when it runs.
+   */
+  saveCreds(): Promise<void> {
+    if (this.revoked || !isPaired(this.creds)) return Promise.resolve();
+    this.credsWrite ??= this.store.enqueue(this.instanceId, async () => {
+      this.credsWrite = undefined;
+      if (this.revoked) return;
+      const { sealer } = this.store;
+      const reference = CREDS_REF;
+      const sealed = sealer.seal(serialiseAuthValue(this.creds), rowAad(this.instanceId, CREDS, reference));
+      await this.store.writeRows(this.instanceId, [{ category: CREDS, reference, sealed }], []);
+    });
+    return this.credsWrite;
+  }
+
+  private async getKeys<T extends KeyType>(
+    type: T,
+    ids: string[],
+  ): Promise<{ [id: string]: SignalDataTypeMap[T] }> {
+    const result: { [id: string]: SignalDataTypeMap[T] } = {};
+    if (this.revoked) return result;
+    const missing: string[] = [];
+    for (const id of ids) {
+      const hit = this.store.cached(this.store.cacheKey(this.instanceId, type, id));
+      if (hit === undefined) missing.push(id);
+      else if (hit !== null) result[id] = hit as SignalDataTypeMap[T];
+    }
+    if (missing.length === 0) return result;
+    await this.store.settled(this.instanceId);
+    const { sealer } = this.store;
+    const byReference = new Map(missing.map((id) => [sealer.reference(type, id), id]));
+    const rows = await this.store.readRows(this.instanceId, type, [...byReference.keys()]);
+    for (const [reference, id] of byReference) {
+      const key = this.store.cacheKey(this.instanceId, type, id);
+      const sealed = rows.get(reference);
+      if (!sealed) {
+        this.store.remember(key, null, 0);
+        continue;
+      }
+      const plaintext = sealer.open(sealed, rowAad(this.instanceId, type, reference));
+      const value = deserialiseAuthValue(type, plaintext) as SignalDataTypeMap[T];
+      result[id] = value;
+      // Pre-keys are read once (when a contact starts a session) and then deleted: not worth caching.
+      if (type !== 'pre-key') this.store.remember(key, value, plaintext.length);
+    }
+    return result;
+  }
+
+  private async setKeys(data: SignalDataSet): Promise<void> {
+    if (this.revoked) return;
+    const { sealer } = this.store;
+    const upserts: Row[] = [];
+    const deletions: Row[] = [];
+    for (const [category, values] of Object.entries(data)) {
+      if (!values) continue;
+      for (const [id, value] of Object.entries(values)) {
+        const reference = sealer.reference(category, id);
+        const key = this.store.cacheKey(this.instanceId, category, id);
+        if (value === null || value === undefined) {
+          deletions.push({ category, reference, sealed: Buffer.alloc(0) });
+          this.store.remember(key, null, 0);
+          continue;
+        }
+        const plaintext = serialiseAuthValue(value);
+        upserts.push({
+          category,
+          reference,
+          sealed: sealer.seal(plaintext, rowAad(this.instanceId, category, reference)),
+        });
+        // Fresh pre-keys go to the server and come back at most once each: keep them out of the cache.
+        if (category === 'pre-key') this.store.forget(key);
+        else this.store.remember(key, value, plaintext.length);
+      }
+    }
+    await this.store.enqueue(this.instanceId, async () => {
+      if (this.revoked) return;
+      await this.store.writeRows(this.instanceId, upserts, deletions);
+    });
+  }
+}
+
+export function isPaired(creds: AuthenticationCreds): boolean {
+  return Boolean(creds.me?.id && creds.account);
+}

@@ -1,0 +1,226 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Curve, proto, type AuthenticationCreds, type SignalDataTypeMap } from '@whiskeysockets/baileys';
+import { openTestPglite, type TestPglite } from '../../../support/pglite.ts';
+import type { SqlDatabase, SqlResult } from '../../../../src/store/sql.ts';
+import { BaileysAuthStore, isPaired } from '../../../../src/whatsapp/baileys/auth-store.ts';
+import { BAILEYS_MIGRATIONS_DIR } from '../../../../src/whatsapp/baileys/index.ts';
+
+let pg: TestPglite;
+const key = randomBytes(32);
+
+beforeAll(async () => {
+  pg = await openTestPglite({ migrations: [BAILEYS_MIGRATIONS_DIR] });
+});
+afterAll(async () => {
+  await pg.close();
+});
+beforeEach(async () => {
+  await pg.truncate(['wa_auth_state']);
+});
+
+function pair(creds: AuthenticationCreds, phone = '5511988887777'): void {
+  creds.me = { id: `${phone}:3@s.whatsapp.net`, lid: '99887766@lid', name: 'Canary Phone' };
+  creds.account = {
+    details: Buffer.from('details'),
+    accountSignatureKey: Buffer.from('sigkey'),
+    accountSignature: Buffer.from('sig'),
+    deviceSignature: Buffer.from('devsig'),
+  };
+}
+
+function preKeys(count: number): Record<string, SignalDataTypeMap['pre-key']> {
+  const out: Record<string, SignalDataTypeMap['pre-key']> = {};
+  for (let i = 1; i <= count; i++) out[String(i)] = Curve.generateKeyPair();
+  return out;
+}
+
+async function rows(): Promise<
+  Array<{ instance_id: string; category: string; key_ref: string; sealed: Uint8Array }>
+> {
+  const { rows } = await pg.db.query<{
+    instance_id: string;
+    category: string;
+    key_ref: string;
+    sealed: Uint8Array;
+  }>('SELECT instance_id, category, key_ref, sealed FROM wa_auth_state');
+  return rows;
+}
+
+/** Counts statements, to check that a batch of keys is one write. */
+function counting(db: SqlDatabase): { db: SqlDatabase; count: () => number } {
+  let n = 0;
+  const wrapped: SqlDatabase = {
+    dialect: db.dialect,
+    query: <Row>(text: string, params?: readonly unknown[]): Promise<SqlResult<Row>> => {
+      n += 1;
+      return db.query<Row>(text, params);
+    },
+    transaction: (fn) =>
+      db.transaction((tx) =>
+        fn({
+          query: <Row>(text: string, params?: readonly unknown[]) => {
+            n += 1;
+            return tx.query<Row>(text, params);
+          },
+        }),
+      ),
+    exec: (script) => db.exec(script),
+    close: () => db.close(),
+  };
+  return { db: wrapped, count: () => n };
+}
+
+describe('BaileysAuthStore', () => {
+  it('starts an unknown instance with fresh, unpaired creds and writes nothing until it pairs', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    expect(session.paired).toBe(false);
+    expect(session.creds.noiseKey.public).toHaveLength(32);
+    await session.saveCreds();
+    expect(await rows()).toHaveLength(0);
+    // A pairing code request sets `me` but not `account`: still nothing to keep.
+    session.creds.me = { id: '5511988887777@s.whatsapp.net', name: '~' };
+    await session.saveCreds();
+    expect(await rows()).toHaveLength(0);
+    expect(await store.hasSession('i1')).toBe(false);
+  });
+
+  it('round-trips paired creds (Buffers included) through a fresh store', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    pair(session.creds);
+    await session.saveCreds();
+    const again = await new BaileysAuthStore(pg.db, key).open('i1');
+    expect(again.paired).toBe(true);
+    expect(isPaired(again.creds)).toBe(true);
+    expect(
+      Buffer.from(again.creds.noiseKey.private).equals(Buffer.from(session.creds.noiseKey.private)),
+    ).toBe(true);
+    expect(again.creds.me?.id).toBe('5511988887777:3@s.whatsapp.net');
+    expect(Buffer.isBuffer(again.creds.signedIdentityKey.public)).toBe(true);
+    expect(again.creds.registrationId).toBe(session.creds.registrationId);
+  });
+
+  it('stores a batch of 812 pre-keys in one transaction and reads them back', async () => {
+    const counter = counting(pg.db);
+    const store = new BaileysAuthStore(counter.db, key);
+    const session = await store.open('i1');
+    const batch = preKeys(812);
+    const before = counter.count();
+    await session.state.keys.set({ 'pre-key': batch });
+    // One INSERT for the whole batch (plus BEGIN/COMMIT handled by the adapter's transaction).
+    expect(counter.count() - before).toBe(1);
+    expect(await rows()).toHaveLength(812);
+
+    const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
+    const got = await fresh.state.keys.get('pre-key', ['1', '400', '812', '9999']);
+    expect(Object.keys(got).sort()).toEqual(['1', '400', '812']);
+    expect(Buffer.from(got['400']!.private).equals(Buffer.from(batch['400']!.private))).toBe(true);
+  });
+
+  it('deletes keys set to null and restores app-state keys as protobuf objects', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    await session.state.keys.set({
+      session: { '5511988887777.0': Buffer.from('session-record') },
+      'app-state-sync-key': { AAAA: { keyData: Buffer.from('k'), timestamp: 5 } },
+      'lid-mapping': { '5511988887777': '99887766' },
+    });
+    await session.state.keys.set({ session: { '5511988887777.0': null } });
+    const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
+    expect(await fresh.state.keys.get('session', ['5511988887777.0'])).toEqual({});
+    const appKey = (await fresh.state.keys.get('app-state-sync-key', ['AAAA']))['AAAA'];
+    expect(appKey).toBeInstanceOf(proto.Message.AppStateSyncKeyData);
+    expect(Buffer.from(appKey!.keyData!).toString()).toBe('k');
+    expect(await fresh.state.keys.get('lid-mapping', ['5511988887777'])).toEqual({
+      '5511988887777': '99887766',
+    });
+  });
+
+  it('keeps no plaintext at rest: neither key bytes nor the phone numbers in key ids', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    pair(session.creds);
+    await session.saveCreds();
+    const canary = Buffer.from('CANARY-SESSION-BYTES-0123456789');
+    await session.state.keys.set({ session: { '5511988887777.0': canary } });
+    const all = await rows();
+    expect(all).toHaveLength(2);
+    for (const row of all) {
+      const sealed = Buffer.from(row.sealed);
+      expect(sealed.includes(canary)).toBe(false);
+      expect(sealed.includes(Buffer.from(canary.toString('base64')))).toBe(false);
+      expect(sealed.includes(Buffer.from(session.creds.noiseKey.private))).toBe(false);
+      expect(sealed.includes(Buffer.from('5511988887777'))).toBe(false);
+      expect(row.key_ref).not.toContain('5511988887777');
+    }
+  });
+
+  it('refuses rows moved to another instance or opened with another key', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    pair(session.creds);
+    await session.saveCreds();
+    await pg.db.query(`UPDATE wa_auth_state SET instance_id = 'i2'`);
+    await expect(new BaileysAuthStore(pg.db, key).open('i2')).rejects.toThrow();
+    await pg.db.query(`UPDATE wa_auth_state SET instance_id = 'i1'`);
+    await expect(new BaileysAuthStore(pg.db, randomBytes(32)).open('i1')).rejects.toThrow();
+    await expect(new BaileysAuthStore(pg.db, key).open('i1')).resolves.toBeDefined();
+  });
+
+  it('lets the next socket see creds that the previous one was still writing', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const first = await store.open('i1');
+    pair(first.creds);
+    void first.saveCreds(); // not awaited: the socket closes with 515 at once
+    first.release();
+    const second = await store.open('i1');
+    expect(second.paired).toBe(true);
+  });
+
+  it('removes every row of an instance, and a revoked handle cannot write them back', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    pair(session.creds);
+    await session.saveCreds();
+    await session.state.keys.set({ 'pre-key': preKeys(10), session: { 'a.0': Buffer.from('x') } });
+    const other = await store.open('i2');
+    pair(other.creds);
+    await other.saveCreds();
+
+    await store.remove('i1');
+    expect((await rows()).filter((r) => r.instance_id === 'i1')).toHaveLength(0);
+    expect((await rows()).filter((r) => r.instance_id === 'i2')).toHaveLength(1);
+
+    // The old socket is still winding down and tries to write.
+    await session.state.keys.set({ session: { 'b.0': Buffer.from('y') } });
+    await session.saveCreds();
+    expect(await session.state.keys.get('session', ['a.0'])).toEqual({});
+    expect((await rows()).filter((r) => r.instance_id === 'i1')).toHaveLength(0);
+    expect(await store.hasSession('i1')).toBe(false);
+    await store.remove('i1'); // idempotent
+    expect((await store.open('i1')).paired).toBe(false);
+  });
+
+  it('serves repeated reads from the cache and stays within its budget', async () => {
+    const counter = counting(pg.db);
+    const store = new BaileysAuthStore(counter.db, key, { cacheBytes: 20_000, cacheEntries: 1_000 });
+    const session = await store.open('i1');
+    const sessions: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 200; i++) sessions[`user${i}.0`] = randomBytes(200);
+    await session.state.keys.set({ session: sessions });
+    expect(store.cacheUsage().bytes).toBeLessThanOrEqual(20_000);
+    expect(store.cacheUsage().entries).toBeLessThan(200);
+    const before = counter.count();
+    await session.state.keys.get('session', ['user199.0']);
+    await session.state.keys.get('session', ['user199.0']);
+    expect(counter.count() - before).toBe(0); // recently written: cached
+    await session.state.keys.get('session', ['user0.0']);
+    expect(counter.count() - before).toBe(1); // evicted long ago: one read
+    // A missing key is remembered as missing.
+    await session.state.keys.get('session', ['nobody.0']);
+    await session.state.keys.get('session', ['nobody.0']);
+    expect(counter.count() - before).toBe(2);
+  });
+});
