@@ -94,6 +94,11 @@ export interface SubscriptionOptions {
   /** Called when the handler throws; the batch is retried after `retryDelayMs`. */
   readonly onError?: (error: unknown) => void;
   readonly retryDelayMs?: number;
+  /**
+   * Turns on dead letters: a failing batch is retried one event at a time, and an event whose handling
+   * fails this many times on its own is recorded in the dead letters and skipped. Unset: retry forever.
+   */
+  readonly maxAttempts?: number;
 }
 
 /**
