@@ -152,6 +152,8 @@ export class AmqpSink {
       ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
       handle: (routed) => this.publish(routed),
     });
+    // Connect now rather than on the first event, so that event does not pay for the handshake.
+    this.publisher.ready().catch(() => undefined);
     return this.subscription;
   }
 

@@ -85,6 +85,8 @@ export class NatsSink {
       ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
       handle: (routed) => this.publish(routed),
     });
+    // Connect now rather than on the first event, so that event does not pay for the handshake.
+    this.ready().catch(() => undefined);
     return this.subscription;
   }
 

@@ -209,7 +209,7 @@ export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app,
         socket.close(1011, 'unauthenticated');
         return;
       }
-      sinks.websocketHub.attach(socket, {
+      void sinks.websocketHub.attach(socket, {
         principal: context.principal,
         ...(context.events ? { events: context.events } : {}),
         ...(context.instance ? { instance: context.instance } : {}),

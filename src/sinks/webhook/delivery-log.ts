@@ -124,17 +124,19 @@ export function viewOf(row: DeliveryRow): DeliveryView {
 
 const NEW_COLUMNS = 11;
 
+/** Orders decimal id strings numerically. */
+export function compareIds(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+
 export class DeliveryLog {
   constructor(private readonly db: SqlDatabase) {}
 
   /**
    * Enqueues in one statement; an (event, target) already enqueued is skipped (a batch handled twice).
-   * Returns the rows actually inserted.
+   * Returns the rows actually inserted, as the dispatcher will see them.
    */
-  async enqueue(
-    deliveries: readonly NewDelivery[],
-    executor: SqlExecutor = this.db,
-  ): Promise<Array<{ id: string; instanceId: string; target: DeliveryTarget }>> {
+  async enqueue(deliveries: readonly NewDelivery[], executor: SqlExecutor = this.db): Promise<DeliveryRow[]> {
     if (deliveries.length === 0) return [];
     const params: unknown[] = [];
     const tuples = deliveries.map((d, i) => {
@@ -154,15 +156,42 @@ export class DeliveryLog {
       const b = i * NEW_COLUMNS;
       return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}::int, $${b + 8}, $${b + 9}, $${b + 10}::timestamptz, $${b + 11})`;
     });
-    const { rows } = await executor.query<{ id: string; instance_id: string; target: DeliveryTarget }>(
+    const { rows } = await executor.query<{
+      id: string;
+      event_id: string;
+      target: DeliveryTarget;
+      created_at: Date | string;
+    }>(
       `INSERT INTO zw_webhook_deliveries
          (instance_id, target, url, event_id, event_name, stream, stream_position, position, event_type, stored_at, body)
        VALUES ${tuples.join(', ')}
        ON CONFLICT (event_id, target) WHERE redelivery_of IS NULL DO NOTHING
-       RETURNING id::text AS id, instance_id, target`,
+       RETURNING id::text AS id, event_id, target, created_at`,
       params,
     );
-    return rows.map((r) => ({ id: r.id, instanceId: r.instance_id, target: r.target }));
+    const byKey = new Map(deliveries.map((d) => [`${d.target}\u0000${d.eventId}`, d]));
+    return rows
+      .map((r): DeliveryRow | undefined => {
+        const d = byKey.get(`${r.target}\u0000${r.event_id}`);
+        if (!d) return undefined;
+        const createdAt = date(r.created_at);
+        return {
+          ...d,
+          id: r.id,
+          status: 'pending',
+          attempts: 0,
+          nextAttemptAt: createdAt,
+          lastAttemptAt: null,
+          lastStatusCode: null,
+          lastError: null,
+          lastDurationMs: null,
+          deliveredAt: null,
+          redeliveryOf: null,
+          createdAt,
+        };
+      })
+      .filter((r): r is DeliveryRow => r !== undefined)
+      .sort((a, b) => compareIds(a.id, b.id));
   }
 
   /** Every (instance, target) with pending deliveries: the queues to resume after a restart. */
@@ -173,20 +202,23 @@ export class DeliveryLog {
     return rows.map((r) => ({ instanceId: r.instance_id, target: r.target }));
   }
 
-  /** Pending deliveries of one queue after `afterId`, in order. */
+  /** The first pending deliveries of one queue, in order, leaving out `skip` (finished, not yet recorded). */
   async nextPending(
     instanceId: string,
     target: DeliveryTarget,
-    afterId: string,
     limit: number,
+    skip: ReadonlySet<string> = new Set(),
   ): Promise<DeliveryRow[]> {
     const { rows } = await this.db.query<Row>(
       `SELECT ${COLUMNS} FROM zw_webhook_deliveries
-       WHERE instance_id = $1 AND target = $2 AND status = 'pending' AND id > $3::bigint
-       ORDER BY zw_webhook_deliveries.id LIMIT $4`,
-      [instanceId, target, afterId, limit],
+       WHERE instance_id = $1 AND target = $2 AND status = 'pending'
+       ORDER BY zw_webhook_deliveries.id LIMIT $3`,
+      [instanceId, target, limit + skip.size],
     );
-    return rows.map(fromRow);
+    return rows
+      .map(fromRow)
+      .filter((r) => !skip.has(r.id))
+      .slice(0, limit);
   }
 
   /** Marks many deliveries delivered in one statement. */

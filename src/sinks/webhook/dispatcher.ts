@@ -85,7 +85,7 @@ class Semaphore {
 
 /** Coalesces "delivered" updates: one UPDATE for many rows keeps the log off the hot path. */
 class DeliveredMarks {
-  private pending: AttemptOutcome[] = [];
+  private pending: Array<{ outcome: AttemptOutcome; written: () => void }> = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
 
@@ -94,8 +94,9 @@ class DeliveredMarks {
     private readonly logger: Logger,
   ) {}
 
-  push(outcome: AttemptOutcome): void {
-    this.pending.push(outcome);
+  /** `written` runs once the row's update is done (or failed: the row then stays pending and goes again). */
+  push(outcome: AttemptOutcome, written: () => void): void {
+    this.pending.push({ outcome, written });
     if (this.pending.length >= 200) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), 25);
   }
@@ -106,12 +107,15 @@ class DeliveredMarks {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return this.flushing;
-    this.flushing = this.flushing.then(() =>
-      this.log.markDelivered(batch).catch((error: unknown) => {
-        // The requests succeeded; the rows stay 'pending' and go out again after a restart (at-least-once).
+    this.flushing = this.flushing.then(async () => {
+      try {
+        await this.log.markDelivered(batch.map((b) => b.outcome));
+      } catch (error) {
+        // The requests succeeded; the rows stay 'pending' and go out again (at-least-once).
         this.logger.error({ err: error, count: batch.length }, 'webhook: could not record delivered rows');
-      }),
-    );
+      }
+      for (const b of batch) b.written();
+    });
     return this.flushing;
   }
 }
@@ -119,14 +123,22 @@ class DeliveredMarks {
 interface Queue {
   readonly instanceId: string;
   readonly target: DeliveryTarget;
-  /** Highest delivery id this process has finished (delivered or dead) in this queue. */
-  lastId: string;
-  dirty: boolean;
+  /** Rows to send, in order; the head is the one being sent. */
+  buffer: DeliveryRow[];
+  /** True while `buffer` holds every pending row of this queue that this process has not finished. */
+  synced: boolean;
+  /** Rows handed over while not synced (left to the next scan); a scan that raced one must scan again. */
+  dropped: number;
+  /** Delivered here, "delivered" not written yet: a scan must not pick them up again. */
+  readonly unflushed: Set<string>;
   running: Promise<void> | undefined;
-  /** Wakes the queue's retry wait early (redelivery, stop). */
+  /** Wakes the queue's retry wait early (stop, forget). */
   wake: AbortController | undefined;
   instanceName: string | undefined;
 }
+
+/** Rows a queue holds in memory; beyond that they wait in the outbox table. */
+const MAX_BUFFER = 1_000;
 
 const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
 
@@ -147,33 +159,64 @@ export class WebhookDispatcher {
       this.notify(instanceId, target);
   }
 
-  /** New rows were committed for this queue. */
+  /** Rows of this queue may be pending in the outbox that this process does not hold: scan for them. */
   notify(instanceId: string, target: DeliveryTarget): void {
-    if (this.stopping.signal.aborted) return;
+    const queue = this.queue(instanceId, target);
+    if (!queue) return;
+    queue.synced = false;
+    queue.dropped += 1;
+    this.ensureRunning(queue);
+  }
+
+  /** Rows just committed to the outbox (in id order per queue): sent without reading them back. */
+  handoff(rows: readonly DeliveryRow[]): void {
+    const byQueue = new Map<string, DeliveryRow[]>();
+    for (const row of rows) {
+      const k = key(row.instanceId, row.target);
+      const list = byQueue.get(k);
+      if (list) list.push(row);
+      else byQueue.set(k, [row]);
+    }
+    for (const list of byQueue.values()) {
+      const queue = this.queue(list[0]!.instanceId, list[0]!.target);
+      if (!queue) continue;
+      if (queue.synced && queue.buffer.length + list.length <= MAX_BUFFER) queue.buffer.push(...list);
+      else {
+        queue.synced = false;
+        queue.dropped += 1;
+      }
+      this.ensureRunning(queue);
+    }
+  }
+
+  private queue(instanceId: string, target: DeliveryTarget): Queue | undefined {
+    if (this.stopping.signal.aborted) return undefined;
     const k = key(instanceId, target);
     let queue = this.queues.get(k);
     if (!queue) {
       queue = {
         instanceId,
         target,
-        lastId: '0',
-        dirty: true,
+        buffer: [],
+        synced: false,
+        dropped: 0,
+        unflushed: new Set(),
         running: undefined,
         wake: undefined,
         instanceName: undefined,
       };
       this.queues.set(k, queue);
     }
-    queue.dirty = true;
-    if (!queue.running) {
-      const q = queue;
-      q.running = this.run(q).finally(() => {
-        q.running = undefined;
-        // A notify that raced with the worker's exit.
-        if (q.dirty && this.queues.get(k) === q && !this.stopping.signal.aborted)
-          this.notify(instanceId, target);
-      });
-    }
+    return queue;
+  }
+
+  private ensureRunning(queue: Queue): void {
+    if (queue.running) return;
+    queue.running = this.run(queue).finally(() => {
+      queue.running = undefined;
+      // Work that arrived while the worker was leaving.
+      if ((queue.buffer.length > 0 || !queue.synced) && this.alive(queue)) this.ensureRunning(queue);
+    });
   }
 
   /** Forgets a deleted instance's queues (their rows are purged by the caller). */
@@ -204,34 +247,31 @@ export class WebhookDispatcher {
 
   private async run(queue: Queue): Promise<void> {
     const { log, logger } = this.options;
-    while (this.alive(queue) && queue.dirty) {
-      queue.dirty = false;
-      let rows: DeliveryRow[];
-      try {
-        rows = await log.nextPending(
-          queue.instanceId,
-          queue.target,
-          queue.lastId,
-          this.options.pageSize ?? 100,
-        );
-      } catch (error) {
-        logger.error(
-          { err: error, instanceId: queue.instanceId },
-          'webhook: cannot read the outbox; retrying',
-        );
-        queue.dirty = true;
-        await sleep(1_000, this.stopping.signal);
+    const pageSize = this.options.pageSize ?? 100;
+    while (this.alive(queue)) {
+      if (queue.buffer.length === 0) {
+        if (queue.synced) return;
+        const dropped = queue.dropped;
+        let rows: DeliveryRow[];
+        try {
+          rows = await log.nextPending(queue.instanceId, queue.target, pageSize, queue.unflushed);
+        } catch (error) {
+          logger.error(
+            { err: error, instanceId: queue.instanceId },
+            'webhook: cannot read the outbox; retrying',
+          );
+          await sleep(1_000, this.stopping.signal);
+          continue;
+        }
+        if (!this.alive(queue)) return;
+        // Handoffs during the scan were dropped (not synced), so the buffer is still empty here.
+        queue.buffer = rows;
+        if (rows.length < pageSize && queue.dropped === dropped) queue.synced = true;
         continue;
       }
-      if (rows.length === 0) continue;
-      // More may follow this page.
-      queue.dirty = true;
-      for (const row of rows) {
-        if (!this.alive(queue)) return;
-        const finished = await this.deliver(queue, row);
-        if (!finished) return;
-        queue.lastId = row.id;
-      }
+      const row = queue.buffer[0]!;
+      if (!(await this.deliver(queue, row))) return;
+      queue.buffer.shift();
     }
   }
 
@@ -261,7 +301,8 @@ export class WebhookDispatcher {
         durationMs: result.durationMs,
       };
       if (result.ok) {
-        this.marks.push(outcome);
+        queue.unflushed.add(initial.id);
+        this.marks.push(outcome, () => queue.unflushed.delete(initial.id));
         metrics.deliveredOne('webhook', label, initial.storedAt);
         return true;
       }

@@ -149,14 +149,7 @@ export class WebhookSink implements WebhookApi {
       this.dispatcher.forget(instanceId);
       void this.options.metrics.forgetInstance(instanceId);
     }
-    const queues = new Set<string>();
-    for (const row of inserted) {
-      if (deleted.includes(row.instanceId)) continue;
-      const k = `${row.target}\u0000${row.instanceId}`;
-      if (queues.has(k)) continue;
-      queues.add(k);
-      this.dispatcher.notify(row.instanceId, row.target);
-    }
+    this.dispatcher.handoff(inserted.filter((row) => !deleted.includes(row.instanceId)));
   }
 
   async deliveries(instanceId: string, query: DeliveryQuery = {}): Promise<DeliveryView[]> {
@@ -180,7 +173,7 @@ export class WebhookSink implements WebhookApi {
       const subscription = original.target === 'global' ? GLOBAL_WEBHOOK_DEAD_LETTERS : WEBHOOK_SUBSCRIPTION;
       await this.options.store.removeDeadLetter(subscription, original.eventId);
     }
-    this.dispatcher.notify(instanceId, original.target);
+    this.dispatcher.handoff([copy]);
     return viewOf(copy);
   }
 

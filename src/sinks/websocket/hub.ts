@@ -99,6 +99,11 @@ export class WebSocketHub {
   private tail: Checkpoint | undefined;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** A wake-up that arrived while the tail was reading: the next sleep returns at once. */
+  private woken = false;
+  /** No client: the tail does not read; it jumps to the head when the next client comes. */
+  private idle = false;
+  private resuming: Promise<void> | undefined;
   private unlisten: (() => void) | undefined;
   private stopped = false;
 
@@ -129,29 +134,57 @@ export class WebSocketHub {
     const head = await this.options.store.headPosition();
     await this.timeline.catchUpThrough(head);
     this.tail = head;
-    this.unlisten = this.options.store.onAppended(() => this.wake?.());
+    this.unlisten = this.options.store.onAppended(() => this.ring());
     this.running = this.loop();
+  }
+
+  private ring(): void {
+    this.woken = true;
+    this.wake?.();
+  }
+
+  /** Brings an idle tail to the head (configuration included) before a client joins. */
+  private resume(): Promise<void> {
+    this.resuming ??= (async () => {
+      const head = await this.options.store.headPosition();
+      await this.timeline.catchUpThrough(head);
+      if (this.options.store.compareCheckpoints(head, this.tail!) > 0) this.tail = head;
+      this.idle = false;
+    })().finally(() => {
+      this.resuming = undefined;
+    });
+    return this.resuming;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.unlisten?.();
-    this.wake?.();
+    this.ring();
     await this.running;
     for (const client of this.clients)
       this.close(client, WS_CLOSE.GOING_AWAY, 'server shutting down; reconnect with ?from=');
   }
 
   /** Serves a connected socket until it closes. */
-  attach(socket: HubSocket, options: HubClientOptions): void {
+  async attach(socket: HubSocket, options: HubClientOptions): Promise<void> {
+    if (this.idle && !this.stopped) {
+      try {
+        await this.resume();
+      } catch (error) {
+        this.options.logger.warn({ err: error }, 'websocket hub: cannot read the log head');
+        socket.close(WS_CLOSE.REPLAY_FAILED, 'cannot read the log; try again');
+        return;
+      }
+    }
     const tail = this.tail;
-    if (tail === undefined || this.stopped) {
-      socket.close(WS_CLOSE.GOING_AWAY, 'not ready');
+    if (tail === undefined || this.stopped || socket.readyState !== OPEN) {
+      if (socket.readyState === OPEN) socket.close(WS_CLOSE.GOING_AWAY, 'not ready');
       return;
     }
     const client = new HubClient(socket, options, options.from ?? tail);
     this.clients.add(client);
     this.options.metrics.websocketClients(this.clients.size);
+    this.ring();
     socket.on('close', () => {
       client.closed = true;
       this.clients.delete(client);
@@ -170,7 +203,15 @@ export class WebSocketHub {
   private async loop(): Promise<void> {
     const { store, logger } = this.options;
     while (!this.stopped) {
+      if (this.clients.size === 0 && !this.resuming) {
+        // Nobody listens: reading the log would be wasted. attach() brings the tail to the head first.
+        this.idle = true;
+        await this.sleep(60_000);
+        continue;
+      }
+      if (this.resuming) await this.resuming.catch(() => undefined);
       let caughtUp = false;
+      this.woken = false;
       try {
         const page = await store.readAll({
           after: this.tail!,
@@ -186,17 +227,24 @@ export class WebSocketHub {
         await sleep(1_000);
         continue;
       }
-      if (caughtUp) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.options.pollIntervalMs ?? 1_000);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wake = undefined;
-      }
+      if (caughtUp) await this.sleep(this.options.pollIntervalMs ?? 1_000);
     }
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    if (this.woken || this.stopped) {
+      this.woken = false;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+    this.woken = false;
   }
 
   private broadcast(event: RecordedEvent): void {
