@@ -1,0 +1,496 @@
+/**
+ * The event store on KurrentDB (formerly EventStoreDB) through `@kurrent/kurrentdb-client`, selected by
+ * EVENTSTORE_URL. Events live in KurrentDB; subscription checkpoints, leases and dead letters live in the
+ * read-model SqlDatabase (the same SubscriptionHub as the SQL store), so a projection can still commit its
+ * checkpoint with its read-model writes.
+ *
+ * Mapping (docs/event-store.md "KurrentDB"):
+ * - our version = number of events = KurrentDB revision + 1; expected 0 ↔ NO_STREAM.
+ * - deleteStream is KurrentDB's soft delete: it sets $tb (truncate before) to the next revision, and a
+ *   stream written again continues from there. So version = revision + 1 − $tb, and reads skip revisions
+ *   below $tb (they stay in $all until a scavenge).
+ * - checkpoints = "<commit>:<prepare>" zero-padded (src/store/checkpoint.ts). readAll scans $all after the
+ *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) and filters on our
+ *   side, so `next` always moves past what was scanned.
+ * - live wake-up: one subscribeToAll (system events excluded) per store rings the hub on every new event,
+ *   from any process; polling remains the fallback.
+ *
+ * Unproven against a real server here (none can run on this machine): the contract suite runs against a
+ * fake of the calls below (test/contract/kurrentdb-fake.test.ts) and against a server when EVENTSTORE_URL
+ * is set (test/contract/kurrentdb.test.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  ANY,
+  BACKWARDS,
+  END,
+  FORWARDS,
+  KurrentDBClient,
+  NO_STREAM,
+  START as KURRENT_START,
+  excludeSystemEvents,
+  jsonEvent,
+  type AppendStreamState,
+  type Direction,
+  type EventData,
+  type Filter,
+  type Position,
+  type ReadPosition,
+  type ReadRevision,
+} from '@kurrent/kurrentdb-client';
+import {
+  START,
+  type AppendResult,
+  type BatchHandler,
+  type Checkpoint,
+  type DeadLetter,
+  type EventFilter,
+  type EventStore,
+  type ExpectedVersion,
+  type NewEvent,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  type RecordedEvent,
+  type Subscription,
+  type SubscriptionOptions,
+} from './port.ts';
+import type { SqlDatabase } from './sql.ts';
+import { DuplicateEventIdError, WrongExpectedVersionError } from './errors.ts';
+import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
+import { SubscriptionHub } from './subscriptions/hub.ts';
+
+/** An event as the client returns it (the fields we read). */
+export interface KurrentRecordedEvent {
+  readonly streamId: string;
+  readonly id: string;
+  readonly revision: bigint;
+  readonly type: string;
+  readonly created: Date;
+  readonly data: unknown;
+  readonly metadata: unknown;
+  readonly position?: Position;
+}
+
+export interface KurrentResolvedEvent {
+  readonly event?: KurrentRecordedEvent;
+  readonly commitPosition?: bigint;
+}
+
+export interface KurrentLiveFeed {
+  on(event: 'data', listener: (event: KurrentResolvedEvent) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  unsubscribe(): Promise<void>;
+}
+
+/** The client calls this adapter makes: the real KurrentDBClient, or the fake in the tests. */
+export interface KurrentClientPort {
+  appendToStream(
+    streamName: string,
+    events: EventData[],
+    options: { streamState: AppendStreamState },
+  ): Promise<{ nextExpectedRevision: bigint; position?: Position }>;
+  readStream(
+    streamName: string,
+    options: { fromRevision?: ReadRevision; direction?: Direction; maxCount?: number | bigint },
+  ): AsyncIterable<KurrentResolvedEvent>;
+  readAll(options: {
+    fromPosition?: ReadPosition;
+    direction?: Direction;
+    maxCount?: number | bigint;
+  }): AsyncIterable<KurrentResolvedEvent>;
+  deleteStream(streamName: string): Promise<unknown>;
+  getStreamMetadata(streamName: string): Promise<{ metadata?: { truncateBefore?: number | string } }>;
+  subscribeToAll(options: { fromPosition?: ReadPosition; filter?: Filter }): KurrentLiveFeed;
+  dispose(): Promise<void>;
+}
+
+export interface KurrentEventStoreOptions {
+  /** Where subscriptions keep checkpoints, leases and dead letters (the read model; migrated already). */
+  readonly db: SqlDatabase;
+  readonly ownerId?: string | undefined;
+  /** How long another process's deleteStream may go unnoticed by this one's reads. Default 5 s. */
+  readonly truncationCacheMs?: number;
+}
+
+const DEFAULT_READ_LIMIT = 1000;
+
+interface KurrentError {
+  type?: string;
+  actualState?: bigint | string;
+}
+
+function kurrentErrorType(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null ? (error as KurrentError).type : undefined;
+}
+
+function isSystem(event: KurrentRecordedEvent): boolean {
+  return event.type.startsWith('$') || event.streamId.startsWith('$');
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    !(value instanceof Uint8Array)
+  ) {
+    return value as Record<string, unknown>;
+  }
+  return {};
+}
+
+function matches(
+  event: KurrentRecordedEvent,
+  filter: EventFilter | undefined,
+  until: Date | undefined,
+): boolean {
+  if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => event.streamId.startsWith(p)))
+    return false;
+  if (filter?.eventTypes && !filter.eventTypes.includes(event.type)) return false;
+  if (until && event.created.getTime() > until.getTime()) return false;
+  return true;
+}
+
+function positionOf(resolved: KurrentResolvedEvent, event: KurrentRecordedEvent): Checkpoint {
+  if (event.position) return encodeCheckpoint(event.position.commit, event.position.prepare);
+  if (resolved.commitPosition !== undefined)
+    return encodeCheckpoint(resolved.commitPosition, resolved.commitPosition);
+  throw new Error(`KurrentDB returned event ${event.id} without a position`);
+}
+
+/** Our stream version (count of events since the last delete) ↔ KurrentDB revision. */
+export const versionMapping = {
+  toStreamState(expected: ExpectedVersion, truncateBefore: bigint): AppendStreamState {
+    if (expected === 'any') return ANY;
+    const count = expected === 'no_stream' ? 0 : expected;
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new RangeError(
+        `expected version must be a whole number ≥ 0, 'no_stream' or 'any'; got ${String(expected)}`,
+      );
+    }
+    if (count === 0 && truncateBefore === 0n) return NO_STREAM;
+    return BigInt(count) - 1n + truncateBefore;
+  },
+  toVersion(revision: bigint, truncateBefore: bigint): number {
+    return Number(revision + 1n - truncateBefore);
+  },
+  toRevision(version: number, truncateBefore: bigint): bigint {
+    return BigInt(version) - 1n + truncateBefore;
+  },
+};
+
+export async function openKurrentEventStore(
+  options: KurrentEventStoreOptions & { url: string },
+): Promise<EventStore> {
+  const client = KurrentDBClient.connectionString(options.url);
+  return createKurrentEventStore(client, options);
+}
+
+export function createKurrentEventStore(
+  client: KurrentClientPort,
+  options: KurrentEventStoreOptions,
+): EventStore {
+  return new KurrentEventStore(client, options);
+}
+
+class KurrentEventStore implements EventStore {
+  readonly kind = 'kurrentdb' as const;
+  private readonly hub: SubscriptionHub;
+  private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
+  /** $tb per stream, with the time it was read. */
+  private readonly truncation = new Map<string, { value: bigint; at: number }>();
+  private readonly truncationCacheMs: number;
+  private live: KurrentLiveFeed | undefined;
+  private liveRetry: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly client: KurrentClientPort,
+    options: KurrentEventStoreOptions,
+  ) {
+    this.hub = new SubscriptionHub(this, options.db, options.ownerId);
+    this.truncationCacheMs = options.truncationCacheMs ?? 5_000;
+  }
+
+  private async truncateBefore(stream: string, fresh = false): Promise<bigint> {
+    const cached = this.truncation.get(stream);
+    if (!fresh && cached && Date.now() - cached.at < this.truncationCacheMs) return cached.value;
+    let value = 0n;
+    try {
+      const { metadata } = await this.client.getStreamMetadata(stream);
+      const tb = metadata?.truncateBefore;
+      if (typeof tb === 'number' && Number.isSafeInteger(tb) && tb > 0) value = BigInt(tb);
+    } catch (error) {
+      if (kurrentErrorType(error) !== 'stream-not-found') throw error;
+    }
+    this.truncation.set(stream, { value, at: Date.now() });
+    return value;
+  }
+
+  private toRecorded(resolved: KurrentResolvedEvent, event: KurrentRecordedEvent, tb: bigint): RecordedEvent {
+    return {
+      id: event.id,
+      stream: event.streamId,
+      streamPosition: versionMapping.toVersion(event.revision, tb),
+      position: positionOf(resolved, event),
+      type: event.type,
+      data: asRecord(event.data),
+      metadata: asRecord(event.metadata),
+      createdAt: new Date(event.created),
+    };
+  }
+
+  async append(
+    stream: string,
+    events: readonly NewEvent[],
+    options: { expectedVersion?: ExpectedVersion } = {},
+  ): Promise<AppendResult> {
+    if (events.length === 0) throw new RangeError(`append to ${stream}: no events`);
+    const expected = options.expectedVersion ?? 'any';
+    const data = events.map((event) =>
+      jsonEvent({
+        id: event.id ?? randomUUID(),
+        type: event.type,
+        data: { ...event.data },
+        metadata: { ...(event.metadata ?? {}) },
+      }),
+    );
+    let tb = await this.truncateBefore(stream);
+    let streamState = versionMapping.toStreamState(expected, tb);
+    let written: { nextExpectedRevision: bigint } | undefined;
+    for (let attempt = 0; written === undefined; attempt += 1) {
+      try {
+        written = await this.client.appendToStream(stream, data, { streamState });
+      } catch (error) {
+        if (kurrentErrorType(error) !== 'wrong-expected-version') throw error;
+        const actualState = (error as KurrentError).actualState;
+        if (attempt === 0) {
+          // A stale $tb (another process deleted the stream) maps versions wrongly: refresh it, retry once.
+          const freshTb = await this.truncateBefore(stream, true);
+          if (freshTb !== tb) {
+            tb = freshTb;
+            streamState = versionMapping.toStreamState(expected, tb);
+            continue;
+          }
+          // A server that wants NO_STREAM for a soft-deleted stream not written since: retry once with it.
+          if (
+            actualState === NO_STREAM &&
+            typeof streamState === 'bigint' &&
+            versionMapping.toVersion(streamState, tb) === 0
+          ) {
+            streamState = NO_STREAM;
+            continue;
+          }
+        }
+        const actual =
+          typeof actualState === 'bigint' ? Math.max(0, versionMapping.toVersion(actualState, tb)) : 0;
+        throw new WrongExpectedVersionError(stream, expected, actual);
+      }
+    }
+    const last = written.nextExpectedRevision;
+    const first = last - BigInt(data.length) + 1n;
+    const recorded: RecordedEvent[] = [];
+    for await (const resolved of this.client.readStream(stream, {
+      fromRevision: first,
+      direction: FORWARDS,
+      maxCount: data.length,
+    })) {
+      if (resolved.event) recorded.push(this.toRecorded(resolved, resolved.event, tb));
+    }
+    // KurrentDB deduplicates by event id instead of rejecting: it reports success without writing.
+    if (recorded.length !== data.length || recorded.some((event, i) => event.id !== data[i]!.id)) {
+      throw new DuplicateEventIdError(stream);
+    }
+    const lastEvent = recorded.at(-1)!;
+    const result: AppendResult = {
+      nextVersion: lastEvent.streamPosition,
+      position: lastEvent.position,
+      events: recorded,
+    };
+    for (const listener of this.listeners) {
+      try {
+        listener(result, stream);
+      } catch {
+        // the append has committed; a listener's failure is its own business
+      }
+    }
+    this.hub.wake(result.position);
+    return result;
+  }
+
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    const tb = await this.truncateBefore(stream);
+    const fromVersion = Math.max(1, options.fromVersion ?? 1);
+    const toVersion = options.toVersion;
+    const backward = options.direction === 'backward';
+    const fromRevision: ReadRevision = backward
+      ? toVersion !== undefined
+        ? versionMapping.toRevision(toVersion, tb)
+        : END
+      : versionMapping.toRevision(fromVersion, tb);
+    if (backward && typeof fromRevision === 'bigint' && fromRevision < tb) return [];
+    const out: RecordedEvent[] = [];
+    try {
+      for await (const resolved of this.client.readStream(stream, {
+        fromRevision,
+        direction: backward ? BACKWARDS : FORWARDS,
+      })) {
+        const event = resolved.event;
+        if (!event || event.revision < tb) {
+          if (backward) break;
+          continue;
+        }
+        const recorded = this.toRecorded(resolved, event, tb);
+        if (
+          backward
+            ? recorded.streamPosition < fromVersion
+            : toVersion !== undefined && recorded.streamPosition > toVersion
+        )
+          break;
+        if (options.until && recorded.createdAt.getTime() > options.until.getTime()) continue;
+        out.push(recorded);
+        if (options.limit !== undefined && out.length >= options.limit) break;
+      }
+    } catch (error) {
+      const type = kurrentErrorType(error);
+      if (type === 'stream-not-found' || type === 'stream-deleted') return [];
+      throw error;
+    }
+    return out;
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<ReadAllResult> {
+    const after = options.after ?? START;
+    const limit = options.limit ?? DEFAULT_READ_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new RangeError(`readAll limit must be ≥ 1; got ${limit}`);
+    const from = decodeCheckpoint(after);
+    const fromPosition: ReadPosition = from ? { commit: from.high, prepare: from.low } : KURRENT_START;
+    const scanned: Array<{
+      resolved: KurrentResolvedEvent;
+      event: KurrentRecordedEvent;
+      position: Checkpoint;
+    }> = [];
+    // +1: the start position is inclusive, so the event at `after` itself may come first.
+    for await (const resolved of this.client.readAll({
+      fromPosition,
+      direction: FORWARDS,
+      maxCount: limit + 1,
+    })) {
+      const event = resolved.event;
+      if (!event) continue;
+      const position = positionOf(resolved, event);
+      if (compareCheckpoints(position, after) <= 0) continue;
+      scanned.push({ resolved, event, position });
+      if (scanned.length >= limit) break;
+    }
+    const events: RecordedEvent[] = [];
+    for (const { resolved, event } of scanned) {
+      if (isSystem(event) || !matches(event, options.filter, options.until)) continue;
+      const tb = await this.truncateBefore(event.streamId);
+      if (event.revision < tb) continue; // deleted (soft-deleted events stay in $all until a scavenge)
+      events.push(this.toRecorded(resolved, event, tb));
+    }
+    const next = scanned.at(-1)?.position ?? after;
+    return { events, next, caughtUp: scanned.length < limit };
+  }
+
+  async streamVersion(stream: string): Promise<number> {
+    const [last] = await this.readStream(stream, { direction: 'backward', limit: 1 });
+    return last?.streamPosition ?? 0;
+  }
+
+  async deleteStream(stream: string): Promise<void> {
+    try {
+      await this.client.deleteStream(stream);
+    } catch (error) {
+      if (kurrentErrorType(error) !== 'stream-not-found') throw error;
+    }
+    this.truncation.delete(stream);
+    await this.hub.tables.removeDeadLettersOfStream(stream);
+  }
+
+  subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
+    if (this.closed) throw new Error('the event store is closed');
+    this.startLiveFeed();
+    return this.hub.subscribe(name, options, handler);
+  }
+
+  /** One server push per store: any new event in $all (from any process) wakes the subscriptions. */
+  private startLiveFeed(): void {
+    if (this.live || this.closed) return;
+    try {
+      const live = this.client.subscribeToAll({ fromPosition: END, filter: excludeSystemEvents() });
+      live.on('data', () => this.hub.wake());
+      live.on('error', () => {
+        if (this.live === live) this.live = undefined;
+        if (this.closed) return;
+        this.liveRetry = setTimeout(() => this.startLiveFeed(), 1_000);
+        this.liveRetry.unref();
+      });
+      this.live = live;
+    } catch {
+      // polling still delivers; the next subscribe tries again
+    }
+  }
+
+  readCheckpoint(subscription: string): Promise<Checkpoint> {
+    return this.hub.readCheckpoint(subscription);
+  }
+
+  resetCheckpoint(subscription: string, to: Checkpoint): Promise<void> {
+    if (to !== START) decodeCheckpoint(to);
+    return this.hub.resetCheckpoint(subscription, to);
+  }
+
+  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void> {
+    return this.hub.addDeadLetter(subscription, event, error, attempts);
+  }
+
+  listDeadLetters(subscription: string): Promise<DeadLetter[]> {
+    return this.hub.listDeadLetters(subscription);
+  }
+
+  removeDeadLetter(subscription: string, eventId: string): Promise<void> {
+    return this.hub.removeDeadLetter(subscription, eventId);
+  }
+
+  compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
+    return compareCheckpoints(a, b);
+  }
+
+  async headPosition(): Promise<Checkpoint> {
+    for await (const resolved of this.client.readAll({
+      fromPosition: END,
+      direction: BACKWARDS,
+      maxCount: 1,
+    })) {
+      if (resolved.event) return positionOf(resolved, resolved.event);
+    }
+    return START;
+  }
+
+  onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.headPosition();
+  }
+
+  /** Stops subscriptions and the live feed and disposes the client. The read-model db stays open. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.liveRetry);
+    await this.hub.stopAll();
+    await this.live?.unsubscribe().catch(() => undefined);
+    this.live = undefined;
+    this.listeners.clear();
+    await this.client.dispose();
+  }
+}
