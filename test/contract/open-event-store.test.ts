@@ -1,0 +1,93 @@
+/** openEventStore: adapter selection from the configuration, and migrations over several directories. */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEventStore } from '../../src/store/index.ts';
+import { listMigrations } from '../../src/store/migrate.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+
+describe('openEventStore', () => {
+  let work: string;
+  let extra: string;
+  let database: TestDatabase;
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'zw-open-'));
+    extra = join(work, 'migrations');
+    mkdirSync(extra);
+    writeFileSync(join(extra, '9001_extra.sql'), 'CREATE TABLE zw_extra (id int PRIMARY KEY);');
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await database?.drop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('without URLs: PGlite under <dataDir>/pglite, durable across reopen, extra migrations applied once', async () => {
+    const dataDir = join(work, 'data');
+    const first = await openEventStore({ dataDir, migrations: [extra] });
+    expect(first.store.kind).toBe('pglite');
+    expect(first.db.dialect).toBe('pglite');
+    const appended = await first.store.append('durable-1', [{ type: 'Kept', data: { n: 1 } }]);
+    await first.db.query('INSERT INTO zw_extra VALUES (1)');
+    await first.store.close();
+    await first.db.close();
+    const second = await openEventStore({ dataDir, migrations: [extra] });
+    try {
+      expect((await second.store.readStream('durable-1')).map((e) => e.id)).toEqual([appended.events[0]!.id]);
+      const { rows } = await second.db.query<{ name: string }>(
+        'SELECT name FROM schema_migrations ORDER BY name',
+      );
+      expect(rows.map((r) => r.name)).toEqual(['0001_event_store.sql', '9001_extra.sql']);
+      expect((await second.db.query('SELECT id FROM zw_extra')).rows).toEqual([{ id: 1 }]);
+    } finally {
+      await second.store.close();
+      await second.db.close();
+    }
+  });
+
+  it('with DATABASE_URL: PostgreSQL for events and read model', async () => {
+    const { store, db } = await openEventStore({
+      dataDir: work,
+      databaseUrl: database.url,
+      migrations: [extra],
+    });
+    try {
+      expect(store.kind).toBe('postgres');
+      expect(db.dialect).toBe('postgres');
+      await store.ping();
+      expect((await db.query('SELECT to_regclass($1)::text AS t', ['zw_extra'])).rows).toEqual([
+        { t: 'zw_extra' },
+      ]);
+    } finally {
+      await store.close();
+      await db.close();
+    }
+  });
+
+  it('with EVENTSTORE_URL: KurrentDB for events, the read model on DATABASE_URL', async () => {
+    const { store, db } = await openEventStore({
+      dataDir: work,
+      databaseUrl: database.url,
+      eventStoreUrl: 'kurrentdb://127.0.0.1:1?tls=false',
+    });
+    try {
+      expect(store.kind).toBe('kurrentdb');
+      expect(db.dialect).toBe('postgres');
+      // Nothing listens on port 1: the store reports it instead of pretending.
+      await expect(store.ping()).rejects.toThrow();
+      // Subscription state lives in the read model, so it works without the server.
+      expect(await store.readCheckpoint('anything')).toBe('');
+    } finally {
+      await store.close();
+      await db.close();
+    }
+  }, 30_000);
+
+  it('rejects two migrations with one name in different directories', () => {
+    const other = join(work, 'other');
+    mkdirSync(other, { recursive: true });
+    writeFileSync(join(other, '9001_extra.sql'), 'SELECT 1;');
+    expect(() => listMigrations([extra, other])).toThrow(/two migrations are named 9001_extra.sql/);
+  });
+});
