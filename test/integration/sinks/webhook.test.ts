@@ -1,5 +1,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
 import { startSinks, verifySignature, type Sinks } from '../../../src/sinks/index.ts';
+import type { EventStore } from '../../../src/store/port.ts';
+import { createSqlEventStore } from '../../../src/store/sql-event-store.ts';
 import type { SqlDatabase } from '../../../src/store/sql.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import {
@@ -25,9 +28,15 @@ interface Body {
   data: { text?: string };
 }
 
-describe('webhook sink', () => {
-  let store: MemoryEventStore;
+// Against the in-memory store (exact port semantics, fast) and the real SQL store on PGlite (the embedded
+// default), which shares its database with the delivery log as in production.
+describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
+  let store: EventStore;
+  let sqlStore: EventStore;
   let db: SqlDatabase;
+  /** Instance ids unique per test: the SQL store's log outlives a test. */
+  let run = '';
+  const iid = (name: string): string => `${run}${name}`;
   let receiver: WebhookReceiver;
   let directory: StaticDirectory;
   let running: Sinks | undefined;
@@ -65,13 +74,16 @@ describe('webhook sink', () => {
   // One PGlite per file (its start-up costs seconds); each test starts from an empty delivery log.
   beforeAll(async () => {
     db = await memoryDatabase();
+    sqlStore = createSqlEventStore(db);
   });
   afterAll(async () => {
+    await sqlStore.close();
     await db.close();
   });
 
   beforeEach(async () => {
-    store = new MemoryEventStore();
+    run = randomUUID().slice(0, 8);
+    store = kind === 'memory' ? new MemoryEventStore() : sqlStore;
     await db.query('TRUNCATE zw_webhook_deliveries RESTART IDENTITY');
     receiver = await WebhookReceiver.start();
     directory = new StaticDirectory();
@@ -85,12 +97,12 @@ describe('webhook sink', () => {
 
   it('delivers exactly the subscribed events, signed, in the envelope schema', async () => {
     await start();
-    await addInstance('a1', 'alpha', ['MESSAGE']);
-    await addInstance('b1', 'beta', ['ALL']);
-    await addInstance('c1', 'gamma', ['CALL', 'QR_CODE']);
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    await addInstance(iid('b1'), 'beta', ['ALL']);
+    await addInstance(iid('c1'), 'gamma', ['CALL', 'QR_CODE']);
     // An instance without a webhook gets nothing.
-    await createInstance(store, 'd1', 'delta', settings({ events: ['ALL'] }));
-    for (const id of ['a1', 'b1', 'c1', 'd1']) await mixedEvents(store, id);
+    await createInstance(store, iid('d1'), 'delta', settings({ events: ['ALL'] }));
+    for (const id of [iid('a1'), iid('b1'), iid('c1'), iid('d1')]) await mixedEvents(store, id);
 
     // beta: MESSAGE, CALL, PRESENCE_UPDATE, CONNECTION_UPDATE, QR_CODE; alpha: MESSAGE; gamma: CALL, QR_CODE
     await receiver.waitUntil(() => receiver.accepted().length >= 8, 10_000, '8 deliveries');
@@ -121,22 +133,26 @@ describe('webhook sink', () => {
       .acceptedBodies<Body & { data: { state: string } }>('/beta')
       .find((b) => b.event === 'CONNECTION_UPDATE');
     expect(connection?.data.state).toBe('connecting');
-    expect(receiver.acceptedBodies<Body>('/beta')[0]!.instance).toEqual({ id: 'b1', name: 'beta' });
+    expect(receiver.acceptedBodies<Body>('/beta')[0]!.instance).toEqual({ id: iid('b1'), name: 'beta' });
   });
 
   it('judges each event by the configuration as of that event', async () => {
     await start();
-    await addInstance('a1', 'alpha', ['MESSAGE']);
-    await messages(store, 'a1', 2, 'before');
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    await messages(store, iid('a1'), 2, 'before');
     // Switch the webhook to another path and to CALL only: later MESSAGEs must not go anywhere.
     await configureSinks(
       store,
-      'a1',
+      iid('a1'),
       settings({ webhookUrl: receiver.url('/moved'), events: ['CALL', 'MESSAGE'] }),
     );
-    await messages(store, 'a1', 1, 'after');
-    await configureSinks(store, 'a1', settings({ webhookUrl: receiver.url('/moved'), events: ['CALL'] }));
-    await messages(store, 'a1', 1, 'ignored');
+    await messages(store, iid('a1'), 1, 'after');
+    await configureSinks(
+      store,
+      iid('a1'),
+      settings({ webhookUrl: receiver.url('/moved'), events: ['CALL'] }),
+    );
+    await messages(store, iid('a1'), 1, 'ignored');
     await receiver.waitUntil(() => receiver.accepted().length >= 3, 10_000, '3 deliveries');
     await running!.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
     await new Promise((r) => setTimeout(r, 200));
@@ -147,9 +163,9 @@ describe('webhook sink', () => {
 
   it('retries 5xx with backoff, keeps per-instance order, loses nothing; a failing instance does not block another', async () => {
     await start({ maxAttempts: 50, backoffBaseMs: 10, backoffMaxMs: 40 });
-    await addInstance('a1', 'alpha', ['MESSAGE']);
-    await addInstance('b1', 'beta', ['MESSAGE']);
-    await addInstance('z1', 'zeta', ['MESSAGE']);
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    await addInstance(iid('b1'), 'beta', ['MESSAGE']);
+    await addInstance(iid('z1'), 'zeta', ['MESSAGE']);
     let failUntil = Date.now() + 600;
     receiver.respond((request) => {
       if (request.path === '/zeta') return { status: 503 }; // zeta is down for the whole test
@@ -157,11 +173,11 @@ describe('webhook sink', () => {
     });
     const started = Date.now();
     await Promise.all([
-      messages(store, 'a1', 40, 'a'),
-      messages(store, 'b1', 40, 'b'),
-      messages(store, 'z1', 5, 'z'),
+      messages(store, iid('a1'), 40, 'a'),
+      messages(store, iid('b1'), 40, 'b'),
+      messages(store, iid('z1'), 5, 'z'),
     ]);
-    await messages(store, 'a1', 10, 'a-late');
+    await messages(store, iid('a1'), 10, 'a-late');
     failUntil = started + 600;
     await receiver.waitUntil(
       () => receiver.accepted('/alpha').length >= 50 && receiver.accepted('/beta').length >= 40,
@@ -186,29 +202,31 @@ describe('webhook sink', () => {
     // The receiver records a request before the sender has read the answer: give the counters a moment.
     await eventually(
       async () =>
-        /delivered_total\{sink="webhook",instance_id="a1",instance="alpha"\} 50\n/.test(
-          await running!.metrics.render(),
+        (await running!.metrics.render()).includes(
+          `delivered_total{sink="webhook",instance_id="${iid('a1')}",instance="alpha"} 50\n`,
         ),
       2_000,
       'alpha counted 50 deliveries',
     );
     expect(await running!.metrics.render()).toMatch(
-      /zapwire_sink_retried_total\{sink="webhook",instance_id="z1",instance="zeta"\} \d+/,
+      new RegExp(
+        `zapwire_sink_retried_total\\{sink="webhook",instance_id="${iid('z1')}",instance="zeta"\\} \\d+`,
+      ),
     );
   });
 
   it('dead-letters after the last attempt, then redelivers', async () => {
     const sinks = await start({ maxAttempts: 3, backoffBaseMs: 10, backoffMaxMs: 20 });
-    await addInstance('a1', 'alpha', ['MESSAGE']);
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     receiver.respond({ status: 502 });
-    const [event] = await messages(store, 'a1', 1, 'lost');
+    const [event] = await messages(store, iid('a1'), 1, 'lost');
     await eventually(
-      async () => (await sinks.webhook.deliveries('a1', { status: 'dead' })).length === 1,
+      async () => (await sinks.webhook.deliveries(iid('a1'), { status: 'dead' })).length === 1,
       5_000,
       'dead',
     );
     expect(receiver.requests).toHaveLength(3);
-    const [dead] = await sinks.webhook.deliveries('a1');
+    const [dead] = await sinks.webhook.deliveries(iid('a1'));
     expect(dead).toMatchObject({
       status: 'dead',
       attempts: 3,
@@ -217,24 +235,24 @@ describe('webhook sink', () => {
       target: 'instance',
     });
     expect(dead!.lastError).toMatch(/attempts exhausted: HTTP 502/);
-    expect(await store.listDeadLetters('sink-webhook')).toEqual([
-      expect.objectContaining({ eventId: event!.id, attempts: 3 }),
-    ]);
+    const deadLetters = async () =>
+      (await store.listDeadLetters('sink-webhook')).filter((d) => d.eventId === event!.id);
+    expect(await deadLetters()).toEqual([expect.objectContaining({ eventId: event!.id, attempts: 3 })]);
 
     // The queue moved on: the next event is delivered once the receiver is back.
     receiver.respond({ status: 200 });
-    await messages(store, 'a1', 1, 'next');
+    await messages(store, iid('a1'), 1, 'next');
     await receiver.waitUntil(() => receiver.accepted().length === 1, 5_000, 'next');
 
-    const again = await sinks.webhook.redeliver('a1', dead!.id);
+    const again = await sinks.webhook.redeliver(iid('a1'), dead!.id);
     expect(again).toMatchObject({ status: 'pending', redeliveryOf: dead!.id, eventId: event!.id });
     await receiver.waitUntil(() => receiver.accepted().length === 2, 5_000, 'redelivery');
     const redelivered = receiver.accepted()[1]!;
     expect(redelivered.headers['x-zapwire-event-id']).toBe(event!.id);
     expect(JSON.parse(redelivered.rawBody)).toMatchObject({ id: event!.id, data: { text: 'lost0' } });
-    expect(await store.listDeadLetters('sink-webhook')).toEqual([]);
+    expect(await deadLetters()).toEqual([]);
     await eventually(
-      async () => (await sinks.webhook.deliveries('a1', { status: 'delivered' })).length === 2,
+      async () => (await sinks.webhook.deliveries(iid('a1'), { status: 'delivered' })).length === 2,
       5_000,
       'log shows both delivered',
     );
@@ -243,19 +261,19 @@ describe('webhook sink', () => {
 
   it('does not retry 4xx other than 408 and 429', async () => {
     const sinks = await start({ maxAttempts: 5, backoffBaseMs: 5, backoffMaxMs: 10 });
-    await addInstance('a1', 'alpha', ['MESSAGE']);
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     const answers = [400, 408, 429, 200, 404, 410];
     let n = 0;
     receiver.respond(() => ({ status: answers[n++] ?? 200, headers: { 'retry-after': '0' } }));
-    await messages(store, 'a1', 3, 'm');
+    await messages(store, iid('a1'), 3, 'm');
     await eventually(
       async () =>
-        (await sinks.webhook.deliveries('a1')).length === 3 &&
-        (await sinks.webhook.deliveries('a1', { status: 'pending' })).length === 0,
+        (await sinks.webhook.deliveries(iid('a1'))).length === 3 &&
+        (await sinks.webhook.deliveries(iid('a1'), { status: 'pending' })).length === 0,
       5_000,
       'settled',
     );
-    const log = (await sinks.webhook.deliveries('a1')).reverse();
+    const log = (await sinks.webhook.deliveries(iid('a1'))).reverse();
     // m0: 400 → dead at once; m1: 408, 429, 200 → delivered on the 3rd; m2: 404 → dead at once
     expect(log.map((d) => [d.status, d.attempts, d.lastStatusCode])).toEqual([
       ['dead', 1, 400],
@@ -269,11 +287,16 @@ describe('webhook sink', () => {
     const global = await WebhookReceiver.start();
     try {
       await start({ globalUrl: global.url('/all'), globalSecret: 'global-secret' });
-      await addInstance('a1', 'alpha', ['MESSAGE']);
-      await createInstance(store, 'n1', 'nohook', settings({ events: ['CALL'] }));
-      directory.set({ id: 'n1', name: 'nohook', sinks: settings({ events: ['CALL'] }), webhookSecret: 's' });
-      await mixedEvents(store, 'a1');
-      await mixedEvents(store, 'n1');
+      await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+      await createInstance(store, iid('n1'), 'nohook', settings({ events: ['CALL'] }));
+      directory.set({
+        id: iid('n1'),
+        name: 'nohook',
+        sinks: settings({ events: ['CALL'] }),
+        webhookSecret: 's',
+      });
+      await mixedEvents(store, iid('a1'));
+      await mixedEvents(store, iid('n1'));
       await global.waitUntil(() => global.accepted().length >= 2, 5_000, 'global');
       await receiver.waitUntil(() => receiver.accepted().length >= 1, 5_000, 'instance hook');
       await new Promise((r) => setTimeout(r, 200));
@@ -294,23 +317,23 @@ describe('webhook sink', () => {
 
   it('purges a deleted instance and resumes pending deliveries after a restart', async () => {
     let sinks = await start({ maxAttempts: 100, backoffBaseMs: 50, backoffMaxMs: 50 });
-    await addInstance('a1', 'alpha', ['MESSAGE']);
-    await addInstance('b1', 'beta', ['MESSAGE']);
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    await addInstance(iid('b1'), 'beta', ['MESSAGE']);
     receiver.respond({ status: 500 });
-    await messages(store, 'a1', 3);
-    await messages(store, 'b1', 3);
-    await eventually(async () => (await sinks.webhook.deliveries('a1')).length === 3, 5_000, 'enqueued');
+    await messages(store, iid('a1'), 3);
+    await messages(store, iid('b1'), 3);
+    await eventually(async () => (await sinks.webhook.deliveries(iid('a1'))).length === 3, 5_000, 'enqueued');
     await sinks.stop();
-    expect((await sinks.webhook.deliveries('a1', { status: 'pending' })).length).toBe(3);
+    expect((await sinks.webhook.deliveries(iid('a1'), { status: 'pending' })).length).toBe(3);
 
     receiver.respond({ status: 200 });
     sinks = await start();
     await receiver.waitUntil(() => receiver.accepted().length === 6, 5_000, 'resumed after restart');
     expect(receiver.acceptedBodies<Body>('/alpha').map((b) => b.data.text)).toEqual(['m0', 'm1', 'm2']);
 
-    await deleteInstance(store, 'b1');
-    await eventually(async () => (await sinks.webhook.deliveries('b1')).length === 0, 5_000, 'purged');
-    await messages(store, 'b1', 1, 'after-delete');
+    await deleteInstance(store, iid('b1'));
+    await eventually(async () => (await sinks.webhook.deliveries(iid('b1'))).length === 0, 5_000, 'purged');
+    await messages(store, iid('b1'), 1, 'after-delete');
     await running!.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
     expect(receiver.accepted('/beta')).toHaveLength(3);
   });
