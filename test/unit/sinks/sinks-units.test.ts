@@ -1,0 +1,169 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { backoffDelay } from '../../../src/sinks/backoff.ts';
+import { ConfigTimeline } from '../../../src/sinks/config-timeline.ts';
+import { CachedSinkDirectory, type InstanceSinkConfig } from '../../../src/sinks/directory.ts';
+import { buildEnvelope } from '../../../src/sinks/envelope.ts';
+import { amqpRoutingKey, natsSubject, routeOf, wants } from '../../../src/sinks/routing.ts';
+import { isRetryable } from '../../../src/sinks/webhook/sender.ts';
+import { signBody, verifySignature } from '../../../src/sinks/webhook/signature.ts';
+import { compareIds } from '../../../src/sinks/webhook/delivery-log.ts';
+import type { RecordedEvent } from '../../../src/store/port.ts';
+import { MemoryEventStore } from '../../integration/sinks/support/memory-store.ts';
+import {
+  assertEnvelope,
+  configureSinks,
+  createInstance,
+  sinks as settings,
+} from '../../integration/sinks/support/fixtures.ts';
+
+const recorded = (type: string, stream: string, data: Record<string, unknown> = {}): RecordedEvent => ({
+  id: 'e1',
+  stream,
+  streamPosition: 1,
+  position: '000000000007' as RecordedEvent['position'],
+  type,
+  data,
+  metadata: {},
+  createdAt: new Date('2026-01-02T03:04:05.000Z'),
+});
+
+describe('backoff', () => {
+  it('grows exponentially, never exceeds the cap, and jitters downwards only', () => {
+    const policy = { baseMs: 1_000, maxMs: 300_000 };
+    expect(backoffDelay(policy, 1, () => 0)).toBe(1_000);
+    expect(backoffDelay(policy, 4, () => 0)).toBe(8_000);
+    expect(backoffDelay(policy, 30, () => 0)).toBe(300_000);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        (n, r) => {
+          const d = backoffDelay(policy, n, () => r);
+          const raw = Math.min(300_000, 1_000 * 2 ** (n - 1));
+          return d <= raw && d >= Math.floor(raw * 0.8);
+        },
+      ),
+    );
+  });
+});
+
+describe('webhook rules', () => {
+  it('retries 408, 429, 5xx and network errors, not other 4xx', () => {
+    expect([null, 408, 429, 500, 502, 503, 301].map(isRetryable)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect([400, 401, 403, 404, 409, 410, 422].map(isRetryable)).toEqual(Array(7).fill(false));
+  });
+
+  it('signs the raw body with HMAC-SHA256 and verifies in constant time', () => {
+    const body = '{"id":"x"}';
+    // echo -n '{"id":"x"}' | openssl dgst -sha256 -hmac s3cret
+    expect(signBody(body, 's3cret')).toBe(
+      'sha256=9f0beccf514841d21c56dba276089c2345c12d5d2deb19b4d22c873371e5e8b6',
+    );
+    expect(verifySignature(body, 's3cret', signBody(body, 's3cret'))).toBe(true);
+    expect(verifySignature(`${body} `, 's3cret', signBody(body, 's3cret'))).toBe(false);
+    expect(verifySignature(body, 'other', signBody(body, 's3cret'))).toBe(false);
+    expect(verifySignature(body, 's3cret', undefined)).toBe(false);
+  });
+
+  it('orders delivery ids numerically', () => {
+    expect(['10', '9', '100', '11'].sort(compareIds)).toEqual(['9', '10', '11', '100']);
+  });
+});
+
+describe('routing and envelope', () => {
+  it('maps domain events to sink names and instances, and builds valid envelopes', () => {
+    expect(routeOf(recorded('MessageReceived', 'wa-i1'))).toEqual({ instanceId: 'i1', name: 'MESSAGE' });
+    expect(routeOf(recorded('QrCodeIssued', 'instance-i1', { count: 2 }))).toEqual({
+      instanceId: 'i1',
+      name: 'QRCODE_UPDATED',
+    });
+    expect(routeOf(recorded('RuntimeLogged', 'wa-i1'))).toBeUndefined();
+    expect(routeOf(recorded('MessageReceived', 'audit-instances'))).toBeUndefined();
+    const closed = buildEnvelope(
+      recorded('ConnectionClosed', 'instance-i1', { willReconnect: false, reason: 'logged_out' }),
+      { id: 'i1', name: 'one' },
+      'CONNECTION_UPDATE',
+    );
+    assertEnvelope(closed);
+    expect(closed).toMatchObject({
+      position: '000000000007',
+      timestamp: '2026-01-02T03:04:05.000Z',
+      data: { state: 'disconnected' },
+    });
+  });
+
+  it('names routing keys and subjects, and honours enable flags and subscriptions', () => {
+    expect(amqpRoutingKey('sales', 'MESSAGE')).toBe('sales.MESSAGE');
+    expect(natsSubject('zapwire', 'a.b*c', 'CALL')).toBe('zapwire.a_b_c.CALL');
+    const s = settings({ events: ['ALL'], rabbitmqEnable: true });
+    expect(wants(s, 'rabbitmq', 'LABEL')).toBe(true);
+    expect(wants(s, 'nats', 'LABEL')).toBe(false);
+    expect(wants(s, 'webhook', 'LABEL')).toBe(false);
+    expect(wants(settings({ webhookUrl: 'http://x', events: ['CALL'] }), 'webhook', 'MESSAGE')).toBe(false);
+  });
+});
+
+describe('configuration timeline', () => {
+  it('applies configuration in log order and undoes a failed batch', async () => {
+    const store = new MemoryEventStore();
+    await createInstance(store, 'i1', 'one', settings({ events: ['MESSAGE'] }));
+    await configureSinks(store, 'i1', settings({ events: ['CALL'] }));
+    const [, second] = store.events;
+    await configureSinks(store, 'i1', settings({ events: ['LABEL'] }));
+    const timeline = new ConfigTimeline(store, undefined, undefined);
+    await timeline.catchUpBefore(second!.position);
+    expect((await timeline.get('i1'))?.sinks.events).toEqual(['MESSAGE']);
+    timeline.begin();
+    timeline.apply(second!);
+    expect((await timeline.get('i1'))?.sinks.events).toEqual(['CALL']);
+    timeline.rollback();
+    expect((await timeline.get('i1'))?.sinks.events).toEqual(['MESSAGE']);
+    await timeline.catchUpThrough(await store.headPosition());
+    expect((await timeline.get('i1'))?.sinks.events).toEqual(['LABEL']);
+    await store.append('instance-i1', [{ type: 'InstanceDeleted', data: { at: 'x', by: 'admin' } }]);
+    await timeline.catchUpThrough(await store.headPosition());
+    expect(await timeline.get('i1')).toBeUndefined();
+  });
+});
+
+describe('directory cache', () => {
+  it('reuses answers for the TTL, forgets on invalidate, and does not cache failures', async () => {
+    let calls = 0;
+    let fail = false;
+    let clock = 0;
+    const config: InstanceSinkConfig = { id: 'i1', name: 'one', sinks: settings({}), webhookSecret: 's' };
+    const cache = new CachedSinkDirectory(
+      {
+        get: async () => {
+          calls += 1;
+          if (fail) throw new Error('db down');
+          return config;
+        },
+      },
+      1_000,
+      () => clock,
+    );
+    await cache.get('i1');
+    await cache.get('i1');
+    expect(calls).toBe(1);
+    clock = 1_001;
+    await cache.get('i1');
+    expect(calls).toBe(2);
+    cache.invalidate('i1');
+    fail = true;
+    await expect(cache.get('i1')).rejects.toThrow('db down');
+    fail = false;
+    await new Promise((r) => setTimeout(r, 0));
+    await expect(cache.get('i1')).resolves.toBe(config);
+    expect(calls).toBe(4);
+  });
+});
