@@ -32,6 +32,7 @@ const ADV_DEVICE_SIG_PREFIX = Buffer.from([6, 1]);
 const QR_PREFIX = 'https://wa.me/settings/linked_devices#';
 const REF_COUNT = 6;
 const PAIRING_CODE_TIMEOUT_MS = 15_000;
+const CODE_REQUEST_WAIT_MS = 1_000;
 
 interface LinkCodeState {
   readonly pn: string;
@@ -178,9 +179,7 @@ export async function enterPairingCode(
   account: Account,
   code: string,
 ): Promise<Companion> {
-  const registration = [...server.pairings.byConn.values()]
-    .reverse()
-    .find((r) => r.linkCode?.pn === account.pn && !r.linkCode.primary && r.conn.isOpen);
+  const registration = await waitingForCode(server, account);
   if (!registration?.linkCode)
     throw new SandboxError(404, `no client is waiting for a pairing code for ${account.pn}`);
   const state = registration.linkCode;
@@ -226,6 +225,21 @@ export async function enterPairingCode(
     return await done;
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * The client that asked for a code for this number. `requestPairingCode` returns before its stanza
+ * reaches the server, so a caller that types the code at once may be a little early: wait briefly.
+ */
+async function waitingForCode(server: SandboxServer, account: Account): Promise<Registration | undefined> {
+  const deadline = Date.now() + CODE_REQUEST_WAIT_MS;
+  for (;;) {
+    const registration = [...server.pairings.byConn.values()]
+      .reverse()
+      .find((r) => r.linkCode?.pn === account.pn && !r.linkCode.primary && r.conn.isOpen);
+    if (registration || Date.now() > deadline) return registration;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -337,6 +351,7 @@ async function linkDevice(
     registration.platform,
   );
   account.companions.set(deviceId, companion);
+  registration.linkCode = undefined; // linked: nothing left to cancel
   dropRegistration(server, registration.conn);
   server.deliverToAccount(
     account,

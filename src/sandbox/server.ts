@@ -12,7 +12,7 @@ import { ClientConnection, streamErrorNode, type ConnectionHandler } from './con
 import { createServerIdentity, type ServerIdentity } from './certs.ts';
 import { generateKeyPair } from './crypto.ts';
 import { lidUser, phoneNumber, stanzaId } from './ids.ts';
-import type { Companion} from './model.ts';
+import type { Companion } from './model.ts';
 import { Account, LID_SERVER, PN_SERVER, SERVER_JID, type Device } from './model.ts';
 import { node, unixSeconds, type BinaryNode } from './nodes.ts';
 import type { HandshakeResult } from './noise.ts';
