@@ -1,0 +1,62 @@
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, loadOrCreateSecret } from '../../src/config.ts';
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return [...error.problems];
+    throw error;
+  }
+}
+
+describe('configuration', () => {
+  it('starts with no environment at all', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ port: 8080, host: '127.0.0.1', qrCodeMaxCount: 5, logLevel: 'info' });
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.globalApiKey).toBeUndefined();
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, /PORT="eighty": expected a whole number from 0 to 65535/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: expected a URL starting with postgres:\/\//],
+    [{ AMQP_URL: 'not a url' }, /AMQP_URL/],
+    [{ NATS_URL: 'http://x' }, /NATS_URL/],
+    [{ GLOBAL_API_KEY: 'short' }, /GLOBAL_API_KEY: expected at least 16 characters/],
+    [{ SESSION_ENCRYPTION_KEY: 'abcd' }, /SESSION_ENCRYPTION_KEY: expected 32 bytes/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL="loud": expected one of fatal, error/],
+    [{ QRCODE_MAX_COUNT: '0' }, /QRCODE_MAX_COUNT/],
+    [{ WA_WEBSOCKET_URL: 'ws://127.0.0.1:1' }, /WA_WEBSOCKET_URL and WA_NOISE_ROOT_PUBLIC_KEY go together/],
+    [{ RECONNECT_BASE_MS: '5000', RECONNECT_MAX_MS: '1000' }, /RECONNECT_BASE_MS must not be larger/],
+  ])('rejects %o with a message naming the variable', (env, message) => {
+    const problems = problemsOf(env);
+    expect(problems.join('\n')).toMatch(message);
+  });
+
+  it('reports every problem at once', () => {
+    expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y' })).toHaveLength(2);
+  });
+
+  it('accepts a 32-byte key as hex or base64', () => {
+    const hex = 'ab'.repeat(32);
+    expect(loadConfig({ SESSION_ENCRYPTION_KEY: hex }).sessionEncryptionKey?.length).toBe(32);
+    const b64 = Buffer.alloc(32, 7).toString('base64');
+    expect(loadConfig({ SESSION_ENCRYPTION_KEY: b64 }).sessionEncryptionKey?.length).toBe(32);
+  });
+
+  it('generates a secret once, private to the owner, and keeps it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zw-secret-'));
+    const first = loadOrCreateSecret(dir, 'global-api-key');
+    const second = loadOrCreateSecret(dir, 'global-api-key');
+    expect(first.created).toBe(true);
+    expect(second).toEqual({ value: first.value, created: false });
+    expect(readFileSync(join(dir, 'global-api-key'), 'utf8').trim()).toBe(first.value);
+    expect(statSync(join(dir, 'global-api-key')).mode & 0o777).toBe(0o600);
+  });
+});
