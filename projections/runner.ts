@@ -18,6 +18,12 @@ interface RunningProjection {
   lastError: string | undefined;
 }
 
+/** Reads both sides of a rebuild at one checkpoint (see ProjectionRunner.rebuild). */
+export interface RebuildCheck {
+  live(projection: Projection, checkpoint: Checkpoint): Promise<void>;
+  rebuilt(projection: Projection, checkpoint: Checkpoint): Promise<void>;
+}
+
 export interface ProjectionStatus {
   readonly name: string;
   readonly checkpoint: Checkpoint;
@@ -118,8 +124,12 @@ export class ProjectionRunner {
   /**
    * Empties the projection's tables and replays the whole log into them, while the app runs. The loop is
    * paused for the duration so no live batch interleaves with the replay.
+   *
+   * With `check`, the replay stops at the checkpoint the live model had when it was paused, so both sides
+   * of a comparison describe the same events: `check.live` sees the live tables before they are emptied,
+   * `check.rebuilt` the rebuilt ones at that same checkpoint; then the loop resumes and catches up.
    */
-  async rebuild(name: string): Promise<{ events: number; durationMs: number }> {
+  async rebuild(name: string, check?: RebuildCheck): Promise<{ events: number; durationMs: number }> {
     const state = this.running.get(name);
     if (!state) throw new Error(`no projection named ${name}`);
     let release!: () => void;
@@ -130,6 +140,8 @@ export class ProjectionRunner {
     try {
       await state.running?.catch(() => undefined);
       state.running = undefined;
+      const liveCheckpoint = state.checkpoint;
+      await check?.live(state.projection, liveCheckpoint);
       await this.db.transaction(async (tx) => {
         for (const table of state.projection.tables) await tx.query(`DELETE FROM ${table}`);
         await tx.query(
@@ -139,10 +151,11 @@ export class ProjectionRunner {
       });
       state.checkpoint = START;
       for (;;) {
-        const applied = await this.applyNextBatch(state);
+        const applied = await this.applyNextBatch(state, check ? liveCheckpoint : undefined);
         events += applied.count;
         if (applied.caughtUp) break;
       }
+      await check?.rebuilt(state.projection, liveCheckpoint);
     } finally {
       state.paused = undefined;
       release();
@@ -169,24 +182,34 @@ export class ProjectionRunner {
     }
   }
 
-  private async applyNextBatch(state: RunningProjection): Promise<{ count: number; caughtUp: boolean }> {
+  /** Applies the next batch; with `upTo`, nothing past that checkpoint (it then counts as caught up). */
+  private async applyNextBatch(
+    state: RunningProjection,
+    upTo?: Checkpoint,
+  ): Promise<{ count: number; caughtUp: boolean }> {
     const { projection } = state;
     const result = await this.store.readAll({
       after: state.checkpoint,
       limit: BATCH_SIZE,
       filter: projection.filter,
     });
-    if (result.events.length === 0 && result.next === state.checkpoint) return { count: 0, caughtUp: true };
+    let { events, next, caughtUp } = result;
+    if (upTo !== undefined && (caughtUp || this.store.compareCheckpoints(next, upTo) >= 0)) {
+      events = events.filter((e) => this.store.compareCheckpoints(e.position, upTo) <= 0);
+      next = upTo;
+      caughtUp = true;
+    }
+    if (events.length === 0 && next === state.checkpoint) return { count: 0, caughtUp: true };
     await this.db.transaction(async (tx) => {
-      for (const event of result.events) await projection.apply(tx, event);
+      for (const event of events) await projection.apply(tx, event);
       await tx.query(
         `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
-        [projection.name, result.next],
+        [projection.name, next],
       );
     });
-    state.checkpoint = result.next;
+    state.checkpoint = next;
     this.settleWaiters(state);
-    return { count: result.events.length, caughtUp: result.caughtUp };
+    return { count: events.length, caughtUp };
   }
 
   private settleWaiters(state: RunningProjection): void {

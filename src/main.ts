@@ -11,6 +11,12 @@ import { createLogger, type Logger } from './logger.ts';
 import { buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
 import { instanceRoutes } from './http/routes/instances.ts';
+import websocket from '@fastify/websocket';
+import { replayRoutes } from './http/routes/replay.ts';
+import { debugRoutes } from './http/routes/debug.ts';
+import { managerRoutes } from './http/routes/manager.ts';
+import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
+import { secretsEqual } from './domain/tokens.ts';
 import { openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -107,7 +113,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
         })
       : options.connector;
+  const inspection = new InspectionLog();
   const runtime = new InstanceRuntime({
+    inspect: inspection.observe,
     store,
     db,
     projections,
@@ -126,6 +134,27 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     authenticator: createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash)),
     routes: async (server) => {
       await server.register(instanceRoutes, { service: runtime, db });
+      // Once, at the root: two registrations would each answer every WebSocket upgrade.
+      if (!server.hasDecorator('websocketServer')) {
+        await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
+      }
+      const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
+      const sessions = new BrowserSessions();
+      await server.register(replayRoutes, { store, db, projections, machineConfig });
+      await server.register(debugRoutes, {
+        store,
+        db,
+        inspection,
+        sessions,
+        machineConfig,
+        liveSnapshot: (id) => runtime.liveSnapshot(id),
+      });
+      await server.register(managerRoutes, {
+        sessions,
+        inspection,
+        adminApiKey: key.value,
+        isAdminKey: async (apikey) => secretsEqual(apikey, key.value),
+      });
     },
   });
   let url: string | undefined;

@@ -1,0 +1,228 @@
+/**
+ * The state-machine visualizer (design.md §10): the instance machine's diagram rendered from its
+ * definition, one instance's live state over WebSocket (fed by the XState inspection observer), its
+ * transition timeline, and the replayed history for the scrubber. Admin only: the `apikey` header or the
+ * browser session cookie (docs/replay-and-visualizer.md).
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { StateValue } from 'xstate';
+import { Errors, isZapwireError } from '../../domain/errors.ts';
+import type { EventStore } from '../../store/port.ts';
+import type { SqlDatabase } from '../../store/sql.ts';
+import {
+  apiStateOfValue,
+  instanceMachine,
+  type InstanceContext,
+  type InstanceMachineConfig,
+} from '../../../machines/instance/index.ts';
+import { readHistoryPage, resolveInstanceId, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
+import type { BrowserSessions } from '../../visualizer/browser-session.ts';
+import { machineDiagram } from '../../visualizer/diagram.ts';
+import { summariseContext } from '../../visualizer/history.ts';
+import type { InspectionLog, TimelineEntry } from '../../visualizer/inspection-log.ts';
+import { activeStateIds, statePath } from '../../visualizer/state-ids.ts';
+import { pageHeaders, requireBrowserAdmin } from '../browser-auth.ts';
+import { loadStaticFiles } from '../static-files.ts';
+
+export interface DebugRoutesOptions {
+  readonly store: EventStore;
+  readonly db: SqlDatabase;
+  readonly inspection: InspectionLog;
+  readonly sessions: BrowserSessions;
+  /** The live actor's snapshot, when the instance has one in this process. */
+  readonly liveSnapshot: (
+    instanceId: string,
+  ) => { readonly value: StateValue; readonly context: InstanceContext; readonly status: string } | undefined;
+  readonly machineConfig?: InstanceMachineConfig;
+}
+
+const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
+} as const;
+
+export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, options) => {
+  const { store, db, inspection, sessions, machineConfig = {} } = options;
+  const files = loadStaticFiles();
+  const page = (name: string): Buffer => {
+    const file = files.get(name);
+    if (!file) throw new Error(`missing static file ${name}`);
+    return file.body;
+  };
+  if (!app.hasDecorator('websocketServer')) {
+    throw new Error('register @fastify/websocket once at the root before the debug routes');
+  }
+  // Render now, not on the first visit: a broken diagram shows up at start-up.
+  await machineDiagram(instanceMachine);
+
+  /** HTML routes answer 401 with the sign-in page, so a browser can sign in and reload. */
+  async function htmlGuard(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+    try {
+      requireBrowserAdmin(request, sessions);
+      return true;
+    } catch (error) {
+      if (!isZapwireError(error)) throw error;
+      await pageHeaders(reply, request).status(error.statusCode).send(page('login.html'));
+      return false;
+    }
+  }
+
+  async function instanceId(reference: string): Promise<string> {
+    const id = await resolveInstanceId(store, db, reference);
+    if (!id) throw Errors.instanceNotFound(reference);
+    return id;
+  }
+
+  app.get(
+    '/debug/machines/instance.svg',
+    { schema: { tags: ['debug'], summary: 'The instance machine diagram (SVG; admin)' } },
+    async (request, reply) => {
+      requireBrowserAdmin(request, sessions);
+      const diagram = await machineDiagram(instanceMachine);
+      reply.header('etag', diagram.etag).header('cache-control', 'private, no-cache');
+      if (request.headers['if-none-match'] === diagram.etag) return reply.status(304).send();
+      return reply.type('image/svg+xml').header('x-content-type-options', 'nosniff').send(diagram.svg);
+    },
+  );
+
+  app.get(
+    '/debug/machines/instance.dot',
+    { schema: { tags: ['debug'], summary: 'The instance machine diagram as Graphviz DOT (admin)' } },
+    async (request, reply) => {
+      requireBrowserAdmin(request, sessions);
+      const diagram = await machineDiagram(instanceMachine);
+      return reply.type('text/vnd.graphviz; charset=utf-8').send(diagram.dot);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/debug/instances/:id',
+    {
+      schema: {
+        tags: ['debug'],
+        summary: 'Visualizer page: diagram, live state, timeline and history scrubber (admin)',
+        params: idParams,
+      },
+    },
+    async (request, reply) => {
+      if (!(await htmlGuard(request, reply))) return reply;
+      return pageHeaders(reply, request).send(page('visualizer.html'));
+    },
+  );
+
+  /** The live actor's state, or (no actor in this process yet) the fold of the stream. */
+  async function currentOf(id: string) {
+    const live = options.liveSnapshot(id);
+    if (live) {
+      return {
+        live: true,
+        state: apiStateOfValue(live.value),
+        machineState: statePath(live.value),
+        stateIds: activeStateIds(live.value),
+        context: summariseContext(live.context),
+      };
+    }
+    const history = await readHistoryPage(store, id, { from: Number.MAX_SAFE_INTEGER, limit: 1 }, machineConfig);
+    if (!history?.current) throw Errors.instanceNotFound(id);
+    return { live: false, ...history.current };
+  }
+
+  app.get<{ Params: { id: string } }>(
+    '/debug/instances/:id/state',
+    {
+      schema: {
+        tags: ['debug'],
+        summary: 'Current machine state and the live transition timeline (admin)',
+        params: idParams,
+      },
+    },
+    async (request) => {
+      requireBrowserAdmin(request, sessions);
+      const id = await instanceId(request.params.id);
+      const current = await currentOf(id);
+      return {
+        instance: { id, name: current.context.name },
+        current,
+        timeline: inspection.entries(id),
+        capacity: inspection.capacity,
+      };
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { from?: string; limit?: string } }>(
+    '/debug/instances/:id/history',
+    {
+      schema: {
+        tags: ['debug'],
+        summary: 'The replayed history (as GET /instance/:id/history), for the scrubber (admin)',
+        params: idParams,
+        querystring: {
+          type: 'object',
+          properties: {
+            from: { type: 'string', pattern: '^[0-9]{1,9}$' },
+            limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+          },
+        },
+      },
+    },
+    async (request) => {
+      requireBrowserAdmin(request, sessions);
+      const id = await instanceId(request.params.id);
+      const history = await readHistoryPage(
+        store,
+        id,
+        {
+          from: Number(request.query.from ?? 1),
+          limit: Math.min(Number(request.query.limit ?? MAX_HISTORY_LIMIT), MAX_HISTORY_LIMIT),
+        },
+        machineConfig,
+      );
+      if (!history) throw Errors.instanceNotFound(request.params.id);
+      return history;
+    },
+  );
+
+  const liveIds = new WeakMap<FastifyRequest, string>();
+  app.get<{ Params: { id: string } }>(
+    '/debug/instances/:id/live',
+    {
+      websocket: true,
+      schema: {
+        tags: ['debug'],
+        summary:
+          'WebSocket: {type:"hello", current, timeline} then {type:"entry", entry} per transition (admin)',
+        params: idParams,
+      },
+      preValidation: async (request) => {
+        requireBrowserAdmin(request, sessions, { sameOrigin: true });
+        liveIds.set(request, await instanceId(request.params.id));
+      },
+    },
+    (socket, request) => {
+      const id = liveIds.get(request);
+      if (!id) {
+        socket.close(1008, 'unauthorised');
+        return;
+      }
+      const send = (message: unknown): void => {
+        if (socket.readyState !== socket.OPEN) return;
+        // A browser that stops reading must not make the server buffer without bound.
+        if (socket.bufferedAmount > 1024 * 1024) {
+          socket.close(4008, 'too slow: reload the page');
+          return;
+        }
+        socket.send(JSON.stringify(message));
+      };
+      const unsubscribe = inspection.subscribe(id, (_instance, entry: TimelineEntry) =>
+        send({ type: 'entry', entry }),
+      );
+      socket.on('close', unsubscribe);
+      socket.on('error', unsubscribe);
+      currentOf(id).then(
+        (current) => send({ type: 'hello', current, timeline: inspection.entries(id) }),
+        () => socket.close(1011, 'instance not found'),
+      );
+    },
+  );
+};

@@ -1,0 +1,223 @@
+// The manager: instances with live state, lifecycle actions, QR, pairing code, advanced settings.
+'use strict';
+(() => {
+  const { api, live, el, badge, time } = zapwire;
+  const $ = (id) => document.getElementById(id);
+  const instances = new Map(); // id → view from GET /instance/all
+  let selected; // instance id
+  let qrTimer;
+
+  function say(message, isError = false) {
+    const status = $('status');
+    status.textContent = message;
+    status.classList.toggle('error', isError);
+  }
+
+  async function attempt(what, fn) {
+    try {
+      return await fn();
+    } catch (error) {
+      say(`${what}: ${error.message}`, true);
+      return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ list
+
+  async function refresh() {
+    const list = await attempt('Could not list the instances', () => api('GET', '/instance/all'));
+    if (!list) return;
+    instances.clear();
+    for (const view of list) instances.set(view.id, view);
+    render();
+  }
+
+  function render() {
+    const body = $('instances').tBodies[0];
+    body.replaceChildren();
+    for (const view of instances.values()) {
+      const manage = el('button', { type: 'button', text: 'Manage', 'aria-label': `Manage ${view.name}`, onclick: () => select(view.id) });
+      const row = el('tr', { 'data-instance': view.name, 'data-id': view.id, class: view.id === selected ? 'selected' : undefined },
+        el('th', { scope: 'row', text: view.name }),
+        el('td', { class: 'state' }, badge(view.state)),
+        el('td', { text: view.jid ? `${view.profileName ? view.profileName + ' · ' : ''}${view.jid.split('@')[0]}` : '—' }),
+        el('td', {}, manage, ' ', el('a', { href: `/debug/instances/${encodeURIComponent(view.id)}`, text: 'Visualizer' })));
+      body.append(row);
+    }
+    $('empty').hidden = instances.size > 0;
+    if (selected) renderDetail();
+  }
+
+  function setState(id, state) {
+    const view = instances.get(id);
+    if (!view) return false;
+    instances.set(id, { ...view, state });
+    const cell = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td.state`);
+    if (cell) cell.replaceChildren(badge(state));
+    if (id === selected) renderDetail();
+    return true;
+  }
+
+  // ------------------------------------------------------------------ detail
+
+  async function select(id) {
+    selected = id;
+    $('detail').hidden = false;
+    render();
+    $('detail-title').focus();
+    $('pair-code').textContent = '';
+    await loadSettings();
+  }
+
+  function renderDetail() {
+    const view = instances.get(selected);
+    if (!view) {
+      $('detail').hidden = true;
+      selected = undefined;
+      return;
+    }
+    $('detail-title').textContent = `Instance ${view.name}`;
+    $('detail-state').replaceChildren(badge(view.state));
+    $('detail-jid').textContent = view.jid ? `as ${view.jid}` : '';
+    $('link-visualizer').href = `/debug/instances/${encodeURIComponent(view.id)}`;
+    $('link-history').href = `/debug/instances/${encodeURIComponent(view.id)}/history`;
+    const live = ['connecting', 'qr', 'open'].includes(view.state);
+    $('action-connect').disabled = live;
+    $('action-disconnect').disabled = !live;
+    $('action-reconnect').disabled = !view.paired && !view.loggedIn;
+    if (view.state === 'qr') showQr();
+    else hideQr();
+  }
+
+  function hideQr() {
+    clearInterval(qrTimer);
+    qrTimer = undefined;
+    $('qr-box').hidden = true;
+    $('qr-image').removeAttribute('src');
+  }
+
+  function showQr() {
+    $('qr-box').hidden = false;
+    if (!qrTimer) {
+      loadQr();
+      // The code rotates; the live socket says when, this is the fallback.
+      qrTimer = setInterval(loadQr, 3000);
+    }
+  }
+
+  async function loadQr() {
+    const id = selected;
+    try {
+      const qr = await api('GET', `/instance/qr?instanceName=${encodeURIComponent(id)}`);
+      if (id !== selected) return;
+      const [image] = qr.qrcode.split('|');
+      if ($('qr-image').getAttribute('src') !== image) $('qr-image').src = image;
+      $('qr-meta').textContent = `QR ${qr.count} · expires ${time(qr.expiresAt)}`;
+    } catch (error) {
+      if (error.status === 409) hideQr(); // already open
+      else $('qr-meta').textContent = error.message;
+    }
+  }
+
+  async function lifecycle(action, path, method = 'POST') {
+    const view = instances.get(selected);
+    if (!view) return;
+    say(`${action}…`);
+    const result = await attempt(`${action} failed`, () => api(method, path, method === 'POST' ? { instanceName: view.id } : undefined));
+    if (result) {
+      say(`${action}: ${result.state}${result.message ? ` — ${result.message}` : ''}`);
+      setState(view.id, result.state);
+    }
+    await refresh();
+  }
+
+  $('action-connect').addEventListener('click', () => lifecycle('Connect', '/instance/connect'));
+  $('action-reconnect').addEventListener('click', () => lifecycle('Reconnect', '/instance/reconnect'));
+  $('action-disconnect').addEventListener('click', () => lifecycle('Disconnect', '/instance/disconnect'));
+  $('action-logout').addEventListener('click', () => lifecycle('Log out', '/instance/logout'));
+  $('action-delete').addEventListener('click', async () => {
+    const view = instances.get(selected);
+    if (!view) return;
+    if (!confirm(`Delete instance "${view.name}"? Its session, messages and settings are removed for good.`)) return;
+    const done = await attempt('Delete failed', () => api('DELETE', `/instance/delete/${encodeURIComponent(view.id)}`));
+    if (done) {
+      say(`Deleted ${view.name}.`);
+      selected = undefined;
+      $('detail').hidden = true;
+      hideQr();
+    }
+    await refresh();
+  });
+
+  $('pair').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const view = instances.get(selected);
+    if (!view) return;
+    $('pair-code').textContent = 'Asking WhatsApp for a code…';
+    const result = await attempt('Pairing code failed', () =>
+      api('POST', '/instance/pair', { instanceName: view.id, phone: $('pair-phone').value }));
+    $('pair-code').textContent = result ? `Type this code on the phone: ${result.pairingCode}` : '';
+  });
+
+  // ------------------------------------------------------------------ settings
+
+  const SETTINGS = ['alwaysOnline', 'rejectCall', 'msgRejectCall', 'readMessages', 'ignoreGroups', 'ignoreStatus'];
+
+  async function loadSettings() {
+    const id = selected;
+    const settings = await attempt('Could not read the settings', () => api('GET', `/instance/${encodeURIComponent(id)}/advanced-settings`));
+    if (!settings || id !== selected) return;
+    const form = $('settings');
+    for (const name of SETTINGS) {
+      const input = form.elements.namedItem(name);
+      if (input.type === 'checkbox') input.checked = Boolean(settings[name]);
+      else input.value = settings[name] ?? '';
+    }
+  }
+
+  $('settings').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const form = $('settings');
+    const body = {};
+    for (const name of SETTINGS) {
+      const input = form.elements.namedItem(name);
+      body[name] = input.type === 'checkbox' ? input.checked : input.value;
+    }
+    const saved = await attempt('Saving the settings failed', () => api('PUT', `/instance/${encodeURIComponent(selected)}/advanced-settings`, body));
+    $('settings-status').textContent = saved ? 'Saved: applies at once, no reconnect needed.' : '';
+  });
+
+  // ------------------------------------------------------------------ create
+
+  $('create').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = { name: $('create-name').value.trim() };
+    if ($('create-token').value.trim()) body.token = $('create-token').value.trim();
+    if ($('create-webhook').value.trim()) body.webhookUrl = $('create-webhook').value.trim();
+    const created = await attempt('Create failed', () => api('POST', '/instance/create', body));
+    if (!created) return;
+    $('create').reset();
+    $('create-result').replaceChildren(
+      el('p', { text: `Created ${created.name}. Its token (shown once; keep it safe):` }),
+      el('p', { class: 'token' }, el('code', { text: created.token })));
+    say(`Created ${created.name}.`);
+    await refresh();
+    await select(created.id);
+  });
+
+  $('sign-out').addEventListener('click', async () => {
+    await fetch('/manager/session', { method: 'DELETE', credentials: 'same-origin' });
+    location.reload();
+  });
+
+  // ------------------------------------------------------------------ live
+
+  live('/manager/live', (message) => {
+    if (!setState(message.instanceId, message.state)) refresh();
+    if (message.instanceId === selected && message.emitted.includes('QrCodeIssued')) loadQr();
+    if (message.emitted.includes('InstanceOpened') || message.emitted.includes('SessionRemoved')) refresh();
+  }, (status) => { $('live-status').textContent = status === 'live' ? 'live updates on' : 'live updates reconnecting…'; });
+
+  refresh();
+  setInterval(refresh, 10000);
+})();
