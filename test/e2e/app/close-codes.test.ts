@@ -77,8 +77,14 @@ describe('close codes from the server', () => {
   it('428 (connection closed by the server): reconnects by itself with the saved session', async () => {
     const { device } = await paired('flaky', '5511966660003');
     expect(sandbox.control.kick(device, 'connectionClosed')).toBe(true);
-    await eventually('the device is dropped', () => sandbox.control.devices('5511966660003').every((d) => !d.online));
-    await eventually('back online', () => sandbox.control.devices('5511966660003').some((d) => d.online), 15_000);
+    await eventually('the device is dropped', () =>
+      sandbox.control.devices('5511966660003').every((d) => !d.online),
+    );
+    await eventually(
+      'back online',
+      () => sandbox.control.devices('5511966660003').some((d) => d.online),
+      15_000,
+    );
     await waitForState(app, 'flaky', 'open');
   });
 });

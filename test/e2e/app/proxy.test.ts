@@ -30,11 +30,19 @@ describe('proxy per instance', () => {
     const created = await app.request<{ token: string; id: string }>('POST', '/instance/create', {
       body: {
         name: 'proxied',
-        proxy: { host: '127.0.0.1', port: proxy.port, protocol: 'socks5', username: 'zapwire', password: 'pr0xy:p@ss' },
+        proxy: {
+          host: '127.0.0.1',
+          port: proxy.port,
+          protocol: 'socks5',
+          username: 'zapwire',
+          password: 'pr0xy:p@ss',
+        },
       },
     });
     expect(created.status).toBe(201);
-    expect(JSON.stringify((await app.request('GET', `/instance/info/${created.body.id}`)).body)).not.toContain('pr0xy');
+    expect(
+      JSON.stringify((await app.request('GET', `/instance/info/${created.body.id}`)).body),
+    ).not.toContain('pr0xy');
 
     await app.request('POST', '/instance/connect', { body: { instanceName: 'proxied' } });
     const qr = await waitForQr(app, 'proxied');
@@ -43,7 +51,9 @@ describe('proxy per instance', () => {
     await waitForState(app, 'proxied', 'open');
     // The QR socket and the login socket after 515: both through the tunnel, to the sandbox.
     expect(proxy.tunnels.length).toBeGreaterThanOrEqual(2);
-    expect(proxy.tunnels.every((t) => t.destination === `127.0.0.1:${sandbox.port}` && t.username === 'zapwire')).toBe(true);
+    expect(
+      proxy.tunnels.every((t) => t.destination === `127.0.0.1:${sandbox.port}` && t.username === 'zapwire'),
+    ).toBe(true);
 
     const down = proxy.tunnels.reduce((sum, t) => sum + t.bytesDown, 0);
     const sent = await app.request('POST', '/send/text', {

@@ -64,10 +64,14 @@ describe('saved sessions', () => {
     await eventually('the device goes offline', () => !sandbox.control.devices('5511988880002')[0]?.online);
 
     const waiting = sandbox.control.waitingForPairing();
-    expect((await app.request('POST', '/instance/reconnect', { body: { instanceName: 'keeper' } })).status).toBe(200);
+    expect(
+      (await app.request('POST', '/instance/reconnect', { body: { instanceName: 'keeper' } })).status,
+    ).toBe(200);
     await waitForState(app, 'keeper', 'open');
     // Same linked device, logged in again; nobody was shown a QR.
-    expect(sandbox.control.devices('5511988880002').map((d) => d.jid)).toEqual(devicesBefore.map((d) => d.jid));
+    expect(sandbox.control.devices('5511988880002').map((d) => d.jid)).toEqual(
+      devicesBefore.map((d) => d.jid),
+    );
     expect(sandbox.control.waitingForPairing()).toBe(waiting);
     expect(await qrCount('keeper')).toBe(0);
   });

@@ -25,7 +25,10 @@ beforeAll(async () => {
   sandbox.control.createAccount({ phoneNumber: CONTACT, name: 'Cliente' });
   sandbox.control.createAccount({ phoneNumber: OWNER, name: 'Dono do grupo' });
   const created = await app.request<{ id: string }>('POST', '/instance/create', {
-    body: { name: 'loja', advancedSettings: { rejectCall: true, msgRejectCall: 'Não atendemos ligações, mande texto.' } },
+    body: {
+      name: 'loja',
+      advancedSettings: { rejectCall: true, msgRejectCall: 'Não atendemos ligações, mande texto.' },
+    },
   });
   instanceId = created.body.id;
   await app.request('POST', '/instance/connect', { body: { instanceName: 'loja' } });
@@ -52,7 +55,9 @@ async function traffic(type: string): Promise<Array<Record<string, unknown>>> {
 /** A direct text from the contact, recorded: everything the socket got before it has been handled. */
 async function sentinel(text: string): Promise<void> {
   const { id } = await sandbox.control.sendText(CONTACT, PHONE, text);
-  await eventually(`sentinel ${text}`, async () => (await traffic('MessageReceived')).some((m) => m['messageId'] === id));
+  await eventually(`sentinel ${text}`, async () =>
+    (await traffic('MessageReceived')).some((m) => m['messageId'] === id),
+  );
 }
 
 describe('advanced settings against the sandbox', () => {
@@ -61,7 +66,9 @@ describe('advanced settings against the sandbox', () => {
     await eventually('call rejected', () =>
       sandbox.control.calls(CONTACT).find((c) => c.callId === call.callId && c.status === 'rejected'),
     );
-    const message = await sandbox.control.waitForMessage(CONTACT, { text: 'Não atendemos ligações, mande texto.' });
+    const message = await sandbox.control.waitForMessage(CONTACT, {
+      text: 'Não atendemos ligações, mande texto.',
+    });
     expect(message.from).toBe(`${PHONE}@s.whatsapp.net`);
     const calls = await traffic('CallReceived');
     expect(calls.some((c) => c['callId'] === call.callId && c['status'] === 'offer')).toBe(true);
@@ -71,7 +78,9 @@ describe('advanced settings against the sandbox', () => {
     const before = await sandbox.control.sendText(CONTACT, PHONE, 'antes');
     await sandbox.control.waitForReceipt(CONTACT, before.id);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(sandbox.control.receipts(CONTACT).filter((r) => r.id === before.id && r.type === 'read')).toEqual([]);
+    expect(sandbox.control.receipts(CONTACT).filter((r) => r.id === before.id && r.type === 'read')).toEqual(
+      [],
+    );
 
     await settings({ readMessages: true });
     const after = await sandbox.control.sendText(CONTACT, PHONE, 'depois');
@@ -92,7 +101,9 @@ describe('advanced settings against the sandbox', () => {
     const online = presences().length;
     await settings({ alwaysOnline: false });
     await eventually('unavailable', () => presences().slice(online).includes('unavailable'));
-    expect((await app.request<{ state: string }>('GET', '/instance/status?instanceName=loja')).body.state).toBe('open');
+    expect(
+      (await app.request<{ state: string }>('GET', '/instance/status?instanceName=loja')).body.state,
+    ).toBe('open');
   });
 
   it('ignoreGroups: group traffic is recorded while off and dropped once switched on', async () => {
