@@ -227,13 +227,19 @@ export class FakeKurrentClient implements KurrentClientPort {
     if (options.fromPosition !== 'end') throw new Error('the fake only supports subscribeToAll from END');
     const feed = new EventEmitter();
     this.feeds.add(feed);
-    return {
-      on: (event: string, listener: (...args: never[]) => void) => feed.on(event, listener),
+    const live: KurrentLiveFeed = {
+      on(
+        event: 'data' | 'error',
+        listener: ((event: KurrentResolvedEvent) => void) | ((error: Error) => void),
+      ) {
+        return feed.on(event, listener);
+      },
       unsubscribe: async () => {
         this.feeds.delete(feed);
         feed.removeAllListeners();
       },
-    } as KurrentLiveFeed;
+    };
+    return live;
   }
 
   async dispose(): Promise<void> {

@@ -225,6 +225,8 @@ class RunningSubscription implements Subscription {
       const isolating = isolateUntil !== undefined && compareCheckpoints(this.checkpoint, isolateUntil) < 0;
       this.alarm.clear();
       const page = await source.readAll({ after: this.checkpoint, limit: isolating ? 1 : batchSize, filter });
+      // Asked to stop while reading: do not start a new batch (one already running is finished, though).
+      if (this.stopped) return;
       const next = page.next;
       if (page.events.length > 0) {
         try {
