@@ -41,7 +41,12 @@ describe('sinks survive SIGKILL during a burst', () => {
   const database = `zw_sinks_crash_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const exchange = `zapwire.test.crash.${randomUUID()}`;
   const natsPrefix = `zc${randomUUID().slice(0, 8)}`;
-  const instance = { id: 'crash-1', name: 'crashy', webhookSecret: 'crash-secret' };
+  // Several instances, as in a gateway: each has its own ordered webhook queue.
+  const instances = Array.from({ length: 5 }, (_, i) => ({
+    id: `crash-${i}`,
+    name: `crashy${i}`,
+    webhookSecret: `secret-${i}`,
+  }));
   let admin: pg.Client;
   let opened: OpenedEventStore;
   let receiver: WebhookReceiver;
@@ -65,7 +70,7 @@ describe('sinks survive SIGKILL during a burst', () => {
             amqpExchange: exchange,
             natsUrl: NATS_URL,
             natsPrefix,
-            instance: { ...instance, sinks: sinksOf() },
+            instances: instances.map((instance) => ({ ...instance, sinks: sinksOf() })),
           }),
         },
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -136,74 +141,87 @@ describe('sinks survive SIGKILL during a burst', () => {
     await admin?.end();
   });
 
-  it('delivers all 5,000 events to every sink at least once, repeats only with the same id', async () => {
-    const { store } = opened;
-    await createInstance(store, instance.id, instance.name, sinksOf());
-    let started = await spawnChild();
-    child = started.process;
+  it(
+    'delivers all 5,000 events to every sink at least once, repeats only with the same id',
+    { timeout: 120_000 },
+    async () => {
+      const { store } = opened;
+      for (const instance of instances) await createInstance(store, instance.id, instance.name, sinksOf());
+      const t0 = Date.now();
+      const phases: string[] = [];
+      const phase = (name: string): void => void phases.push(`${name} +${Date.now() - t0} ms`);
+      let started = await spawnChild();
+      phase('first sinks process ready');
+      child = started.process;
 
-    // A WebSocket client that reconnects with ?from=<last position received>, as documented.
-    let lastPosition: string | undefined;
-    let socket: WebSocket | undefined;
-    const openSocket = (port: number): void => {
-      const from = lastPosition ? `?from=${encodeURIComponent(lastPosition)}` : '?from=start';
-      socket = new WebSocket(`ws://127.0.0.1:${port}/ws${from}`, {
-        headers: { apikey: 'admin-key-for-crash-test' },
-      });
-      socket.on('message', (data) => {
-        const body = String(data);
-        const frame = JSON.parse(body) as { id: string; position: string };
-        wsSeen.add(frame.id, body);
-        lastPosition = frame.position;
-      });
-      socket.on('error', () => undefined);
-    };
-    openSocket(started.port);
+      // A WebSocket client that reconnects with ?from=<last position received>, as documented.
+      let lastPosition: string | undefined;
+      let socket: WebSocket | undefined;
+      const openSocket = (port: number): void => {
+        const from = lastPosition ? `?from=${encodeURIComponent(lastPosition)}` : '?from=start';
+        socket = new WebSocket(`ws://127.0.0.1:${port}/ws${from}`, {
+          headers: { apikey: 'admin-key-for-crash-test' },
+        });
+        socket.on('message', (data) => {
+          const body = String(data);
+          const frame = JSON.parse(body) as { id: string; position: string };
+          wsSeen.add(frame.id, body);
+          lastPosition = frame.position;
+        });
+        socket.on('error', () => undefined);
+      };
+      openSocket(started.port);
 
-    // Half the burst goes in while the sinks run; SIGKILL; the other half goes in while they are down.
-    const ids: string[] = [];
-    for (let i = 0; ids.length < BURST; i++) {
-      ids.push(...(await messages(store, instance.id, 50, `burst${i}-`)).map((e) => e.id));
-      if (ids.length === BURST / 2) child.kill('SIGKILL');
-    }
-    await new Promise<void>((resolve) =>
-      child!.exitCode !== null || child!.signalCode ? resolve() : child!.once('exit', () => resolve()),
-    );
-    const beforeRestart = {
-      webhook: webhook.bodies.size,
-      rabbit: rabbitSeen.bodies.size,
-      nats: natsSeen.bodies.size,
-    };
-    expect(beforeRestart.webhook).toBeLessThan(BURST);
-
-    started = await spawnChild();
-    child = started.process;
-    openSocket(started.port);
-
-    const complete = (seen: Seen): boolean => ids.every((id) => seen.bodies.has(id));
-    const missing = (seen: Seen): string => {
-      const idx = ids.map((id, i) => (seen.bodies.has(id) ? -1 : i)).filter((i) => i >= 0);
-      return idx.length === 0 ? '0' : `${idx.length} (indexes ${idx[0]}..${idx.at(-1)})`;
-    };
-    await eventually(
-      () => complete(webhook) && complete(rabbitSeen) && complete(natsSeen) && complete(wsSeen),
-      45_000,
-      'every sink has every event',
-    ).catch((error: Error) => {
-      throw new Error(
-        `${error.message}; missing webhook=${missing(webhook)} rabbitmq=${missing(rabbitSeen)} nats=${missing(natsSeen)} websocket=${missing(wsSeen)}; before restart ${JSON.stringify(beforeRestart)}`,
+      // Half the burst goes in while the sinks run; SIGKILL; the other half goes in while they are down.
+      const ids: string[] = [];
+      for (let i = 0; ids.length < BURST; i++) {
+        ids.push(
+          ...(await messages(store, instances[i % instances.length]!.id, 50, `burst${i}-`)).map((e) => e.id),
+        );
+        if (ids.length === BURST / 2) child.kill('SIGKILL');
+      }
+      phase('burst appended');
+      await new Promise<void>((resolve) =>
+        child!.exitCode !== null || child!.signalCode ? resolve() : child!.once('exit', () => resolve()),
       );
-    });
-    for (const seen of [webhook, rabbitSeen, natsSeen, wsSeen]) {
-      expect(seen.mismatched).toEqual([]);
-      // Only the burst's ids (plus the instance's own CONNECTION events: none were appended here).
-      expect([...seen.bodies.keys()].filter((id) => !ids.includes(id))).toEqual([]);
-    }
-    socket?.close();
-    child.kill('SIGTERM');
-    // For the report: how many repeats the crash cost.
-    console.info(
-      `crash test: repeats webhook=${webhook.count - BURST} rabbitmq=${rabbitSeen.count - BURST} nats=${natsSeen.count - BURST} websocket=${wsSeen.count - BURST}; delivered before the kill: ${JSON.stringify(beforeRestart)}`,
-    );
-  });
+      const beforeRestart = {
+        webhook: webhook.bodies.size,
+        rabbit: rabbitSeen.bodies.size,
+        nats: natsSeen.bodies.size,
+      };
+      expect(beforeRestart.webhook).toBeLessThan(BURST);
+
+      started = await spawnChild();
+      phase('second sinks process ready');
+      child = started.process;
+      openSocket(started.port);
+
+      const complete = (seen: Seen): boolean => ids.every((id) => seen.bodies.has(id));
+      const missing = (seen: Seen): string => {
+        const idx = ids.map((id, i) => (seen.bodies.has(id) ? -1 : i)).filter((i) => i >= 0);
+        return idx.length === 0 ? '0' : `${idx.length} (indexes ${idx[0]}..${idx.at(-1)})`;
+      };
+      await eventually(
+        () => complete(webhook) && complete(rabbitSeen) && complete(natsSeen) && complete(wsSeen),
+        45_000,
+        'every sink has every event',
+      ).catch((error: Error) => {
+        throw new Error(
+          `${error.message}; missing webhook=${missing(webhook)} rabbitmq=${missing(rabbitSeen)} nats=${missing(natsSeen)} websocket=${missing(wsSeen)}; before restart ${JSON.stringify(beforeRestart)}`,
+        );
+      });
+      phase('every sink has every event');
+      for (const seen of [webhook, rabbitSeen, natsSeen, wsSeen]) {
+        expect(seen.mismatched).toEqual([]);
+        // Only the burst's ids.
+        expect([...seen.bodies.keys()].filter((id) => !ids.includes(id))).toEqual([]);
+      }
+      socket?.close();
+      child.kill('SIGTERM');
+      // For the report: how many repeats the crash cost.
+      console.info(
+        `crash test: ${phases.join(', ')}; repeats webhook=${webhook.count - BURST} rabbitmq=${rabbitSeen.count - BURST} nats=${natsSeen.count - BURST} websocket=${wsSeen.count - BURST}; delivered before the kill: ${JSON.stringify(beforeRestart)}`,
+      );
+    },
+  );
 });

@@ -20,7 +20,7 @@ const config = JSON.parse(env('SINKS_CHILD_CONFIG')) as {
   amqpExchange: string;
   natsUrl: string;
   natsPrefix: string;
-  instance: { id: string; name: string; webhookSecret: string; sinks: never };
+  instances: Array<{ id: string; name: string; webhookSecret: string; sinks: never }>;
 };
 
 const logger = pino({ level: process.env['SINK_TEST_LOG'] ?? 'warn' });
@@ -33,7 +33,7 @@ const sinks = await startSinks({
   store,
   db,
   logger,
-  directory: { get: async (id) => (id === config.instance.id ? config.instance : undefined) },
+  directory: { get: async (id) => config.instances.find((i) => i.id === id) },
   config: {
     amqpUrl: config.amqpUrl,
     amqpExchange: config.amqpExchange,
@@ -48,8 +48,7 @@ const app = Fastify();
 await app.register(eventsRoutes, {
   sinks,
   authenticate: async (key) => (key === 'admin-key-for-crash-test' ? { role: 'admin' } : undefined),
-  resolveInstance: async (ref) =>
-    ref === config.instance.id || ref === config.instance.name ? config.instance : undefined,
+  resolveInstance: async (ref) => config.instances.find((i) => i.id === ref || i.name === ref),
   rotateWebhookSecret: async () => 'unused',
 });
 await app.listen({ port: 0, host: '127.0.0.1' });
