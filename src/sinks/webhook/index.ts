@@ -140,11 +140,15 @@ export class WebhookSink implements WebhookApi {
       .map((e) => instanceIdOfStream(e.stream))
       .filter((id): id is string => id !== undefined);
     if (rows.length === 0 && deleted.length === 0) return;
-    const inserted = await this.options.db.transaction(async (tx) => {
-      const result = await this.log.enqueue(rows, tx);
-      for (const instanceId of deleted) await this.log.purgeInstance(instanceId, tx);
-      return result;
-    });
+    // One INSERT is atomic by itself; a transaction (three round trips) only when a purge goes with it.
+    const inserted =
+      deleted.length === 0
+        ? await this.log.enqueue(rows)
+        : await this.options.db.transaction(async (tx) => {
+            const result = await this.log.enqueue(rows, tx);
+            for (const instanceId of deleted) await this.log.purgeInstance(instanceId, tx);
+            return result;
+          });
     for (const instanceId of deleted) {
       this.dispatcher.forget(instanceId);
       void this.options.metrics.forgetInstance(instanceId);
