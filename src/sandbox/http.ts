@@ -57,7 +57,16 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
         }),
     ],
     ['GET', new RegExp(`^/control/accounts/${A}$`), ([a]) => control.account(a!)],
-    ['POST', new RegExp(`^/control/accounts/${A}/scan-qr$`), ([a], b) => control.scanQr(a!, str(b, 'qr'))],
+    [
+      'POST',
+      new RegExp(`^/control/accounts/${A}/scan-qr$`),
+      // `qr`, or what the gateway's GET /instance/qr returns (`code`, or `qrcode` = "<png>|<code>"): pipe it in.
+      ([a], b) => {
+        const qr = str(b, 'qr', false) || str(b, 'code', false) || str(b, 'qrcode', false);
+        if (!qr) throw new SandboxError(400, 'body.qr (or code, or qrcode) must be the QR string');
+        return control.scanQr(a!, qr);
+      },
+    ],
     [
       'POST',
       new RegExp(`^/control/accounts/${A}/pairing-code$`),

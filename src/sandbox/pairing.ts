@@ -125,7 +125,9 @@ export function dropRegistration(server: SandboxServer, conn: ClientConnection):
 
 /** The phone scans a QR code the client displayed. */
 export async function scanQr(server: SandboxServer, account: Account, qr: string): Promise<Companion> {
-  const payload = qr.startsWith(QR_PREFIX) ? qr.slice(QR_PREFIX.length) : qr;
+  // Accept the bare string, or an image data URL with the string after a '|' (as gateways show QRs).
+  const value = qr.includes('|') ? qr.slice(qr.lastIndexOf('|') + 1) : qr;
+  const payload = value.startsWith(QR_PREFIX) ? value.slice(QR_PREFIX.length) : value;
   const [ref, noiseKeyB64, identityKeyB64, advSecretB64] = payload.split(',');
   if (!ref || !noiseKeyB64 || !identityKeyB64 || !advSecretB64)
     throw new SandboxError(400, 'not a WhatsApp pairing QR');
