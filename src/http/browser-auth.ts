@@ -13,7 +13,8 @@ import {
   type BrowserSessions,
 } from '../visualizer/browser-session.ts';
 
-export type BrowserAccess = { readonly via: 'apikey' } | { readonly via: 'cookie'; readonly session: BrowserSession };
+export type BrowserAccess =
+  { readonly via: 'apikey' } | { readonly via: 'cookie'; readonly session: BrowserSession };
 
 export function sessionOf(request: FastifyRequest, sessions: BrowserSessions): BrowserSession | undefined {
   return sessions.verify(cookieValue(request.headers.cookie, SESSION_COOKIE));

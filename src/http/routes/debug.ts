@@ -123,7 +123,12 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
         context: summariseContext(live.context),
       };
     }
-    const history = await readHistoryPage(store, id, { from: Number.MAX_SAFE_INTEGER, limit: 1 }, machineConfig);
+    const history = await readHistoryPage(
+      store,
+      id,
+      { from: Number.MAX_SAFE_INTEGER, limit: 1 },
+      machineConfig,
+    );
     if (!history?.current) throw Errors.instanceNotFound(id);
     return { live: false, ...history.current };
   }

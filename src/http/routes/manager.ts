@@ -58,18 +58,23 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     },
   );
 
-  app.get('/manager', { schema: { tags: ['manager'], summary: 'Manager page (admin)' } }, async (request, reply) => {
-    try {
-      requireBrowserAdmin(request, sessions);
-    } catch (error) {
-      if (!isZapwireError(error)) throw error;
-      return pageHeaders(reply, request).status(error.statusCode).send(page('login.html'));
-    }
-    // Using the pages keeps the session alive (sliding expiry).
-    const session = sessionOf(request, sessions);
-    if (session) reply.header('set-cookie', sessions.cookie(sessions.issue().value, { secure: secure(request) }));
-    return pageHeaders(reply, request).send(page('manager.html'));
-  });
+  app.get(
+    '/manager',
+    { schema: { tags: ['manager'], summary: 'Manager page (admin)' } },
+    async (request, reply) => {
+      try {
+        requireBrowserAdmin(request, sessions);
+      } catch (error) {
+        if (!isZapwireError(error)) throw error;
+        return pageHeaders(reply, request).status(error.statusCode).send(page('login.html'));
+      }
+      // Using the pages keeps the session alive (sliding expiry).
+      const session = sessionOf(request, sessions);
+      if (session)
+        reply.header('set-cookie', sessions.cookie(sessions.issue().value, { secure: secure(request) }));
+      return pageHeaders(reply, request).send(page('manager.html'));
+    },
+  );
 
   const sessionResponse = {
     type: 'object',
@@ -117,10 +122,14 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     },
   );
 
-  app.delete('/manager/session', { schema: { tags: ['manager'], summary: 'Sign out' } }, async (request, reply) => {
-    reply.header('set-cookie', sessions.cookie('', { secure: secure(request) }));
-    return reply.status(204).send();
-  });
+  app.delete(
+    '/manager/session',
+    { schema: { tags: ['manager'], summary: 'Sign out' } },
+    async (request, reply) => {
+      reply.header('set-cookie', sessions.cookie('', { secure: secure(request) }));
+      return reply.status(204).send();
+    },
+  );
 
   app.route<{ Params: { '*': string } }>({
     method: ['GET', 'POST', 'PUT', 'DELETE'],

@@ -10,7 +10,12 @@ import type { InstanceMachineConfig } from '../../../machines/instance/index.ts'
 import { findInstance } from '../../../projections/queries.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
 import type { ProjectionRunner } from '../../../projections/runner.ts';
-import { readHistoryPage, readStateAt, resolveInstanceId, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
+import {
+  readHistoryPage,
+  readStateAt,
+  resolveInstanceId,
+  MAX_HISTORY_LIMIT,
+} from '../../visualizer/audit.ts';
 import { requireAdmin, requirePrincipal } from '../auth.ts';
 import { errorResponseSchema } from '../errors.ts';
 
@@ -58,7 +63,12 @@ const historyResponse = {
     entries: { type: 'array', items: historyEntry },
     current: {
       type: ['object', 'null'],
-      properties: { state: { type: 'string' }, machineState: { type: 'string' }, stateIds, context: contextSummary },
+      properties: {
+        state: { type: 'string' },
+        machineState: { type: 'string' },
+        stateIds,
+        context: contextSummary,
+      },
     },
     // ?at= answers with these instead
     at: { type: 'string' },
@@ -123,7 +133,11 @@ export const replayRoutes: FastifyPluginAsync<ReplayRoutesOptions> = async (app,
           type: 'object',
           properties: {
             from: { type: 'string', pattern: '^[0-9]{1,9}$', description: 'first stream version (1-based)' },
-            limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: `page size, 1-${MAX_HISTORY_LIMIT}` },
+            limit: {
+              type: 'string',
+              pattern: '^[0-9]{1,4}$',
+              description: `page size, 1-${MAX_HISTORY_LIMIT}`,
+            },
             at: { type: 'string', format: 'date-time', description: 'state at this moment (ISO 8601)' },
           },
         },
@@ -247,7 +261,11 @@ export const replayRoutes: FastifyPluginAsync<ReplayRoutesOptions> = async (app,
         );
       }
       if (rebuilding.has(name)) {
-        throw new ZapwireError('ZW_ERR_REBUILD_RUNNING', 409, `projection "${name}" is being rebuilt already`);
+        throw new ZapwireError(
+          'ZW_ERR_REBUILD_RUNNING',
+          409,
+          `projection "${name}" is being rebuilt already`,
+        );
       }
       rebuilding.add(name);
       const check = rebuildEqualityCheck(db);

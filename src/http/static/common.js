@@ -30,7 +30,11 @@ const zapwire = (() => {
     const response = await fetch(`/manager/api${path}`, init);
     const text = await response.text();
     let parsed = null;
-    try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = text;
+    }
     if (response.status === 401) location.reload();
     if (!response.ok) throw new ApiError(response.status, parsed);
     return parsed;
@@ -51,8 +55,17 @@ const zapwire = (() => {
     const connect = () => {
       const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
       socket = new WebSocket(`${scheme}://${location.host}${path}`);
-      socket.addEventListener('open', () => { delay = 500; onStatus && onStatus('live'); });
-      socket.addEventListener('message', (e) => { try { onMessage(JSON.parse(e.data)); } catch (err) { console.error(err); } });
+      socket.addEventListener('open', () => {
+        delay = 500;
+        onStatus && onStatus('live');
+      });
+      socket.addEventListener('message', (e) => {
+        try {
+          onMessage(JSON.parse(e.data));
+        } catch (err) {
+          console.error(err);
+        }
+      });
       socket.addEventListener('close', () => {
         onStatus && onStatus('reconnecting');
         if (!closedByUs) setTimeout(connect, delay);
@@ -60,7 +73,10 @@ const zapwire = (() => {
       });
     };
     connect();
-    return () => { closedByUs = true; socket.close(); };
+    return () => {
+      closedByUs = true;
+      socket.close();
+    };
   }
   function el(tag, attributes = {}, ...children) {
     const node = document.createElement(tag);

@@ -36,12 +36,34 @@
     const body = $('instances').tBodies[0];
     body.replaceChildren();
     for (const view of instances.values()) {
-      const manage = el('button', { type: 'button', text: 'Manage', 'aria-label': `Manage ${view.name}`, onclick: () => select(view.id) });
-      const row = el('tr', { 'data-instance': view.name, 'data-id': view.id, class: view.id === selected ? 'selected' : undefined },
+      const manage = el('button', {
+        type: 'button',
+        text: 'Manage',
+        'aria-label': `Manage ${view.name}`,
+        onclick: () => select(view.id),
+      });
+      const row = el(
+        'tr',
+        {
+          'data-instance': view.name,
+          'data-id': view.id,
+          class: view.id === selected ? 'selected' : undefined,
+        },
         el('th', { scope: 'row', text: view.name }),
         el('td', { class: 'state' }, badge(view.state)),
-        el('td', { text: view.jid ? `${view.profileName ? view.profileName + ' · ' : ''}${view.jid.split('@')[0]}` : '—' }),
-        el('td', {}, manage, ' ', el('a', { href: `/debug/instances/${encodeURIComponent(view.id)}`, text: 'Visualizer' })));
+        el('td', {
+          text: view.jid
+            ? `${view.profileName ? view.profileName + ' · ' : ''}${view.jid.split('@')[0]}`
+            : '—',
+        }),
+        el(
+          'td',
+          {},
+          manage,
+          ' ',
+          el('a', { href: `/debug/instances/${encodeURIComponent(view.id)}`, text: 'Visualizer' }),
+        ),
+      );
       body.append(row);
     }
     $('empty').hidden = instances.size > 0;
@@ -114,7 +136,8 @@
       if ($('qr-image').getAttribute('src') !== image) $('qr-image').src = image;
       $('qr-meta').textContent = `QR ${qr.count} · expires ${time(qr.expiresAt)}`;
     } catch (error) {
-      if (error.status === 409) hideQr(); // already open
+      if (error.status === 409)
+        hideQr(); // already open
       else $('qr-meta').textContent = error.message;
     }
   }
@@ -123,7 +146,9 @@
     const view = instances.get(selected);
     if (!view) return;
     say(`${action}…`);
-    const result = await attempt(`${action} failed`, () => api(method, path, method === 'POST' ? { instanceName: view.id } : undefined));
+    const result = await attempt(`${action} failed`, () =>
+      api(method, path, method === 'POST' ? { instanceName: view.id } : undefined),
+    );
     if (result) {
       say(`${action}: ${result.state}${result.message ? ` — ${result.message}` : ''}`);
       setState(view.id, result.state);
@@ -138,8 +163,11 @@
   $('action-delete').addEventListener('click', async () => {
     const view = instances.get(selected);
     if (!view) return;
-    if (!confirm(`Delete instance "${view.name}"? Its session, messages and settings are removed for good.`)) return;
-    const done = await attempt('Delete failed', () => api('DELETE', `/instance/delete/${encodeURIComponent(view.id)}`));
+    if (!confirm(`Delete instance "${view.name}"? Its session, messages and settings are removed for good.`))
+      return;
+    const done = await attempt('Delete failed', () =>
+      api('DELETE', `/instance/delete/${encodeURIComponent(view.id)}`),
+    );
     if (done) {
       say(`Deleted ${view.name}.`);
       selected = undefined;
@@ -155,17 +183,27 @@
     if (!view) return;
     $('pair-code').textContent = 'Asking WhatsApp for a code…';
     const result = await attempt('Pairing code failed', () =>
-      api('POST', '/instance/pair', { instanceName: view.id, phone: $('pair-phone').value }));
+      api('POST', '/instance/pair', { instanceName: view.id, phone: $('pair-phone').value }),
+    );
     $('pair-code').textContent = result ? `Type this code on the phone: ${result.pairingCode}` : '';
   });
 
   // ------------------------------------------------------------------ settings
 
-  const SETTINGS = ['alwaysOnline', 'rejectCall', 'msgRejectCall', 'readMessages', 'ignoreGroups', 'ignoreStatus'];
+  const SETTINGS = [
+    'alwaysOnline',
+    'rejectCall',
+    'msgRejectCall',
+    'readMessages',
+    'ignoreGroups',
+    'ignoreStatus',
+  ];
 
   async function loadSettings() {
     const id = selected;
-    const settings = await attempt('Could not read the settings', () => api('GET', `/instance/${encodeURIComponent(id)}/advanced-settings`));
+    const settings = await attempt('Could not read the settings', () =>
+      api('GET', `/instance/${encodeURIComponent(id)}/advanced-settings`),
+    );
     if (!settings || id !== selected) return;
     const form = $('settings');
     for (const name of SETTINGS) {
@@ -183,7 +221,9 @@
       const input = form.elements.namedItem(name);
       body[name] = input.type === 'checkbox' ? input.checked : input.value;
     }
-    const saved = await attempt('Saving the settings failed', () => api('PUT', `/instance/${encodeURIComponent(selected)}/advanced-settings`, body));
+    const saved = await attempt('Saving the settings failed', () =>
+      api('PUT', `/instance/${encodeURIComponent(selected)}/advanced-settings`, body),
+    );
     $('settings-status').textContent = saved ? 'Saved: applies at once, no reconnect needed.' : '';
   });
 
@@ -199,7 +239,8 @@
     $('create').reset();
     $('create-result').replaceChildren(
       el('p', { text: `Created ${created.name}. Its token (shown once; keep it safe):` }),
-      el('p', { class: 'token' }, el('code', { text: created.token })));
+      el('p', { class: 'token' }, el('code', { text: created.token })),
+    );
     say(`Created ${created.name}.`);
     await refresh();
     await select(created.id);
@@ -212,11 +253,17 @@
 
   // ------------------------------------------------------------------ live
 
-  live('/manager/live', (message) => {
-    if (!setState(message.instanceId, message.state)) refresh();
-    if (message.instanceId === selected && message.emitted.includes('QrCodeIssued')) loadQr();
-    if (message.emitted.includes('InstanceOpened') || message.emitted.includes('SessionRemoved')) refresh();
-  }, (status) => { $('live-status').textContent = status === 'live' ? 'live updates on' : 'live updates reconnecting…'; });
+  live(
+    '/manager/live',
+    (message) => {
+      if (!setState(message.instanceId, message.state)) refresh();
+      if (message.instanceId === selected && message.emitted.includes('QrCodeIssued')) loadQr();
+      if (message.emitted.includes('InstanceOpened') || message.emitted.includes('SessionRemoved')) refresh();
+    },
+    (status) => {
+      $('live-status').textContent = status === 'live' ? 'live updates on' : 'live updates reconnecting…';
+    },
+  );
 
   refresh();
   setInterval(refresh, 10000);

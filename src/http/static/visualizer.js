@@ -32,12 +32,15 @@
   // ------------------------------------------------------------------ live timeline
 
   function addTimeline(entry) {
-    const row = el('tr', { 'data-seq': entry.seq },
+    const row = el(
+      'tr',
+      { 'data-seq': entry.seq },
       el('td', { text: time(entry.at) }),
       el('td', {}, el('code', { text: entry.event })),
       el('td', { text: entry.from ?? '—' }),
       el('td', { text: entry.to }),
-      el('td', { text: entry.emitted.join(', ') }));
+      el('td', { text: entry.emitted.join(', ') }),
+    );
     const body = $('timeline').tBodies[0];
     body.prepend(row);
     while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
@@ -52,11 +55,27 @@
       $('title').textContent = `Instance ${page.instance.name}`;
       document.title = `${page.instance.name} · visualizer · zapwire`;
       const body = $('history').tBodies[0];
-      body.replaceChildren(...history.map((entry, index) => el('tr', { 'data-version': entry.version },
-        el('td', {}, el('button', { type: 'button', text: String(entry.version), 'aria-label': `Show event ${entry.version}`, onclick: () => scrubTo(index) })),
-        el('td', { text: time(entry.at) }),
-        el('td', {}, el('code', { text: entry.type })),
-        el('td', {}, badge(entry.state), ' ', el('code', { text: entry.machineState })))));
+      body.replaceChildren(
+        ...history.map((entry, index) =>
+          el(
+            'tr',
+            { 'data-version': entry.version },
+            el(
+              'td',
+              {},
+              el('button', {
+                type: 'button',
+                text: String(entry.version),
+                'aria-label': `Show event ${entry.version}`,
+                onclick: () => scrubTo(index),
+              }),
+            ),
+            el('td', { text: time(entry.at) }),
+            el('td', {}, el('code', { text: entry.type })),
+            el('td', {}, badge(entry.state), ' ', el('code', { text: entry.machineState })),
+          ),
+        ),
+      );
       const scrubber = $('scrubber');
       scrubber.disabled = history.length === 0;
       scrubber.max = String(Math.max(history.length, 1));
@@ -73,17 +92,29 @@
     following = keepFollowing;
     const entry = history[index];
     $('scrubber').value = String(index + 1);
-    $('scrubber').setAttribute('aria-valuetext', `event ${entry.version} of ${history.length}: ${entry.type}, state ${entry.state}`);
-    $('scrub-label').textContent = `Event ${entry.version} of ${history.length}: ${entry.type} → ${entry.machineState}${following ? ' (following live)' : ''}`;
-    $('scrub-detail').textContent = JSON.stringify({ at: entry.at, recordedAt: entry.recordedAt, type: entry.type, data: entry.data }, null, 2);
+    $('scrubber').setAttribute(
+      'aria-valuetext',
+      `event ${entry.version} of ${history.length}: ${entry.type}, state ${entry.state}`,
+    );
+    $('scrub-label').textContent =
+      `Event ${entry.version} of ${history.length}: ${entry.type} → ${entry.machineState}${following ? ' (following live)' : ''}`;
+    $('scrub-detail').textContent = JSON.stringify(
+      { at: entry.at, recordedAt: entry.recordedAt, type: entry.type, data: entry.data },
+      null,
+      2,
+    );
     mark(following ? [] : entry.stateIds, 'scrubbed');
-    for (const row of $('history').tBodies[0].rows) row.classList.toggle('selected', row.dataset.version === String(entry.version));
+    for (const row of $('history').tBodies[0].rows)
+      row.classList.toggle('selected', row.dataset.version === String(entry.version));
   }
 
   $('scrubber').addEventListener('input', (e) => scrubTo(Number(e.target.value) - 1));
   $('step-back').addEventListener('click', () => scrubTo(Number($('scrubber').value) - 2));
   $('step-forward').addEventListener('click', () => scrubTo(Number($('scrubber').value)));
-  $('follow-live').addEventListener('click', () => { following = true; scrubTo(history.length - 1, { keepFollowing: true }); });
+  $('follow-live').addEventListener('click', () => {
+    following = true;
+    scrubTo(history.length - 1, { keepFollowing: true });
+  });
 
   // ------------------------------------------------------------------ start
 
@@ -104,21 +135,31 @@
       return;
     }
     await loadHistory();
-    live(`${base}/live`, (message) => {
-      if (message.type === 'hello') {
-        showCurrent(message.current);
-        $('timeline').tBodies[0].replaceChildren();
-        for (const entry of message.timeline) addTimeline(entry);
-      } else if (message.type === 'entry') {
-        showCurrent({ state: message.entry.state, machineState: message.entry.to, stateIds: message.entry.stateIds });
-        addTimeline(message.entry);
-        // New events were recorded: reload the replay (debounced).
-        if (message.entry.emitted.length > 0) {
-          clearTimeout(reloadTimer);
-          reloadTimer = setTimeout(loadHistory, 150);
+    live(
+      `${base}/live`,
+      (message) => {
+        if (message.type === 'hello') {
+          showCurrent(message.current);
+          $('timeline').tBodies[0].replaceChildren();
+          for (const entry of message.timeline) addTimeline(entry);
+        } else if (message.type === 'entry') {
+          showCurrent({
+            state: message.entry.state,
+            machineState: message.entry.to,
+            stateIds: message.entry.stateIds,
+          });
+          addTimeline(message.entry);
+          // New events were recorded: reload the replay (debounced).
+          if (message.entry.emitted.length > 0) {
+            clearTimeout(reloadTimer);
+            reloadTimer = setTimeout(loadHistory, 150);
+          }
         }
-      }
-    }, (status) => { $('live-status').textContent = status === 'live' ? 'live' : 'reconnecting…'; });
+      },
+      (status) => {
+        $('live-status').textContent = status === 'live' ? 'live' : 'reconnecting…';
+      },
+    );
   }
   start();
 })();

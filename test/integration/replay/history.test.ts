@@ -43,10 +43,14 @@ async function pairAndOpen(i: { id: string; token: string }): Promise<void> {
   await t.request('POST', '/instance/connect', { apikey: i.token });
   const connection = await eventually(() => t.fake.connection(i.id));
   connection.issueQr();
-  await eventually(async () => (await t.request('GET', '/instance/status', { apikey: i.token })).body['state'] === 'qr');
+  await eventually(
+    async () => (await t.request('GET', '/instance/status', { apikey: i.token })).body['state'] === 'qr',
+  );
   connection.issueQr();
   connection.scan(undefined, { restart: true });
-  await eventually(async () => (await t.request('GET', '/instance/status', { apikey: i.token })).body['state'] === 'open');
+  await eventually(
+    async () => (await t.request('GET', '/instance/status', { apikey: i.token })).body['state'] === 'open',
+  );
 }
 
 describe('history', () => {
@@ -94,12 +98,18 @@ describe('history', () => {
     const { body } = await t.request<Page>('GET', `/instance/${i.id}/history`);
     const qr = body.entries.find((e) => e.type === 'QrCodeIssued');
     expect(qr).toBeDefined();
-    const atQr = await t.request('GET', `/instance/${i.id}/history?at=${encodeURIComponent(qr?.recordedAt ?? '')}`);
+    const atQr = await t.request(
+      'GET',
+      `/instance/${i.id}/history?at=${encodeURIComponent(qr?.recordedAt ?? '')}`,
+    );
     expect(atQr.status).toBe(200);
     // the first QR and anything recorded in the same millisecond
     expect(['qr', 'connecting']).toContain(atQr.body['state']);
     expect(atQr.body['context']).toMatchObject({ paired: false, jid: null });
-    const now = await t.request('GET', `/instance/${i.id}/history?at=${encodeURIComponent(new Date().toISOString())}`);
+    const now = await t.request(
+      'GET',
+      `/instance/${i.id}/history?at=${encodeURIComponent(new Date().toISOString())}`,
+    );
     expect(now.body).toMatchObject({ state: 'open', machineState: 'session.open', version: 7 });
     expect(now.body['context']).toMatchObject({ paired: true, pushName: 'Fake Phone' });
     expect(now.body['lastEvent']).toMatchObject({ type: 'InstanceOpened', version: 7 });
@@ -120,15 +130,22 @@ describe('who may read a history', () => {
     const other = await t.request('GET', `/instance/${b.id}/history`, { apikey: a.token });
     expect(other.status).toBe(403);
     expect((other.body['error'] as { code: string }).code).toBe('ZW_ERR_FORBIDDEN');
-    expect((await t.request('GET', `/instance/${b.name}/history?at=2030-01-01T00:00:00Z`, { apikey: a.token })).status).toBe(403);
-    expect((await t.request('GET', '/instance/does-not-exist/history', { apikey: a.token })).status).toBe(403);
+    expect(
+      (await t.request('GET', `/instance/${b.name}/history?at=2030-01-01T00:00:00Z`, { apikey: a.token }))
+        .status,
+    ).toBe(403);
+    expect((await t.request('GET', '/instance/does-not-exist/history', { apikey: a.token })).status).toBe(
+      403,
+    );
   });
 
   it('the admin key reads any; no key is a 401; unknown instances a 404', async () => {
     const a = await create();
     expect((await t.request('GET', `/instance/${a.id}/history`)).status).toBe(200);
     expect((await t.request('GET', `/instance/${a.id}/history`, { apikey: null })).status).toBe(401);
-    expect((await t.request('GET', `/instance/${a.id}/history`, { apikey: 'wrong-key-123' })).status).toBe(401);
+    expect((await t.request('GET', `/instance/${a.id}/history`, { apikey: 'wrong-key-123' })).status).toBe(
+      401,
+    );
     expect((await t.request('GET', '/instance/nope/history')).status).toBe(404);
   });
 

@@ -11,7 +11,9 @@ beforeAll(async () => {
   t = await startTestApp();
   // A few histories: paired and open, waiting for a QR, deleted, one with traffic and settings.
   for (const name of ['rb-open', 'rb-qr', 'rb-gone', 'rb-busy']) {
-    const r = await t.request('POST', '/instance/create', { body: { name, webhookUrl: 'https://example.test/hook' } });
+    const r = await t.request('POST', '/instance/create', {
+      body: { name, webhookUrl: 'https://example.test/hook' },
+    });
     ids[name] = r.body['id'] as string;
   }
   for (const name of ['rb-open', 'rb-qr', 'rb-busy']) {
@@ -20,8 +22,12 @@ beforeAll(async () => {
     c.issueQr();
     if (name !== 'rb-qr') c.scan();
   }
-  await eventually(async () => (await t.request('GET', '/instance/status?instanceName=rb-busy')).body['state'] === 'open');
-  await t.request('PUT', '/instance/rb-busy/advanced-settings', { body: { rejectCall: true, msgRejectCall: 'busy' } });
+  await eventually(
+    async () => (await t.request('GET', '/instance/status?instanceName=rb-busy')).body['state'] === 'open',
+  );
+  await t.request('PUT', '/instance/rb-busy/advanced-settings', {
+    body: { rejectCall: true, msgRejectCall: 'busy' },
+  });
   const busy = t.fake.live(ids['rb-busy'] ?? '');
   busy.deliver({
     type: 'MessageReceived',
@@ -52,7 +58,14 @@ interface TableReport {
   missing: number;
   extra: number;
   changed: number;
-  samples: { changed: Array<{ key: Record<string, unknown>; columns: Record<string, { live: unknown; rebuilt: unknown }> }>; missing: unknown[]; extra: unknown[] };
+  samples: {
+    changed: Array<{
+      key: Record<string, unknown>;
+      columns: Record<string, { live: unknown; rebuilt: unknown }>;
+    }>;
+    missing: unknown[];
+    extra: unknown[];
+  };
 }
 interface Report {
   projection: string;
@@ -62,23 +75,28 @@ interface Report {
 }
 
 describe('rebuild equality', () => {
-  it.each(['instances', 'instance_logs', 'messages'])('%s: the rebuilt rows equal the live ones', async (name) => {
-    const r = await t.request<Report>('POST', `/admin/projections/${name}/rebuild`);
-    expect(r.status).toBe(200);
-    expect(r.body.projection).toBe(name);
-    expect(r.body.tables.length).toBeGreaterThan(0);
-    for (const table of r.body.tables) {
-      expect(table, table.table).toMatchObject({ missing: 0, extra: 0, changed: 0 });
-      expect(table.rebuiltRows).toBe(table.liveRows);
-    }
-    expect(r.body.equal).toBe(true);
-    expect(r.body.events).toBeGreaterThan(0);
-  });
+  it.each(['instances', 'instance_logs', 'messages'])(
+    '%s: the rebuilt rows equal the live ones',
+    async (name) => {
+      const r = await t.request<Report>('POST', `/admin/projections/${name}/rebuild`);
+      expect(r.status).toBe(200);
+      expect(r.body.projection).toBe(name);
+      expect(r.body.tables.length).toBeGreaterThan(0);
+      for (const table of r.body.tables) {
+        expect(table, table.table).toMatchObject({ missing: 0, extra: 0, changed: 0 });
+        expect(table.rebuiltRows).toBe(table.liveRows);
+      }
+      expect(r.body.equal).toBe(true);
+      expect(r.body.events).toBeGreaterThan(0);
+    },
+  );
 
   it('stays equal while commands append events during the rebuild (both sides at one checkpoint)', async () => {
     const writes = (async () => {
       for (let i = 0; i < 8; i++) {
-        await t.request('PUT', '/instance/rb-busy/advanced-settings', { body: { msgRejectCall: `busy ${i}` } });
+        await t.request('PUT', '/instance/rb-busy/advanced-settings', {
+          body: { msgRejectCall: `busy ${i}` },
+        });
       }
     })();
     const r = await t.request<Report>('POST', '/admin/projections/instances/rebuild');
@@ -100,7 +118,9 @@ describe('rebuild equality', () => {
 
   it('detects a tampered, a removed and an invented row, and the rebuild repairs them', async () => {
     const db = t.zapwire.db;
-    await db.query(`UPDATE rm_instances SET name = 'tampered', qr_count = 42 WHERE id = $1`, [ids['rb-open']]);
+    await db.query(`UPDATE rm_instances SET name = 'tampered', qr_count = 42 WHERE id = $1`, [
+      ids['rb-open'],
+    ]);
     await db.query('DELETE FROM rm_instance_tokens WHERE instance_id = $1', [ids['rb-qr']]);
     await db.query(`INSERT INTO rm_instance_tokens (token_hash, instance_id) VALUES ('forged', 'nobody')`);
     const r = await t.request<Report>('POST', '/admin/projections/instances/rebuild');
@@ -133,10 +153,16 @@ describe('rebuild equality', () => {
   });
 
   it('is admin only, and names the projections on a typo', async () => {
-    const created = await t.request('POST', '/instance/create', { body: { name: 'rb-token', token: 'rb-token-abcdef' } });
+    const created = await t.request('POST', '/instance/create', {
+      body: { name: 'rb-token', token: 'rb-token-abcdef' },
+    });
     expect(created.status).toBe(201);
-    expect((await t.request('POST', '/admin/projections/instances/rebuild', { apikey: 'rb-token-abcdef' })).status).toBe(403);
-    expect((await t.request('POST', '/admin/projections/instances/rebuild', { apikey: null })).status).toBe(401);
+    expect(
+      (await t.request('POST', '/admin/projections/instances/rebuild', { apikey: 'rb-token-abcdef' })).status,
+    ).toBe(403);
+    expect((await t.request('POST', '/admin/projections/instances/rebuild', { apikey: null })).status).toBe(
+      401,
+    );
     const typo = await t.request('POST', '/admin/projections/instance/rebuild');
     expect(typo.status).toBe(404);
     expect((typo.body['error'] as { message: string }).message).toMatch(/instances, instance_logs, messages/);
