@@ -265,6 +265,11 @@ export class BaileysConnection implements WhatsAppConnection {
   private finish(code: number | null, message: string | undefined): void {
     if (this.finished) return;
     this.release();
+    // The close message does not reach the event log (ConnectionClosed records code and reason only):
+    // say why a connection without a code failed here, where an operator looks.
+    if (code === null && message && !this.stopped) {
+      this.deps.logger.warn({ instanceId: this.instanceId }, `WhatsApp connection failed: ${message}`);
+    }
     this.signal({ type: 'closed', code, ...(message ? { message } : {}) });
     this.stopped = true;
     this.deps.onFinished(this);
