@@ -12,12 +12,13 @@
 import {
   connect,
   headers as natsHeaders,
+  type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
   type NatsError,
 } from 'nats';
 import type { Logger } from 'pino';
-import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import { buildEnvelope, serializeEnvelope } from './envelope.ts';
@@ -64,7 +65,6 @@ export class NatsSink {
   private notBefore = 0;
   private readonly closing = new AbortController();
   private readonly streams = new Map<string, { stream: string | null; expiresAt: number }>();
-  private readonly rejections = new Map<string, number>();
   private subscription: Subscription | undefined;
   readonly prefix: string;
 
@@ -180,7 +180,7 @@ export class NatsSink {
     if (selected.length === 0) return;
     const connection = await this.ready();
     const js = connection.jetstream({ timeout: this.options.publishTimeoutMs ?? 10_000 });
-    const acks: Array<{ item: RoutedEvent; ack: Promise<unknown> }> = [];
+    const acks: Array<{ item: RoutedEvent; subject: string; data: Uint8Array; ack: Promise<unknown> }> = [];
     let core = 0;
     for (const item of selected) {
       const { event, name, instance } = item;
@@ -188,7 +188,7 @@ export class NatsSink {
       const data = new TextEncoder().encode(serializeEnvelope(buildEnvelope(event, instance, name)));
       const stream = await this.streamFor(connection, subject);
       if (stream) {
-        acks.push({ item, ack: js.publish(subject, data, { msgID: event.id }) });
+        acks.push({ item, subject, data, ack: js.publish(subject, data, { msgID: event.id }) });
       } else {
         const h = natsHeaders();
         h.set('Nats-Msg-Id', event.id);
@@ -197,48 +197,54 @@ export class NatsSink {
       }
     }
     const settled = await Promise.allSettled(acks.map((a) => a.ack));
-    let failure: unknown;
     const deadLettered = new Set<string>();
     for (const [i, result] of settled.entries()) {
       if (result.status === 'fulfilled') continue;
-      const { event, instance } = acks[i]!.item;
-      if (isStreamRejection(result.reason) && (await this.rejected(event, instance, result.reason))) {
-        deadLettered.add(event.id);
-        continue;
-      }
-      failure ??= result.reason;
+      // A connection problem fails the batch; a stream refusing one message is that message's problem.
+      if (!isStreamRejection(result.reason)) throw result.reason;
+      const { item, subject, data } = acks[i]!;
+      if (!(await this.retryRefused(js, item, subject, data, result.reason))) deadLettered.add(item.event.id);
     }
-    if (failure) throw failure;
     if (core > 0) await this.flush(connection);
     const now = Date.now();
     for (const { event, instance } of selected) {
       if (deadLettered.has(event.id)) continue;
-      this.rejections.delete(event.id);
       this.options.metrics.deliveredOne('nats', instance, event.createdAt, now);
     }
   }
 
-  /** Counts a stream's refusal; true once the event is dead-lettered and may be skipped. */
-  private async rejected(
-    event: RecordedEvent,
-    instance: { id: string; name: string },
-    reason: unknown,
+  /**
+   * Publishes a message its stream refused again, a few times with backoff, in place: retrying the whole
+   * batch would repeat every other instance's messages. false once it is dead-lettered.
+   */
+  private async retryRefused(
+    js: JetStreamClient,
+    { event, instance }: RoutedEvent,
+    subject: string,
+    data: Uint8Array,
+    firstReason: unknown,
   ): Promise<boolean> {
-    const count = (this.rejections.get(event.id) ?? 0) + 1;
-    this.rejections.set(event.id, count);
-    if (count < (this.options.maxRejections ?? 5)) {
+    const attempts = this.options.maxRejections ?? 5;
+    let reason = firstReason;
+    for (let attempt = 2; attempt <= attempts; attempt++) {
       this.options.metrics.retriedOne('nats', instance);
-      return false;
+      await sleep(backoffDelay({ baseMs: 100, maxMs: 2_000 }, attempt - 1), this.closing.signal);
+      try {
+        await js.publish(subject, data, { msgID: event.id });
+        return true;
+      } catch (error) {
+        if (!isStreamRejection(error)) throw error;
+        reason = error;
+      }
     }
-    this.rejections.delete(event.id);
-    const message = `JetStream refused the message ${count} times: ${String((reason as Error).message)}`;
-    await this.options.store.addDeadLetter(NATS_SUBSCRIPTION, event, message, count);
+    const message = `JetStream refused the message ${attempts} times: ${String((reason as Error).message)}`;
+    await this.options.store.addDeadLetter(NATS_SUBSCRIPTION, event, message, attempts);
     this.options.metrics.deadLetteredOne('nats', instance);
     this.options.logger.warn(
       { eventId: event.id, instanceId: instance.id, error: message },
       'NATS event dead-lettered',
     );
-    return true;
+    return false;
   }
 
   private async flush(connection: NatsConnection): Promise<void> {

@@ -3,7 +3,7 @@
  * Connection drops go through a TCP relay that resets the sink's connection mid-stream.
  */
 import { randomUUID } from 'node:crypto';
-import { connect, type JetStreamManager, type Msg, type NatsConnection } from 'nats';
+import { DiscardPolicy, connect, type JetStreamManager, type Msg, type NatsConnection } from 'nats';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigTimeline } from '../../../src/sinks/config-timeline.ts';
 import { SinkMetrics } from '../../../src/sinks/metrics.ts';
@@ -185,5 +185,35 @@ describe('NATS sink', () => {
     if (jetstream) expect((await jsm.streams.info(stream)).state.messages).toBe(ids.length); // no duplicates stored
     expect(proxy.drops).toBe(2);
     expect(logs()).toContain('NATS sink reconnected');
+  });
+
+  it('dead-letters an event its stream keeps refusing, without holding back other instances', async () => {
+    const stream = `ZT_${prefix}`;
+    streams.push(stream);
+    // Only "full"'s subjects are captured, by a stream that takes one message and refuses the rest.
+    await jsm.streams.add({
+      name: stream,
+      subjects: [`${prefix}.full.>`],
+      max_msgs: 1,
+      discard: DiscardPolicy.New,
+    });
+    observer.subscribe(`${prefix}.open.>`, { callback: (_e, m) => record(m) });
+    await observer.flush();
+    startSink();
+    await createInstance(store, 'f1', 'full', settings({ natsEnable: true, events: ['MESSAGE'] }));
+    await createInstance(store, 'o1', 'open', settings({ natsEnable: true, events: ['MESSAGE'] }));
+    const full = await messages(store, 'f1', 2, 'f');
+    const open = [...(await messages(store, 'o1', 3, 'o')), ...(await messages(store, 'o1', 3, 'p'))];
+    await eventually(() => received.length >= open.length, 10_000, 'the open instance keeps flowing');
+    expect(received.map((g) => g.id)).toEqual(open.map((e) => e.id));
+    await eventually(
+      async () => (await store.listDeadLetters('sink-nats')).length === 1,
+      10_000,
+      'dead letter',
+    );
+    const [dead] = await store.listDeadLetters('sink-nats');
+    expect(dead).toMatchObject({ eventId: full[1]!.id, attempts: 5 });
+    expect(dead!.error).toMatch(/JetStream refused/);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(1);
   });
 });

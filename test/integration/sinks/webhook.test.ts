@@ -283,6 +283,23 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(receiver.requests).toHaveLength(5);
   });
 
+  it('gives up on a request after the timeout and retries it', async () => {
+    const sinks = await start({ timeoutMs: 150, backoffBaseMs: 10, backoffMaxMs: 20 });
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    receiver.respond((_request, index) => (index === 0 ? { status: 200, delayMs: 1_000 } : { status: 200 }));
+    const started = Date.now();
+    await messages(store, iid('a1'), 1, 'slow');
+    await eventually(
+      async () => (await sinks.webhook.deliveries(iid('a1'), { status: 'delivered' })).length === 1,
+      5_000,
+      'delivered on the second attempt',
+    );
+    expect(Date.now() - started).toBeLessThan(900); // did not wait for the slow answer
+    const [delivery] = await sinks.webhook.deliveries(iid('a1'));
+    expect(delivery).toMatchObject({ attempts: 2, lastStatusCode: 200 });
+    expect(receiver.requests).toHaveLength(2);
+  });
+
   it('sends every subscribed event to the global webhook too, signed with the global secret', async () => {
     const global = await WebhookReceiver.start();
     try {

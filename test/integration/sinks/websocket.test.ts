@@ -78,7 +78,7 @@ describe('WebSocket sink and the events routes', () => {
       directory,
       logger: silentLogger,
       config: {
-        processMetrics: false,
+        processMetrics: true,
         subscription: { pollIntervalMs: 50, retryDelayMs: 50 },
         ...(maxBufferedBytes ? { websocket: { maxBufferedBytes } } : {}),
       },
@@ -226,6 +226,19 @@ describe('WebSocket sink and the events routes', () => {
     expect(metrics.statusCode).toBe(200);
     expect(metrics.headers['content-type']).toMatch(/text\/plain/);
     expect(metrics.body).toContain('zapwire_sink_delivered_total');
+    expect(metrics.body).toContain('zapwire_process_cpu_user_seconds_total');
+    sinks.registerGauge({
+      name: 'zapwire_instances',
+      help: 'instances per state',
+      labelNames: ['state'],
+      collect: () => [
+        { labels: { state: 'open' }, value: 3 },
+        { labels: { state: 'qr' }, value: 1 },
+      ],
+    });
+    const withGauge = await app.inject({ url: '/metrics', headers: { apikey: ADMIN } });
+    expect(withGauge.body).toContain('zapwire_instances{state="open"} 3');
+    expect(withGauge.body).toContain('zapwire_instances{state="qr"} 1');
     expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
     expect((await app.inject({ url: '/metrics', headers: { apikey: 'token-alpha' } })).statusCode).toBe(403);
 
