@@ -19,6 +19,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import amqp from 'amqplib';
+import websocket from '@fastify/websocket';
 import Fastify from 'fastify';
 import { connect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
@@ -282,6 +283,7 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
     });
     if (sink === 'websocket') {
       const app = Fastify();
+      await app.register(websocket);
       await app.register(eventsRoutes, {
         sinks,
         authenticate: async () => ({ role: 'admin' }),

@@ -2,7 +2,7 @@
  * Event delivery routes (docs/events.md): the live WebSocket, Prometheus metrics, the webhook delivery log
  * with redelivery, and webhook secret rotation. Register once; dependencies come as plugin options.
  */
-import websocket from '@fastify/websocket';
+import '@fastify/websocket';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { normaliseEventNames, UnknownEventNameError, type SinkEventName } from '../../domain/event-names.ts';
 import { Errors, ZapwireError } from '../../domain/errors.ts';
@@ -101,8 +101,9 @@ function toJson(delivery: DeliveryView): Jsonified<DeliveryView> {
 
 export const eventsRoutes: FastifyPluginAsync<EventsRoutesOptions> = async (app, options) => {
   const { sinks, authenticate, resolveInstance } = options;
+  // Registered once at the root by the app: two registrations would each answer every upgrade.
   if (!app.hasDecorator('websocketServer')) {
-    await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+    throw new Error('register @fastify/websocket once at the root before the events routes');
   }
 
   async function principalOf(request: FastifyRequest, allowQuery = false): Promise<EventsPrincipal> {

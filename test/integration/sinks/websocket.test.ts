@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -85,6 +86,7 @@ describe('WebSocket sink and the events routes', () => {
     });
     app = Fastify();
     installErrorHandler(app);
+    await app.register(websocket);
     await app.register(eventsRoutes, {
       sinks,
       authenticate: async (key): Promise<EventsPrincipal | undefined> => {

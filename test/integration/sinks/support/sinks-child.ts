@@ -2,6 +2,7 @@
  * A sinks process for the crash test: opens the store on DATABASE_URL, runs every sink and /ws, prints
  * "ready <port>" and runs until killed. SIGTERM stops it cleanly; SIGKILL is the point of the test.
  */
+import websocket from '@fastify/websocket';
 import Fastify from 'fastify';
 import pino from 'pino';
 import { eventsRoutes } from '../../../../src/http/routes/events.ts';
@@ -45,6 +46,7 @@ const sinks = await startSinks({
   },
 });
 const app = Fastify();
+await app.register(websocket);
 await app.register(eventsRoutes, {
   sinks,
   authenticate: async (key) => (key === 'admin-key-for-crash-test' ? { role: 'admin' } : undefined),
