@@ -123,11 +123,11 @@
     if (!qrTimer) {
       loadQr();
       // The code rotates; the live socket says when, this is the fallback.
-      qrTimer = setInterval(loadQr, 3000);
+      qrTimer = setInterval(() => loadQr(), 3000);
     }
   }
 
-  async function loadQr() {
+  async function loadQr(retry = 0) {
     const id = selected;
     try {
       const qr = await api('GET', `/instance/qr?instanceName=${encodeURIComponent(id)}`);
@@ -136,9 +136,14 @@
       if ($('qr-image').getAttribute('src') !== image) $('qr-image').src = image;
       $('qr-meta').textContent = `QR ${qr.count} · expires ${time(qr.expiresAt)}`;
     } catch (error) {
-      if (error.status === 409)
+      if (error.status === 409) {
         hideQr(); // already open
-      else $('qr-meta').textContent = error.message;
+      } else if (error.code === 'ZW_ERR_QR_NOT_READY' && retry < 5) {
+        // The live socket reports the machine's step a moment before the read model shows the code.
+        setTimeout(() => loadQr(retry + 1), 200);
+      } else {
+        $('qr-meta').textContent = error.message;
+      }
     }
   }
 
