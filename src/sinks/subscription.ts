@@ -66,7 +66,9 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
       filter: SINK_EVENT_FILTER,
       batchSize: 256,
       startAt: 'end',
-      pollIntervalMs: 1_000,
+      // Short: an event can become visible without an append signal (an older transaction ending), and
+      // only this poll finds it then. One indexed read per interval per sink.
+      pollIntervalMs: 250,
       retryDelayMs: 1_000,
       onError: (error) =>
         logger.warn({ err: error, subscription: options.name }, 'sink batch failed; retrying'),

@@ -13,7 +13,13 @@ import type { Logger } from 'pino';
 import type { EventStore, RecordedEvent } from '../../store/port.ts';
 import { backoffDelay, sleep } from '../backoff.ts';
 import type { SinkMetrics } from '../metrics.ts';
-import type { AttemptOutcome, DeliveryLog, DeliveryRow, DeliveryTarget } from './delivery-log.ts';
+import {
+  compareIds,
+  type AttemptOutcome,
+  type DeliveryLog,
+  type DeliveryRow,
+  type DeliveryTarget,
+} from './delivery-log.ts';
 import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
 import {
   DELIVERY_ID_HEADER,
@@ -127,10 +133,14 @@ interface Queue {
   buffer: DeliveryRow[];
   /** True while `buffer` holds every pending row of this queue that this process has not finished. */
   synced: boolean;
-  /** Rows handed over while not synced (left to the next scan); a scan that raced one must scan again. */
-  dropped: number;
+  /** While an outbox scan runs: the rows handed over meanwhile, merged with the scan's result after. */
+  scanning: DeliveryRow[] | undefined;
+  /** Bumped by notify(): a scan that overlapped one cannot conclude the queue is synced. */
+  notified: number;
   /** Delivered here, "delivered" not written yet: a scan must not pick them up again. */
   readonly unflushed: Set<string>;
+  /** Ids recently finished here (bounded), so a late handover of the same row is not sent twice. */
+  readonly finished: Set<string>;
   running: Promise<void> | undefined;
   /** Wakes the queue's retry wait early (stop, forget). */
   wake: AbortController | undefined;
@@ -139,6 +149,7 @@ interface Queue {
 
 /** Rows a queue holds in memory; beyond that they wait in the outbox table. */
 const MAX_BUFFER = 1_000;
+const FINISHED_MEMORY = 2_000;
 
 const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
 
@@ -164,7 +175,7 @@ export class WebhookDispatcher {
     const queue = this.queue(instanceId, target);
     if (!queue) return;
     queue.synced = false;
-    queue.dropped += 1;
+    queue.notified += 1;
     this.ensureRunning(queue);
   }
 
@@ -180,11 +191,11 @@ export class WebhookDispatcher {
     for (const list of byQueue.values()) {
       const queue = this.queue(list[0]!.instanceId, list[0]!.target);
       if (!queue) continue;
-      if (queue.synced && queue.buffer.length + list.length <= MAX_BUFFER) queue.buffer.push(...list);
-      else {
-        queue.synced = false;
-        queue.dropped += 1;
-      }
+      if (queue.scanning) queue.scanning.push(...list);
+      else if (queue.synced && queue.buffer.length + list.length <= MAX_BUFFER) {
+        const held = new Set(queue.buffer.map((r) => r.id));
+        queue.buffer.push(...list.filter((r) => !held.has(r.id) && !queue.finished.has(r.id)));
+      } else queue.synced = false; // the next scan reads them from the outbox
       this.ensureRunning(queue);
     }
   }
@@ -199,8 +210,10 @@ export class WebhookDispatcher {
         target,
         buffer: [],
         synced: false,
-        dropped: 0,
+        scanning: undefined,
+        notified: 0,
         unflushed: new Set(),
+        finished: new Set(),
         running: undefined,
         wake: undefined,
         instanceName: undefined,
@@ -246,32 +259,53 @@ export class WebhookDispatcher {
   }
 
   private async run(queue: Queue): Promise<void> {
-    const { log, logger } = this.options;
     const pageSize = this.options.pageSize ?? 100;
     while (this.alive(queue)) {
       if (queue.buffer.length === 0) {
         if (queue.synced) return;
-        const dropped = queue.dropped;
-        let rows: DeliveryRow[];
-        try {
-          rows = await log.nextPending(queue.instanceId, queue.target, pageSize, queue.unflushed);
-        } catch (error) {
-          logger.error(
-            { err: error, instanceId: queue.instanceId },
-            'webhook: cannot read the outbox; retrying',
-          );
-          await sleep(1_000, this.stopping.signal);
-          continue;
-        }
-        if (!this.alive(queue)) return;
-        // Handoffs during the scan were dropped (not synced), so the buffer is still empty here.
-        queue.buffer = rows;
-        if (rows.length < pageSize && queue.dropped === dropped) queue.synced = true;
+        await this.scan(queue, pageSize);
         continue;
       }
       const row = queue.buffer[0]!;
       if (!(await this.deliver(queue, row))) return;
       queue.buffer.shift();
+      queue.finished.add(row.id);
+      if (queue.finished.size > FINISHED_MEMORY) queue.finished.delete(queue.finished.values().next().value!);
+    }
+  }
+
+  /**
+   * Reads the queue's pending rows from the outbox. Rows handed over during the read are kept aside and
+   * merged: a short page (everything pending was read) plus them is the whole queue, so the queue is synced
+   * again and later rows arrive by handover alone. A full page leaves it unsynced for another scan.
+   */
+  private async scan(queue: Queue, pageSize: number): Promise<void> {
+    const notified = queue.notified;
+    queue.scanning = [];
+    let rows: DeliveryRow[];
+    try {
+      rows = await this.options.log.nextPending(queue.instanceId, queue.target, pageSize, queue.unflushed);
+    } catch (error) {
+      queue.scanning = undefined;
+      this.options.logger.error(
+        { err: error, instanceId: queue.instanceId },
+        'webhook: cannot read the outbox; retrying',
+      );
+      await sleep(1_000, this.stopping.signal);
+      return;
+    }
+    const aside = queue.scanning;
+    queue.scanning = undefined;
+    if (rows.length < pageSize) {
+      const byId = new Map<string, DeliveryRow>();
+      for (const row of [...rows, ...aside]) {
+        if (!queue.unflushed.has(row.id) && !queue.finished.has(row.id)) byId.set(row.id, row);
+      }
+      queue.buffer = [...byId.values()].sort((a, b) => compareIds(a.id, b.id));
+      queue.synced = queue.notified === notified;
+    } else {
+      queue.buffer = rows;
+      queue.synced = false;
     }
   }
 

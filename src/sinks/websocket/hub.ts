@@ -62,7 +62,7 @@ export interface WebSocketHubOptions {
   readonly maxBufferedBytes?: number;
   /** Events read per page (tail and replays). Default 500. */
   readonly pageSize?: number;
-  /** Polling interval for appends made by other processes. Default 1 000 ms. */
+  /** Polling interval (appends by other processes, events that became visible without a signal). Default 250 ms. */
   readonly pollIntervalMs?: number;
   /** A replay page that cannot be written out within this time closes the client with 4008. Default 30 s. */
   readonly replayStallMs?: number;
@@ -227,7 +227,7 @@ export class WebSocketHub {
         await sleep(1_000);
         continue;
       }
-      if (caughtUp) await this.sleep(this.options.pollIntervalMs ?? 1_000);
+      if (caughtUp) await this.sleep(this.options.pollIntervalMs ?? 250);
     }
   }
 

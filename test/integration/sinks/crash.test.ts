@@ -201,8 +201,23 @@ describe('sinks survive SIGKILL during a burst', () => {
         const idx = ids.map((id, i) => (seen.bodies.has(id) ? -1 : i)).filter((i) => i >= 0);
         return idx.length === 0 ? '0' : `${idx.length} (indexes ${idx[0]}..${idx.at(-1)})`;
       };
+      const done = new Set<string>();
+      const track = (name: string, seen: Seen): boolean => {
+        const ok = complete(seen);
+        if (ok && !done.has(name)) {
+          done.add(name);
+          phase(`${name} complete`);
+        }
+        return ok;
+      };
       await eventually(
-        () => complete(webhook) && complete(rabbitSeen) && complete(natsSeen) && complete(wsSeen),
+        () =>
+          [
+            track('webhook', webhook),
+            track('rabbitmq', rabbitSeen),
+            track('nats', natsSeen),
+            track('websocket', wsSeen),
+          ].every(Boolean),
         45_000,
         'every sink has every event',
       ).catch((error: Error) => {
