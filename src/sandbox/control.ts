@@ -31,6 +31,7 @@ import type {
   PhoneMessage,
   PhoneReceipt,
   PresenceState,
+  SandboxStats,
   StanzaRecord,
 } from './types.ts';
 import { proto } from './wa.ts';
@@ -340,6 +341,25 @@ export class SandboxControl {
   /** Open client sockets, logged in or not. */
   connectionCount(): number {
     return this.server.connections.size;
+  }
+
+  /** Counts and this process's resource use, for benches and dashboards. */
+  stats(): SandboxStats {
+    const accounts = this.server.accounts();
+    const devices = accounts.flatMap((a) => a.activeCompanions());
+    const memory = process.memoryUsage();
+    const cpu = process.cpuUsage();
+    return {
+      accounts: accounts.length,
+      devices: devices.length,
+      devicesOnline: devices.filter((d) => d.connection?.isOpen).length,
+      connections: this.server.connections.size,
+      waitingForPairing: this.server.pairings.waiting,
+      rssBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      cpuUserMs: Math.round(cpu.user / 1000),
+      cpuSystemMs: Math.round(cpu.system / 1000),
+    };
   }
 
   private companion(deviceJid: string): Companion {

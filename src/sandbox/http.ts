@@ -45,6 +45,7 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
   const A = '([^/]+)'; // one path segment
   return [
     ['GET', /^\/control\/?$/, () => ({ ...urls(), env: envFor(urls()) })],
+    ['GET', /^\/control\/stats$/, () => control.stats()],
     ['GET', /^\/control\/accounts$/, () => control.accounts()],
     [
       'POST',

@@ -16,12 +16,13 @@ const { values } = parseArgs({
     port: { type: 'string' },
     'small-prekeys': { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
+    quiet: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: npm run sandbox -- [--port 7800] [--small-prekeys] [--verbose]\n');
+  process.stdout.write('usage: npm run sandbox -- [--port 7800] [--small-prekeys] [--verbose | --quiet]\n');
   process.exit(0);
 }
 
@@ -38,7 +39,7 @@ function line(level: string, msg: string, data?: Record<string, unknown>): void 
 
 const logger: SandboxLogger = {
   debug: (msg, data) => values.verbose && line('debug', msg, data),
-  info: (msg, data) => line('info', msg, data),
+  info: (msg, data) => !values.quiet && line('info', msg, data),
   warn: (msg, data) => line('warn', msg, data),
   error: (msg, data) => line('error', msg, data),
 };

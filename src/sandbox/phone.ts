@@ -234,6 +234,7 @@ function phoneRecord(
     chat,
     fromMe,
     timestamp: t,
+    receivedAt: Date.now(),
     text: message.conversation ?? message.extendedTextMessage?.text ?? undefined,
     message: json,
     cipher,

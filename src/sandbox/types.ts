@@ -43,6 +43,8 @@ export interface PhoneMessage {
   /** True when one of this account's own linked devices sent it (the phone got a `deviceSentMessage` copy). */
   readonly fromMe: boolean;
   readonly timestamp: number;
+  /** When the phone decrypted it (ms since the epoch). */
+  readonly receivedAt: number;
   /** `conversation` or `extendedTextMessage.text`, when the message is a text. */
   readonly text: string | undefined;
   /** The decrypted `proto.Message` as JSON (the copy inside `deviceSentMessage` for own messages). */
@@ -125,6 +127,21 @@ export interface StanzaRecord {
   readonly tag: string;
   readonly attrs: Record<string, string>;
   readonly at: number;
+}
+
+export interface SandboxStats {
+  readonly accounts: number;
+  /** Linked devices (not unlinked). */
+  readonly devices: number;
+  readonly devicesOnline: number;
+  /** Open client sockets, including unregistered ones. */
+  readonly connections: number;
+  readonly waitingForPairing: number;
+  /** Of the whole process the sandbox runs in. */
+  readonly rssBytes: number;
+  readonly heapUsedBytes: number;
+  readonly cpuUserMs: number;
+  readonly cpuSystemMs: number;
 }
 
 export interface SandboxLogger {

@@ -70,6 +70,16 @@ describe('QR pairing', () => {
     expect(log.some((s) => s.dir === 'out' && s.tag === 'ib')).toBe(true);
   });
 
+  test('a client with routing info (the ED preamble before the WA header) logs in too', async () => {
+    const erin = sandbox.control.createAccount({ name: 'Erin' });
+    const pairing = track(connectBaileys(sandbox));
+    await sandbox.control.scanQr(erin.phoneNumber, await pairing.qr());
+    expect(await pairing.closed()).toBe(515);
+    pairing.auth.state.creds.routingInfo = Buffer.from('sandbox-routing-info');
+    const client = track(connectBaileys(sandbox, { auth: pairing.auth }));
+    await client.opened();
+  });
+
   test('with the real server count, a first login uploads 812 prekeys', async () => {
     const faithful = await startSandbox();
     try {
