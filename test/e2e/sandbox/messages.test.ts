@@ -122,6 +122,26 @@ describe('incoming: a contact phone sends to the linked device', () => {
   });
 });
 
+describe('phones and lookups', () => {
+  test("phones message each other; the recipient's linked device gets the message too", async () => {
+    const { id } = await sandbox.control.sendText(bob.phoneNumber, carol.jid, 'phone to phone');
+    const got = await sandbox.control.waitForMessage(carol.phoneNumber, { text: 'phone to phone' });
+    expect(got).toMatchObject({ id, from: bob.jid, fromDevice: bob.jid, chat: bob.jid, fromMe: false });
+    const onDevice = await upserted(carolDevice, id);
+    expect(onDevice.message?.conversation).toBe('phone to phone');
+    await expect
+      .poll(() =>
+        sandbox.control.receipts(bob.phoneNumber).some((r) => r.id === id && r.fromDevice === carol.jid),
+      )
+      .toBe(true);
+  });
+
+  test('onWhatsApp (usync contact protocol) knows the accounts and only them', async () => {
+    const result = await aliceDevice.sock.onWhatsApp(bob.jid, '99000000000@s.whatsapp.net');
+    expect(result).toEqual([{ jid: bob.jid, exists: true }]);
+  });
+});
+
 describe('outgoing: the linked device sends to a contact', () => {
   test("the contact's phone reads it, Alice's phone gets the copy, the ticks come back", async () => {
     const sent = await aliceDevice.sock.sendMessage(bob.jid, { text: 'hi Bob' });
