@@ -27,7 +27,9 @@ import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
-import { instanceIdByTokenHash } from '../projections/queries.ts';
+import { findInstance, instanceIdByTokenHash } from '../projections/queries.ts';
+import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
+import { eventsRoutes } from './http/routes/events.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MIGRATION_DIRECTORIES = [
@@ -35,6 +37,7 @@ export const MIGRATION_DIRECTORIES = [
   join(root, 'projections/migrations'),
   join(root, 'src/runtime/migrations'),
   join(root, 'src/whatsapp/baileys/migrations'),
+  SINK_MIGRATIONS_DIR,
 ];
 
 export interface Zapwire {
@@ -114,7 +117,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         })
       : options.connector;
   const inspection = new InspectionLog();
+  // Bound after the sinks start; the runtime only calls it when an instance is deleted.
+  let sinks: Sinks | undefined;
   const runtime = new InstanceRuntime({
+    onInstanceDeleted: async (instanceId) => {
+      await sinks?.forgetInstance(instanceId);
+    },
     inspect: inspection.observe,
     store,
     db,
@@ -128,16 +136,68 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   });
   await runtime.start();
 
+  sinks = await startSinks({
+    store,
+    db,
+    config,
+    logger,
+    directory: {
+      async get(instanceId) {
+        const instance = await findInstance(db, instanceId);
+        const webhookSecret = instance ? await secrets.get(instance.id, 'webhook_secret') : undefined;
+        if (!instance || webhookSecret === undefined) return undefined;
+        return {
+          id: instance.id,
+          name: instance.name,
+          webhookSecret,
+          sinks: {
+            webhookUrl: instance.webhookUrl,
+            events: instance.events,
+            rabbitmqEnable: instance.rabbitmqEnable,
+            websocketEnable: instance.websocketEnable,
+            natsEnable: instance.natsEnable,
+          },
+        };
+      },
+    },
+  });
+  const startedSinks = sinks;
+  startedSinks.registerGauge({
+    name: 'zapwire_instances',
+    help: 'Instances by API state',
+    labelNames: ['state'],
+    collect: async () => {
+      const { rows } = await db.query<{ state: string; count: number }>(
+        'SELECT state, count(*)::int AS count FROM rm_instances GROUP BY state',
+      );
+      return rows.map((r) => ({ labels: { state: r.state }, value: r.count }));
+    },
+  });
+  const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
+
   const app = await buildApp({
     logger,
     store,
-    authenticator: createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash)),
+    authenticator,
     routes: async (server) => {
       await server.register(instanceRoutes, { service: runtime, db });
       // Once, at the root: two registrations would each answer every WebSocket upgrade.
       if (!server.hasDecorator('websocketServer')) {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
+      await server.register(eventsRoutes, {
+        sinks: startedSinks,
+        authenticate: (apikey) => authenticator.authenticate(apikey),
+        resolveInstance: async (idOrName) => {
+          const instance = await findInstance(db, idOrName);
+          return instance ? { id: instance.id, name: instance.name } : undefined;
+        },
+        rotateWebhookSecret: async (instanceId) => {
+          const secret = randomBytes(32).toString('base64url');
+          await secrets.put(instanceId, 'webhook_secret', secret);
+          return secret;
+        },
+      });
       const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
       const sessions = new BrowserSessions();
       await server.register(replayRoutes, { store, db, projections, machineConfig });
@@ -182,6 +242,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       stopped ??= (async () => {
         await app.close();
         await runtime.stop();
+        await startedSinks.stop();
         await projections.stop();
         await store.close();
         if (db !== (store as unknown)) await db.close().catch(() => undefined);

@@ -76,6 +76,8 @@ export interface RuntimeOptions {
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
+  /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
+  readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
   readonly inspect?: (instanceId: string, event: InspectionEvent) => void;
 }
@@ -465,6 +467,7 @@ export class InstanceRuntime implements InstanceService {
       await this.options.projections.waitFor(audit.position, 30_000);
     });
     this.reconnectLimiter.forget(id);
+    await this.options.onInstanceDeleted?.(id);
   }
 
   async requestPairingCode(id: string, phone: string): Promise<{ pairingCode: string }> {
