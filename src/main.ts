@@ -118,10 +118,10 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       : options.connector;
   const inspection = new InspectionLog();
   // Bound after the sinks start; the runtime only calls it when an instance is deleted.
-  let sinks: Sinks | undefined;
+  const late: { sinks?: Sinks } = {};
   const runtime = new InstanceRuntime({
     onInstanceDeleted: async (instanceId) => {
-      await sinks?.forgetInstance(instanceId);
+      await late.sinks?.forgetInstance(instanceId);
     },
     inspect: inspection.observe,
     store,
@@ -136,7 +136,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   });
   await runtime.start();
 
-  sinks = await startSinks({
+  const startedSinks = await startSinks({
     store,
     db,
     config,
@@ -161,7 +161,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
   });
-  const startedSinks = sinks;
+  late.sinks = startedSinks;
   startedSinks.registerGauge({
     name: 'zapwire_instances',
     help: 'Instances by API state',
