@@ -41,10 +41,13 @@ export class BrowserSessions {
     return createHmac('sha256', this.secret).update(text).digest('base64url');
   }
 
-  /** A new session: the cookie value and when it expires. */
-  issue(): { value: string; session: BrowserSession } {
+  /**
+   * A new session, or with `renew` the same one (same nonce, so the same CSRF token for pages already
+   * open) with a later expiry: the cookie value and when it expires.
+   */
+  issue(renew?: BrowserSession): { value: string; session: BrowserSession } {
     const expires = this.now() + this.ttlMs;
-    const nonce = randomBytes(16).toString('base64url');
+    const nonce = renew?.nonce ?? randomBytes(16).toString('base64url');
     const body = `v1.${expires}.${nonce}`;
     return { value: `${body}.${this.mac(body)}`, session: { nonce, expiresAt: new Date(expires) } };
   }

@@ -71,7 +71,10 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
       // Using the pages keeps the session alive (sliding expiry).
       const session = sessionOf(request, sessions);
       if (session)
-        reply.header('set-cookie', sessions.cookie(sessions.issue().value, { secure: secure(request) }));
+        reply.header(
+          'set-cookie',
+          sessions.cookie(sessions.issue(session).value, { secure: secure(request) }),
+        );
       return pageHeaders(reply, request).send(page('manager.html'));
     },
   );

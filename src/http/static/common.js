@@ -1,5 +1,7 @@
+/* global document, location, fetch, WebSocket, setTimeout */
 // Shared by the manager and the visualizer: calls through the session cookie, and small DOM helpers.
 'use strict';
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- the pages' shared global
 const zapwire = (() => {
   let csrf;
   async function token() {
@@ -57,7 +59,7 @@ const zapwire = (() => {
       socket = new WebSocket(`${scheme}://${location.host}${path}`);
       socket.addEventListener('open', () => {
         delay = 500;
-        onStatus && onStatus('live');
+        if (onStatus) onStatus('live');
       });
       socket.addEventListener('message', (e) => {
         try {
@@ -67,7 +69,7 @@ const zapwire = (() => {
         }
       });
       socket.addEventListener('close', () => {
-        onStatus && onStatus('reconnecting');
+        if (onStatus) onStatus('reconnecting');
         if (!closedByUs) setTimeout(connect, delay);
         delay = Math.min(delay * 2, 10000);
       });

@@ -1,3 +1,4 @@
+/* global document, location, fetch */
 // Sign-in: POST the key once, get the session cookie, reload the page that asked for it.
 'use strict';
 document.getElementById('login').addEventListener('submit', async (event) => {

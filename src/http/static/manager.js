@@ -1,3 +1,4 @@
+/* global document, location, fetch, CSS, confirm, setTimeout, setInterval, clearInterval, zapwire */
 // The manager: instances with live state, lifecycle actions, QR, pairing code, advanced settings.
 'use strict';
 (() => {

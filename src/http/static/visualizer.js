@@ -1,3 +1,4 @@
+/* global document, location, fetch, setTimeout, clearTimeout, zapwire */
 // The visualizer: the machine diagram with the live state highlighted, the live transition timeline,
 // and a scrubber over the replayed history.
 'use strict';

@@ -12,6 +12,9 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
+/** Runs in the page (the callbacks below are serialised to Chromium); declared for the compiler only. */
+declare const getComputedStyle: (element: unknown) => { stroke: string; strokeDasharray: string };
+
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'browser');
 
@@ -86,7 +89,7 @@ describe('manager and visualizer in Chromium', () => {
     // every form control has a label
     const unlabelled = await page.$$eval('input, select, textarea', (inputs) =>
       inputs
-        .filter((i) => (i as HTMLInputElement).labels?.length === 0)
+        .filter((i) => (i as unknown as { labels: { length: number } | null }).labels?.length === 0)
         .map((i) => i.id || i.getAttribute('name')),
     );
     expect(unlabelled).toEqual([]);
@@ -107,7 +110,7 @@ describe('manager and visualizer in Chromium', () => {
     const qr = page.locator('#qr-image');
     await expect.poll(() => qr.getAttribute('src'), { timeout: 10_000 }).toMatch(/^data:image\/png;base64,/);
     await expect
-      .poll(() => qr.evaluate((img) => (img as HTMLImageElement).naturalWidth))
+      .poll(() => qr.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth))
       .toBeGreaterThan(100);
     expect(await row.locator('td.state').textContent()).toBe('qr');
     const firstQr = await qr.getAttribute('src');

@@ -104,6 +104,9 @@ describe('browser sign-in', () => {
     const { cookie } = await signIn();
     const page = await t.zapwire.app.inject({ method: 'GET', url: '/manager', headers: { cookie } });
     expect(page.statusCode).toBe(200);
+    // opening the page renews the cookie, keeping the session (and so the CSRF token of open pages)
+    const renewed = String(page.headers['set-cookie']).split(';')[0] ?? '';
+    expect(renewed.split('.')[2]).toBe(cookie.split('.')[2]);
     expect(page.body).toContain('id="instances"');
     const viz = await t.zapwire.app.inject({
       method: 'GET',
