@@ -42,7 +42,7 @@ import { WebhookReceiver } from '../../test/support/webhook-receiver.ts';
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_URL = process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
-const RATES = [100, 1000] as const;
+const RATES = (process.env['BENCH_RATES']?.split(',').map(Number) ?? [100, 1000]) as readonly number[];
 /** Events are spread round-robin over this many instances (streams), as a gateway's traffic would be. */
 const INSTANCES = 16;
 const now = (): number => performance.timeOrigin + performance.now();
