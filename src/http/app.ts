@@ -24,6 +24,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // Fastify's own request log prints the raw URL; ours redacts secrets a browser may put in the query.
+    disableRequestLogging: true,
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: redactQuery(request.url),
+        statusCode: reply.statusCode,
+        responseTimeMs: Math.round(reply.elapsedTime),
+      },
+      'request completed',
+    );
   });
   installErrorHandler(app);
   app.decorateRequest('principal', undefined);
@@ -46,4 +59,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
   await options.routes?.(app);
   return app;
+}
+
+const SECRET_QUERY_PARAMETERS = /([?&](?:apikey|token|password|secret)=)[^&#]*/gi;
+
+/** The URL as it may be logged: values of secret-bearing query parameters replaced. */
+export function redactQuery(url: string): string {
+  return url.replace(SECRET_QUERY_PARAMETERS, '$1[redacted]');
 }

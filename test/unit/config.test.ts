@@ -60,3 +60,12 @@ describe('configuration', () => {
     expect(statSync(join(dir, 'global-api-key')).mode & 0o777).toBe(0o600);
   });
 });
+
+describe('request log redaction', () => {
+  it('removes secrets from logged URLs', async () => {
+    const { redactQuery } = await import('../../src/http/app.ts');
+    expect(redactQuery('/ws?apikey=abc123&events=MESSAGE')).toBe('/ws?apikey=[redacted]&events=MESSAGE');
+    expect(redactQuery('/x?a=1&TOKEN=zz')).toBe('/x?a=1&TOKEN=[redacted]');
+    expect(redactQuery('/instance/all')).toBe('/instance/all');
+  });
+});
