@@ -28,6 +28,8 @@ export interface Config {
   readonly restoreConcurrency: number;
   readonly webhook: {
     readonly globalUrl: string | undefined;
+    /** Signs the global webhook's bodies; unsigned without it. */
+    readonly globalSecret: string | undefined;
     readonly maxAttempts: number;
     readonly timeoutMs: number;
     readonly backoffBaseMs: number;
@@ -142,6 +144,7 @@ export function loadConfig(env: Env = process.env): Config {
     restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
+      globalSecret: r.optionalString('WEBHOOK_GLOBAL_SECRET'),
       maxAttempts: r.int('WEBHOOK_MAX_ATTEMPTS', 8, 1, 100),
       timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
       backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
