@@ -131,6 +131,8 @@ interface Row {
   readonly outBurstS: number;
   readonly reloginAllS: number;
   readonly reloginP50: number;
+  readonly loopP99: number;
+  readonly loopMax: number;
   readonly failures: number;
 }
 
@@ -288,6 +290,8 @@ async function runSize(n: number): Promise<Row> {
         relogged.flatMap((r) => r.openMs),
         50,
       ),
+      loopP99: after.eventLoopDelayP99Ms,
+      loopMax: after.eventLoopDelayMaxMs,
       failures,
     };
   } finally {
@@ -322,6 +326,7 @@ export default async function bench(): Promise<void> {
       'out burst s': r.outBurstS.toFixed(1),
       'relogin all s': r.reloginAllS.toFixed(1),
       'relogin p50 ms': ms(r.reloginP50),
+      'sandbox loop delay p99/max ms': `${r.loopP99}/${r.loopMax}`,
       failures: r.failures,
     })),
   );

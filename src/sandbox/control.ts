@@ -359,6 +359,8 @@ export class SandboxControl {
       heapUsedBytes: memory.heapUsed,
       cpuUserMs: Math.round(cpu.user / 1000),
       cpuSystemMs: Math.round(cpu.system / 1000),
+      eventLoopDelayP99Ms: Math.round(this.server.loopDelay.percentile(99) / 1e6),
+      eventLoopDelayMaxMs: Math.round(this.server.loopDelay.max / 1e6),
     };
   }
 

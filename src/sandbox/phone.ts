@@ -81,7 +81,6 @@ export function messageStanza(
   target: Companion,
   meta: StanzaMeta,
   enc: Encrypted,
-  extra: BinaryNode[] = [],
 ): BinaryNode {
   const own = sender.account === target.account;
   const senderPn = sender.pnJid;
@@ -101,7 +100,7 @@ export function messageStanza(
     attrs.sender_lid = sender.account.lidJid;
     attrs.notify = sender.account.name;
   }
-  return node('message', attrs, [node('enc', { v: 2, type: enc.type }, enc.ciphertext), ...extra]);
+  return node('message', attrs, [node('enc', { v: 2, type: enc.type }, enc.ciphertext)]);
 }
 
 export interface PhoneSendOptions {

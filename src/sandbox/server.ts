@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ClientConnection, streamErrorNode, type ConnectionHandler } from './connection.ts';
@@ -53,6 +54,8 @@ export class SandboxServer implements ConnectionHandler {
   readonly pairings = new Pairings();
   /** `phone-message` (account, PhoneMessage) and `phone-receipt` (account, PhoneReceipt), for waiting in tests. */
   readonly events = new EventEmitter();
+  /** How late the event loop runs (for stats); sampled every 20 ms. */
+  readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 20 });
   private readonly wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -62,6 +65,7 @@ export class SandboxServer implements ConnectionHandler {
   constructor(options: SandboxOptions, logger: SandboxLogger) {
     this.identity = createServerIdentity();
     this.logger = logger;
+    this.loopDelay.enable();
     this.options = {
       smallPreKeyBatches: options.smallPreKeyBatches ?? false,
       historySync: options.historySync ?? true,
@@ -77,6 +81,7 @@ export class SandboxServer implements ConnectionHandler {
   }
 
   async close(): Promise<void> {
+    this.loopDelay.disable();
     for (const conn of this.connections) conn.terminate();
     this.connections.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));

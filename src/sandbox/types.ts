@@ -142,6 +142,9 @@ export interface SandboxStats {
   readonly heapUsedBytes: number;
   readonly cpuUserMs: number;
   readonly cpuSystemMs: number;
+  /** Event-loop delay since start (how late timers and sockets got served): a busy sandbox shows here. */
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
 }
 
 export interface SandboxLogger {
