@@ -5,7 +5,12 @@ import {
   ProxyUnavailableError,
   resolveProxy,
 } from '../../../../src/whatsapp/baileys/proxy.ts';
-import { isLibsignalConsoleCall, silenceLibsignalConsole } from '../../../../src/whatsapp/baileys/quiet.ts';
+import pino from 'pino';
+import {
+  baileysLogger,
+  isLibsignalConsoleCall,
+  silenceLibsignalConsole,
+} from '../../../../src/whatsapp/baileys/quiet.ts';
 
 describe('proxy agent selection', () => {
   it('uses socks-proxy-agent with remote DNS for socks5', () => {
@@ -117,5 +122,15 @@ describe('libsignal console filter', () => {
 
     expect(seen).toEqual([['zapwire says hi']]);
     expect(state.dropped).toBe(3);
+  });
+});
+
+describe('Baileys logger', () => {
+  it('is never more verbose than warn, nor than the app', () => {
+    expect(baileysLogger(pino({ level: 'debug' }), 'i').level).toBe('warn');
+    expect(baileysLogger(pino({ level: 'info' }), 'i', 'error').level).toBe('error');
+    expect(baileysLogger(pino({ level: 'error' }), 'i').level).toBe('error');
+    expect(baileysLogger(pino({ level: 'silent' }), 'i').level).toBe('silent');
+    expect(baileysLogger(pino({ level: 'info' }), 'i', 'silent').level).toBe('silent');
   });
 });
