@@ -26,6 +26,7 @@ export interface ConnectionHandler {
 }
 
 let connectionCounter = 0;
+const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 export class ClientConnection {
   readonly id = ++connectionCounter;
@@ -38,6 +39,7 @@ export class ClientConnection {
     { resolve: (n: BinaryNode) => void; reject: (e: Error) => void }
   >();
   private closeTimer: NodeJS.Timeout | undefined;
+  private readonly handshakeTimer: NodeJS.Timeout;
   closed = false;
   /** Set when the client sent `passive/active`: from then on stanzas are delivered live. */
   active = false;
@@ -56,6 +58,11 @@ export class ClientConnection {
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => this.onData(toBuffer(data)));
     ws.on('close', () => this.onSocketClosed());
     ws.on('error', (err) => this.logger.debug('socket error', { conn: this.id, err: String(err) }));
+    // A socket that never completes the handshake is dropped, as a real server would.
+    this.handshakeTimer = setTimeout(() => {
+      if (!this.transport) this.terminate();
+    }, HANDSHAKE_TIMEOUT_MS);
+    this.handshakeTimer.unref();
   }
 
   get isOpen(): boolean {
@@ -192,6 +199,7 @@ export class ClientConnection {
   private onSocketClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.handshakeTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     for (const waiter of this.pending.values()) waiter.reject(new Error('connection closed'));
     this.pending.clear();

@@ -2,7 +2,9 @@
  * Milestones 1–2: Noise handshake, QR refs and their rotation, the phone scanning a QR, the 515
  * restart, login and 'open' — raw Baileys on one side, the sandbox's records on the other.
  */
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { WebSocket } from 'ws';
 import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
 import { memoryAuth } from '../../support/baileys-auth.ts';
 import { connectBaileys, type BaileysClient } from '../../support/baileys-sandbox.ts';
@@ -109,6 +111,17 @@ describe('QR pairing', () => {
       status: 404,
     });
     expect(sandbox.control.devices(carol.phoneNumber)).toHaveLength(0);
+    await client.end();
+  });
+
+  test('a socket that speaks garbage is dropped; the server keeps serving others', async () => {
+    const raw = new WebSocket(sandbox.wsUrl);
+    await once(raw, 'open');
+    raw.send(Buffer.from('WA\x06\x03\x00\x00\x05hello'));
+    const [code] = (await once(raw, 'close')) as [number];
+    expect(code).toBe(1006); // terminated without a close frame
+    const client = track(connectBaileys(sandbox));
+    await client.qr();
     await client.end();
   });
 
