@@ -83,7 +83,9 @@ class Reader {
       if (!protocols.includes(url.protocol.replace(/:$/, ''))) throw new Error('protocol');
       return value;
     } catch {
-      this.problems.push(`${name}: expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`);
+      this.problems.push(
+        `${name}: expected a URL starting with ${protocols.map((p) => `${p}://`).join(' or ')}`,
+      );
       return undefined;
     }
   }

@@ -18,7 +18,11 @@ export class ZapwireError extends Error {
 
 type Factory<A extends unknown[]> = (...args: A) => ZapwireError;
 
-function define<A extends unknown[]>(code: string, status: number, message: (...args: A) => string): Factory<A> {
+function define<A extends unknown[]>(
+  code: string,
+  status: number,
+  message: (...args: A) => string,
+): Factory<A> {
   return (...args: A) => new ZapwireError(code, status, message(...args));
 }
 
@@ -48,7 +52,8 @@ export const Errors = {
   instanceNameRequired: define(
     'ZW_ERR_INSTANCE_NAME_REQUIRED',
     400,
-    () => 'name the instance: pass "instanceName" (in the body or query) or use the instance token as the apikey',
+    () =>
+      'name the instance: pass "instanceName" (in the body or query) or use the instance token as the apikey',
   ),
   nameTaken: define(
     'ZW_ERR_NAME_TAKEN',
@@ -73,7 +78,8 @@ export const Errors = {
   alreadyConnected: define(
     'ZW_ERR_ALREADY_CONNECTED',
     409,
-    () => 'the instance is already connected: no QR code is needed (disconnect or logout first to pair again)',
+    () =>
+      'the instance is already connected: no QR code is needed (disconnect or logout first to pair again)',
   ),
   qrNotReady: define(
     'ZW_ERR_QR_NOT_READY',
@@ -101,7 +107,11 @@ export const Errors = {
     ),
   unavailable: (message: string, retryAfterSeconds = 1) =>
     new ZapwireError('ZW_ERR_UNAVAILABLE', 503, message, undefined, retryAfterSeconds),
-  instanceDeleted: define('ZW_ERR_INSTANCE_DELETED', 410, (idOrName: string) => `instance "${idOrName}" was deleted`),
+  instanceDeleted: define(
+    'ZW_ERR_INSTANCE_DELETED',
+    410,
+    (idOrName: string) => `instance "${idOrName}" was deleted`,
+  ),
 } as const;
 
 export function isZapwireError(error: unknown): error is ZapwireError {

@@ -128,7 +128,11 @@ export interface DeadLetter {
 
 export interface EventStore {
   readonly kind: 'pglite' | 'postgres' | 'kurrentdb';
-  append(stream: string, events: readonly NewEvent[], options?: { expectedVersion?: ExpectedVersion }): Promise<AppendResult>;
+  append(
+    stream: string,
+    events: readonly NewEvent[],
+    options?: { expectedVersion?: ExpectedVersion },
+  ): Promise<AppendResult>;
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /** Gap-safe: never returns an event after one that a later read could still reveal before it. */
   readAll(options?: ReadAllOptions): Promise<ReadAllResult>;
