@@ -111,4 +111,25 @@ describe('Exemplo Completo (fake WhatsApp)', () => {
       'connected to WhatsApp',
     );
   });
+
+  it('publishes an OpenAPI document generated from the route schemas, and Swagger UI', async () => {
+    const spec = await t.request<{ openapi: string; paths: Record<string, unknown> }>('GET', '/docs/json', {
+      apikey: null,
+    });
+    expect(spec.status).toBe(200);
+    expect(spec.body.openapi).toMatch(/^3\./);
+    for (const path of [
+      '/instance/create',
+      '/instance/connect',
+      '/instance/qr',
+      '/instance/pair',
+      '/send/text',
+      '/instance/delete/{id}',
+    ]) {
+      expect(Object.keys(spec.body.paths)).toContain(path);
+    }
+    const ui = await t.request('GET', '/docs/', { apikey: null });
+    expect(ui.status).toBe(200);
+    expect(String(ui.body)).toContain('swagger');
+  });
 });
