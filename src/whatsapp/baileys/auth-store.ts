@@ -95,8 +95,8 @@ export class BaileysAuthStore {
   /** Loads (or creates, in memory only) the auth state of an instance for one socket. */
   async open(instanceId: string): Promise<AuthSession> {
     await this.settled(instanceId);
-    const creds = (await this.readCreds(instanceId)) ?? initAuthCreds();
-    const session = new AuthSession(this, instanceId, creds);
+    const saved = await this.readCreds(instanceId);
+    const session = new AuthSession(this, instanceId, saved?.creds ?? initAuthCreds(), saved?.plaintext);
     const set = this.live.get(instanceId) ?? new Set<AuthSession>();
     set.add(session);
     this.live.set(instanceId, set);
@@ -207,7 +207,9 @@ export class BaileysAuthStore {
     });
   }
 
-  private async readCreds(instanceId: string): Promise<AuthenticationCreds | undefined> {
+  private async readCreds(
+    instanceId: string,
+  ): Promise<{ creds: AuthenticationCreds; plaintext: Buffer } | undefined> {
     const reference = CREDS_REF;
     const sealed = (await this.readRows(instanceId, CREDS, [reference])).get(reference);
     if (!sealed) return undefined;
@@ -220,7 +222,7 @@ export class BaileysAuthStore {
         { cause: error },
       );
     }
-    return deserialiseAuthValue(CREDS, plaintext) as AuthenticationCreds;
+    return { creds: deserialiseAuthValue(CREDS, plaintext) as AuthenticationCreds, plaintext };
   }
 }
 
@@ -250,6 +252,8 @@ export class AuthSession {
     private readonly store: BaileysAuthStore,
     readonly instanceId: string,
     readonly creds: AuthenticationCreds,
+    /** The creds as last read or written: a save that would write the same bytes is skipped. */
+    private savedCreds?: Buffer,
   ) {
     const keys: SignalKeyStore = {
       get: (type, ids) => this.getKeys(type, ids),
@@ -287,10 +291,13 @@ export class AuthSession {
     this.credsWrite ??= this.store.enqueue(this.instanceId, async () => {
       this.credsWrite = undefined;
       if (this.revoked) return;
-      const { sealer } = this.store;
+      const plaintext = serialiseAuthValue(this.creds);
+      // Every login re-announces `me` through creds.update; most of the time nothing changed.
+      if (this.savedCreds?.equals(plaintext)) return;
       const reference = CREDS_REF;
-      const sealed = sealer.seal(serialiseAuthValue(this.creds), rowAad(this.instanceId, CREDS, reference));
+      const sealed = this.store.sealer.seal(plaintext, rowAad(this.instanceId, CREDS, reference));
       await this.store.writeRows(this.instanceId, [{ category: CREDS, reference, sealed }], []);
+      this.savedCreds = plaintext;
     });
     return this.credsWrite;
   }

@@ -169,6 +169,23 @@ describe('BaileysAuthStore', () => {
     await expect(new BaileysAuthStore(pg.db, key).open('i1')).resolves.toBeDefined();
   });
 
+  it('skips a creds save that would write the same bytes, writes a real change', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const first = await store.open('i1');
+    pair(first.creds);
+    await first.saveCreds();
+    first.release();
+    const counter = counting(pg.db);
+    const again = await new BaileysAuthStore(counter.db, key).open('i1');
+    const before = counter.count();
+    await again.saveCreds(); // a login re-announcing the same `me`
+    expect(counter.count() - before).toBe(0);
+    again.creds.me = { ...again.creds.me!, lid: '11112222@lid' };
+    await again.saveCreds();
+    expect(counter.count() - before).toBe(1);
+    expect((await new BaileysAuthStore(pg.db, key).open('i1')).creds.me?.lid).toBe('11112222@lid');
+  });
+
   it('lets the next socket see creds that the previous one was still writing', async () => {
     const store = new BaileysAuthStore(pg.db, key);
     const first = await store.open('i1');
