@@ -63,7 +63,12 @@ export function logLineOf(event: RecordedEvent): LogLine | undefined {
       const message = c.willReconnect
         ? `connection closed (${c.reason}, code ${c.code ?? 'none'}); reconnecting${c.retryInMs ? ` in ${Math.round(c.retryInMs / 1000)} s` : ''}`
         : `connection closed (${c.reason}, code ${c.code ?? 'none'})`;
-      return { level, message, context: { code: c.code, reason: c.reason, willReconnect: c.willReconnect } };
+      const detail = c.message ? `: ${c.message}` : '';
+      return {
+        level,
+        message: `${message}${detail}`,
+        context: { code: c.code, reason: c.reason, willReconnect: c.willReconnect },
+      };
     }
     case 'SessionRemoved':
       return {

@@ -131,11 +131,12 @@ function closeEvents(
   retryDelay: RetryDelay,
 ): InstanceEvent[] {
   const { at, code } = event;
+  const detail = event.message ? { message: closeMessage(event.message) } : {};
   const { reason, action, sessionRemoved } = classifyClose(code, { awaitingQr });
   switch (action) {
     case 'restart_now':
       return [
-        closed({ at, code, reason, willReconnect: true, retryInMs: 0 }),
+        closed({ at, code, reason, ...detail, willReconnect: true, retryInMs: 0 }),
         // Same attempt: a restart is WhatsApp's normal step after pairing, not a failure.
         {
           type: 'ConnectionStarting',
@@ -152,14 +153,22 @@ function closeEvents(
       };
       // The delay may depend on any part of the context in `backoff`, which the events themselves decide.
       // `retryInMs` does not feed back into the context, so a placeholder gives the same context.
-      const draft = [closed({ at, code, reason, willReconnect: true, retryInMs: 0 }), starting];
+      const draft = [closed({ at, code, reason, ...detail, willReconnect: true, retryInMs: 0 }), starting];
       const retryInMs = retryDelay(draft.reduce(evolveContext, context));
-      return [closed({ at, code, reason, willReconnect: true, retryInMs }), starting];
+      return [closed({ at, code, reason, ...detail, willReconnect: true, retryInMs }), starting];
     }
     case 'stop':
       return [
-        closed({ at, code, reason, willReconnect: false, retryInMs: null }),
+        closed({ at, code, reason, ...detail, willReconnect: false, retryInMs: null }),
         ...(sessionRemoved ? [{ type: 'SessionRemoved', data: { at, reason: 'logged_out' } } as const] : []),
       ];
   }
+}
+
+/**
+ * The close message as it may be recorded: it travels to sinks with CONNECTION_UPDATE, so anything that
+ * looks like URL credentials is removed, and it is bounded.
+ */
+export function closeMessage(message: string): string {
+  return message.replace(/\/\/[^/@\s]*@/g, '//[redacted]@').slice(0, 300);
 }

@@ -119,6 +119,8 @@ export interface InstanceEventMap {
     /** True when the machine will try again by itself (515 at once, transient codes after a backoff). */
     readonly willReconnect: boolean;
     readonly retryInMs: number | null;
+    /** Why, in words, when the connection said (e.g. a refused proxy); never holds credentials. */
+    readonly message?: string;
   };
   /** The WhatsApp session is gone (logout, 401, device removed): the next connect needs a QR. */
   SessionRemoved: At & { readonly reason: 'logged_out' | 'user_logout' | 'deleted' };

@@ -146,6 +146,24 @@ describe('connect, disconnect, reconnect, logout', () => {
     expect(t.fake.maxLiveCount(i.id)).toBe(1);
   });
 
+  it('shows why a connection failed in the instance log', async () => {
+    const i = await create();
+    await t.request('POST', '/instance/connect', { apikey: i.token });
+    const connection = await eventually(() => t.fake.connection(i.id));
+    connection.closeWith(null, 'proxy failed (socks5 proxy p.local:1080), not connecting without it');
+    const logs = await eventually(async () => {
+      const r = await t.request<Array<{ level: string; message: string }>>(
+        'GET',
+        `/instance/logs/${i.id}?level=WARN`,
+      );
+      return r.body.find((l) => l.message.includes('proxy failed'));
+    });
+    expect(logs.message).toMatch(
+      /connection_lost, code none\); reconnecting in .*: proxy failed \(socks5 proxy p.local:1080\)/,
+    );
+    await t.request('POST', '/instance/disconnect', { apikey: i.token });
+  });
+
   it('gives up after QRCODE_MAX_COUNT QR codes (qr_timeout), without a loop', async () => {
     const i = await create();
     await t.request('POST', '/instance/connect', { apikey: i.token });
