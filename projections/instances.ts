@@ -10,8 +10,6 @@ import type {
 import { AUDIT_STREAM, INSTANCE_STREAM_PREFIX, instanceIdOfStream } from '../src/domain/events.ts';
 import type { Projection } from './projection.ts';
 
-type Data<M, K extends keyof M> = M[K];
-
 /** Removes every read-model row of an instance (all projections' tables). */
 export async function deleteInstanceRows(tx: SqlExecutor, instanceId: string): Promise<void> {
   await tx.query('DELETE FROM rm_instances WHERE id = $1', [instanceId]);
@@ -48,7 +46,7 @@ export const instancesProjection: Projection = {
     const d = event.data;
     switch (event.type) {
       case 'InstanceCreated': {
-        const c = d as unknown as Data<InstanceEventMap, 'InstanceCreated'>;
+        const c = d as unknown as InstanceEventMap['InstanceCreated'];
         await tx.query(
           `INSERT INTO rm_instances (id, name, state, advanced_settings, proxy, webhook_url, events, rabbitmq_enable,
              websocket_enable, nats_enable, stream_version, created_at, updated_at)
@@ -75,7 +73,7 @@ export const instancesProjection: Projection = {
         return;
       }
       case 'InstanceTokenAssigned': {
-        const t = d as unknown as Data<ReservationEventMap, 'InstanceTokenAssigned'>;
+        const t = d as unknown as ReservationEventMap['InstanceTokenAssigned'];
         await tx.query(
           `INSERT INTO rm_instance_tokens (token_hash, instance_id) VALUES ($1, $2)
            ON CONFLICT (token_hash) DO UPDATE SET instance_id = EXCLUDED.instance_id`,
@@ -87,23 +85,23 @@ export const instancesProjection: Projection = {
         return update(
           tx,
           event,
-          sinkColumns((d as unknown as Data<InstanceEventMap, 'EventSinksConfigured'>).sinks),
+          sinkColumns((d as unknown as InstanceEventMap['EventSinksConfigured']).sinks),
         );
       case 'AdvancedSettingsChanged': {
-        const settings: AdvancedSettings = (d as unknown as Data<InstanceEventMap, 'AdvancedSettingsChanged'>)
+        const settings: AdvancedSettings = (d as unknown as InstanceEventMap['AdvancedSettingsChanged'])
           .settings;
         return update(tx, event, { advanced_settings: JSON.stringify(settings) });
       }
       case 'ProxyConfigured':
         return update(tx, event, {
-          proxy: JSON.stringify((d as unknown as Data<InstanceEventMap, 'ProxyConfigured'>).proxy),
+          proxy: JSON.stringify((d as unknown as InstanceEventMap['ProxyConfigured']).proxy),
         });
       case 'ProxyRemoved':
         return update(tx, event, { proxy: null });
       case 'ConnectionStarting':
         return update(tx, event, { state: 'connecting', connected: false, qr_count: 0, ...clearQr });
       case 'QrCodeIssued': {
-        const q = d as unknown as Data<InstanceEventMap, 'QrCodeIssued'>;
+        const q = d as unknown as InstanceEventMap['QrCodeIssued'];
         return update(tx, event, {
           state: 'qr',
           qr_code: q.code,
@@ -112,11 +110,11 @@ export const instancesProjection: Projection = {
         });
       }
       case 'PairingCodeIssued': {
-        const p = d as unknown as Data<InstanceEventMap, 'PairingCodeIssued'>;
+        const p = d as unknown as InstanceEventMap['PairingCodeIssued'];
         return update(tx, event, { pairing_code: p.code, pairing_phone: p.phone });
       }
       case 'InstanceOpened': {
-        const o = d as unknown as Data<InstanceEventMap, 'InstanceOpened'>;
+        const o = d as unknown as InstanceEventMap['InstanceOpened'];
         return update(tx, event, {
           state: 'open',
           connected: true,
@@ -129,7 +127,7 @@ export const instancesProjection: Projection = {
         });
       }
       case 'ConnectionClosed': {
-        const c = d as unknown as Data<InstanceEventMap, 'ConnectionClosed'>;
+        const c = d as unknown as InstanceEventMap['ConnectionClosed'];
         return update(tx, event, {
           state: c.willReconnect ? 'connecting' : 'disconnected',
           connected: false,
@@ -150,7 +148,7 @@ export const instancesProjection: Projection = {
       case 'InstanceDeleted':
         return deleteInstanceRows(tx, instanceIdOfStream(event.stream) ?? '');
       case 'InstanceDeletionAudited': {
-        const a = d as unknown as Data<AuditEventMap, 'InstanceDeletionAudited'>;
+        const a = d as unknown as AuditEventMap['InstanceDeletionAudited'];
         await deleteInstanceRows(tx, a.instanceId);
         await tx.query(
           `INSERT INTO rm_instance_audit (instance_id, name, created_at, deleted_at, deleted_by) VALUES ($1, $2, $3, $4, $5)

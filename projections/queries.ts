@@ -2,7 +2,7 @@
  * Read-model queries behind the REST API. Nothing here writes: projections own the tables.
  */
 import type { SqlExecutor } from '../src/store/sql.ts';
-import type { AdvancedSettings, ProxyView } from '../src/domain/events.ts';
+import type { AdvancedSettings, ProxyView, SinkSettings } from '../src/domain/events.ts';
 
 export type ApiState = 'created' | 'disconnected' | 'connecting' | 'qr' | 'open' | 'deleted';
 
@@ -109,6 +109,17 @@ function toView(row: InstanceRow): InstanceView {
     version: Number(row.stream_version),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+  };
+}
+
+/** The instance's event destinations, as the sinks and the settings routes see them. */
+export function sinkSettingsOf(view: InstanceView): SinkSettings {
+  return {
+    webhookUrl: view.webhookUrl,
+    events: view.events,
+    rabbitmqEnable: view.rabbitmqEnable,
+    websocketEnable: view.websocketEnable,
+    natsEnable: view.natsEnable,
   };
 }
 

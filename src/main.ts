@@ -27,7 +27,7 @@ import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
-import { findInstance, instanceIdByTokenHash } from '../projections/queries.ts';
+import { findInstance, instanceIdByTokenHash, sinkSettingsOf } from '../projections/queries.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
 import { eventsRoutes } from './http/routes/events.ts';
 
@@ -150,13 +150,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           id: instance.id,
           name: instance.name,
           webhookSecret,
-          sinks: {
-            webhookUrl: instance.webhookUrl,
-            events: instance.events,
-            rabbitmqEnable: instance.rabbitmqEnable,
-            websocketEnable: instance.websocketEnable,
-            natsEnable: instance.natsEnable,
-          },
+          sinks: sinkSettingsOf(instance),
         };
       },
     },
@@ -245,7 +239,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         await startedSinks.stop();
         await projections.stop();
         await store.close();
-        if (db !== (store as unknown)) await db.close().catch(() => undefined);
+        // Every store leaves the database to its opener.
+        await db.close();
       })();
       return stopped;
     },

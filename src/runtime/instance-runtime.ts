@@ -44,7 +44,7 @@ import {
   type InstanceMachineEvent,
 } from '../../machines/instance/index.ts';
 import type { InspectionEvent } from 'xstate';
-import { findInstance, listInstances, type InstanceView } from '../../projections/queries.ts';
+import { findInstance, listInstances, sinkSettingsOf, type InstanceView } from '../../projections/queries.ts';
 import type { ProjectionRunner } from '../../projections/runner.ts';
 import { Mailboxes } from './mailbox.ts';
 import { WindowRateLimiter } from './rate-limit.ts';
@@ -505,31 +505,14 @@ export class InstanceRuntime implements InstanceService {
     });
   }
 
+  // The machine merges a patch into its own context (the truth, under the mailbox): no read-model merge here.
   async changeAdvancedSettings(id: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings> {
-    const current = (await this.view(id)).advancedSettings;
-    const settings = { ...current, ...patch };
-    const view = await this.command(id, { type: 'changeAdvancedSettings', settings, at: this.at() });
-    return view.advancedSettings;
+    return (await this.command(id, { type: 'changeAdvancedSettings', settings: patch, at: this.at() }))
+      .advancedSettings;
   }
 
   async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
-    const current = await this.view(id);
-    const sinks: SinkSettings = {
-      webhookUrl: current.webhookUrl,
-      events: current.events,
-      rabbitmqEnable: current.rabbitmqEnable,
-      websocketEnable: current.websocketEnable,
-      natsEnable: current.natsEnable,
-      ...patch,
-    };
-    const view = await this.command(id, { type: 'configureSinks', sinks, at: this.at() });
-    return {
-      webhookUrl: view.webhookUrl,
-      events: view.events,
-      rabbitmqEnable: view.rabbitmqEnable,
-      websocketEnable: view.websocketEnable,
-      natsEnable: view.natsEnable,
-    };
+    return sinkSettingsOf(await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() }));
   }
 
   async configureProxy(id: string, proxy: ProxyInput): Promise<ProxyView> {
