@@ -10,6 +10,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
   app.get(
     '/health',
     {
+      config: { access: 'anyone' },
       schema: {
         tags: ['health'],
         summary: 'Liveness and store reachability (no API key needed)',
