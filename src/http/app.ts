@@ -14,6 +14,8 @@ export interface AppOptions {
   readonly store: EventStore;
   readonly authenticator: Authenticator;
   readonly startedAt?: Date;
+  /** Shown by /health (see healthRoutes). */
+  readonly alerts?: () => Promise<readonly string[]>;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -56,7 +58,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
+  await app.register(healthRoutes, {
+    store: options.store,
+    startedAt: options.startedAt ?? new Date(),
+    ...(options.alerts ? { alerts: options.alerts } : {}),
+  });
   await options.routes?.(app);
   return app;
 }
