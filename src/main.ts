@@ -176,6 +176,17 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return rows.map((r) => ({ labels: { state: r.state }, value: r.count }));
     },
   });
+  startedSinks.registerGauge({
+    name: 'zapwire_projection_poison_events',
+    help: 'Events a projection skipped because it could not apply them (see /health)',
+    labelNames: ['projection'],
+    collect: async () => {
+      const counts = new Map<string, number>(projections.names().map((name) => [name, 0]));
+      for (const poison of await projections.poisonEvents())
+        counts.set(poison.projection, (counts.get(poison.projection) ?? 0) + 1);
+      return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
+    },
+  });
   const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
@@ -194,6 +205,16 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           ? { id: idOrName, name: idOrName }
           : undefined;
       },
+    },
+    // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
+    alerts: async () => {
+      const counts = new Map<string, number>();
+      for (const p of await projections.poisonEvents())
+        counts.set(p.projection, (counts.get(p.projection) ?? 0) + 1);
+      return [...counts].map(
+        ([projection, n]) =>
+          `projection ${projection} skipped ${n} event(s) it could not apply; see the server log and rm_projection_poison`,
+      );
     },
     routes: async (server) => {
       // Once, at the root: two registrations would each answer every WebSocket upgrade.
