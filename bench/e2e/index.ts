@@ -162,6 +162,8 @@ interface Variant {
   readonly accounts: readonly string[];
   /** Resident memory of the system under test, in MB. */
   rssMb(): number;
+  /** With BENCH_E2E_SQL=1: the SQL statements sent since the previous call, by text. */
+  sqlCounts?: () => Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -275,11 +277,35 @@ async function startZapwire(
     // Sink options under test (e.g. WEBHOOK_BATCH) pass through from the bench's environment.
     ...Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('WEBHOOK_'))),
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const countSql = env['BENCH_E2E_SQL'] === '1';
+  const preload = countSql ? ['--import', './bench/e2e/count-sql.ts'] : [];
+  const profile = env['BENCH_E2E_CPU_PROF']
+    ? ['--cpu-prof', '--cpu-prof-dir', env['BENCH_E2E_CPU_PROF']]
+    : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...preload, 'src/main.ts'], {
     cwd: root,
     env: childEnv,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
+  const sqlWaiters: Array<(counts: Record<string, number>) => void> = [];
+  let errBuffer = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    errBuffer += chunk;
+    let newline: number;
+    while ((newline = errBuffer.indexOf('\n')) >= 0) {
+      const line = errBuffer.slice(0, newline);
+      errBuffer = errBuffer.slice(newline + 1);
+      if (line.startsWith('SQLCOUNT '))
+        sqlWaiters.shift()?.(JSON.parse(line.slice(9)) as Record<string, number>);
+      else process.stderr.write(`${line}\n`);
+    }
+  });
+  const sqlCounts = (): Promise<Record<string, number>> =>
+    new Promise((resolve) => {
+      sqlWaiters.push(resolve);
+      child.kill('SIGUSR2');
+    });
   const base = `http://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {
     child.kill('SIGTERM');
@@ -315,6 +341,7 @@ async function startZapwire(
       label: `zapwire on ${store === 'postgres' ? 'external PostgreSQL' : 'the embedded default'}`,
       accounts: phones,
       rssMb: () => rssOf(child.pid),
+      ...(countSql && store === 'postgres' ? { sqlCounts } : {}),
       stop,
     };
   } catch (error) {
@@ -492,7 +519,7 @@ function render(rows: readonly Row[]): string {
         ? ''
         : ` (${value - of >= 0 ? '+' : ''}${Math.round(value - of)})`;
     const lost = (phase: Phase): string =>
-      phase.received < phase.sent ? ` ⚠ ${phase.sent - phase.received} lost` : '';
+      phase.received < phase.sent ? ` ⚠ ${phase.sent - phase.received} not in ${DRAIN_MS / 1000} s` : '';
     out.push([
       String(row.n),
       row.label,
@@ -510,6 +537,16 @@ function render(rows: readonly Row[]): string {
     'saturation msg/s (× bare)',
     'RSS MB',
   ]);
+}
+
+function printSqlCounts(counts: Record<string, number>, messages: number, n: number): void {
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  console.log(
+    `  N=${n}: ${(total / messages).toFixed(1)} SQL statements per message (${total} for ${messages}):`,
+  );
+  for (const [text, count] of Object.entries(counts).slice(0, 15)) {
+    console.log(`    ${(count / messages).toFixed(2).padStart(6)}  ${text}`);
+  }
 }
 
 // ------------------------------------------------------------------------------------------- main
@@ -542,7 +579,9 @@ export default async function benchE2e(): Promise<void> {
           const warm = new Map<string, number>();
           for (let i = 0; i < Math.max(20, n); i++) await send(load, 'warm', i, warm);
           await drain(load, warm);
+          await variant.sqlCounts?.();
           const pacedPhase = await paced(load, 'paced');
+          if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
           const saturated = await saturation(load, 'sat');
           rows.push({ n, label: variant.label, paced: pacedPhase, saturated, rssMb: variant.rssMb() });
           console.log(
