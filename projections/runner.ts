@@ -95,10 +95,10 @@ export class ProjectionRunner {
     for (const state of this.running.values()) {
       if (state.saved === state.checkpoint) continue;
       await this.db
-        .query(`UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`, [
-          state.projection.name,
-          state.checkpoint,
-        ])
+        .query(
+          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
+          [state.projection.name, state.checkpoint],
+        )
         .catch((error: unknown) =>
           this.logger.warn({ err: error, projection: state.projection.name }, 'could not save a checkpoint'),
         );
