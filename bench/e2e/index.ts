@@ -6,7 +6,8 @@
  * one, which drives the simulated phones through the sandbox control API and runs the webhook receiver.
  *
  *   bare      bench/e2e/bare.ts: Baileys sockets that POST each messages.upsert themselves (the floor)
- *   zapwire   `node --import tsx src/main.ts`, configured by environment as a user would; instances
+ *   zapwire   `node dist/src/main.js` (what `npm start` runs; built first when stale), configured by
+ *             environment as a user would; instances
  *             created over HTTP with a webhook to the receiver, linked by QR scanned through the sandbox
  *
  * For each instance count (BENCH_E2E_INSTANCES, default 1,50): the phones of BENCH_E2E_SENDERS customers
@@ -17,9 +18,9 @@
  *
  * Stores (BENCH_STORE, default postgres,embedded): `postgres` = a fresh database on BENCH_DATABASE_URL's
  * server (default postgres://postgres@127.0.0.1:5432/postgres), dropped afterwards; `embedded` = no
- * DATABASE_URL at all, i.e. whatever the app's default store is.
+ * DATABASE_URL at all, i.e. the app's default store (the embedded PostgreSQL under DATA_DIR).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -278,11 +279,11 @@ async function startZapwire(
     ...Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('WEBHOOK_'))),
   };
   const countSql = env['BENCH_E2E_SQL'] === '1';
-  const preload = countSql ? ['--import', './bench/e2e/count-sql.ts'] : [];
+  const preload = countSql ? ['--import', 'tsx', '--import', './bench/e2e/count-sql.ts'] : [];
   const profile = env['BENCH_E2E_CPU_PROF']
     ? ['--cpu-prof', '--cpu-prof-dir', env['BENCH_E2E_CPU_PROF']]
     : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...preload, 'src/main.ts'], {
+  const child = spawn(process.execPath, [...profile, ...preload, 'dist/src/main.js'], {
     cwd: root,
     env: childEnv,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -338,10 +339,10 @@ async function startZapwire(
       }),
     );
     return {
-      label: `zapwire on ${store === 'postgres' ? 'external PostgreSQL' : 'the embedded default'}`,
+      label: `zapwire on ${store === 'postgres' ? 'external PostgreSQL' : 'the embedded default (PostgreSQL)'}`,
       accounts: phones,
       rssMb: () => rssOf(child.pid),
-      ...(countSql && store === 'postgres' ? { sqlCounts } : {}),
+      ...(countSql ? { sqlCounts } : {}),
       stop,
     };
   } catch (error) {
@@ -552,6 +553,12 @@ function printSqlCounts(counts: Record<string, number>, messages: number, n: num
 // ------------------------------------------------------------------------------------------- main
 
 export default async function benchE2e(): Promise<void> {
+  // The app runs as `npm start` runs it: compiled, from dist/ (rebuilt only when a source is newer).
+  const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (build.status !== 0) throw new Error('npm run build failed');
   const sandbox = await startSandbox();
   const receiver = new Receiver();
   await receiver.start();
