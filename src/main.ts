@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
+import { ConfigError, ensureDataDir, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -17,7 +17,7 @@ import { debugRoutes } from './http/routes/debug.ts';
 import { managerRoutes } from './http/routes/manager.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { secretsEqual } from './domain/tokens.ts';
-import { openEventStore } from './store/index.ts';
+import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import type { WhatsAppConnector } from './whatsapp/port.ts';
@@ -76,6 +76,8 @@ export interface StartOptions {
 
 export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const { config, logger } = options;
+  const looseDataDir = ensureDataDir(config.dataDir);
+  if (looseDataDir) logger.warn(looseDataDir);
   const key = config.globalApiKey
     ? { value: config.globalApiKey, created: false }
     : loadOrCreateSecret(config.dataDir, 'global-api-key');
@@ -97,6 +99,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
+    notice: (message) => logger.info(message),
   });
   const projections = new ProjectionRunner(
     store,
@@ -282,9 +285,14 @@ async function main(): Promise<void> {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((error: unknown) => {
-    process.stderr.write(
-      `zapwire failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // A failure we can word (the embedded database would not start) gets one line, not a stack.
+    const reason =
+      error instanceof EmbeddedPostgresError
+        ? error.message
+        : error instanceof Error
+          ? (error.stack ?? error.message)
+          : String(error);
+    process.stderr.write(`zapwire failed to start: ${reason}\n`);
     process.exit(1);
   });
 }

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import WebSocket from 'ws';
 import { eventsRoutes, type EventsPrincipal } from '../../../src/http/routes/events.ts';
 import { installErrorHandler } from '../../../src/http/errors.ts';
-import { startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
+import { SINK_MIGRATIONS_DIR, startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
 import type { SqlDatabase } from '../../../src/store/sql.ts';
 import {
   StaticDirectory,
@@ -18,7 +18,7 @@ import {
   sinks as settings,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
-import { memoryDatabase } from './support/pglite-db.ts';
+import { openTestPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 
 const ADMIN = 'admin-key-0123456789abcdef';
@@ -41,6 +41,7 @@ interface Client {
 
 describe('WebSocket sink and the events routes', () => {
   let db: SqlDatabase;
+  let database: TestPostgres;
   let store: MemoryEventStore;
   let sinks: Sinks;
   let app: FastifyInstance;
@@ -63,10 +64,11 @@ describe('WebSocket sink and the events routes', () => {
     });
 
   beforeAll(async () => {
-    db = await memoryDatabase();
+    database = await openTestPostgres({ migrations: [SINK_MIGRATIONS_DIR] });
+    db = database.db;
   });
   afterAll(async () => {
-    await db.close();
+    await database.close();
   });
 
   let directory = new StaticDirectory();
