@@ -209,8 +209,9 @@ describe(`KurrentDB mapping (${realServer ? 'EVENTSTORE_URL' : 'gRPC stand-in'})
     );
     try {
       await sub.caughtUp;
-      // The live feed is a server subscription: give it a moment to be confirmed.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The live feed is a server subscription from the end: give it time to be confirmed, or the append
+      // lands before it and only the 30 s poll would find it.
+      await new Promise((resolve) => setTimeout(resolve, 500));
       const started = Date.now();
       const result = await other.append(`${prefix}-1`, [{ type: 'Remote', data: {} }]);
       expect(await sub.waitFor(result.position, 5_000)).toBe(true);

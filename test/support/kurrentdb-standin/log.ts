@@ -95,6 +95,13 @@ export interface ReadStreamResult {
   readonly events: readonly LoggedEvent[];
 }
 
+interface WritePart {
+  readonly stream: string;
+  readonly events: readonly ProposedEvent[];
+  /** Fixed revisions (the tombstone's); by default the stream's next ones. */
+  readonly revisions?: readonly bigint[];
+}
+
 interface StreamRecord {
   /** Every event ever written, index = revision (truncated ones included: reads skip them). */
   readonly events: LoggedEvent[];
@@ -139,7 +146,9 @@ export class StandInLog {
     if (file && existsSync(file)) this.replay(file);
     if (this.all.length === 0) {
       // A fresh node writes system records before anything else; readers must skip them.
-      this.write('$epoch-information', [jsonRecord('$epoch-information', { epochNumber: 0 })]);
+      this.write([
+        { stream: '$epoch-information', events: [jsonRecord('$epoch-information', { epochNumber: 0 })] },
+      ]);
     }
   }
 
@@ -185,28 +194,29 @@ export class StandInLog {
     return record;
   }
 
-  /** Assigns revisions and positions, persists, then applies: one atomic step for every observer. */
-  private write(
-    stream: string,
-    proposed: readonly ProposedEvent[],
-    revisions?: readonly bigint[],
-  ): LoggedEvent[] {
-    const record = this.streams.get(stream);
-    let revision = BigInt(record?.events.length ?? 0);
-    const commit = this.nextOffset;
-    let offset = commit;
+  /**
+   * Assigns revisions and positions, persists, then applies: one atomic step for every observer, and one
+   * write to the file (the metadata that recreates a deleted stream goes with the events that do).
+   */
+  private write(parts: ReadonlyArray<WritePart>): LoggedEvent[][] {
+    let offset = this.nextOffset;
     const created = BigInt(Date.now()) * TICKS_PER_MS;
-    const events = proposed.map((event, i): LoggedEvent => {
-      const logged: LoggedEvent = {
-        ...event,
-        stream,
-        revision: revisions?.[i] ?? revision++,
-        created,
-        position: { commit, prepare: offset },
-      };
-      offset += recordSize(logged);
-      return logged;
+    const written = parts.map((part) => {
+      let revision = BigInt(this.streams.get(part.stream)?.events.length ?? 0);
+      const commit = offset;
+      return part.events.map((event, i): LoggedEvent => {
+        const logged: LoggedEvent = {
+          ...event,
+          stream: part.stream,
+          revision: part.revisions?.[i] ?? revision++,
+          created,
+          position: { commit, prepare: offset },
+        };
+        offset += recordSize(logged);
+        return logged;
+      });
     });
+    const events = written.flat();
     if (this.file) {
       this.writes += 1;
       const w = this.writes;
@@ -216,14 +226,7 @@ export class StandInLog {
       );
     }
     this.apply(events);
-    return events;
-  }
-
-  /** Several writes as one step (the undelete metadata and the events that recreate a stream). */
-  private writeAll(
-    parts: ReadonlyArray<{ stream: string; events: readonly ProposedEvent[] }>,
-  ): LoggedEvent[][] {
-    return parts.map((part) => this.write(part.stream, part.events));
+    return written;
   }
 
   onWritten(listener: (events: readonly LoggedEvent[]) => void): () => void {
@@ -272,7 +275,7 @@ export class StandInLog {
       const tail = record?.events.at(-1);
       return { revision: last ?? -1n, position: tail?.position, deduplicated: false };
     }
-    const parts: Array<{ stream: string; events: readonly ProposedEvent[] }> = [];
+    const parts: WritePart[] = [];
     if (softDeleted) {
       parts.push({
         stream: metastreamOf(stream),
@@ -280,7 +283,7 @@ export class StandInLog {
       });
     }
     parts.push({ stream, events: proposed });
-    const written = this.writeAll(parts).at(-1)!;
+    const written = this.write(parts).at(-1)!;
     const tail = written.at(-1)!;
     return { revision: tail.revision, position: tail.position, deduplicated: false };
   }
@@ -311,15 +314,19 @@ export class StandInLog {
   /** Soft delete: checks the expected state, then writes `$tb = DELETED_STREAM` to the metadata stream. */
   softDelete(stream: string, expected: ExpectedState): LogPosition {
     this.checkDelete(stream, expected);
-    const [meta] = this.write(metastreamOf(stream), [jsonRecord('$metadata', { $tb: DELETED_STREAM })]);
-    return meta!.position;
+    const meta = this.write([
+      { stream: metastreamOf(stream), events: [jsonRecord('$metadata', { $tb: DELETED_STREAM })] },
+    ])[0]![0]!;
+    return meta.position;
   }
 
   /** Hard delete: a `$streamDeleted` record; the stream can never be used again. */
   tombstone(stream: string, expected: ExpectedState): LogPosition {
     this.checkDelete(stream, expected);
-    const [record] = this.write(stream, [jsonRecord('$streamDeleted', {})], [TOMBSTONE_REVISION]);
-    return record!.position;
+    const record = this.write([
+      { stream, events: [jsonRecord('$streamDeleted', {})], revisions: [TOMBSTONE_REVISION] },
+    ])[0]![0]!;
+    return record.position;
   }
 
   private checkDelete(stream: string, expected: ExpectedState): void {
