@@ -132,3 +132,25 @@ export function byRole(tree: TreeMemory): RoleMemory[] {
   }
   return [...roles.entries()].map(([role, m]) => ({ role, ...m })).sort((a, b) => b.rssKb - a.rssKb);
 }
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux architecture node runs on
+
+/**
+ * CPU time (user + system) the tree has used so far, in ms: its live processes' own time plus the time of
+ * children they have already reaped (initdb, for instance). On a loaded machine this is what a start
+ * costs, whereas its wall time mostly measures the wait for a core.
+ */
+export function treeCpuMs(root: number): number {
+  let ticks = 0;
+  for (const pid of descendantsOf(root)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime, stime, cutime, cstime: fields 14–17 of stat, 11–14 after the command name.
+      ticks += [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}

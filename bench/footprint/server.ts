@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { descendantsOf } from './process-tree.ts';
+import { descendantsOf, treeCpuMs } from './process-tree.ts';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -44,6 +44,8 @@ export interface RunningServer {
   readonly url: string;
   /** ms from spawn to the first 200 on GET /health. */
   readonly healthyAfterMs: number;
+  /** CPU time the server's tree had used by then (ms): the start's cost, whatever the machine's load. */
+  readonly cpuMsToHealthy: number;
   /** The spawn, as performance.now(). */
   readonly spawnedAt: number;
   /** The spawn and the first 200, as Date.now() (to compare with the servers' log timestamps). */
@@ -140,6 +142,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   dataDirs.add(options.dataDir);
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of NOT_DEFAULT) delete env[name];
+  // For experiments only (e.g. V8 flags); unset, the server runs exactly as `npm start` runs it.
+  if (process.env['BENCH_NODE_OPTIONS']) env['NODE_OPTIONS'] = process.env['BENCH_NODE_OPTIONS'];
   Object.assign(env, {
     DATA_DIR: options.dataDir,
     PORT: String(options.port),
@@ -180,7 +184,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await new Promise((r) => setTimeout(r, 25));
   }
   const healthyAfterMs = performance.now() - spawnedAt;
+  const cpuMsToHealthy = treeCpuMs(pid);
   return {
+    cpuMsToHealthy,
     pid,
     url,
     healthyAfterMs,
