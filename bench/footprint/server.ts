@@ -37,6 +37,8 @@ export interface ServerOptions {
   readonly waNoiseRootPublicKey: string;
   /** Appended to: the server's stdout and stderr. */
   readonly logFile: string;
+  /** The compiled entry point; default dist/src/main.js (a patched copy, for experiments). */
+  readonly entry?: string;
 }
 
 export interface RunningServer {
@@ -156,7 +158,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const spawnedAtEpochMs = Date.now();
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [join(root, 'dist/src/main.js')], {
+    child = spawn(process.execPath, [options.entry ?? join(root, 'dist/src/main.js')], {
       cwd: root,
       env,
       stdio: ['ignore', log, log],
