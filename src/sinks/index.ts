@@ -38,6 +38,8 @@ export interface SinksConfig {
     readonly globalSecret?: string | undefined;
     /** Requests in flight across all webhook queues. Default 64. */
     readonly concurrency?: number;
+    /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
+    readonly batchMax?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
   };
@@ -111,6 +113,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     policy,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
+    ...(w.batchMax ? { batchMax: w.batchMax } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
     ...(subscription ? { subscription } : {}),
     secretOf: async (instanceId, target) => {
@@ -210,5 +213,5 @@ export { signBody, verifySignature } from './webhook/signature.ts';
 export type { DeliveryQuery, DeliveryView, DeliveryStatus, DeliveryTarget } from './webhook/delivery-log.ts';
 export type { WebhookApi } from './webhook/index.ts';
 export type { WebhookRetryPolicy } from './webhook/dispatcher.ts';
-export { WS_CLOSE, type WebSocketHub, type HubPrincipal } from './websocket/hub.ts';
+export { WS_CLOSE, type WebSocketHub } from './websocket/hub.ts';
 export type { GaugeDefinition, GaugeSample, SinkMetrics } from './metrics.ts';
