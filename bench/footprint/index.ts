@@ -292,7 +292,10 @@ export default async function benchFootprint(): Promise<void> {
   const onSignal = (signal: NodeJS.Signals): void => {
     process.stderr.write(`\n  footprint: ${signal}: stopping the servers it started\n`);
     bare?.child.kill('SIGKILL');
-    void stopAllServers().finally(() => process.exit(130));
+    void stopAllServers().finally(() => {
+      if (!KEEP) rmSync(scratch, { recursive: true, force: true });
+      process.exit(130);
+    });
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
