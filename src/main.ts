@@ -28,6 +28,7 @@ import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import type { WhatsAppConnector } from './whatsapp/port.ts';
+import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
@@ -299,8 +300,16 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
-  const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
-  const zapwire = await startZapwire({ config, logger, connector: createBaileysConnector });
+  // Baileys loads when the first instance connects, not before (see lazy-connector.ts).
+  const zapwire = await startZapwire({
+    config,
+    logger,
+    connector: async (dependencies) =>
+      lazyConnector(async () => {
+        const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
+        return createBaileysConnector(dependencies);
+      }),
+  });
   let shuttingDown = false;
   const shutdown = (signal: string): void => {
     if (shuttingDown) return;
