@@ -36,6 +36,10 @@ export interface Config {
     readonly backoffMaxMs: number;
   };
   readonly logLevel: LogLevel;
+  /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
+  readonly apiCompat: 'default' | 'evolution-go';
+  /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
+  readonly corsOrigins: readonly string[] | undefined;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +157,12 @@ export function loadConfig(env: Env = process.env): Config {
       backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
+    corsOrigins: r
+      .optionalString('CORS_ORIGINS')
+      ?.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
   };
   if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
     r.problems.push(

@@ -2,10 +2,11 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
-import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { apikeyOf, type Authenticator } from './auth.ts';
+import { defaultProfile } from './profiles/default.ts';
+import type { EdgeProfile } from './profiles/profile.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -14,6 +15,8 @@ export interface AppOptions {
   readonly store: EventStore;
   readonly authenticator: Authenticator;
   readonly startedAt?: Date;
+  /** The wire format (API_COMPAT); zapwire's own by default. */
+  readonly profile?: EdgeProfile;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -38,7 +41,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
-  installErrorHandler(app);
+  await (options.profile ?? defaultProfile()).install(app);
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (request) => {
     request.principal = await options.authenticator.authenticate(apikeyOf(request));

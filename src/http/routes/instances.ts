@@ -442,6 +442,26 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     'DELETE',
   );
 
+  app.post<{ Params: { id: string }; Body: { number?: string } | null }>(
+    '/instance/forcereconnect/:id',
+    {
+      schema: {
+        tags: ['lifecycle'],
+        summary:
+          'Drop the connection and connect again at once with the saved session (admin; not rate-limited)',
+        params: idParam,
+        body: { type: ['object', 'null'], properties: { number: { type: 'string', maxLength: 64 } } },
+        response: { 200: stateResponse, ...errors },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const i = await target(request, request.params.id);
+      await service.disconnect(i.id);
+      return stateOf(await service.connect(i.id));
+    },
+  );
+
   app.delete<{ Params: { id: string } }>(
     '/instance/delete/:id',
     {
