@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
-import { apikeyOf, type Authenticator } from './auth.ts';
+import { installAuth, type AuthOptions } from './auth.ts';
 import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 
@@ -13,8 +13,11 @@ export const BODY_LIMIT_BYTES = 1024 * 1024;
 export interface AppOptions {
   readonly logger: Logger;
   readonly store: EventStore;
-  readonly authenticator: Authenticator;
+  /** Who is calling and which instance a reference names (src/http/auth.ts). */
+  readonly auth: AuthOptions;
   readonly startedAt?: Date;
+  /** Shown by /health (see healthRoutes). */
+  readonly alerts?: () => Promise<readonly string[]>;
   /** The wire format (API_COMPAT); zapwire's own by default. */
   readonly profile?: EdgeProfile;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
@@ -41,11 +44,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
+  installAuth(app, options.auth);
   await (options.profile ?? defaultProfile()).install(app);
-  app.decorateRequest('principal', undefined);
-  app.addHook('onRequest', async (request) => {
-    request.principal = await options.authenticator.authenticate(apikeyOf(request));
-  });
   await app.register(swagger, {
     openapi: {
       info: {
@@ -59,7 +59,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
+  await app.register(healthRoutes, {
+    store: options.store,
+    startedAt: options.startedAt ?? new Date(),
+    ...(options.alerts ? { alerts: options.alerts } : {}),
+  });
   await options.routes?.(app);
   return app;
 }

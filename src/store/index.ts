@@ -39,6 +39,8 @@ export interface EventStoreConfig {
   readonly poolMax?: number;
   /** One-line notices about the embedded PostgreSQL (initialised, recovered after a crash). */
   readonly notice?: (message: string) => void;
+  /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
+  readonly allowLegacyPglite?: boolean;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
 }
@@ -63,7 +65,7 @@ export function legacyPgliteDirectory(dataDir: string): string {
 
 async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase> {
   const legacy = legacyPgliteDirectory(config.dataDir);
-  if (existsSync(join(legacy, 'PG_VERSION'))) {
+  if (!config.allowLegacyPglite && existsSync(join(legacy, 'PG_VERSION'))) {
     throw new EmbeddedPostgresError(
       `${legacy} holds data of the former embedded store (PGlite): run "npm run migrate-from-pglite" once to move it into the embedded PostgreSQL, then start again`,
     );

@@ -99,7 +99,7 @@ describe('server start-up', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'zw-start-'));
     const port = await freePort();
     const first = start({ DATA_DIR: dataDir, PORT: String(port) });
-    await waitHealthy(port, 45_000);
+    await waitHealthy(port, 90_000);
     const key = /GLOBAL_API_KEY=([0-9a-f]{48})/.exec(first.output())?.[1];
     expect(key).toBeDefined();
     const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as Record<string, unknown>;
@@ -119,7 +119,7 @@ describe('server start-up', () => {
     expect(isRunning(postgresPid)).toBe(false);
 
     const second = start({ DATA_DIR: dataDir, PORT: String(port) });
-    await waitHealthy(port, 45_000);
+    await waitHealthy(port, 90_000);
     expect(second.output()).not.toContain('GLOBAL_API_KEY=');
     const status = await fetch(`http://127.0.0.1:${port}/instance/status`, {
       headers: { apikey: 'survivor-token-1' },
@@ -130,13 +130,13 @@ describe('server start-up', () => {
     expect(second.output()).not.toContain('survivor-token-1');
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  }, 150_000);
+  }, 240_000);
 
   it('SIGTERM to npm start (the top process) stops the server and its PostgreSQL within 15 s', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'zw-npm-'));
     const port = await freePort();
     const npm = start({ DATA_DIR: dataDir, PORT: String(port) }, 'npm');
-    await waitHealthy(port, 60_000);
+    await waitHealthy(port, 90_000);
     // npm → node (the server) → postgres and its workers: no shell between npm and the server.
     const tree = descendants(npm.child.pid!);
     expect(tree.length).toBeGreaterThanOrEqual(3);
@@ -152,14 +152,14 @@ describe('server start-up', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
-  }, 120_000);
+  }, 240_000);
 
   it('after a SIGKILL, the next start recovers the embedded database with every acknowledged write', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'zw-kill-'));
     const port = await freePort();
     const env = { DATA_DIR: dataDir, PORT: String(port), GLOBAL_API_KEY: 'kill-test-admin-key-0123456789' };
     const first = start(env);
-    await waitHealthy(port, 45_000);
+    await waitHealthy(port, 90_000);
     const names: string[] = [];
     for (let i = 0; i < 20; i++) {
       const created = await fetch(`http://127.0.0.1:${port}/instance/create`, {
@@ -177,7 +177,7 @@ describe('server start-up', () => {
     expect(isRunning(orphan)).toBe(true);
 
     const second = start(env);
-    await waitHealthy(port, 45_000);
+    await waitHealthy(port, 90_000);
     expect(second.output()).toMatch(/left running by a zapwire that did not shut down/);
     expect(isRunning(orphan)).toBe(false);
     const all = await fetch(`http://127.0.0.1:${port}/instance/all`, {
@@ -188,7 +188,7 @@ describe('server start-up', () => {
     );
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-  }, 150_000);
+  }, 240_000);
 
   it('refuses a wrong configuration, naming the variable', async () => {
     const bad = start({ PORT: 'eighty', DATA_DIR: mkdtempSync(join(tmpdir(), 'zw-bad-')) });

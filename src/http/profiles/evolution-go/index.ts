@@ -288,8 +288,10 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
 
   function adapt(route: RouteOptions): void {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    if (methods.length !== 1) return;
-    const adapter = adapters[routeKey(String(methods[0]), route.url)];
+    const matches = new Set(methods.map((method) => adapters[routeKey(String(method), route.url)]));
+    // One adapter for every method of the route (PUT and POST of advanced settings), or none.
+    if (matches.size !== 1) return;
+    const [adapter] = matches;
     if (!adapter) return;
     // The profile reads the raw request itself (Go's decoder rules); the default's schemas would refuse
     // what Evolution GO accepts, and its response schemas would drop Evolution GO's fields.
