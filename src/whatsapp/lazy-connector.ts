@@ -37,7 +37,7 @@ export function lazyConnector(load: () => Promise<WhatsAppConnector>): WhatsAppC
       connection.catch(() => undefined);
       const call = <T>(fn: (opened: WhatsAppConnection) => Promise<T>): Promise<T> => connection.then(fn);
       return {
-        sendText: (to, text) => call((opened) => opened.sendText(to, text)),
+        sendText: (to, text, textOptions) => call((opened) => opened.sendText(to, text, textOptions)),
         requestPairingCode: (phone) => call((opened) => opened.requestPairingCode(phone)),
         rejectCall: (callId, fromJid) => call((opened) => opened.rejectCall(callId, fromJid)),
         markRead: (chatJid, messageIds, senderJid) =>
