@@ -34,6 +34,8 @@ export interface Config {
     readonly timeoutMs: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
+    /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
+    readonly batchMax: number;
   };
   readonly logLevel: LogLevel;
 }
@@ -151,6 +153,7 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
       backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
       backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
+      batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };

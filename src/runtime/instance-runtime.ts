@@ -557,10 +557,9 @@ export class InstanceRuntime implements InstanceService {
     const connection = this.connections.get(id);
     if (!connection) throw Errors.clientDisconnected();
     const sent = await connection.sendText(to, text);
-    const result = await this.recordSent(id, to, text, sent);
-    await this.options.projections.waitFor(result.position, this.options.readYourWritesTimeoutMs ?? 10_000, [
-      'messages',
-    ]);
+    // Recorded in the log before answering; no route reads the messages read model, so the answer does
+    // not wait for its projection.
+    await this.recordSent(id, to, text, sent);
     return { id: sent.id, status: sent.status, timestamp: sent.timestamp, to };
   }
 

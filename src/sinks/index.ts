@@ -38,6 +38,8 @@ export interface SinksConfig {
     readonly globalSecret?: string | undefined;
     /** Requests in flight across all webhook queues. Default 64. */
     readonly concurrency?: number;
+    /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
+    readonly batchMax?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
   };
@@ -111,6 +113,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     policy,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
+    ...(w.batchMax ? { batchMax: w.batchMax } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
     ...(subscription ? { subscription } : {}),
     secretOf: async (instanceId, target) => {

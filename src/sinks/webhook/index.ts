@@ -42,6 +42,8 @@ export interface WebhookSinkOptions {
   /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
   readonly globalUrl?: string;
   readonly concurrency?: number;
+  /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
+  readonly batchMax?: number;
   /** Delivered rows older than this are pruned from the log. Default 7 days. */
   readonly retentionMs?: number;
   readonly subscription?: Partial<SubscriptionOptions>;
@@ -78,6 +80,7 @@ export class WebhookSink implements WebhookApi {
       policy: options.policy,
       secretOf: options.secretOf,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.batchMax ? { batchMax: options.batchMax } : {}),
     });
   }
 

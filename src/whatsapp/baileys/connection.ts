@@ -42,6 +42,9 @@ import {
   type TrafficEvents,
 } from './translate.ts';
 
+/** Contacts whose last name/notify a connection remembers (see knownContacts). */
+const MAX_KNOWN_CONTACTS = 10_000;
+
 /** Baileys' QR lifetimes when `qrTimeout` is not set (Socket/socket.js). */
 export const FIRST_QR_TTL_MS = 60_000;
 export const LATER_QR_TTL_MS = 20_000;
@@ -99,6 +102,12 @@ export class BaileysConnection implements WhatsAppConnection {
   private qrCount = 0;
   private settings: AdvancedSettings;
   private presenceTimer: NodeJS.Timeout | undefined;
+  /**
+   * The last name/notify recorded per contact on this connection. Baileys re-announces the sender's push
+   * name with every incoming message; an unchanged one says nothing new, and would double the events (and
+   * the writes) per message.
+   */
+  private readonly knownContacts = new Map<string, string>();
   private firstQr: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void };
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
@@ -257,8 +266,18 @@ export class BaileysConnection implements WhatsAppConnection {
     }
     for (const event of translated) {
       if (isIgnoredBySettings(event, this.settings)) continue;
+      if (event.type === 'ContactUpdated' && !this.contactChanged(event.data)) continue;
       this.signal({ type: 'whatsapp', event });
     }
+  }
+
+  private contactChanged(contact: { jid: string; name: string | null; notify: string | null }): boolean {
+    const seen = `${contact.name ?? ''}\u0000${contact.notify ?? ''}`;
+    if (this.knownContacts.get(contact.jid) === seen) return false;
+    // Bounded: forgetting a contact only costs one repeated event later.
+    if (this.knownContacts.size >= MAX_KNOWN_CONTACTS) this.knownContacts.clear();
+    this.knownContacts.set(contact.jid, seen);
+    return true;
   }
 
   /** The one `closed`; nothing follows it. */
