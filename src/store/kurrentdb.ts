@@ -10,9 +10,10 @@
  *   the first append afterwards sets it to that append's first revision: the stream continues from there.
  *   So version = revision + 1 − $tb, and reads skip revisions below $tb (they stay in $all until a
  *   scavenge).
- * - checkpoints = "<commit>:<prepare>" zero-padded (src/store/checkpoint.ts). readAll scans $all after the
- *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) and filters on our
- *   side, so `next` always moves past what was scanned.
+ * - checkpoints = "<commit>:<prepare>" zero-padded (src/store/checkpoint.ts). readAll reads $all after the
+ *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) with a server-side
+ *   filter, then applies ours exactly; a short page moves `next` to the head read before it, so the
+ *   checkpoint moves past what the filters dropped.
  * - live wake-up: one subscribeToAll (system events excluded) per store rings the hub on every new event,
  *   from any process; polling remains the fallback.
  *
@@ -30,8 +31,10 @@ import {
   KurrentDBClient,
   NO_STREAM,
   START as KURRENT_START,
+  eventTypeFilter,
   excludeSystemEvents,
   jsonEvent,
+  streamNameFilter,
   type AppendStreamState,
   type Direction,
   type EventData,
@@ -100,6 +103,7 @@ export interface KurrentClientPort {
     fromPosition?: ReadPosition;
     direction?: Direction;
     maxCount?: number | bigint;
+    filter?: Filter;
   }): AsyncIterable<KurrentResolvedEvent>;
   deleteStream(streamName: string): Promise<unknown>;
   getStreamMetadata(streamName: string): Promise<{ metadata?: { truncateBefore?: number | string } }>;
@@ -152,6 +156,20 @@ function matches(
   if (filter?.eventTypes && !filter.eventTypes.includes(event.type)) return false;
   if (until && event.created.getTime() > until.getTime()) return false;
   return true;
+}
+
+/**
+ * The narrowest filter the server can apply to a readAll page (one expression: stream prefixes, else event
+ * type prefixes, else no system events); `matches` still applies ours exactly afterwards.
+ */
+function serverFilterOf(filter: EventFilter | undefined): Filter {
+  if (filter?.streamPrefixes && filter.streamPrefixes.length > 0) {
+    return streamNameFilter({ prefixes: [...filter.streamPrefixes] });
+  }
+  if (filter?.eventTypes && filter.eventTypes.length > 0) {
+    return eventTypeFilter({ prefixes: [...filter.eventTypes] });
+  }
+  return excludeSystemEvents();
 }
 
 function positionOf(resolved: KurrentResolvedEvent, event: KurrentRecordedEvent): Checkpoint {
@@ -401,11 +419,16 @@ class KurrentEventStore implements EventStore {
       event: KurrentRecordedEvent;
       position: Checkpoint;
     }> = [];
+    // The server filters, so a page skips what the filter drops (a client-side scan cost one round trip
+    // per `limit` events of all of $all). The head is read first: when the page comes back short, the
+    // server has scanned up to it, so `next` can move there, past the events it dropped.
+    const head = await this.headPosition();
     // +1: the start position is inclusive, so the event at `after` itself may come first.
     for await (const resolved of this.client.readAll({
       fromPosition,
       direction: FORWARDS,
       maxCount: limit + 1,
+      filter: serverFilterOf(options.filter),
     })) {
       const event = resolved.event;
       if (!event) continue;
@@ -425,8 +448,10 @@ class KurrentEventStore implements EventStore {
       if (event.revision < tb) continue; // deleted (soft-deleted events stay in $all until a scavenge)
       events.push(this.toRecorded(resolved, event, tb));
     }
-    const next = scanned.at(-1)?.position ?? after;
-    return { events, next, caughtUp: scanned.length < limit };
+    const caughtUp = scanned.length < limit;
+    let next = scanned.at(-1)?.position ?? after;
+    if (caughtUp && compareCheckpoints(head, next) > 0) next = head;
+    return { events, next, caughtUp };
   }
 
   async streamVersion(stream: string): Promise<number> {
