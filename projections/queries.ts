@@ -146,6 +146,15 @@ export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string):
   return rows[0]?.instance_id;
 }
 
+/** The hashes of the tokens that open an instance. */
+export async function tokenHashesOf(db: SqlExecutor, instanceId: string): Promise<string[]> {
+  const { rows } = await db.query<{ token_hash: string }>(
+    'SELECT token_hash FROM rm_instance_tokens WHERE instance_id = $1',
+    [instanceId],
+  );
+  return rows.map((row) => row.token_hash);
+}
+
 export interface LogEntry {
   readonly level: string;
   readonly message: string;

@@ -22,7 +22,7 @@ import { metricsRoutes } from './http/routes/metrics.ts';
 import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
-import { secretsEqual } from './domain/tokens.ts';
+import { generateWebhookSecret, secretsEqual } from './domain/tokens.ts';
 import { instanceStream } from './domain/events.ts';
 import { openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
@@ -34,7 +34,13 @@ import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
-import { findInstance, instanceIdByTokenHash, sinkSettingsOf } from '../projections/queries.ts';
+import {
+  findInstance,
+  instanceIdByTokenHash,
+  listInstances,
+  sinkSettingsOf,
+  tokenHashesOf,
+} from '../projections/queries.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -131,8 +137,11 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     },
     inspect: inspection.observe,
     store,
-    db,
-    projections,
+    readModel: {
+      instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+      tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
+      caughtUp: (position, timeoutMs, names) => projections.waitFor(position, timeoutMs, names),
+    },
     connector,
     secrets,
     logger,
@@ -198,18 +207,18 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
       const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-      await server.register(instanceRoutes, { service: runtime, db });
-      await server.register(instanceSettingsRoutes, { service: runtime, db });
+      await server.register(instanceRoutes, { service: runtime.commands, db });
+      await server.register(instanceSettingsRoutes, { service: runtime.commands, db });
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
-          const secret = randomBytes(32).toString('base64url');
+          const secret = generateWebhookSecret();
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;
         },
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
-      await server.register(sendRoutes, { service: runtime });
+      await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
       await server.register(adminRoutes, { db, projections });

@@ -105,6 +105,8 @@ export const instanceMachine = setup({
     logout: { target: '.disconnected', actions: { type: 'record', params: { kind: 'logout' } } },
     delete: { target: '.deleted', actions: { type: 'record', params: { kind: 'delete' } } },
     configureSinks: { actions: { type: 'record', params: { kind: 'sinks' } } },
+    // Where connect starts nothing (already connecting or open), its sinks still apply.
+    connect: { actions: { type: 'record', params: { kind: 'sinks' } } },
     changeAdvancedSettings: { actions: { type: 'record', params: { kind: 'settings' } } },
     // A proxy applies to the next connection (the specification: reconnect to apply it).
     configureProxy: { actions: { type: 'record', params: { kind: 'proxy' } } },

@@ -80,7 +80,8 @@ interface At {
 
 /** Commands, from the API and the runtime. */
 export type InstanceCommand =
-  | (At & { readonly type: 'connect' })
+  /** With `sinks`, also reconfigures where events go, in the same step (and when already connected). */
+  | (At & { readonly type: 'connect'; readonly sinks?: Partial<SinkSettings> })
   | (At & { readonly type: 'reconnect' })
   | (At & { readonly type: 'disconnect' })
   | (At & { readonly type: 'logout' })

@@ -34,13 +34,8 @@ import {
 import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
-import {
-  isIgnoredBySettings,
-  isoFromSeconds,
-  statusName,
-  translateBatch,
-  type TrafficEvents,
-} from './translate.ts';
+import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
+import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
 
 /** Baileys' QR lifetimes when `qrTimeout` is not set (Socket/socket.js). */
 export const FIRST_QR_TTL_MS = 60_000;
