@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { ConfigError, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
+import { ConfigError, ensureDataDir, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
@@ -24,7 +24,7 @@ import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { generateWebhookSecret, secretsEqual } from './domain/tokens.ts';
 import { instanceStream } from './domain/events.ts';
-import { openEventStore } from './store/index.ts';
+import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import type { WhatsAppConnector } from './whatsapp/port.ts';
@@ -88,6 +88,8 @@ export interface StartOptions {
 
 export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const { config, logger } = options;
+  const looseDataDir = ensureDataDir(config.dataDir);
+  if (looseDataDir) logger.warn(looseDataDir);
   const key = config.globalApiKey
     ? { value: config.globalApiKey, created: false }
     : loadOrCreateSecret(config.dataDir, 'global-api-key');
@@ -109,6 +111,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
+    notice: (message) => logger.info(message),
   });
   const projections = new ProjectionRunner(
     store,
@@ -182,6 +185,17 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return rows.map((r) => ({ labels: { state: r.state }, value: r.count }));
     },
   });
+  startedSinks.registerGauge({
+    name: 'zapwire_projection_poison_events',
+    help: 'Events a projection skipped because it could not apply them (see /health)',
+    labelNames: ['projection'],
+    collect: async () => {
+      const counts = new Map<string, number>(projections.names().map((name) => [name, 0]));
+      for (const poison of await projections.poisonEvents())
+        counts.set(poison.projection, (counts.get(poison.projection) ?? 0) + 1);
+      return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
+    },
+  });
   const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
@@ -200,6 +214,16 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           ? { id: idOrName, name: idOrName }
           : undefined;
       },
+    },
+    // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
+    alerts: async () => {
+      const counts = new Map<string, number>();
+      for (const p of await projections.poisonEvents())
+        counts.set(p.projection, (counts.get(p.projection) ?? 0) + 1);
+      return [...counts].map(
+        ([projection, n]) =>
+          `projection ${projection} skipped ${n} event(s) it could not apply; see the server log and rm_projection_poison`,
+      );
     },
     routes: async (server) => {
       // Once, at the root: two registrations would each answer every WebSocket upgrade.
@@ -307,9 +331,14 @@ async function main(): Promise<void> {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((error: unknown) => {
-    process.stderr.write(
-      `zapwire failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // A failure we can word (the embedded database would not start) gets one line, not a stack.
+    const reason =
+      error instanceof EmbeddedPostgresError
+        ? error.message
+        : error instanceof Error
+          ? (error.stack ?? error.message)
+          : String(error);
+    process.stderr.write(`zapwire failed to start: ${reason}\n`);
     process.exit(1);
   });
 }

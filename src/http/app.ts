@@ -15,6 +15,8 @@ export interface AppOptions {
   /** Who is calling and which instance a reference names (src/http/auth.ts). */
   readonly auth: AuthOptions;
   readonly startedAt?: Date;
+  /** Shown by /health (see healthRoutes). */
+  readonly alerts?: () => Promise<readonly string[]>;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -54,7 +56,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
+  await app.register(healthRoutes, {
+    store: options.store,
+    startedAt: options.startedAt ?? new Date(),
+    ...(options.alerts ? { alerts: options.alerts } : {}),
+  });
   await options.routes?.(app);
   return app;
 }

@@ -30,6 +30,8 @@ export interface RuntimeOptions {
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
+  /** How old an orphaned name or token reservation must be before a create takes it over (default 60 s). */
+  readonly reservationGraceMs?: number;
   /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
@@ -79,6 +81,7 @@ export class InstanceRuntime {
       now,
       reconnectRateLimitMs: options.reconnect.userRateLimitMs,
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
+      ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.onInstanceDeleted ? { onInstanceDeleted: options.onInstanceDeleted } : {}),
     });
   }

@@ -9,7 +9,7 @@ import { instanceWebhookRoutes } from '../../../src/http/routes/instance-webhook
 import { metricsRoutes } from '../../../src/http/routes/metrics.ts';
 import { wsRoutes } from '../../../src/http/routes/ws.ts';
 import { installErrorHandler } from '../../../src/http/errors.ts';
-import { startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
+import { SINK_MIGRATIONS_DIR, startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
 import type { SqlDatabase } from '../../../src/store/sql.ts';
 import {
   StaticDirectory,
@@ -22,7 +22,7 @@ import {
   sinks as settings,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
-import { memoryDatabase } from './support/pglite-db.ts';
+import { openTestPostgres, type TestPostgres } from '../../support/postgres.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 
 const ADMIN = 'admin-key-0123456789abcdef';
@@ -45,6 +45,7 @@ interface Client {
 
 describe('WebSocket sink and the events routes', () => {
   let db: SqlDatabase;
+  let database: TestPostgres;
   let store: MemoryEventStore;
   let sinks: Sinks;
   let app: FastifyInstance;
@@ -67,10 +68,11 @@ describe('WebSocket sink and the events routes', () => {
     });
 
   beforeAll(async () => {
-    db = await memoryDatabase();
+    database = await openTestPostgres({ migrations: [SINK_MIGRATIONS_DIR] });
+    db = database.db;
   });
   afterAll(async () => {
-    await db.close();
+    await database.close();
   });
 
   let directory = new StaticDirectory();
