@@ -4,7 +4,7 @@
 import type { SqlExecutor } from '../src/store/sql.ts';
 import type { AdvancedSettings, ProxyView, SinkSettings } from '../src/domain/events.ts';
 
-export type ApiState = 'created' | 'disconnected' | 'connecting' | 'qr' | 'open' | 'deleted';
+import type { ApiState } from '../machines/instance/index.ts';
 
 export interface InstanceView {
   readonly id: string;

@@ -3,8 +3,8 @@
  * integration and end-to-end tests start, with their own connector and configuration.
  */
 import { randomBytes } from 'node:crypto';
-import { join, dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, ensureDataDir, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -27,7 +27,7 @@ import { instanceStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
-import type { WhatsAppConnector } from './whatsapp/port.ts';
+import type { ConnectorDependencies, ConnectorFactory, WhatsAppConnector } from './whatsapp/port.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
@@ -41,16 +41,11 @@ import {
   sinkSettingsOf,
   tokenHashesOf,
 } from '../projections/queries.ts';
-import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
+import { startSinks, type Sinks } from './sinks/index.ts';
+import { MIGRATION_DIRECTORIES } from './migrations.ts';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const MIGRATION_DIRECTORIES = [
-  join(root, 'src/store/migrations'),
-  join(root, 'projections/migrations'),
-  join(root, 'src/runtime/migrations'),
-  join(root, 'src/whatsapp/baileys/migrations'),
-  SINK_MIGRATIONS_DIR,
-];
+export { MIGRATION_DIRECTORIES };
+export type { ConnectorDependencies, ConnectorFactory };
 
 export interface Zapwire {
   readonly app: FastifyInstance;
@@ -64,19 +59,6 @@ export interface Zapwire {
   readonly url: string | undefined;
   stop(): Promise<void>;
 }
-
-/** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
-export interface ConnectorDependencies {
-  readonly config: Config;
-  readonly logger: Logger;
-  readonly db: SqlDatabase;
-  /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
-  readonly sessionKey: Buffer;
-  /** Looks up an instance's proxy password (kept sealed outside the event log). */
-  readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
-}
-
-export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;
 
 export interface StartOptions {
   readonly config: Config;

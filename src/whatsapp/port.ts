@@ -6,7 +6,10 @@
  * and stops calling the listener once `close()` or `logout()` was called. Signals carry no time: the
  * runtime stamps them when it records them.
  */
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
 import type { AdvancedSettings, ProxyView, WhatsAppEvent } from '../domain/events.ts';
+import type { SqlDatabase } from '../store/sql.ts';
 
 export interface OpenConnectionOptions {
   readonly instanceId: string;
@@ -93,3 +96,17 @@ export class NotConnectedError extends Error {
     super(`instance ${instanceId} is not connected to WhatsApp`);
   }
 }
+
+/** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
+export interface ConnectorDependencies {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: SqlDatabase;
+  /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
+  readonly sessionKey: Buffer;
+  /** Looks up an instance's proxy password (kept sealed outside the event log). */
+  readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
+}
+
+/** Builds an adapter once the database and keys exist (main.ts calls it while starting). */
+export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;
