@@ -11,7 +11,7 @@ import type {
   SinkSettings,
 } from '../../src/domain/events.ts';
 
-/** The states the API reports (design.md §5). */
+/** The states the API reports. */
 export const API_STATES = ['created', 'disconnected', 'connecting', 'qr', 'open', 'deleted'] as const;
 export type ApiState = (typeof API_STATES)[number];
 

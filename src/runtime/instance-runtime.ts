@@ -14,7 +14,7 @@ import { InstanceCommands } from './commands.ts';
 import type { RuntimeReadModel } from './read-model.ts';
 import { errorMessage, RuntimeLog } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
-import { Semaphore } from '../shared/semaphore.ts';
+import { Semaphore } from '../async/semaphore.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The WhatsApp connection port (design.md §6). Nothing outside src/whatsapp/<adapter> and src/main.ts
+ * The WhatsApp connection port. Nothing outside src/whatsapp/<adapter> and src/main.ts
  * knows which library speaks WhatsApp; the machine and the runtime only see this.
  *
  * One `open` = one socket attempt. The adapter reports what happens on it through the listener, in order,

@@ -28,7 +28,7 @@ import {
   TIMESTAMP_HEADER,
   signBody,
 } from './signature.ts';
-import { Semaphore } from '../../shared/semaphore.ts';
+import { Semaphore } from '../../async/semaphore.ts';
 
 export interface WebhookRetryPolicy {
   /** Attempts per delivery, the first included (WEBHOOK_MAX_ATTEMPTS, default 8). */
