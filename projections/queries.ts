@@ -4,7 +4,7 @@
 import type { SqlExecutor } from '../src/store/sql.ts';
 import type { AdvancedSettings, ProxyView, SinkSettings } from '../src/domain/events.ts';
 
-export type ApiState = 'created' | 'disconnected' | 'connecting' | 'qr' | 'open' | 'deleted';
+import type { ApiState } from '../machines/instance/index.ts';
 
 export interface InstanceView {
   readonly id: string;
@@ -144,6 +144,15 @@ export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string):
     [tokenHash],
   );
   return rows[0]?.instance_id;
+}
+
+/** The hashes of the tokens that open an instance. */
+export async function tokenHashesOf(db: SqlExecutor, instanceId: string): Promise<string[]> {
+  const { rows } = await db.query<{ token_hash: string }>(
+    'SELECT token_hash FROM rm_instance_tokens WHERE instance_id = $1',
+    [instanceId],
+  );
+  return rows.map((row) => row.token_hash);
 }
 
 export interface LogEntry {

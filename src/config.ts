@@ -1,5 +1,5 @@
 /**
- * Typed configuration from the environment (design.md §11). A wrong value stops start-up with a
+ * Typed configuration from the environment. A wrong value stops start-up with a
  * message naming the variable and the expected form; every variable is documented in .env.example.
  */
 import { randomBytes } from 'node:crypto';

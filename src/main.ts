@@ -3,8 +3,8 @@
  * integration and end-to-end tests start, with their own connector and configuration.
  */
 import { randomBytes } from 'node:crypto';
-import { join, dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { ConfigError, ensureDataDir, loadConfig, loadOrCreateSecret, type Config } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -22,33 +22,35 @@ import { metricsRoutes } from './http/routes/metrics.ts';
 import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
-import { secretsEqual } from './domain/tokens.ts';
+import { generateWebhookSecret, secretsEqual } from './domain/tokens.ts';
 import { instanceStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
-import type { WhatsAppConnector } from './whatsapp/port.ts';
+import type { ConnectorDependencies, ConnectorFactory, WhatsAppConnector } from './whatsapp/port.ts';
 import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
+import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
-import { findInstance, instanceIdByTokenHash, sinkSettingsOf } from '../projections/queries.ts';
-import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
+import {
+  findInstance,
+  instanceIdByTokenHash,
+  listInstances,
+  sinkSettingsOf,
+  tokenHashesOf,
+} from '../projections/queries.ts';
+import { startSinks, type Sinks } from './sinks/index.ts';
 import { defaultProfile } from './http/profiles/default.ts';
 import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
+import { MIGRATION_DIRECTORIES } from './migrations.ts';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const MIGRATION_DIRECTORIES = [
-  join(root, 'src/store/migrations'),
-  join(root, 'projections/migrations'),
-  join(root, 'src/runtime/migrations'),
-  join(root, 'src/whatsapp/baileys/migrations'),
-  SINK_MIGRATIONS_DIR,
-];
+export { MIGRATION_DIRECTORIES };
+export type { ConnectorDependencies, ConnectorFactory };
 
 export interface Zapwire {
   readonly app: FastifyInstance;
@@ -62,19 +64,6 @@ export interface Zapwire {
   readonly url: string | undefined;
   stop(): Promise<void>;
 }
-
-/** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
-export interface ConnectorDependencies {
-  readonly config: Config;
-  readonly logger: Logger;
-  readonly db: SqlDatabase;
-  /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
-  readonly sessionKey: Buffer;
-  /** Looks up an instance's proxy password (kept sealed outside the event log). */
-  readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
-}
-
-export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;
 
 export interface StartOptions {
   readonly config: Config;
@@ -138,8 +127,11 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     },
     inspect: inspection.observe,
     store,
-    db,
-    projections,
+    readModel: {
+      instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+      tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
+      caughtUp: (position, timeoutMs, names) => projections.waitFor(position, timeoutMs, names),
+    },
     connector,
     secrets,
     logger,
@@ -197,7 +189,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const app = await buildApp({
     logger,
     store,
-    profile: edgeProfileOf(config, runtime, db, secrets),
+    profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,
       sessions,
@@ -227,18 +219,18 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
       const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-      await server.register(instanceRoutes, { service: runtime, db });
-      await server.register(instanceSettingsRoutes, { service: runtime, db });
+      await server.register(instanceRoutes, { service: runtime.commands, db });
+      await server.register(instanceSettingsRoutes, { service: runtime.commands, db });
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
-          const secret = randomBytes(32).toString('base64url');
+          const secret = generateWebhookSecret();
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;
         },
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
-      await server.register(sendRoutes, { service: runtime });
+      await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
       await server.register(adminRoutes, { db, projections });
@@ -350,7 +342,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
 /** The wire format API_COMPAT asks for. Evolution GO's keeps instance tokens sealed to show them to the admin. */
 function edgeProfileOf(
   config: Config,
-  service: InstanceRuntime,
+  service: InstanceService,
   db: SqlDatabase,
   secrets: InstanceSecrets,
 ): EdgeProfile {

@@ -1,4 +1,4 @@
-/** Maps machine states to the six states the API reports (design.md §5). */
+/** Maps machine states to the six states the API reports. */
 import type { StateValue } from 'xstate';
 import type { ApiState } from './types.ts';
 

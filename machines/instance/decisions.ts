@@ -2,7 +2,7 @@
  * Which domain events each transition records. Pure functions of (context, event): the machine emits what
  * these return and evolves its context with the same events, so the log alone rebuilds the context.
  */
-import type { InstanceEvent, InstanceEventMap } from '../../src/domain/events.ts';
+import type { InstanceEvent, InstanceEventMap, SinkSettings } from '../../src/domain/events.ts';
 import { classifyClose } from '../../src/domain/reason-codes.ts';
 import { evolveContext } from './evolve.ts';
 import type { InstanceContext, InstanceMachineEvent } from './types.ts';
@@ -46,6 +46,13 @@ function withoutUndefined<T extends object>(patch: Partial<T>): Partial<T> {
   return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+function sinksConfigured(context: InstanceContext, patch: Partial<SinkSettings>, at: string): InstanceEvent {
+  return {
+    type: 'EventSinksConfigured',
+    data: { at, sinks: { ...context.sinks, ...withoutUndefined(patch) } },
+  };
+}
+
 function closed(data: InstanceEventMap['ConnectionClosed']): InstanceEvent {
   return { type: 'ConnectionClosed', data };
 }
@@ -62,7 +69,9 @@ export function eventsFor(
       const e = expectEvent(event, 'connect', 'reconnect', 'restore');
       const trigger =
         e.type === 'restore' ? 'restore' : e.type === 'reconnect' && context.paired ? 'reconnect' : 'connect';
-      return [{ type: 'ConnectionStarting', data: { at, trigger, attempt: 1 } }];
+      // Connect with sinks: the new sinks first, so the connection's events already go where they say.
+      const sinks = e.type === 'connect' && e.sinks ? [sinksConfigured(context, e.sinks, at)] : [];
+      return [...sinks, { type: 'ConnectionStarting', data: { at, trigger, attempt: 1 } }];
     }
     case 'qr': {
       const e = expectEvent(event, 'wa.qr');
@@ -102,13 +111,8 @@ export function eventsFor(
         { type: 'InstanceDeleted', data: { at, by: 'admin' } },
       ];
     case 'sinks': {
-      const e = expectEvent(event, 'configureSinks');
-      return [
-        {
-          type: 'EventSinksConfigured',
-          data: { at, sinks: { ...context.sinks, ...withoutUndefined(e.sinks) } },
-        },
-      ];
+      const e = expectEvent(event, 'configureSinks', 'connect');
+      return e.sinks ? [sinksConfigured(context, e.sinks, at)] : [];
     }
     case 'settings': {
       const e = expectEvent(event, 'changeAdvancedSettings');

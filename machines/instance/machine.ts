@@ -1,5 +1,5 @@
 /**
- * The instance lifecycle (design.md §5) as an XState v5 machine.
+ * The instance lifecycle as an XState v5 machine.
  *
  * Pure: no I/O, no clock, no randomness. The WhatsApp socket (`whatsappConnection`), the reconnect delay
  * (`reconnectDelay`) and the guards are named here and implemented through `setup`; the runtime provides
@@ -89,7 +89,7 @@ export const instanceMachine = setup({
     /**
      * Runs on exit of `session`, before XState stops the socket actor: a transition's own actions would run
      * after the stop, too late to reach the socket. Logout and delete of a paired instance log out on
-     * WhatsApp first (design.md §5); the socket closes once the logout is done.
+     * WhatsApp first; the socket closes once the logout is done.
      */
     logOutBeforeClosing: enqueueActions(({ context, event, enqueue }) => {
       if (event.type === 'logout' || (event.type === 'delete' && context.paired)) {
@@ -105,6 +105,8 @@ export const instanceMachine = setup({
     logout: { target: '.disconnected', actions: { type: 'record', params: { kind: 'logout' } } },
     delete: { target: '.deleted', actions: { type: 'record', params: { kind: 'delete' } } },
     configureSinks: { actions: { type: 'record', params: { kind: 'sinks' } } },
+    // Where connect starts nothing (already connecting or open), its sinks still apply.
+    connect: { actions: { type: 'record', params: { kind: 'sinks' } } },
     changeAdvancedSettings: { actions: { type: 'record', params: { kind: 'settings' } } },
     // A proxy applies to the next connection (the specification: reconnect to apply it).
     configureProxy: { actions: { type: 'record', params: { kind: 'proxy' } } },

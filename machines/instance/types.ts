@@ -11,7 +11,7 @@ import type {
   SinkSettings,
 } from '../../src/domain/events.ts';
 
-/** The states the API reports (design.md §5). */
+/** The states the API reports. */
 export const API_STATES = ['created', 'disconnected', 'connecting', 'qr', 'open', 'deleted'] as const;
 export type ApiState = (typeof API_STATES)[number];
 
@@ -80,7 +80,8 @@ interface At {
 
 /** Commands, from the API and the runtime. */
 export type InstanceCommand =
-  | (At & { readonly type: 'connect' })
+  /** With `sinks`, also reconfigures where events go, in the same step (and when already connected). */
+  | (At & { readonly type: 'connect'; readonly sinks?: Partial<SinkSettings> })
   | (At & { readonly type: 'reconnect' })
   | (At & { readonly type: 'disconnect' })
   | (At & { readonly type: 'logout' })

@@ -8,10 +8,11 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
-import { MIGRATION_DIRECTORIES } from '../main.ts';
+import { MIGRATION_DIRECTORIES } from '../migrations.ts';
 import { openEventStore } from '../store/index.ts';
 import { readHistoryPage, readStateAt, resolveInstanceId, MAX_HISTORY_LIMIT } from '../visualizer/audit.ts';
 import type { HistoryEntry } from '../visualizer/history.ts';
+import { findInstance } from '../../projections/queries.ts';
 
 const USAGE = `usage: npm run replay -- <instance id or name> [--at <ISO time>] [--from N] [--limit N] [--json]`;
 
@@ -111,7 +112,7 @@ export async function runReplay(
   });
   try {
     const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-    const id = await resolveInstanceId(store, db, reference);
+    const id = await resolveInstanceId(store, (ref) => findInstance(db, ref), reference);
     if (!id) {
       io.err(`instance "${reference}" not found (deleted instances leave no history)`);
       return 1;

@@ -1,12 +1,11 @@
 /**
- * Errors with stable codes (ZW_ERR_*) and HTTP statuses, in the manner of @fastify/error.
- * The HTTP layer renders them as `{ error: { code, message } }`; anything else becomes a 500.
+ * Errors with stable codes (ZW_ERR_*), in the manner of @fastify/error. The HTTP edge maps each code to a
+ * status (src/http/errors.ts) and renders `{ error: { code, message } }`; anything else becomes a 500.
  */
 export class ZapwireError extends Error {
   override readonly name = 'ZapwireError';
   constructor(
     readonly code: string,
-    readonly statusCode: number,
     message: string,
     readonly details?: Readonly<Record<string, unknown>>,
     /** Seconds, for 429 and 503. */
@@ -18,98 +17,97 @@ export class ZapwireError extends Error {
 
 type Factory<A extends unknown[]> = (...args: A) => ZapwireError;
 
-function define<A extends unknown[]>(
-  code: string,
-  status: number,
-  message: (...args: A) => string,
-): Factory<A> {
-  return (...args: A) => new ZapwireError(code, status, message(...args));
+function define<A extends unknown[]>(code: string, message: (...args: A) => string): Factory<A> {
+  return (...args: A) => new ZapwireError(code, message(...args));
 }
 
 export const Errors = {
   validation: (message: string, details?: Record<string, unknown>) =>
-    new ZapwireError('ZW_ERR_VALIDATION', 400, message, details),
+    new ZapwireError('ZW_ERR_VALIDATION', message, details),
   unauthorized: define(
     'ZW_ERR_UNAUTHORIZED',
-    401,
     () => 'missing or invalid API key: send the global API key or the instance token in the "apikey" header',
   ),
   forbidden: define(
     'ZW_ERR_FORBIDDEN',
-    403,
     (what: string) => `this API key cannot access ${what}: an instance token only works for its own instance`,
   ),
   adminOnly: define(
     'ZW_ERR_ADMIN_ONLY',
-    403,
     () => 'this route needs the global API key (GLOBAL_API_KEY); an instance token is not enough',
   ),
   instanceNotFound: define(
     'ZW_ERR_INSTANCE_NOT_FOUND',
-    404,
     (idOrName: string) => `instance "${idOrName}" not found: check the id or name with GET /instance/all`,
   ),
   instanceNameRequired: define(
     'ZW_ERR_INSTANCE_NAME_REQUIRED',
-    400,
     () =>
       'name the instance: pass "instanceName" (in the body or query) or use the instance token as the apikey',
   ),
   nameTaken: define(
     'ZW_ERR_NAME_TAKEN',
-    409,
     (name: string) => `an instance named "${name}" already exists: names are unique, choose another`,
   ),
   tokenTaken: define(
     'ZW_ERR_TOKEN_TAKEN',
-    409,
     () => 'this token is already used by another instance: tokens are unique, choose another or omit it',
   ),
   noActiveSession: define(
     'ZW_ERR_NO_ACTIVE_SESSION',
-    409,
     () => 'no active session found: connect the instance with POST /instance/connect and scan the QR code',
   ),
   clientDisconnected: define(
     'ZW_ERR_CLIENT_DISCONNECTED',
-    409,
     () => 'client disconnected: the instance is not connected to WhatsApp; try POST /instance/reconnect',
   ),
   alreadyConnected: define(
     'ZW_ERR_ALREADY_CONNECTED',
-    409,
     () =>
       'the instance is already connected: no QR code is needed (disconnect or logout first to pair again)',
   ),
   qrNotReady: define(
     'ZW_ERR_QR_NOT_READY',
-    404,
     (state: string) =>
       `no QR code yet (state "${state}"): call POST /instance/connect, wait 2-3 seconds and ask again`,
   ),
   invalidTransition: define(
     'ZW_ERR_INVALID_STATE',
-    409,
     (action: string, state: string) => `cannot ${action} while the instance is "${state}"`,
   ),
   conflict: define(
     'ZW_ERR_CONCURRENT_UPDATE',
-    409,
     () => 'the instance was changed by another request at the same time; retry',
   ),
   rateLimited: (retryAfterSeconds: number) =>
     new ZapwireError(
       'ZW_ERR_RATE_LIMITED',
-      429,
       `reconnect at most once a minute: try again in ${retryAfterSeconds} s`,
       undefined,
       retryAfterSeconds,
     ),
   unavailable: (message: string, retryAfterSeconds = 1) =>
-    new ZapwireError('ZW_ERR_UNAVAILABLE', 503, message, undefined, retryAfterSeconds),
+    new ZapwireError('ZW_ERR_UNAVAILABLE', message, undefined, retryAfterSeconds),
+  deliveryNotFound: define(
+    'ZW_ERR_DELIVERY_NOT_FOUND',
+    (deliveryId: string, instance: string) =>
+      `delivery ${deliveryId} not found for this instance: list them with GET /instance/${instance}/webhook/deliveries`,
+  ),
+  projectionNotFound: define(
+    'ZW_ERR_PROJECTION_NOT_FOUND',
+    (name: string, known: readonly string[]) => `no projection named "${name}": one of ${known.join(', ')}`,
+  ),
+  rebuildRunning: define(
+    'ZW_ERR_REBUILD_RUNNING',
+    (name: string) => `projection "${name}" is being rebuilt already`,
+  ),
+  notYetCreated: define(
+    'ZW_ERR_NOT_YET_CREATED',
+    (at: string, createdAt: string) =>
+      `the instance did not exist yet at ${at}: its first event was recorded at ${createdAt}`,
+  ),
   instanceDeleted: define(
     'ZW_ERR_INSTANCE_DELETED',
-    410,
     (idOrName: string) => `instance "${idOrName}" was deleted`,
   ),
 } as const;

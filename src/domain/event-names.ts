@@ -1,5 +1,5 @@
 /**
- * Sink event names (the specification's, design.md §8) and how domain events map to them.
+ * Sink event names (the specification's) and how domain events map to them.
  */
 export const CANONICAL_EVENT_NAMES = [
   'MESSAGE',

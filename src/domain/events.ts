@@ -48,7 +48,7 @@ export const DEFAULT_ADVANCED_SETTINGS: AdvancedSettings = {
   ignoreStatus: false,
 };
 
-/** Where an instance's events go (design.md §8–9). `events` holds canonical names or 'ALL'. */
+/** Where an instance's events go. `events` holds canonical names or 'ALL'. */
 export interface SinkSettings {
   readonly webhookUrl: string | null;
   readonly events: readonly string[];

@@ -60,7 +60,7 @@ export function classifyClose(code: number | null, context: CloseContext = {}): 
     case CLOSE_CODE.forbidden:
       return BANNED;
     case CLOSE_CODE.timedOut:
-      // Retrying a pairing that nobody completed would show QR after QR forever (design.md §5: no loop).
+      // Retrying a pairing that nobody completed would show QR after QR forever (no QR loop).
       return context.awaitingQr ? QR_TIMEOUT : TRANSIENT;
     default:
       // 428, 500, 503, null (network) and codes we do not know: the connection may come back.

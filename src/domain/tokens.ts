@@ -15,3 +15,8 @@ export function secretsEqual(a: string, b: string): boolean {
   const db = createHash('sha256').update(b, 'utf8').digest();
   return timingSafeEqual(da, db);
 }
+
+/** A webhook signing secret (HMAC key): 32 random bytes, base64url. */
+export function generateWebhookSecret(): string {
+  return randomBytes(32).toString('base64url');
+}

@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Errors, isZapwireError } from '../domain/errors.ts';
+import { statusOf } from './errors.ts';
 import {
   CSRF_HEADER,
   SESSION_COOKIE,
@@ -89,8 +90,8 @@ export function pageHeaders(reply: FastifyReply, request: FastifyRequest): Fasti
  */
 export function signInPageOnRefusal(signInPage: Buffer) {
   return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
-    if (isZapwireError(error) && (error.statusCode === 401 || error.statusCode === 403))
-      return pageHeaders(reply, request).status(error.statusCode).send(signInPage);
+    const status = isZapwireError(error) ? statusOf(error) : undefined;
+    if (status === 401 || status === 403) return pageHeaders(reply, request).status(status).send(signInPage);
     throw error;
   };
 }

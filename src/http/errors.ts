@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { isZapwireError } from '../domain/errors.ts';
+import { isZapwireError, type ZapwireError } from '../domain/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Readonly<Record<string, unknown>> };
@@ -15,13 +15,43 @@ export interface ErrorReply {
   readonly unexpected: boolean;
 }
 
+/** The HTTP status of each error code: the domain knows codes, the edge knows statuses. */
+const STATUS_OF_CODE: Readonly<Record<string, number>> = {
+  ZW_ERR_VALIDATION: 400,
+  ZW_ERR_INSTANCE_NAME_REQUIRED: 400,
+  ZW_ERR_UNAUTHORIZED: 401,
+  ZW_ERR_FORBIDDEN: 403,
+  ZW_ERR_ADMIN_ONLY: 403,
+  ZW_ERR_INSTANCE_NOT_FOUND: 404,
+  ZW_ERR_QR_NOT_READY: 404,
+  ZW_ERR_DELIVERY_NOT_FOUND: 404,
+  ZW_ERR_PROJECTION_NOT_FOUND: 404,
+  ZW_ERR_NOT_YET_CREATED: 404,
+  ZW_ERR_NAME_TAKEN: 409,
+  ZW_ERR_TOKEN_TAKEN: 409,
+  ZW_ERR_NO_ACTIVE_SESSION: 409,
+  ZW_ERR_CLIENT_DISCONNECTED: 409,
+  ZW_ERR_ALREADY_CONNECTED: 409,
+  ZW_ERR_INVALID_STATE: 409,
+  ZW_ERR_CONCURRENT_UPDATE: 409,
+  ZW_ERR_REBUILD_RUNNING: 409,
+  ZW_ERR_INSTANCE_DELETED: 410,
+  ZW_ERR_RATE_LIMITED: 429,
+  ZW_ERR_UNAVAILABLE: 503,
+};
+
+/** The status a ZapwireError answers with; a code without one is a client error (400). */
+export function statusOf(error: ZapwireError): number {
+  return STATUS_OF_CODE[error.code] ?? 400;
+}
+
 /** Maps every error to a status and `{ error: { code, message } }`; only unexpected failures are 500s. */
 export function errorReplyOf(error: FastifyError): ErrorReply {
   if (isZapwireError(error)) {
     const body: ErrorBody = { error: { code: error.code, message: error.message } };
     if (error.details) body.error.details = error.details;
     return {
-      statusCode: error.statusCode,
+      statusCode: statusOf(error),
       body,
       unexpected: false,
       ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),

@@ -1,10 +1,23 @@
 /**
- * What the HTTP layer may ask of the runtime. Commands return after their events are in the read model
- * (read-your-writes), so a GET right after sees the change.
+ * What the HTTP layer may ask of the runtime. Commands answer from the write side (the live actor's
+ * folded state right after their events were appended) and return once those events are in the read
+ * model too (read-your-writes), so a GET right after sees the change.
  */
 import type { AdvancedSettings, ProxyProtocol, ProxyView, SinkSettings } from '../domain/events.ts';
-import type { InstanceView } from '../../projections/queries.ts';
 import type { TextOptions } from '../whatsapp/port.ts';
+import type { ApiState } from '../../machines/instance/index.ts';
+
+/** An instance's connection state as a command left it. */
+export interface InstanceStatus {
+  readonly id: string;
+  readonly name: string;
+  readonly state: ApiState;
+  /** The WhatsApp connection is open. */
+  readonly connected: boolean;
+  /** A WhatsApp session is saved (the next connection needs no QR). */
+  readonly loggedIn: boolean;
+  readonly jid: string | null;
+}
 
 export interface ProxyInput {
   readonly host: string;
@@ -42,13 +55,16 @@ export interface InstanceService {
   /** The token and webhook secret are returned here only: they are stored hashed or sealed. */
   create(
     input: CreateInstanceInput,
-  ): Promise<{ instance: InstanceView; token: string; webhookSecret: string }>;
-  /** Starts connecting (asynchronous: returns at once with the state). Optionally reconfigures sinks first. */
-  connect(instanceId: string, sinks?: Partial<SinkSettings>): Promise<InstanceView>;
+  ): Promise<{ instance: InstanceStatus; token: string; webhookSecret: string }>;
+  /**
+   * Starts connecting (asynchronous: returns at once with the state). With `sinks`, reconfigures them in
+   * the same step (one machine event, one append), also when the instance is connected already.
+   */
+  connect(instanceId: string, sinks?: Partial<SinkSettings>): Promise<InstanceStatus>;
   /** Rate-limited per instance (429 with Retry-After). */
-  reconnect(instanceId: string): Promise<InstanceView>;
-  disconnect(instanceId: string): Promise<InstanceView>;
-  logout(instanceId: string): Promise<InstanceView>;
+  reconnect(instanceId: string): Promise<InstanceStatus>;
+  disconnect(instanceId: string): Promise<InstanceStatus>;
+  logout(instanceId: string): Promise<InstanceStatus>;
   delete(instanceId: string, by: string): Promise<void>;
   /** Connects when needed, then asks WhatsApp for an 8-character code for this phone. */
   requestPairingCode(instanceId: string, phone: string): Promise<{ pairingCode: string }>;

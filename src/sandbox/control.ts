@@ -15,7 +15,8 @@ import { groupInfo, type GroupChanges, type ParticipantAction } from './groups.t
 import type { Account, Companion } from './model.ts';
 import { enterPairingCode, scanQr } from './pairing.ts';
 import { phoneSend } from './phone.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 import { endCall, sendChatState, setPresence, startCall } from './signals.ts';
 import { stanzaId } from './ids.ts';
 import { node, unixSeconds } from './nodes.ts';

@@ -18,7 +18,8 @@ import {
   unixSeconds,
   type BinaryNode,
 } from './nodes.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 import type { GroupInfo } from './types.ts';
 import { jidDecode } from './wa.ts';
 

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SandboxControl } from './control.ts';
-import { SandboxError } from './server.ts';
+import { SandboxError } from './errors.ts';
 import type { ChatState, KickReason, PresenceState } from './types.ts';
 import type { ParticipantAction } from './groups.ts';
 

@@ -11,7 +11,8 @@ import { handleMdIq } from './pairing.ts';
 import { handleAppStateIq } from './app-state.ts';
 import { handleGroupIq } from './groups.ts';
 import { SERVER_JID } from './model.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 
 type IqHandler = (
   server: SandboxServer,

@@ -24,7 +24,8 @@ import {
 import { qrRef, stanzaId } from './ids.ts';
 import { Companion, LID_SERVER, PN_SERVER, SERVER_JID, type Account, type SignedPreKey } from './model.ts';
 import { child, childBytes, node, readUint, unixSeconds, type BinaryNode } from './nodes.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 import { jidDecode, proto } from './wa.ts';
 
 const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0]);

@@ -8,7 +8,8 @@ import type { Account, Companion, Device } from './model.ts';
 import { node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { takeBundle } from './prekeys.ts';
 import { padMessage, unpadMessage, type CipherType } from './signal-device.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 import type { Addressing, PhoneMessage } from './types.ts';
 import { proto } from './wa.ts';
 

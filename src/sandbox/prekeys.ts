@@ -17,7 +17,8 @@ import {
   type BinaryNode,
 } from './nodes.ts';
 import type { PreKeyBundle } from './signal-device.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 
 const LOW_PREKEY_COUNT = 5;
 const KEY_TYPE = Buffer.from([5]);

@@ -25,6 +25,7 @@ import { pushFirstLoginSync } from './history.ts';
 import { GroupRegistry } from './groups.ts';
 import { AppStates } from './app-state.ts';
 import { jidDecode } from './wa.ts';
+import { SandboxError } from './errors.ts';
 import {
   KICK_REASONS,
   type KickReason,
@@ -342,15 +343,5 @@ export class SandboxServer implements ConnectionHandler {
 
   serverIq(type: string, xmlns: string, content: BinaryNode[]): BinaryNode {
     return node('iq', { from: SERVER_JID, type, id: stanzaId(), xmlns, t: unixSeconds() }, content);
-  }
-}
-
-/** An error with an HTTP-like status, for the control API. */
-export class SandboxError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
   }
 }

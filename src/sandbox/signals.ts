@@ -6,7 +6,8 @@ import type { ClientConnection } from './connection.ts';
 import { callId as newCallId, stanzaId } from './ids.ts';
 import type { Account } from './model.ts';
 import { firstChild, node, unixSeconds, type BinaryNode } from './nodes.ts';
-import { SandboxError, type SandboxServer } from './server.ts';
+import { SandboxError } from './errors.ts';
+import type { SandboxServer } from './server.ts';
 import type { Addressing, CallRecord, ChatState, PresenceState } from './types.ts';
 
 // ---- calls ------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * The one body every sink sends (design.md §8): `{id, event, instance: {id, name}, timestamp, position,
+ * The one body every sink sends: `{id, event, instance: {id, name}, timestamp, position,
  * data}`. Built here and nowhere else, so webhook, RabbitMQ, NATS and WebSocket consumers see the same bytes.
  */
 import { CANONICAL_EVENT_NAMES, type SinkEventName } from '../domain/event-names.ts';

@@ -8,6 +8,10 @@
  * record, and two processes starting at once against one PostgreSQL serialise on the lock: the second sees
  * the first one's record (READ COMMITTED takes a fresh snapshot after the lock) and skips the file.
  * Consequence: a migration must be able to run inside a transaction (no CREATE INDEX CONCURRENTLY).
+ *
+ * Numbering: 0xxx event store, 1xxx read model, 2xxx runtime, 3xxx WhatsApp adapter, 4xxx sinks. A file
+ * that was renumbered keeps its former name in FORMER_NAMES: a database that applied it under the old name
+ * has that record renamed instead of running the file again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -16,6 +20,11 @@ import type { SqlDatabase } from './sql.ts';
 
 /** Arbitrary, fixed: the advisory-lock key every zapwire process uses for migrations. */
 const MIGRATION_LOCK_KEY = 7_236_142_053_106_405_000n;
+
+/** Current name → the name a database may have recorded it under before it was renumbered. */
+const FORMER_NAMES: Readonly<Record<string, string>> = {
+  '4001_webhook_deliveries.sql': '3001_webhook_deliveries.sql',
+};
 
 export interface MigrationFile {
   readonly name: string;
@@ -63,6 +72,14 @@ export async function migrate(db: SqlDatabase, directories: readonly string[]): 
     const script = readFileSync(file.path, 'utf8');
     const checksum = createHash('sha256').update(script).digest('hex');
     const name = basename(file.name);
+    const former = FORMER_NAMES[name];
+    const renameFormer = former
+      ? `
+  UPDATE schema_migrations SET name = ${literal(name)} WHERE name = ${literal(former)};
+  IF FOUND THEN
+    RETURN;
+  END IF;`
+      : '';
     const block = `DO ${dollarQuote(`
 BEGIN
   PERFORM pg_advisory_xact_lock(${MIGRATION_LOCK_KEY});
@@ -73,12 +90,11 @@ BEGIN
   );
   IF EXISTS (SELECT 1 FROM schema_migrations WHERE name = ${literal(name)}) THEN
     RETURN;
-  END IF;
+  END IF;${renameFormer}
   EXECUTE ${dollarQuote(script)};
   INSERT INTO schema_migrations (name, checksum) VALUES (${literal(name)}, ${literal(checksum)});
 END`)};`;
-    const before = await isApplied(db, name);
-    if (before) continue;
+    if (await isApplied(db, name)) continue;
     try {
       await db.exec(block);
     } catch (error) {

@@ -4,9 +4,7 @@
  */
 import { instanceStream } from '../domain/events.ts';
 import type { EventStore } from '../store/port.ts';
-import type { SqlExecutor } from '../store/sql.ts';
 import type { InstanceMachineConfig } from '../../machines/instance/index.ts';
-import { findInstance } from '../../projections/queries.ts';
 import { replayHistory, stateAt, summariseContext, type HistoryEntry, type StateAt } from './history.ts';
 import type { ContextSummary } from './history.ts';
 
@@ -31,13 +29,16 @@ export interface HistoryPage {
   } | null;
 }
 
-/** The instance an id or name refers to: the read model first, then the stream (an id) itself. */
+/**
+ * The instance an id or name refers to: the read model first (`find`, given by the caller), then the
+ * stream (an id) itself.
+ */
 export async function resolveInstanceId(
   store: EventStore,
-  db: SqlExecutor,
+  find: (idOrName: string) => Promise<{ readonly id: string } | undefined>,
   reference: string,
 ): Promise<string | undefined> {
-  const view = await findInstance(db, reference);
+  const view = await find(reference);
   if (view) return view.id;
   return (await store.streamVersion(instanceStream(reference))) > 0 ? reference : undefined;
 }

@@ -1,12 +1,15 @@
 /**
- * The WhatsApp connection port (design.md §6). Nothing outside src/whatsapp/<adapter> and src/main.ts
+ * The WhatsApp connection port. Nothing outside src/whatsapp/<adapter> and src/main.ts
  * knows which library speaks WhatsApp; the machine and the runtime only see this.
  *
  * One `open` = one socket attempt. The adapter reports what happens on it through the listener, in order,
  * and stops calling the listener once `close()` or `logout()` was called. Signals carry no time: the
  * runtime stamps them when it records them.
  */
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
 import type { AdvancedSettings, ProxyView, WhatsAppEvent } from '../domain/events.ts';
+import type { SqlDatabase } from '../store/sql.ts';
 
 export interface OpenConnectionOptions {
   readonly instanceId: string;
@@ -107,3 +110,17 @@ export class NotConnectedError extends Error {
     super(`instance ${instanceId} is not connected to WhatsApp`);
   }
 }
+
+/** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
+export interface ConnectorDependencies {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: SqlDatabase;
+  /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
+  readonly sessionKey: Buffer;
+  /** Looks up an instance's proxy password (kept sealed outside the event log). */
+  readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
+}
+
+/** Builds an adapter once the database and keys exist (main.ts calls it while starting). */
+export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
-import { ZapwireError } from '../../domain/errors.ts';
+import { Errors } from '../../domain/errors.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
 import type { ProjectionRunner } from '../../../projections/runner.ts';
@@ -99,18 +99,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, {
     async (request) => {
       const { name } = request.params;
       if (!projections.names().includes(name)) {
-        throw new ZapwireError(
-          'ZW_ERR_PROJECTION_NOT_FOUND',
-          404,
-          `no projection named "${name}": one of ${projections.names().join(', ')}`,
-        );
+        throw Errors.projectionNotFound(name, projections.names());
       }
       if (rebuilding.has(name)) {
-        throw new ZapwireError(
-          'ZW_ERR_REBUILD_RUNNING',
-          409,
-          `projection "${name}" is being rebuilt already`,
-        );
+        throw Errors.rebuildRunning(name);
       }
       rebuilding.add(name);
       const check = rebuildEqualityCheck(db);

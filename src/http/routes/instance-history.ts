@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
-import { Errors, ZapwireError } from '../../domain/errors.ts';
+import { Errors } from '../../domain/errors.ts';
 import type { EventStore } from '../../store/port.ts';
 import type { InstanceMachineConfig } from '../../../machines/instance/index.ts';
 import { readHistoryPage, readStateAt, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
@@ -79,13 +79,6 @@ const historyQuery = {
   },
 } as const;
 
-const notYet = (at: string, createdAt: string) =>
-  new ZapwireError(
-    'ZW_ERR_NOT_YET_CREATED',
-    404,
-    `the instance did not exist yet at ${at}: its first event was recorded at ${createdAt}`,
-  );
-
 export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOptions> = async (
   app,
   { store, machineConfig = {} },
@@ -111,7 +104,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
         if (Number.isNaN(moment.getTime())) throw Errors.validation('at: expected an ISO 8601 time');
         const result = await readStateAt(store, id, moment, machineConfig);
         if (result.kind === 'unknown') throw Errors.instanceNotFound(request.params.id);
-        if (result.kind === 'not-yet') throw notYet(moment.toISOString(), result.createdAt);
+        if (result.kind === 'not-yet') throw Errors.notYetCreated(moment.toISOString(), result.createdAt);
         return { instance: result.instance, ...result.state };
       }
       const limitNumber = limit === undefined ? undefined : Number(limit);

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
-import { Errors, ZapwireError } from '../../domain/errors.ts';
+import { Errors } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/principal.ts';
 import type { Sinks } from '../../sinks/index.ts';
 import type { DeliveryView } from '../../sinks/webhook/delivery-log.ts';
@@ -152,11 +152,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       if (existing?.target === 'global' && principal.role !== 'admin') throw Errors.adminOnly();
       const delivery = existing ? await sinks.webhook.redeliver(instance.id, deliveryId) : undefined;
       if (!delivery) {
-        throw new ZapwireError(
-          'ZW_ERR_DELIVERY_NOT_FOUND',
-          404,
-          `delivery ${deliveryId} not found for this instance: list them with GET /instance/${request.params.id}/webhook/deliveries`,
-        );
+        throw Errors.deliveryNotFound(deliveryId, request.params.id);
       }
       return reply.status(202).send({ delivery: toJson(redactFor(principal, delivery)) });
     },

@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import QRCode from 'qrcode';
 import { Errors } from '../../domain/errors.ts';
-import type { InstanceService } from '../../runtime/service.ts';
+import type { InstanceService, InstanceStatus } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
 import {
   findInstance,
@@ -170,7 +170,7 @@ function publicView(instance: InstanceView): Record<string, unknown> {
   return { ...rest, qrcodeExpiresAt: qrcode?.expiresAt ?? null };
 }
 
-function stateOf(instance: InstanceView, message?: string): Record<string, unknown> {
+function stateOf(instance: InstanceStatus, message?: string): Record<string, unknown> {
   return {
     id: instance.id,
     name: instance.name,
@@ -356,7 +356,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   const lifecycle = (
     path: string,
     summary: string,
-    run: (id: string) => Promise<InstanceView>,
+    run: (id: string) => Promise<InstanceStatus>,
     method: 'POST' | 'DELETE' = 'POST',
   ) =>
     app.route<{ Body: FromSchema<typeof instanceNameBody> | undefined; Querystring: InstanceNameQuery }>({

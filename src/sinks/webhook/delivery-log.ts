@@ -1,5 +1,5 @@
 /**
- * The webhook outbox and delivery log: table zw_webhook_deliveries (migration 3001). SQL only; the
+ * The webhook outbox and delivery log: table zw_webhook_deliveries (migration 4001). SQL only; the
  * ordering and retry rules live in dispatcher.ts.
  */
 import { RELAXED_COMMIT } from '../../store/relaxed-commit.ts';

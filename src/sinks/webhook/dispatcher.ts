@@ -28,6 +28,7 @@ import {
   TIMESTAMP_HEADER,
   signBody,
 } from './signature.ts';
+import { Semaphore } from '../../async/semaphore.ts';
 
 export interface WebhookRetryPolicy {
   /** Attempts per delivery, the first included (WEBHOOK_MAX_ATTEMPTS, default 8). */
@@ -72,26 +73,6 @@ export interface DispatcherOptions {
    */
   readonly batchMax?: number;
   readonly random?: () => number;
-}
-
-class Semaphore {
-  private available: number;
-  private readonly waiting: Array<() => void> = [];
-  constructor(size: number) {
-    this.available = size;
-  }
-  async acquire(): Promise<() => void> {
-    if (this.available > 0) this.available -= 1;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.available += 1;
-    };
-  }
 }
 
 /** Coalesces "delivered" updates: one UPDATE for many rows keeps the log off the hot path. */

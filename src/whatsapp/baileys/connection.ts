@@ -35,13 +35,8 @@ import {
 import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
-import {
-  isIgnoredBySettings,
-  isoFromSeconds,
-  statusName,
-  translateBatch,
-  type TrafficEvents,
-} from './translate.ts';
+import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
+import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
 
 /** Contacts whose last name/notify a connection remembers (see knownContacts). */
 const MAX_KNOWN_CONTACTS = 10_000;

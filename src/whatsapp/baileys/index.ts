@@ -7,9 +7,14 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import makeWASocket, { type WABrowserDescription } from '@whiskeysockets/baileys';
-import type { ConnectorDependencies, ConnectorFactory } from '../../main.ts';
 import { migrate } from '../../store/migrate.ts';
-import type { OpenConnectionOptions, WhatsAppConnector, WhatsAppSignalListener } from '../port.ts';
+import type {
+  ConnectorDependencies,
+  ConnectorFactory,
+  OpenConnectionOptions,
+  WhatsAppConnector,
+  WhatsAppSignalListener,
+} from '../port.ts';
 import { BaileysAuthStore, type AuthStoreOptions } from './auth-store.ts';
 import { BaileysConnection, type SocketFactory } from './connection.ts';
 import { silenceLibsignalConsole } from './quiet.ts';

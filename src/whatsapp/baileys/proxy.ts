@@ -1,5 +1,5 @@
 /**
- * Proxy agents for an instance's WhatsApp socket and media fetches (design.md §6). SOCKS5 goes through
+ * Proxy agents for an instance's WhatsApp socket and media fetches. SOCKS5 goes through
  * socks-proxy-agent with `socks5h` (the proxy resolves host names, so not even DNS leaves directly),
  * HTTP and HTTPS proxies through https-proxy-agent (CONNECT tunnel).
  *

@@ -18,7 +18,7 @@ import {
   type WAMessage,
   type WAMessageKey,
 } from '@whiskeysockets/baileys';
-import type { AdvancedSettings, WhatsAppEvent } from '../../domain/events.ts';
+import type { WhatsAppEvent } from '../../domain/events.ts';
 
 /** Content kinds that are not messages of their own: they arrive as updates or reactions instead. */
 const NOT_A_MESSAGE = new Set([
@@ -337,21 +337,6 @@ export function translateBatch(batch: TrafficEvents, at: string, selfJid?: strin
   if (batch['contacts.update']) events.push(...fromContacts(batch['contacts.update'], at));
   if (batch['labels.edit']) events.push(...fromLabel(batch['labels.edit'], at));
   return events;
-}
-
-/** The chat an event is about (for ignoreGroups / ignoreStatus). */
-export function chatOfEvent(event: WhatsAppEvent): string {
-  const data = event.data as unknown as Record<string, unknown>;
-  const chat = data['chatJid'] ?? data['groupJid'] ?? data['fromJid'] ?? '';
-  return typeof chat === 'string' ? chat : '';
-}
-
-/** Whether the instance's settings say to drop this event before it is recorded. */
-export function isIgnoredBySettings(event: WhatsAppEvent, settings: AdvancedSettings): boolean {
-  const chat = chatOfEvent(event);
-  if (settings.ignoreGroups && chat.endsWith('@g.us')) return true;
-  if (settings.ignoreStatus && chat === 'status@broadcast') return true;
-  return false;
 }
 
 function jsonSafe(value: unknown): unknown {

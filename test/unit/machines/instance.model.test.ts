@@ -1,7 +1,7 @@
 /**
  * Model-based test: random sequences of commands and connection signals run against the real machine
  * (with the real connection actor and the fake connector, decided and applied the way the runtime does)
- * and against a small reference model of design.md §5 written independently of the machine's code.
+ * and against a small reference model of the lifecycle rules written independently of the machine's code.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -110,7 +110,7 @@ function lastOf<K extends keyof InstanceEventMap>(
   return found.data as InstanceEventMap[K];
 }
 
-/** Applies a WhatsApp-side close to the model, as design.md §5 reads. */
+/** Applies a WhatsApp-side close to the model, as the lifecycle rules read. */
 function modelClose(m: Model, h: Harness, code: number | null, recorded: readonly InstanceEvent[]): void {
   const wasQr = m.phase === 'qr';
   const wasOpen = m.phase === 'open';

@@ -1,4 +1,4 @@
-/** One or more examples per row of the transition table (design.md §5). */
+/** One or more examples per row of the transition table (machines/instance/machine.ts). */
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import { Harness, INSTANCE_ID, dataOf, typesOf } from './harness.ts';

@@ -4,6 +4,7 @@
  */
 import type { FastifyError } from 'fastify';
 import { isZapwireError } from '../../../domain/errors.ts';
+import { statusOf } from '../../errors.ts';
 import { EvolutionError } from './requests.ts';
 
 export interface EvolutionErrorReply {
@@ -53,7 +54,7 @@ export function evolutionErrorOf(error: FastifyError): EvolutionErrorReply {
   if (isZapwireError(error)) {
     const mapped = TEXTS[error.code];
     return {
-      statusCode: mapped?.status ?? error.statusCode,
+      statusCode: mapped?.status ?? statusOf(error),
       body: { error: mapped?.text ?? error.message },
       unexpected: false,
       ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),

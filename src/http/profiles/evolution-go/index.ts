@@ -175,7 +175,9 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
           ...(input.advancedSettings ? { advancedSettings: input.advancedSettings } : {}),
         });
         await tokens.put(instance.id, token);
-        return success(await instanceJson(instance, token));
+        const view = await findInstance(db, instance.id);
+        if (!view) throw new EvolutionError(404, 'record not found');
+        return success(await instanceJson(view, token));
       },
     },
     'GET /instance/all': {

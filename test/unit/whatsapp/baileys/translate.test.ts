@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { proto, WAMessageStubType, type WAMessage } from '@whiskeysockets/baileys';
 import { DEFAULT_ADVANCED_SETTINGS } from '../../../../src/domain/events.ts';
+import { isIgnoredBySettings } from '../../../../src/domain/traffic-filter.ts';
 import {
   extractText,
-  isIgnoredBySettings,
   messageTypeOf,
   preferPhoneJid,
   translateBatch,

@@ -1,0 +1,367 @@
+/**
+ * The commands of the API (InstanceService): each is one machine event through the actor host, and
+ * answers from the write side, the live actor's state right after its events were appended. Also the two
+ * sagas that span several streams: create (name and token reservations) and delete.
+ */
+import { randomUUID } from 'node:crypto';
+import { Errors, type ZapwireError } from '../domain/errors.ts';
+import {
+  AUDIT_STREAM,
+  DEFAULT_ADVANCED_SETTINGS,
+  DEFAULT_SINK_SETTINGS,
+  instanceStream,
+  nameReservationStream,
+  tokenStream,
+  whatsappStream,
+  type AdvancedSettings,
+  type InstanceEvent,
+  type InstanceEventMap,
+  type ProxyView,
+  type SinkSettings,
+} from '../domain/events.ts';
+import { generateToken, generateWebhookSecret, hashToken } from '../domain/tokens.ts';
+import { isWrongExpectedVersion } from '../store/errors.ts';
+import type { EventStore, NewEvent } from '../store/port.ts';
+import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
+import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
+import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
+import { WindowRateLimiter } from './rate-limit.ts';
+import type { RuntimeReadModel } from './read-model.ts';
+import { normaliseRecipient } from './recipient.ts';
+import type { InstanceSecrets } from './secrets.ts';
+import type {
+  CreateInstanceInput,
+  InstanceService,
+  InstanceStatus,
+  ProxyInput,
+  SendTextOptions,
+  SentMessage,
+} from './service.ts';
+import type { Traffic } from './traffic.ts';
+
+export interface CommandsOptions {
+  readonly host: ActorHost;
+  readonly traffic: Traffic;
+  readonly readModel: RuntimeReadModel;
+  readonly store: EventStore;
+  /** For removing a WhatsApp session (logout, delete). */
+  readonly connector: Pick<WhatsAppConnector, 'removeSession'>;
+  /** The instance's live connection, for sending. */
+  readonly connection: (instanceId: string) => WhatsAppConnection | undefined;
+  readonly secrets: InstanceSecrets;
+  readonly now: () => Date;
+  /** At most one user reconnect per instance in this window. */
+  readonly reconnectRateLimitMs: number;
+  /** How long a command waits for the read model (read-your-writes). */
+  readonly readYourWritesTimeoutMs: number;
+  /**
+   * How old a name or token reservation without an instance must be before a create may take it over
+   * (a create that crashed half-way). Default 60 s: far longer than a create takes.
+   */
+  readonly reservationGraceMs?: number;
+  /** How long POST /instance/pair waits for WhatsApp's code. */
+  readonly pairingCodeTimeoutMs?: number;
+  /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
+  readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
+}
+
+export class InstanceCommands implements InstanceService {
+  private readonly reconnectLimiter: WindowRateLimiter;
+
+  constructor(private readonly options: CommandsOptions) {
+    this.reconnectLimiter = new WindowRateLimiter(options.reconnectRateLimitMs);
+  }
+
+  private at(): string {
+    return this.options.now().toISOString();
+  }
+
+  private async readYourWrites(recorded: Pick<Recorded, 'append'> | undefined, projection: string) {
+    if (!recorded) return;
+    await this.options.readModel.caughtUp(recorded.append.position, this.options.readYourWritesTimeoutMs, [
+      projection,
+    ]);
+  }
+
+  private async command(id: string, event: InstanceMachineEvent): Promise<LiveSnapshot> {
+    const { recorded, snapshot } = await this.options.host.dispatch(id, event);
+    await this.readYourWrites(recorded, 'instances');
+    return snapshot;
+  }
+
+  async create(
+    input: CreateInstanceInput,
+  ): Promise<{ instance: InstanceStatus; token: string; webhookSecret: string }> {
+    const { store, secrets } = this.options;
+    const id = input.id ?? randomUUID();
+    const at = this.at();
+    const token = input.token ?? generateToken();
+    const tokenHash = hashToken(token);
+    await this.reserve(
+      nameReservationStream(input.name),
+      { type: 'InstanceNameReserved', data: { at, instanceId: id, name: input.name } },
+      () => Errors.nameTaken(input.name),
+    );
+    try {
+      await this.reserve(
+        tokenStream(tokenHash),
+        { type: 'InstanceTokenAssigned', data: { at, instanceId: id, tokenHash } },
+        () => Errors.tokenTaken(),
+      );
+    } catch (error) {
+      await store.deleteStream(nameReservationStream(input.name));
+      throw error;
+    }
+    // A reservation is only taken over once stale, so losing one here means this create stalled for
+    // longer than the grace period: give way rather than write a second instance with the same name.
+    if (
+      !(await this.holds(nameReservationStream(input.name), id)) ||
+      !(await this.holds(tokenStream(tokenHash), id))
+    )
+      throw Errors.nameTaken(input.name);
+    const webhookSecret = generateWebhookSecret();
+    await secrets.put(id, 'webhook_secret', webhookSecret);
+    if (input.proxy?.password) await secrets.put(id, 'proxy_password', input.proxy.password);
+    const created: InstanceEventMap['InstanceCreated'] = {
+      at,
+      instanceId: id,
+      name: input.name,
+      createdBy: 'admin',
+      advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...input.advancedSettings },
+      sinks: { ...DEFAULT_SINK_SETTINGS, ...input.sinks },
+      proxy: input.proxy ? proxyView(input.proxy) : null,
+    };
+    const append = await store.append(
+      instanceStream(id),
+      [{ type: 'InstanceCreated', data: { ...created } }],
+      {
+        expectedVersion: 'no_stream',
+      },
+    );
+    await this.readYourWrites({ append }, 'instances');
+    const instance: InstanceStatus = {
+      id,
+      name: input.name,
+      state: 'created',
+      connected: false,
+      loggedIn: false,
+      jid: null,
+    };
+    return { instance, token, webhookSecret };
+  }
+
+  /**
+   * Claims a unique key as a stream that may exist once. A reservation left by a create that crashed
+   * half-way (its instance stream was never written) is taken over rather than blocking the key forever,
+   * but only once it is older than the grace period: a younger one belongs to a create still running, and
+   * taking it over would let both creates write an instance with the same name.
+   */
+  private async reserve(stream: string, event: NewEvent, taken: () => ZapwireError): Promise<void> {
+    const { store } = this.options;
+    try {
+      await store.append(stream, [event], { expectedVersion: 'no_stream' });
+      return;
+    } catch (error) {
+      if (!isWrongExpectedVersion(error)) throw error;
+    }
+    const existing = await store.readStream(stream);
+    const last = existing.at(-1);
+    const holder = last?.data['instanceId'];
+    if (typeof holder !== 'string' || !last) throw taken();
+    const age = Date.now() - last.createdAt.getTime();
+    if (age < (this.options.reservationGraceMs ?? 60_000)) throw taken();
+    if ((await store.streamVersion(instanceStream(holder))) > 0) throw taken();
+    try {
+      await store.append(stream, [event], { expectedVersion: existing.length });
+    } catch (error) {
+      if (isWrongExpectedVersion(error)) throw taken();
+      throw error;
+    }
+  }
+
+  private async holds(stream: string, instanceId: string): Promise<boolean> {
+    const events = await this.options.store.readStream(stream);
+    return events.at(-1)?.data['instanceId'] === instanceId;
+  }
+
+  async connect(id: string, sinks?: Partial<SinkSettings>): Promise<InstanceStatus> {
+    return statusOf(await this.command(id, { type: 'connect', at: this.at(), ...(sinks ? { sinks } : {}) }));
+  }
+
+  async reconnect(id: string): Promise<InstanceStatus> {
+    const wait = this.reconnectLimiter.tryTake(id);
+    if (wait > 0) throw Errors.rateLimited(wait);
+    return statusOf(await this.command(id, { type: 'reconnect', at: this.at() }));
+  }
+
+  async disconnect(id: string): Promise<InstanceStatus> {
+    return statusOf(await this.command(id, { type: 'disconnect', at: this.at() }));
+  }
+
+  async logout(id: string): Promise<InstanceStatus> {
+    const status = statusOf(await this.command(id, { type: 'logout', at: this.at() }));
+    await this.options.connector.removeSession(id);
+    return status;
+  }
+
+  /**
+   * Records InstanceDeleted, waits until every projection removed the instance's rows, then deletes its
+   * streams, sealed secrets and WhatsApp session, and appends who deleted it to the audit stream.
+   */
+  async delete(id: string, by: string): Promise<void> {
+    const { host, readModel, store } = this.options;
+    const { name, createdAt } = (await host.snapshot(id)).context;
+    const tokenHashes = await readModel.tokenHashesOf(id);
+    const { recorded } = await host.dispatch(id, { type: 'delete', at: this.at() });
+    if (recorded) await readModel.caughtUp(recorded.append.position, 30_000);
+    await host.inMailbox(id, async () => {
+      host.forget(id);
+      await this.options.connector.removeSession(id);
+      await this.options.secrets.remove(id);
+      await store.deleteStream(whatsappStream(id));
+      await store.deleteStream(instanceStream(id));
+      await store.deleteStream(nameReservationStream(name));
+      for (const tokenHash of tokenHashes) await store.deleteStream(tokenStream(tokenHash));
+      const audit = await store.append(
+        AUDIT_STREAM,
+        [{ type: 'InstanceDeletionAudited', data: { at: this.at(), instanceId: id, name, createdAt, by } }],
+        { expectedVersion: 'any' },
+      );
+      await readModel.caughtUp(audit.position, 30_000);
+    });
+    this.reconnectLimiter.forget(id);
+    await this.options.onInstanceDeleted?.(id);
+  }
+
+  /**
+   * Connects when needed, forwards the request to the live connection, and awaits the code where it is
+   * recorded: the actor host announces the PairingCodeIssued the connection's answer produced.
+   */
+  async requestPairingCode(id: string, phone: string): Promise<{ pairingCode: string }> {
+    const { host } = this.options;
+    const state = apiStateOf(await host.snapshot(id));
+    if (state === 'open') throw Errors.alreadyConnected();
+    if (state === 'created' || state === 'disconnected') await this.connect(id);
+    let stop = (): void => undefined;
+    const answer = new Promise<Recorded | undefined>((resolve) => {
+      const timer = setTimeout(() => finish(undefined), this.options.pairingCodeTimeoutMs ?? 20_000);
+      const unsubscribe = host.onRecorded(id, (recorded) => {
+        if (recorded.events.some((event) => event.type === 'PairingCodeIssued')) finish(recorded);
+        else if (recorded.events.some(endsPairing)) finish(undefined);
+      });
+      function finish(recorded: Recorded | undefined): void {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(recorded);
+      }
+      stop = () => finish(undefined);
+    });
+    try {
+      await host.dispatch(id, { type: 'requestPairingCode', phone, at: this.at() });
+    } catch (error) {
+      stop();
+      throw error;
+    }
+    const recorded = await answer;
+    const issued = recorded?.events.find((event) => event.type === 'PairingCodeIssued');
+    if (!recorded || issued?.type !== 'PairingCodeIssued') {
+      throw Errors.unavailable(
+        'WhatsApp did not return a pairing code in time: try again, or scan the QR code instead',
+        5,
+      );
+    }
+    // GET /instance/qr right after shows the same code.
+    await this.readYourWrites(recorded, 'instances');
+    return { pairingCode: formatPairingCode(issued.data.code) };
+  }
+
+  // The machine merges a patch into its own context (the truth, under the mailbox): no read-model merge here.
+  async changeAdvancedSettings(id: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings> {
+    return (await this.command(id, { type: 'changeAdvancedSettings', settings: patch, at: this.at() }))
+      .context.advancedSettings;
+  }
+
+  async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
+    return (await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() })).context.sinks;
+  }
+
+  async configureProxy(id: string, proxy: ProxyInput): Promise<ProxyView> {
+    const { secrets } = this.options;
+    await this.options.host.snapshot(id);
+    if (proxy.password) await secrets.put(id, 'proxy_password', proxy.password);
+    else await secrets.remove(id, 'proxy_password');
+    const view = proxyView(proxy);
+    const after = await this.command(id, { type: 'configureProxy', proxy: view, at: this.at() });
+    return after.context.proxy ?? view;
+  }
+
+  async removeProxy(id: string): Promise<void> {
+    await this.command(id, { type: 'removeProxy', at: this.at() });
+    await this.options.secrets.remove(id, 'proxy_password');
+  }
+
+  async sendText(
+    id: string,
+    number: string,
+    text: string,
+    options: SendTextOptions = {},
+  ): Promise<SentMessage> {
+    const to = normaliseRecipient(number);
+    const { delayMs = 0, ...textOptions } = options;
+    const mentions = textOptions.mentions?.map(normaliseRecipient);
+    const snapshot = await this.options.host.snapshot(id);
+    if (apiStateOf(snapshot) !== 'open') {
+      throw snapshot.context.paired ? Errors.clientDisconnected() : Errors.noActiveSession();
+    }
+    let connection = this.options.connection(id);
+    if (!connection) throw Errors.clientDisconnected();
+    if (delayMs > 0) {
+      await connection.sendPresence('composing', to).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      connection = this.options.connection(id);
+      if (!connection) throw Errors.clientDisconnected();
+    }
+    const sent = await connection.sendText(to, text, { ...textOptions, ...(mentions ? { mentions } : {}) });
+    // Recorded in the log before answering; no route reads the messages read model, so the answer does
+    // not wait for its projection.
+    await this.options.traffic.sent(id, to, text, sent);
+    return {
+      id: sent.id,
+      status: sent.status,
+      timestamp: sent.timestamp,
+      to,
+      ...(sent.mentions ? { mentions: sent.mentions } : {}),
+    };
+  }
+}
+
+/** The state an instance's snapshot shows to the API (the read model's columns, from the fold). */
+export function statusOf(snapshot: LiveSnapshot): InstanceStatus {
+  const state = apiStateOf(snapshot);
+  const { instanceId, name, paired, jid } = snapshot.context;
+  return { id: instanceId, name, state, connected: state === 'open', loggedIn: paired, jid };
+}
+
+/** The connection opened, or closed for good: no pairing code is coming for this request. */
+function endsPairing(event: InstanceEvent): boolean {
+  return (
+    event.type === 'InstanceOpened' ||
+    event.type === 'InstanceDeleted' ||
+    (event.type === 'ConnectionClosed' && !event.data.willReconnect)
+  );
+}
+
+function proxyView(proxy: ProxyInput): ProxyView {
+  return {
+    host: proxy.host,
+    port: proxy.port,
+    protocol: proxy.protocol,
+    ...(proxy.username ? { username: proxy.username } : {}),
+    hasPassword: Boolean(proxy.password),
+  };
+}
+
+function formatPairingCode(code: string): string {
+  const clean = code.replace(/[^0-9A-Za-z]/g, '').toUpperCase();
+  return clean.length === 8 ? `${clean.slice(0, 4)}-${clean.slice(4)}` : code;
+}

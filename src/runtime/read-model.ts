@@ -1,0 +1,17 @@
+/**
+ * What the runtime needs from the read model, as a port (main.ts gives the adapter): commands answer
+ * from the write side, so only boot, the delete saga and read-your-writes look here.
+ */
+import type { Checkpoint } from '../store/port.ts';
+
+export interface RuntimeReadModel {
+  /** Every instance the read model holds (boot restores each). */
+  instanceIds(): Promise<string[]>;
+  /** The hashes of the tokens that open this instance (their reservation streams go with it). */
+  tokenHashesOf(instanceId: string): Promise<string[]>;
+  /**
+   * Resolves once the named projections (every one when omitted) have passed `position`, so a read right
+   * after sees the write; false on timeout.
+   */
+  caughtUp(position: Checkpoint, timeoutMs: number, projections?: readonly string[]): Promise<boolean>;
+}

@@ -1,0 +1,39 @@
+/**
+ * The runtime log of an instance: what went wrong around its WhatsApp connection (a failed command, an
+ * auto-reply that could not be sent). Written to the process log and, as `RuntimeLogged`, to the
+ * instance's `wa-` stream, where GET /instance/logs/:id finds it.
+ */
+import type { Logger } from 'pino';
+import { whatsappStream } from '../domain/events.ts';
+import type { EventStore } from '../store/port.ts';
+
+export type RuntimeLogLevel = 'info' | 'warn' | 'error';
+
+export class RuntimeLog {
+  constructor(
+    private readonly store: Pick<EventStore, 'append'>,
+    private readonly logger: Logger,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Never throws: a log line that cannot be stored must not fail what it describes. */
+  async write(
+    instanceId: string,
+    level: RuntimeLogLevel,
+    message: string,
+    context: Record<string, unknown>,
+  ): Promise<void> {
+    this.logger[level]({ instanceId, ...context }, message);
+    await this.store
+      .append(
+        whatsappStream(instanceId),
+        [{ type: 'RuntimeLogged', data: { at: this.now().toISOString(), level, message, context } }],
+        { expectedVersion: 'any' },
+      )
+      .catch(() => undefined);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
