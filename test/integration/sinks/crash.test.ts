@@ -143,7 +143,7 @@ describe('sinks survive SIGKILL during a burst', () => {
 
   it(
     'delivers all 5,000 events to every sink at least once, repeats only with the same id',
-    { timeout: 120_000 },
+    { timeout: 240_000 },
     async () => {
       const { store } = opened;
       for (const instance of instances) await createInstance(store, instance.id, instance.name, sinksOf());
@@ -218,7 +218,7 @@ describe('sinks survive SIGKILL during a burst', () => {
             track('nats', natsSeen),
             track('websocket', wsSeen),
           ].every(Boolean),
-        45_000,
+        90_000,
         'every sink has every event',
       ).catch((error: Error) => {
         throw new Error(
