@@ -34,6 +34,8 @@ export interface Config {
     readonly timeoutMs: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
+    /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may instance webhooks reach private/loopback/link-local addresses. */
+    readonly allowPrivateNetworks: boolean;
   };
   readonly logLevel: LogLevel;
 }
@@ -98,6 +100,15 @@ class Reader {
     return fallback;
   }
 
+  flag(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    this.problems.push(`${name}="${value}": expected true or false`);
+    return fallback;
+  }
+
   /** 32 bytes given as 64 hex characters or base64. */
   key32(name: string): Buffer | undefined {
     const value = this.raw(name);
@@ -151,6 +162,9 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
       backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
       backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
+      // On for the single-operator default (a webhook to a local n8n is the common case); the compose
+      // file, where tenants hold tokens, turns it off. docs/security.md.
+      allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };

@@ -133,6 +133,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
     restoreConcurrency: config.restoreConcurrency,
+    allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
   });
   await runtime.start();
 

@@ -23,6 +23,7 @@ import {
   type WhatsAppEvent,
 } from '../domain/events.ts';
 import { generateToken, hashToken } from '../domain/tokens.ts';
+import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
 import type { AppendResult, Checkpoint, EventStore, NewEvent, RecordedEvent } from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
@@ -81,6 +82,8 @@ export interface RuntimeOptions {
    * (a create that crashed half-way). Default 60 s: far longer than a create takes.
    */
   readonly reservationGraceMs?: number;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
+  readonly allowPrivateWebhooks?: boolean;
   /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
@@ -353,6 +356,7 @@ export class InstanceRuntime implements InstanceService {
   async create(
     input: CreateInstanceInput,
   ): Promise<{ instance: InstanceView; token: string; webhookSecret: string }> {
+    this.checkSinks(input.sinks);
     const id = randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();
@@ -533,7 +537,16 @@ export class InstanceRuntime implements InstanceService {
       .advancedSettings;
   }
 
+  /** Every way a webhook URL enters (create, connect, events) passes here: one rule, one message. */
+  private checkSinks(sinks: Partial<SinkSettings> | undefined): void {
+    const url = sinks?.webhookUrl;
+    if (!url) return;
+    const checked = checkWebhookUrl(url, { allowPrivateNetworks: this.options.allowPrivateWebhooks ?? true });
+    if (!checked.ok) throw Errors.validation(`webhookUrl: ${checked.problem}`);
+  }
+
   async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
+    this.checkSinks(patch);
     return sinkSettingsOf(await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() }));
   }
 

@@ -38,6 +38,8 @@ export interface SinksConfig {
     readonly globalSecret?: string | undefined;
     /** Requests in flight across all webhook queues. Default 64. */
     readonly concurrency?: number;
+    /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: false keeps instance webhooks on public addresses. Default true. */
+    readonly allowPrivateNetworks?: boolean;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
   };
@@ -110,6 +112,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     logger: log.child({ sink: 'webhook' }),
     policy,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
+    ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
     ...(subscription ? { subscription } : {}),

@@ -8,6 +8,7 @@ import { normaliseEventNames, UnknownEventNameError, type SinkEventName } from '
 import { Errors, ZapwireError } from '../../domain/errors.ts';
 import type { Sinks } from '../../sinks/index.ts';
 import type { DeliveryStatus, DeliveryTarget, DeliveryView } from '../../sinks/webhook/delivery-log.ts';
+import { deliveryErrorForTenant } from '../../sinks/webhook/tenant-view.ts';
 import { START, type Checkpoint } from '../../store/port.ts';
 import { errorResponseSchema } from '../errors.ts';
 
@@ -76,11 +77,15 @@ const instanceParams = {
   properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
 } as const;
 
-/** Instance tokens never see where the operator's global webhook points. */
+/** Instance tokens never see where the operator's global webhook points, nor what receivers answered. */
 function redactFor(principal: EventsPrincipal, delivery: DeliveryView): DeliveryView {
   return principal.role === 'admin'
     ? delivery
-    : { ...delivery, url: delivery.target === 'global' ? '' : delivery.url };
+    : {
+        ...delivery,
+        url: delivery.target === 'global' ? '' : delivery.url,
+        lastError: deliveryErrorForTenant(delivery.lastError),
+      };
 }
 
 type Jsonified<T> = {
