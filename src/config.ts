@@ -21,6 +21,8 @@ export interface Config {
   readonly natsUrl: string | undefined;
   readonly natsSubjectPrefix: string;
   readonly sessionEncryptionKey: Buffer | undefined;
+  /** The key being rotated away from: things still sealed under it are opened and sealed again. */
+  readonly sessionEncryptionKeyPrevious: Buffer | undefined;
   readonly waWebSocketUrl: string | undefined;
   readonly waNoiseRootPublicKey: Buffer | undefined;
   readonly qrCodeMaxCount: number;
@@ -146,6 +148,7 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl: r.url('NATS_URL', ['nats', 'tls']),
     natsSubjectPrefix: r.string('NATS_SUBJECT_PREFIX', 'zapwire'),
     sessionEncryptionKey: r.key32('SESSION_ENCRYPTION_KEY'),
+    sessionEncryptionKeyPrevious: r.key32('SESSION_ENCRYPTION_KEY_PREVIOUS'),
     waWebSocketUrl: r.url('WA_WEBSOCKET_URL', ['ws', 'wss']),
     waNoiseRootPublicKey: r.key32('WA_NOISE_ROOT_PUBLIC_KEY'),
     qrCodeMaxCount: r.int('QRCODE_MAX_COUNT', 5, 1, 50),

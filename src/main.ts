@@ -23,6 +23,8 @@ import type { SqlDatabase } from './store/sql.ts';
 import type { WhatsAppConnector } from './whatsapp/port.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
+import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
+import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
@@ -60,6 +62,8 @@ export interface ConnectorDependencies {
   readonly db: SqlDatabase;
   /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
   readonly sessionKey: Buffer;
+  /** SESSION_ENCRYPTION_KEY_PREVIOUS during a rotation. */
+  readonly previousSessionKey?: Buffer | undefined;
   /** Looks up an instance's proxy password (kept sealed outside the event log). */
   readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
 }
@@ -98,6 +102,20 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
   });
+  try {
+    const outcome = await verifySessionKey(db, secretKey, {
+      previous: config.sessionEncryptionKeyPrevious,
+      reseal: [resealBaileysCreds],
+    });
+    if (outcome === 'rotated')
+      logger.warn(
+        'SESSION_ENCRYPTION_KEY rotated: secrets and sessions sealed again under the new key; keep SESSION_ENCRYPTION_KEY_PREVIOUS set until every instance has reconnected once, then remove it',
+      );
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw error;
+  }
   const projections = new ProjectionRunner(
     store,
     db,
@@ -113,6 +131,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           logger,
           db,
           sessionKey: secretKey,
+          previousSessionKey: config.sessionEncryptionKeyPrevious,
           proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
         })
       : options.connector;
@@ -282,7 +301,16 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
-  const zapwire = await startZapwire({ config, logger, connector: createBaileysConnector });
+  let zapwire: Zapwire;
+  try {
+    zapwire = await startZapwire({ config, logger, connector: createBaileysConnector });
+  } catch (error) {
+    if (error instanceof SessionKeyMismatchError) {
+      process.stderr.write(`zapwire: refusing to start: ${error.message}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
   let shuttingDown = false;
   const shutdown = (signal: string): void => {
     if (shuttingDown) return;
