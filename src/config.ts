@@ -3,7 +3,7 @@
  * message naming the variable and the expected form; every variable is documented in .env.example.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -192,11 +192,25 @@ export function loadOrCreateSecret(
   fileName: string,
   generate: () => string = () => randomBytes(24).toString('hex'),
 ): { value: string; created: boolean } {
-  mkdirSync(dataDir, { recursive: true });
+  ensureDataDir(dataDir);
   const path = join(dataDir, fileName);
   if (existsSync(path)) return { value: readFileSync(path, 'utf8').trim(), created: false };
   const value = generate();
   writeFileSync(path, `${value}\n`, { mode: 0o600, flag: 'wx' });
   chmodSync(path, 0o600);
   return { value, created: true };
+}
+
+/**
+ * DATA_DIR holds keys, sessions and the embedded database: created 0700. Returns a warning when an
+ * existing one lets other users read or write it (the caller logs it; changing a directory the operator
+ * made is theirs to decide).
+ */
+export function ensureDataDir(dataDir: string): string | undefined {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const mode = statSync(dataDir).mode & 0o777;
+  if ((mode & 0o066) !== 0) {
+    return `DATA_DIR ${dataDir} has mode ${mode.toString(8)}: other users can read or change keys and sessions in it; chmod 700 it`;
+  }
+  return undefined;
 }

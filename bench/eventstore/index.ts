@@ -1,6 +1,7 @@
 /**
- * Event-store benchmark (`npm run bench -- eventstore`): for PGlite (in memory) and PostgreSQL (a fresh
- * database on BENCH_PG_URL, default the local server), each measure beside raw SQL on the same database in
+ * Event-store benchmark (`npm run bench -- eventstore`): for the embedded PostgreSQL (the default, as
+ * zapwire starts it) and an external PostgreSQL (a fresh database on BENCH_PG_URL, default the local
+ * server), each measure beside raw SQL on the same database in
  * the same run:
  *
  *   single-event appends/s   store.append(1 event), one at a time   vs  INSERT of one row
@@ -18,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { migrate } from '../../src/store/migrate.ts';
 import { STORE_MIGRATIONS_DIR } from '../../src/store/index.ts';
-import { openPglite } from '../../src/store/sql/pglite.ts';
+import { startBenchEmbeddedPostgres } from '../support/embedded-postgres.ts';
 import { openPostgres } from '../../src/store/sql/postgres.ts';
 import { createSqlEventStore } from '../../src/store/sql-event-store.ts';
 import { START, type Checkpoint, type EventStore } from '../../src/store/port.ts';
@@ -357,12 +358,17 @@ export default async function benchEventStore(): Promise<void> {
   const started = Date.now();
   const rows: Row[] = [];
 
-  console.log('eventstore bench: PGlite (memory://) …');
-  const pglite = await openPglite({ dataDir: 'memory://' });
+  console.log('eventstore bench: embedded PostgreSQL …');
+  const embedded = await startBenchEmbeddedPostgres();
   try {
-    rows.push(...(await benchDatabase('pglite', pglite)));
+    const db = await openPostgres({ url: embedded.url, max: 4 });
+    try {
+      rows.push(...(await benchDatabase('embedded', db)));
+    } finally {
+      await db.close();
+    }
   } finally {
-    await pglite.close();
+    await embedded.close();
   }
 
   const serverUrl =

@@ -7,9 +7,8 @@
  *   nats      vs bare core NATS publish
  *   websocket vs a bare `ws` server sending each frame
  *
- * The store is PostgreSQL (a fresh database per run on BENCH_PG_URL, default the local server), because
- * the embedded PGlite is one session and tops out near 400 single-event appends/s by itself; BENCH_STORE=
- * pglite measures the embedded default instead. The webhook delivery log lives in the same database, as in
+ * The store is PostgreSQL: a fresh database per run on BENCH_PG_URL (default the local server), or with
+ * BENCH_STORE=embedded the embedded PostgreSQL that zapwire starts by default. The webhook delivery log lives in the same database, as in
  * production. Appends are issued at the offered rate without waiting for each other (as many instances
  * would), and everything runs in this one process (load, sinks, receivers), so both columns pay the same
  * event-loop sharing. Env: AMQP_URL, NATS_URL (defaults: the local services), BENCH_SECONDS (default 3).
@@ -18,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { startBenchEmbeddedPostgres } from '../support/embedded-postgres.ts';
 import amqp from 'amqplib';
 import websocket from '@fastify/websocket';
 import Fastify from 'fastify';
@@ -25,16 +25,11 @@ import { connect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
 import pino from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import { eventsRoutes } from '../../src/http/routes/events.ts';
+import { installAuth } from '../../src/http/auth.ts';
+import { wsRoutes } from '../../src/http/routes/ws.ts';
 import { DEFAULT_ADVANCED_SETTINGS, type SinkSettings } from '../../src/domain/events.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from '../../src/sinks/index.ts';
-import {
-  createSqlEventStore,
-  migrate,
-  openPglite,
-  openPostgres,
-  STORE_MIGRATIONS_DIR,
-} from '../../src/store/index.ts';
+import { createSqlEventStore, migrate, openPostgres, STORE_MIGRATIONS_DIR } from '../../src/store/index.ts';
 import type { EventStore } from '../../src/store/port.ts';
 import type { SqlDatabase } from '../../src/store/sql.ts';
 import { WebhookReceiver } from '../../test/support/webhook-receiver.ts';
@@ -119,13 +114,15 @@ interface Harness {
 }
 
 const PG_URL = process.env['BENCH_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const USE_PGLITE = process.env['BENCH_STORE'] === 'pglite';
+const USE_EMBEDDED = process.env['BENCH_STORE'] === 'embedded';
 
 async function openHarness(): Promise<Harness> {
   let dropDatabase: (() => Promise<void>) | undefined;
   let db: SqlDatabase;
-  if (USE_PGLITE) {
-    db = await openPglite({ dataDir: 'memory://' });
+  if (USE_EMBEDDED) {
+    const embedded = await startBenchEmbeddedPostgres();
+    db = await openPostgres({ url: embedded.url, max: 20 });
+    dropDatabase = () => embedded.close();
   } else {
     const name = `zw_bench_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
     const admin = new pg.Client({ connectionString: PG_URL });
@@ -284,12 +281,11 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
     if (sink === 'websocket') {
       const app = Fastify();
       await app.register(websocket);
-      await app.register(eventsRoutes, {
-        sinks,
+      installAuth(app, {
         authenticate: async () => ({ role: 'admin' }),
-        resolveInstance: async () => undefined,
-        rotateWebhookSecret: async () => 'unused',
+        findInstance: async () => undefined,
       });
+      await app.register(wsRoutes, { sinks });
       await app.listen({ port: 0, host: '127.0.0.1' });
       const ws = new WebSocket(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`, {
         headers: { apikey: 'bench' },
@@ -430,7 +426,7 @@ async function runBaseline(sink: SinkName, rate: number): Promise<Result> {
 const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
 export default async function benchSinks(): Promise<void> {
-  const store = USE_PGLITE ? 'pglite (memory)' : 'postgres (fresh database)';
+  const store = USE_EMBEDDED ? 'embedded postgres' : 'postgres (fresh database)';
   console.log(
     `\nSinks: append → delivery, ${SECONDS} s per run, store ${store}, ${INSTANCES} instances, 1 event per append\n`,
   );

@@ -3,8 +3,8 @@
  *
  * Prints an instance's history replayed from the event log (the state after every event), or with --at
  * its state and context at that moment: the same answers as GET /instance/:id/history, for audits from a
- * shell. Opens the store as the app does (DATABASE_URL, EVENTSTORE_URL, else PGlite under DATA_DIR).
- * The embedded PGlite database belongs to one process: stop the app before replaying from it.
+ * shell. Opens the store as the app does (DATABASE_URL, EVENTSTORE_URL, else the embedded PostgreSQL
+ * under DATA_DIR, the running server's when zapwire is up).
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.ts';
@@ -107,6 +107,7 @@ export async function runReplay(
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
+    attachToRunningServer: true,
   });
   try {
     const machineConfig = { qrMaxCount: config.qrCodeMaxCount };

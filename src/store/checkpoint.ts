@@ -4,7 +4,7 @@
  * numeric pair order, so every adapter compares checkpoints, and the database stores them, as plain text.
  * START ('') sorts before every other checkpoint.
  *
- * - PostgreSQL/PGlite: "<transaction_id>:<global_position>" (the gap-safe read order, docs/event-store.md)
+ * - PostgreSQL: "<transaction_id>:<global_position>" (the gap-safe read order, docs/event-store.md)
  * - KurrentDB: "<commit>:<prepare>" (the $all log position)
  */
 import { START, type Checkpoint } from './port.ts';

@@ -2,27 +2,30 @@
  * Chooses and opens the event store (docs/event-store.md "Choosing an adapter"):
  *
  * - EVENTSTORE_URL set → KurrentDB/EventStoreDB for events; the read model (and the subscriptions'
- *   checkpoints, leases and dead letters) on DATABASE_URL when set, else on PGlite under dataDir.
- * - else DATABASE_URL set → PostgreSQL for both.
- * - else → PGlite under `<dataDir>/pglite` for both (embedded default, one process).
+ *   checkpoints, leases and dead letters) on DATABASE_URL when set, else on the embedded PostgreSQL.
+ * - else DATABASE_URL set → that PostgreSQL for both.
+ * - else → a private native PostgreSQL that zapwire starts under `<dataDir>/postgres` (the embedded
+ *   default), for both; closing the database stops it.
  *
  * Runs the migrations of the given directories (this module's own are always included) on the read-model
  * database before returning.
  */
+import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EventStore } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { migrate } from './migrate.ts';
-import { openPglite } from './sql/pglite.ts';
-import { openPostgres } from './sql/postgres.ts';
+import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
 import { createSqlEventStore } from './sql-event-store.ts';
+import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
+import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 
 /** The event store's own migrations (0001_event_store.sql, ...). */
 export const STORE_MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
 export interface EventStoreConfig {
-  /** Where the embedded PGlite database lives when no DATABASE_URL is given. */
+  /** Where the embedded PostgreSQL keeps its cluster when no DATABASE_URL is given. */
   readonly dataDir: string;
   readonly databaseUrl?: string | undefined;
   readonly eventStoreUrl?: string | undefined;
@@ -34,17 +37,60 @@ export interface EventStoreConfig {
   readonly notify?: boolean;
   /** PostgreSQL pool size. */
   readonly poolMax?: number;
+  /** One-line notices about the embedded PostgreSQL (initialised, recovered after a crash). */
+  readonly notice?: (message: string) => void;
+  /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
+  readonly allowLegacyPglite?: boolean;
+  /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
+  readonly attachToRunningServer?: boolean;
 }
 
 export interface OpenedEventStore {
   readonly store: EventStore;
   /** The read-model database (the same database as the events, except with KurrentDB). */
   readonly db: SqlDatabase;
+  /** True when the database is the embedded PostgreSQL this process started. */
+  readonly embedded: boolean;
 }
 
-async function openReadModel(config: EventStoreConfig): Promise<SqlDatabase> {
-  if (config.databaseUrl) return openPostgres({ url: config.databaseUrl, max: config.poolMax });
-  return openPglite({ dataDir: join(config.dataDir, 'pglite') });
+/** The directory of the embedded PostgreSQL under DATA_DIR. */
+export function embeddedPostgresDirectory(dataDir: string): string {
+  return join(dataDir, 'postgres');
+}
+
+/** Where the first embedded default (PGlite, in-process) kept its database. */
+export function legacyPgliteDirectory(dataDir: string): string {
+  return join(dataDir, 'pglite');
+}
+
+async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase> {
+  const legacy = legacyPgliteDirectory(config.dataDir);
+  if (!config.allowLegacyPglite && existsSync(join(legacy, 'PG_VERSION'))) {
+    throw new EmbeddedPostgresError(
+      `${legacy} holds data of the former embedded store (PGlite): run "npm run migrate-from-pglite" once to move it into the embedded PostgreSQL, then start again`,
+    );
+  }
+  const server = await startEmbeddedPostgres({
+    directory: embeddedPostgresDirectory(config.dataDir),
+    attach: config.attachToRunningServer ?? false,
+    ...(config.notice ? { notice: config.notice } : {}),
+  });
+  try {
+    const db = await openPostgres({ url: server.url, max: config.poolMax });
+    return {
+      ...db,
+      async close() {
+        try {
+          await db.close();
+        } finally {
+          await server.stop();
+        }
+      },
+    };
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
 }
 
 export async function openEventStore(config: EventStoreConfig): Promise<OpenedEventStore> {
@@ -52,16 +98,23 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     STORE_MIGRATIONS_DIR,
     ...(config.migrations ?? []).filter((d) => d !== STORE_MIGRATIONS_DIR),
   ];
-  const db = await openReadModel(config);
+  const embedded = !config.databaseUrl;
+  const db = config.databaseUrl
+    ? await openPostgres({ url: config.databaseUrl, max: config.poolMax })
+    : await openEmbedded(config);
   try {
     await migrate(db, directories);
     if (config.eventStoreUrl) {
       const { openKurrentEventStore } = await import('./kurrentdb.ts');
       const store = await openKurrentEventStore({ url: config.eventStoreUrl, db, ownerId: config.ownerId });
-      return { store, db };
+      return { store, db, embedded };
     }
-    const store = createSqlEventStore(db, { ownerId: config.ownerId, notify: config.notify });
-    return { store, db };
+    const store = createSqlEventStore(db, {
+      ownerId: config.ownerId,
+      notify: config.notify,
+      kind: embedded ? 'embedded-postgres' : 'postgres',
+    });
+    return { store, db, embedded };
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error;
@@ -70,5 +123,5 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
 
 export { createSqlEventStore } from './sql-event-store.ts';
 export { migrate } from './migrate.ts';
-export { openPglite } from './sql/pglite.ts';
 export { openPostgres } from './sql/postgres.ts';
+export { EmbeddedPostgresError } from './embedded-postgres/errors.ts';

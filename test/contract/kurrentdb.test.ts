@@ -4,7 +4,7 @@
  * The read model (checkpoints, leases, dead letters) lives in an in-memory PGlite.
  */
 import { eventStoreContract } from './event-store.contract.ts';
-import { openTestPglite } from '../support/pglite.ts';
+import { openTestPostgres } from '../support/postgres.ts';
 import { openKurrentEventStore } from '../../src/store/kurrentdb.ts';
 
 const url = process.env.EVENTSTORE_URL;
@@ -16,16 +16,16 @@ eventStoreContract({
   uniqueEventIds: false,
   propertyRuns: 10,
   async open() {
-    const pglite = await openTestPglite();
-    const store = await openKurrentEventStore({ url: url!, db: pglite.db });
+    const readModelDb = await openTestPostgres();
+    const store = await openKurrentEventStore({ url: url!, db: readModelDb.db });
     return {
       store,
       // A server cannot be emptied: the suite uses fresh stream names per test, so only our own tables
       // are reset. Events of earlier tests stay in $all; the tests filter or read from known positions.
-      reset: () => pglite.truncate(),
+      reset: () => readModelDb.truncate(),
       async close() {
         await store.close();
-        await pglite.close();
+        await readModelDb.close();
       },
     };
   },

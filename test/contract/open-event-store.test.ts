@@ -1,5 +1,5 @@
 /** openEventStore: adapter selection from the configuration, and migrations over several directories. */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,8 @@ describe('openEventStore', () => {
   let database: TestDatabase;
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'zw-open-'));
+    // As root, the embedded PostgreSQL runs as its own user, which must be able to pass through.
+    chmodSync(work, 0o711);
     extra = join(work, 'migrations');
     mkdirSync(extra);
     writeFileSync(join(extra, '9001_extra.sql'), 'CREATE TABLE zw_extra (id int PRIMARY KEY);');
@@ -23,11 +25,12 @@ describe('openEventStore', () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('without URLs: PGlite under <dataDir>/pglite, durable across reopen, extra migrations applied once', async () => {
+  it('without URLs: the embedded PostgreSQL under <dataDir>/postgres, durable across reopen, extra migrations applied once', async () => {
     const dataDir = join(work, 'data');
     const first = await openEventStore({ dataDir, migrations: [extra] });
-    expect(first.store.kind).toBe('pglite');
-    expect(first.db.dialect).toBe('pglite');
+    expect(first.store.kind).toBe('embedded-postgres');
+    expect(first.embedded).toBe(true);
+    expect(existsSync(join(dataDir, 'postgres', 'cluster', 'PG_VERSION'))).toBe(true);
     const appended = await first.store.append('durable-1', [{ type: 'Kept', data: { n: 1 } }]);
     await first.db.query('INSERT INTO zw_extra VALUES (1)');
     await first.store.close();
@@ -44,6 +47,14 @@ describe('openEventStore', () => {
       await second.store.close();
       await second.db.close();
     }
+  });
+
+  it('a DATA_DIR holding the former PGlite store is not started over: it names the migration command', async () => {
+    const dataDir = join(work, 'legacy');
+    mkdirSync(join(dataDir, 'pglite'), { recursive: true });
+    writeFileSync(join(dataDir, 'pglite', 'PG_VERSION'), '17\n');
+    await expect(openEventStore({ dataDir })).rejects.toThrow(/npm run migrate-from-pglite/);
+    expect(existsSync(join(dataDir, 'postgres'))).toBe(false);
   });
 
   it('with DATABASE_URL: PostgreSQL for events and read model', async () => {

@@ -1,31 +1,44 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventStoreContract } from './event-store.contract.ts';
 import { runAndKillWriter, verifyAfterCrash } from './crash.ts';
-import { createTestDatabase, openTestPostgres, type TestPostgres } from '../support/postgres.ts';
+import {
+  createTestDatabase,
+  EXTERNAL_SERVER_URL,
+  openTestPostgres,
+  TEST_SERVER_URL,
+  type TestPostgres,
+} from '../support/postgres.ts';
 import { createSqlEventStore } from '../../src/store/sql-event-store.ts';
 import { openPostgres } from '../../src/store/sql/postgres.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { STORE_MIGRATIONS_DIR } from '../../src/store/index.ts';
 import { START, type Checkpoint, type RecordedEvent } from '../../src/store/port.ts';
 
-eventStoreContract({
-  name: 'postgres',
-  checkpointPattern: /^\d{20}:\d{20}$/,
-  uniqueEventIds: true,
-  propertyRuns: 15,
-  async open() {
-    const pg = await openTestPostgres();
-    const store = createSqlEventStore(pg.db);
-    return {
-      store,
-      reset: () => pg.truncate(),
-      async close() {
-        await store.close();
-        await pg.close();
-      },
-    };
-  },
-});
+// Once on the test run's server (the embedded PostgreSQL), once on the machine's own PostgreSQL (another
+// major version, default settings): the external-database case.
+for (const [name, serverUrl] of [
+  ['postgres (embedded server)', TEST_SERVER_URL],
+  ['postgres (external server)', EXTERNAL_SERVER_URL],
+] as const) {
+  eventStoreContract({
+    name,
+    checkpointPattern: /^\d{20}:\d{20}$/,
+    uniqueEventIds: true,
+    propertyRuns: 15,
+    async open() {
+      const pg = await openTestPostgres({ serverUrl });
+      const store = createSqlEventStore(pg.db);
+      return {
+        store,
+        reset: () => pg.truncate(),
+        async close() {
+          await store.close();
+          await pg.close();
+        },
+      };
+    },
+  });
+}
 
 describe('PostgreSQL adapter', () => {
   let pg: TestPostgres;

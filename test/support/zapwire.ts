@@ -9,6 +9,7 @@ import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../src/main.ts';
 import { FakeWhatsAppConnector, type FakeConnectorOptions } from '../../src/whatsapp/fake.ts';
+import { databaseUrlForDataDir, dropDatabaseOfDataDir } from './postgres.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
 
@@ -45,6 +46,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const config = loadConfig({
     GLOBAL_API_KEY: ADMIN_KEY,
     DATA_DIR: dataDir,
+    // A database of the test run's server per data directory (starting a PostgreSQL per app would cost
+    // seconds); the embedded default itself is tested in test/contract and test/integration/startup.
+    DATABASE_URL: await databaseUrlForDataDir(dataDir),
     LOG_LEVEL: 'silent',
     RECONNECT_BASE_MS: '100',
     RECONNECT_MAX_MS: '1000',
@@ -96,7 +100,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async stop() {
       await zapwire.stop();
-      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!options.dataDir) {
+        await dropDatabaseOfDataDir(dataDir);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
   return app;

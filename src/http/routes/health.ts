@@ -15,6 +15,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app.get(
     '/health',
     {
+      config: { access: 'anyone' },
       schema: {
         tags: ['health'],
         summary:

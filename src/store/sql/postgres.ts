@@ -1,7 +1,7 @@
 /**
  * SqlDatabase on a PostgreSQL server through pg.Pool. Queries run on any pooled connection; a transaction
  * runs on one dedicated client from BEGIN to COMMIT/ROLLBACK. int8 comes back as a decimal string (pg's
- * default, which the PGlite adapter matches).
+ * default).
  */
 import pg from 'pg';
 import type { SqlDatabase, SqlExecutor, SqlResult } from '../sql.ts';

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { databaseUrlForDataDir, dropDatabaseOfDataDir } from '../../support/postgres.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../../src/main.ts';
 import {
@@ -53,6 +54,8 @@ export async function startE2eApp(options: E2eAppOptions): Promise<E2eApp> {
   const config = loadConfig({
     GLOBAL_API_KEY: ADMIN_KEY,
     DATA_DIR: dataDir,
+    // A database of the test run's server per data directory (see test/support/zapwire.ts).
+    DATABASE_URL: await databaseUrlForDataDir(dataDir),
     HOST: '127.0.0.1',
     PORT: '0',
     LOG_LEVEL: 'silent',
@@ -111,7 +114,10 @@ export async function startE2eApp(options: E2eAppOptions): Promise<E2eApp> {
     },
     async stop({ keepData = false } = {}) {
       await zapwire.stop();
-      if (!keepData && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData && !options.dataDir) {
+        await dropDatabaseOfDataDir(dataDir);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
   return app;

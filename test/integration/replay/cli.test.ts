@@ -1,5 +1,5 @@
 /**
- * The replay CLI: opens the store the way the app does (here PGlite under DATA_DIR, the app stopped) and
+ * The replay CLI: opens the store the way the app does (here DATABASE_URL, the app stopped) and
  * prints the same history and state-at-a-moment as the HTTP route.
  */
 import { spawnSync } from 'node:child_process';
@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runReplay } from '../../../src/cli/replay.ts';
 import { eventually, startTestApp } from '../../support/zapwire.ts';
+import { databaseUrlForDataDir, dropDatabaseOfDataDir } from '../../support/postgres.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-replay-cli-'));
 let id = '';
 let openedAt = '';
-const env = { DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
+const env: Record<string, string> = { DATA_DIR: dataDir, LOG_LEVEL: 'silent' };
 
 beforeAll(async () => {
   const t = await startTestApp({ dataDir });
@@ -29,8 +30,10 @@ beforeAll(async () => {
   openedAt = new Date().toISOString();
   await t.request('POST', '/instance/disconnect', { body: { instanceName: 'cli-audit' } });
   await t.stop();
+  env['DATABASE_URL'] = await databaseUrlForDataDir(dataDir);
 });
-afterAll(() => {
+afterAll(async () => {
+  await dropDatabaseOfDataDir(dataDir);
   rmSync(dataDir, { recursive: true, force: true });
 });
 

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { startSinks, verifySignature, type Sinks } from '../../../src/sinks/index.ts';
+import { SINK_MIGRATIONS_DIR, startSinks, verifySignature, type Sinks } from '../../../src/sinks/index.ts';
 import type { EventStore } from '../../../src/store/port.ts';
 import { createSqlEventStore } from '../../../src/store/sql-event-store.ts';
 import type { SqlDatabase } from '../../../src/store/sql.ts';
@@ -18,7 +18,7 @@ import {
   sinks as settings,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
-import { memoryDatabase } from './support/pglite-db.ts';
+import { openTestPostgres, type TestPostgres } from '../../support/postgres.ts';
 
 interface Body {
   id: string;
@@ -34,6 +34,7 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
   let store: EventStore;
   let sqlStore: EventStore;
   let db: SqlDatabase;
+  let database: TestPostgres;
   /** Instance ids unique per test: the SQL store's log outlives a test. */
   let run = '';
   const iid = (name: string): string => `${run}${name}`;
@@ -71,14 +72,15 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     await createInstance(store, id, name, settings({ webhookUrl: receiver.url(path), events }));
   };
 
-  // One PGlite per file (its start-up costs seconds); each test starts from an empty delivery log.
+  // One database per file; each test starts from an empty delivery log.
   beforeAll(async () => {
-    db = await memoryDatabase();
+    database = await openTestPostgres({ migrations: [SINK_MIGRATIONS_DIR] });
+    db = database.db;
     sqlStore = createSqlEventStore(db);
   });
   afterAll(async () => {
     await sqlStore.close();
-    await db.close();
+    await database.close();
   });
 
   beforeEach(async () => {

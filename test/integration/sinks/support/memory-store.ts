@@ -31,7 +31,7 @@ function matches(event: RecordedEvent, filter: EventFilter | undefined): boolean
 }
 
 export class MemoryEventStore implements EventStore {
-  readonly kind = 'pglite' as const;
+  readonly kind = 'postgres' as const;
   readonly events: RecordedEvent[] = [];
   private readonly streams = new Map<string, number>();
   private readonly checkpoints = new Map<string, Checkpoint>();

@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Curve, proto, type AuthenticationCreds, type SignalDataTypeMap } from '@whiskeysockets/baileys';
-import { openTestPglite, type TestPglite } from '../../../support/pglite.ts';
+import { openTestPostgres, type TestPostgres } from '../../../support/postgres.ts';
 import type { SqlDatabase, SqlResult } from '../../../../src/store/sql.ts';
 import { BaileysAuthStore, isPaired } from '../../../../src/whatsapp/baileys/auth-store.ts';
 import { BAILEYS_MIGRATIONS_DIR } from '../../../../src/whatsapp/baileys/index.ts';
 
-let pg: TestPglite;
+let pg: TestPostgres;
 const key = randomBytes(32);
 
 beforeAll(async () => {
-  pg = await openTestPglite({ migrations: [BAILEYS_MIGRATIONS_DIR] });
+  pg = await openTestPostgres({ migrations: [BAILEYS_MIGRATIONS_DIR] });
 });
 afterAll(async () => {
   await pg.close();

@@ -21,7 +21,7 @@ import {
   type BaileysConnector,
 } from '../../../../src/whatsapp/baileys/index.ts';
 import type { BaileysConnection, SocketLike } from '../../../../src/whatsapp/baileys/connection.ts';
-import { openTestPglite, type TestPglite } from '../../../support/pglite.ts';
+import { openTestPostgres, type TestPostgres } from '../../../support/postgres.ts';
 
 class FakeSocket implements SocketLike {
   readonly emitter = new EventEmitter();
@@ -91,12 +91,12 @@ class FakeSocket implements SocketLike {
   }
 }
 
-let pg: TestPglite;
+let pg: TestPostgres;
 let sockets: FakeSocket[];
 let passwords: Map<string, string>;
 
 beforeAll(async () => {
-  pg = await openTestPglite({ migrations: [BAILEYS_MIGRATIONS_DIR] });
+  pg = await openTestPostgres({ migrations: [BAILEYS_MIGRATIONS_DIR] });
 });
 afterAll(async () => {
   await pg.close();

@@ -11,10 +11,10 @@ import { loadConfig } from '../../../../src/config.ts';
 import { DEFAULT_ADVANCED_SETTINGS, type ProxyView } from '../../../../src/domain/events.ts';
 import type { WhatsAppSignal } from '../../../../src/whatsapp/port.ts';
 import { buildBaileysConnector, type BaileysConnector } from '../../../../src/whatsapp/baileys/index.ts';
-import { openTestPglite, type TestPglite } from '../../../support/pglite.ts';
+import { openTestPostgres, type TestPostgres } from '../../../support/postgres.ts';
 import { deadPort, startSocks5Proxy, type Socks5Proxy } from '../../../e2e/app/socks5-proxy.ts';
 
-let pg: TestPglite;
+let pg: TestPostgres;
 let server: WebSocketServer;
 let serverPort: number;
 let direct: string[];
@@ -22,7 +22,7 @@ let connector: BaileysConnector;
 const passwords = new Map<string, string>();
 
 beforeAll(async () => {
-  pg = await openTestPglite();
+  pg = await openTestPostgres();
   direct = [];
   server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
