@@ -81,6 +81,14 @@ export const instancesProjection: Projection = {
         );
         return;
       }
+      case 'InstanceTokenRevoked': {
+        const t = d as unknown as ReservationEventMap['InstanceTokenRevoked'];
+        await tx.query('DELETE FROM rm_instance_tokens WHERE token_hash = $1 AND instance_id = $2', [
+          t.tokenHash,
+          t.instanceId,
+        ]);
+        return;
+      }
       case 'EventSinksConfigured':
         return update(
           tx,

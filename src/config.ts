@@ -23,6 +23,8 @@ export interface Config {
   readonly sessionEncryptionKey: Buffer | undefined;
   /** The key being rotated away from: things still sealed under it are opened and sealed again. */
   readonly sessionEncryptionKeyPrevious: Buffer | undefined;
+  /** TOKEN_PEPPER: the HMAC key of stored token digests; generated under dataDir when unset. */
+  readonly tokenPepper: string | undefined;
   readonly waWebSocketUrl: string | undefined;
   readonly waNoiseRootPublicKey: Buffer | undefined;
   readonly qrCodeMaxCount: number;
@@ -149,6 +151,7 @@ export function loadConfig(env: Env = process.env): Config {
     natsSubjectPrefix: r.string('NATS_SUBJECT_PREFIX', 'zapwire'),
     sessionEncryptionKey: r.key32('SESSION_ENCRYPTION_KEY'),
     sessionEncryptionKeyPrevious: r.key32('SESSION_ENCRYPTION_KEY_PREVIOUS'),
+    tokenPepper: r.apiKey('TOKEN_PEPPER'),
     waWebSocketUrl: r.url('WA_WEBSOCKET_URL', ['ws', 'wss']),
     waNoiseRootPublicKey: r.key32('WA_NOISE_ROOT_PUBLIC_KEY'),
     qrCodeMaxCount: r.int('QRCODE_MAX_COUNT', 5, 1, 50),

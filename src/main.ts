@@ -22,7 +22,7 @@ import { metricsRoutes } from './http/routes/metrics.ts';
 import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
-import { secretsEqual } from './domain/tokens.ts';
+import { secretsEqual, tokenDigests } from './domain/tokens.ts';
 import { instanceStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
@@ -125,6 +125,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     await db.close().catch(() => undefined);
     throw error;
   }
+  // Several nodes on one store must share it: set TOKEN_PEPPER on each (docs/security.md).
+  const tokens = tokenDigests(config.tokenPepper ?? loadOrCreateSecret(config.dataDir, 'token-pepper').value);
   const projections = new ProjectionRunner(
     store,
     db,
@@ -161,6 +163,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
     restoreConcurrency: config.restoreConcurrency,
+    tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
   });
   await runtime.start();
@@ -207,7 +210,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
     },
   });
-  const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
+  const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
   const app = await buildApp({

@@ -208,8 +208,13 @@ export const AUDIT_STREAM = 'audit-instances';
 export interface ReservationEventMap {
   /** Makes the name unique: the stream `name-<lower(name)>` exists at most once. */
   InstanceNameReserved: At & { readonly instanceId: string; readonly name: string };
-  /** Binds a token (by its SHA-256 only) to an instance; `token-<hash>` exists at most once. */
+  /**
+   * Binds a token (by its digest only: HMAC under the server pepper, or SHA-256 before it) to an
+   * instance; `token-<digest>` exists at most once.
+   */
   InstanceTokenAssigned: At & { readonly instanceId: string; readonly tokenHash: string };
+  /** The token no longer authenticates (rotated); its stream is deleted right after. */
+  InstanceTokenRevoked: At & { readonly instanceId: string; readonly tokenHash: string };
 }
 
 export interface AuditEventMap {

@@ -22,7 +22,7 @@ import {
   type SinkSettings,
   type WhatsAppEvent,
 } from '../domain/events.ts';
-import { generateToken, hashToken } from '../domain/tokens.ts';
+import { generateToken, legacyTokenHash, type TokenDigests } from '../domain/tokens.ts';
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
 import type { AppendResult, Checkpoint, EventStore, NewEvent, RecordedEvent } from '../store/port.ts';
@@ -70,6 +70,8 @@ export interface RuntimeOptions {
   readonly projections: ProjectionRunner;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
+  /** How tokens are stored (HMAC under the server pepper). */
+  readonly tokens: TokenDigests;
   readonly logger: Logger;
   readonly qrMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
@@ -360,7 +362,10 @@ export class InstanceRuntime implements InstanceService {
     const id = randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();
-    const tokenHash = hashToken(token);
+    const tokenHash = this.options.tokens.digest(token);
+    // The same token stored the old way (before the pepper) belongs to an instance already.
+    if ((await this.options.store.streamVersion(tokenStream(legacyTokenHash(token)))) > 0)
+      throw Errors.tokenTaken();
     await this.reserve(
       nameReservationStream(input.name),
       { type: 'InstanceNameReserved', data: { at, instanceId: id, name: input.name } },
@@ -460,6 +465,44 @@ export class InstanceRuntime implements InstanceService {
     const view = await this.command(id, { type: 'logout', at: this.at() });
     await this.options.connector.removeSession(id);
     return view;
+  }
+
+  /**
+   * Replaces every token of the instance with a new, generated one (shown once). The new token is bound
+   * first, then each old one is revoked (an event the instances projection removes it on) and its stream
+   * deleted, so there is no moment without a working token and none after it with the old one.
+   */
+  async rotateToken(id: string): Promise<{ token: string }> {
+    await this.view(id);
+    const token = generateToken();
+    const tokenHash = this.options.tokens.digest(token);
+    return this.mailboxes.run(id, async () => {
+      const { rows } = await this.options.db.query<{ token_hash: string }>(
+        'SELECT token_hash FROM rm_instance_tokens WHERE instance_id = $1',
+        [id],
+      );
+      const { store } = this.options;
+      await this.reserve(
+        tokenStream(tokenHash),
+        { type: 'InstanceTokenAssigned', data: { at: this.at(), instanceId: id, tokenHash } },
+        () => Errors.tokenTaken(),
+      );
+      let last: Checkpoint | undefined;
+      for (const { token_hash } of rows) {
+        const revoked = await store.append(
+          tokenStream(token_hash),
+          [{ type: 'InstanceTokenRevoked', data: { at: this.at(), instanceId: id, tokenHash: token_hash } }],
+          { expectedVersion: 'any' },
+        );
+        last = revoked.position;
+      }
+      const head = last ?? (await store.headPosition());
+      await this.options.projections.waitFor(head, this.options.readYourWritesTimeoutMs ?? 10_000, [
+        'instances',
+      ]);
+      for (const { token_hash } of rows) await store.deleteStream(tokenStream(token_hash));
+      return { token };
+    });
   }
 
   async delete(id: string, by: string): Promise<void> {

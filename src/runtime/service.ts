@@ -40,6 +40,8 @@ export interface InstanceService {
   disconnect(instanceId: string): Promise<InstanceView>;
   logout(instanceId: string): Promise<InstanceView>;
   delete(instanceId: string, by: string): Promise<void>;
+  /** Replaces every token of the instance with a new generated one, returned once. */
+  rotateToken(instanceId: string): Promise<{ token: string }>;
   /** Connects when needed, then asks WhatsApp for an 8-character code for this phone. */
   requestPairingCode(instanceId: string, phone: string): Promise<{ pairingCode: string }>;
   changeAdvancedSettings(instanceId: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings>;
