@@ -25,6 +25,8 @@ export interface Config {
   readonly sessionEncryptionKeyPrevious: Buffer | undefined;
   /** TOKEN_PEPPER: the HMAC key of stored token digests; generated under dataDir when unset. */
   readonly tokenPepper: string | undefined;
+  /** TRUST_PROXY: true (any proxy) or a comma-separated list of proxy addresses/CIDRs. */
+  readonly trustProxy: boolean | string | undefined;
   readonly waWebSocketUrl: string | undefined;
   readonly waNoiseRootPublicKey: Buffer | undefined;
   readonly qrCodeMaxCount: number;
@@ -152,6 +154,7 @@ export function loadConfig(env: Env = process.env): Config {
     sessionEncryptionKey: r.key32('SESSION_ENCRYPTION_KEY'),
     sessionEncryptionKeyPrevious: r.key32('SESSION_ENCRYPTION_KEY_PREVIOUS'),
     tokenPepper: r.apiKey('TOKEN_PEPPER'),
+    trustProxy: trustProxyOf(r.optionalString('TRUST_PROXY')),
     waWebSocketUrl: r.url('WA_WEBSOCKET_URL', ['ws', 'wss']),
     waNoiseRootPublicKey: r.key32('WA_NOISE_ROOT_PUBLIC_KEY'),
     qrCodeMaxCount: r.int('QRCODE_MAX_COUNT', 5, 1, 50),
@@ -184,6 +187,11 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+function trustProxyOf(value: string | undefined): boolean | string | undefined {
+  if (value === undefined || value === 'false') return undefined;
+  return value === 'true' ? true : value;
 }
 
 /**

@@ -216,6 +216,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const app = await buildApp({
     logger,
     store,
+    trustProxy: config.trustProxy,
     auth: {
       ...authenticator,
       sessions,
@@ -334,14 +335,14 @@ async function main(): Promise<void> {
     throw error;
   }
   let shuttingDown = false;
-  const shutdown = (signal: string): void => {
+  const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down: finishing requests, closing connections');
     const force = setTimeout(() => process.exit(1), 15_000);
     force.unref();
     zapwire.stop().then(
-      () => process.exit(0),
+      () => process.exit(exitCode),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
@@ -350,6 +351,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys rejects some
+  // internally) is logged and the process goes on. An uncaught exception may have left any state half
+  // written, so the process stops cleanly instead (instances restore on the next start).
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection; kept running');
+  });
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: error }, 'uncaught exception; shutting down');
+    shutdown('uncaughtException', 1);
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
