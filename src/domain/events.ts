@@ -48,6 +48,21 @@ export const DEFAULT_ADVANCED_SETTINGS: AdvancedSettings = {
   ignoreStatus: false,
 };
 
+/**
+ * Only the known settings, each of its own type: whatever else a caller or an old event carried is
+ * dropped, so unknown keys never reach the log (they used to be stored and merged into every later
+ * change, growing the log quadratically).
+ */
+export function pickAdvancedSettings(value: unknown): Partial<AdvancedSettings> {
+  const source = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+  const picked: { -readonly [K in keyof AdvancedSettings]?: AdvancedSettings[K] } = {};
+  for (const key of Object.keys(DEFAULT_ADVANCED_SETTINGS) as Array<keyof AdvancedSettings>) {
+    const v = source[key];
+    if (typeof v === typeof DEFAULT_ADVANCED_SETTINGS[key]) (picked as Record<string, unknown>)[key] = v;
+  }
+  return picked;
+}
+
 /** Where an instance's events go (design.md §8–9). `events` holds canonical names or 'ALL'. */
 export interface SinkSettings {
   readonly webhookUrl: string | null;

@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import { installQueryCoercion } from './query-coercion.ts';
+import { installKnownKeysOnly } from './known-keys.ts';
 import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
@@ -49,6 +50,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installErrorHandler(app);
   installAuth(app, options.auth);
   installQueryCoercion(app);
+  installKnownKeysOnly(app);
   await app.register(swagger, {
     openapi: {
       info: {

@@ -11,6 +11,7 @@ import {
   AUDIT_STREAM,
   DEFAULT_ADVANCED_SETTINGS,
   DEFAULT_SINK_SETTINGS,
+  pickAdvancedSettings,
   instanceStream,
   nameReservationStream,
   tokenStream,
@@ -396,7 +397,7 @@ export class InstanceRuntime implements InstanceService {
       instanceId: id,
       name: input.name,
       createdBy: 'admin',
-      advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...input.advancedSettings },
+      advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...pickAdvancedSettings(input.advancedSettings) },
       sinks: { ...DEFAULT_SINK_SETTINGS, ...input.sinks },
       proxy: input.proxy ? proxyView(input.proxy) : null,
     };
