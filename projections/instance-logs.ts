@@ -87,7 +87,27 @@ export function logLineOf(event: RecordedEvent): LogLine | undefined {
 
 export const instanceLogsProjection: Projection = {
   name: 'instance_logs',
-  filter: { streamPrefixes: [INSTANCE_STREAM_PREFIX, WHATSAPP_STREAM_PREFIX, AUDIT_STREAM] },
+  // By type too: the WhatsApp stream is mostly messages, which make no log line, and the runner then
+  // neither wakes nor writes for them.
+  filter: {
+    streamPrefixes: [INSTANCE_STREAM_PREFIX, WHATSAPP_STREAM_PREFIX, AUDIT_STREAM],
+    eventTypes: [
+      'InstanceCreated',
+      'EventSinksConfigured',
+      'AdvancedSettingsChanged',
+      'ProxyConfigured',
+      'ProxyRemoved',
+      'ConnectionStarting',
+      'QrCodeIssued',
+      'PairingCodeIssued',
+      'InstanceOpened',
+      'ConnectionClosed',
+      'SessionRemoved',
+      'RuntimeLogged',
+      'InstanceDeleted',
+      'InstanceDeletionAudited',
+    ],
+  },
   tables: ['rm_instance_logs'],
   async apply(tx, event) {
     if (event.type === 'InstanceDeleted' || event.type === 'InstanceDeletionAudited') {

@@ -156,7 +156,7 @@ export interface LogEntry {
 export async function instanceLogs(
   db: SqlExecutor,
   instanceId: string,
-  query: { levels?: readonly string[]; limit: number; since?: string },
+  query: { levels?: readonly string[]; limit: number; since?: string; until?: string },
 ): Promise<LogEntry[]> {
   const params: unknown[] = [instanceId, query.limit];
   let where = 'instance_id = $1';
@@ -170,6 +170,10 @@ export async function instanceLogs(
   if (since && !Number.isNaN(since.getTime()) && since.getUTCFullYear() >= 1) {
     params.push(since.toISOString());
     where += ` AND at >= $${params.length}`;
+  }
+  if (query.until) {
+    params.push(query.until);
+    where += ` AND at < $${params.length}`;
   }
   const { rows } = await db.query<{
     level: string;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { Checkpoint, EventStore, RecordedEvent } from '../src/store/port.ts';
+import type { Checkpoint, EventFilter, EventStore, RecordedEvent } from '../src/store/port.ts';
 import { START } from '../src/store/port.ts';
+import { RELAXED_COMMIT } from '../src/store/relaxed-commit.ts';
 import type { SqlDatabase, SqlExecutor } from '../src/store/sql.ts';
 import type { Projection } from './projection.ts';
 import { isTransientFailure } from './transient.ts';
@@ -13,6 +14,12 @@ const POISON_RETRY_DELAY_MS = 100;
 interface RunningProjection {
   readonly projection: Projection;
   checkpoint: Checkpoint;
+  /**
+   * The checkpoint in the read model, when it lags behind `checkpoint`: the loop moved past events the
+   * filter left out without a transaction (nothing to write), and saves the position with the next batch
+   * that writes, or at stop. Reading those events again after a restart changes nothing.
+   */
+  saved: Checkpoint;
   /** Set while the loop sleeps; calling it wakes the loop early. */
   wake: (() => void) | undefined;
   waiters: Array<{ position: Checkpoint; resolve: (reached: boolean) => void }>;
@@ -73,6 +80,7 @@ export class ProjectionRunner {
       const state: RunningProjection = {
         projection,
         checkpoint: (rows[0]?.checkpoint ?? START) as Checkpoint,
+        saved: (rows[0]?.checkpoint ?? START) as Checkpoint,
         wake: undefined,
         waiters: [],
         running: undefined,
@@ -81,8 +89,11 @@ export class ProjectionRunner {
       };
       this.running.set(projection.name, state);
     }
-    this.unsubscribe = this.store.onAppended(() => {
-      for (const state of this.running.values()) state.wake?.();
+    // Only the projections that read one of the appended events: the others would read nothing.
+    this.unsubscribe = this.store.onAppended((result) => {
+      for (const state of this.running.values()) {
+        if (result.events.some((event) => matches(state.projection.filter, event))) state.wake?.();
+      }
     });
     for (const state of this.running.values()) state.running = this.loop(state);
   }
@@ -96,6 +107,17 @@ export class ProjectionRunner {
       state.waiters = [];
     }
     await Promise.all([...this.running.values()].map((s) => s.running));
+    for (const state of this.running.values()) {
+      if (state.saved === state.checkpoint) continue;
+      await this.db
+        .query(
+          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
+          [state.projection.name, state.checkpoint],
+        )
+        .catch((error: unknown) =>
+          this.logger.warn({ err: error, projection: state.projection.name }, 'could not save a checkpoint'),
+        );
+    }
   }
 
   status(): ProjectionStatus[] {
@@ -187,6 +209,7 @@ export class ProjectionRunner {
         );
       });
       state.checkpoint = START;
+      state.saved = START;
       for (;;) {
         const applied = await this.applyNextBatch(state, check ? liveCheckpoint : undefined);
         events += applied.count;
@@ -237,14 +260,17 @@ export class ProjectionRunner {
       caughtUp = true;
     }
     if (events.length === 0 && next === state.checkpoint) return { count: 0, caughtUp: true };
-    try {
-      await this.db.transaction(async (tx) => {
-        for (const event of events) await projection.apply(tx, event);
-        await this.saveCheckpoint(tx, projection, next);
-      });
-    } catch (error) {
-      if (events.length === 0 || isTransientFailure(error)) throw error;
-      await this.applyOneByOne(state, events, next);
+    if (events.length > 0) {
+      try {
+        await this.db.transaction(async (tx) => {
+          for (const event of events) await projection.apply(tx, event);
+          await this.saveCheckpoint(tx, projection, next);
+        });
+      } catch (error) {
+        if (isTransientFailure(error)) throw error;
+        await this.applyOneByOne(state, events, next);
+      }
+      state.saved = next;
     }
     state.checkpoint = next;
     this.settleWaiters(state);
@@ -313,8 +339,11 @@ export class ProjectionRunner {
     projection: Projection,
     checkpoint: Checkpoint,
   ): Promise<void> {
+    // The read model is rebuilt from the log, so its commit need not wait for an fsync (RELAXED_COMMIT):
+    // a database crash loses the rows and their checkpoint together, and they are applied again.
     await tx.query(
-      `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
+      `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
+         FROM ${RELAXED_COMMIT} WHERE projection = $1`,
       [projection.name, checkpoint],
     );
   }
@@ -340,4 +369,12 @@ export class ProjectionRunner {
       state.wake = done;
     });
   }
+}
+
+/** Whether a projection's filter lets the event through (the same rule readAll applies in SQL). */
+function matches(filter: EventFilter, event: RecordedEvent): boolean {
+  if (filter.streamPrefixes && !filter.streamPrefixes.some((prefix) => event.stream.startsWith(prefix))) {
+    return false;
+  }
+  return !filter.eventTypes || filter.eventTypes.includes(event.type);
 }

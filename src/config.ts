@@ -42,8 +42,14 @@ export interface Config {
     readonly backoffMaxMs: number;
     /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may instance webhooks reach private/loopback/link-local addresses. */
     readonly allowPrivateNetworks: boolean;
+    /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
+    readonly batchMax: number;
   };
   readonly logLevel: LogLevel;
+  /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
+  readonly apiCompat: 'default' | 'evolution-go';
+  /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
+  readonly corsOrigins: readonly string[] | undefined;
 }
 
 export class ConfigError extends Error {
@@ -174,8 +180,15 @@ export function loadConfig(env: Env = process.env): Config {
       // On for the single-operator default (a webhook to a local n8n is the common case); the compose
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
+      batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
+    corsOrigins: r
+      .optionalString('CORS_ORIGINS')
+      ?.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
   };
   if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
     r.problems.push(

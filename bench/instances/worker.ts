@@ -12,16 +12,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import makeWASocket, {
-  initAuthCreds,
-  type AuthenticationState,
-  type SignalDataTypeMap,
-} from '@whiskeysockets/baileys';
+import makeWASocket, { type AuthenticationState } from '@whiskeysockets/baileys';
 import { loadConfig } from '../../src/config.ts';
 import { startZapwire, type ConnectorFactory, type Zapwire } from '../../src/main.ts';
 import { buildBaileysConnector, type BaileysConnector } from '../../src/whatsapp/baileys/index.ts';
 import { silenceLibsignalConsole } from '../../src/whatsapp/baileys/quiet.ts';
 import { trustNoiseRoot } from '../../src/whatsapp/baileys/server.ts';
+import { memoryAuth } from '../support/memory-auth.ts';
 
 export interface WorkerResult {
   readonly variant: 'baileys' | 'zapwire';
@@ -83,32 +80,6 @@ async function pool<T>(items: readonly T[], limit: number, run: (item: T) => Pro
 }
 
 // ---------------------------------------------------------------------------------- bare Baileys
-
-function memoryAuth(): AuthenticationState {
-  const creds = initAuthCreds();
-  const data = new Map<string, unknown>();
-  return {
-    creds,
-    keys: {
-      get: async <T extends keyof SignalDataTypeMap>(type: T, ids: string[]) => {
-        const out: { [id: string]: SignalDataTypeMap[T] } = {};
-        for (const id of ids) {
-          const value = data.get(`${type}.${id}`);
-          if (value !== undefined) out[id] = value as SignalDataTypeMap[T];
-        }
-        return out;
-      },
-      set: async (set) => {
-        for (const [type, values] of Object.entries(set)) {
-          for (const [id, value] of Object.entries(values ?? {})) {
-            if (value === null || value === undefined) data.delete(`${type}.${id}`);
-            else data.set(`${type}.${id}`, value);
-          }
-        }
-      },
-    },
-  };
-}
 
 type Sock = ReturnType<typeof makeWASocket>;
 

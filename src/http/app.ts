@@ -4,10 +4,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
-import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
+import { defaultProfile } from './profiles/default.ts';
+import type { EdgeProfile } from './profiles/profile.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -21,6 +22,8 @@ export interface AppOptions {
   readonly alerts?: () => Promise<readonly string[]>;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
+  /** The wire format (API_COMPAT); zapwire's own by default. */
+  readonly profile?: EdgeProfile;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -47,10 +50,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
-  installErrorHandler(app);
   installAuth(app, options.auth);
   installQueryCoercion(app);
   installKnownKeysOnly(app);
+  await (options.profile ?? defaultProfile()).install(app);
   await app.register(swagger, {
     openapi: {
       info: {

@@ -40,6 +40,8 @@ export interface SinksConfig {
     readonly concurrency?: number;
     /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: false keeps instance webhooks on public addresses. Default true. */
     readonly allowPrivateNetworks?: boolean;
+    /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
+    readonly batchMax?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
   };
@@ -114,6 +116,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
     ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
+    ...(w.batchMax ? { batchMax: w.batchMax } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
     ...(subscription ? { subscription } : {}),
     secretOf: async (instanceId, target) => {

@@ -2,6 +2,7 @@
  * The webhook outbox and delivery log: table zw_webhook_deliveries (migration 3001). SQL only; the
  * ordering and retry rules live in dispatcher.ts.
  */
+import { RELAXED_COMMIT } from '../../store/relaxed-commit.ts';
 import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
 
 export type DeliveryTarget = 'instance' | 'global';
@@ -162,9 +163,10 @@ export class DeliveryLog {
       target: DeliveryTarget;
       created_at: Date | string;
     }>(
+      // Rows the subscription writes again from the log if a database crash loses them: no fsync.
       `INSERT INTO zw_webhook_deliveries
          (instance_id, target, url, event_id, event_name, stream, stream_position, position, event_type, stored_at, body)
-       VALUES ${tuples.join(', ')}
+       SELECT v.* FROM (VALUES ${tuples.join(', ')}) AS v CROSS JOIN ${RELAXED_COMMIT}
        ON CONFLICT (event_id, target) WHERE redelivery_of IS NULL DO NOTHING
        RETURNING id::text AS id, event_id, target, created_at`,
       params,
@@ -234,7 +236,7 @@ export class DeliveryLog {
       `UPDATE zw_webhook_deliveries d
        SET status = 'delivered', attempts = v.attempts, last_attempt_at = v.at, delivered_at = v.at,
            last_status_code = v.code, last_duration_ms = v.duration, last_error = NULL
-       FROM (VALUES ${tuples.join(', ')}) AS v(id, attempts, at, code, duration)
+       FROM (VALUES ${tuples.join(', ')}) AS v(id, attempts, at, code, duration) CROSS JOIN ${RELAXED_COMMIT}
        WHERE d.id = v.id AND d.status = 'pending'`,
       params,
     );

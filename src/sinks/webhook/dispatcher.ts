@@ -66,6 +66,11 @@ export interface DispatcherOptions {
   readonly concurrency?: number;
   /** Rows a queue loads at a time. Default 100. */
   readonly pageSize?: number;
+  /**
+   * WEBHOOK_BATCH_MAX: up to this many waiting events of one queue go out in one POST, as a JSON array of
+   * envelopes in log order. Default 1: one event per request.
+   */
+  readonly batchMax?: number;
   readonly random?: () => number;
 }
 
@@ -150,6 +155,8 @@ interface Queue {
 /** Rows a queue holds in memory; beyond that they wait in the outbox table. */
 const MAX_BUFFER = 1_000;
 const FINISHED_MEMORY = 2_000;
+/** Set on a batched request: the number of envelopes in the array. */
+export const BATCH_SIZE_HEADER = 'x-zapwire-batch-size';
 
 const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
 
@@ -266,12 +273,92 @@ export class WebhookDispatcher {
         await this.scan(queue, pageSize);
         continue;
       }
+      const batch = this.batchAtHead(queue);
+      if (batch.length > 1) {
+        const outcome = await this.deliverBatch(queue, batch);
+        if (outcome === 'stopped') return;
+        if (outcome === 'delivered') {
+          queue.buffer.splice(0, batch.length);
+          for (const row of batch) this.finish(queue, row);
+          continue;
+        }
+        // Failed: the head carries the attempt and goes on alone, with its retries and backoff.
+      }
       const row = queue.buffer[0]!;
       if (!(await this.deliver(queue, row))) return;
       queue.buffer.shift();
-      queue.finished.add(row.id);
-      if (queue.finished.size > FINISHED_MEMORY) queue.finished.delete(queue.finished.values().next().value!);
+      this.finish(queue, row);
     }
+  }
+
+  private finish(queue: Queue, row: DeliveryRow): void {
+    queue.finished.add(row.id);
+    if (queue.finished.size > FINISHED_MEMORY) queue.finished.delete(queue.finished.values().next().value!);
+  }
+
+  /**
+   * The rows at the head of the queue that can go out together: never tried yet (a retry goes alone, so
+   * its attempt count and backoff stay its own), due, and addressed to the same URL.
+   */
+  private batchAtHead(queue: Queue): DeliveryRow[] {
+    const max = this.options.batchMax ?? 1;
+    const head = queue.buffer[0]!;
+    if (max <= 1 || head.attempts > 0 || queue.buffer.length < 2) return [head];
+    const now = Date.now();
+    const batch: DeliveryRow[] = [];
+    for (const row of queue.buffer) {
+      if (
+        batch.length >= max ||
+        row.attempts > 0 ||
+        row.url !== head.url ||
+        row.nextAttemptAt.getTime() > now
+      )
+        break;
+      batch.push(row);
+    }
+    return batch;
+  }
+
+  /**
+   * One POST for several rows. Success marks them all delivered. A failure is recorded as an attempt of
+   * the head (the others are not charged: they go out again in the next batch) and the head is then sent
+   * alone after its backoff, so a receiver that refuses batches still gets every event, one by one.
+   */
+  private async deliverBatch(
+    queue: Queue,
+    batch: readonly DeliveryRow[],
+  ): Promise<'delivered' | 'failed' | 'stopped'> {
+    if (!this.alive(queue)) return 'stopped';
+    const { policy, metrics } = this.options;
+    const head = batch[0]!;
+    queue.instanceName ??= instanceNameOf(head);
+    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
+    const result = await this.attempt(head, batch);
+    const at = new Date();
+    const outcomeOf = (row: DeliveryRow): AttemptOutcome => ({
+      id: row.id,
+      attempts: row.attempts + 1,
+      at,
+      statusCode: result.statusCode,
+      error: result.ok ? null : result.error,
+      durationMs: result.durationMs,
+    });
+    if (result.ok) {
+      for (const row of batch) {
+        queue.unflushed.add(row.id);
+        this.marks.push(outcomeOf(row), () => queue.unflushed.delete(row.id));
+        metrics.deliveredOne('webhook', label, row.storedAt);
+      }
+      return 'delivered';
+    }
+    metrics.retriedOne('webhook', label);
+    const delay = isRetryable(result.statusCode)
+      ? backoffDelay({ baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs }, 1, this.options.random)
+      : 0;
+    const nextAttemptAt = new Date(Date.now() + delay);
+    await this.persist(() => this.options.log.recordFailure(outcomeOf(head), nextAttemptAt));
+    if (queue.buffer[0] === head) queue.buffer[0] = { ...head, attempts: head.attempts + 1, nextAttemptAt };
+    return 'failed';
   }
 
   /**
@@ -365,7 +452,8 @@ export class WebhookDispatcher {
     }
   }
 
-  private async attempt(row: DeliveryRow): Promise<SendResult> {
+  /** One request: the row's body, or with `batch` the batch's bodies as one JSON array. */
+  private async attempt(row: DeliveryRow, batch?: readonly DeliveryRow[]): Promise<SendResult> {
     let secret: string | null | undefined;
     try {
       secret = await this.options.secretOf(row.instanceId, row.target);
@@ -380,18 +468,21 @@ export class WebhookDispatcher {
         durationMs: 0,
       };
     }
+    const rows = batch ?? [row];
+    const body = batch ? `[${batch.map((r) => r.body).join(',')}]` : row.body;
     const headers: Record<string, string> = {
-      [EVENT_ID_HEADER]: row.eventId,
+      [EVENT_ID_HEADER]: rows.map((r) => r.eventId).join(','),
       [TIMESTAMP_HEADER]: String(Math.floor(Date.now() / 1000)),
-      [DELIVERY_ID_HEADER]: row.id,
-      'x-zapwire-event': row.eventName,
+      [DELIVERY_ID_HEADER]: rows.map((r) => r.id).join(','),
+      'x-zapwire-event': [...new Set(rows.map((r) => r.eventName))].join(','),
     };
-    if (secret !== null) headers[SIGNATURE_HEADER] = signBody(row.body, secret);
+    if (batch) headers[BATCH_SIZE_HEADER] = String(batch.length);
+    if (secret !== null) headers[SIGNATURE_HEADER] = signBody(body, secret);
     const release = await this.semaphore.acquire();
     try {
       return await this.options.sender.send({
         url: row.url,
-        body: row.body,
+        body,
         headers,
         timeoutMs: this.options.policy.timeoutMs,
       });

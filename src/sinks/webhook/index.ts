@@ -44,6 +44,8 @@ export interface WebhookSinkOptions {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
   readonly allowPrivateNetworks?: boolean;
   readonly concurrency?: number;
+  /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
+  readonly batchMax?: number;
   /** Delivered rows older than this are pruned from the log. Default 7 days. */
   readonly retentionMs?: number;
   readonly subscription?: Partial<SubscriptionOptions>;
@@ -84,6 +86,7 @@ export class WebhookSink implements WebhookApi {
       policy: options.policy,
       secretOf: options.secretOf,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+      ...(options.batchMax ? { batchMax: options.batchMax } : {}),
     });
   }
 

@@ -6,6 +6,7 @@
  */
 import { START, type Checkpoint, type DeadLetter, type RecordedEvent } from '../port.ts';
 import type { SqlExecutor } from '../sql.ts';
+import { RELAXED_COMMIT } from '../relaxed-commit.ts';
 
 export class SubscriptionLeasedError extends Error {
   override readonly name = 'SubscriptionLeasedError';
@@ -67,8 +68,10 @@ export class SubscriptionTables {
     leaseMs: number,
   ): Promise<boolean> {
     const { rows } = await this.db.query(
+      // A lost advance (a database crash) only re-delivers the batch: no fsync to wait for.
       `UPDATE es_subscriptions
           SET checkpoint = $5, lease_until = ${LEASE_UNTIL}, last_error = NULL, updated_at = now()
+         FROM ${RELAXED_COMMIT}
         WHERE subscription_id = $1 AND owner = $2 AND checkpoint = $4
        RETURNING 1 AS advanced`,
       [name, owner, Math.ceil(leaseMs), from, to],

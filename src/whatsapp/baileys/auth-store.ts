@@ -26,6 +26,7 @@ import {
   type SignalDataTypeMap,
   type SignalKeyStore,
 } from '@whiskeysockets/baileys';
+import { RELAXED_COMMIT } from '../../store/relaxed-commit.ts';
 import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
 import { ByteLru } from './lru.ts';
 import { AuthStateSealer, rowAad } from './sealing.ts';
@@ -197,6 +198,12 @@ export class BaileysAuthStore {
   /** @internal One transaction: upserts and deletions of one `keys.set` (or a creds save). */
   async writeRows(instanceId: string, upserts: readonly Row[], deletions: readonly Row[]): Promise<void> {
     if (upserts.length === 0 && deletions.length === 0) return;
+    if (deletions.length === 0 && upserts.length <= ROWS_PER_STATEMENT) {
+      // One statement is atomic by itself. Baileys waits for this write before it takes the next message
+      // (it saves the ratcheted session of every message it decrypts), so it is one round trip, not three.
+      await upsert(this.db, instanceId, upserts);
+      return;
+    }
     await this.db.transaction(async (tx) => {
       for (let start = 0; start < upserts.length; start += ROWS_PER_STATEMENT) {
         await upsert(tx, instanceId, upserts.slice(start, start + ROWS_PER_STATEMENT));
@@ -231,11 +238,18 @@ export class BaileysAuthStore {
   }
 }
 
+/**
+ * Signal keys (sessions, pre-keys, sender keys) are saved with a relaxed commit (no fsync wait; see
+ * RELAXED_COMMIT): only a crash of the database server or the machine can lose the last ones, the same
+ * promise the embedded store gives for every write, and Signal recovers a session that stepped back (the
+ * sender retries what cannot be decrypted). The credentials, written at pairing, keep the durable commit.
+ */
 async function upsert(tx: SqlExecutor, instanceId: string, rows: readonly Row[]): Promise<void> {
+  const relaxed = rows.every((r) => r.category !== CREDS) ? `CROSS JOIN ${RELAXED_COMMIT}` : '';
   await tx.query(
     `INSERT INTO wa_auth_state (instance_id, category, key_ref, sealed)
      SELECT $1, r.category, r.key_ref, decode(r.sealed, 'base64')
-       FROM unnest($2::text[], $3::text[], $4::text[]) AS r(category, key_ref, sealed)
+       FROM unnest($2::text[], $3::text[], $4::text[]) AS r(category, key_ref, sealed) ${relaxed}
      ON CONFLICT (instance_id, category, key_ref)
        DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
     [

@@ -27,6 +27,7 @@ import {
   type OpenConnectionOptions,
   type PresenceKind,
   type SentText,
+  type TextOptions,
   type WhatsAppConnection,
   type WhatsAppSignal,
   type WhatsAppSignalListener,
@@ -42,6 +43,9 @@ import {
   type TrafficEvents,
 } from './translate.ts';
 
+/** Contacts whose last name/notify a connection remembers (see knownContacts). */
+const MAX_KNOWN_CONTACTS = 10_000;
+
 /** Baileys' QR lifetimes when `qrTimeout` is not set (Socket/socket.js). */
 export const FIRST_QR_TTL_MS = 60_000;
 export const LATER_QR_TTL_MS = 20_000;
@@ -54,7 +58,12 @@ export interface SocketLike {
   };
   readonly ws: { on(event: 'open', listener: () => void): unknown };
   readonly user: { id: string; lid?: string; name?: string } | undefined;
-  sendMessage(jid: string, content: { text: string }): Promise<WAMessage | undefined>;
+  sendMessage(
+    jid: string,
+    content: { text: string; mentions?: string[] },
+    options?: { quoted?: WAMessage; messageId?: string },
+  ): Promise<WAMessage | undefined>;
+  groupMetadata(jid: string): Promise<{ participants: ReadonlyArray<{ id: string }> }>;
   requestPairingCode(phoneNumber: string): Promise<string>;
   rejectCall(callId: string, callFrom: string): Promise<void>;
   readMessages(keys: WAMessageKey[]): Promise<void>;
@@ -99,6 +108,12 @@ export class BaileysConnection implements WhatsAppConnection {
   private qrCount = 0;
   private settings: AdvancedSettings;
   private presenceTimer: NodeJS.Timeout | undefined;
+  /**
+   * The last name/notify recorded per contact on this connection. Baileys re-announces the sender's push
+   * name with every incoming message; an unchanged one says nothing new, and would double the events (and
+   * the writes) per message.
+   */
+  private readonly knownContacts = new Map<string, string>();
   private firstQr: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void };
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
@@ -257,8 +272,18 @@ export class BaileysConnection implements WhatsAppConnection {
     }
     for (const event of translated) {
       if (isIgnoredBySettings(event, this.settings)) continue;
+      if (event.type === 'ContactUpdated' && !this.contactChanged(event.data)) continue;
       this.signal({ type: 'whatsapp', event });
     }
+  }
+
+  private contactChanged(contact: { jid: string; name: string | null; notify: string | null }): boolean {
+    const seen = `${contact.name ?? ''}\u0000${contact.notify ?? ''}`;
+    if (this.knownContacts.get(contact.jid) === seen) return false;
+    // Bounded: forgetting a contact only costs one repeated event later.
+    if (this.knownContacts.size >= MAX_KNOWN_CONTACTS) this.knownContacts.clear();
+    this.knownContacts.set(contact.jid, seen);
+    return true;
   }
 
   /** The one `closed`; nothing follows it. */
@@ -333,15 +358,39 @@ export class BaileysConnection implements WhatsAppConnection {
     return this.socket;
   }
 
-  async sendText(to: string, text: string): Promise<SentText> {
+  async sendText(to: string, text: string, options: TextOptions = {}): Promise<SentText> {
     const socket = this.requireOpen();
-    const sent = await socket.sendMessage(to, { text });
+    const mentions = new Set(options.mentions ?? []);
+    if (options.mentionAll && isJidGroup(to)) {
+      for (const participant of (await socket.groupMetadata(to)).participants) mentions.add(participant.id);
+    }
+    // Baileys builds the reply's context from the quoted message's key; its content is not needed.
+    const quoted: WAMessage | undefined = options.quoted
+      ? {
+          key: {
+            remoteJid: to,
+            id: options.quoted.messageId,
+            fromMe: false,
+            ...(options.quoted.participant ? { participant: options.quoted.participant } : {}),
+          },
+          message: { conversation: '' },
+        }
+      : undefined;
+    const sent = await socket.sendMessage(
+      to,
+      { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
+      {
+        ...(quoted ? { quoted } : {}),
+        ...(options.messageId ? { messageId: options.messageId } : {}),
+      },
+    );
     if (!sent?.key.id) throw new Error('WhatsApp did not accept the message');
     const now = this.deps.now().toISOString();
     return {
       id: sent.key.id,
       timestamp: isoFromSeconds(sent.messageTimestamp, now),
       status: statusName(sent.status) ?? 'PENDING',
+      ...(mentions.size > 0 ? { mentions: [...mentions] } : {}),
     };
   }
 

@@ -217,6 +217,43 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     );
   });
 
+  it('with WEBHOOK_BATCH_MAX sends waiting events together, in order, signed; a failed batch goes on one by one', async () => {
+    await start({ batchMax: 8 });
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    // A slow receiver, whose first answer is an error: events pile up behind each request.
+    receiver.respond((_request, index) => ({ status: index === 0 ? 500 : 200, delayMs: 60 }));
+    await messages(store, iid('a1'), 30, 'a');
+    const texts = (): string[] =>
+      receiver
+        .accepted('/alpha')
+        .flatMap((r) => {
+          const body = JSON.parse(r.rawBody) as Body | Body[];
+          return Array.isArray(body) ? body : [body];
+        })
+        .map((b) => b.data.text ?? '');
+    await receiver.waitUntil(() => texts().length >= 30, 15_000, '30 events');
+    expect(texts()).toEqual(Array.from({ length: 30 }, (_, i) => `a${i}`));
+    const batches = receiver.accepted('/alpha').filter((r) => r.rawBody.startsWith('['));
+    expect(batches.length).toBeGreaterThan(0);
+    for (const request of batches) {
+      const bodies = JSON.parse(request.rawBody) as Body[];
+      expect(bodies.length).toBeGreaterThan(1);
+      expect(bodies.length).toBeLessThanOrEqual(8);
+      for (const body of bodies) assertEnvelope(body);
+      expect(request.headers['x-zapwire-batch-size']).toBe(String(bodies.length));
+      expect(request.headers['x-zapwire-event-id']).toBe(bodies.map((b) => b.id).join(','));
+      const signature = request.headers['x-zapwire-signature'] as string;
+      expect(verifySignature(request.rawBody, `secret-${iid('a1')}`, signature)).toBe(true);
+    }
+    // The refused first request was retried: its head went alone, as a single envelope.
+    expect(receiver.requests[0]!.status).toBe(500);
+    await eventually(
+      async () => (await running!.webhook.deliveries(iid('a1'), { status: 'delivered' })).length === 30,
+      5_000,
+      'all 30 marked delivered',
+    );
+  });
+
   it('dead-letters after the last attempt, then redelivers', async () => {
     const sinks = await start({ maxAttempts: 3, backoffBaseMs: 10, backoffMaxMs: 20 });
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
