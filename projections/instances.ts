@@ -7,7 +7,13 @@ import type {
   ReservationEventMap,
   SinkSettings,
 } from '../src/domain/events.ts';
-import { AUDIT_STREAM, INSTANCE_STREAM_PREFIX, instanceIdOfStream } from '../src/domain/events.ts';
+import {
+  AUDIT_STREAM,
+  DEFAULT_ADVANCED_SETTINGS,
+  INSTANCE_STREAM_PREFIX,
+  instanceIdOfStream,
+  pickAdvancedSettings,
+} from '../src/domain/events.ts';
 import type { Projection } from './projection.ts';
 
 /** Removes every read-model row of an instance (all projections' tables). */
@@ -55,7 +61,7 @@ export const instancesProjection: Projection = {
           [
             c.instanceId,
             c.name,
-            JSON.stringify(c.advancedSettings),
+            JSON.stringify({ ...DEFAULT_ADVANCED_SETTINGS, ...pickAdvancedSettings(c.advancedSettings) }),
             c.proxy ? JSON.stringify(c.proxy) : null,
             c.sinks.webhookUrl,
             JSON.stringify(c.sinks.events),
@@ -81,6 +87,14 @@ export const instancesProjection: Projection = {
         );
         return;
       }
+      case 'InstanceTokenRevoked': {
+        const t = d as unknown as ReservationEventMap['InstanceTokenRevoked'];
+        await tx.query('DELETE FROM rm_instance_tokens WHERE token_hash = $1 AND instance_id = $2', [
+          t.tokenHash,
+          t.instanceId,
+        ]);
+        return;
+      }
       case 'EventSinksConfigured':
         return update(
           tx,
@@ -88,8 +102,10 @@ export const instancesProjection: Projection = {
           sinkColumns((d as unknown as InstanceEventMap['EventSinksConfigured']).sinks),
         );
       case 'AdvancedSettingsChanged': {
-        const settings: AdvancedSettings = (d as unknown as InstanceEventMap['AdvancedSettingsChanged'])
-          .settings;
+        const settings: AdvancedSettings = {
+          ...DEFAULT_ADVANCED_SETTINGS,
+          ...pickAdvancedSettings((d as unknown as InstanceEventMap['AdvancedSettingsChanged']).settings),
+        };
         return update(tx, event, { advanced_settings: JSON.stringify(settings) });
       }
       case 'ProxyConfigured':

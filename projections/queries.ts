@@ -173,8 +173,11 @@ export async function instanceLogs(
     params.push(query.levels);
     where += ` AND level = ANY($${params.length})`;
   }
-  if (query.since) {
-    params.push(query.since);
+  // A valid date-time before year 1 (e.g. 0000-01-01) is out of PostgreSQL's range, and every entry is
+  // after it anyway: no lower bound then.
+  const since = query.since ? new Date(query.since) : undefined;
+  if (since && !Number.isNaN(since.getTime()) && since.getUTCFullYear() >= 1) {
+    params.push(since.toISOString());
     where += ` AND at >= $${params.length}`;
   }
   if (query.until) {

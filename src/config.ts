@@ -21,6 +21,12 @@ export interface Config {
   readonly natsUrl: string | undefined;
   readonly natsSubjectPrefix: string;
   readonly sessionEncryptionKey: Buffer | undefined;
+  /** The key being rotated away from: things still sealed under it are opened and sealed again. */
+  readonly sessionEncryptionKeyPrevious: Buffer | undefined;
+  /** TOKEN_PEPPER: the HMAC key of stored token digests; generated under dataDir when unset. */
+  readonly tokenPepper: string | undefined;
+  /** TRUST_PROXY: true (any proxy) or a comma-separated list of proxy addresses/CIDRs. */
+  readonly trustProxy: boolean | string | undefined;
   readonly waWebSocketUrl: string | undefined;
   readonly waNoiseRootPublicKey: Buffer | undefined;
   readonly qrCodeMaxCount: number;
@@ -34,6 +40,8 @@ export interface Config {
     readonly timeoutMs: number;
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
+    /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may instance webhooks reach private/loopback/link-local addresses. */
+    readonly allowPrivateNetworks: boolean;
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
   };
@@ -104,6 +112,15 @@ class Reader {
     return fallback;
   }
 
+  flag(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (value === 'true' || value === '1') return true;
+    if (value === 'false' || value === '0') return false;
+    this.problems.push(`${name}="${value}": expected true or false`);
+    return fallback;
+  }
+
   /** 32 bytes given as 64 hex characters or base64. */
   key32(name: string): Buffer | undefined {
     const value = this.raw(name);
@@ -141,6 +158,9 @@ export function loadConfig(env: Env = process.env): Config {
     natsUrl: r.url('NATS_URL', ['nats', 'tls']),
     natsSubjectPrefix: r.string('NATS_SUBJECT_PREFIX', 'zapwire'),
     sessionEncryptionKey: r.key32('SESSION_ENCRYPTION_KEY'),
+    sessionEncryptionKeyPrevious: r.key32('SESSION_ENCRYPTION_KEY_PREVIOUS'),
+    tokenPepper: r.apiKey('TOKEN_PEPPER'),
+    trustProxy: trustProxyOf(r.optionalString('TRUST_PROXY')),
     waWebSocketUrl: r.url('WA_WEBSOCKET_URL', ['ws', 'wss']),
     waNoiseRootPublicKey: r.key32('WA_NOISE_ROOT_PUBLIC_KEY'),
     qrCodeMaxCount: r.int('QRCODE_MAX_COUNT', 5, 1, 50),
@@ -157,6 +177,9 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
       backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
       backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
+      // On for the single-operator default (a webhook to a local n8n is the common case); the compose
+      // file, where tenants hold tokens, turns it off. docs/security.md.
+      allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
@@ -177,6 +200,11 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+function trustProxyOf(value: string | undefined): boolean | string | undefined {
+  if (value === undefined || value === 'false') return undefined;
+  return value === 'true' ? true : value;
 }
 
 /**

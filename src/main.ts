@@ -22,7 +22,7 @@ import { metricsRoutes } from './http/routes/metrics.ts';
 import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
-import { generateWebhookSecret, secretsEqual } from './domain/tokens.ts';
+import { generateWebhookSecret, secretsEqual, tokenDigests } from './domain/tokens.ts';
 import { instanceStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
@@ -32,6 +32,8 @@ import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
+import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
+import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
@@ -100,6 +102,22 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     migrations: MIGRATION_DIRECTORIES,
     notice: (message) => logger.info(message),
   });
+  try {
+    const outcome = await verifySessionKey(db, secretKey, {
+      previous: config.sessionEncryptionKeyPrevious,
+      reseal: [resealBaileysCreds],
+    });
+    if (outcome === 'rotated')
+      logger.warn(
+        'SESSION_ENCRYPTION_KEY rotated: secrets and sessions sealed again under the new key; keep SESSION_ENCRYPTION_KEY_PREVIOUS set until every instance has reconnected once, then remove it',
+      );
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+  // Several nodes on one store must share it: set TOKEN_PEPPER on each (docs/security.md).
+  const tokens = tokenDigests(config.tokenPepper ?? loadOrCreateSecret(config.dataDir, 'token-pepper').value);
   const projections = new ProjectionRunner(
     store,
     db,
@@ -115,6 +133,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           logger,
           db,
           sessionKey: secretKey,
+          previousSessionKey: config.sessionEncryptionKeyPrevious,
           proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
         })
       : options.connector;
@@ -138,6 +157,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
     restoreConcurrency: config.restoreConcurrency,
+    tokens,
+    allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
   });
   await runtime.start();
 
@@ -183,12 +204,13 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
     },
   });
-  const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
+  const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
   const app = await buildApp({
     logger,
     store,
+    trustProxy: config.trustProxy,
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,
@@ -297,24 +319,33 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   // Baileys loads when the first instance connects, not before (see lazy-connector.ts).
-  const zapwire = await startZapwire({
-    config,
-    logger,
-    connector: async (dependencies) =>
-      lazyConnector(async () => {
-        const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
-        return createBaileysConnector(dependencies);
-      }),
-  });
+  let zapwire: Zapwire;
+  try {
+    zapwire = await startZapwire({
+      config,
+      logger,
+      connector: async (dependencies) =>
+        lazyConnector(async () => {
+          const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
+          return createBaileysConnector(dependencies);
+        }),
+    });
+  } catch (error) {
+    if (error instanceof SessionKeyMismatchError) {
+      process.stderr.write(`zapwire: refusing to start: ${error.message}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
   let shuttingDown = false;
-  const shutdown = (signal: string): void => {
+  const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down: finishing requests, closing connections');
     const force = setTimeout(() => process.exit(1), 15_000);
     force.unref();
     zapwire.stop().then(
-      () => process.exit(0),
+      () => process.exit(exitCode),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
@@ -323,6 +354,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys rejects some
+  // internally) is logged and the process goes on. An uncaught exception may have left any state half
+  // written, so the process stops cleanly instead (instances restore on the next start).
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: reason }, 'unhandled promise rejection; kept running');
+  });
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: error }, 'uncaught exception; shutting down');
+    shutdown('uncaughtException', 1);
+  });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -3,6 +3,7 @@
  * these return and evolves its context with the same events, so the log alone rebuilds the context.
  */
 import type { InstanceEvent, InstanceEventMap, SinkSettings } from '../../src/domain/events.ts';
+import { pickAdvancedSettings } from '../../src/domain/events.ts';
 import { classifyClose } from '../../src/domain/reason-codes.ts';
 import { evolveContext } from './evolve.ts';
 import type { InstanceContext, InstanceMachineEvent } from './types.ts';
@@ -116,7 +117,7 @@ export function eventsFor(
     }
     case 'settings': {
       const e = expectEvent(event, 'changeAdvancedSettings');
-      const settings = { ...context.advancedSettings, ...withoutUndefined(e.settings) };
+      const settings = { ...context.advancedSettings, ...pickAdvancedSettings(e.settings) };
       return [{ type: 'AdvancedSettingsChanged', data: { at, settings } }];
     }
     case 'proxy': {

@@ -5,6 +5,7 @@
  * independently and checked against the machine by the model test.
  */
 import type { InstanceEvent, InstanceEventMap } from '../../src/domain/events.ts';
+import { DEFAULT_ADVANCED_SETTINGS, pickAdvancedSettings } from '../../src/domain/events.ts';
 import { apiStateOfValue } from './api-state.ts';
 import {
   type ApiState,
@@ -36,7 +37,7 @@ export function initialContext(
     instanceId: created.instanceId,
     name: created.name,
     createdAt: created.at,
-    advancedSettings: created.advancedSettings,
+    advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...pickAdvancedSettings(created.advancedSettings) },
     sinks: created.sinks,
     proxy: created.proxy,
     paired: false,
@@ -58,7 +59,10 @@ export function evolveContext(context: InstanceContext, event: InstanceEvent): I
     case 'EventSinksConfigured':
       return { ...context, sinks: event.data.sinks };
     case 'AdvancedSettingsChanged':
-      return { ...context, advancedSettings: event.data.settings };
+      return {
+        ...context,
+        advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...pickAdvancedSettings(event.data.settings) },
+      };
     case 'ProxyConfigured':
       return { ...context, proxy: event.data.proxy };
     case 'ProxyRemoved':

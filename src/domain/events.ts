@@ -48,6 +48,21 @@ export const DEFAULT_ADVANCED_SETTINGS: AdvancedSettings = {
   ignoreStatus: false,
 };
 
+/**
+ * Only the known settings, each of its own type: whatever else a caller or an old event carried is
+ * dropped, so unknown keys never reach the log (they used to be stored and merged into every later
+ * change, growing the log quadratically).
+ */
+export function pickAdvancedSettings(value: unknown): Partial<AdvancedSettings> {
+  const source = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+  const picked: { -readonly [K in keyof AdvancedSettings]?: AdvancedSettings[K] } = {};
+  for (const key of Object.keys(DEFAULT_ADVANCED_SETTINGS) as Array<keyof AdvancedSettings>) {
+    const v = source[key];
+    if (typeof v === typeof DEFAULT_ADVANCED_SETTINGS[key]) (picked as Record<string, unknown>)[key] = v;
+  }
+  return picked;
+}
+
 /** Where an instance's events go. `events` holds canonical names or 'ALL'. */
 export interface SinkSettings {
   readonly webhookUrl: string | null;
@@ -208,8 +223,13 @@ export const AUDIT_STREAM = 'audit-instances';
 export interface ReservationEventMap {
   /** Makes the name unique: the stream `name-<lower(name)>` exists at most once. */
   InstanceNameReserved: At & { readonly instanceId: string; readonly name: string };
-  /** Binds a token (by its SHA-256 only) to an instance; `token-<hash>` exists at most once. */
+  /**
+   * Binds a token (by its digest only: HMAC under the server pepper, or SHA-256 before it) to an
+   * instance; `token-<digest>` exists at most once.
+   */
   InstanceTokenAssigned: At & { readonly instanceId: string; readonly tokenHash: string };
+  /** The token no longer authenticates (rotated); its stream is deleted right after. */
+  InstanceTokenRevoked: At & { readonly instanceId: string; readonly tokenHash: string };
 }
 
 export interface AuditEventMap {

@@ -2,6 +2,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
+import { installQueryCoercion } from './query-coercion.ts';
+import { installKnownKeysOnly } from './known-keys.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
@@ -18,6 +20,8 @@ export interface AppOptions {
   readonly startedAt?: Date;
   /** Shown by /health (see healthRoutes). */
   readonly alerts?: () => Promise<readonly string[]>;
+  /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
+  readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
   readonly profile?: EdgeProfile;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
@@ -30,6 +34,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // TRUST_PROXY: read X-Forwarded-Proto/-For from these proxies (Secure cookies behind a TLS proxy).
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     // Fastify's own request log prints the raw URL; ours redacts secrets a browser may put in the query.
     logController: new LogController({ disableRequestLogging: true }),
   });
@@ -45,6 +51,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   });
   installAuth(app, options.auth);
+  installQueryCoercion(app);
+  installKnownKeysOnly(app);
   await (options.profile ?? defaultProfile()).install(app);
   await app.register(swagger, {
     openapi: {

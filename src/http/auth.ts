@@ -20,7 +20,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../domain/errors.ts';
 import type { Principal } from '../domain/principal.ts';
-import { hashToken, secretsEqual } from '../domain/tokens.ts';
+import { secretsEqual, type TokenDigests } from '../domain/tokens.ts';
 import type { BrowserSessions } from '../visualizer/browser-session.ts';
 import { requireBrowserAdmin, type BrowserCheck } from './browser-auth.ts';
 
@@ -65,13 +65,17 @@ declare module 'fastify' {
 
 export function createAuthenticator(
   globalApiKey: string,
+  tokens: TokenDigests,
   instanceIdByTokenHash: (tokenHash: string) => Promise<string | undefined>,
 ): Authenticator {
   return {
     async authenticate(apikey) {
       if (secretsEqual(apikey, globalApiKey)) return { role: 'admin' };
-      const instanceId = await instanceIdByTokenHash(hashToken(apikey));
-      return instanceId ? { role: 'instance', instanceId } : undefined;
+      for (const digest of tokens.candidates(apikey)) {
+        const instanceId = await instanceIdByTokenHash(digest);
+        if (instanceId) return { role: 'instance', instanceId };
+      }
+      return undefined;
     },
   };
 }

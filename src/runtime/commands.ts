@@ -11,6 +11,7 @@ import {
   DEFAULT_SINK_SETTINGS,
   instanceStream,
   nameReservationStream,
+  pickAdvancedSettings,
   tokenStream,
   whatsappStream,
   type AdvancedSettings,
@@ -19,9 +20,15 @@ import {
   type ProxyView,
   type SinkSettings,
 } from '../domain/events.ts';
-import { generateToken, generateWebhookSecret, hashToken } from '../domain/tokens.ts';
+import {
+  generateToken,
+  generateWebhookSecret,
+  legacyTokenHash,
+  type TokenDigests,
+} from '../domain/tokens.ts';
+import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
-import type { EventStore, NewEvent } from '../store/port.ts';
+import type { Checkpoint, EventStore, NewEvent } from '../store/port.ts';
 import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
@@ -49,6 +56,10 @@ export interface CommandsOptions {
   /** The instance's live connection, for sending. */
   readonly connection: (instanceId: string) => WhatsAppConnection | undefined;
   readonly secrets: InstanceSecrets;
+  /** How tokens are stored (HMAC under the server pepper). */
+  readonly tokens: TokenDigests;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
+  readonly allowPrivateWebhooks?: boolean;
   readonly now: () => Date;
   /** At most one user reconnect per instance in this window. */
   readonly reconnectRateLimitMs: number;
@@ -93,10 +104,13 @@ export class InstanceCommands implements InstanceService {
     input: CreateInstanceInput,
   ): Promise<{ instance: InstanceStatus; token: string; webhookSecret: string }> {
     const { store, secrets } = this.options;
+    this.checkSinks(input.sinks);
     const id = input.id ?? randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();
-    const tokenHash = hashToken(token);
+    const tokenHash = this.options.tokens.digest(token);
+    // The same token stored the old way (before the pepper) belongs to an instance already.
+    if ((await store.streamVersion(tokenStream(legacyTokenHash(token)))) > 0) throw Errors.tokenTaken();
     await this.reserve(
       nameReservationStream(input.name),
       { type: 'InstanceNameReserved', data: { at, instanceId: id, name: input.name } },
@@ -127,7 +141,7 @@ export class InstanceCommands implements InstanceService {
       instanceId: id,
       name: input.name,
       createdBy: 'admin',
-      advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...input.advancedSettings },
+      advancedSettings: { ...DEFAULT_ADVANCED_SETTINGS, ...pickAdvancedSettings(input.advancedSettings) },
       sinks: { ...DEFAULT_SINK_SETTINGS, ...input.sinks },
       proxy: input.proxy ? proxyView(input.proxy) : null,
     };
@@ -185,6 +199,7 @@ export class InstanceCommands implements InstanceService {
   }
 
   async connect(id: string, sinks?: Partial<SinkSettings>): Promise<InstanceStatus> {
+    this.checkSinks(sinks);
     return statusOf(await this.command(id, { type: 'connect', at: this.at(), ...(sinks ? { sinks } : {}) }));
   }
 
@@ -281,7 +296,49 @@ export class InstanceCommands implements InstanceService {
       .context.advancedSettings;
   }
 
+  /** Every way a webhook URL enters (create, connect, events) passes here: one rule, one message. */
+  private checkSinks(sinks: Partial<SinkSettings> | undefined): void {
+    const url = sinks?.webhookUrl;
+    if (!url) return;
+    const checked = checkWebhookUrl(url, { allowPrivateNetworks: this.options.allowPrivateWebhooks ?? true });
+    if (!checked.ok) throw Errors.validation(`webhookUrl: ${checked.problem}`);
+  }
+
+  /**
+   * Replaces every token of the instance with a new, generated one (shown once). The new token is bound
+   * first, then each old one is revoked (an event the instances projection removes it on) and its stream
+   * deleted, so there is no moment without a working token and none after it with the old one.
+   */
+  async rotateToken(id: string): Promise<{ token: string }> {
+    const { host, store, readModel } = this.options;
+    await host.snapshot(id);
+    const token = generateToken();
+    const tokenHash = this.options.tokens.digest(token);
+    return host.inMailbox(id, async () => {
+      const old = await readModel.tokenHashesOf(id);
+      await this.reserve(
+        tokenStream(tokenHash),
+        { type: 'InstanceTokenAssigned', data: { at: this.at(), instanceId: id, tokenHash } },
+        () => Errors.tokenTaken(),
+      );
+      let last: Checkpoint | undefined;
+      for (const hash of old) {
+        const revoked = await store.append(
+          tokenStream(hash),
+          [{ type: 'InstanceTokenRevoked', data: { at: this.at(), instanceId: id, tokenHash: hash } }],
+          { expectedVersion: 'any' },
+        );
+        last = revoked.position;
+      }
+      const head = last ?? (await store.headPosition());
+      await readModel.caughtUp(head, this.options.readYourWritesTimeoutMs, ['instances']);
+      for (const hash of old) await store.deleteStream(tokenStream(hash));
+      return { token };
+    });
+  }
+
   async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
+    this.checkSinks(patch);
     return (await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() })).context.sinks;
   }
 

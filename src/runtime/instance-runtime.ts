@@ -14,6 +14,7 @@ import { InstanceCommands } from './commands.ts';
 import type { RuntimeReadModel } from './read-model.ts';
 import { errorMessage, RuntimeLog } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
+import type { TokenDigests } from '../domain/tokens.ts';
 import { Semaphore } from '../async/semaphore.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
@@ -23,6 +24,10 @@ export interface RuntimeOptions {
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
+  /** How tokens are stored (HMAC under the server pepper). */
+  readonly tokens: TokenDigests;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
+  readonly allowPrivateWebhooks?: boolean;
   readonly logger: Logger;
   readonly qrMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
@@ -83,6 +88,10 @@ export class InstanceRuntime {
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.onInstanceDeleted ? { onInstanceDeleted: options.onInstanceDeleted } : {}),
+      tokens: options.tokens,
+      ...(options.allowPrivateWebhooks !== undefined
+        ? { allowPrivateWebhooks: options.allowPrivateWebhooks }
+        : {}),
     });
   }
 

@@ -66,6 +66,8 @@ export interface InstanceService {
   disconnect(instanceId: string): Promise<InstanceStatus>;
   logout(instanceId: string): Promise<InstanceStatus>;
   delete(instanceId: string, by: string): Promise<void>;
+  /** Replaces every token of the instance with a new generated one, returned once. */
+  rotateToken(instanceId: string): Promise<{ token: string }>;
   /** Connects when needed, then asks WhatsApp for an 8-character code for this phone. */
   requestPairingCode(instanceId: string, phone: string): Promise<{ pairingCode: string }>;
   changeAdvancedSettings(instanceId: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings>;

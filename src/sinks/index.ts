@@ -38,6 +38,8 @@ export interface SinksConfig {
     readonly globalSecret?: string | undefined;
     /** Requests in flight across all webhook queues. Default 64. */
     readonly concurrency?: number;
+    /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: false keeps instance webhooks on public addresses. Default true. */
+    readonly allowPrivateNetworks?: boolean;
     /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
     readonly batchMax?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
@@ -112,6 +114,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     logger: log.child({ sink: 'webhook' }),
     policy,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
+    ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
     ...(w.batchMax ? { batchMax: w.batchMax } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),

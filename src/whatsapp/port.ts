@@ -118,6 +118,8 @@ export interface ConnectorDependencies {
   readonly db: SqlDatabase;
   /** 32 bytes (SESSION_ENCRYPTION_KEY or the one generated under DATA_DIR). */
   readonly sessionKey: Buffer;
+  /** SESSION_ENCRYPTION_KEY_PREVIOUS during a rotation. */
+  readonly previousSessionKey?: Buffer | undefined;
   /** Looks up an instance's proxy password (kept sealed outside the event log). */
   readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
 }

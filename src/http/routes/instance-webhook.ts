@@ -8,6 +8,7 @@ import { Errors } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/principal.ts';
 import type { Sinks } from '../../sinks/index.ts';
 import type { DeliveryView } from '../../sinks/webhook/delivery-log.ts';
+import { deliveryErrorForTenant } from '../../sinks/webhook/tenant-view.ts';
 import { requirePrincipal } from '../auth.ts';
 import { errorResponses, idParam, type IdParam } from '../schemas.ts';
 
@@ -62,11 +63,15 @@ const redeliverParams = {
   },
 } as const;
 
-/** Instance tokens never see where the operator's global webhook points. */
+/** Instance tokens never see where the operator's global webhook points, nor what receivers answered. */
 function redactFor(principal: Principal, delivery: DeliveryView): DeliveryView {
   return principal.role === 'admin'
     ? delivery
-    : { ...delivery, url: delivery.target === 'global' ? '' : delivery.url };
+    : {
+        ...delivery,
+        url: delivery.target === 'global' ? '' : delivery.url,
+        lastError: deliveryErrorForTenant(delivery.lastError),
+      };
 }
 
 type Jsonified<T> = {

@@ -435,6 +435,28 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
   );
 
+  app.post<{ Params: IdParam }>(
+    '/instance/:id/token/rotate',
+    {
+      config: { access: 'caller' },
+      schema: {
+        tags: ['instances'],
+        summary:
+          'Replace the instance token (admin, or the instance itself): the new one is returned once, the old one stops working',
+        params: idParam,
+        response: {
+          200: { type: 'object', properties: { id: { type: 'string' }, token: { type: 'string' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const i = await request.instanceOf(request.params.id);
+      const { token } = await service.rotateToken(i.id);
+      return { id: i.id, token };
+    },
+  );
+
   app.post<{ Params: IdParam; Body: ProxyBody }>(
     '/instance/proxy/:id',
     {

@@ -140,7 +140,10 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     config: { access: { browser: { csrf: true } } },
     schema: { hide: true },
     handler: async (request, reply) => {
-      const target = request.url.slice('/manager/api'.length);
+      // Resolve dot segments (also percent-encoded ones) first: /manager/api/instance/../metrics must be
+      // checked, and forwarded, as /metrics.
+      const resolved = new URL(request.url.slice('/manager/api'.length), 'http://manager.invalid');
+      const target = `${resolved.pathname}${resolved.search}`;
       if (!FORWARDED_PREFIXES.some((prefix) => target.startsWith(prefix))) {
         throw Errors.validation(`the manager cannot call ${target.split('?')[0] ?? ''}`);
       }

@@ -41,6 +41,8 @@ export interface WebhookSinkOptions {
   readonly secretOf: SecretLookup;
   /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
   readonly globalUrl?: string;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
+  readonly allowPrivateNetworks?: boolean;
   readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
@@ -65,12 +67,16 @@ export interface WebhookApi {
 export class WebhookSink implements WebhookApi {
   readonly log: DeliveryLog;
   readonly dispatcher: WebhookDispatcher;
-  private readonly sender = new WebhookSender();
+  private readonly sender: WebhookSender;
   private subscription: Subscription | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WebhookSinkOptions) {
     this.log = new DeliveryLog(options.db);
+    this.sender = new WebhookSender({
+      allowPrivateNetworks: options.allowPrivateNetworks ?? true,
+      trustedUrls: options.globalUrl ? [options.globalUrl] : [],
+    });
     this.dispatcher = new WebhookDispatcher({
       log: this.log,
       sender: this.sender,

@@ -4,6 +4,10 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
+import { isPrivateAddress } from '../../domain/network.ts';
+import { PRIVATE_NETWORKS_HINT } from '../../domain/webhook-url.ts';
+import { publicOnlyLookup } from './address-guard.ts';
 
 export interface SendRequest {
   readonly url: string;
@@ -26,9 +30,32 @@ export type SendResult =
 
 const MAX_ERROR_BODY = 300;
 
+export interface SenderPolicy {
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: when false, only public addresses are reached. Default true. */
+  readonly allowPrivateNetworks?: boolean;
+  /** URLs the operator configured (WEBHOOK_GLOBAL_URL): reached wherever they point. */
+  readonly trustedUrls?: readonly string[];
+}
+
 export class WebhookSender {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+  // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
+  private readonly guardedHttpAgent = new http.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    lookup: publicOnlyLookup,
+  });
+  private readonly guardedHttpsAgent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 256,
+    lookup: publicOnlyLookup,
+  });
+  private readonly trusted: ReadonlySet<string>;
+
+  constructor(private readonly policy: SenderPolicy = {}) {
+    this.trusted = new Set(policy.trustedUrls ?? []);
+  }
 
   send(request: SendRequest): Promise<SendResult> {
     const started = performance.now();
@@ -51,6 +78,17 @@ export class WebhookSender {
         });
         return;
       }
+      const guarded = this.policy.allowPrivateNetworks === false && !this.trusted.has(request.url);
+      const literal = url.hostname.replace(/^\[|\]$/g, '');
+      if (guarded && isIP(literal) && isPrivateAddress(literal)) {
+        resolve({
+          ok: false,
+          statusCode: null,
+          error: `${literal} is a private, loopback or link-local address: ${PRIVATE_NETWORKS_HINT}`,
+          durationMs: 0,
+        });
+        return;
+      }
       const payload = Buffer.from(request.body, 'utf8');
       let settled = false;
       const finish = (result: SendResult): void => {
@@ -63,7 +101,14 @@ export class WebhookSender {
         url,
         {
           method: 'POST',
-          agent: secure ? this.httpsAgent : this.httpAgent,
+          agent: guarded
+            ? secure
+              ? this.guardedHttpsAgent
+              : this.guardedHttpAgent
+            : secure
+              ? this.httpsAgent
+              : this.httpAgent,
+          ...(guarded ? { lookup: publicOnlyLookup } : {}),
           headers: {
             'content-type': 'application/json',
             'content-length': String(payload.length),
@@ -118,6 +163,8 @@ export class WebhookSender {
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.guardedHttpAgent.destroy();
+    this.guardedHttpsAgent.destroy();
   }
 }
 

@@ -31,12 +31,7 @@ import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
 import { ByteLru } from './lru.ts';
 import { AuthStateSealer, rowAad } from './sealing.ts';
 
-const CREDS = 'creds';
-/**
- * The creds row's key is not hashed: it names nothing secret, and a constant key means a wrong
- * SESSION_ENCRYPTION_KEY fails loudly on open instead of making a paired instance look unpaired.
- */
-const CREDS_REF = 'creds';
+import { CREDS, CREDS_REF } from './reseal.ts';
 /** Rough per-entry overhead of the cache (Map entry, key string, object headers). */
 const ENTRY_OVERHEAD_BYTES = 160;
 const ROWS_PER_STATEMENT = 1_000;
@@ -46,6 +41,12 @@ export interface AuthStoreOptions {
   readonly cacheBytes?: number;
   /** Most entries in the shared key cache. Default 50 000. */
   readonly cacheEntries?: number;
+  /**
+   * SESSION_ENCRYPTION_KEY_PREVIOUS during a key rotation: Signal keys still sealed under it are read
+   * with it and moved under the current key (their row keys are keyed hashes of ids this store cannot
+   * list, so they cannot all be re-sealed up front as the creds are, see resealBaileysCreds).
+   */
+  readonly previousSessionKey?: Buffer | undefined;
 }
 
 type KeyType = keyof SignalDataTypeMap;
@@ -75,6 +76,7 @@ export class BaileysAuthStore {
   private readonly tails = new Map<string, Promise<void>>();
   private readonly live = new Map<string, Set<AuthSession>>();
   readonly sealer: AuthStateSealer;
+  readonly previousSealer: AuthStateSealer | undefined;
 
   constructor(
     readonly db: SqlDatabase,
@@ -82,6 +84,9 @@ export class BaileysAuthStore {
     options: AuthStoreOptions = {},
   ) {
     this.sealer = new AuthStateSealer(sessionKey);
+    this.previousSealer = options.previousSessionKey
+      ? new AuthStateSealer(options.previousSessionKey)
+      : undefined;
     this.cache = new ByteLru<unknown>({
       maxBytes: options.cacheBytes ?? 16 * 1024 * 1024,
       maxEntries: options.cacheEntries ?? 50_000,
@@ -333,11 +338,12 @@ export class AuthSession {
     const { sealer } = this.store;
     const byReference = new Map(missing.map((id) => [sealer.reference(type, id), id]));
     const rows = await this.store.readRows(this.instanceId, type, [...byReference.keys()]);
+    const notFound: string[] = [];
     for (const [reference, id] of byReference) {
       const key = this.store.cacheKey(this.instanceId, type, id);
       const sealed = rows.get(reference);
       if (!sealed) {
-        this.store.remember(key, null, 0);
+        notFound.push(id);
         continue;
       }
       const plaintext = sealer.open(sealed, rowAad(this.instanceId, type, reference));
@@ -346,7 +352,61 @@ export class AuthSession {
       // Pre-keys are read once (when a contact starts a session) and then deleted: not worth caching.
       if (type !== 'pre-key') this.store.remember(key, value, plaintext.length);
     }
+    const moved = await this.readUnderPreviousKey(type, notFound);
+    for (const id of notFound) {
+      const key = this.store.cacheKey(this.instanceId, type, id);
+      const value = moved.get(id);
+      if (value === undefined) this.store.remember(key, null, 0);
+      else result[id] = value as SignalDataTypeMap[T];
+    }
     return result;
+  }
+
+  /** During a key rotation: keys not found under the current key, read under the previous one and moved. */
+  private async readUnderPreviousKey(type: KeyType, ids: readonly string[]): Promise<Map<string, unknown>> {
+    const found = new Map<string, unknown>();
+    const previous = this.store.previousSealer;
+    if (!previous || ids.length === 0) return found;
+    const byOldReference = new Map(ids.map((id) => [previous.reference(type, id), id]));
+    const rows = await this.store.readRows(this.instanceId, type, [...byOldReference.keys()]);
+    const moves: Array<{ old: string; row: Row }> = [];
+    for (const [oldReference, id] of byOldReference) {
+      const sealed = rows.get(oldReference);
+      if (!sealed) continue;
+      const plaintext = previous.open(sealed, rowAad(this.instanceId, type, oldReference));
+      found.set(id, deserialiseAuthValue(type, plaintext));
+      const reference = this.store.sealer.reference(type, id);
+      moves.push({
+        old: oldReference,
+        row: {
+          category: type,
+          reference,
+          sealed: this.store.sealer.seal(plaintext, rowAad(this.instanceId, type, reference)),
+        },
+      });
+    }
+    if (moves.length > 0) {
+      const { instanceId } = this;
+      void this.store
+        .enqueue(instanceId, () =>
+          this.store.db.transaction(async (tx) => {
+            // DO NOTHING: a value Baileys wrote under the new key meanwhile is newer than the moved one.
+            for (const { old, row } of moves) {
+              await tx.query(
+                `INSERT INTO wa_auth_state (instance_id, category, key_ref, sealed)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id, category, key_ref) DO NOTHING`,
+                [instanceId, row.category, row.reference, row.sealed],
+              );
+              await tx.query(
+                'DELETE FROM wa_auth_state WHERE instance_id = $1 AND category = $2 AND key_ref = $3',
+                [instanceId, row.category, old],
+              );
+            }
+          }),
+        )
+        .catch(() => undefined); // not moved now: read under the previous key again next time
+    }
+    return found;
   }
 
   private async setKeys(data: SignalDataSet): Promise<void> {

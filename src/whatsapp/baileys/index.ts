@@ -75,7 +75,10 @@ export async function buildBaileysConnector(
   }
   // main.ts lists the directory too; applying it here keeps the adapter usable on any SqlDatabase.
   await migrate(deps.db, [BAILEYS_MIGRATIONS_DIR]);
-  const store = new BaileysAuthStore(deps.db, deps.sessionKey, options.cache);
+  const store = new BaileysAuthStore(deps.db, deps.sessionKey, {
+    ...options.cache,
+    previousSessionKey: deps.previousSessionKey,
+  });
   const live = new Set<BaileysConnection>();
   const makeSocket = options.makeSocket ?? (makeWASocket as unknown as SocketFactory);
   const now = options.now ?? (() => new Date());
