@@ -2,10 +2,14 @@ import type { Logger } from 'pino';
 import type { Checkpoint, EventFilter, EventStore, RecordedEvent } from '../src/store/port.ts';
 import { START } from '../src/store/port.ts';
 import { RELAXED_COMMIT } from '../src/store/relaxed-commit.ts';
-import type { SqlDatabase } from '../src/store/sql.ts';
+import type { SqlDatabase, SqlExecutor } from '../src/store/sql.ts';
 import type { Projection } from './projection.ts';
+import { isTransientFailure } from './transient.ts';
 
 const BATCH_SIZE = 500;
+/** Tries of one event before it counts as poison (a deterministic failure) and is skipped. */
+const POISON_ATTEMPTS = 3;
+const POISON_RETRY_DELAY_MS = 100;
 
 interface RunningProjection {
   readonly projection: Projection;
@@ -35,6 +39,17 @@ export interface ProjectionStatus {
   readonly name: string;
   readonly checkpoint: Checkpoint;
   readonly lastError: string | undefined;
+}
+
+/** An event a projection skipped because applying it failed every time (rm_projection_poison). */
+export interface PoisonEvent {
+  readonly projection: string;
+  readonly position: string;
+  readonly eventId: string;
+  readonly stream: string;
+  readonly eventType: string;
+  readonly error: string;
+  readonly skippedAt: Date;
 }
 
 /**
@@ -115,6 +130,28 @@ export class ProjectionRunner {
 
   names(): string[] {
     return this.projections.map((p) => p.name);
+  }
+
+  /** Every event a projection skipped, oldest first (for /health, /metrics and an operator). */
+  async poisonEvents(): Promise<PoisonEvent[]> {
+    const { rows } = await this.db.query<{
+      projection: string;
+      position: string;
+      event_id: string;
+      stream: string;
+      event_type: string;
+      error: string;
+      skipped_at: Date;
+    }>('SELECT * FROM rm_projection_poison ORDER BY skipped_at, projection, position');
+    return rows.map((r) => ({
+      projection: r.projection,
+      position: r.position,
+      eventId: r.event_id,
+      stream: r.stream,
+      eventType: r.event_type,
+      error: r.error,
+      skippedAt: new Date(r.skipped_at),
+    }));
   }
 
   /** Resolves true once the named projections (default: all) have passed `position`; false on timeout. */
@@ -224,21 +261,91 @@ export class ProjectionRunner {
     }
     if (events.length === 0 && next === state.checkpoint) return { count: 0, caughtUp: true };
     if (events.length > 0) {
-      // The read model is rebuilt from the log, so its commit need not wait for an fsync (RELAXED_COMMIT):
-      // a database crash loses the rows and their checkpoint together, and they are applied again.
-      await this.db.transaction(async (tx) => {
-        for (const event of events) await projection.apply(tx, event);
-        await tx.query(
-          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
-             FROM ${RELAXED_COMMIT} WHERE projection = $1`,
-          [projection.name, next],
-        );
-      });
+      try {
+        await this.db.transaction(async (tx) => {
+          for (const event of events) await projection.apply(tx, event);
+          await this.saveCheckpoint(tx, projection, next);
+        });
+      } catch (error) {
+        if (isTransientFailure(error)) throw error;
+        await this.applyOneByOne(state, events, next);
+      }
       state.saved = next;
     }
     state.checkpoint = next;
     this.settleWaiters(state);
     return { count: events.length, caughtUp };
+  }
+
+  /**
+   * A batch failed for a reason that is not the database being away: apply its events one at a time, so
+   * the one that fails every time (a poison event, e.g. one breaking a unique constraint) is recorded and
+   * skipped instead of wedging the projection, and every other event still lands.
+   */
+  private async applyOneByOne(
+    state: RunningProjection,
+    events: readonly RecordedEvent[],
+    next: Checkpoint,
+  ): Promise<void> {
+    const { projection } = state;
+    for (const event of events) {
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await this.db.transaction(async (tx) => {
+            await projection.apply(tx, event);
+            await this.saveCheckpoint(tx, projection, event.position);
+          });
+          break;
+        } catch (error) {
+          if (isTransientFailure(error)) throw error;
+          if (attempt < POISON_ATTEMPTS) {
+            await new Promise((resolve) => setTimeout(resolve, POISON_RETRY_DELAY_MS * attempt));
+            continue;
+          }
+          await this.skipPoison(projection, event, error);
+          break;
+        }
+      }
+      state.checkpoint = event.position;
+    }
+    await this.db.transaction((tx) => this.saveCheckpoint(tx, projection, next));
+  }
+
+  private async skipPoison(projection: Projection, event: RecordedEvent, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.error(
+      {
+        projection: projection.name,
+        eventId: event.id,
+        stream: event.stream,
+        type: event.type,
+        error: message,
+      },
+      'projection skipped an event it cannot apply (see rm_projection_poison, /health)',
+    );
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO rm_projection_poison (projection, position, event_id, stream, event_type, error)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (projection, position) DO UPDATE SET error = EXCLUDED.error, skipped_at = now()`,
+        [projection.name, event.position, event.id, event.stream, event.type, message.slice(0, 1000)],
+      );
+      await this.saveCheckpoint(tx, projection, event.position);
+    });
+  }
+
+  private async saveCheckpoint(
+    tx: SqlExecutor,
+    projection: Projection,
+    checkpoint: Checkpoint,
+  ): Promise<void> {
+    // The read model is rebuilt from the log, so its commit need not wait for an fsync (RELAXED_COMMIT):
+    // a database crash loses the rows and their checkpoint together, and they are applied again.
+    await tx.query(
+      `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
+         FROM ${RELAXED_COMMIT} WHERE projection = $1`,
+      [projection.name, checkpoint],
+    );
   }
 
   private settleWaiters(state: RunningProjection): void {

@@ -10,13 +10,20 @@ import { ConfigError, ensureDataDir, loadConfig, loadOrCreateSecret, type Config
 import { createLogger, type Logger } from './logger.ts';
 import { buildApp } from './http/app.ts';
 import { createAuthenticator } from './http/auth.ts';
-import { instanceRoutes } from './http/routes/instances.ts';
 import websocket from '@fastify/websocket';
-import { replayRoutes } from './http/routes/replay.ts';
+import { adminRoutes } from './http/routes/admin.ts';
 import { debugRoutes } from './http/routes/debug.ts';
+import { instanceRoutes } from './http/routes/instance.ts';
+import { instanceHistoryRoutes } from './http/routes/instance-history.ts';
+import { instanceSettingsRoutes } from './http/routes/instance-settings.ts';
+import { instanceWebhookRoutes } from './http/routes/instance-webhook.ts';
 import { managerRoutes } from './http/routes/manager.ts';
+import { metricsRoutes } from './http/routes/metrics.ts';
+import { sendRoutes } from './http/routes/send.ts';
+import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { secretsEqual } from './domain/tokens.ts';
+import { instanceStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -29,7 +36,6 @@ import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
 import { findInstance, instanceIdByTokenHash, sinkSettingsOf } from '../projections/queries.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
-import { eventsRoutes } from './http/routes/events.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MIGRATION_DIRECTORIES = [
@@ -170,39 +176,70 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return rows.map((r) => ({ labels: { state: r.state }, value: r.count }));
     },
   });
+  startedSinks.registerGauge({
+    name: 'zapwire_projection_poison_events',
+    help: 'Events a projection skipped because it could not apply them (see /health)',
+    labelNames: ['projection'],
+    collect: async () => {
+      const counts = new Map<string, number>(projections.names().map((name) => [name, 0]));
+      for (const poison of await projections.poisonEvents())
+        counts.set(poison.projection, (counts.get(poison.projection) ?? 0) + 1);
+      return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
+    },
+  });
   const authenticator = createAuthenticator(key.value, (hash) => instanceIdByTokenHash(db, hash));
+  const sessions = new BrowserSessions();
 
   const app = await buildApp({
     logger,
     store,
-    authenticator,
+    auth: {
+      ...authenticator,
+      sessions,
+      // The read model first; then the stream itself, so an instance stays reachable by id while its
+      // read model is being rebuilt.
+      findInstance: async (idOrName) => {
+        const instance = await findInstance(db, idOrName);
+        if (instance) return { id: instance.id, name: instance.name };
+        return (await store.streamVersion(instanceStream(idOrName))) > 0
+          ? { id: idOrName, name: idOrName }
+          : undefined;
+      },
+    },
+    // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
+    alerts: async () => {
+      const counts = new Map<string, number>();
+      for (const p of await projections.poisonEvents())
+        counts.set(p.projection, (counts.get(p.projection) ?? 0) + 1);
+      return [...counts].map(
+        ([projection, n]) =>
+          `projection ${projection} skipped ${n} event(s) it could not apply; see the server log and rm_projection_poison`,
+      );
+    },
     routes: async (server) => {
-      await server.register(instanceRoutes, { service: runtime, db });
       // Once, at the root: two registrations would each answer every WebSocket upgrade.
       if (!server.hasDecorator('websocketServer')) {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
-      await server.register(eventsRoutes, {
+      const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
+      await server.register(instanceRoutes, { service: runtime, db });
+      await server.register(instanceSettingsRoutes, { service: runtime, db });
+      await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
-        authenticate: (apikey) => authenticator.authenticate(apikey),
-        resolveInstance: async (idOrName) => {
-          const instance = await findInstance(db, idOrName);
-          return instance ? { id: instance.id, name: instance.name } : undefined;
-        },
         rotateWebhookSecret: async (instanceId) => {
           const secret = randomBytes(32).toString('base64url');
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;
         },
       });
-      const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-      const sessions = new BrowserSessions();
-      await server.register(replayRoutes, { store, db, projections, machineConfig });
+      await server.register(instanceHistoryRoutes, { store, machineConfig });
+      await server.register(sendRoutes, { service: runtime });
+      await server.register(wsRoutes, { sinks: startedSinks });
+      await server.register(metricsRoutes, { sinks: startedSinks });
+      await server.register(adminRoutes, { db, projections });
       await server.register(debugRoutes, {
         store,
-        db,
         inspection,
-        sessions,
         machineConfig,
         liveSnapshot: (id) => runtime.liveSnapshot(id),
       });

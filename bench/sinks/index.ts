@@ -25,7 +25,8 @@ import { connect, headers as natsHeaders } from 'nats';
 import pg from 'pg';
 import pino from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import { eventsRoutes } from '../../src/http/routes/events.ts';
+import { installAuth } from '../../src/http/auth.ts';
+import { wsRoutes } from '../../src/http/routes/ws.ts';
 import { DEFAULT_ADVANCED_SETTINGS, type SinkSettings } from '../../src/domain/events.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from '../../src/sinks/index.ts';
 import { createSqlEventStore, migrate, openPostgres, STORE_MIGRATIONS_DIR } from '../../src/store/index.ts';
@@ -280,12 +281,11 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
     if (sink === 'websocket') {
       const app = Fastify();
       await app.register(websocket);
-      await app.register(eventsRoutes, {
-        sinks,
+      installAuth(app, {
         authenticate: async () => ({ role: 'admin' }),
-        resolveInstance: async () => undefined,
-        rotateWebhookSecret: async () => 'unused',
+        findInstance: async () => undefined,
       });
+      await app.register(wsRoutes, { sinks });
       await app.listen({ port: 0, host: '127.0.0.1' });
       const ws = new WebSocket(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws`, {
         headers: { apikey: 'bench' },

@@ -5,15 +5,18 @@ import type { Logger } from 'pino';
 import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
-import { apikeyOf, type Authenticator } from './auth.ts';
+import { installAuth, type AuthOptions } from './auth.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export interface AppOptions {
   readonly logger: Logger;
   readonly store: EventStore;
-  readonly authenticator: Authenticator;
+  /** Who is calling and which instance a reference names (src/http/auth.ts). */
+  readonly auth: AuthOptions;
   readonly startedAt?: Date;
+  /** Shown by /health (see healthRoutes). */
+  readonly alerts?: () => Promise<readonly string[]>;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -39,10 +42,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   });
   installErrorHandler(app);
-  app.decorateRequest('principal', undefined);
-  app.addHook('onRequest', async (request) => {
-    request.principal = await options.authenticator.authenticate(apikeyOf(request));
-  });
+  installAuth(app, options.auth);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -56,7 +56,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(healthRoutes, { store: options.store, startedAt: options.startedAt ?? new Date() });
+  await app.register(healthRoutes, {
+    store: options.store,
+    startedAt: options.startedAt ?? new Date(),
+    ...(options.alerts ? { alerts: options.alerts } : {}),
+  });
   await options.routes?.(app);
   return app;
 }

@@ -1,13 +1,66 @@
-import type { FastifyRequest } from 'fastify';
+/**
+ * Who is calling, and on which instance: the one place where a request becomes a principal and an
+ * instance reference becomes an instance, with one rule set for 401, 403 and 404.
+ *
+ * Every route declares `config.access`; `installAuth` checks it in preParsing, before Fastify parses
+ * and validates the body, so a missing or wrong key is a 401 whatever the body holds. (Not in onRequest:
+ * @fastify/websocket marks upgrade requests in its own onRequest hook, and a refusal thrown before that
+ * leaves the upgraded socket open.) A route that forgets to declare its access fails at start-up.
+ *
+ * - `anyone`: no key needed (health, sign-in, static assets); a key that is sent is still read.
+ * - `caller`: the global API key or an instance token (401 without one).
+ * - `admin`: the global API key (401 without a key, 403 for an instance token).
+ * - `{ browser }`: the admin key, or the signed session cookie of the browser pages (manager, visualizer);
+ *   `csrf` also asks a cookie for the page token, `sameOrigin` for an Origin of this host.
+ *
+ * Keys are read from the `apikey` header, then `Authorization: Bearer`; routes with
+ * `config.keyInQuery` (WebSocket handshakes: browsers cannot set headers there) also read `?apikey=` or
+ * `?token=`.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../domain/errors.ts';
+import type { Principal } from '../domain/principal.ts';
 import { hashToken, secretsEqual } from '../domain/tokens.ts';
+import type { BrowserSessions } from '../visualizer/browser-session.ts';
+import { requireBrowserAdmin, type BrowserCheck } from './browser-auth.ts';
 
-export type Principal =
-  { readonly role: 'admin' } | { readonly role: 'instance'; readonly instanceId: string };
+export type { Principal } from '../domain/principal.ts';
+
+export type Access = 'anyone' | 'caller' | 'admin' | { readonly browser: BrowserCheck };
+
+/** An instance as the edge names it. */
+export interface InstanceRef {
+  readonly id: string;
+  readonly name: string;
+}
 
 export interface Authenticator {
   /** undefined when the key is neither the global key nor a live instance token. */
-  authenticate(apikey: string | undefined): Promise<Principal | undefined>;
+  authenticate(apikey: string): Promise<Principal | undefined>;
+}
+
+export interface AuthOptions extends Authenticator {
+  /** The instance an id or name (case-insensitive) refers to; undefined when there is none. */
+  findInstance(idOrName: string): Promise<InstanceRef | undefined>;
+  /** The browser sessions, for routes with `{ browser }` access. */
+  readonly sessions?: BrowserSessions;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+    /** Also read the key from `?apikey=` / `?token=` (WebSocket handshakes). */
+    keyInQuery?: boolean;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+    /**
+     * The instance this request acts on: an instance token's own (a reference to any other one is a 403,
+     * existing or not, so a token learns nothing about other instances), or the one the admin key names
+     * (400 without a reference, 404 for an unknown one).
+     */
+    instanceOf(reference: string | undefined): Promise<InstanceRef>;
+  }
 }
 
 export function createAuthenticator(
@@ -16,7 +69,6 @@ export function createAuthenticator(
 ): Authenticator {
   return {
     async authenticate(apikey) {
-      if (!apikey) return undefined;
       if (secretsEqual(apikey, globalApiKey)) return { role: 'admin' };
       const instanceId = await instanceIdByTokenHash(hashToken(apikey));
       return instanceId ? { role: 'instance', instanceId } : undefined;
@@ -24,16 +76,19 @@ export function createAuthenticator(
   };
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal: Principal | undefined;
-  }
-}
+const first = (value: string | string[] | undefined): string | undefined =>
+  (Array.isArray(value) ? value[0] : value)?.trim() || undefined;
 
-export function apikeyOf(request: FastifyRequest): string | undefined {
-  const header = request.headers['apikey'];
-  const value = Array.isArray(header) ? header[0] : header;
-  return value?.trim() || undefined;
+/** The key from the `apikey` header, `Authorization: Bearer`, or (when allowed) the query string. */
+export function apikeyOf(request: FastifyRequest, fromQuery = false): string | undefined {
+  const header = first(request.headers['apikey']);
+  if (header) return header;
+  const authorization = first(request.headers['authorization']);
+  if (authorization?.toLowerCase().startsWith('bearer ')) return authorization.slice(7).trim() || undefined;
+  if (!fromQuery) return undefined;
+  const query = (request.query ?? {}) as Record<string, unknown>;
+  const value = query['apikey'] ?? query['token'];
+  return typeof value === 'string' ? value.trim() || undefined : undefined;
 }
 
 export function requirePrincipal(request: FastifyRequest): Principal {
@@ -43,4 +98,61 @@ export function requirePrincipal(request: FastifyRequest): Principal {
 
 export function requireAdmin(request: FastifyRequest): void {
   if (requirePrincipal(request).role !== 'admin') throw Errors.adminOnly();
+}
+
+/** Routes Fastify plugins add on their own (the OpenAPI pages) and that need no key. */
+const UNDECLARED_PUBLIC_PREFIXES = ['/docs'];
+
+export function installAuth(app: FastifyInstance, options: AuthOptions): void {
+  app.addHook('onRoute', (route) => {
+    const access = route.config?.access;
+    if (access === undefined) {
+      if (UNDECLARED_PUBLIC_PREFIXES.some((prefix) => route.url.startsWith(prefix))) return;
+      throw new Error(`route ${String(route.method)} ${route.url} declares no config.access`);
+    }
+    if (typeof access === 'object' && !options.sessions) {
+      throw new Error(`route ${route.url} needs browser sessions: pass them to installAuth`);
+    }
+  });
+
+  app.decorateRequest('principal', undefined);
+  app.decorateRequest('instanceOf', async function (this: FastifyRequest, reference: string | undefined) {
+    return instanceOf(this, reference, options.findInstance);
+  });
+
+  app.addHook('preParsing', async (request) => {
+    const config = request.routeOptions.config;
+    const key = apikeyOf(request, config.keyInQuery === true);
+    request.principal = key ? await options.authenticate(key) : undefined;
+    const access = config.access ?? 'anyone';
+    if (access === 'anyone') return;
+    if (access === 'caller') requirePrincipal(request);
+    else if (access === 'admin') requireAdmin(request);
+    else if (options.sessions) {
+      // A signed-in browser acts with the admin key it signed in with.
+      if (requireBrowserAdmin(request, options.sessions, access.browser).via === 'cookie')
+        request.principal = { role: 'admin' };
+    }
+  });
+}
+
+async function instanceOf(
+  request: FastifyRequest,
+  reference: string | undefined,
+  find: (idOrName: string) => Promise<InstanceRef | undefined>,
+): Promise<InstanceRef> {
+  const principal = requirePrincipal(request);
+  const ref = reference?.trim() || undefined;
+  if (principal.role === 'instance') {
+    const own = await find(principal.instanceId);
+    // The token outlived its instance (deleted between the key check and now).
+    if (!own) throw Errors.unauthorized();
+    if (ref && ref !== own.id && ref.toLowerCase() !== own.name.toLowerCase())
+      throw Errors.forbidden(`instance "${ref}"`);
+    return own;
+  }
+  if (!ref) throw Errors.instanceNameRequired();
+  const instance = await find(ref);
+  if (!instance) throw Errors.instanceNotFound(ref);
+  return instance;
 }

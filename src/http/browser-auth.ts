@@ -3,8 +3,8 @@
  * signed session cookie that POST /manager/session hands out (src/visualizer/browser-session.ts).
  * A key is never accepted in a URL: URLs end up in access logs, browser history and Referer headers.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Errors } from '../domain/errors.ts';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { Errors, isZapwireError } from '../domain/errors.ts';
 import {
   CSRF_HEADER,
   SESSION_COOKIE,
@@ -12,6 +12,14 @@ import {
   type BrowserSession,
   type BrowserSessions,
 } from '../visualizer/browser-session.ts';
+
+/** What a browser request must show besides a valid session cookie. */
+export interface BrowserCheck {
+  /** The CSRF page token in its header (every request that changes something). */
+  readonly csrf?: boolean;
+  /** An Origin of this very host (WebSocket handshakes). */
+  readonly sameOrigin?: boolean;
+}
 
 export type BrowserAccess =
   { readonly via: 'apikey' } | { readonly via: 'cookie'; readonly session: BrowserSession };
@@ -42,7 +50,7 @@ export function fromSameOrigin(request: FastifyRequest): boolean {
 export function requireBrowserAdmin(
   request: FastifyRequest,
   sessions: BrowserSessions,
-  { csrf = false, sameOrigin = false }: { csrf?: boolean; sameOrigin?: boolean } = {},
+  { csrf = false, sameOrigin = false }: BrowserCheck = {},
 ): BrowserAccess {
   const principal = request.principal;
   if (principal?.role === 'admin') return { via: 'apikey' };
@@ -73,4 +81,16 @@ export function pageHeaders(reply: FastifyReply, request: FastifyRequest): Fasti
     .header('referrer-policy', 'no-referrer')
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8');
+}
+
+/**
+ * The error handler of an HTML page: a refused key or session answers with the sign-in page and the
+ * refusal's status, so a browser can sign in and reload. Other errors go on to the app's handler.
+ */
+export function signInPageOnRefusal(signInPage: Buffer) {
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    if (isZapwireError(error) && (error.statusCode === 401 || error.statusCode === 403))
+      return pageHeaders(reply, request).status(error.statusCode).send(signInPage);
+    throw error;
+  };
 }

@@ -1,4 +1,23 @@
-/** Shared JSON-schema fragments for the REST API. */
+/**
+ * JSON schemas shared by the REST routes, each declared once: the TypeScript types of bodies and queries
+ * are derived from them (`FromSchema`), never written a second time. Also the parsing of the two
+ * inputs several routes take (sink settings, a proxy) into what the runtime expects.
+ */
+import type { FromSchema } from 'json-schema-to-ts';
+import { Errors } from '../domain/errors.ts';
+import { normaliseEventNames, UnknownEventNameError } from '../domain/event-names.ts';
+import type { ProxyProtocol, SinkSettings } from '../domain/events.ts';
+import type { ProxyInput } from '../runtime/service.ts';
+import { errorResponseSchema } from './errors.ts';
+
+/** The error replies a route may give, for the OpenAPI document. */
+export const errorResponses = {
+  400: errorResponseSchema,
+  401: errorResponseSchema,
+  403: errorResponseSchema,
+  404: errorResponseSchema,
+  409: errorResponseSchema,
+} as const;
 
 export const INSTANCE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$';
 export const INSTANCE_NAME_RULE =
@@ -128,3 +147,60 @@ export const idParam = {
   required: ['id'],
   properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
 } as const;
+
+export type IdParam = FromSchema<typeof idParam>;
+export type InstanceNameQuery = FromSchema<typeof instanceNameQuery>;
+
+/** The sink settings a body may carry (create, connect, PUT /instance/:id/events). */
+export const sinkProperties = {
+  webhookUrl,
+  subscribe: eventNames,
+  events: eventNames,
+  rabbitmqEnable: flag,
+  websocketEnable: flag,
+  natsEnable: flag,
+} as const;
+
+export const sinkBody = { type: 'object', properties: sinkProperties } as const;
+export type SinkBody = FromSchema<typeof sinkBody>;
+export type ProxyBody = FromSchema<typeof proxyInputSchema>;
+export type AdvancedSettingsBody = FromSchema<typeof advancedSettingsSchema>;
+
+export function parseSinks(body: SinkBody): Partial<SinkSettings> {
+  const sinks: { -readonly [K in keyof SinkSettings]?: SinkSettings[K] } = {};
+  if (body.webhookUrl !== undefined) sinks.webhookUrl = body.webhookUrl === '' ? null : body.webhookUrl;
+  const names = body.subscribe ?? body.events;
+  if (names !== undefined) {
+    try {
+      const normalised = normaliseEventNames(names);
+      if (normalised.length === 0)
+        throw Errors.validation('subscribe: give at least one event name, or ["ALL"]');
+      sinks.events = normalised;
+    } catch (error) {
+      if (error instanceof UnknownEventNameError)
+        throw Errors.validation(error.message, { unknown: error.unknown });
+      throw error;
+    }
+  }
+  const rabbit = toFlag(body.rabbitmqEnable);
+  const ws = toFlag(body.websocketEnable);
+  const nats = toFlag(body.natsEnable);
+  if (rabbit !== undefined) sinks.rabbitmqEnable = rabbit;
+  if (ws !== undefined) sinks.websocketEnable = ws;
+  if (nats !== undefined) sinks.natsEnable = nats;
+  return sinks;
+}
+
+export function parseProxy(body: ProxyBody): ProxyInput {
+  const port = typeof body.port === 'string' ? Number(body.port) : body.port;
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw Errors.validation('port: expected 1 to 65535');
+  const protocol: ProxyProtocol = body.protocol === 'socks' ? 'socks5' : (body.protocol ?? 'http');
+  return {
+    host: body.host,
+    port,
+    protocol,
+    ...(body.username ? { username: body.username } : {}),
+    ...(body.password ? { password: body.password } : {}),
+  };
+}

@@ -76,6 +76,11 @@ export interface RuntimeOptions {
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
+  /**
+   * How old a name or token reservation without an instance must be before a create may take it over
+   * (a create that crashed half-way). Default 60 s: far longer than a create takes.
+   */
+  readonly reservationGraceMs?: number;
   /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
@@ -367,6 +372,13 @@ export class InstanceRuntime implements InstanceService {
       await this.options.store.deleteStream(nameReservationStream(input.name));
       throw error;
     }
+    // A reservation is only taken over once stale, so losing one here means this create stalled for
+    // longer than the grace period: give way rather than write a second instance with the same name.
+    if (
+      !(await this.holds(nameReservationStream(input.name), id)) ||
+      !(await this.holds(tokenStream(tokenHash), id))
+    )
+      throw Errors.nameTaken(input.name);
     const webhookSecret = randomBytes(32).toString('base64url');
     await this.options.secrets.put(id, 'webhook_secret', webhookSecret);
     if (input.proxy?.password) await this.options.secrets.put(id, 'proxy_password', input.proxy.password);
@@ -394,7 +406,9 @@ export class InstanceRuntime implements InstanceService {
 
   /**
    * Claims a unique key as a stream that may exist once. A reservation left by a create that crashed
-   * half-way (its instance stream was never written) is taken over rather than blocking the key forever.
+   * half-way (its instance stream was never written) is taken over rather than blocking the key forever,
+   * but only once it is older than the grace period: a younger one belongs to a create still running, and
+   * taking it over would let both creates write an instance with the same name.
    */
   private async reserve(stream: string, event: NewEvent, taken: () => ZapwireError): Promise<void> {
     try {
@@ -404,15 +418,23 @@ export class InstanceRuntime implements InstanceService {
       if (!isWrongExpectedVersion(error)) throw error;
     }
     const existing = await this.options.store.readStream(stream);
-    const holder = existing.at(-1)?.data['instanceId'];
-    if (typeof holder === 'string' && (await this.options.store.streamVersion(instanceStream(holder))) > 0)
-      throw taken();
+    const last = existing.at(-1);
+    const holder = last?.data['instanceId'];
+    if (typeof holder !== 'string' || !last) throw taken();
+    const age = Date.now() - last.createdAt.getTime();
+    if (age < (this.options.reservationGraceMs ?? 60_000)) throw taken();
+    if ((await this.options.store.streamVersion(instanceStream(holder))) > 0) throw taken();
     try {
       await this.options.store.append(stream, [event], { expectedVersion: existing.length });
     } catch (error) {
       if (isWrongExpectedVersion(error)) throw taken();
       throw error;
     }
+  }
+
+  private async holds(stream: string, instanceId: string): Promise<boolean> {
+    const events = await this.options.store.readStream(stream);
+    return events.at(-1)?.data['instanceId'] === instanceId;
   }
 
   async connect(id: string, sinks?: Partial<SinkSettings>): Promise<InstanceView> {

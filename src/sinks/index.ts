@@ -213,5 +213,5 @@ export { signBody, verifySignature } from './webhook/signature.ts';
 export type { DeliveryQuery, DeliveryView, DeliveryStatus, DeliveryTarget } from './webhook/delivery-log.ts';
 export type { WebhookApi } from './webhook/index.ts';
 export type { WebhookRetryPolicy } from './webhook/dispatcher.ts';
-export { WS_CLOSE, type WebSocketHub, type HubPrincipal } from './websocket/hub.ts';
+export { WS_CLOSE, type WebSocketHub } from './websocket/hub.ts';
 export type { GaugeDefinition, GaugeSample, SinkMetrics } from './metrics.ts';

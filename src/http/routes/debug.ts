@@ -1,34 +1,32 @@
 /**
- * The state-machine visualizer (design.md §10): the instance machine's diagram rendered from its
+ * /debug/*: the state-machine visualizer. The instance machine's diagram rendered from its
  * definition, one instance's live state over WebSocket (fed by the XState inspection observer), its
  * transition timeline, and the replayed history for the scrubber. Admin only: the `apikey` header or the
  * browser session cookie (docs/replay-and-visualizer.md).
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FromSchema } from 'json-schema-to-ts';
 import type { StateValue } from 'xstate';
-import { Errors, isZapwireError } from '../../domain/errors.ts';
+import { Errors } from '../../domain/errors.ts';
 import type { EventStore } from '../../store/port.ts';
-import type { SqlDatabase } from '../../store/sql.ts';
 import {
   apiStateOfValue,
   instanceMachine,
   type InstanceContext,
   type InstanceMachineConfig,
 } from '../../../machines/instance/index.ts';
-import { readHistoryPage, resolveInstanceId, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
-import type { BrowserSessions } from '../../visualizer/browser-session.ts';
+import { readHistoryPage, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
 import { machineDiagram } from '../../visualizer/diagram.ts';
 import { summariseContext } from '../../visualizer/history.ts';
 import type { InspectionLog, TimelineEntry } from '../../visualizer/inspection-log.ts';
 import { activeStateIds, statePath } from '../../visualizer/state-ids.ts';
-import { pageHeaders, requireBrowserAdmin } from '../browser-auth.ts';
+import { pageHeaders, signInPageOnRefusal } from '../browser-auth.ts';
+import { idParam, type IdParam } from '../schemas.ts';
 import { loadStaticFiles } from '../static-files.ts';
 
 export interface DebugRoutesOptions {
   readonly store: EventStore;
-  readonly db: SqlDatabase;
   readonly inspection: InspectionLog;
-  readonly sessions: BrowserSessions;
   /** The live actor's snapshot, when the instance has one in this process. */
   readonly liveSnapshot: (
     instanceId: string,
@@ -36,14 +34,18 @@ export interface DebugRoutesOptions {
   readonly machineConfig?: InstanceMachineConfig;
 }
 
-const idParams = {
+const historyQuery = {
   type: 'object',
-  required: ['id'],
-  properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
+  properties: {
+    from: { type: 'string', pattern: '^[0-9]{1,9}$' },
+    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+  },
 } as const;
 
+const admin = { access: { browser: {} } } as const;
+
 export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, options) => {
-  const { store, db, inspection, sessions, machineConfig = {} } = options;
+  const { store, inspection, machineConfig = {} } = options;
   const files = loadStaticFiles();
   const page = (name: string): Buffer => {
     const file = files.get(name);
@@ -56,29 +58,10 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
   // Render now, not on the first visit: a broken diagram shows up at start-up.
   await machineDiagram(instanceMachine);
 
-  /** HTML routes answer 401 with the sign-in page, so a browser can sign in and reload. */
-  async function htmlGuard(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
-    try {
-      requireBrowserAdmin(request, sessions);
-      return true;
-    } catch (error) {
-      if (!isZapwireError(error)) throw error;
-      await pageHeaders(reply, request).status(error.statusCode).send(page('login.html'));
-      return false;
-    }
-  }
-
-  async function instanceId(reference: string): Promise<string> {
-    const id = await resolveInstanceId(store, db, reference);
-    if (!id) throw Errors.instanceNotFound(reference);
-    return id;
-  }
-
   app.get(
     '/debug/machines/instance.svg',
-    { schema: { tags: ['debug'], summary: 'The instance machine diagram (SVG; admin)' } },
+    { config: admin, schema: { tags: ['debug'], summary: 'The instance machine diagram (SVG; admin)' } },
     async (request, reply) => {
-      requireBrowserAdmin(request, sessions);
       const diagram = await machineDiagram(instanceMachine);
       reply.header('etag', diagram.etag).header('cache-control', 'private, no-cache');
       if (request.headers['if-none-match'] === diagram.etag) return reply.status(304).send();
@@ -88,27 +71,29 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
 
   app.get(
     '/debug/machines/instance.dot',
-    { schema: { tags: ['debug'], summary: 'The instance machine diagram as Graphviz DOT (admin)' } },
-    async (request, reply) => {
-      requireBrowserAdmin(request, sessions);
+    {
+      config: admin,
+      schema: { tags: ['debug'], summary: 'The instance machine diagram as Graphviz DOT (admin)' },
+    },
+    async (_request, reply) => {
       const diagram = await machineDiagram(instanceMachine);
       return reply.type('text/vnd.graphviz; charset=utf-8').send(diagram.dot);
     },
   );
 
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: IdParam }>(
     '/debug/instances/:id',
     {
+      config: admin,
+      // Refused: the sign-in page with the status, so a browser can sign in and reload.
+      errorHandler: signInPageOnRefusal(page('login.html')),
       schema: {
         tags: ['debug'],
         summary: 'Visualizer page: diagram, live state, timeline and history scrubber (admin)',
-        params: idParams,
+        params: idParam,
       },
     },
-    async (request, reply) => {
-      if (!(await htmlGuard(request, reply))) return reply;
-      return pageHeaders(reply, request).send(page('visualizer.html'));
-    },
+    async (request, reply) => pageHeaders(reply, request).send(page('visualizer.html')),
   );
 
   /** The live actor's state, or (no actor in this process yet) the fold of the stream. */
@@ -133,18 +118,18 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
     return { live: false, ...history.current };
   }
 
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: IdParam }>(
     '/debug/instances/:id/state',
     {
+      config: admin,
       schema: {
         tags: ['debug'],
         summary: 'Current machine state and the live transition timeline (admin)',
-        params: idParams,
+        params: idParam,
       },
     },
     async (request) => {
-      requireBrowserAdmin(request, sessions);
-      const id = await instanceId(request.params.id);
+      const { id } = await request.instanceOf(request.params.id);
       const current = await currentOf(id);
       return {
         instance: { id, name: current.context.name },
@@ -155,25 +140,19 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { from?: string; limit?: string } }>(
+  app.get<{ Params: IdParam; Querystring: FromSchema<typeof historyQuery> }>(
     '/debug/instances/:id/history',
     {
+      config: admin,
       schema: {
         tags: ['debug'],
         summary: 'The replayed history (as GET /instance/:id/history), for the scrubber (admin)',
-        params: idParams,
-        querystring: {
-          type: 'object',
-          properties: {
-            from: { type: 'string', pattern: '^[0-9]{1,9}$' },
-            limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
-          },
-        },
+        params: idParam,
+        querystring: historyQuery,
       },
     },
     async (request) => {
-      requireBrowserAdmin(request, sessions);
-      const id = await instanceId(request.params.id);
+      const { id } = await request.instanceOf(request.params.id);
       const history = await readHistoryPage(
         store,
         id,
@@ -189,19 +168,19 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
   );
 
   const liveIds = new WeakMap<FastifyRequest, string>();
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: IdParam }>(
     '/debug/instances/:id/live',
     {
       websocket: true,
+      config: { access: { browser: { sameOrigin: true } } },
       schema: {
         tags: ['debug'],
         summary:
           'WebSocket: {type:"hello", current, timeline} then {type:"entry", entry} per transition (admin)',
-        params: idParams,
+        params: idParam,
       },
       preValidation: async (request) => {
-        requireBrowserAdmin(request, sessions, { sameOrigin: true });
-        liveIds.set(request, await instanceId(request.params.id));
+        liveIds.set(request, (await request.instanceOf(request.params.id)).id);
       },
     },
     (socket, request) => {

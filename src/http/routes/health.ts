@@ -4,22 +4,30 @@ import type { EventStore } from '../../store/port.ts';
 export interface HealthRoutesOptions {
   readonly store: EventStore;
   readonly startedAt: Date;
+  /** Conditions an operator must look at (e.g. a projection skipped an event); none when all is well. */
+  readonly alerts?: () => Promise<readonly string[]>;
 }
 
-export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, { store, startedAt }) => {
+export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
+  app,
+  { store, startedAt, alerts },
+) => {
   app.get(
     '/health',
     {
+      config: { access: 'anyone' },
       schema: {
         tags: ['health'],
-        summary: 'Liveness and store reachability (no API key needed)',
+        summary:
+          'Liveness, store reachability and alerts (no API key needed). "degraded": running, but an operator must look at the alerts',
         response: {
           200: {
             type: 'object',
             properties: {
-              status: { type: 'string', enum: ['ok'] },
+              status: { type: 'string', enum: ['ok', 'degraded'] },
               store: { type: 'string' },
               uptimeSeconds: { type: 'number' },
+              alerts: { type: 'array', items: { type: 'string' } },
             },
           },
           503: {
@@ -33,21 +41,27 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
         },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
       try {
         await store.ping();
-        return {
-          status: 'ok',
-          store: store.kind,
-          uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-        };
       } catch (error) {
+        // The driver's message may name hosts, users or paths: it goes to the log, not to anonymous callers.
+        request.log.error({ err: error }, 'health: the event store is unreachable');
         return reply.status(503).send({
           status: 'unavailable',
           store: store.kind,
-          error: error instanceof Error ? error.message : 'unreachable',
+          error: 'the event store is unreachable; see the server log',
         });
       }
+      const raised = alerts
+        ? await alerts().catch(() => ['could not read the alerts; see the server log'])
+        : [];
+      return {
+        status: raised.length > 0 ? 'degraded' : 'ok',
+        store: store.kind,
+        uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+        alerts: raised,
+      };
     },
   );
 };

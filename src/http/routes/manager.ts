@@ -1,5 +1,5 @@
 /**
- * The manager page (design.md §10): instances with live state; create, connect, QR, pairing code,
+ * /manager/*: the manager page. Instances with live state; create, connect, QR, pairing code,
  * disconnect, logout, delete, advanced settings; links to the visualizer and the history. Plain HTML, CSS
  * and JavaScript served by the app (no framework, no CDN).
  *
@@ -10,10 +10,10 @@
  * JavaScript or a URL.
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { Errors, isZapwireError } from '../../domain/errors.ts';
+import { Errors } from '../../domain/errors.ts';
 import type { BrowserSessions } from '../../visualizer/browser-session.ts';
 import type { InspectionLog, TimelineEntry } from '../../visualizer/inspection-log.ts';
-import { pageHeaders, requireBrowserAdmin, sessionOf } from '../browser-auth.ts';
+import { pageHeaders, sessionOf, signInPageOnRefusal } from '../browser-auth.ts';
 import { errorResponseSchema } from '../errors.ts';
 import { loadStaticFiles } from '../static-files.ts';
 
@@ -45,7 +45,7 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
 
   app.get<{ Params: { file: string } }>(
     '/manager/assets/:file',
-    { schema: { hide: true } },
+    { config: { access: 'anyone' }, schema: { hide: true } },
     async (request, reply) => {
       const file = files.get(request.params.file);
       if (!file || file.type.startsWith('text/html')) throw Errors.validation('no such asset');
@@ -60,14 +60,12 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
 
   app.get(
     '/manager',
-    { schema: { tags: ['manager'], summary: 'Manager page (admin)' } },
+    {
+      config: { access: { browser: {} } },
+      errorHandler: signInPageOnRefusal(page('login.html')),
+      schema: { tags: ['manager'], summary: 'Manager page (admin)' },
+    },
     async (request, reply) => {
-      try {
-        requireBrowserAdmin(request, sessions);
-      } catch (error) {
-        if (!isZapwireError(error)) throw error;
-        return pageHeaders(reply, request).status(error.statusCode).send(page('login.html'));
-      }
       // Using the pages keeps the session alive (sliding expiry).
       const session = sessionOf(request, sessions);
       if (session)
@@ -87,6 +85,7 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
   app.post<{ Body: { apikey: string } }>(
     '/manager/session',
     {
+      config: { access: 'anyone' },
       schema: {
         tags: ['manager'],
         summary: 'Sign the browser in with the admin key (sets a short-lived HttpOnly cookie)',
@@ -112,6 +111,7 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
   app.get(
     '/manager/session',
     {
+      config: { access: 'anyone' },
       schema: {
         tags: ['manager'],
         summary: "The browser session's expiry and CSRF token (cookie)",
@@ -127,7 +127,7 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
 
   app.delete(
     '/manager/session',
-    { schema: { tags: ['manager'], summary: 'Sign out' } },
+    { config: { access: 'anyone' }, schema: { tags: ['manager'], summary: 'Sign out' } },
     async (request, reply) => {
       reply.header('set-cookie', sessions.cookie('', { secure: secure(request) }));
       return reply.status(204).send();
@@ -137,9 +137,9 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
   app.route<{ Params: { '*': string } }>({
     method: ['GET', 'POST', 'PUT', 'DELETE'],
     url: '/manager/api/*',
+    config: { access: { browser: { csrf: true } } },
     schema: { hide: true },
     handler: async (request, reply) => {
-      requireBrowserAdmin(request, sessions, { csrf: true });
       const target = request.url.slice('/manager/api'.length);
       if (!FORWARDED_PREFIXES.some((prefix) => target.startsWith(prefix))) {
         throw Errors.validation(`the manager cannot call ${target.split('?')[0] ?? ''}`);
@@ -166,12 +166,10 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     '/manager/live',
     {
       websocket: true,
+      config: { access: { browser: { sameOrigin: true } } },
       schema: {
         tags: ['manager'],
         summary: 'WebSocket: one message per state-machine step of any instance (admin)',
-      },
-      preValidation: async (request) => {
-        requireBrowserAdmin(request, sessions, { sameOrigin: true });
       },
     },
     (socket) => {

@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 import type { SinkEventName } from '../../domain/event-names.ts';
+import type { Principal } from '../../domain/principal.ts';
 import type { Checkpoint, EventStore, RecordedEvent } from '../../store/port.ts';
 import { sleep } from '../backoff.ts';
 import { ConfigTimeline, type InstanceSinkState } from '../config-timeline.ts';
@@ -41,11 +42,8 @@ export interface HubSocket {
 
 const OPEN = 1;
 
-export type HubPrincipal =
-  { readonly role: 'admin' } | { readonly role: 'instance'; readonly instanceId: string };
-
 export interface HubClientOptions {
-  readonly principal: HubPrincipal;
+  readonly principal: Principal;
   /** Only these sink events (already normalised); undefined = every event the instance subscribed to. */
   readonly events?: readonly SinkEventName[];
   /** Admin only: one instance, by id or name. */

@@ -128,4 +128,17 @@ describe('auth matrix', () => {
     const info = await t.request('GET', `/instance/info/${a.id}`);
     expect(JSON.stringify(info.body)).not.toContain('alpha-token-123456');
   });
+
+  it('checks the key before the body: a wrong key with an invalid body is a 401, not a 400', async () => {
+    for (const apikey of [null, 'not-a-real-key-at-all']) {
+      const bad = await t.request('POST', '/instance/create', { apikey, body: { name: '' } });
+      expect(bad.status, `apikey ${apikey}`).toBe(401);
+      const garbage = await t.request('POST', '/send/text', { apikey, rawBody: '{not json' });
+      expect(garbage.status, `apikey ${apikey}`).toBe(401);
+    }
+    // An instance token on an admin route is refused before the body is looked at, too.
+    expect((await t.request('POST', '/instance/create', { apikey: a.token, body: {} })).status).toBe(403);
+    // With a valid key the body is checked as before.
+    expect((await t.request('POST', '/instance/create', { body: { name: '' } })).status).toBe(400);
+  });
 });

@@ -3,7 +3,11 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { eventsRoutes, type EventsPrincipal } from '../../../src/http/routes/events.ts';
+import type { Principal } from '../../../src/domain/principal.ts';
+import { installAuth } from '../../../src/http/auth.ts';
+import { instanceWebhookRoutes } from '../../../src/http/routes/instance-webhook.ts';
+import { metricsRoutes } from '../../../src/http/routes/metrics.ts';
+import { wsRoutes } from '../../../src/http/routes/ws.ts';
 import { installErrorHandler } from '../../../src/http/errors.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, WS_CLOSE, type Sinks } from '../../../src/sinks/index.ts';
 import type { SqlDatabase } from '../../../src/store/sql.ts';
@@ -88,18 +92,22 @@ describe('WebSocket sink and the events routes', () => {
     });
     app = Fastify();
     installErrorHandler(app);
-    await app.register(websocket);
-    await app.register(eventsRoutes, {
-      sinks,
-      authenticate: async (key): Promise<EventsPrincipal | undefined> => {
+    installAuth(app, {
+      authenticate: async (key): Promise<Principal | undefined> => {
         if (key === ADMIN) return { role: 'admin' };
         const id = TOKENS[key];
         return id ? { role: 'instance', instanceId: id } : undefined;
       },
-      resolveInstance: async (ref) => {
+      findInstance: async (ref) => {
         const id = NAMES[ref] ? ref : Object.keys(NAMES).find((k) => NAMES[k] === ref.toLowerCase());
         return id ? { id, name: NAMES[id]! } : undefined;
       },
+    });
+    await app.register(websocket);
+    await app.register(wsRoutes, { sinks });
+    await app.register(metricsRoutes, { sinks });
+    await app.register(instanceWebhookRoutes, {
+      sinks,
       rotateWebhookSecret: async (id) => {
         rotated.push(id);
         return `new-secret-${id}`;

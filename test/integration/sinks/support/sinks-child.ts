@@ -5,7 +5,8 @@
 import websocket from '@fastify/websocket';
 import Fastify from 'fastify';
 import pino from 'pino';
-import { eventsRoutes } from '../../../../src/http/routes/events.ts';
+import { installAuth } from '../../../../src/http/auth.ts';
+import { wsRoutes } from '../../../../src/http/routes/ws.ts';
 import { SINK_MIGRATIONS_DIR, startSinks } from '../../../../src/sinks/index.ts';
 import { openEventStore } from '../../../../src/store/index.ts';
 
@@ -46,13 +47,12 @@ const sinks = await startSinks({
   },
 });
 const app = Fastify();
-await app.register(websocket);
-await app.register(eventsRoutes, {
-  sinks,
+installAuth(app, {
   authenticate: async (key) => (key === 'admin-key-for-crash-test' ? { role: 'admin' } : undefined),
-  resolveInstance: async (ref) => config.instances.find((i) => i.id === ref || i.name === ref),
-  rotateWebhookSecret: async () => 'unused',
+  findInstance: async (ref) => config.instances.find((i) => i.id === ref || i.name === ref),
 });
+await app.register(websocket);
+await app.register(wsRoutes, { sinks });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const address = app.server.address();
 process.stdout.write(`ready ${typeof address === 'object' && address ? address.port : 0}\n`);

@@ -1,0 +1,98 @@
+/** /ws: live events over WebSocket, optionally replaying from a position first (docs/events.md). */
+import '@fastify/websocket';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FromSchema } from 'json-schema-to-ts';
+import { normaliseEventNames, UnknownEventNameError, type SinkEventName } from '../../domain/event-names.ts';
+import { Errors } from '../../domain/errors.ts';
+import type { Principal } from '../../domain/principal.ts';
+import type { Sinks } from '../../sinks/index.ts';
+import { START, type Checkpoint } from '../../store/port.ts';
+import { requirePrincipal } from '../auth.ts';
+
+export interface WsRoutesOptions {
+  readonly sinks: Pick<Sinks, 'websocketHub'>;
+}
+
+const wsQuery = {
+  type: 'object',
+  properties: {
+    events: { type: 'string', description: 'comma-separated event names (default: all subscribed)' },
+    instance: { type: 'string', description: 'admin key: one instance, by id or name' },
+    instanceName: { type: 'string', description: 'alias of instance' },
+    from: { type: 'string', description: 'resume after this position ("start" = the beginning)' },
+    apikey: { type: 'string', description: 'for browsers, which cannot set headers on WebSocket' },
+    token: { type: 'string', description: 'alias of apikey' },
+  },
+} as const;
+
+interface Subscription {
+  readonly principal: Principal;
+  readonly events: SinkEventName[] | undefined;
+  readonly instance: string | undefined;
+  readonly from: Checkpoint | undefined;
+}
+
+function eventsOf(list: string | undefined): SinkEventName[] | undefined {
+  if (list === undefined || list.trim() === '') return undefined;
+  try {
+    const names = normaliseEventNames(list);
+    return names.includes('ALL') ? undefined : (names as SinkEventName[]);
+  } catch (error) {
+    if (error instanceof UnknownEventNameError)
+      throw Errors.validation(error.message, { unknown: error.unknown });
+    throw error;
+  }
+}
+
+export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks }) => {
+  // Registered once at the root by the app: two registrations would each answer every upgrade.
+  if (!app.hasDecorator('websocketServer')) {
+    throw new Error('register @fastify/websocket once at the root before the /ws route');
+  }
+  const subscriptions = new WeakMap<FastifyRequest, Subscription>();
+
+  app.get<{ Querystring: FromSchema<typeof wsQuery> }>(
+    '/ws',
+    {
+      websocket: true,
+      config: { access: 'caller', keyInQuery: true },
+      schema: {
+        tags: ['events'],
+        summary: 'Live events over WebSocket; ?from=<position> replays first (see docs/events.md)',
+        querystring: wsQuery,
+      },
+      preValidation: async (request) => {
+        const principal = requirePrincipal(request);
+        const q = request.query;
+        const events = eventsOf(q.events);
+        const reference = (q.instance ?? q.instanceName)?.trim() || undefined;
+        // An instance token is limited to its own instance already; the admin key may name one.
+        const named = reference ? await request.instanceOf(reference) : undefined;
+        const instance = principal.role === 'admin' ? named?.id : undefined;
+        let from: Checkpoint | undefined;
+        if (q.from !== undefined) {
+          from = (q.from === '' || q.from.toLowerCase() === 'start' ? START : q.from) as Checkpoint;
+          if (!(await sinks.websocketHub.acceptsPosition(from))) {
+            throw Errors.validation(
+              `from: "${q.from}" is not a position; use the "position" of an event you received`,
+            );
+          }
+        }
+        subscriptions.set(request, { principal, events, instance, from });
+      },
+    },
+    (socket, request) => {
+      const subscription = subscriptions.get(request);
+      if (!subscription) {
+        socket.close(1011, 'unauthenticated');
+        return;
+      }
+      void sinks.websocketHub.attach(socket, {
+        principal: subscription.principal,
+        ...(subscription.events ? { events: subscription.events } : {}),
+        ...(subscription.instance ? { instance: subscription.instance } : {}),
+        ...(subscription.from !== undefined ? { from: subscription.from } : {}),
+      });
+    },
+  );
+};
