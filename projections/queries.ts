@@ -156,7 +156,7 @@ export interface LogEntry {
 export async function instanceLogs(
   db: SqlExecutor,
   instanceId: string,
-  query: { levels?: readonly string[]; limit: number; since?: string },
+  query: { levels?: readonly string[]; limit: number; since?: string; until?: string },
 ): Promise<LogEntry[]> {
   const params: unknown[] = [instanceId, query.limit];
   let where = 'instance_id = $1';
@@ -167,6 +167,10 @@ export async function instanceLogs(
   if (query.since) {
     params.push(query.since);
     where += ` AND at >= $${params.length}`;
+  }
+  if (query.until) {
+    params.push(query.until);
+    where += ` AND at < $${params.length}`;
   }
   const { rows } = await db.query<{
     level: string;

@@ -38,6 +38,10 @@ export interface Config {
     readonly batchMax: number;
   };
   readonly logLevel: LogLevel;
+  /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
+  readonly apiCompat: 'default' | 'evolution-go';
+  /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
+  readonly corsOrigins: readonly string[] | undefined;
 }
 
 export class ConfigError extends Error {
@@ -156,6 +160,12 @@ export function loadConfig(env: Env = process.env): Config {
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
+    corsOrigins: r
+      .optionalString('CORS_ORIGINS')
+      ?.split(',')
+      .map((o) => o.trim())
+      .filter(Boolean),
   };
   if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
     r.problems.push(

@@ -28,6 +28,7 @@ import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import type { WhatsAppConnector } from './whatsapp/port.ts';
+import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
@@ -36,6 +37,9 @@ import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { messagesProjection } from '../projections/messages.ts';
 import { findInstance, instanceIdByTokenHash, sinkSettingsOf } from '../projections/queries.ts';
 import { SINK_MIGRATIONS_DIR, startSinks, type Sinks } from './sinks/index.ts';
+import { defaultProfile } from './http/profiles/default.ts';
+import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
+import type { EdgeProfile } from './http/profiles/profile.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const MIGRATION_DIRECTORIES = [
@@ -193,6 +197,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const app = await buildApp({
     logger,
     store,
+    profile: edgeProfileOf(config, runtime, db, secrets),
     auth: {
       ...authenticator,
       sessions,
@@ -299,8 +304,16 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
-  const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
-  const zapwire = await startZapwire({ config, logger, connector: createBaileysConnector });
+  // Baileys loads when the first instance connects, not before (see lazy-connector.ts).
+  const zapwire = await startZapwire({
+    config,
+    logger,
+    connector: async (dependencies) =>
+      lazyConnector(async () => {
+        const { createBaileysConnector } = await import('./whatsapp/baileys/index.ts');
+        return createBaileysConnector(dependencies);
+      }),
+  });
   let shuttingDown = false;
   const shutdown = (signal: string): void => {
     if (shuttingDown) return;
@@ -331,5 +344,25 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
           : String(error);
     process.stderr.write(`zapwire failed to start: ${reason}\n`);
     process.exit(1);
+  });
+}
+
+/** The wire format API_COMPAT asks for. Evolution GO's keeps instance tokens sealed to show them to the admin. */
+function edgeProfileOf(
+  config: Config,
+  service: InstanceRuntime,
+  db: SqlDatabase,
+  secrets: InstanceSecrets,
+): EdgeProfile {
+  if (config.apiCompat === 'default') return defaultProfile(config.corsOrigins);
+  return evolutionGoProfile({
+    service,
+    db,
+    corsOrigins: config.corsOrigins ?? ['*'],
+    tokens: {
+      put: (instanceId, token) => secrets.put(instanceId, 'instance_token', token),
+      get: (instanceId) => secrets.get(instanceId, 'instance_token'),
+      all: () => secrets.allOf('instance_token'),
+    },
   });
 }

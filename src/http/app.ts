@@ -2,10 +2,11 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
-import { installErrorHandler } from './errors.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
+import { defaultProfile } from './profiles/default.ts';
+import type { EdgeProfile } from './profiles/profile.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -17,6 +18,8 @@ export interface AppOptions {
   readonly startedAt?: Date;
   /** Shown by /health (see healthRoutes). */
   readonly alerts?: () => Promise<readonly string[]>;
+  /** The wire format (API_COMPAT); zapwire's own by default. */
+  readonly profile?: EdgeProfile;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -41,8 +44,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
-  installErrorHandler(app);
   installAuth(app, options.auth);
+  await (options.profile ?? defaultProfile()).install(app);
   await app.register(swagger, {
     openapi: {
       info: {

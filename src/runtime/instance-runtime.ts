@@ -50,7 +50,13 @@ import { Mailboxes } from './mailbox.ts';
 import { WindowRateLimiter } from './rate-limit.ts';
 import { Semaphore } from './semaphore.ts';
 import type { InstanceSecrets } from './secrets.ts';
-import type { CreateInstanceInput, InstanceService, ProxyInput, SentMessage } from './service.ts';
+import type {
+  CreateInstanceInput,
+  InstanceService,
+  ProxyInput,
+  SendTextOptions,
+  SentMessage,
+} from './service.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { normaliseRecipient } from './recipient.ts';
 
@@ -353,7 +359,7 @@ export class InstanceRuntime implements InstanceService {
   async create(
     input: CreateInstanceInput,
   ): Promise<{ instance: InstanceView; token: string; webhookSecret: string }> {
-    const id = randomUUID();
+    const id = input.id ?? randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();
     const tokenHash = hashToken(token);
@@ -550,17 +556,36 @@ export class InstanceRuntime implements InstanceService {
     await this.options.secrets.remove(id, 'proxy_password');
   }
 
-  async sendText(id: string, number: string, text: string): Promise<SentMessage> {
+  async sendText(
+    id: string,
+    number: string,
+    text: string,
+    options: SendTextOptions = {},
+  ): Promise<SentMessage> {
     const to = normaliseRecipient(number);
+    const { delayMs = 0, ...textOptions } = options;
+    const mentions = textOptions.mentions?.map(normaliseRecipient);
     const view = await this.view(id);
     if (view.state !== 'open') throw view.paired ? Errors.clientDisconnected() : Errors.noActiveSession();
-    const connection = this.connections.get(id);
+    let connection = this.connections.get(id);
     if (!connection) throw Errors.clientDisconnected();
-    const sent = await connection.sendText(to, text);
+    if (delayMs > 0) {
+      await connection.sendPresence('composing', to).catch(() => undefined);
+      await sleep(delayMs);
+      connection = this.connections.get(id);
+      if (!connection) throw Errors.clientDisconnected();
+    }
+    const sent = await connection.sendText(to, text, { ...textOptions, ...(mentions ? { mentions } : {}) });
     // Recorded in the log before answering; no route reads the messages read model, so the answer does
     // not wait for its projection.
     await this.recordSent(id, to, text, sent);
-    return { id: sent.id, status: sent.status, timestamp: sent.timestamp, to };
+    return {
+      id: sent.id,
+      status: sent.status,
+      timestamp: sent.timestamp,
+      to,
+      ...(sent.mentions ? { mentions: sent.mentions } : {}),
+    };
   }
 
   /** For tests and the visualizer: the live actor's snapshot. */

@@ -6,7 +6,8 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { SqlDatabase } from '../store/sql.ts';
 
-export type SecretKind = 'proxy_password' | 'webhook_secret';
+/** `instance_token`: kept only under API_COMPAT=evolution-go, whose admin views show instance tokens. */
+export type SecretKind = 'proxy_password' | 'webhook_secret' | 'instance_token';
 
 export class SecretBox {
   constructor(private readonly key: Buffer) {
@@ -50,6 +51,15 @@ export class InstanceSecrets {
       [instanceId, kind],
     );
     return rows[0] ? this.box.open(rows[0].sealed, `${instanceId}:${kind}`) : undefined;
+  }
+
+  /** Every instance's secret of one kind, by instance id. */
+  async allOf(kind: SecretKind): Promise<Map<string, string>> {
+    const { rows } = await this.db.query<{ instance_id: string; sealed: string }>(
+      'SELECT instance_id, sealed FROM zw_instance_secrets WHERE kind = $1',
+      [kind],
+    );
+    return new Map(rows.map((r) => [r.instance_id, this.box.open(r.sealed, `${r.instance_id}:${kind}`)]));
   }
 
   async remove(instanceId: string, kind?: SecretKind): Promise<void> {

@@ -4,6 +4,7 @@
  */
 import type { AdvancedSettings, ProxyProtocol, ProxyView, SinkSettings } from '../domain/events.ts';
 import type { InstanceView } from '../../projections/queries.ts';
+import type { TextOptions } from '../whatsapp/port.ts';
 
 export interface ProxyInput {
   readonly host: string;
@@ -14,6 +15,8 @@ export interface ProxyInput {
 }
 
 export interface CreateInstanceInput {
+  /** A UUID chosen by the caller (Evolution GO's `instanceId`); generated when absent. */
+  readonly id?: string;
   readonly name: string;
   readonly token?: string;
   readonly sinks?: Partial<SinkSettings>;
@@ -26,6 +29,13 @@ export interface SentMessage {
   readonly status: string;
   readonly timestamp: string;
   readonly to: string;
+  /** The JIDs the message mentions, when it mentions any. */
+  readonly mentions?: readonly string[];
+}
+
+export interface SendTextOptions extends TextOptions {
+  /** Shows "typing…" to the recipient for this long before sending. */
+  readonly delayMs?: number;
 }
 
 export interface InstanceService {
@@ -46,5 +56,5 @@ export interface InstanceService {
   configureSinks(instanceId: string, patch: Partial<SinkSettings>): Promise<SinkSettings>;
   configureProxy(instanceId: string, proxy: ProxyInput): Promise<ProxyView>;
   removeProxy(instanceId: string): Promise<void>;
-  sendText(instanceId: string, number: string, text: string): Promise<SentMessage>;
+  sendText(instanceId: string, number: string, text: string, options?: SendTextOptions): Promise<SentMessage>;
 }

@@ -6,18 +6,21 @@
  *
  * Mapping (docs/event-store.md "KurrentDB"):
  * - our version = number of events = KurrentDB revision + 1; expected 0 ↔ NO_STREAM.
- * - deleteStream is KurrentDB's soft delete: it sets $tb (truncate before) to the next revision, and a
- *   stream written again continues from there. So version = revision + 1 − $tb, and reads skip revisions
- *   below $tb (they stay in $all until a scavenge).
- * - checkpoints = "<commit>:<prepare>" zero-padded (src/store/checkpoint.ts). readAll scans $all after the
- *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) and filters on our
- *   side, so `next` always moves past what was scanned.
+ * - deleteStream is KurrentDB's soft delete: it sets $tb (truncate before) to 2^63 − 1 (SOFT_DELETED), and
+ *   the first append afterwards sets it to that append's first revision: the stream continues from there.
+ *   So version = revision + 1 − $tb, and reads skip revisions below $tb (they stay in $all until a
+ *   scavenge).
+ * - checkpoints = "<commit>:<prepare>" zero-padded (src/store/checkpoint.ts). readAll reads $all after the
+ *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) with a server-side
+ *   filter, then applies ours exactly; a short page moves `next` to the head read before it, so the
+ *   checkpoint moves past what the filters dropped.
  * - live wake-up: one subscribeToAll (system events excluded) per store rings the hub on every new event,
  *   from any process; polling remains the fallback.
  *
- * Unproven against a real server here (none can run on this machine): the contract suite runs against a
- * fake of the calls below (test/contract/kurrentdb-fake.test.ts) and against a server when EVENTSTORE_URL
- * is set (test/contract/kurrentdb.test.ts).
+ * Tested through the real client on the wire (test/contract/kurrentdb.test.ts): against a server when
+ * EVENTSTORE_URL is set, else against the gRPC stand-in in test/support/kurrentdb-standin. The client reads
+ * through its Rust bridge, which gives `created` in whole seconds, so createdAt (and `until`) has a
+ * one-second resolution on this adapter.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -28,8 +31,10 @@ import {
   KurrentDBClient,
   NO_STREAM,
   START as KURRENT_START,
+  eventTypeFilter,
   excludeSystemEvents,
   jsonEvent,
+  streamNameFilter,
   type AppendStreamState,
   type Direction,
   type EventData,
@@ -98,6 +103,7 @@ export interface KurrentClientPort {
     fromPosition?: ReadPosition;
     direction?: Direction;
     maxCount?: number | bigint;
+    filter?: Filter;
   }): AsyncIterable<KurrentResolvedEvent>;
   deleteStream(streamName: string): Promise<unknown>;
   getStreamMetadata(streamName: string): Promise<{ metadata?: { truncateBefore?: number | string } }>;
@@ -152,12 +158,32 @@ function matches(
   return true;
 }
 
+/**
+ * The narrowest filter the server can apply to a readAll page (one expression: stream prefixes, else event
+ * type prefixes, else no system events); `matches` still applies ours exactly afterwards.
+ */
+function serverFilterOf(filter: EventFilter | undefined): Filter {
+  if (filter?.streamPrefixes && filter.streamPrefixes.length > 0) {
+    return streamNameFilter({ prefixes: [...filter.streamPrefixes] });
+  }
+  if (filter?.eventTypes && filter.eventTypes.length > 0) {
+    return eventTypeFilter({ prefixes: [...filter.eventTypes] });
+  }
+  return excludeSystemEvents();
+}
+
 function positionOf(resolved: KurrentResolvedEvent, event: KurrentRecordedEvent): Checkpoint {
   if (event.position) return encodeCheckpoint(event.position.commit, event.position.prepare);
   if (resolved.commitPosition !== undefined)
     return encodeCheckpoint(resolved.commitPosition, resolved.commitPosition);
   throw new Error(`KurrentDB returned event ${event.id} without a position`);
 }
+
+/**
+ * `$tb` of a soft-deleted stream that has not been written since: the server deletes by writing
+ * `$tb = 2^63 − 1` and, on the first append afterwards, rewrites it to the first new revision.
+ */
+export const SOFT_DELETED = 9223372036854775807n;
 
 /** Our stream version (count of events since the last delete) ↔ KurrentDB revision. */
 export const versionMapping = {
@@ -169,7 +195,7 @@ export const versionMapping = {
         `expected version must be a whole number ≥ 0, 'no_stream' or 'any'; got ${String(expected)}`,
       );
     }
-    if (count === 0 && truncateBefore === 0n) return NO_STREAM;
+    if (count === 0 && (truncateBefore === 0n || truncateBefore === SOFT_DELETED)) return NO_STREAM;
     return BigInt(count) - 1n + truncateBefore;
   },
   toVersion(revision: bigint, truncateBefore: bigint): number {
@@ -213,6 +239,10 @@ class KurrentEventStore implements EventStore {
     this.truncationCacheMs = options.truncationCacheMs ?? 5_000;
   }
 
+  /**
+   * $tb of the stream: 0n, a revision, or SOFT_DELETED. SOFT_DELETED is never cached: the next append (from
+   * any process) replaces it, and a stale one would hide the recreated stream.
+   */
   private async truncateBefore(stream: string, fresh = false): Promise<bigint> {
     const cached = this.truncation.get(stream);
     if (!fresh && cached && Date.now() - cached.at < this.truncationCacheMs) return cached.value;
@@ -220,12 +250,24 @@ class KurrentEventStore implements EventStore {
     try {
       const { metadata } = await this.client.getStreamMetadata(stream);
       const tb = metadata?.truncateBefore;
-      if (typeof tb === 'number' && Number.isSafeInteger(tb) && tb > 0) value = BigInt(tb);
+      // 2^63 − 1 arrives as a JSON number, so as a double above the safe range.
+      if (typeof tb === 'number' && tb > Number.MAX_SAFE_INTEGER) value = SOFT_DELETED;
+      else if (typeof tb === 'number' && Number.isSafeInteger(tb) && tb > 0) value = BigInt(tb);
     } catch (error) {
       if (kurrentErrorType(error) !== 'stream-not-found') throw error;
     }
-    this.truncation.set(stream, { value, at: Date.now() });
+    if (value === SOFT_DELETED) this.truncation.delete(stream);
+    else this.truncation.set(stream, { value, at: Date.now() });
     return value;
+  }
+
+  /** The stream state to send; a soft-deleted stream not written since has version 0, so only 0 or 'any' fit. */
+  private streamStateFor(stream: string, expected: ExpectedVersion, tb: bigint): AppendStreamState {
+    if (tb === SOFT_DELETED && expected !== 'any' && expected !== 'no_stream' && expected !== 0) {
+      // Its last revision would be accepted as a recreation: refuse here instead.
+      throw new WrongExpectedVersionError(stream, expected, 0);
+    }
+    return versionMapping.toStreamState(expected, tb);
   }
 
   private toRecorded(resolved: KurrentResolvedEvent, event: KurrentRecordedEvent, tb: bigint): RecordedEvent {
@@ -257,7 +299,7 @@ class KurrentEventStore implements EventStore {
       }),
     );
     let tb = await this.truncateBefore(stream);
-    let streamState = versionMapping.toStreamState(expected, tb);
+    let streamState = this.streamStateFor(stream, expected, tb);
     let written: { nextExpectedRevision: bigint } | undefined;
     for (let attempt = 0; written === undefined; attempt += 1) {
       try {
@@ -270,7 +312,7 @@ class KurrentEventStore implements EventStore {
           const freshTb = await this.truncateBefore(stream, true);
           if (freshTb !== tb) {
             tb = freshTb;
-            streamState = versionMapping.toStreamState(expected, tb);
+            streamState = this.streamStateFor(stream, expected, tb);
             continue;
           }
           // A server that wants NO_STREAM for a soft-deleted stream not written since: retry once with it.
@@ -290,6 +332,11 @@ class KurrentEventStore implements EventStore {
     }
     const last = written.nextExpectedRevision;
     const first = last - BigInt(data.length) + 1n;
+    if (tb === SOFT_DELETED) {
+      // This append recreated the stream (or followed one that did): the server has rewritten $tb.
+      tb = await this.truncateBefore(stream, true);
+      if (tb === SOFT_DELETED) tb = first;
+    }
     const recorded: RecordedEvent[] = [];
     for await (const resolved of this.client.readStream(stream, {
       fromRevision: first,
@@ -372,11 +419,16 @@ class KurrentEventStore implements EventStore {
       event: KurrentRecordedEvent;
       position: Checkpoint;
     }> = [];
+    // The server filters, so a page skips what the filter drops (a client-side scan cost one round trip
+    // per `limit` events of all of $all). The head is read first: when the page comes back short, the
+    // server has scanned up to it, so `next` can move there, past the events it dropped.
+    const head = await this.headPosition();
     // +1: the start position is inclusive, so the event at `after` itself may come first.
     for await (const resolved of this.client.readAll({
       fromPosition,
       direction: FORWARDS,
       maxCount: limit + 1,
+      filter: serverFilterOf(options.filter),
     })) {
       const event = resolved.event;
       if (!event) continue;
@@ -386,14 +438,20 @@ class KurrentEventStore implements EventStore {
       if (scanned.length >= limit) break;
     }
     const events: RecordedEvent[] = [];
+    // Per page: SOFT_DELETED is not cached, and a deleted stream's events can fill a page.
+    const tbOf = new Map<string, Promise<bigint>>();
     for (const { resolved, event } of scanned) {
       if (isSystem(event) || !matches(event, options.filter, options.until)) continue;
-      const tb = await this.truncateBefore(event.streamId);
+      let pending = tbOf.get(event.streamId);
+      if (!pending) tbOf.set(event.streamId, (pending = this.truncateBefore(event.streamId)));
+      const tb = await pending;
       if (event.revision < tb) continue; // deleted (soft-deleted events stay in $all until a scavenge)
       events.push(this.toRecorded(resolved, event, tb));
     }
-    const next = scanned.at(-1)?.position ?? after;
-    return { events, next, caughtUp: scanned.length < limit };
+    const caughtUp = scanned.length < limit;
+    let next = scanned.at(-1)?.position ?? after;
+    if (caughtUp && compareCheckpoints(head, next) > 0) next = head;
+    return { events, next, caughtUp };
   }
 
   async streamVersion(stream: string): Promise<number> {

@@ -11,6 +11,7 @@ import {
   type OpenConnectionOptions,
   type PresenceKind,
   type SentText,
+  type TextOptions,
   type WhatsAppConnection,
   type WhatsAppConnector,
   type WhatsAppSignal,
@@ -46,6 +47,7 @@ export interface SentTextRecord {
   readonly text: string;
   readonly id: string;
   readonly timestamp: string;
+  readonly options?: TextOptions;
 }
 
 export type FakeCommandRecord =
@@ -140,9 +142,9 @@ export class FakeConnection implements WhatsAppConnection {
 
   // ------------------------------------------------------------------ the port
 
-  async sendText(to: string, text: string): Promise<SentText> {
+  async sendText(to: string, text: string, options?: TextOptions): Promise<SentText> {
     if (this.stateNow !== 'open') throw new NotConnectedError(this.instanceId);
-    return this.connector.recordText(this.instanceId, to, text);
+    return this.connector.recordText(this.instanceId, to, text, options);
   }
 
   async requestPairingCode(phone: string): Promise<string> {
@@ -340,12 +342,17 @@ export class FakeWhatsAppConnector implements WhatsAppConnector {
   }
 
   /** @internal */
-  recordText(instanceId: string, to: string, text: string): SentText {
+  recordText(instanceId: string, to: string, text: string, options?: TextOptions): SentText {
     this.messageSerial += 1;
-    const id = `FAKE${this.messageSerial.toString(16).toUpperCase().padStart(12, '0')}`;
+    const id = options?.messageId ?? `FAKE${this.messageSerial.toString(16).toUpperCase().padStart(12, '0')}`;
     const timestamp = this.now().toISOString();
-    this.sent.push({ instanceId, to, text, id, timestamp });
-    return { id, timestamp, status: 'SERVER_ACK' };
+    this.sent.push({ instanceId, to, text, id, timestamp, ...(options ? { options } : {}) });
+    return {
+      id,
+      timestamp,
+      status: 'SERVER_ACK',
+      ...(options?.mentions ? { mentions: options.mentions } : {}),
+    };
   }
 
   /** @internal 8 characters, like WhatsApp's (Crockford-style alphabet, no I, L, O, U). */

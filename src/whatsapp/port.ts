@@ -53,13 +53,27 @@ export interface SentText {
   readonly timestamp: string;
   /** e.g. 'PENDING', 'SERVER_ACK', 'DELIVERY_ACK'. */
   readonly status: string;
+  /** The JIDs the message mentions (with mentionAll: every participant). */
+  readonly mentions?: readonly string[];
+}
+
+/** Optional parts of a text message. */
+export interface TextOptions {
+  /** Replies to this message (its id, and its author in a group). */
+  readonly quoted?: { readonly messageId: string; readonly participant?: string };
+  /** JIDs mentioned in the text. */
+  readonly mentions?: readonly string[];
+  /** In a group: mention every participant. */
+  readonly mentionAll?: boolean;
+  /** Sends with this message id instead of a generated one. */
+  readonly messageId?: string;
 }
 
 export type PresenceKind = 'available' | 'unavailable' | 'composing' | 'recording' | 'paused';
 
 export interface WhatsAppConnection {
   /** Rejects when the connection is not open. `to` is a JID. */
-  sendText(to: string, text: string): Promise<SentText>;
+  sendText(to: string, text: string, options?: TextOptions): Promise<SentText>;
   /**
    * Asks WhatsApp for a pairing code for `phone` (digits, with country code). Waits until the socket can
    * carry the request, resolves with the code and also reports it as a `pairingCode` signal.

@@ -4,7 +4,16 @@
  * zapwire on the same directory, and a start-up failure worded as one line.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,7 +29,19 @@ import { runAndKillWriter, verifyAfterCrash } from './crash.ts';
 const work = mkdtempSync(join(tmpdir(), 'zw-embedded-'));
 // As root, the embedded PostgreSQL runs as its own user, which must be able to pass through.
 chmodSync(work, 0o711);
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+afterAll(() => {
+  // A failed test must not leave a server running: stop whatever still holds a cluster here.
+  for (const name of readdirSync(work, { recursive: true }) as string[]) {
+    if (!name.endsWith('postmaster.pid')) continue;
+    const pid = Number(readFileSync(join(work, name), 'utf8').split('\n')[0]);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(work, { recursive: true, force: true });
+});
 
 async function query<T>(url: string, text: string): Promise<T[]> {
   const client = new pg.Client({ connectionString: url });
@@ -87,12 +108,15 @@ describe('embedded PostgreSQL', () => {
     const ready = new Promise<void>((resolve) => {
       createInterface({ input: holder.stdout }).on('line', (line) => line === 'ready' && resolve());
     });
-    await ready;
-    await expect(startEmbeddedPostgres({ directory })).rejects.toThrow(
-      new RegExp(`another zapwire \\(pid ${holder.pid}\\) is running on`),
-    );
-    holder.kill('SIGKILL');
-    await new Promise((resolve) => holder.once('exit', resolve));
+    try {
+      await ready;
+      await expect(startEmbeddedPostgres({ directory })).rejects.toThrow(
+        new RegExp(`another zapwire \\(pid ${holder.pid}\\) is running on`),
+      );
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((resolve) => holder.once('exit', resolve));
+    }
 
     const acks = await runAndKillWriter('embedded', directory, 300);
     const [orphan] = readFileSync(join(directory, 'cluster', 'postmaster.pid'), 'utf8').split('\n');

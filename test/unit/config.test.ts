@@ -43,6 +43,20 @@ describe('configuration', () => {
     expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y' })).toHaveLength(2);
   });
 
+  it('API_COMPAT picks the wire format; CORS_ORIGINS is a comma list', () => {
+    expect(loadConfig({}).apiCompat).toBe('default');
+    expect(loadConfig({}).corsOrigins).toBeUndefined();
+    const evolution = loadConfig({
+      API_COMPAT: 'evolution-go',
+      CORS_ORIGINS: 'https://a.example, https://b.example',
+    });
+    expect(evolution.apiCompat).toBe('evolution-go');
+    expect(evolution.corsOrigins).toEqual(['https://a.example', 'https://b.example']);
+    expect(() => loadConfig({ API_COMPAT: 'evolution' })).toThrow(
+      /API_COMPAT="evolution": expected one of default, evolution-go/,
+    );
+  });
+
   it('accepts a 32-byte key as hex or base64', () => {
     const hex = 'ab'.repeat(32);
     expect(loadConfig({ SESSION_ENCRYPTION_KEY: hex }).sessionEncryptionKey?.length).toBe(32);

@@ -391,6 +391,26 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     'DELETE',
   );
 
+  app.post<{ Params: IdParam; Body: { number?: string } | null }>(
+    '/instance/forcereconnect/:id',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['lifecycle'],
+        summary:
+          'Drop the connection and connect again at once with the saved session (admin; not rate-limited)',
+        params: idParam,
+        body: { type: ['object', 'null'], properties: { number: { type: 'string', maxLength: 64 } } },
+        response: { 200: stateResponse, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { id } = await request.instanceOf(request.params.id);
+      await service.disconnect(id);
+      return stateOf(await service.connect(id));
+    },
+  );
+
   app.delete<{ Params: IdParam }>(
     '/instance/delete/:id',
     {

@@ -25,6 +25,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  readdirSync,
   renameSync,
   rmSync,
   statSync,
@@ -430,6 +431,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     };
   }
   await recover(layout, notice);
+  // A first start interrupted during initdb leaves its password file; the next initdb makes a new one.
+  for (const name of readdirSync(layout.directory)) {
+    if (name.startsWith('initdb-password-')) rmSync(join(layout.directory, name), { force: true });
+  }
   writeFileSync(layout.ownerFile, JSON.stringify(identityOf(process.pid)), { mode: 0o600 });
 
   let password: string;

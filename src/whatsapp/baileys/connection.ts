@@ -27,6 +27,7 @@ import {
   type OpenConnectionOptions,
   type PresenceKind,
   type SentText,
+  type TextOptions,
   type WhatsAppConnection,
   type WhatsAppSignal,
   type WhatsAppSignalListener,
@@ -57,7 +58,12 @@ export interface SocketLike {
   };
   readonly ws: { on(event: 'open', listener: () => void): unknown };
   readonly user: { id: string; lid?: string; name?: string } | undefined;
-  sendMessage(jid: string, content: { text: string }): Promise<WAMessage | undefined>;
+  sendMessage(
+    jid: string,
+    content: { text: string; mentions?: string[] },
+    options?: { quoted?: WAMessage; messageId?: string },
+  ): Promise<WAMessage | undefined>;
+  groupMetadata(jid: string): Promise<{ participants: ReadonlyArray<{ id: string }> }>;
   requestPairingCode(phoneNumber: string): Promise<string>;
   rejectCall(callId: string, callFrom: string): Promise<void>;
   readMessages(keys: WAMessageKey[]): Promise<void>;
@@ -352,15 +358,39 @@ export class BaileysConnection implements WhatsAppConnection {
     return this.socket;
   }
 
-  async sendText(to: string, text: string): Promise<SentText> {
+  async sendText(to: string, text: string, options: TextOptions = {}): Promise<SentText> {
     const socket = this.requireOpen();
-    const sent = await socket.sendMessage(to, { text });
+    const mentions = new Set(options.mentions ?? []);
+    if (options.mentionAll && isJidGroup(to)) {
+      for (const participant of (await socket.groupMetadata(to)).participants) mentions.add(participant.id);
+    }
+    // Baileys builds the reply's context from the quoted message's key; its content is not needed.
+    const quoted: WAMessage | undefined = options.quoted
+      ? {
+          key: {
+            remoteJid: to,
+            id: options.quoted.messageId,
+            fromMe: false,
+            ...(options.quoted.participant ? { participant: options.quoted.participant } : {}),
+          },
+          message: { conversation: '' },
+        }
+      : undefined;
+    const sent = await socket.sendMessage(
+      to,
+      { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
+      {
+        ...(quoted ? { quoted } : {}),
+        ...(options.messageId ? { messageId: options.messageId } : {}),
+      },
+    );
     if (!sent?.key.id) throw new Error('WhatsApp did not accept the message');
     const now = this.deps.now().toISOString();
     return {
       id: sent.key.id,
       timestamp: isoFromSeconds(sent.messageTimestamp, now),
       status: statusName(sent.status) ?? 'PENDING',
+      ...(mentions.size > 0 ? { mentions: [...mentions] } : {}),
     };
   }
 

@@ -13,8 +13,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRunning } from '../../../src/store/embedded-postgres/processes.ts';
 
 const children: ChildProcess[] = [];
+const dataDirs: string[] = [];
+// A failed test must not leave a server behind: end each started process with all its descendants, and
+// any embedded PostgreSQL left running by a server this file killed.
 afterAll(() => {
-  for (const child of children) child.kill('SIGKILL');
+  const pids = children.flatMap((child) => (child.pid ? [child.pid, ...descendants(child.pid)] : []));
+  for (const dataDir of dataDirs) {
+    try {
+      pids.push(embeddedServerPid(dataDir));
+    } catch {
+      // never started, or stopped cleanly
+    }
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 });
 
 beforeAll(() => {
@@ -39,6 +56,7 @@ interface Started {
 }
 
 function start(env: Record<string, string>, command: 'node' | 'npm' = 'node'): Started {
+  if (env['DATA_DIR']) dataDirs.push(env['DATA_DIR']);
   const [file, args] =
     command === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['dist/src/main.js']];
   const child = spawn(file, args, {

@@ -65,6 +65,10 @@ class FakeSocket implements SocketLike {
     this.calls.push({ method: 'sendMessage', args: [jid, content] });
     return { key: { id: 'OUT1', remoteJid: jid, fromMe: true }, messageTimestamp: 1_700_000_000, status: 1 };
   }
+  async groupMetadata(jid: string): Promise<{ participants: Array<{ id: string }> }> {
+    this.calls.push({ method: 'groupMetadata', args: [jid] });
+    return { participants: [{ id: '5511911112222@s.whatsapp.net' }, { id: '5511933334444@s.whatsapp.net' }] };
+  }
   async requestPairingCode(phone: string): Promise<string> {
     this.calls.push({ method: 'requestPairingCode', args: [phone] });
     return 'ABCD1234';
