@@ -422,13 +422,23 @@ async function send(load: Load, phase: string, seq: number, sent: Map<string, nu
   const from = load.customers[seq % load.customers.length]!;
   const to = load.accounts[seq % load.accounts.length]!;
   sent.set(text, performance.now());
-  const reply = await fetch(`${load.sandbox.controlUrl}/control/accounts/${from}/messages`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ to, text }),
-  });
-  await reply.arrayBuffer();
-  if (!reply.ok) throw new Error(`sandbox send: ${reply.status}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const reply = await fetch(`${load.sandbox.controlUrl}/control/accounts/${from}/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to, text }),
+      });
+      await reply.arrayBuffer();
+      if (!reply.ok) throw new Error(`sandbox send: ${reply.status}`);
+      return;
+    } catch (error) {
+      // A kept-alive connection the sandbox closed at that moment (reset, closed): send again. A repeat that
+      // did arrive twice counts once at the receiver (first arrival per text).
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if (attempt >= 3 || (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET')) throw error;
+    }
+  }
 }
 
 async function drain(load: Load, sent: Map<string, number>): Promise<void> {
@@ -463,14 +473,18 @@ async function paced(load: Load, phase: string): Promise<Phase> {
   const sent = new Map<string, number>();
   const total = Math.round(RATE * SECONDS);
   const started = performance.now();
-  const calls: Array<Promise<void>> = [];
+  const calls: Array<Promise<unknown>> = [];
+  const failures: unknown[] = [];
   let seq = 0;
   while (seq < total) {
     const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * RATE) + 1);
-    while (seq < due) calls.push(send(load, phase, seq++, sent));
+    // Caught at once (an unhandled rejection would end the bench without stopping its processes).
+    while (seq < due)
+      calls.push(send(load, phase, seq++, sent).catch((error: unknown) => failures.push(error)));
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
   await Promise.all(calls);
+  if (failures.length > 0) throw failures[0];
   await drain(load, sent);
   return summarize(load, sent);
 }
