@@ -113,7 +113,8 @@ describe('manager and visualizer in Chromium', () => {
     await expect
       .poll(() => qr.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth))
       .toBeGreaterThan(100);
-    expect(await row.locator('td.state').textContent()).toBe('qr');
+    // The list follows the live state a moment after the QR image.
+    await expect.poll(() => row.locator('td.state').textContent()).toBe('qr');
     const firstQr = await qr.getAttribute('src');
     await page.screenshot({ path: join(ARTIFACTS, '1-manager-qr.png'), fullPage: true });
 

@@ -302,7 +302,12 @@ describe('WebSocket sink and the events routes', () => {
         target: 'instance',
         url: receiver.url('/hook'),
       });
-      expect(String(dead!['lastError'])).toContain('HTTP 410: gone');
+      // The instance sees the status; the receiver's answer body stays with the admin.
+      expect(String(dead!['lastError'])).toBe('not retryable: HTTP 410');
+      const [asAdmin] = (await list('?status=dead', ADMIN)).json().deliveries as Array<
+        Record<string, unknown>
+      >;
+      expect(String(asAdmin!['lastError'])).toContain('HTTP 410: gone');
       expect(new Date(String(dead!['createdAt'])).getTime()).toBeGreaterThan(0);
       expect((await list('', 'token-beta')).statusCode).toBe(403);
       expect((await list('?status=nope')).statusCode).toBe(400);
