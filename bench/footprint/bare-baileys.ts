@@ -10,11 +10,8 @@
  * when the parent goes away.
  */
 import pino from 'pino';
-import makeWASocket, {
-  initAuthCreds,
-  type AuthenticationState,
-  type SignalDataTypeMap,
-} from '@whiskeysockets/baileys';
+import makeWASocket from '@whiskeysockets/baileys';
+import { memoryAuth } from '../support/memory-auth.ts';
 import { silenceLibsignalConsole } from '../../src/whatsapp/baileys/quiet.ts';
 import { trustNoiseRoot } from '../../src/whatsapp/baileys/server.ts';
 
@@ -36,32 +33,6 @@ const sockets: Sock[] = [];
 
 function send(message: FromBareBaileys): void {
   process.send?.(message);
-}
-
-function memoryAuth(): AuthenticationState {
-  const creds = initAuthCreds();
-  const data = new Map<string, unknown>();
-  return {
-    creds,
-    keys: {
-      get: async <T extends keyof SignalDataTypeMap>(type: T, ids: string[]) => {
-        const out: { [id: string]: SignalDataTypeMap[T] } = {};
-        for (const id of ids) {
-          const value = data.get(`${type}.${id}`);
-          if (value !== undefined) out[id] = value as SignalDataTypeMap[T];
-        }
-        return out;
-      },
-      set: async (set) => {
-        for (const [type, values] of Object.entries(set)) {
-          for (const [id, value] of Object.entries(values ?? {})) {
-            if (value === null || value === undefined) data.delete(`${type}.${id}`);
-            else data.set(`${type}.${id}`, value);
-          }
-        }
-      },
-    },
-  };
 }
 
 function socket(
