@@ -10,7 +10,7 @@
  * when the parent goes away.
  */
 import pino from 'pino';
-import makeWASocket from '@whiskeysockets/baileys';
+import makeWASocket, { type AuthenticationState } from '@whiskeysockets/baileys';
 import { memoryAuth } from '../support/memory-auth.ts';
 import { silenceLibsignalConsole } from '../../src/whatsapp/baileys/quiet.ts';
 import { trustNoiseRoot } from '../../src/whatsapp/baileys/server.ts';
