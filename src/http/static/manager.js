@@ -25,11 +25,21 @@
 
   // ------------------------------------------------------------------ list
 
+  // When the live feed last set each instance's state: a list asked for before that moment is older than
+  // what the page shows, and must not put the older state back.
+  const liveAt = new Map();
+
   async function refresh() {
+    const asked = Date.now();
     const list = await attempt('Could not list the instances', () => api('GET', '/instance/all'));
     if (!list) return;
+    const shown = new Map(instances);
     instances.clear();
-    for (const view of list) instances.set(view.id, view);
+    for (const view of list) {
+      const current = shown.get(view.id);
+      const newer = current && (liveAt.get(view.id) ?? 0) >= asked;
+      instances.set(view.id, newer ? { ...view, state: current.state } : view);
+    }
     render();
   }
 
@@ -74,6 +84,7 @@
   function setState(id, state) {
     const view = instances.get(id);
     if (!view) return false;
+    liveAt.set(id, Date.now());
     instances.set(id, { ...view, state });
     const cell = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td.state`);
     if (cell) cell.replaceChildren(badge(state));
