@@ -76,7 +76,9 @@ async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase>
     ...(config.notice ? { notice: config.notice } : {}),
   });
   try {
-    const db = await openPostgres({ url: server.url, max: config.poolMax });
+    // Each PostgreSQL connection is a process of ~16–20 MB RSS: on the embedded default, connections
+    // opened for a burst close a second after it instead of ten.
+    const db = await openPostgres({ url: server.url, max: config.poolMax, idleTimeoutMs: 1_000 });
     return {
       ...db,
       async close() {

@@ -10,6 +10,8 @@ export interface PostgresOptions {
   readonly url: string;
   /** Pool size. Default 10. */
   readonly max?: number;
+  /** How long an unused pooled connection stays open. Default 10 s (pg's). */
+  readonly idleTimeoutMs?: number;
   readonly applicationName?: string;
 }
 
@@ -34,6 +36,7 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.max ?? 10,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
     application_name: options.applicationName ?? 'zapwire',
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that would
