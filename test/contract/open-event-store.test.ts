@@ -41,7 +41,11 @@ describe('openEventStore', () => {
       const { rows } = await second.db.query<{ name: string }>(
         'SELECT name FROM schema_migrations ORDER BY name',
       );
-      expect(rows.map((r) => r.name)).toEqual(['0001_event_store.sql', '9001_extra.sql']);
+      expect(rows.map((r) => r.name)).toEqual([
+        '0001_event_store.sql',
+        '0002_es_append_stream_order.sql',
+        '9001_extra.sql',
+      ]);
       expect((await second.db.query('SELECT id FROM zw_extra')).rows).toEqual([{ id: 1 }]);
     } finally {
       await second.store.close();

@@ -107,9 +107,12 @@ describe('PostgreSQL adapter', () => {
       ]);
       expect([...ra.applied, ...rb.applied]).toContain('0001_event_store.sql');
       const { rows } = await a.query<{ name: string; n: string }>(
-        'SELECT name, count(*)::text AS n FROM schema_migrations GROUP BY name',
+        'SELECT name, count(*)::text AS n FROM schema_migrations GROUP BY name ORDER BY name',
       );
-      expect(rows).toEqual([{ name: '0001_event_store.sql', n: '1' }]);
+      expect(rows).toEqual([
+        { name: '0001_event_store.sql', n: '1' },
+        { name: '0002_es_append_stream_order.sql', n: '1' },
+      ]);
       expect((await migrate(a, [STORE_MIGRATIONS_DIR])).applied).toEqual([]);
       const { rows: fns } = await a.query(`SELECT 1 FROM pg_proc WHERE proname = 'es_append'`);
       expect(fns).toHaveLength(1);
