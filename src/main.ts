@@ -51,7 +51,6 @@ import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
 
-export { MIGRATION_DIRECTORIES };
 export type { ConnectorDependencies, ConnectorFactory };
 
 export interface Zapwire {

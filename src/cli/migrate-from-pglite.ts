@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../config.ts';
-import { MIGRATION_DIRECTORIES } from '../main.ts';
+import { MIGRATION_DIRECTORIES } from '../migrations.ts';
 import { legacyPgliteDirectory, openEventStore } from '../store/index.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../store/checkpoint.ts';
 import type { SqlExecutor } from '../store/sql.ts';

@@ -31,7 +31,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 import { findPostgresBinaries, type PostgresBinaries } from './binaries.ts';
@@ -545,9 +545,4 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       return stopping;
     },
   };
-}
-
-/** For callers that only need to know whether the current user could run PostgreSQL directly. */
-export function runsAsRoot(): boolean {
-  return userInfo().uid === 0;
 }

@@ -18,7 +18,7 @@ import {
 import { encodeCheckpoint } from '../../../src/store/checkpoint.ts';
 import { migrate } from '../../../src/store/migrate.ts';
 import type { SqlDatabase, SqlExecutor } from '../../../src/store/sql.ts';
-import { MIGRATION_DIRECTORIES } from '../../../src/main.ts';
+import { MIGRATION_DIRECTORIES } from '../../../src/migrations.ts';
 import { openPostgres } from '../../../src/store/sql/postgres.ts';
 import { createTestDatabase, databaseUrlForDataDir, type TestDatabase } from '../../support/postgres.ts';
 import { eventually, startTestApp } from '../../support/zapwire.ts';

@@ -3,7 +3,7 @@
  * its former name (3001_webhook_deliveries.sql, now 4001) keeps its data and does not run it again.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MIGRATION_DIRECTORIES } from '../../../src/main.ts';
+import { MIGRATION_DIRECTORIES } from '../../../src/migrations.ts';
 import { listMigrations, migrate } from '../../../src/store/migrate.ts';
 import { openPostgres, type PostgresDatabase } from '../../../src/store/sql/postgres.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';

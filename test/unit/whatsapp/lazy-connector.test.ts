@@ -59,8 +59,7 @@ describe('lazyConnector', () => {
   it('a connection closed before the load is closed as soon as it exists', async () => {
     const fake = new FakeWhatsAppConnector();
     const gate = deferredLoad(fake);
-    const signals: WhatsAppSignal[] = [];
-    const connection = lazyConnector(gate.load).open(options, (s) => signals.push(s));
+    const connection = lazyConnector(gate.load).open(options, () => undefined);
     const closing = connection.close();
     gate.release();
     await closing;
