@@ -27,6 +27,8 @@ export interface OwnedInstances {
   drop(instanceId: string): void;
   /** Hand-over: record the close and close the socket; resolves before the lease is released. */
   handOver(instanceId: string): Promise<void>;
+  /** Instances with a live WhatsApp connection on this node (the tick closes any it holds no lease for). */
+  connected(): string[];
 }
 
 export type ClusterMode = 'cluster' | 'single';
@@ -401,6 +403,13 @@ export class ClusterMember implements ClusterView {
     }
     // Leases another node gave this one (a new instance placed here).
     for (const [id, epoch] of renewed) if (!this.held.has(id)) this.gained(id, epoch, true);
+    // A safety net: no connection stays open here without a lease (e.g. a restore that raced a hand-over).
+    for (const id of this.owned?.connected() ?? []) {
+      if (!this.held.has(id)) {
+        this.options.logger.warn({ instanceId: id }, 'closing a connection this node holds no lease for');
+        this.owned?.drop(id);
+      }
+    }
   }
 
   private async heartbeat(): Promise<void> {
@@ -535,6 +544,8 @@ export class ClusterMember implements ClusterView {
     }
     this.held.delete(instanceId);
     this.counters.handOvers += 1;
+    // Whatever started meanwhile (a restore that raced the hand-over) stops before the lease is free.
+    this.owned?.drop(instanceId);
     await this.options.db
       .query(
         `UPDATE zw_instance_leases SET node_id = NULL, lease_until = now()

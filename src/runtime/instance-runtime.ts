@@ -139,6 +139,11 @@ export class InstanceRuntime {
     void this.host.inMailbox(id, async () => this.host.forget(id));
   }
 
+  /** Cluster mode: instances with a live WhatsApp connection in this process. */
+  connected(): string[] {
+    return this.connections.ids();
+  }
+
   /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
   async handOver(id: string): Promise<void> {
     if (this.host.liveSnapshot(id))

@@ -33,6 +33,11 @@ export class ConnectionRegistry {
     return this.live.get(instanceId);
   }
 
+  /** Instances with a live connection. */
+  ids(): string[] {
+    return [...this.live.keys()];
+  }
+
   count(): number {
     return this.live.size;
   }
