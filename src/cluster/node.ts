@@ -135,7 +135,9 @@ export class ClusterMember implements ClusterView {
       );
     }
     await this.heartbeat();
-    if (db.listen) {
+    // Other nodes' releases wake this one at once. Alone on the embedded database there are none, and
+    // a LISTEN would keep a PostgreSQL connection (a process of ~16 MB) open for nothing.
+    if (db.listen && !this.options.exclusive) {
       this.unlisten = await db
         .listen(NOTIFY_CHANNEL, (payload) => {
           if (payload !== this.selfId) this.kick();
