@@ -29,6 +29,11 @@ export interface OwnedInstances {
   handOver(instanceId: string): Promise<void>;
   /** Instances with a live WhatsApp connection on this node (the tick closes any it holds no lease for). */
   connected(): string[];
+  /**
+   * Whether rebalancing may move the instance now. Not while a user is pairing it (a QR on screen, or
+   * connecting): the next owner would restore a never-paired instance as disconnected and the QR would die.
+   */
+  movable(instanceId: string): boolean;
 }
 
 export type ClusterMode = 'cluster' | 'single';
@@ -525,9 +530,13 @@ export class ClusterMember implements ClusterView {
     }
   }
 
-  /** Hands `count` instances over, newest leases first (they have had the least time to settle here). */
+  /**
+   * Hands `count` instances over, newest leases first (they have had the least time to settle here),
+   * skipping those being paired.
+   */
   private async releaseSome(count: number): Promise<void> {
     const ids = [...this.held]
+      .filter(([id]) => this.owned?.movable(id) ?? true)
       .sort((a, b) => b[1].acquiredAt - a[1].acquiredAt)
       .slice(0, count)
       .map(([id]) => id);

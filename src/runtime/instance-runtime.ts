@@ -144,6 +144,14 @@ export class InstanceRuntime {
     return this.connections.ids();
   }
 
+  /** Cluster mode: rebalancing leaves an instance alone while it is being paired (QR shown, connecting). */
+  movable(id: string): boolean {
+    const snapshot = this.host.liveSnapshot(id);
+    if (!snapshot || snapshot.status !== 'active') return true;
+    const state = apiStateOf(snapshot);
+    return state !== 'qr' && state !== 'connecting';
+  }
+
   /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
   async handOver(id: string): Promise<void> {
     if (this.host.liveSnapshot(id))

@@ -84,6 +84,7 @@ async function startNode(name: string, databaseUrl: string): Promise<NodeProcess
       SESSION_ENCRYPTION_KEY: '11'.repeat(32),
       TOKEN_PEPPER: 'cluster-test-pepper-0123456789',
       CLUSTER_ENABLED: 'true',
+      CLUSTER_SECRET: 'cluster-secret-for-tests-0123456789abcdef',
       CLUSTER_LEASE_MS: String(LEASE_MS),
       CLUSTER_HEARTBEAT_MS: String(HEARTBEAT_MS),
       LOG_LEVEL: 'warn',
