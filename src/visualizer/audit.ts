@@ -3,7 +3,7 @@
  * an instance by id or name. Shared by the REST routes, the visualizer and the replay CLI.
  */
 import { instanceStream } from '../domain/events.ts';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import type { InstanceMachineConfig } from '../../machines/instance/index.ts';
 import { replayHistory, stateAt, summariseContext, type HistoryEntry, type StateAt } from './history.ts';
 import type { ContextSummary } from './history.ts';
@@ -34,7 +34,7 @@ export interface HistoryPage {
  * stream (an id) itself.
  */
 export async function resolveInstanceId(
-  store: EventStore,
+  store: EventLog,
   find: (idOrName: string) => Promise<{ readonly id: string } | undefined>,
   reference: string,
 ): Promise<string | undefined> {
@@ -48,7 +48,7 @@ export async function resolveInstanceId(
  * instance stream holds lifecycle events only, not messages), and only the page is returned.
  */
 export async function readHistoryPage(
-  store: EventStore,
+  store: EventLog,
   instanceId: string,
   page: { from?: number; limit?: number } = {},
   config: InstanceMachineConfig = {},
@@ -87,7 +87,7 @@ export type StateAtResult =
   | { readonly kind: 'unknown' };
 
 export async function readStateAt(
-  store: EventStore,
+  store: EventLog,
   instanceId: string,
   at: Date,
   config: InstanceMachineConfig = {},

@@ -8,7 +8,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import type { StateValue } from 'xstate';
 import { Errors } from '../../domain/errors.ts';
-import type { EventStore } from '../../store/port.ts';
+import type { EventLog } from '../../store/port.ts';
 import {
   apiStateOfValue,
   instanceMachine,
@@ -25,7 +25,7 @@ import { idParam, type IdParam } from '../schemas.ts';
 import { loadStaticFiles } from '../static-files.ts';
 
 export interface DebugRoutesOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   readonly inspection: InspectionLog;
   /** The live actor's snapshot, when the instance has one in this process. */
   readonly liveSnapshot: (

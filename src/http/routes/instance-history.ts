@@ -5,13 +5,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import { Errors } from '../../domain/errors.ts';
-import type { EventStore } from '../../store/port.ts';
+import type { EventLog } from '../../store/port.ts';
 import type { InstanceMachineConfig } from '../../../machines/instance/index.ts';
 import { readHistoryPage, readStateAt, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
 import { errorResponses, idParam, type IdParam } from '../schemas.ts';
 
 export interface InstanceHistoryRoutesOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   readonly machineConfig?: InstanceMachineConfig;
 }
 

@@ -26,6 +26,7 @@ const num = (c: Checkpoint): number => (c === START ? 0 : Number(c));
 function matches(event: RecordedEvent, filter: EventFilter | undefined): boolean {
   if (!filter) return true;
   if (filter.streamPrefixes && !filter.streamPrefixes.some((p) => event.stream.startsWith(p))) return false;
+  if (filter.streams && !filter.streams.includes(event.stream)) return false;
   if (filter.eventTypes && !filter.eventTypes.includes(event.type)) return false;
   return true;
 }
@@ -222,6 +223,10 @@ export class MemoryEventStore implements EventStore {
   onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onNewEvents(listener: (position?: Checkpoint) => void): () => void {
+    return this.onAppended((result) => listener(result.position));
   }
 
   async ping(): Promise<void> {}
