@@ -82,6 +82,12 @@ export interface WebSocketHubOptions {
   readonly maxReplaysPerPrincipal?: number;
 }
 
+/** A close reason fits in 123 bytes: the refusal without its first clause ("this API key already ..."). */
+function closeReason(refusal: string): string {
+  const short = refusal.replace(/^this API key already (holds|runs) \d+ [^(]*\(/, 'too many for this key (');
+  return Buffer.byteLength(short) <= 123 ? short : short.slice(0, 120);
+}
+
 /** One key per caller: the admin key, or an instance (its token). */
 function principalKey(principal: Principal): string {
   return principal.role === 'admin' ? 'admin' : `instance:${principal.instanceId}`;
@@ -155,7 +161,7 @@ export class WebSocketHub {
       return `this API key already holds ${held.connections} WebSocket connections (at most ${connections} at once, WS_MAX_CONNECTIONS_PER_KEY): close one and connect again`;
     }
     if (replay && held.replays >= replays) {
-      return `this API key already runs ${held.replays} replays (?from=; at most ${replays} at once, WS_MAX_REPLAYS_PER_KEY): wait for one to reach the live tail or close it, then connect again`;
+      return `this API key already runs ${held.replays} replays (?from=, at most ${replays} at once, WS_MAX_REPLAYS_PER_KEY): let one reach the live tail or close it, then retry`;
     }
     return undefined;
   }
@@ -245,7 +251,7 @@ export class WebSocketHub {
     // Counted before the first await, so sockets racing past the route's check are still refused here.
     const refused = this.refusal(options.principal);
     if (refused !== undefined) {
-      if (socket.readyState === OPEN) socket.close(WS_CLOSE.TOO_MANY, refused.slice(0, 120));
+      if (socket.readyState === OPEN) socket.close(WS_CLOSE.TOO_MANY, closeReason(refused));
       return;
     }
     this.hold(options.principal, 'connections', 1);
@@ -278,7 +284,7 @@ export class WebSocketHub {
     if (replay) {
       const refused = this.refusal(options.principal, options.from);
       if (refused !== undefined) {
-        socket.close(WS_CLOSE.TOO_MANY, refused.slice(0, 120));
+        socket.close(WS_CLOSE.TOO_MANY, closeReason(refused));
         return false;
       }
     }
