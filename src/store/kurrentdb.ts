@@ -61,6 +61,7 @@ import type { SqlDatabase } from './sql.ts';
 import { DuplicateEventIdError, WrongExpectedVersionError } from './errors.ts';
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
+import { eventMatches } from './filter.ts';
 
 /** An event as the client returns it (the fields we read). */
 export interface KurrentRecordedEvent {
@@ -148,12 +149,8 @@ function matches(
   filter: EventFilter | undefined,
   until: Date | undefined,
 ): boolean {
-  if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => event.streamId.startsWith(p)))
-    return false;
-  if (filter?.streams && !filter.streams.includes(event.streamId)) return false;
-  if (filter?.eventTypes && !filter.eventTypes.includes(event.type)) return false;
-  if (until && event.created.getTime() > until.getTime()) return false;
-  return true;
+  if (!eventMatches(filter, { stream: event.streamId, type: event.type })) return false;
+  return !until || event.created.getTime() <= until.getTime();
 }
 
 /**

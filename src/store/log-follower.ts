@@ -19,20 +19,13 @@ import {
   type EventFilter,
   type EventLog,
   type ReadAllResult,
-  type RecordedEvent,
 } from './port.ts';
+import { eventMatches } from './filter.ts';
+
+export { eventMatches } from './filter.ts';
 
 /** The first retry delay while an announced position is not visible yet. */
 const MIN_BACKOFF_MS = 5;
-
-/** Whether an event passes a filter: the rule every adapter's `readAll` applies (in SQL, or on KurrentDB). */
-export function eventMatches(filter: EventFilter | undefined, event: RecordedEvent): boolean {
-  if (filter?.streamPrefixes && !filter.streamPrefixes.some((prefix) => event.stream.startsWith(prefix))) {
-    return false;
-  }
-  if (filter?.streams && !filter.streams.includes(event.stream)) return false;
-  return !filter?.eventTypes || filter.eventTypes.includes(event.type);
-}
 
 /** A sleep that a wake-up ends early; a wake-up that arrives while awake is remembered, never lost. */
 class Alarm {
