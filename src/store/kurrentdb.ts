@@ -222,8 +222,11 @@ export function createKurrentEventStore(
 }
 
 /** The log on KurrentDB at `url` (storage only). */
-export function openKurrentEventLog(url: string): EventLog {
-  return createKurrentEventLog(KurrentDBClient.connectionString(url), {});
+export function openKurrentEventLog(
+  url: string,
+  options: Omit<KurrentEventStoreOptions, 'db' | 'ownerId'> = {},
+): EventLog {
+  return createKurrentEventLog(KurrentDBClient.connectionString(url), options);
 }
 
 /** The log on KurrentDB (storage only). */
