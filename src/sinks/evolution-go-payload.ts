@@ -120,7 +120,11 @@ async function renderData(
             PushName: '',
             Timestamp: d.timestamp,
           },
-          Message: messageBody(d.messageType, d.text),
+          // Evolution GO's /send/text sends (and reports) an ExtendedTextMessage.
+          Message:
+            kindOf(d.messageType) === 'text'
+              ? { extendedTextMessage: { text: d.text ?? '' } }
+              : messageBody(d.messageType, d.text),
           MessageContextInfo: {},
         },
       };

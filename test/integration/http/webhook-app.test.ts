@@ -87,6 +87,8 @@ describe('webhook from the app', () => {
       instance: { id: string; name: string };
       data: { text: string };
     };
+    // zapwire's envelope, unchanged by the per-profile renderer (default profile).
+    expect(Object.keys(body)).toEqual(['id', 'event', 'instance', 'timestamp', 'position', 'data']);
     expect(body.instance).toEqual({ id, name: 'hooked' });
     expect(body.data.text).toBe('olá webhook');
     for (const r of receiver.requests) expect(r.rawBody).not.toContain('hooked-token-123');
