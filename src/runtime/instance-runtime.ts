@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -20,7 +20,11 @@ import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 
 export interface RuntimeOptions {
-  readonly store: EventStore;
+  /**
+   * The log. main.ts hands over the EventStore from openEventStore, whose deleteStream also drops a deleted
+   * instance's dead letters (the runtime itself never touches consumers).
+   */
+  readonly store: EventLog;
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
@@ -175,9 +179,18 @@ export class InstanceRuntime {
     }
   }
 
+  /**
+   * First step of a shutdown, before the HTTP server closes (it waits for the requests in flight): requests
+   * waiting for WhatsApp (a pairing code) answer 503 at once, and no restore starts any more.
+   */
+  beginShutdown(): void {
+    this.stopping = true;
+    this.commands.abortWaits();
+  }
+
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.beginShutdown();
     await Promise.all(
       this.host.ids().map(async (id) => {
         // Cluster mode: an instance handed over already (or never owned here) has nothing to record.
