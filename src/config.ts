@@ -52,6 +52,19 @@ export interface Config {
   readonly apiCompat: 'default' | 'evolution-go';
   /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
   readonly corsOrigins: readonly string[] | undefined;
+  /** Cluster mode (docs/cluster.md). */
+  readonly cluster: {
+    /** CLUSTER_ENABLED: spread instances over every node on the database (needs DATABASE_URL). */
+    readonly enabled: boolean;
+    /** CLUSTER_NODE_ID; generated per process when unset. */
+    readonly nodeId: string | undefined;
+    /** CLUSTER_ADVERTISE_URL: how other nodes reach this one; default http://127.0.0.1:<PORT>. */
+    readonly advertiseUrl: string;
+    /** CLUSTER_LEASE_MS: an instance lease (and a node) expires this long after its last renewal. */
+    readonly leaseMs: number;
+    /** CLUSTER_HEARTBEAT_MS: how often a node renews its leases and looks for work. */
+    readonly heartbeatMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -148,8 +161,9 @@ class Reader {
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
+  const port = r.int('PORT', 8080, 0, 65535);
   const config: Config = {
-    port: r.int('PORT', 8080, 0, 65535),
+    port,
     host: r.string('HOST', '127.0.0.1'),
     dataDir: resolve(r.string('DATA_DIR', './data')),
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
@@ -195,7 +209,27 @@ export function loadConfig(env: Env = process.env): Config {
       ?.split(',')
       .map((o) => o.trim())
       .filter(Boolean),
+    cluster: {
+      enabled: r.flag('CLUSTER_ENABLED', false),
+      nodeId: r.optionalString('CLUSTER_NODE_ID'),
+      advertiseUrl: (r.url('CLUSTER_ADVERTISE_URL', ['http', 'https']) ?? `http://127.0.0.1:${port}`).replace(
+        /\/+$/,
+        '',
+      ),
+      leaseMs: r.int('CLUSTER_LEASE_MS', 10_000, 1_000, 600_000),
+      heartbeatMs: r.int('CLUSTER_HEARTBEAT_MS', 2_000, 100, 60_000),
+    },
   };
+  if (config.cluster.heartbeatMs * 3 > config.cluster.leaseMs) {
+    r.problems.push(
+      'CLUSTER_HEARTBEAT_MS must be at most a third of CLUSTER_LEASE_MS (a lease is renewed several times before it expires)',
+    );
+  }
+  if (config.cluster.enabled && config.databaseUrl === undefined) {
+    r.problems.push(
+      'CLUSTER_ENABLED needs DATABASE_URL: the nodes of a cluster share one PostgreSQL (the embedded one serves a single process)',
+    );
+  }
   if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
     r.problems.push(
       'WA_WEBSOCKET_URL and WA_NOISE_ROOT_PUBLIC_KEY go together: set both (a WhatsApp stand-in such as the sandbox) or neither (real WhatsApp)',

@@ -50,6 +50,9 @@ import { defaultProfile } from './http/profiles/default.ts';
 import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
+import { ClusterMember, defaultNodeId } from './cluster/node.ts';
+import { registerClusterMetrics } from './cluster/metrics.ts';
+import type { AppendFencing } from './store/sql-event-store.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 
@@ -60,6 +63,8 @@ export interface Zapwire {
   readonly db: SqlDatabase;
   readonly runtime: InstanceRuntime;
   readonly projections: ProjectionRunner;
+  /** This node in the cluster (a cluster of one unless CLUSTER_ENABLED): the ClusterView, leases. */
+  readonly cluster: ClusterMember;
   readonly globalApiKey: string;
   /** The listening URL once `listen` was asked for. */
   readonly url: string | undefined;
@@ -94,12 +99,20 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         'hex',
       );
 
+  // Appends to an instance's streams carry this node's lease (docs/cluster.md); the cluster member that
+  // holds the leases needs the database, so the store reaches it through this late binding.
+  const clustered: { member?: ClusterMember } = {};
+  const fence: AppendFencing = {
+    tokenOf: (stream) => clustered.member?.appendFencing.tokenOf(stream) ?? Promise.resolve(undefined),
+    refused: (token) => clustered.member?.appendFencing.refused(token),
+  };
   const { store, db } = await openEventStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
     notice: (message) => logger.info(message),
+    fence,
   });
   try {
     const outcome = await verifySessionKey(db, secretKey, {
@@ -124,6 +137,20 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
   );
   await projections.start();
+  const cluster = new ClusterMember({
+    db,
+    logger,
+    nodeId: config.cluster.nodeId ?? defaultNodeId(),
+    address: config.cluster.advertiseUrl,
+    mode: config.cluster.enabled ? 'cluster' : 'single',
+    leaseMs: config.cluster.leaseMs,
+    heartbeatMs: config.cluster.heartbeatMs,
+    movesPerTick: config.restoreConcurrency,
+    // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
+    exclusive: config.databaseUrl === undefined,
+    instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+  });
+  clustered.member = cluster;
   const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
   const connector =
     typeof options.connector === 'function'
@@ -134,6 +161,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           sessionKey: secretKey,
           previousSessionKey: config.sessionEncryptionKeyPrevious,
           proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
+          sessionFence: cluster.sessionFencing,
         })
       : options.connector;
   const inspection = new InspectionLog();
@@ -141,6 +169,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const late: { sinks?: Sinks } = {};
   const runtime = new InstanceRuntime({
     onInstanceDeleted: async (instanceId) => {
+      await cluster.forget(instanceId);
       await late.sinks?.forgetInstance(instanceId);
     },
     inspect: inspection.observe,
@@ -158,8 +187,14 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     restoreConcurrency: config.restoreConcurrency,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
+    ownership: {
+      holds: (instanceId) => cluster.holds(instanceId),
+      place: (instanceId) => cluster.place(instanceId),
+    },
   });
   await runtime.start();
+  // Takes this node's leases and adopts (restores, paced) each instance it now owns.
+  await cluster.start(runtime);
 
   const startedSinks = await startSinks({
     store,
@@ -203,6 +238,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
     },
   });
+  registerClusterMetrics(startedSinks.metricsRegistry, cluster);
   const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
@@ -224,6 +260,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           : undefined;
       },
     },
+    cluster: () => cluster.health(),
     // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
     alerts: async () => {
       const counts = new Map<string, number>();
@@ -254,7 +291,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
-      await server.register(adminRoutes, { db, projections });
+      await server.register(adminRoutes, { db, projections, cluster });
       await server.register(debugRoutes, {
         store,
         inspection,
@@ -288,6 +325,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     db,
     runtime,
     projections,
+    cluster,
     globalApiKey: key.value,
     url,
     stop() {
@@ -295,6 +333,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
         runtime.beginShutdown();
         await app.close();
+        // Hand-over first: every instance's close is recorded and its lease freed for the other nodes.
+        await cluster.stop();
         await runtime.stop();
         await startedSinks.stop();
         await projections.stop();

@@ -17,7 +17,7 @@ import type { Consumers, EventLog, EventStore } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { migrate } from './migrate.ts';
 import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
-import { createSqlEventLog } from './sql-event-store.ts';
+import { createSqlEventLog, type AppendFencing } from './sql-event-store.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
 import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
@@ -42,6 +42,8 @@ export interface EventStoreConfig {
   readonly notice?: (message: string) => void;
   /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
   readonly allowLegacyPglite?: boolean;
+  /** Cluster mode: fence appends to instance streams by lease (PostgreSQL stores; see sql-event-store.ts). */
+  readonly fence?: AppendFencing;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
 }
@@ -123,6 +125,7 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
       log = createSqlEventLog(db, {
         notify: config.notify,
         kind: embedded ? 'embedded-postgres' : 'postgres',
+        ...(config.fence ? { fence: config.fence } : {}),
       });
     }
     // Consumers live on the read-model database for every adapter (beside the events on PostgreSQL).
@@ -134,7 +137,12 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
   }
 }
 
-export { createSqlEventLog, createSqlEventStore } from './sql-event-store.ts';
+export {
+  createSqlEventLog,
+  createSqlEventStore,
+  type AppendFencing,
+  type StreamFence,
+} from './sql-event-store.ts';
 export { composeEventStore, createConsumers } from './event-store.ts';
 export { migrate } from './migrate.ts';
 export { openPostgres } from './sql/postgres.ts';
