@@ -33,6 +33,7 @@ import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
+import { tokenOwnerInLog } from './runtime/token-owner.ts';
 import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
@@ -203,7 +204,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
     },
   });
-  const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
+  // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
+  const authenticator = createAuthenticator(
+    key.value,
+    tokens,
+    async (hash) => (await instanceIdByTokenHash(db, hash)) ?? (await tokenOwnerInLog(store, hash)),
+  );
   const sessions = new BrowserSessions();
 
   const app = await buildApp({
