@@ -23,7 +23,7 @@ import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { generateWebhookSecret, secretsEqual, tokenDigests } from './domain/tokens.ts';
-import { instanceStream } from './domain/events.ts';
+import { INSTANCE_STREAM_PREFIX, instanceStream, whatsappStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -99,6 +99,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
+    // An instance's own streams are never reused (name and token reservations are: soft delete).
+    ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),
     migrations: MIGRATION_DIRECTORIES,
     notice: (message) => logger.info(message),
   });

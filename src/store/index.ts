@@ -43,6 +43,8 @@ export interface EventStoreConfig {
   readonly allowLegacyPglite?: boolean;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
+  /** KurrentDB only: streams whose delete is a tombstone (KURRENTDB_TOMBSTONE; see kurrentdb.ts). */
+  readonly tombstonePrefixes?: readonly string[];
 }
 
 export interface OpenedEventStore {
@@ -108,7 +110,12 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     await migrate(db, directories);
     if (config.eventStoreUrl) {
       const { openKurrentEventStore } = await import('./kurrentdb.ts');
-      const store = await openKurrentEventStore({ url: config.eventStoreUrl, db, ownerId: config.ownerId });
+      const store = await openKurrentEventStore({
+        url: config.eventStoreUrl,
+        db,
+        ownerId: config.ownerId,
+        ...(config.tombstonePrefixes ? { tombstonePrefixes: config.tombstonePrefixes } : {}),
+      });
       return { store, db, embedded };
     }
     const store = createSqlEventStore(db, {
