@@ -344,6 +344,17 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  installProcessPolicy(zapwire, logger);
+}
+
+/**
+ * Signals and the failure policy of the process (main() installs it; test/integration/security tests it
+ * on a child process). One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys
+ * rejects some internally) is logged and the process goes on. An uncaught exception may have left any
+ * state half written, so the process stops cleanly instead (instances restore on the next start) and
+ * exits with 1. SIGTERM and SIGINT stop it cleanly with 0; a stop that hangs is cut after 15 s.
+ */
+export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Logger): void {
   let shuttingDown = false;
   const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
@@ -361,9 +372,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  // One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys rejects some
-  // internally) is logged and the process goes on. An uncaught exception may have left any state half
-  // written, so the process stops cleanly instead (instances restore on the next start).
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: reason }, 'unhandled promise rejection; kept running');
   });
