@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { Errors } from '../domain/errors.ts';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
+import { installStorableText } from './storable-text.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
@@ -100,6 +101,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installAuth(app, options.auth);
   installQueryCoercion(app);
   installKnownKeysOnly(app);
+  installStorableText(app);
   await (options.profile ?? defaultProfile()).install(app);
   await app.register(swagger, {
     openapi: {

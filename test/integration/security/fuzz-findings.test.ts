@@ -51,4 +51,47 @@ describe('found by the route fuzzer', () => {
       expect((await get(url, 'HEAD')).status, `HEAD ${url}`).toBe(426);
     }
   });
+
+  it('text PostgreSQL cannot store (NUL, an unpaired surrogate) is a 400 naming the field, not a 500', async () => {
+    const id = (await t.request<{ id: string }>('GET', '/instance/info/fuzzed')).body.id;
+    const cases: Array<{ method: 'GET' | 'PUT'; url: string; payload?: string; where: string }> = [
+      { method: 'GET', url: '/instance/info/%00', where: 'path.id' },
+      { method: 'GET', url: '/instance/status?instanceName=a%00b', where: 'query.instanceName' },
+      {
+        method: 'PUT',
+        url: `/instance/${id}/advanced-settings`,
+        payload: '{"msgRejectCall":"a\\u0000b"}',
+        where: 'body.msgRejectCall',
+      },
+      {
+        method: 'PUT',
+        url: `/instance/${id}/advanced-settings`,
+        payload: '{"msgRejectCall":"a\\ud800b"}',
+        where: 'body.msgRejectCall',
+      },
+      {
+        method: 'PUT',
+        url: `/instance/${id}/advanced-settings`,
+        payload: '{"msgRejectCall":"\\udc00"}',
+        where: 'body.msgRejectCall',
+      },
+    ];
+    for (const c of cases) {
+      const r = await t.zapwire.app.inject({
+        method: c.method,
+        url: c.url,
+        headers: { apikey: ADMIN_KEY, ...(c.payload ? { 'content-type': 'application/json' } : {}) },
+        ...(c.payload ? { payload: c.payload } : {}),
+      });
+      expect(r.statusCode, `${c.url} ${c.payload ?? ''}`).toBe(400);
+      const body = r.json() as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('ZW_ERR_VALIDATION');
+      expect(body.error.message.startsWith(`${c.where}:`), body.error.message).toBe(true);
+    }
+    // A well-formed emoji (a surrogate pair) is fine.
+    const ok = await t.request('PUT', `/instance/${id}/advanced-settings`, {
+      body: { msgRejectCall: 'busy 😀' },
+    });
+    expect(ok.status).toBe(200);
+  });
 });

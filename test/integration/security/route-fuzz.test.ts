@@ -15,7 +15,7 @@
  * and at the end: every projection rebuilt from the log equals the live read model.
  *
  * Seeded and bounded: `FUZZ_RUNS` (default 300) and `FUZZ_SEED` (default: random, printed) — a failure
- * prints the seed and path fast-check needs to replay it (docs/security.md).
+ * prints the seed and path; `FUZZ_SEED=<seed> FUZZ_PATH=<path>` replays it (docs/security.md).
  */
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
@@ -144,6 +144,8 @@ const weirdText = fc.oneof(
   // Lone surrogates and control characters.
   fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)), maxLength: 12 }),
   fc.constantFrom('..', '.', '%', '%00', '%ZZ', '%2e%2e', '../metrics', 'ALL', '', ' ', 'null', '0', '-1'),
+  // What PostgreSQL cannot store: NUL, unpaired surrogates.
+  fc.constantFrom('\u0000', 'a\u0000b', '\ud800', 'x\udc00', '\udbff\udbff', '😀\u0000'),
   fc.constantFrom('1e309', '99999999999999999999', 'true', '[]', '{}', '__proto__', 'constructor'),
 );
 
@@ -650,7 +652,13 @@ describe('route fuzzer', () => {
           checkLogs(logFrom);
           expect(unhandled, 'an unhandled rejection').toEqual([]);
         }),
-        { numRuns: RUNS, seed: SEED, endOnFailure: true },
+        {
+          numRuns: RUNS,
+          seed: SEED,
+          endOnFailure: true,
+          // FUZZ_PATH: the path a failure printed, to replay that one counterexample.
+          ...(process.env['FUZZ_PATH'] ? { path: process.env['FUZZ_PATH'] } : {}),
+        },
       );
       // The app still answers.
       expect((await t.request('GET', '/health', { apikey: null })).status).toBe(200);
