@@ -94,4 +94,20 @@ describe('found by the route fuzzer', () => {
     });
     expect(ok.status).toBe(200);
   });
+
+  it('a body nested 20 000 deep is a 400, not a 500 (the manager forwarder re-serialises the body)', async () => {
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    for (const url of ['/manager/api/instance/status', '/instance/connect']) {
+      const r = await t.zapwire.app.inject({
+        method: 'POST',
+        url,
+        headers: { apikey: ADMIN_KEY, 'content-type': 'application/json' },
+        payload: deep,
+      });
+      expect(r.statusCode, url).toBe(400);
+      expect((r.json() as { error: { message: string } }).error.message).toBe(
+        'body: nested deeper than 64 levels',
+      );
+    }
+  });
 });
