@@ -12,7 +12,7 @@ import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
 import { installStorableText } from './storable-text.ts';
 import { healthRoutes } from './routes/health.ts';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
@@ -35,7 +35,7 @@ declare module 'fastify' {
 
 export interface AppOptions {
   readonly logger: Logger;
-  readonly store: EventStore;
+  readonly store: EventLog;
   /** Who is calling and which instance a reference names (src/http/auth.ts). */
   readonly auth: AuthOptions;
   readonly startedAt?: Date;

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -21,7 +21,11 @@ import { Traffic } from './traffic.ts';
 import { WhatsAppStreams } from './whatsapp-stream.ts';
 
 export interface RuntimeOptions {
-  readonly store: EventStore;
+  /**
+   * The log. main.ts hands over the EventStore from openEventStore, whose deleteStream also drops a deleted
+   * instance's dead letters (the runtime itself never touches consumers).
+   */
+  readonly store: EventLog;
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
@@ -126,9 +130,18 @@ export class InstanceRuntime {
     }
   }
 
+  /**
+   * First step of a shutdown, before the HTTP server closes (it waits for the requests in flight): requests
+   * waiting for WhatsApp (a pairing code) answer 503 at once, and no restore starts any more.
+   */
+  beginShutdown(): void {
+    this.stopping = true;
+    this.commands.abortWaits();
+  }
+
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.beginShutdown();
     await Promise.all(
       this.host.ids().map(async (id) => {
         await this.host

@@ -8,10 +8,10 @@
  * removes the token streams only after recording that).
  */
 import { instanceStream, tokenStream } from '../domain/events.ts';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 
 export async function tokenOwnerInLog(
-  store: Pick<EventStore, 'readStream'>,
+  store: Pick<EventLog, 'readStream'>,
   tokenHash: string,
 ): Promise<string | undefined> {
   const [last] = await store.readStream(tokenStream(tokenHash), { direction: 'backward', limit: 1 });

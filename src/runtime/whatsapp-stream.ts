@@ -1,19 +1,20 @@
 /**
- * The one writer of `wa-<id>` streams (traffic, sent messages, runtime log lines). Every append there is
+ * The runtime's one writer of `wa-<id>` streams (traffic, sent messages, runtime log lines; the RabbitMQ
+ * sink writes its unroutable note on its own, after checking the stream exists). Every append there is
  * `expectedVersion: 'any'`, so an append that lands after a delete removed the stream would create it
  * again, holding a deleted instance's data forever (a late runtime log line, a send that was in flight).
  * The delete closes the instance here first and waits for the appends in flight; later ones are refused.
  */
 import { Errors } from '../domain/errors.ts';
 import { whatsappStream } from '../domain/events.ts';
-import type { AppendResult, EventStore, NewEvent } from '../store/port.ts';
+import type { AppendResult, EventLog, NewEvent } from '../store/port.ts';
 
 export class WhatsAppStreams {
   /** Instances deleted in this process's lifetime (ids only; nothing writes them after a restart). */
   private readonly closed = new Set<string>();
   private readonly inFlight = new Map<string, Set<Promise<unknown>>>();
 
-  constructor(private readonly store: Pick<EventStore, 'append'>) {}
+  constructor(private readonly store: Pick<EventLog, 'append'>) {}
 
   isClosed(instanceId: string): boolean {
     return this.closed.has(instanceId);

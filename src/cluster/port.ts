@@ -1,0 +1,36 @@
+/**
+ * Cluster mode: several zapwire nodes on one PostgreSQL, each instance owned by exactly one live node.
+ * This port is what the HTTP edge and the runtime need to know about the cluster; membership and leases
+ * (src/cluster/membership.ts, src/cluster/leases.ts) implement it, forwarding (src/cluster/forwarding.ts)
+ * uses it. A single process is a cluster of one: it owns every instance.
+ */
+
+export interface ClusterNode {
+  readonly nodeId: string;
+  /** Base URL other nodes use to reach this node's HTTP API (CLUSTER_ADVERTISE_URL). */
+  readonly address: string;
+  readonly startedAt: Date;
+  readonly heartbeatAt: Date;
+  /** Number of instance leases this node holds now. */
+  readonly instances: number;
+}
+
+export interface InstanceOwner {
+  readonly instanceId: string;
+  readonly nodeId: string;
+  readonly address: string;
+  /** Fencing epoch: grows by one every time the lease changes hands. */
+  readonly epoch: number;
+  readonly leaseUntil: Date;
+  /** True when this node is the owner. */
+  readonly self: boolean;
+}
+
+export interface ClusterView {
+  /** This node's id (stable for the life of the process). */
+  readonly selfId: string;
+  /** The live owner of an instance, or undefined when no node holds a live lease on it. */
+  ownerOf(instanceId: string): Promise<InstanceOwner | undefined>;
+  /** Live nodes (heartbeat not expired), this one included. */
+  nodes(): Promise<ClusterNode[]>;
+}
