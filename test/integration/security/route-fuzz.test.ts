@@ -12,7 +12,8 @@
  * - no secret (tokens, the admin key, the session key, the token pepper, proxy passwords, webhook secrets)
  *   in any answer, nor in any log line, whatever the log level;
  * - an instance token never reaches another instance: no 2xx naming it, no event appended to its streams;
- * and at the end: every projection rebuilt from the log equals the live read model.
+ * and at the end: every projection rebuilt from the log equals the live read model, and no instance ever
+ * held two WhatsApp connections at once.
  *
  * Seeded and bounded: `FUZZ_RUNS` (default 300) and `FUZZ_SEED` (default: random, printed) — a failure
  * prints the seed and path; `FUZZ_SEED=<seed> FUZZ_PATH=<path>` replays it (docs/security.md).
@@ -680,5 +681,8 @@ describe('route fuzzer', () => {
       expect(comparison?.equal, `${name}: ${JSON.stringify(comparison?.tables)}`).toBe(true);
     }
     checkLogs(0);
+    // Whatever the requests did, no instance ever held two WhatsApp connections at once.
+    for (const instanceId of new Set(t.fake.connections().map((c) => c.instanceId)))
+      expect(t.fake.maxLiveCount(instanceId), instanceId).toBeLessThanOrEqual(1);
   }, 120_000);
 });
