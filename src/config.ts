@@ -16,6 +16,8 @@ export interface Config {
   readonly globalApiKey: string | undefined;
   readonly databaseUrl: string | undefined;
   readonly eventStoreUrl: string | undefined;
+  /** KURRENTDB_TOMBSTONE: delete a deleted instance's streams with a tombstone (hard delete). */
+  readonly kurrentTombstone: boolean;
   readonly amqpUrl: string | undefined;
   readonly amqpExchange: string;
   readonly natsUrl: string | undefined;
@@ -169,6 +171,7 @@ export function loadConfig(env: Env = process.env): Config {
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
     databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
     eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
+    kurrentTombstone: r.flag('KURRENTDB_TOMBSTONE', false),
     amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),
     amqpExchange: r.string('AMQP_EXCHANGE', 'zapwire.events'),
     natsUrl: r.url('NATS_URL', ['nats', 'tls']),
