@@ -32,6 +32,11 @@ export interface Config {
   readonly qrCodeMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   readonly restoreConcurrency: number;
+  /**
+   * MESSAGES_PROJECTION: keep rm_messages/rm_labels (every message and label in the read model). No route
+   * reads them, so they are off by default: one write per message less on the hot path.
+   */
+  readonly messagesProjection: boolean;
   readonly webhook: {
     readonly globalUrl: string | undefined;
     /** Signs the global webhook's bodies; unsigned without it. */
@@ -170,6 +175,7 @@ export function loadConfig(env: Env = process.env): Config {
       userRateLimitMs: r.int('RECONNECT_RATE_LIMIT_MS', 60_000, 0, 3_600_000),
     },
     restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    messagesProjection: r.flag('MESSAGES_PROJECTION', false),
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
       globalSecret: r.optionalString('WEBHOOK_GLOBAL_SECRET'),

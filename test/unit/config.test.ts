@@ -39,6 +39,11 @@ describe('configuration', () => {
     expect(problems.join('\n')).toMatch(message);
   });
 
+  it('MESSAGES_PROJECTION is off unless turned on', () => {
+    expect(loadConfig({}).messagesProjection).toBe(false);
+    expect(loadConfig({ MESSAGES_PROJECTION: 'true' }).messagesProjection).toBe(true);
+  });
+
   it('reports every problem at once', () => {
     expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y' })).toHaveLength(2);
   });
