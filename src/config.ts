@@ -49,6 +49,15 @@ export interface Config {
     readonly allowPrivateNetworks: boolean;
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
+    /** Delivery log retention (WEBHOOK_RETENTION_DELIVERED_HOURS / _DEAD_HOURS), in ms. */
+    readonly retentionMs: number;
+    readonly deadRetentionMs: number;
+    /** WEBHOOK_MAX_PENDING / WEBHOOK_MAX_DEAD: rows per instance. */
+    readonly maxPending: number;
+    readonly maxDead: number;
+    /** WEBHOOK_MEMORY_MAX_MB, in bytes. */
+    readonly memoryMaxBytes: number;
+    readonly redeliverPerMinute: number;
   };
   readonly logLevel: LogLevel;
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
@@ -187,6 +196,12 @@ export function loadConfig(env: Env = process.env): Config {
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
+      retentionMs: r.int('WEBHOOK_RETENTION_DELIVERED_HOURS', 168, 1, 87_600) * 3_600_000,
+      deadRetentionMs: r.int('WEBHOOK_RETENTION_DEAD_HOURS', 720, 1, 87_600) * 3_600_000,
+      maxPending: r.int('WEBHOOK_MAX_PENDING', 10_000, 1, 10_000_000),
+      maxDead: r.int('WEBHOOK_MAX_DEAD', 1_000, 1, 10_000_000),
+      memoryMaxBytes: r.int('WEBHOOK_MEMORY_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
+      redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),

@@ -314,11 +314,19 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
       ]);
     }
     let n = 0;
-    return await drive(
+    const result = await drive(
       rate,
       async (id) => void (await store.append(`wa-${instances[n++ % INSTANCES]!.id}`, [messageEvent(id)])),
       receivedAt,
     );
+    if (sink === 'webhook') {
+      // Rows the delivery log wrote for this run (before: one per event; now: retries and slow receivers).
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM zw_webhook_deliveries');
+      console.log(
+        `  webhook @ ${rate}/s: ${rows[0]?.n ?? 0} delivery rows written for ${result.offered} events`,
+      );
+    }
+    return result;
   } finally {
     await sinks?.stop();
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
