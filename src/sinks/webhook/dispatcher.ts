@@ -246,6 +246,7 @@ export class WebhookDispatcher {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** After the first sweep: a queue not seen with rows then starts out synced (nothing of it waits in the table). */
   private swept = false;
+  private firstSweep: Promise<void> = Promise.resolve();
   private readonly reported = new Map<string, number>();
 
   constructor(private readonly options: DispatcherOptions) {
@@ -282,7 +283,7 @@ export class WebhookDispatcher {
         this.options.logger.error({ err: error }, 'webhook: cannot list the waiting deliveries; retrying');
       }
     };
-    void sweep();
+    this.firstSweep = sweep();
     this.sweepTimer = setInterval(() => void sweep(), this.options.sweepMs ?? 10_000);
     this.sweepTimer.unref();
   }
@@ -303,6 +304,8 @@ export class WebhookDispatcher {
    */
   async accept(deliveries: readonly NewDelivery[]): Promise<void> {
     if (deliveries.length === 0) return;
+    // Until the first sweep has said which queues have rows waiting, every queue would have to scan first.
+    await this.firstSweep;
     const byQueue = new Map<string, NewDelivery[]>();
     for (const d of deliveries) {
       const k = key(d.instanceId, d.target);
@@ -380,8 +383,13 @@ export class WebhookDispatcher {
     for (const list of byQueue.values()) {
       const queue = this.queue(list[0]!.instanceId, list[0]!.target);
       if (!queue) continue;
+      const bytes = list.reduce((sum, r) => sum + r.body.length + ITEM_OVERHEAD_BYTES, 0);
       if (queue.scanning) queue.scanning.push(...list);
-      else if (queue.synced && queue.buffer.length + list.length <= MAX_BUFFER && this.held < memoryMax) {
+      else if (
+        queue.synced &&
+        queue.buffer.length + list.length <= MAX_BUFFER &&
+        this.held + bytes <= memoryMax
+      ) {
         const held = new Set(queue.buffer.map((i) => i.row.id));
         this.push(
           queue,
@@ -730,11 +738,25 @@ export class WebhookDispatcher {
     }
     const aside = queue.scanning;
     queue.scanning = undefined;
+    // Finished here while the read ran (its "delivered" mark landed after the read): not again.
+    const fresh = (row: DeliveryRow): boolean => !queue.unflushed.has(row.id) && !queue.finished.has(row.id);
+    // The memory cap: keep what fits (at least one row, so the queue moves); the rest waits in the table.
+    const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
+    let room = memoryMax - this.held;
+    const fitting = rows
+      .filter(fresh)
+      .filter((r, i) => (room -= r.body.length + ITEM_OVERHEAD_BYTES) >= 0 || i === 0);
+    if (fitting.length < rows.filter(fresh).length) {
+      this.setBuffer(
+        queue,
+        fitting.map((r) => itemOf(r)),
+      );
+      queue.synced = false;
+      return;
+    }
     if (rows.length < pageSize) {
       const byId = new Map<string, DeliveryRow>();
-      for (const row of [...rows, ...aside]) {
-        if (!queue.unflushed.has(row.id) && !queue.finished.has(row.id)) byId.set(row.id, row);
-      }
+      for (const row of [...rows, ...aside]) if (fresh(row)) byId.set(row.id, row);
       this.setBuffer(
         queue,
         [...byId.values()].sort((a, b) => compareIds(a.id, b.id)).map((r) => itemOf(r)),
@@ -743,7 +765,7 @@ export class WebhookDispatcher {
     } else {
       this.setBuffer(
         queue,
-        rows.map((r) => itemOf(r)),
+        rows.filter(fresh).map((r) => itemOf(r)),
       );
       queue.synced = false;
     }
