@@ -331,11 +331,14 @@ export class WebhookDispatcher {
         return { item, settled };
       });
       const bytes = items.reduce((sum, { item }) => sum + item.bytes, 0);
+      // Straight from memory only into an idle queue: behind rows (a retry, a slow receiver) these would
+      // only wait to be parked, holding the log's reader back each time.
       if (
         queue &&
         queue.synced &&
         !queue.scanning &&
-        queue.buffer.length + items.length <= MAX_BUFFER &&
+        queue.buffer.length === 0 &&
+        items.length <= MAX_BUFFER &&
         this.held + bytes <= memoryMax
       ) {
         this.push(
