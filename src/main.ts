@@ -294,6 +294,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     url,
     stop() {
       stopped ??= (async () => {
+        // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
+        runtime.beginShutdown();
         await app.close();
         await runtime.stop();
         await startedSinks.stop();

@@ -123,9 +123,18 @@ export class InstanceRuntime {
     }
   }
 
+  /**
+   * First step of a shutdown, before the HTTP server closes (it waits for the requests in flight): requests
+   * waiting for WhatsApp (a pairing code) answer 503 at once, and no restore starts any more.
+   */
+  beginShutdown(): void {
+    this.stopping = true;
+    this.commands.abortWaits();
+  }
+
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.beginShutdown();
     await Promise.all(
       this.host.ids().map(async (id) => {
         await this.host

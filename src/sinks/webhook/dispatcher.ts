@@ -37,13 +37,7 @@ import {
   type NewDelivery,
 } from './delivery-log.ts';
 import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
-import {
-  DELIVERY_ID_HEADER,
-  EVENT_ID_HEADER,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  signBody,
-} from './signature.ts';
+import { DELIVERY_ID_HEADER, EVENT_ID_HEADER, signatureHeaders } from './signature.ts';
 import { Semaphore } from '../../async/semaphore.ts';
 
 export interface WebhookRetryPolicy {
@@ -700,6 +694,7 @@ export class WebhookDispatcher {
       head.row,
       batch.map((i) => i.row),
     );
+    if (!result.ok && result.aborted) return 'stopped'; // shutdown: not an attempt; parked or read again
     const at = new Date();
     if (result.ok) {
       for (const item of batch) this.delivered(queue, item, result, item.row.attempts + 1, at);
@@ -794,6 +789,7 @@ export class WebhookDispatcher {
       if (!this.alive(queue)) return false;
       if (item.settled !== undefined && item.settled !== 'parked') return true;
       const result = await this.attempt(item.row);
+      if (!result.ok && result.aborted) return false; // shutdown: not an attempt; parked or read again
       attempts += 1;
       if (result.ok) {
         this.delivered(queue, item, result, attempts);
@@ -850,13 +846,12 @@ export class WebhookDispatcher {
     const body = batch ? `[${batch.map((r) => r.body).join(',')}]` : row.body;
     const headers: Record<string, string> = {
       [EVENT_ID_HEADER]: rows.map((r) => r.eventId).join(','),
-      [TIMESTAMP_HEADER]: String(Math.floor(Date.now() / 1000)),
       // A delivery sent straight from the log has no row: its id is the event's.
       [DELIVERY_ID_HEADER]: rows.map((r) => r.id || r.eventId).join(','),
       'x-zapwire-event': [...new Set(rows.map((r) => r.eventName))].join(','),
     };
     if (batch) headers[BATCH_SIZE_HEADER] = String(batch.length);
-    if (secret !== null) headers[SIGNATURE_HEADER] = signBody(body, secret);
+    Object.assign(headers, signatureHeaders(body, secret));
     const release = await this.semaphore.acquire();
     try {
       return await this.options.sender.send({
@@ -864,6 +859,7 @@ export class WebhookDispatcher {
         body,
         headers,
         timeoutMs: this.options.policy.timeoutMs,
+        signal: this.stopping.signal,
       });
     } finally {
       release();
@@ -923,8 +919,10 @@ export class WebhookDispatcher {
 
 function instanceNameOf(body: string): string | undefined {
   try {
-    const parsed = JSON.parse(body) as { instance?: { name?: unknown } };
-    return typeof parsed.instance?.name === 'string' ? parsed.instance.name : undefined;
+    // zapwire's envelope, or Evolution GO's shape (API_COMPAT=evolution-go).
+    const parsed = JSON.parse(body) as { instance?: { name?: unknown }; instanceName?: unknown };
+    const name = parsed.instance?.name ?? parsed.instanceName;
+    return typeof name === 'string' ? name : undefined;
   } catch {
     return undefined;
   }
