@@ -59,6 +59,8 @@ export interface Config {
     readonly memoryMaxBytes: number;
     readonly redeliverPerMinute: number;
   };
+  /** Caps per API key on /ws (docs/events.md "Limits"). */
+  readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
   readonly logLevel: LogLevel;
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
   readonly apiCompat: 'default' | 'evolution-go';
@@ -202,6 +204,10 @@ export function loadConfig(env: Env = process.env): Config {
       maxDead: r.int('WEBHOOK_MAX_DEAD', 1_000, 1, 10_000_000),
       memoryMaxBytes: r.int('WEBHOOK_MEMORY_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
       redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
+    },
+    websocket: {
+      maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),
+      maxReplaysPerKey: r.int('WS_MAX_REPLAYS_PER_KEY', 2, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),

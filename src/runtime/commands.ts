@@ -28,7 +28,7 @@ import {
 } from '../domain/tokens.ts';
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
-import type { Checkpoint, EventStore, NewEvent } from '../store/port.ts';
+import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
 import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
@@ -50,7 +50,7 @@ export interface CommandsOptions {
   readonly host: ActorHost;
   readonly traffic: Traffic;
   readonly readModel: RuntimeReadModel;
-  readonly store: EventStore;
+  readonly store: EventLog;
   /** For removing a WhatsApp session (logout, delete). */
   readonly connector: Pick<WhatsAppConnector, 'removeSession'>;
   /** The instance's live connection, for sending. */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -20,7 +20,11 @@ import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 
 export interface RuntimeOptions {
-  readonly store: EventStore;
+  /**
+   * The log. main.ts hands over the EventStore from openEventStore, whose deleteStream also drops a deleted
+   * instance's dead letters (the runtime itself never touches consumers).
+   */
+  readonly store: EventLog;
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;

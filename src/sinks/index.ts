@@ -65,7 +65,13 @@ export interface SinksConfig {
     /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250. */
     readonly directWaitMs?: number;
   };
-  readonly websocket?: { readonly maxBufferedBytes?: number };
+  readonly websocket?: {
+    readonly maxBufferedBytes?: number;
+    /** WS_MAX_CONNECTIONS_PER_KEY: sockets one API key (admin, or an instance token) may hold at once. */
+    readonly maxConnectionsPerKey?: number;
+    /** WS_MAX_REPLAYS_PER_KEY: `?from=` replays one API key may run at once. */
+    readonly maxReplaysPerKey?: number;
+  };
   /** How long a directory answer (the webhook secret) is reused. Default 5 s. */
   readonly directoryCacheMs?: number;
   /** Node.js process metrics in the registry. Default true. */
@@ -184,6 +190,12 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     metrics,
     logger: log.child({ sink: 'websocket' }),
     ...(config.websocket?.maxBufferedBytes ? { maxBufferedBytes: config.websocket.maxBufferedBytes } : {}),
+    ...(config.websocket?.maxConnectionsPerKey
+      ? { maxConnectionsPerPrincipal: config.websocket.maxConnectionsPerKey }
+      : {}),
+    ...(config.websocket?.maxReplaysPerKey
+      ? { maxReplaysPerPrincipal: config.websocket.maxReplaysPerKey }
+      : {}),
     ...(subscription?.pollIntervalMs ? { pollIntervalMs: subscription.pollIntervalMs } : {}),
   });
 
