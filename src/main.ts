@@ -38,7 +38,7 @@ import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
-import { messagesProjection } from '../projections/messages.ts';
+import { clearMessagesReadModel, messagesProjection } from '../projections/messages.ts';
 import {
   findInstance,
   instanceIdByTokenHash,
@@ -133,10 +133,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   }
   // Several nodes on one store must share it: set TOKEN_PEPPER on each (docs/security.md).
   const tokens = tokenDigests(config.tokenPepper ?? loadOrCreateSecret(config.dataDir, 'token-pepper').value);
+  if (!config.messagesProjection) await clearMessagesReadModel(db);
   const projections = new ProjectionRunner(
     store,
     db,
-    [instancesProjection, instanceLogsProjection, messagesProjection],
+    // The messages read model is opt-in (MESSAGES_PROJECTION): nothing on the API reads it.
+    [instancesProjection, instanceLogsProjection, ...(config.messagesProjection ? [messagesProjection] : [])],
     logger,
   );
   await projections.start();
