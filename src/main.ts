@@ -206,6 +206,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     db,
     config,
     logger,
+    instanceLog: (instanceId, level, message, context) =>
+      runtime.writeLog(instanceId, level, message, context),
     directory: {
       async get(instanceId) {
         const instance = await findInstance(db, instanceId);

@@ -12,7 +12,7 @@ import { apiStateOf } from '../../machines/instance/index.ts';
 import { ActorHost, type LiveSnapshot } from './actor-host.ts';
 import { InstanceCommands } from './commands.ts';
 import type { RuntimeReadModel } from './read-model.ts';
-import { errorMessage, RuntimeLog } from './runtime-log.ts';
+import { errorMessage, RuntimeLog, type RuntimeLogLevel } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
 import type { TokenDigests } from '../domain/tokens.ts';
 import { Semaphore } from '../async/semaphore.ts';
@@ -210,6 +210,19 @@ export class InstanceRuntime {
       }),
     );
     await this.host.drain();
+  }
+
+  /**
+   * A line in an instance's own log from outside the runtime (the sinks). Never throws; refused for an
+   * instance deleted in this process, so a late line cannot bring its `wa-` stream back.
+   */
+  writeLog(
+    instanceId: string,
+    level: RuntimeLogLevel,
+    message: string,
+    context: Record<string, unknown>,
+  ): Promise<void> {
+    return this.log.write(instanceId, level, message, context);
   }
 
   /** For tests and the visualizer: the live actor's snapshot. */

@@ -8,6 +8,7 @@
  * `mandatory`: one the broker cannot route (no queue bound) comes back and is dead-lettered, counted and
  * noted in the instance log instead of vanishing silently.
  */
+import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
 import { whatsappStream } from '../domain/events.ts';
@@ -33,6 +34,8 @@ export interface AmqpSinkOptions {
   readonly logger: Logger;
   /** Builds the message body (the profile's shape). Default zapwire's envelope. */
   readonly payload?: PayloadRenderer;
+  /** Where the unroutable note goes in the instance's own log. Default: the process log only. */
+  readonly instanceLog?: InstanceLogWriter;
   /** Shown by RabbitMQ as the connection's name. Default `zapwire-sinks`. */
   readonly connectionName?: string;
   readonly reconnect?: BackoffPolicy;
@@ -254,28 +257,18 @@ export class AmqpSink {
     this.loggedUnroutable.set(instance.id, now);
     // A deleted instance's stream must not be recreated by a line about an event from before its deletion.
     if ((await store.streamVersion(whatsappStream(instance.id)).catch(() => 0)) === 0) return;
-    await store
-      .append(
-        whatsappStream(instance.id),
-        [
-          {
-            type: 'RuntimeLogged',
-            data: {
-              at: new Date(now).toISOString(),
-              level: 'warn',
-              message: `${error}; the event was dead-lettered (bind a queue to receive this instance's events)`,
-              context: { sink: 'rabbitmq', routingKey, eventId: event.id },
-            },
-          },
-        ],
-        { expectedVersion: 'any' },
-      )
-      .catch((failure: unknown) =>
-        logger.warn(
-          { err: failure, instanceId: instance.id },
-          'could not write the unroutable notice to the instance log',
-        ),
-      );
+    const write = this.options.instanceLog ?? processLogOnly(logger);
+    await write(
+      instance.id,
+      'warn',
+      `${error}; the event was dead-lettered (bind a queue to receive this instance's events)`,
+      { sink: 'rabbitmq', routingKey, eventId: event.id },
+    ).catch((failure: unknown) =>
+      logger.warn(
+        { err: failure, instanceId: instance.id },
+        'could not write the unroutable notice to the instance log',
+      ),
+    );
   }
 
   private withTimeout(promise: Promise<void>): Promise<void> {

@@ -10,6 +10,7 @@ import type { EventStore, Subscription, SubscriptionOptions } from '../store/por
 import type { SqlDatabase } from '../store/sql.ts';
 import { START } from '../store/port.ts';
 import { AMQP_SUBSCRIPTION, AmqpSink } from './amqp.ts';
+import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import { sleep } from './backoff.ts';
 import { ConfigTimeline } from './config-timeline.ts';
 import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
@@ -87,6 +88,8 @@ export interface StartSinksOptions {
   readonly directory: SinkDirectory;
   readonly config: SinksConfig;
   readonly logger: Logger;
+  /** Lines for an instance's own log (cap reached, unroutable message). Default: the process log only. */
+  readonly instanceLog?: InstanceLogWriter;
 }
 
 export interface SinksStatus {
@@ -119,6 +122,7 @@ export interface Sinks {
 export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   const { store, db, config, logger } = options;
   const log = logger.child({ component: 'sinks' });
+  const instanceLog = options.instanceLog ?? processLogOnly(log);
   const metrics = new SinkMetrics({ processMetrics: config.processMetrics ?? true });
   const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
   const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
@@ -143,6 +147,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     logger: log.child({ sink: 'webhook' }),
     policy,
     payload,
+    instanceLog,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
     ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
@@ -169,6 +174,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
         timeline: timeline(),
         metrics,
         payload,
+        instanceLog,
         logger: log.child({ sink: 'rabbitmq' }),
         ...(subscription ? { subscription } : {}),
       })

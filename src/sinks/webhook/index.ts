@@ -8,11 +8,11 @@
  * The subscription's lease makes one process in a cluster the reader; the dispatcher works the rows only in
  * the process that holds it (it starts with the first batch or once the subscription has caught up).
  */
+import { processLogOnly, type InstanceLogWriter } from '../instance-log.ts';
 import type { Logger } from 'pino';
 import { isSubscribed } from '../../domain/event-names.ts';
 import { instanceIdOfStream } from '../../domain/events.ts';
 import { ZapwireError } from '../../domain/errors.ts';
-import { whatsappStream } from '../../domain/events.ts';
 import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../../store/port.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import type { ConfigTimeline } from '../config-timeline.ts';
@@ -47,6 +47,8 @@ export interface WebhookSinkOptions {
   readonly secretOf: SecretLookup;
   /** Builds the request body (the profile's shape). Default zapwire's envelope. */
   readonly payload?: PayloadRenderer;
+  /** Where cap lines go in the instance's own log. Default: the process log only. */
+  readonly instanceLog?: InstanceLogWriter;
   /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
   readonly globalUrl?: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
@@ -119,16 +121,10 @@ export class WebhookSink implements WebhookApi {
     });
   }
 
-  /** An error line in the instance's own log (GET /instance/logs/:id), as the runtime writes them. */
+  /** An error line in the instance's own log (GET /instance/logs/:id). */
   private instanceLog(instanceId: string, message: string, context: Record<string, unknown>): void {
-    this.options.logger.error({ instanceId, ...context }, message);
-    this.options.store
-      .append(
-        whatsappStream(instanceId),
-        [{ type: 'RuntimeLogged', data: { at: new Date().toISOString(), level: 'error', message, context } }],
-        { expectedVersion: 'any' },
-      )
-      .catch(() => undefined);
+    const write = this.options.instanceLog ?? processLogOnly(this.options.logger);
+    write(instanceId, 'error', message, context).catch(() => undefined);
   }
 
   async start(): Promise<Subscription> {

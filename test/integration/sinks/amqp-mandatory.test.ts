@@ -18,6 +18,7 @@ import {
   messages,
   silentLogger,
   sinks as settings,
+  storeInstanceLog,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
 
@@ -43,6 +44,7 @@ describe('RabbitMQ sink, mandatory publishing', () => {
       metrics,
       logger: silentLogger,
       payload: payloadRenderer(profile),
+      instanceLog: storeInstanceLog(store),
       reconnect: { baseMs: 100, maxMs: 500 },
       subscription: { pollIntervalMs: 50, retryDelayMs: 100 },
     });

@@ -16,6 +16,7 @@ import {
   mixedEvents,
   silentLogger,
   sinks as settings,
+  storeInstanceLog,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
 import type { WebhookSink } from '../../../src/sinks/webhook/index.ts';
@@ -50,6 +51,7 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       db,
       directory,
       logger: silentLogger,
+      instanceLog: storeInstanceLog(store),
       config: {
         processMetrics: false,
         subscription: { pollIntervalMs: 50, retryDelayMs: 50 },

@@ -8,7 +8,8 @@ import pino from 'pino';
 import { DEFAULT_ADVANCED_SETTINGS, type SinkSettings } from '../../../../src/domain/events.ts';
 import type { InstanceSinkConfig, SinkDirectory } from '../../../../src/sinks/index.ts';
 import { SINK_ENVELOPE_SCHEMA, type SinkEnvelope } from '../../../../src/sinks/index.ts';
-import type { EventStore, RecordedEvent } from '../../../../src/store/port.ts';
+import type { InstanceLogWriter } from '../../../../src/sinks/instance-log.ts';
+import type { EventLog, EventStore, RecordedEvent } from '../../../../src/store/port.ts';
 
 export const silentLogger = pino({ level: process.env['SINK_TEST_LOG'] ?? 'silent' });
 
@@ -156,5 +157,16 @@ export function capturingLogger(): { logger: pino.Logger; messages: () => string
   return {
     logger,
     messages: () => lines.map((l) => (JSON.parse(l) as { msg: string }).msg),
+  };
+}
+
+/** The instance log as the runtime writes it (`RuntimeLogged` on the `wa-` stream), for sinks started alone. */
+export function storeInstanceLog(store: Pick<EventLog, 'append'>): InstanceLogWriter {
+  return async (instanceId, level, message, context) => {
+    await store.append(
+      `wa-${instanceId}`,
+      [{ type: 'RuntimeLogged', data: { at: new Date().toISOString(), level, message, context } }],
+      { expectedVersion: 'any' },
+    );
   };
 }
