@@ -113,8 +113,9 @@ describe('manager and visualizer in Chromium', () => {
     await expect
       .poll(() => qr.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth))
       .toBeGreaterThan(100);
-    // The list follows the live state a moment after the QR image.
-    await expect.poll(() => row.locator('td.state').textContent()).toBe('qr');
+    // The list follows the live state a moment after the QR image (which a 3 s poll may have fetched
+    // first): within 5 s, before the page's 10 s list refresh could be what put it there.
+    await expect.poll(() => row.locator('td.state').textContent(), { timeout: 5_000 }).toBe('qr');
     const firstQr = await qr.getAttribute('src');
     await page.screenshot({ path: join(ARTIFACTS, '1-manager-qr.png'), fullPage: true });
 
