@@ -46,6 +46,8 @@ export interface Config {
     readonly batchMax: number;
   };
   readonly logLevel: LogLevel;
+  /** CLUSTER_SECRET: the same on every node of a cluster; keys requests forwarded between nodes. */
+  readonly clusterSecret: string | undefined;
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
   readonly apiCompat: 'default' | 'evolution-go';
   /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
@@ -133,6 +135,17 @@ class Reader {
     return buf;
   }
 
+  /** A shared secret of at least 32 characters (an HMAC key). */
+  secret32(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    if (value.length < 32 || /\s/.test(value)) {
+      this.problems.push(`${name}: expected at least 32 characters without spaces (openssl rand -hex 32)`);
+      return undefined;
+    }
+    return value;
+  }
+
   apiKey(name: string): string | undefined {
     const value = this.raw(name);
     if (value === undefined) return undefined;
@@ -183,6 +196,7 @@ export function loadConfig(env: Env = process.env): Config {
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+    clusterSecret: r.secret32('CLUSTER_SECRET'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
     corsOrigins: r
       .optionalString('CORS_ORIGINS')

@@ -50,6 +50,7 @@ import { defaultProfile } from './http/profiles/default.ts';
 import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
+import type { ClusterView } from './cluster/port.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 
@@ -72,6 +73,11 @@ export interface StartOptions {
   /** The WhatsApp side; main() passes the Baileys adapter, tests a fake or Baileys on the sandbox. */
   readonly connector: WhatsAppConnector | ConnectorFactory;
   readonly listen?: boolean;
+  /**
+   * Cluster mode: who owns which instance. With CLUSTER_SECRET set, requests for instances other nodes
+   * own are forwarded to them (src/cluster/forwarding.ts).
+   */
+  readonly cluster?: ClusterView;
 }
 
 export async function startZapwire(options: StartOptions): Promise<Zapwire> {
@@ -210,6 +216,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     store,
     trustProxy: config.trustProxy,
+    ...(options.cluster && config.clusterSecret
+      ? { forwarding: { cluster: options.cluster, secret: config.clusterSecret } }
+      : {}),
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,

@@ -7,6 +7,7 @@ import { installKnownKeysOnly } from './known-keys.ts';
 import { healthRoutes } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
+import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
 import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 
@@ -24,6 +25,8 @@ export interface AppOptions {
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
   readonly profile?: EdgeProfile;
+  /** Cluster mode: requests for instances other nodes own go to them (src/cluster/forwarding.ts). */
+  readonly forwarding?: ForwardingOptions;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -50,6 +53,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
+  // Before auth: a forwarded request's signature is checked before auth takes its principal.
+  if (options.forwarding) installForwarding(app, options.forwarding);
   installAuth(app, options.auth);
   installQueryCoercion(app);
   installKnownKeysOnly(app);
