@@ -46,12 +46,28 @@ export interface Config {
     readonly batchMax: number;
   };
   readonly logLevel: LogLevel;
-  /** CLUSTER_SECRET: the same on every node of a cluster; keys requests forwarded between nodes. */
-  readonly clusterSecret: string | undefined;
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
   readonly apiCompat: 'default' | 'evolution-go';
   /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
   readonly corsOrigins: readonly string[] | undefined;
+  /** Cluster mode (docs/cluster.md). */
+  readonly cluster: {
+    /** CLUSTER_ENABLED: spread instances over every node on the database (needs DATABASE_URL). */
+    readonly enabled: boolean;
+    /** CLUSTER_NODE_ID; generated per process when unset. */
+    readonly nodeId: string | undefined;
+    /** CLUSTER_ADVERTISE_URL: how other nodes reach this one; default http://127.0.0.1:<PORT>. */
+    readonly advertiseUrl: string;
+    /** CLUSTER_LEASE_MS: an instance lease (and a node) expires this long after its last renewal. */
+    readonly leaseMs: number;
+    /** CLUSTER_HEARTBEAT_MS: how often a node renews its leases and looks for work. */
+    readonly heartbeatMs: number;
+    /**
+     * CLUSTER_SECRET: the same on every node; signs requests a node forwards to an instance's owner
+     * (src/cluster/forwarding.ts). Required with CLUSTER_ENABLED; without it a follower cannot forward.
+     */
+    readonly secret: string | undefined;
+  };
 }
 
 export class ConfigError extends Error {
@@ -159,8 +175,9 @@ class Reader {
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
+  const port = r.int('PORT', 8080, 0, 65535);
   const config: Config = {
-    port: r.int('PORT', 8080, 0, 65535),
+    port,
     host: r.string('HOST', '127.0.0.1'),
     dataDir: resolve(r.string('DATA_DIR', './data')),
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
@@ -196,14 +213,39 @@ export function loadConfig(env: Env = process.env): Config {
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
-    clusterSecret: r.secret32('CLUSTER_SECRET'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
     corsOrigins: r
       .optionalString('CORS_ORIGINS')
       ?.split(',')
       .map((o) => o.trim())
       .filter(Boolean),
+    cluster: {
+      enabled: r.flag('CLUSTER_ENABLED', false),
+      nodeId: r.optionalString('CLUSTER_NODE_ID'),
+      advertiseUrl: (r.url('CLUSTER_ADVERTISE_URL', ['http', 'https']) ?? `http://127.0.0.1:${port}`).replace(
+        /\/+$/,
+        '',
+      ),
+      leaseMs: r.int('CLUSTER_LEASE_MS', 10_000, 1_000, 600_000),
+      heartbeatMs: r.int('CLUSTER_HEARTBEAT_MS', 2_000, 100, 60_000),
+      secret: r.secret32('CLUSTER_SECRET'),
+    },
   };
+  if (config.cluster.heartbeatMs * 3 > config.cluster.leaseMs) {
+    r.problems.push(
+      'CLUSTER_HEARTBEAT_MS must be at most a third of CLUSTER_LEASE_MS (a lease is renewed several times before it expires)',
+    );
+  }
+  if (config.cluster.enabled && config.cluster.secret === undefined) {
+    r.problems.push(
+      'CLUSTER_ENABLED needs CLUSTER_SECRET (the same 32+ characters on every node): nodes forward requests to the node that owns the instance, signed with it',
+    );
+  }
+  if (config.cluster.enabled && config.databaseUrl === undefined) {
+    r.problems.push(
+      'CLUSTER_ENABLED needs DATABASE_URL: the nodes of a cluster share one PostgreSQL (the embedded one serves a single process)',
+    );
+  }
   if ((config.waWebSocketUrl === undefined) !== (config.waNoiseRootPublicKey === undefined)) {
     r.problems.push(
       'WA_WEBSOCKET_URL and WA_NOISE_ROOT_PUBLIC_KEY go together: set both (a WhatsApp stand-in such as the sandbox) or neither (real WhatsApp)',

@@ -50,7 +50,8 @@ import { defaultProfile } from './http/profiles/default.ts';
 import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
-import type { ClusterView } from './cluster/port.ts';
+import { ClusterMember, defaultNodeId } from './cluster/node.ts';
+import type { AppendFencing } from './store/sql-event-store.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 
@@ -61,6 +62,8 @@ export interface Zapwire {
   readonly db: SqlDatabase;
   readonly runtime: InstanceRuntime;
   readonly projections: ProjectionRunner;
+  /** This node in the cluster (a cluster of one unless CLUSTER_ENABLED): the ClusterView, leases. */
+  readonly cluster: ClusterMember;
   readonly globalApiKey: string;
   /** The listening URL once `listen` was asked for. */
   readonly url: string | undefined;
@@ -73,11 +76,6 @@ export interface StartOptions {
   /** The WhatsApp side; main() passes the Baileys adapter, tests a fake or Baileys on the sandbox. */
   readonly connector: WhatsAppConnector | ConnectorFactory;
   readonly listen?: boolean;
-  /**
-   * Cluster mode: who owns which instance. With CLUSTER_SECRET set, requests for instances other nodes
-   * own are forwarded to them (src/cluster/forwarding.ts).
-   */
-  readonly cluster?: ClusterView;
 }
 
 export async function startZapwire(options: StartOptions): Promise<Zapwire> {
@@ -100,12 +98,20 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         'hex',
       );
 
+  // Appends to an instance's streams carry this node's lease (docs/cluster.md); the cluster member that
+  // holds the leases needs the database, so the store reaches it through this late binding.
+  const clustered: { member?: ClusterMember } = {};
+  const fence: AppendFencing = {
+    tokenOf: (stream) => clustered.member?.appendFencing.tokenOf(stream) ?? Promise.resolve(undefined),
+    refused: (token) => clustered.member?.appendFencing.refused(token),
+  };
   const { store, db } = await openEventStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
     migrations: MIGRATION_DIRECTORIES,
     notice: (message) => logger.info(message),
+    fence,
   });
   try {
     const outcome = await verifySessionKey(db, secretKey, {
@@ -130,6 +136,20 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
   );
   await projections.start();
+  const cluster = new ClusterMember({
+    db,
+    logger,
+    nodeId: config.cluster.nodeId ?? defaultNodeId(),
+    address: config.cluster.advertiseUrl,
+    mode: config.cluster.enabled ? 'cluster' : 'single',
+    leaseMs: config.cluster.leaseMs,
+    heartbeatMs: config.cluster.heartbeatMs,
+    movesPerTick: config.restoreConcurrency,
+    // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
+    exclusive: config.databaseUrl === undefined,
+    instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+  });
+  clustered.member = cluster;
   const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
   const connector =
     typeof options.connector === 'function'
@@ -140,6 +160,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           sessionKey: secretKey,
           previousSessionKey: config.sessionEncryptionKeyPrevious,
           proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
+          sessionFence: cluster.sessionFencing,
         })
       : options.connector;
   const inspection = new InspectionLog();
@@ -147,6 +168,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const late: { sinks?: Sinks } = {};
   const runtime = new InstanceRuntime({
     onInstanceDeleted: async (instanceId) => {
+      await cluster.forget(instanceId);
       await late.sinks?.forgetInstance(instanceId);
     },
     inspect: inspection.observe,
@@ -164,8 +186,14 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     restoreConcurrency: config.restoreConcurrency,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
+    ownership: {
+      holds: (instanceId) => cluster.holds(instanceId),
+      place: (instanceId) => cluster.place(instanceId),
+    },
   });
   await runtime.start();
+  // Takes this node's leases and adopts (restores, paced) each instance it now owns.
+  await cluster.start(runtime);
 
   const startedSinks = await startSinks({
     store,
@@ -216,9 +244,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     store,
     trustProxy: config.trustProxy,
-    ...(options.cluster && config.clusterSecret
-      ? { forwarding: { cluster: options.cluster, secret: config.clusterSecret } }
-      : {}),
+    forwarding: { cluster, secret: config.cluster.secret },
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,
@@ -297,11 +323,14 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     db,
     runtime,
     projections,
+    cluster,
     globalApiKey: key.value,
     url,
     stop() {
       stopped ??= (async () => {
         await app.close();
+        // Hand-over first: every instance's close is recorded and its lease freed for the other nodes.
+        await cluster.stop();
         await runtime.stop();
         await startedSinks.stop();
         await projections.stop();

@@ -86,8 +86,11 @@ export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
 
 export interface ForwardingOptions {
   readonly cluster: ClusterView;
-  /** CLUSTER_SECRET: the same on every node; keys the HMAC of forwarded requests. */
-  readonly secret: string;
+  /**
+   * CLUSTER_SECRET: the same on every node; keys the HMAC of forwarded requests. Without it nothing is
+   * forwarded or accepted: a request for an instance another node owns is a 503 that names the owner.
+   */
+  readonly secret: string | undefined;
   /** How long the owner may take (pairing waits for WhatsApp): 35 s by default. */
   readonly timeoutMs?: number;
   /** How far a forwarded request's timestamp may be from now (clock skew plus transit): 30 s by default. */
@@ -275,10 +278,13 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
   const now = options.now ?? Date.now;
   const timeoutMs = options.timeoutMs ?? 35_000;
   const send = options.fetch ?? fetch;
-  const verifier = new ForwardVerifier(secret, cluster.selfId, {
-    ...(options.replayWindowMs !== undefined ? { replayWindowMs: options.replayWindowMs } : {}),
-    now,
-  });
+  const verifier =
+    secret === undefined
+      ? undefined
+      : new ForwardVerifier(secret, cluster.selfId, {
+          ...(options.replayWindowMs !== undefined ? { replayWindowMs: options.replayWindowMs } : {}),
+          now,
+        });
 
   app.decorateRequest('forwarded', undefined);
   // Like a route without config.access: a route that writes must say where it runs, or cluster mode
@@ -296,6 +302,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
 
   app.addHook('preParsing', async (request, _reply, payload) => {
     if (request.headers[FORWARD_HEADER.signature] === undefined) return payload;
+    if (!verifier) throw rejected('this node has no CLUSTER_SECRET');
     // The signature covers the body: read it here, then hand Fastify the same bytes to parse.
     const body = await readAll(payload);
     request.forwarded = verifier.verify(request.method, request.url, request.headers, body);
@@ -323,7 +330,12 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
         2,
       );
     if (owner.self) return;
-    const answer = await forward(request, owner);
+    if (secret === undefined)
+      throw Errors.unavailable(
+        `instance ${instanceId} is owned by node ${owner.nodeId}; this node cannot forward requests without CLUSTER_SECRET: send it to that node, or set the same CLUSTER_SECRET on every node`,
+        5,
+      );
+    const answer = await forward(request, owner, secret);
     void reply.code(answer.status).header(SERVED_BY_HEADER, owner.nodeId);
     for (const name of ['content-type', 'retry-after']) {
       const value = answer.headers.get(name);
@@ -335,6 +347,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
   async function forward(
     request: FastifyRequest,
     owner: InstanceOwner,
+    secret: string,
   ): Promise<{ status: number; headers: Headers; body: Buffer }> {
     const principal = request.principal;
     if (!principal) throw Errors.unauthorized();

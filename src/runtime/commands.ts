@@ -74,6 +74,8 @@ export interface CommandsOptions {
   readonly pairingCodeTimeoutMs?: number;
   /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
+  /** Called once a new instance's first event is stored (cluster mode places it on a node). */
+  readonly onInstanceCreated?: (instanceId: string) => Promise<void>;
 }
 
 export class InstanceCommands implements InstanceService {
@@ -152,6 +154,7 @@ export class InstanceCommands implements InstanceService {
         expectedVersion: 'no_stream',
       },
     );
+    await this.options.onInstanceCreated?.(id);
     await this.readYourWrites({ append }, 'instances');
     const instance: InstanceStatus = {
       id,

@@ -41,6 +41,16 @@ export interface RuntimeOptions {
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
   readonly inspect?: (instanceId: string, event: InspectionEvent) => void;
+  /**
+   * Cluster mode (src/cluster): which instances this node owns. With it, `start` restores nothing by
+   * itself (the cluster adopts each instance whose lease this node takes) and no socket opens for an
+   * instance whose lease this node does not hold.
+   */
+  readonly ownership?: {
+    holds(instanceId: string): boolean;
+    /** A new instance was stored: give it a node. */
+    place(instanceId: string): Promise<void>;
+  };
 }
 
 /** States a restore settles in (anything but `connecting`). */
@@ -65,7 +75,10 @@ export class InstanceRuntime {
     this.restorePacer = new Semaphore(options.restoreConcurrency);
     this.host = new ActorHost({
       store: options.store,
-      connector: this.connections.wrap(options.connector),
+      connector: this.connections.wrap(
+        options.connector,
+        options.ownership ? (id) => options.ownership!.holds(id) : undefined,
+      ),
       route: (instanceId, signal) => this.onSignal(instanceId, signal),
       onCommandFailed: (instanceId, command, error) =>
         void this.log.write(instanceId, 'warn', `WhatsApp command ${command} failed`, {
@@ -88,6 +101,7 @@ export class InstanceRuntime {
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.onInstanceDeleted ? { onInstanceDeleted: options.onInstanceDeleted } : {}),
+      ...(options.ownership ? { onInstanceCreated: options.ownership.place } : {}),
       tokens: options.tokens,
       ...(options.allowPrivateWebhooks !== undefined
         ? { allowPrivateWebhooks: options.allowPrivateWebhooks }
@@ -107,13 +121,38 @@ export class InstanceRuntime {
   async start(): Promise<void> {
     const { readModel, store } = this.options;
     await readModel.caughtUp(await store.headPosition(), 60_000);
+    if (this.options.ownership) return;
     for (const id of await readModel.instanceIds()) void this.restorePaced(id);
+  }
+
+  /** Cluster mode: this node took the instance's lease; restore it (paced, as at boot). */
+  adopt(id: string): void {
+    void this.restorePaced(id);
+  }
+
+  /**
+   * Cluster mode: the lease is gone (another node took it over). The actor stops at once, which closes
+   * the socket; nothing is recorded (the new owner writes the instance now).
+   */
+  drop(id: string): void {
+    this.host.forget(id);
+    void this.host.inMailbox(id, async () => this.host.forget(id));
+  }
+
+  /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
+  async handOver(id: string): Promise<void> {
+    if (this.host.liveSnapshot(id))
+      await this.host
+        .dispatch(id, { type: 'shutdown', at: this.at() })
+        .finally(() => this.host.inMailbox(id, async () => this.host.forget(id)));
   }
 
   private async restorePaced(id: string): Promise<void> {
     const release = await this.restorePacer.acquire();
     try {
       if (this.stopping) return;
+      // Cluster mode: the lease may have moved on while this restore waited for its turn.
+      if (this.options.ownership && !this.options.ownership.holds(id)) return;
       await this.host.dispatch(id, { type: 'restore', at: this.at() });
       await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
     } catch (error) {
@@ -128,6 +167,11 @@ export class InstanceRuntime {
     this.stopping = true;
     await Promise.all(
       this.host.ids().map(async (id) => {
+        // Cluster mode: an instance handed over already (or never owned here) has nothing to record.
+        if (this.options.ownership && !this.options.ownership.holds(id)) {
+          await this.host.inMailbox(id, async () => this.host.forget(id));
+          return;
+        }
         await this.host
           .dispatch(id, { type: 'shutdown', at: this.at() })
           .catch((error: unknown) =>

@@ -8,9 +8,14 @@ export class ConnectionRegistry {
   private readonly live = new Map<string, WhatsAppConnection>();
   private opened = 0;
 
-  wrap(connector: WhatsAppConnector): WhatsAppConnector {
+  /**
+   * `mayConnect` (cluster mode): whether this node holds the instance's lease. Without it no socket
+   * opens: a node that lost its lease must not open one, even from a reconnect timer that records nothing.
+   */
+  wrap(connector: WhatsAppConnector, mayConnect?: (instanceId: string) => boolean): WhatsAppConnector {
     const wrapped: WhatsAppConnector = Object.create(connector) as WhatsAppConnector;
     wrapped.open = (options, listener) => {
+      if (mayConnect && !mayConnect(options.instanceId)) return refusedConnection();
       const connection = connector.open(options, listener);
       this.live.set(options.instanceId, connection);
       this.opened += 1;
@@ -35,4 +40,19 @@ export class ConnectionRegistry {
   totalOpened(): number {
     return this.opened;
   }
+}
+
+/** What `open` gives a node without the lease: no socket, every command refused, nothing signalled. */
+function refusedConnection(): WhatsAppConnection {
+  const refuse = () => Promise.reject(new Error('this node does not hold the instance lease'));
+  return {
+    sendText: refuse,
+    requestPairingCode: refuse,
+    rejectCall: refuse,
+    markRead: refuse,
+    sendPresence: refuse,
+    applySettings: () => undefined,
+    logout: refuse,
+    close: () => Promise.resolve(),
+  };
 }

@@ -18,6 +18,24 @@ export class DuplicateEventIdError extends Error {
   }
 }
 
+/**
+ * An append or session write refused because this node does not hold the instance's lease (cluster mode:
+ * another node took it over, or it was released). Nothing was written.
+ */
+export class FencedWriteError extends Error {
+  override readonly name = 'FencedWriteError';
+  readonly code = 'ZW_ERR_FENCED';
+  constructor(
+    readonly instanceId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** SQLSTATE of a write refused by zw_lease_check (src/cluster/migrations). */
+export const FENCED_SQLSTATE = 'ZW423';
+
 export function isWrongExpectedVersion(error: unknown): error is WrongExpectedVersionError {
   return error instanceof WrongExpectedVersionError;
 }

@@ -17,7 +17,7 @@ import type { EventStore } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { migrate } from './migrate.ts';
 import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
-import { createSqlEventStore } from './sql-event-store.ts';
+import { createSqlEventStore, type AppendFencing } from './sql-event-store.ts';
 import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 
@@ -41,6 +41,8 @@ export interface EventStoreConfig {
   readonly notice?: (message: string) => void;
   /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
   readonly allowLegacyPglite?: boolean;
+  /** Cluster mode: fence appends to instance streams by lease (PostgreSQL stores; see sql-event-store.ts). */
+  readonly fence?: AppendFencing;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
 }
@@ -115,6 +117,7 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
       ownerId: config.ownerId,
       notify: config.notify,
       kind: embedded ? 'embedded-postgres' : 'postgres',
+      ...(config.fence ? { fence: config.fence } : {}),
     });
     return { store, db, embedded };
   } catch (error) {
@@ -123,7 +126,7 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
   }
 }
 
-export { createSqlEventStore } from './sql-event-store.ts';
+export { createSqlEventStore, type AppendFencing, type StreamFence } from './sql-event-store.ts';
 export { migrate } from './migrate.ts';
 export { openPostgres } from './sql/postgres.ts';
 export { EmbeddedPostgresError } from './embedded-postgres/errors.ts';

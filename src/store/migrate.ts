@@ -9,7 +9,7 @@
  * the first one's record (READ COMMITTED takes a fresh snapshot after the lock) and skips the file.
  * Consequence: a migration must be able to run inside a transaction (no CREATE INDEX CONCURRENTLY).
  *
- * Numbering: 0xxx event store, 1xxx read model, 2xxx runtime, 3xxx WhatsApp adapter, 4xxx sinks. A file
+ * Numbering: 0xxx event store, 1xxx read model, 2xxx runtime, 3xxx WhatsApp adapter, 4xxx sinks, 5xxx cluster. A file
  * that was renumbered keeps its former name in FORMER_NAMES: a database that applied it under the old name
  * has that record renamed instead of running the file again.
  */

@@ -28,7 +28,12 @@ import {
   type SubscriptionOptions,
 } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
-import { DuplicateEventIdError, WrongExpectedVersionError } from './errors.ts';
+import {
+  DuplicateEventIdError,
+  FENCED_SQLSTATE,
+  FencedWriteError,
+  WrongExpectedVersionError,
+} from './errors.ts';
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint, maxCheckpoint } from './checkpoint.ts';
 import { int8ToNumber } from './sql/int8.ts';
 import { SubscriptionHub } from './subscriptions/hub.ts';
@@ -43,6 +48,25 @@ export interface SqlEventStoreOptions {
    * at once instead of at their next poll. Costs write throughput (a global lock at commit); off by default.
    */
   readonly notify?: boolean;
+  /**
+   * Cluster mode: the fencing token for a stream (undefined: not fenced). A fenced append runs through
+   * zw_fenced_append (src/cluster/migrations), which checks the lease in the append's own transaction
+   * and refuses with FencedWriteError when this node does not hold it.
+   */
+  readonly fence?: AppendFencing;
+}
+
+/** Who writes, for the lease check of a fenced append. */
+export interface StreamFence {
+  readonly instanceId: string;
+  readonly nodeId: string;
+  readonly epoch: number;
+}
+
+export interface AppendFencing {
+  tokenOf(stream: string): Promise<StreamFence | undefined>;
+  /** Called when the database refused an append: the lease is gone. */
+  refused(fence: StreamFence): void;
 }
 
 const NOTIFY_CHANNEL = 'es_events';
@@ -139,6 +163,7 @@ class SqlEventStore implements EventStore {
   private readonly hub: SubscriptionHub;
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
   private readonly notify: boolean;
+  private readonly fence: AppendFencing | undefined;
   private unlisten: Promise<(() => Promise<void>) | undefined> | undefined;
   private closed = false;
 
@@ -148,6 +173,7 @@ class SqlEventStore implements EventStore {
   ) {
     this.kind = options.kind ?? 'postgres';
     this.notify = options.notify === true;
+    this.fence = options.fence;
     this.hub = new SubscriptionHub(this, db, options.ownerId);
     if (this.notify && db.listen) {
       // Best effort: without it, subscribers in other processes still see new events at their next poll.
@@ -174,15 +200,28 @@ class SqlEventStore implements EventStore {
       global_position: string;
       created_at: Date;
     }>;
+    const fence = await this.fence?.tokenOf(stream);
+    const params: unknown[] = [
+      stream,
+      streamCategory(stream),
+      expectedToSql(expected),
+      JSON.stringify(payload),
+      this.notify,
+    ];
+    if (fence) params.push(fence.instanceId, fence.nodeId, fence.epoch);
     try {
       ({ rows } = await this.db.query(
         `SELECT transaction_id, stream_position::text AS stream_position, global_position::text AS global_position,
                 created_at
-           FROM es_append($1, $2, $3::bigint, $4::jsonb, $5)`,
-        [stream, streamCategory(stream), expectedToSql(expected), JSON.stringify(payload), this.notify],
+           FROM ${fence ? 'zw_fenced_append($6, $7, $8::bigint, ' : 'es_append('}$1, $2, $3::bigint, $4::jsonb, $5)`,
+        params,
       ));
     } catch (error) {
       const { code, constraint, detail } = asDatabaseError(error);
+      if (fence && code === FENCED_SQLSTATE) {
+        this.fence?.refused(fence);
+        throw new FencedWriteError(fence.instanceId, error instanceof Error ? error.message : String(error));
+      }
       if (code === 'ES409') {
         throw new WrongExpectedVersionError(
           stream,

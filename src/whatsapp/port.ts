@@ -122,6 +122,21 @@ export interface ConnectorDependencies {
   readonly previousSessionKey?: Buffer | undefined;
   /** Looks up an instance's proxy password (kept sealed outside the event log). */
   readonly proxyPassword: (instanceId: string) => Promise<string | undefined>;
+  /** Cluster mode: session writes carry this node's lease (undefined: not fenced). */
+  readonly sessionFence?: SessionFencing | undefined;
+}
+
+/** This node's hold on an instance's lease (cluster mode), carried by every session write. */
+export interface SessionFence {
+  readonly nodeId: string;
+  readonly epoch: number;
+}
+
+/** Cluster mode: how an adapter fences the WhatsApp session writes of an instance (src/cluster). */
+export interface SessionFencing {
+  tokenOf(instanceId: string): Promise<SessionFence | undefined>;
+  /** Called when the database refused a session write: the lease is gone. */
+  refused(instanceId: string): void;
 }
 
 /** Builds an adapter once the database and keys exist (main.ts calls it while starting). */

@@ -27,6 +27,8 @@ import {
   type SignalKeyStore,
 } from '@whiskeysockets/baileys';
 import { RELAXED_COMMIT } from '../../store/relaxed-commit.ts';
+import { FENCED_SQLSTATE, FencedWriteError } from '../../store/errors.ts';
+import type { SessionFence, SessionFencing } from '../port.ts';
 import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
 import { ByteLru } from './lru.ts';
 import { AuthStateSealer, rowAad } from './sealing.ts';
@@ -47,6 +49,11 @@ export interface AuthStoreOptions {
    * list, so they cannot all be re-sealed up front as the creds are, see resealBaileysCreds).
    */
   readonly previousSessionKey?: Buffer | undefined;
+  /**
+   * Cluster mode: every write (and the removal) of an instance's session carries this node's lease and
+   * is refused by the database when the lease is gone (zw_lease_check, src/cluster/migrations).
+   */
+  readonly fence?: SessionFencing | undefined;
 }
 
 type KeyType = keyof SignalDataTypeMap;
@@ -77,6 +84,7 @@ export class BaileysAuthStore {
   private readonly live = new Map<string, Set<AuthSession>>();
   readonly sealer: AuthStateSealer;
   readonly previousSealer: AuthStateSealer | undefined;
+  private readonly fence: SessionFencing | undefined;
 
   constructor(
     readonly db: SqlDatabase,
@@ -84,6 +92,7 @@ export class BaileysAuthStore {
     options: AuthStoreOptions = {},
   ) {
     this.sealer = new AuthStateSealer(sessionKey);
+    this.fence = options.fence;
     this.previousSealer = options.previousSessionKey
       ? new AuthStateSealer(options.previousSessionKey)
       : undefined;
@@ -123,9 +132,14 @@ export class BaileysAuthStore {
   async remove(instanceId: string): Promise<void> {
     for (const session of this.live.get(instanceId) ?? []) session.revoke();
     this.cache.deletePrefix(`${instanceId}\u0000`);
-    await this.enqueue(instanceId, async () => {
-      await this.db.query('DELETE FROM wa_auth_state WHERE instance_id = $1', [instanceId]);
-    });
+    await this.enqueue(instanceId, () =>
+      this.fenced(instanceId, async (fence) => {
+        await this.db.query(
+          `${fenceCte(fence, 2)} DELETE FROM wa_auth_state WHERE instance_id = $1 ${fence ? 'AND (SELECT ok FROM fence)' : ''}`,
+          [instanceId, ...fenceParams(fence)],
+        );
+      }),
+    );
     this.cache.deletePrefix(`${instanceId}\u0000`);
   }
 
@@ -198,13 +212,43 @@ export class BaileysAuthStore {
   /** @internal One transaction: upserts and deletions of one `keys.set` (or a creds save). */
   async writeRows(instanceId: string, upserts: readonly Row[], deletions: readonly Row[]): Promise<void> {
     if (upserts.length === 0 && deletions.length === 0) return;
+    await this.fenced(instanceId, (fence) => this.writeRowsFenced(instanceId, upserts, deletions, fence));
+  }
+
+  /** Runs a write with this node's lease token; a refusal tells the fencing and becomes FencedWriteError. */
+  private async fenced(
+    instanceId: string,
+    write: (fence: SessionFence | undefined) => Promise<void>,
+  ): Promise<void> {
+    const fence = await this.fence?.tokenOf(instanceId);
+    try {
+      await write(fence);
+    } catch (error) {
+      if (fence && (error as { code?: unknown } | null)?.code === FENCED_SQLSTATE) {
+        this.fence?.refused(instanceId);
+        throw new FencedWriteError(instanceId, error instanceof Error ? error.message : String(error));
+      }
+      throw error;
+    }
+  }
+
+  private async writeRowsFenced(
+    instanceId: string,
+    upserts: readonly Row[],
+    deletions: readonly Row[],
+    fence: SessionFence | undefined,
+  ): Promise<void> {
     if (deletions.length === 0 && upserts.length <= ROWS_PER_STATEMENT) {
       // One statement is atomic by itself. Baileys waits for this write before it takes the next message
       // (it saves the ratcheted session of every message it decrypts), so it is one round trip, not three.
-      await upsert(this.db, instanceId, upserts);
+      // The lease check is part of the same statement (a CTE), so fencing adds no round trip.
+      await upsert(this.db, instanceId, upserts, fence);
       return;
     }
     await this.db.transaction(async (tx) => {
+      // The check locks the lease row FOR SHARE until this transaction ends (see zw_lease_check).
+      if (fence)
+        await tx.query(`SELECT zw_lease_check($1, $2, $3::bigint)`, [instanceId, ...fenceParams(fence)]);
       for (let start = 0; start < upserts.length; start += ROWS_PER_STATEMENT) {
         await upsert(tx, instanceId, upserts.slice(start, start + ROWS_PER_STATEMENT));
       }
@@ -244,12 +288,18 @@ export class BaileysAuthStore {
  * promise the embedded store gives for every write, and Signal recovers a session that stepped back (the
  * sender retries what cannot be decrypted). The credentials, written at pairing, keep the durable commit.
  */
-async function upsert(tx: SqlExecutor, instanceId: string, rows: readonly Row[]): Promise<void> {
+async function upsert(
+  tx: SqlExecutor,
+  instanceId: string,
+  rows: readonly Row[],
+  fence?: SessionFence,
+): Promise<void> {
   const relaxed = rows.every((r) => r.category !== CREDS) ? `CROSS JOIN ${RELAXED_COMMIT}` : '';
   await tx.query(
-    `INSERT INTO wa_auth_state (instance_id, category, key_ref, sealed)
+    `${fenceCte(fence, 5)} INSERT INTO wa_auth_state (instance_id, category, key_ref, sealed)
      SELECT $1, r.category, r.key_ref, decode(r.sealed, 'base64')
        FROM unnest($2::text[], $3::text[], $4::text[]) AS r(category, key_ref, sealed) ${relaxed}
+       ${fence ? 'CROSS JOIN fence WHERE fence.ok' : ''}
      ON CONFLICT (instance_id, category, key_ref)
        DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
     [
@@ -257,11 +307,25 @@ async function upsert(tx: SqlExecutor, instanceId: string, rows: readonly Row[])
       rows.map((r) => r.category),
       rows.map((r) => r.reference),
       rows.map((r) => r.sealed.toString('base64')),
+      ...fenceParams(fence),
     ],
   );
 }
 
 /** One socket's view of an instance's auth state. */
+/**
+ * `WITH fence AS (...)`: the lease check as part of the write's own statement (a CTE with a volatile
+ * function runs once, before the rows it joins), its three parameters numbered from `first`.
+ */
+function fenceCte(fence: SessionFence | undefined, first: number): string {
+  if (!fence) return '';
+  return `WITH fence AS (SELECT zw_lease_check($1, $${first}, $${first + 1}::bigint) AS ok)`;
+}
+
+function fenceParams(fence: SessionFence | undefined): unknown[] {
+  return fence ? [fence.nodeId, fence.epoch] : [];
+}
+
 export class AuthSession {
   readonly state: AuthenticationState;
   private revoked = false;

@@ -78,6 +78,7 @@ export async function buildBaileysConnector(
   const store = new BaileysAuthStore(deps.db, deps.sessionKey, {
     ...options.cache,
     previousSessionKey: deps.previousSessionKey,
+    fence: deps.sessionFence,
   });
   const live = new Set<BaileysConnection>();
   const makeSocket = options.makeSocket ?? (makeWASocket as unknown as SocketFactory);

@@ -1,0 +1,526 @@
+/**
+ * This node's part in the cluster (docs/cluster.md): membership (a heartbeat row in zw_cluster_nodes),
+ * instance leases with fencing epochs (zw_instance_leases), placement and rebalancing, failover and
+ * hand-over. It implements the ClusterView port and gives the store and the WhatsApp adapter their
+ * fencing tokens. Every time comparison uses the database's clock, so nodes need not agree on time.
+ *
+ * One tick (every CLUSTER_HEARTBEAT_MS, and at once when another node releases leases):
+ *  1. renew every lease this node holds, in one UPDATE; a lease missing from the answer was taken over:
+ *     the instance is dropped here (its socket closed) without writing anything;
+ *  2. heartbeat;
+ *  3. give every known instance a lease row (unplaced instances are free to take);
+ *  4. take free or expired leases up to this node's share, release what is above it (hand-over).
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { SqlDatabase } from '../store/sql.ts';
+import type { AppendFencing, StreamFence } from '../store/sql-event-store.ts';
+import type { SessionFence, SessionFencing } from '../whatsapp/port.ts';
+import type { ClusterNode, ClusterView, InstanceOwner } from './port.ts';
+
+/** What the runtime does when this node gains, loses or gives away an instance. */
+export interface OwnedInstances {
+  /** This node now holds the lease: restore the instance (paced). */
+  adopt(instanceId: string): void;
+  /** The lease is gone (taken over): close the socket at once, write nothing. */
+  drop(instanceId: string): void;
+  /** Hand-over: record the close and close the socket; resolves before the lease is released. */
+  handOver(instanceId: string): Promise<void>;
+}
+
+export type ClusterMode = 'cluster' | 'single';
+
+export interface ClusterNodeOptions {
+  readonly db: SqlDatabase;
+  readonly logger: Logger;
+  readonly nodeId: string;
+  /** CLUSTER_ADVERTISE_URL: how other nodes reach this one. */
+  readonly address: string;
+  /**
+   * 'cluster' (CLUSTER_ENABLED): instances spread over every live node. 'single' (the default): the
+   * oldest live node owns every instance and any other process is a follower that owns nothing.
+   */
+  readonly mode: ClusterMode;
+  readonly leaseMs: number;
+  readonly heartbeatMs: number;
+  /** Most leases released per tick by rebalancing (a joining node takes its share this fast). */
+  readonly movesPerTick: number;
+  /**
+   * No other process can share this database (the embedded PostgreSQL, guarded by owner.json): leases of
+   * an earlier, crashed run are taken at once instead of after they expire.
+   */
+  readonly exclusive?: boolean;
+  /** Every instance that exists (the read model). */
+  readonly instanceIds: () => Promise<string[]>;
+}
+
+interface Held {
+  readonly epoch: number;
+  readonly acquiredAt: number;
+}
+
+const NOTIFY_CHANNEL = 'zw_cluster';
+/** Lease rows of instances that no longer exist are removed once this old and free. */
+const ORPHAN_ROW_AGE_MS = 60_000;
+
+export function defaultNodeId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export interface ClusterCounters {
+  renewFailures: number;
+  handOvers: number;
+  takenOver: number;
+  lost: number;
+}
+
+export class ClusterMember implements ClusterView {
+  readonly selfId: string;
+  readonly counters: ClusterCounters = { renewFailures: 0, handOvers: 0, takenOver: 0, lost: 0 };
+  private readonly held = new Map<string, Held>();
+  private owned: OwnedInstances | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private again = false;
+  private stopping = false;
+  private unlisten: (() => Promise<void>) | undefined;
+  /** performance.now() until which every lease this node renewed is certainly still its own. */
+  private validUntil = 0;
+  private lastTickError: string | undefined;
+
+  constructor(private readonly options: ClusterNodeOptions) {
+    this.selfId = options.nodeId;
+  }
+
+  /** Registers the node and runs the first tick (leases taken, instances adopted), then keeps ticking. */
+  async start(owned: OwnedInstances): Promise<void> {
+    this.owned = owned;
+    const { db } = this.options;
+    if (this.options.exclusive) {
+      // The embedded database serves one zapwire at a time: whatever other node rows exist are this
+      // DATA_DIR's earlier runs, dead. Their leases are free now (their epochs still grow on take-over).
+      await db.query(`DELETE FROM zw_cluster_nodes WHERE node_id <> $1`, [this.selfId]);
+      await db.query(
+        `UPDATE zw_instance_leases SET node_id = NULL, lease_until = '-infinity' WHERE node_id IS DISTINCT FROM $1`,
+        [this.selfId],
+      );
+    }
+    await this.heartbeat();
+    if (db.listen) {
+      this.unlisten = await db
+        .listen(NOTIFY_CHANNEL, (payload) => {
+          if (payload !== this.selfId) this.kick();
+        })
+        .catch(() => undefined);
+    }
+    await this.tick();
+    this.schedule();
+  }
+
+  /** Hands every instance over (close, record, release) and leaves the cluster. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking?.catch(() => undefined);
+    await Promise.all([...this.held.keys()].map((id) => this.release(id)));
+    await this.options.db
+      .query('DELETE FROM zw_cluster_nodes WHERE node_id = $1', [this.selfId])
+      .catch(() => undefined);
+    await this.notify();
+    await this.unlisten?.().catch(() => undefined);
+  }
+
+  // ------------------------------------------------------------------ ClusterView
+
+  async ownerOf(instanceId: string): Promise<InstanceOwner | undefined> {
+    const { rows } = await this.options.db.query<{
+      node_id: string;
+      address: string;
+      epoch: string;
+      lease_until: Date;
+    }>(
+      `SELECT l.node_id, n.address, l.epoch::text AS epoch, l.lease_until
+         FROM zw_instance_leases l JOIN zw_cluster_nodes n ON n.node_id = l.node_id
+        WHERE l.instance_id = $1 AND l.lease_until > now()`,
+      [instanceId],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      instanceId,
+      nodeId: row.node_id,
+      address: row.address,
+      epoch: Number(row.epoch),
+      leaseUntil: new Date(row.lease_until),
+      self: row.node_id === this.selfId,
+    };
+  }
+
+  async nodes(): Promise<ClusterNode[]> {
+    const { rows } = await this.options.db.query<{
+      node_id: string;
+      address: string;
+      started_at: Date;
+      heartbeat_at: Date;
+      instances: number;
+    }>(
+      `SELECT n.node_id, n.address, n.started_at, n.heartbeat_at,
+              (SELECT count(*)::int FROM zw_instance_leases l
+                WHERE l.node_id = n.node_id AND l.lease_until > now()) AS instances
+         FROM zw_cluster_nodes n
+        WHERE n.heartbeat_at > now() - $1 * interval '1 millisecond'
+        ORDER BY n.started_at, n.node_id`,
+      [this.options.leaseMs],
+    );
+    return rows.map((r) => ({
+      nodeId: r.node_id,
+      address: r.address,
+      startedAt: new Date(r.started_at),
+      heartbeatAt: new Date(r.heartbeat_at),
+      instances: r.instances,
+    }));
+  }
+
+  // ------------------------------------------------------------------ what the runtime and stores ask
+
+  /** Whether this node holds the instance's lease and it has certainly not expired (the socket gate). */
+  holds(instanceId: string): boolean {
+    return this.held.has(instanceId) && performance.now() < this.validUntil;
+  }
+
+  /** Instances this node holds, with the epoch and how long ago each was taken. */
+  heldInstances(): { instanceId: string; epoch: number; heldMs: number }[] {
+    const now = performance.now();
+    return [...this.held].map(([instanceId, h]) => ({
+      instanceId,
+      epoch: h.epoch,
+      heldMs: Math.round(now - h.acquiredAt),
+    }));
+  }
+
+  /** For /health: this node's id, how many leases it holds and whether they are all current. */
+  health(): { nodeId: string; mode: ClusterMode; instances: number; leasesHeld: boolean; error?: string } {
+    return {
+      nodeId: this.selfId,
+      mode: this.options.mode,
+      instances: this.held.size,
+      leasesHeld: this.held.size === 0 || performance.now() < this.validUntil,
+      ...(this.lastTickError ? { error: this.lastTickError } : {}),
+    };
+  }
+
+  /** Fencing of appends to `instance-<id>` and `wa-<id>` (the SQL event store). */
+  readonly appendFencing: AppendFencing = {
+    tokenOf: async (stream) => {
+      const instanceId = instanceOfStream(stream);
+      if (instanceId === undefined) return undefined;
+      return { instanceId, ...(await this.tokenOf(instanceId)) };
+    },
+    refused: (fence: StreamFence) => this.refused(fence.instanceId, fence.epoch),
+  };
+
+  /** Fencing of WhatsApp session writes (the Baileys auth store). */
+  readonly sessionFencing: SessionFencing = {
+    tokenOf: (instanceId) => this.tokenOf(instanceId),
+    refused: (instanceId) => this.refused(instanceId, this.held.get(instanceId)?.epoch),
+  };
+
+  /**
+   * Places a new instance on the least-loaded live node (this one in a tie), unless it has a lease row
+   * already. In single mode that is the oldest node, the one that owns everything.
+   */
+  async place(instanceId: string): Promise<void> {
+    const target = await this.leastLoaded();
+    if (!target) return;
+    const { rows } = await this.options.db.query<{ epoch: string }>(
+      `INSERT INTO zw_instance_leases (instance_id, node_id, epoch, lease_until, acquired_at)
+       VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', now())
+       ON CONFLICT (instance_id) DO NOTHING
+       RETURNING epoch::text AS epoch`,
+      [instanceId, target, this.options.leaseMs],
+    );
+    if (!rows[0]) return;
+    if (target === this.selfId) this.gained(instanceId, Number(rows[0].epoch), false);
+    else await this.notify();
+  }
+
+  /** The instance was deleted: its lease row goes with it. */
+  async forget(instanceId: string): Promise<void> {
+    this.held.delete(instanceId);
+    await this.options.db.query('DELETE FROM zw_instance_leases WHERE instance_id = $1', [instanceId]);
+  }
+
+  // ------------------------------------------------------------------ the tick
+
+  private schedule(): void {
+    if (this.stopping) return;
+    this.timer = setTimeout(() => {
+      void this.tick().finally(() => this.schedule());
+    }, this.options.heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** Runs a tick now (another node released leases or placed an instance here). */
+  private kick(): void {
+    if (this.stopping) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    void this.tick();
+  }
+
+  private tick(): Promise<void> {
+    if (this.ticking) return this.ticking;
+    this.ticking = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.tickOnce();
+          this.lastTickError = undefined;
+        } catch (error) {
+          this.lastTickError = error instanceof Error ? error.message : String(error);
+          this.options.logger.warn({ err: error }, 'cluster tick failed');
+        }
+      } while (this.again && !this.stopping);
+    })().finally(() => {
+      this.ticking = undefined;
+    });
+    return this.ticking;
+  }
+
+  private async tickOnce(): Promise<void> {
+    if (this.stopping) return;
+    await this.renew();
+    if (this.stopping) return;
+    await this.heartbeat();
+    await this.placeKnown();
+    await this.balance();
+  }
+
+  private async renew(): Promise<void> {
+    const { db, leaseMs } = this.options;
+    const sent = performance.now();
+    let rows: { instance_id: string; epoch: string }[];
+    try {
+      ({ rows } = await db.query<{ instance_id: string; epoch: string }>(
+        `UPDATE zw_instance_leases SET lease_until = now() + $2 * interval '1 millisecond'
+          WHERE node_id = $1
+        RETURNING instance_id, epoch::text AS epoch`,
+        [this.selfId, leaseMs],
+      ));
+    } catch (error) {
+      this.counters.renewFailures += 1;
+      // Past the last certain expiry the leases may belong to others already: close the sockets.
+      if (performance.now() >= this.validUntil) for (const id of [...this.held.keys()]) this.lose(id);
+      throw error;
+    }
+    // The database set lease_until from its now(), which is after `sent`.
+    this.validUntil = sent + leaseMs;
+    const renewed = new Map(rows.map((r) => [r.instance_id, Number(r.epoch)]));
+    for (const [id, held] of [...this.held]) {
+      if (renewed.get(id) !== held.epoch) this.lose(id);
+    }
+    // Leases another node gave this one (a new instance placed here).
+    for (const [id, epoch] of renewed) if (!this.held.has(id)) this.gained(id, epoch, true);
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.options.db.query(
+      `INSERT INTO zw_cluster_nodes (node_id, address, mode) VALUES ($1, $2, $3)
+       ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), address = EXCLUDED.address, mode = EXCLUDED.mode`,
+      [this.selfId, this.options.address, this.options.mode],
+    );
+  }
+
+  /** Every instance gets a lease row (free when new); rows of deleted instances go. */
+  private async placeKnown(): Promise<void> {
+    const ids = await this.options.instanceIds();
+    const { db } = this.options;
+    await db.query(
+      `INSERT INTO zw_instance_leases (instance_id) SELECT unnest($1::text[]) ON CONFLICT (instance_id) DO NOTHING`,
+      [ids],
+    );
+    await db.query(
+      `DELETE FROM zw_instance_leases
+        WHERE instance_id <> ALL ($1::text[])
+          AND created_at < now() - $2 * interval '1 millisecond'
+          AND (node_id IS NULL OR lease_until < now())`,
+      [ids, ORPHAN_ROW_AGE_MS],
+    );
+  }
+
+  private async liveNodes(): Promise<{ nodeId: string; count: number; mode: string }[]> {
+    const { rows } = await this.options.db.query<{ node_id: string; mode: string; count: number }>(
+      `SELECT n.node_id, n.mode,
+              (SELECT count(*)::int FROM zw_instance_leases l
+                WHERE l.node_id = n.node_id AND l.lease_until > now()) AS count
+         FROM zw_cluster_nodes n
+        WHERE n.heartbeat_at > now() - $1 * interval '1 millisecond' OR n.node_id = $2
+        ORDER BY n.started_at, n.node_id`,
+      [this.options.leaseMs, this.selfId],
+    );
+    return rows.map((r) => ({ nodeId: r.node_id, count: r.count, mode: r.mode }));
+  }
+
+  private async leastLoaded(): Promise<string | undefined> {
+    const nodes = await this.liveNodes();
+    if (this.options.mode === 'single') return nodes[0]?.nodeId;
+    let best: { nodeId: string; count: number } | undefined;
+    for (const node of nodes) {
+      const count = node.nodeId === this.selfId ? this.held.size : node.count;
+      if (!best || count < best.count || (count === best.count && node.nodeId === this.selfId))
+        best = { nodeId: node.nodeId, count };
+    }
+    return best?.nodeId;
+  }
+
+  private async balance(): Promise<void> {
+    const { db, leaseMs, heartbeatMs, movesPerTick } = this.options;
+    const nodes = await this.liveNodes();
+    const { rows } = await db.query<{ total: number }>(
+      'SELECT count(*)::int AS total FROM zw_instance_leases',
+    );
+    const total = rows[0]?.total ?? 0;
+    const mine = this.held.size;
+    let room: number;
+    let eager: boolean;
+    if (this.options.mode === 'single') {
+      // The oldest live node owns everything; the others follow (a second process started by mistake).
+      const leader = nodes[0]?.nodeId === this.selfId;
+      room = leader ? total : 0;
+      eager = true;
+    } else {
+      const n = Math.max(1, nodes.length);
+      const high = Math.ceil(total / n);
+      const low = Math.floor(total / n);
+      const least = Math.min(...nodes.map((node) => (node.nodeId === this.selfId ? mine : node.count)));
+      // Above the share, or two more than the least-loaded node: give one batch away (paced).
+      let excess = mine - high;
+      if (excess <= 0 && mine > low && mine - least > 1) excess = 1;
+      if (excess > 0) {
+        await this.releaseSome(Math.min(excess, movesPerTick));
+        return;
+      }
+      room = high - mine;
+      // The least-loaded node takes first; the others take what stays free longer than one heartbeat.
+      eager = mine <= least;
+    }
+    if (room <= 0) return;
+    const staleMs = eager ? 0 : Math.round(heartbeatMs * 1.5);
+    const { rows: taken } = await db.query<{ instance_id: string; epoch: string; previous: string | null }>(
+      `WITH free AS (
+         SELECT instance_id, node_id FROM zw_instance_leases
+          WHERE node_id IS NULL OR lease_until < now() - $4 * interval '1 millisecond'
+          ORDER BY lease_until, instance_id
+          LIMIT $3
+          FOR UPDATE SKIP LOCKED
+       )
+       UPDATE zw_instance_leases l
+          SET node_id = $1, epoch = l.epoch + 1, lease_until = now() + $2 * interval '1 millisecond',
+              acquired_at = now()
+         FROM free
+        WHERE l.instance_id = free.instance_id
+       RETURNING l.instance_id, l.epoch::text AS epoch, free.node_id AS previous`,
+      [this.selfId, leaseMs, room, staleMs],
+    );
+    for (const row of taken) {
+      if (row.previous !== null && row.previous !== this.selfId) {
+        this.counters.takenOver += 1;
+        this.options.logger.info(
+          { instanceId: row.instance_id, from: row.previous, epoch: Number(row.epoch) },
+          'took over an expired instance lease',
+        );
+      }
+      this.gained(row.instance_id, Number(row.epoch), true);
+    }
+  }
+
+  /** Hands `count` instances over, newest leases first (they have had the least time to settle here). */
+  private async releaseSome(count: number): Promise<void> {
+    const ids = [...this.held]
+      .sort((a, b) => b[1].acquiredAt - a[1].acquiredAt)
+      .slice(0, count)
+      .map(([id]) => id);
+    await Promise.all(ids.map((id) => this.release(id)));
+    await this.notify();
+  }
+
+  /** Hand-over: the runtime records the close and closes the socket, then the lease is freed. */
+  private async release(instanceId: string): Promise<void> {
+    const held = this.held.get(instanceId);
+    if (!held) return;
+    try {
+      await this.owned?.handOver(instanceId);
+    } catch (error) {
+      this.options.logger.warn({ err: error, instanceId }, 'hand-over: could not record the close');
+    }
+    this.held.delete(instanceId);
+    this.counters.handOvers += 1;
+    await this.options.db
+      .query(
+        `UPDATE zw_instance_leases SET node_id = NULL, lease_until = now()
+          WHERE instance_id = $1 AND node_id = $2 AND epoch = $3`,
+        [instanceId, this.selfId, held.epoch],
+      )
+      .catch((error: unknown) =>
+        this.options.logger.warn({ err: error, instanceId }, 'hand-over: could not release the lease'),
+      );
+  }
+
+  private gained(instanceId: string, epoch: number, restore: boolean): void {
+    const existing = this.held.get(instanceId);
+    if (existing?.epoch === epoch) return;
+    this.held.set(instanceId, { epoch, acquiredAt: performance.now() });
+    if (restore) this.owned?.adopt(instanceId);
+  }
+
+  private lose(instanceId: string): void {
+    if (!this.held.delete(instanceId)) return;
+    this.counters.lost += 1;
+    this.options.logger.warn(
+      { instanceId },
+      'lost the instance lease to another node: closing its connection',
+    );
+    this.owned?.drop(instanceId);
+  }
+
+  private refused(instanceId: string, epoch: number | undefined): void {
+    const held = this.held.get(instanceId);
+    if (held && held.epoch === epoch) this.lose(instanceId);
+    else this.owned?.drop(instanceId);
+  }
+
+  /**
+   * The token a write carries. An instance this node does not know it holds is looked up once: a node
+   * that placed a new instance here may not have been heard of yet (the next renew would tell).
+   */
+  private async tokenOf(instanceId: string): Promise<SessionFence> {
+    const held = this.held.get(instanceId);
+    if (held) return { nodeId: this.selfId, epoch: held.epoch };
+    const { rows } = await this.options.db.query<{ epoch: string }>(
+      `SELECT epoch::text AS epoch FROM zw_instance_leases
+        WHERE instance_id = $1 AND node_id = $2 AND lease_until > now()`,
+      [instanceId, this.selfId],
+    );
+    const row = rows[0];
+    if (!row) return { nodeId: this.selfId, epoch: 0 };
+    this.gained(instanceId, Number(row.epoch), false);
+    return { nodeId: this.selfId, epoch: Number(row.epoch) };
+  }
+
+  private async notify(): Promise<void> {
+    await this.options.db
+      .query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, this.selfId])
+      .catch(() => undefined);
+  }
+}
+
+/** The instance an `instance-<id>` or `wa-<id>` stream belongs to (the streams its lease fences). */
+export function instanceOfStream(stream: string): string | undefined {
+  if (stream.startsWith('instance-')) return stream.slice('instance-'.length);
+  if (stream.startsWith('wa-')) return stream.slice('wa-'.length);
+  return undefined;
+}
