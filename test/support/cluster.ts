@@ -377,3 +377,183 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     close,
   };
 }
+
+// ---- scenarios shared by the cluster tests and `npm run bench -- cluster` ---------------------------
+
+export interface PairedInstance {
+  readonly id: string;
+  readonly name: string;
+  readonly token: string;
+  /** The simulated phone the instance is linked to. */
+  readonly phone: string;
+}
+
+/** Thrown by a probe to stop polling at once. */
+class GiveUp extends Error {}
+
+async function poll<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  intervalMs = 250,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      if (error instanceof GiveUp) throw error;
+      lastError = error;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+      );
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Creates `count` instances and pairs each with its own simulated phone by QR, `concurrency` at a time,
+ * every request to the next running node (round-robin). `webhookUrl` receives their MESSAGE events.
+ */
+export async function pairInstances(
+  cluster: TestCluster,
+  count: number,
+  options: { webhookUrl?: string; concurrency?: number; prefix?: string } = {},
+): Promise<PairedInstance[]> {
+  const prefix = options.prefix ?? 'c';
+  const paired: PairedInstance[] = [];
+  let nextIndex = 0;
+  const pairOne = async (i: number): Promise<PairedInstance> => {
+    const name = `${prefix}${String(i).padStart(3, '0')}`;
+    const phone = `55119${String(70_000_000 + i).padStart(8, '0')}`;
+    const token = `token-${name}-0123456789`;
+    await cluster.sandbox.createAccount(phone, `Phone ${name}`);
+    const created = await cluster.next().request<{ id: string }>('POST', '/instance/create', {
+      body: {
+        name,
+        token,
+        ...(options.webhookUrl ? { webhookUrl: options.webhookUrl, subscribe: ['MESSAGE'] } : {}),
+      },
+    });
+    if (created.status !== 201)
+      throw new Error(`create ${name}: ${created.status} ${JSON.stringify(created.body)}`);
+    // Placement may move an instance that is still pairing to another node, which ends that attempt
+    // (the new owner does not show a QR nobody asked it for): connect again, up to three times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await poll(`connect ${name}`, 30_000, async () => {
+          const answer = await cluster
+            .next()
+            .request('POST', '/instance/connect', { apikey: token, body: {} });
+          return answer.status === 200 ? true : undefined;
+        });
+        const code = await poll(`QR of ${name}`, 30_000, async () => {
+          const answer = await cluster
+            .next()
+            .request<{ code?: string }>('GET', '/instance/qr', { apikey: token });
+          if (answer.status === 200) return answer.body.code;
+          const status = await cluster
+            .next()
+            .request<{ state?: string }>('GET', '/instance/status', { apikey: token });
+          if (status.body.state === 'disconnected')
+            throw new GiveUp(`${name} was disconnected while pairing`);
+          return undefined;
+        });
+        await cluster.sandbox.scanQr(phone, code);
+        await poll(`${name} open`, 30_000, async () => {
+          const answer = await cluster
+            .next()
+            .request<{ state?: string }>('GET', '/instance/status', { apikey: token });
+          if (answer.body.state === 'disconnected')
+            throw new GiveUp(`${name} was disconnected while pairing`);
+          return answer.body.state === 'open' ? true : undefined;
+        });
+        break;
+      } catch (error) {
+        if (attempt >= 3) throw error;
+      }
+    }
+    return { id: created.body.id, name, token, phone };
+  };
+  const worker = async (): Promise<void> => {
+    while (nextIndex < count) {
+      const i = nextIndex++;
+      paired.push(await pairOne(i));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 3) }, worker));
+  return paired.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The live owner of every instance, from the leases in the shared database. */
+export async function ownersOf(cluster: TestCluster): Promise<Map<string, string>> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: cluster.database.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ instance_id: string; node_id: string }>(
+      'SELECT instance_id, node_id FROM zw_instance_leases WHERE node_id IS NOT NULL AND lease_until > now()',
+    );
+    return new Map(rows.map((r) => [r.instance_id, r.node_id]));
+  } finally {
+    await client.end();
+  }
+}
+
+/** The sandbox's connection counts of each instance's device (by the phone it is linked to). */
+export async function devicesOf(
+  cluster: TestCluster,
+  instances: readonly PairedInstance[],
+): Promise<Map<string, DeviceConnections>> {
+  const devices = await cluster.sandbox.deviceConnections();
+  const out = new Map<string, DeviceConnections>();
+  for (const instance of instances) {
+    const device = devices.find((d) => d.device.startsWith(`${instance.phone}:`));
+    if (device) out.set(instance.id, device);
+  }
+  return out;
+}
+
+/**
+ * Resolves, for each instance, the milliseconds from `since` until its device was online again with
+ * more logins than `loginsBefore` says (a new socket, from whichever node now owns it).
+ */
+export async function waitReopened(
+  cluster: TestCluster,
+  instances: readonly PairedInstance[],
+  loginsBefore: ReadonlyMap<string, number>,
+  since: number,
+  timeoutMs: number,
+): Promise<Map<string, number>> {
+  const reopened = new Map<string, number>();
+  await poll(
+    `${instances.length} instance(s) open again`,
+    timeoutMs,
+    async () => {
+      const devices = await devicesOf(cluster, instances);
+      const now = Date.now();
+      for (const instance of instances) {
+        const device = devices.get(instance.id);
+        if (
+          !reopened.has(instance.id) &&
+          device?.online &&
+          device.logins > (loginsBefore.get(instance.id) ?? 0)
+        )
+          reopened.set(instance.id, now - since);
+      }
+      return reopened.size === instances.length ? true : undefined;
+    },
+    100,
+  );
+  return reopened;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
