@@ -109,10 +109,12 @@ export class ProjectionRunner {
     await Promise.all([...this.running.values()].map((s) => s.running));
     for (const state of this.running.values()) {
       if (state.saved === state.checkpoint) continue;
+      // Only forward, and only from where this node saw it: another node may have moved on meanwhile.
       await this.db
         .query(
-          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now() WHERE projection = $1`,
-          [state.projection.name, state.checkpoint],
+          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
+            WHERE projection = $1 AND checkpoint = $3`,
+          [state.projection.name, state.checkpoint, state.saved],
         )
         .catch((error: unknown) =>
           this.logger.warn({ err: error, projection: state.projection.name }, 'could not save a checkpoint'),
@@ -263,12 +265,18 @@ export class ProjectionRunner {
     if (events.length > 0) {
       try {
         await this.db.transaction(async (tx) => {
+          await this.saveCheckpoint(tx, projection, state.saved, next);
           for (const event of events) await projection.apply(tx, event);
-          await this.saveCheckpoint(tx, projection, next);
         });
       } catch (error) {
+        if (error instanceof CheckpointMoved) return this.followMoved(state);
         if (isTransientFailure(error)) throw error;
-        await this.applyOneByOne(state, events, next);
+        try {
+          await this.applyOneByOne(state, events, next);
+        } catch (oneByOne) {
+          if (oneByOne instanceof CheckpointMoved) return this.followMoved(state);
+          throw oneByOne;
+        }
       }
       state.saved = next;
     }
@@ -292,9 +300,10 @@ export class ProjectionRunner {
       for (let attempt = 1; ; attempt += 1) {
         try {
           await this.db.transaction(async (tx) => {
+            await this.saveCheckpoint(tx, projection, state.saved, event.position);
             await projection.apply(tx, event);
-            await this.saveCheckpoint(tx, projection, event.position);
           });
+          state.saved = event.position;
           break;
         } catch (error) {
           if (isTransientFailure(error)) throw error;
@@ -302,16 +311,17 @@ export class ProjectionRunner {
             await new Promise((resolve) => setTimeout(resolve, POISON_RETRY_DELAY_MS * attempt));
             continue;
           }
-          await this.skipPoison(projection, event, error);
+          await this.skipPoison(state, event, error);
           break;
         }
       }
       state.checkpoint = event.position;
     }
-    await this.db.transaction((tx) => this.saveCheckpoint(tx, projection, next));
+    await this.db.transaction((tx) => this.saveCheckpoint(tx, projection, state.saved, next));
   }
 
-  private async skipPoison(projection: Projection, event: RecordedEvent, error: unknown): Promise<void> {
+  private async skipPoison(state: RunningProjection, event: RecordedEvent, error: unknown): Promise<void> {
+    const { projection } = state;
     const message = error instanceof Error ? error.message : String(error);
     this.logger.error(
       {
@@ -330,22 +340,45 @@ export class ProjectionRunner {
          ON CONFLICT (projection, position) DO UPDATE SET error = EXCLUDED.error, skipped_at = now()`,
         [projection.name, event.position, event.id, event.stream, event.type, message.slice(0, 1000)],
       );
-      await this.saveCheckpoint(tx, projection, event.position);
+      await this.saveCheckpoint(tx, projection, state.saved, event.position);
     });
+    state.saved = event.position;
   }
 
+  /**
+   * Moves the checkpoint from `from` to `to`, first thing in the batch's transaction. Several zapwire
+   * nodes run every projection (each needs its own read-your-writes), so this is a compare-and-set: the
+   * first node to move the row holds its lock until it commits, the others then find it moved, roll back
+   * without applying anything (CheckpointMoved) and follow. A batch is applied once in the cluster and a
+   * checkpoint never moves backwards.
+   */
   private async saveCheckpoint(
     tx: SqlExecutor,
     projection: Projection,
-    checkpoint: Checkpoint,
+    from: Checkpoint,
+    to: Checkpoint,
   ): Promise<void> {
     // The read model is rebuilt from the log, so its commit need not wait for an fsync (RELAXED_COMMIT):
     // a database crash loses the rows and their checkpoint together, and they are applied again.
-    await tx.query(
+    const { rowCount } = await tx.query(
       `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
-         FROM ${RELAXED_COMMIT} WHERE projection = $1`,
-      [projection.name, checkpoint],
+         FROM ${RELAXED_COMMIT} WHERE projection = $1 AND checkpoint = $3`,
+      [projection.name, to, from],
     );
+    if (rowCount === 0) throw new CheckpointMoved(projection.name);
+  }
+
+  /** Another node applied past this one: continue from the stored checkpoint. */
+  private async followMoved(state: RunningProjection): Promise<{ count: number; caughtUp: boolean }> {
+    const { rows } = await this.db.query<{ checkpoint: string }>(
+      'SELECT checkpoint FROM rm_projection_checkpoints WHERE projection = $1',
+      [state.projection.name],
+    );
+    const stored = (rows[0]?.checkpoint ?? START) as Checkpoint;
+    state.saved = stored;
+    state.checkpoint = stored;
+    this.settleWaiters(state);
+    return { count: 0, caughtUp: false };
   }
 
   private settleWaiters(state: RunningProjection): void {
@@ -372,6 +405,13 @@ export class ProjectionRunner {
 }
 
 /** Whether a projection's filter lets the event through (the same rule readAll applies in SQL). */
+/** The batch's checkpoint update found the checkpoint moved by another node (see saveCheckpoint). */
+class CheckpointMoved extends Error {
+  constructor(projection: string) {
+    super(`projection ${projection}: another node moved the checkpoint`);
+  }
+}
+
 function matches(filter: EventFilter, event: RecordedEvent): boolean {
   if (filter.streamPrefixes && !filter.streamPrefixes.some((prefix) => event.stream.startsWith(prefix))) {
     return false;

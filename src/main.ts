@@ -51,6 +51,7 @@ import { evolutionGoProfile } from './http/profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
 import { ClusterMember, defaultNodeId } from './cluster/node.ts';
+import { registerClusterMetrics } from './cluster/metrics.ts';
 import type { AppendFencing } from './store/sql-event-store.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
@@ -237,6 +238,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
     },
   });
+  registerClusterMetrics(startedSinks.metricsRegistry, cluster);
   const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
   const sessions = new BrowserSessions();
 
@@ -259,6 +261,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
           : undefined;
       },
     },
+    cluster: () => cluster.health(),
     // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
     alerts: async () => {
       const counts = new Map<string, number>();
@@ -289,7 +292,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
-      await server.register(adminRoutes, { db, projections });
+      await server.register(adminRoutes, { db, projections, cluster });
       await server.register(debugRoutes, {
         store,
         inspection,

@@ -31,6 +31,32 @@ export interface OwnedInstances {
 
 export type ClusterMode = 'cluster' | 'single';
 
+export interface ClusterOverviewInstance {
+  readonly instanceId: string;
+  readonly epoch: number;
+  /** Since the lease last changed hands. */
+  readonly leaseAgeMs: number;
+  /** Until it expires unless renewed. */
+  readonly expiresInMs: number;
+}
+
+export interface ClusterOverview {
+  readonly selfId: string;
+  readonly mode: ClusterMode;
+  readonly leaseMs: number;
+  readonly heartbeatMs: number;
+  readonly nodes: readonly {
+    readonly nodeId: string;
+    readonly address: string;
+    readonly self: boolean;
+    readonly startedAt: string;
+    readonly heartbeatAt: string;
+    readonly instances: readonly ClusterOverviewInstance[];
+  }[];
+  /** Instances no live node holds a lease on (being taken over, or waiting for a node). */
+  readonly unowned: readonly string[];
+}
+
 export interface ClusterNodeOptions {
   readonly db: SqlDatabase;
   readonly logger: Logger;
@@ -200,6 +226,55 @@ export class ClusterMember implements ClusterView {
     }));
   }
 
+  /** GET /admin/cluster: live nodes with their instances and lease ages, and instances nobody holds. */
+  async overview(): Promise<ClusterOverview> {
+    const nodes = await this.nodes();
+    const { rows } = await this.options.db.query<{
+      instance_id: string;
+      node_id: string | null;
+      epoch: string;
+      held_ms: number | null;
+      expires_in_ms: number;
+    }>(
+      `SELECT instance_id, node_id, epoch::text AS epoch,
+              (extract(epoch FROM now() - acquired_at) * 1000)::bigint::int AS held_ms,
+              greatest(-1, least(2147483647, (extract(epoch FROM lease_until - now()) * 1000)))::int AS expires_in_ms
+         FROM zw_instance_leases ORDER BY instance_id`,
+    );
+    const live = new Set(nodes.map((n) => n.nodeId));
+    const byNode = new Map<string, ClusterOverviewInstance[]>();
+    const unowned: string[] = [];
+    for (const row of rows) {
+      if (row.node_id === null || row.expires_in_ms <= 0 || !live.has(row.node_id)) {
+        unowned.push(row.instance_id);
+        continue;
+      }
+      const list = byNode.get(row.node_id) ?? [];
+      list.push({
+        instanceId: row.instance_id,
+        epoch: Number(row.epoch),
+        leaseAgeMs: row.held_ms ?? 0,
+        expiresInMs: row.expires_in_ms,
+      });
+      byNode.set(row.node_id, list);
+    }
+    return {
+      selfId: this.selfId,
+      mode: this.options.mode,
+      leaseMs: this.options.leaseMs,
+      heartbeatMs: this.options.heartbeatMs,
+      nodes: nodes.map((n) => ({
+        nodeId: n.nodeId,
+        address: n.address,
+        self: n.nodeId === this.selfId,
+        startedAt: n.startedAt.toISOString(),
+        heartbeatAt: n.heartbeatAt.toISOString(),
+        instances: byNode.get(n.nodeId) ?? [],
+      })),
+      unowned,
+    };
+  }
+
   /** For /health: this node's id, how many leases it holds and whether they are all current. */
   health(): { nodeId: string; mode: ClusterMode; instances: number; leasesHeld: boolean; error?: string } {
     return {
@@ -321,7 +396,8 @@ export class ClusterMember implements ClusterView {
     this.validUntil = sent + leaseMs;
     const renewed = new Map(rows.map((r) => [r.instance_id, Number(r.epoch)]));
     for (const [id, held] of [...this.held]) {
-      if (renewed.get(id) !== held.epoch) this.lose(id);
+      // A lease taken while the renewal was on its way (placed at create) is not in its answer.
+      if (held.acquiredAt < sent && renewed.get(id) !== held.epoch) this.lose(id);
     }
     // Leases another node gave this one (a new instance placed here).
     for (const [id, epoch] of renewed) if (!this.held.has(id)) this.gained(id, epoch, true);

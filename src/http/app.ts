@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
-import { healthRoutes } from './routes/health.ts';
+import { healthRoutes, type ClusterHealth } from './routes/health.ts';
 import type { EventStore } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
@@ -21,6 +21,8 @@ export interface AppOptions {
   readonly startedAt?: Date;
   /** Shown by /health (see healthRoutes). */
   readonly alerts?: () => Promise<readonly string[]>;
+  /** Shown by /health: this node in the cluster. */
+  readonly cluster?: () => ClusterHealth;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
@@ -76,6 +78,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     store: options.store,
     startedAt: options.startedAt ?? new Date(),
     ...(options.alerts ? { alerts: options.alerts } : {}),
+    ...(options.cluster ? { cluster: options.cluster } : {}),
   });
   await options.routes?.(app);
   return app;

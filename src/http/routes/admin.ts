@@ -1,6 +1,7 @@
 /**
  * /admin/*: operator tools. The read-model projections with their checkpoints, and a rebuild from the
- * log while the app runs that reports whether the rebuilt rows equal the live ones.
+ * log while the app runs that reports whether the rebuilt rows equal the live ones; the cluster's nodes
+ * with their instances and lease ages.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
@@ -8,12 +9,50 @@ import { Errors } from '../../domain/errors.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
 import type { ProjectionRunner } from '../../../projections/runner.ts';
+import type { ClusterOverview } from '../../cluster/node.ts';
 import { errorResponses } from '../schemas.ts';
 
 export interface AdminRoutesOptions {
   readonly db: SqlDatabase;
   readonly projections: Pick<ProjectionRunner, 'rebuild' | 'status' | 'names'>;
+  /** GET /admin/cluster. */
+  readonly cluster?: { overview(): Promise<ClusterOverview> };
 }
+
+const leaseItem = {
+  type: 'object',
+  properties: {
+    instanceId: { type: 'string' },
+    epoch: { type: 'integer' },
+    leaseAgeMs: { type: 'integer' },
+    expiresInMs: { type: 'integer' },
+  },
+} as const;
+
+const clusterResponse = {
+  type: 'object',
+  properties: {
+    selfId: { type: 'string' },
+    mode: { type: 'string', enum: ['cluster', 'single'] },
+    leaseMs: { type: 'integer' },
+    heartbeatMs: { type: 'integer' },
+    nodes: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          nodeId: { type: 'string' },
+          address: { type: 'string' },
+          self: { type: 'boolean' },
+          startedAt: { type: 'string' },
+          heartbeatAt: { type: 'string' },
+          instances: { type: 'array', items: leaseItem },
+        },
+      },
+    },
+    unowned: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
 
 const projectionsResponse = {
   type: 'array',
@@ -61,8 +100,27 @@ const rebuildResponse = {
   },
 } as const;
 
-export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, { db, projections }) => {
+export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (
+  app,
+  { db, projections, cluster },
+) => {
   const rebuilding = new Set<string>();
+
+  if (cluster) {
+    app.get(
+      '/admin/cluster',
+      {
+        config: { access: 'admin' },
+        schema: {
+          tags: ['cluster'],
+          summary:
+            'Live nodes, the instances each owns with their lease ages, and instances no node holds (admin)',
+          response: { 200: clusterResponse, ...errorResponses },
+        },
+      },
+      () => cluster.overview(),
+    );
+  }
 
   app.get(
     '/admin/projections',

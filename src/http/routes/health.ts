@@ -6,11 +6,22 @@ export interface HealthRoutesOptions {
   readonly startedAt: Date;
   /** Conditions an operator must look at (e.g. a projection skipped an event); none when all is well. */
   readonly alerts?: () => Promise<readonly string[]>;
+  /** Cluster mode: this node's id and whether it holds its leases (src/cluster). */
+  readonly cluster?: () => ClusterHealth;
+}
+
+export interface ClusterHealth {
+  readonly nodeId: string;
+  readonly mode: 'cluster' | 'single';
+  /** Instance leases this node holds. */
+  readonly instances: number;
+  /** False when this node could not renew its leases in time (its instances may be moving elsewhere). */
+  readonly leasesHeld: boolean;
 }
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts },
+  { store, startedAt, alerts, cluster },
 ) => {
   app.get(
     '/health',
@@ -28,6 +39,15 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
               store: { type: 'string' },
               uptimeSeconds: { type: 'number' },
               alerts: { type: 'array', items: { type: 'string' } },
+              cluster: {
+                type: 'object',
+                properties: {
+                  nodeId: { type: 'string' },
+                  mode: { type: 'string', enum: ['cluster', 'single'] },
+                  instances: { type: 'integer' },
+                  leasesHeld: { type: 'boolean' },
+                },
+              },
             },
           },
           503: {
@@ -53,14 +73,27 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
           error: 'the event store is unreachable; see the server log',
         });
       }
-      const raised = alerts
-        ? await alerts().catch(() => ['could not read the alerts; see the server log'])
-        : [];
+      const raised = [
+        ...(alerts ? await alerts().catch(() => ['could not read the alerts; see the server log']) : []),
+      ];
+      const node = cluster?.();
+      if (node && !node.leasesHeld)
+        raised.push('this node could not renew its instance leases in time: see the server log');
       return {
         status: raised.length > 0 ? 'degraded' : 'ok',
         store: store.kind,
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         alerts: raised,
+        ...(node
+          ? {
+              cluster: {
+                nodeId: node.nodeId,
+                mode: node.mode,
+                instances: node.instances,
+                leasesHeld: node.leasesHeld,
+              },
+            }
+          : {}),
       };
     },
   );
