@@ -253,15 +253,29 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   for await (const chunk of stream) {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     size += buffer.length;
+    // The same error Fastify's own limit raises (413), so a large body is answered alike on every node.
     if (size > BODY_LIMIT_BYTES)
-      throw new ZapwireError('ZW_ERR_BODY_TOO_LARGE', 'request body too large: the limit is 1 MiB');
+      throw Object.assign(new Error('request body too large: the limit is 1 MiB'), {
+        code: 'FST_ERR_CTP_BODY_TOO_LARGE',
+        statusCode: 413,
+      });
     chunks.push(buffer);
   }
   return Buffer.concat(chunks);
 }
 
-/** The bytes to send on: the parsed body serialised again (the owner validates it once more). */
+/** Bodies of owner-bound requests as they arrived, before any hook rewrote them (the Evolution GO profile does). */
+const rawBodies = new WeakMap<FastifyRequest, Buffer>();
+
+function isOwnerBound(request: FastifyRequest): boolean {
+  const url = request.routeOptions.url;
+  return url !== undefined && OWNER_ROUTES.has(routeKey(request.method, url));
+}
+
+/** The bytes to send on: the body as it arrived, or (when it was not kept) the parsed body serialised again. */
 function bodyBytesOf(request: FastifyRequest): Buffer | undefined {
+  const raw = rawBodies.get(request);
+  if (raw !== undefined) return raw.length > 0 ? raw : undefined;
   const body = request.body;
   if (body === undefined) return undefined;
   if (Buffer.isBuffer(body)) return body;
@@ -301,17 +315,20 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
   });
 
   app.addHook('preParsing', async (request, _reply, payload) => {
-    if (request.headers[FORWARD_HEADER.signature] === undefined) return payload;
-    if (!verifier) throw rejected('this node has no CLUSTER_SECRET');
+    const signed = request.headers[FORWARD_HEADER.signature] !== undefined;
+    if (signed && !verifier) throw rejected('this node has no CLUSTER_SECRET');
+    // Kept for forwarding: what the client sent, not what the route's hooks make of it.
+    const keep = !signed && verifier !== undefined && isOwnerBound(request);
+    if (!signed && !keep) return payload;
     // The signature covers the body: read it here, then hand Fastify the same bytes to parse.
     const body = await readAll(payload);
-    request.forwarded = verifier.verify(request.method, request.url, request.headers, body);
+    if (signed) request.forwarded = verifier!.verify(request.method, request.url, request.headers, body);
+    else rawBodies.set(request, body);
     return Readable.from(body.length > 0 ? [body] : []);
   });
 
   app.addHook('preHandler', async (request, reply) => {
-    const url = request.routeOptions.url;
-    if (url === undefined || !OWNER_ROUTES.has(routeKey(request.method, url))) return;
+    if (!isOwnerBound(request)) return;
     const instanceId = await instanceOfRequest(request);
     if (instanceId === undefined) return;
     const owner = await cluster.ownerOf(instanceId);

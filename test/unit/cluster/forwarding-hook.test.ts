@@ -75,6 +75,22 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
       return { ranOn: nodeId, instance: id, principal: request.principal };
     },
   );
+  // Like the Evolution GO profile, a hook rewrites the body before validation: the owner must get the
+  // body as the client sent it, or it would rewrite it twice.
+  app.post<{ Body: { instanceName?: string; phone: string } }>(
+    '/instance/pair',
+    {
+      config: { access: 'caller' },
+      preValidation: async (request) => {
+        request.body.phone = `${request.body.phone}!`;
+      },
+    },
+    async (request) => {
+      const { id } = await request.instanceOf(request.body.instanceName);
+      ran.push(`${id}:pair:${request.body.phone}`);
+      return { ranOn: nodeId, phone: request.body.phone };
+    },
+  );
   app.get<{ Querystring: { instanceName?: string } }>(
     '/instance/status',
     { config: { access: 'caller' } },
@@ -149,6 +165,15 @@ describe('forwarding to the owner node', () => {
     } finally {
       cluster.owners.set('i-1', 'b');
     }
+  });
+
+  it('forwards the body as the client sent it, not as the route’s hooks rewrote it', async () => {
+    const paired = await call('a', 'POST', '/instance/pair', {
+      apikey: 'sales-token',
+      body: { phone: '5511' },
+    });
+    expect(paired).toMatchObject({ status: 200, servedBy: 'b', body: { ranOn: 'b', phone: '5511!' } });
+    expect(nodes.get('b')!.ran).toContain('i-1:pair:5511!');
   });
 
   it('forwards an instance token’s request with its principal, not its key', async () => {
