@@ -70,7 +70,7 @@ export const OWNER_ROUTES: ReadonlySet<string> = new Set([
  * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row and a
  * redelivery an outbox row in the shared database; projection rebuilds run under their own lease;
  * the manager's session is this node's cookie, and its API proxy re-enters this node's routes (and so
- * this hook). Cluster mode refuses to start with a non-GET route in neither list.
+ * this hook). A node with CLUSTER_SECRET refuses to start with a non-GET route in neither list.
  */
 export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
   'POST /instance/create',
@@ -301,9 +301,11 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
         });
 
   app.decorateRequest('forwarded', undefined);
-  // Like a route without config.access: a route that writes must say where it runs, or cluster mode
-  // does not start (a new command route left local would act on an instance this node does not own).
+  // Like a route without config.access: a route that writes must say where it runs, or a node that can
+  // forward (CLUSTER_SECRET set) does not start: a new command route left local would act on an instance
+  // this node does not own. Without the secret nothing is forwarded, and nothing is asked.
   app.addHook('onRoute', (route) => {
+    if (secret === undefined) return;
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
       if (method === 'GET' || method === 'HEAD') continue;
       const key = routeKey(method, route.url);
