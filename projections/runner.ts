@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { Checkpoint, EventFilter, EventStore, RecordedEvent } from '../src/store/port.ts';
+import type { Checkpoint, EventLog, RecordedEvent } from '../src/store/port.ts';
 import { START } from '../src/store/port.ts';
+import { LogFollower } from '../src/store/log-follower.ts';
 import { RELAXED_COMMIT } from '../src/store/relaxed-commit.ts';
 import type { SqlDatabase, SqlExecutor } from '../src/store/sql.ts';
 import type { Projection } from './projection.ts';
@@ -13,16 +14,14 @@ const POISON_RETRY_DELAY_MS = 100;
 
 interface RunningProjection {
   readonly projection: Projection;
-  checkpoint: Checkpoint;
+  /** Follows the log with the projection's filter; its position is the projection's checkpoint. */
+  readonly follower: LogFollower;
   /**
    * The checkpoint in the read model, when it lags behind `checkpoint`: the loop moved past events the
    * filter left out without a transaction (nothing to write), and saves the position with the next batch
    * that writes, or at stop. Reading those events again after a restart changes nothing.
    */
   saved: Checkpoint;
-  /** Set while the loop sleeps; calling it wakes the loop early. */
-  wake: (() => void) | undefined;
-  waiters: Array<{ position: Checkpoint; resolve: (reached: boolean) => void }>;
   running: Promise<void> | undefined;
   /** Set during a rebuild: the loop pauses at the next batch boundary. */
   paused: Promise<void> | undefined;
@@ -55,15 +54,15 @@ export interface PoisonEvent {
 /**
  * Keeps the read model up to date. Each projection reads the log after its checkpoint and applies a batch
  * and the new checkpoint in ONE read-model transaction, so a crash never applies a batch twice or skips
- * one. Wakes on the store's in-process append signal, and polls as a fallback (other processes).
+ * one. Each follows the log with a LogFollower: woken by this process's appends that hold an event its
+ * filter lets through, polling as a fallback (other processes).
  */
 export class ProjectionRunner {
   private readonly running = new Map<string, RunningProjection>();
   private stopped = false;
-  private unsubscribe: (() => void) | undefined;
 
   constructor(
-    private readonly store: EventStore,
+    private readonly store: Pick<EventLog, 'readAll' | 'compareCheckpoints' | 'onAppended'>,
     private readonly db: SqlDatabase,
     private readonly projections: readonly Projection[],
     private readonly logger: Logger,
@@ -77,44 +76,42 @@ export class ProjectionRunner {
          ON CONFLICT (projection) DO UPDATE SET projection = EXCLUDED.projection RETURNING checkpoint`,
         [projection.name],
       );
+      const checkpoint = (rows[0]?.checkpoint ?? START) as Checkpoint;
       const state: RunningProjection = {
         projection,
-        checkpoint: (rows[0]?.checkpoint ?? START) as Checkpoint,
-        saved: (rows[0]?.checkpoint ?? START) as Checkpoint,
-        wake: undefined,
-        waiters: [],
+        // Only appends holding an event of this projection wake it: the others would read nothing.
+        follower: new LogFollower(this.store, {
+          after: checkpoint,
+          filter: projection.filter,
+          batchSize: BATCH_SIZE,
+          pollIntervalMs: this.pollIntervalMs,
+          wakeOn: 'appended',
+        }),
+        saved: checkpoint,
         running: undefined,
         paused: undefined,
         lastError: undefined,
       };
       this.running.set(projection.name, state);
     }
-    // Only the projections that read one of the appended events: the others would read nothing.
-    this.unsubscribe = this.store.onAppended((result) => {
-      for (const state of this.running.values()) {
-        if (result.events.some((event) => matches(state.projection.filter, event))) state.wake?.();
-      }
-    });
     for (const state of this.running.values()) state.running = this.loop(state);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.unsubscribe?.();
     for (const state of this.running.values()) {
-      state.wake?.();
-      for (const waiter of state.waiters) waiter.resolve(false);
-      state.waiters = [];
+      state.follower.stop();
+      state.follower.settleWaiters();
     }
     await Promise.all([...this.running.values()].map((s) => s.running));
     for (const state of this.running.values()) {
-      if (state.saved === state.checkpoint) continue;
+      if (state.saved === state.follower.position()) continue;
       // Only forward, and only from where this node saw it: another node may have moved on meanwhile.
       await this.db
         .query(
           `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
             WHERE projection = $1 AND checkpoint = $3`,
-          [state.projection.name, state.checkpoint, state.saved],
+          [state.projection.name, state.follower.position(), state.saved],
         )
         .catch((error: unknown) =>
           this.logger.warn({ err: error, projection: state.projection.name }, 'could not save a checkpoint'),
@@ -125,7 +122,7 @@ export class ProjectionRunner {
   status(): ProjectionStatus[] {
     return [...this.running.values()].map((s) => ({
       name: s.projection.name,
-      checkpoint: s.checkpoint,
+      checkpoint: s.follower.position(),
       lastError: s.lastError,
     }));
   }
@@ -164,22 +161,10 @@ export class ProjectionRunner {
   }
 
   private waitForOne(state: RunningProjection, position: Checkpoint, timeoutMs: number): Promise<boolean> {
-    if (this.store.compareCheckpoints(state.checkpoint, position) >= 0) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        state.waiters = state.waiters.filter((w) => w !== waiter);
-        resolve(false);
-      }, timeoutMs);
-      const waiter = {
-        position,
-        resolve: (reached: boolean) => {
-          clearTimeout(timer);
-          resolve(reached);
-        },
-      };
-      state.waiters.push(waiter);
-      state.wake?.();
-    });
+    if (this.stopped && this.store.compareCheckpoints(state.follower.position(), position) < 0) {
+      return Promise.resolve(false);
+    }
+    return state.follower.waitFor(position, timeoutMs);
   }
 
   /**
@@ -197,11 +182,11 @@ export class ProjectionRunner {
     state.paused = new Promise<void>((resolve) => (release = resolve));
     const started = Date.now();
     let events = 0;
-    state.wake?.();
+    state.follower.wake();
     try {
       await state.running?.catch(() => undefined);
       state.running = undefined;
-      const liveCheckpoint = state.checkpoint;
+      const liveCheckpoint = state.follower.position();
       await check?.live(state.projection, liveCheckpoint);
       await this.db.transaction(async (tx) => {
         for (const table of state.projection.tables) await tx.query(`DELETE FROM ${table}`);
@@ -210,7 +195,7 @@ export class ProjectionRunner {
           [name],
         );
       });
-      state.checkpoint = START;
+      state.follower.moveTo(START);
       state.saved = START;
       for (;;) {
         const applied = await this.applyNextBatch(state, check ? liveCheckpoint : undefined);
@@ -240,7 +225,7 @@ export class ProjectionRunner {
         );
         caughtUp = true;
       }
-      if (caughtUp && !this.stopped && !state.paused) await this.sleep(state);
+      if (caughtUp && !this.stopped && !state.paused) await state.follower.idle();
     }
   }
 
@@ -249,19 +234,16 @@ export class ProjectionRunner {
     state: RunningProjection,
     upTo?: Checkpoint,
   ): Promise<{ count: number; caughtUp: boolean }> {
-    const { projection } = state;
-    const result = await this.store.readAll({
-      after: state.checkpoint,
-      limit: BATCH_SIZE,
-      filter: projection.filter,
-    });
+    const { projection, follower } = state;
+    const checkpoint = follower.position();
+    const result = await follower.read();
     let { events, next, caughtUp } = result;
     if (upTo !== undefined && (caughtUp || this.store.compareCheckpoints(next, upTo) >= 0)) {
       events = events.filter((e) => this.store.compareCheckpoints(e.position, upTo) <= 0);
       next = upTo;
       caughtUp = true;
     }
-    if (events.length === 0 && next === state.checkpoint) return { count: 0, caughtUp: true };
+    if (events.length === 0 && next === checkpoint) return { count: 0, caughtUp: true };
     if (events.length > 0) {
       try {
         await this.db.transaction(async (tx) => {
@@ -280,8 +262,7 @@ export class ProjectionRunner {
       }
       state.saved = next;
     }
-    state.checkpoint = next;
-    this.settleWaiters(state);
+    follower.moveTo(next);
     return { count: events.length, caughtUp };
   }
 
@@ -315,7 +296,7 @@ export class ProjectionRunner {
           break;
         }
       }
-      state.checkpoint = event.position;
+      state.follower.moveTo(event.position);
     }
     await this.db.transaction((tx) => this.saveCheckpoint(tx, projection, state.saved, next));
   }
@@ -376,45 +357,14 @@ export class ProjectionRunner {
     );
     const stored = (rows[0]?.checkpoint ?? START) as Checkpoint;
     state.saved = stored;
-    state.checkpoint = stored;
-    this.settleWaiters(state);
+    state.follower.moveTo(stored);
     return { count: 0, caughtUp: false };
-  }
-
-  private settleWaiters(state: RunningProjection): void {
-    if (state.waiters.length === 0) return;
-    const remaining: RunningProjection['waiters'] = [];
-    for (const waiter of state.waiters) {
-      if (this.store.compareCheckpoints(state.checkpoint, waiter.position) >= 0) waiter.resolve(true);
-      else remaining.push(waiter);
-    }
-    state.waiters = remaining;
-  }
-
-  private sleep(state: RunningProjection): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, state.waiters.length > 0 ? 50 : this.pollIntervalMs);
-      function done(): void {
-        clearTimeout(timer);
-        state.wake = undefined;
-        resolve();
-      }
-      state.wake = done;
-    });
   }
 }
 
-/** Whether a projection's filter lets the event through (the same rule readAll applies in SQL). */
 /** The batch's checkpoint update found the checkpoint moved by another node (see saveCheckpoint). */
 class CheckpointMoved extends Error {
   constructor(projection: string) {
     super(`projection ${projection}: another node moved the checkpoint`);
   }
-}
-
-function matches(filter: EventFilter, event: RecordedEvent): boolean {
-  if (filter.streamPrefixes && !filter.streamPrefixes.some((prefix) => event.stream.startsWith(prefix))) {
-    return false;
-  }
-  return !filter.eventTypes || filter.eventTypes.includes(event.type);
 }

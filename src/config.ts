@@ -45,6 +45,8 @@ export interface Config {
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
   };
+  /** Caps per API key on /ws (docs/events.md "Limits"). */
+  readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
   readonly logLevel: LogLevel;
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
   readonly apiCompat: 'default' | 'evolution-go';
@@ -211,6 +213,10 @@ export function loadConfig(env: Env = process.env): Config {
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
+    },
+    websocket: {
+      maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),
+      maxReplaysPerKey: r.int('WS_MAX_REPLAYS_PER_KEY', 2, 1, 1_000),
     },
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),

@@ -331,6 +331,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     url,
     stop() {
       stopped ??= (async () => {
+        // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
+        runtime.beginShutdown();
         await app.close();
         // Hand-over first: every instance's close is recorded and its lease freed for the other nodes.
         await cluster.stop();

@@ -8,12 +8,14 @@
  * - idle memory of the whole process tree (node + the embedded PostgreSQL and all its processes, read from
  *   /proc after a settle period) with 0 instances and with N idle paired instances (created, connected and
  *   paired by scanning the QR through the WhatsApp sandbox, which runs in this process);
- * - per-instance memory, (tree with N − tree with 0) / N, beside bare Baileys sockets with in-memory auth
- *   measured the same way in the same run (./bare-baileys.ts);
+ * - per-instance memory, (tree with N − tree with 1) / (N − 1), beside bare Baileys sockets with in-memory
+ *   auth measured the same way in the same run (./bare-baileys.ts). The baseline is one paired instance,
+ *   not zero: zapwire loads Baileys with its first connection, and a 0-instance baseline would charge that
+ *   one-off ~30 MB of code to every instance, while bare Baileys has it loaded before its first socket;
  * - restart with the N paired instances: SIGTERM, start again, until every instance reports `open`.
  *
  * The targets of issue #10 are printed beside the figures. Settings (environment):
- *   BENCH_INSTANCES          N (default 100; of a list such as "50,200", the first)
+ *   BENCH_INSTANCES          N (default 100, at least 2; of a list such as "50,200", the first)
  *   BENCH_SETTLE_MS          idle time before memory is read (default 10000)
  *   BENCH_SAMPLES            memory readings 1 s apart after settling; the median is kept (default 5)
  *   BENCH_STARTS             fresh-DATA_DIR first starts, each followed by a restart (default 3)
@@ -49,7 +51,7 @@ function setting(name: string, fallback: number): number {
   return value;
 }
 
-const N = Math.max(1, Math.round(setting('BENCH_INSTANCES', 100)));
+const N = Math.max(2, Math.round(setting('BENCH_INSTANCES', 100)));
 const SETTLE_MS = setting('BENCH_SETTLE_MS', 10_000);
 const SAMPLES = Math.max(1, Math.round(setting('BENCH_SAMPLES', 5)));
 const STARTS = Math.max(1, Math.round(setting('BENCH_STARTS', 3)));
@@ -181,12 +183,13 @@ async function pairInstance(api: Api, sandbox: BenchSandbox, name: string): Prom
   );
 }
 
-async function pairInstances(api: Api, sandbox: BenchSandbox, n: number): Promise<number> {
+/** Pairs instances fp<from> … fp<to − 1>; returns the seconds it took. */
+async function pairInstances(api: Api, sandbox: BenchSandbox, from: number, to: number): Promise<number> {
   const t0 = performance.now();
-  let next = 0;
+  let next = from;
   await Promise.all(
-    Array.from({ length: Math.min(PAIR_CONCURRENCY, n) }, async () => {
-      while (next < n) await pairInstance(api, sandbox, `fp${next++}`);
+    Array.from({ length: Math.min(PAIR_CONCURRENCY, to - from) }, async () => {
+      while (next < to) await pairInstance(api, sandbox, `fp${next++}`);
     }),
   );
   return (performance.now() - t0) / 1000;
@@ -364,7 +367,9 @@ export default async function benchFootprint(): Promise<void> {
       console.log(`  ${label}: tree RSS ${mb(tree.rssKb)} MB (${tree.processes.length} processes)`);
     };
     await measure('zapwire, 0 instances');
-    const pairingSeconds = await pairInstances(api, sandbox, N);
+    let pairingSeconds = await pairInstances(api, sandbox, 0, 1);
+    await measure('zapwire, 1 paired idle instance');
+    pairingSeconds += await pairInstances(api, sandbox, 1, N);
     console.log(`  paired ${N} instances in ${pairingSeconds.toFixed(1)} s`);
     await measure(`zapwire, ${N} paired idle instances`);
 
@@ -392,14 +397,19 @@ export default async function benchFootprint(): Promise<void> {
     bare = startBareBaileys(sandbox);
     await bare.next('ready');
     const bare0 = await idleMemory(bare.child.pid!, processOnly);
-    const phones: string[] = [];
-    for (let i = 0; i < N; i++) phones.push(await sandbox.newPhone());
-    const paired = bare.next('paired');
-    bare.send({ type: 'pair', phones, concurrency: PAIR_CONCURRENCY });
-    const bareSeconds = ((await paired) as { seconds: number }).seconds;
+    const pairBare = async (count: number): Promise<number> => {
+      const phones: string[] = [];
+      for (let i = 0; i < count; i++) phones.push(await sandbox!.newPhone());
+      const paired = bare!.next('paired');
+      bare!.send({ type: 'pair', phones, concurrency: PAIR_CONCURRENCY });
+      return ((await paired) as { seconds: number }).seconds;
+    };
+    let bareSeconds = await pairBare(1);
+    const bare1 = await idleMemory(bare.child.pid!, processOnly);
+    bareSeconds += await pairBare(N - 1);
     const bareN = await idleMemory(bare.child.pid!, processOnly);
     console.log(
-      `  bare Baileys: paired ${N} in ${bareSeconds.toFixed(1)} s, RSS ${mb(bare0.rssKb)} → ${mb(bareN.rssKb)} MB`,
+      `  bare Baileys: paired ${N} in ${bareSeconds.toFixed(1)} s, RSS ${mb(bare0.rssKb)} → ${mb(bare1.rssKb)} → ${mb(bareN.rssKb)} MB`,
     );
     const bareExited = new Promise((r) => bare!.child.once('exit', r));
     bare.send({ type: 'exit' });
@@ -477,7 +487,6 @@ export default async function benchFootprint(): Promise<void> {
 
     console.log('');
     console.log(`Idle memory after ${SETTLE_MS / 1000} s (median of ${SAMPLES} readings); MB`);
-    const base = memory[0]!;
     console.log(
       table(
         [
@@ -515,6 +524,16 @@ export default async function benchFootprint(): Promise<void> {
             '',
           ],
           [
+            'bare Baileys, 1 socket (process)',
+            mb(bare1.rssKb),
+            mb(bare1.pssKb),
+            mb(bare1.rssKb),
+            '',
+            '',
+            '',
+            '',
+          ],
+          [
             `bare Baileys, ${N} sockets (process)`,
             mb(bareN.rssKb),
             mb(bareN.pssKb),
@@ -528,17 +547,21 @@ export default async function benchFootprint(): Promise<void> {
       ),
     );
 
+    // memory: [0 instances, 1 paired, N paired, N paired after a restart]
+    const one = memory[1]!;
+    const withN = memory[2]!;
+    const restartedN = memory[3]!;
     const perInstance = (a: number | undefined, b: number | undefined) =>
-      a === undefined || b === undefined ? undefined : (b - a) / N;
-    const zapRss = perInstance(base.tree.rssKb, memory[1]!.tree.rssKb)!;
-    const zapPss = perInstance(base.tree.pssKb, memory[1]!.tree.pssKb);
-    const zapRssRestarted = perInstance(base.tree.rssKb, memory[2]!.tree.rssKb)!;
-    const zapPssRestarted = perInstance(base.tree.pssKb, memory[2]!.tree.pssKb);
-    const bareRss = perInstance(bare0.rssKb, bareN.rssKb)!;
-    const barePss = perInstance(bare0.pssKb, bareN.pssKb);
+      a === undefined || b === undefined ? undefined : (b - a) / (N - 1);
+    const zapRss = perInstance(one.tree.rssKb, withN.tree.rssKb)!;
+    const zapPss = perInstance(one.tree.pssKb, withN.tree.pssKb);
+    const zapRssRestarted = perInstance(one.tree.rssKb, restartedN.tree.rssKb)!;
+    const zapPssRestarted = perInstance(one.tree.pssKb, restartedN.tree.pssKb);
+    const bareRss = perInstance(bare1.rssKb, bareN.rssKb)!;
+    const barePss = perInstance(bare1.pssKb, bareN.pssKb);
     const kb = (v: number | undefined) => (v === undefined ? '–' : String(Math.round(v)));
     console.log('');
-    console.log(`Per idle paired instance: (memory with ${N} − memory with 0) / ${N}; KB`);
+    console.log(`Per idle paired instance: (memory with ${N} − memory with 1) / ${N - 1}; KB`);
     console.log(
       table(
         ['', 'RSS KB/inst', 'PSS KB/inst', 'target', 'met'],
@@ -546,14 +569,14 @@ export default async function benchFootprint(): Promise<void> {
           ['zapwire (whole tree)', kb(zapRss), kb(zapPss), '', ''],
           [
             '  of which the node process',
-            kb(perInstance(nodeKb(base.tree, base.pid), nodeKb(memory[1]!.tree, memory[1]!.pid))),
+            kb(perInstance(nodeKb(one.tree, one.pid), nodeKb(withN.tree, withN.pid))),
             '',
             '',
             '',
           ],
           [
             '  of which PostgreSQL',
-            kb(perInstance(postgresKb(base.tree, 'rssKb'), postgresKb(memory[1]!.tree, 'rssKb'))),
+            kb(perInstance(postgresKb(one.tree, 'rssKb'), postgresKb(withN.tree, 'rssKb'))),
             '',
             '',
             '',

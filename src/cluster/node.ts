@@ -27,6 +27,13 @@ export interface OwnedInstances {
   drop(instanceId: string): void;
   /** Hand-over: record the close and close the socket; resolves before the lease is released. */
   handOver(instanceId: string): Promise<void>;
+  /** Instances with a live WhatsApp connection on this node (the tick closes any it holds no lease for). */
+  connected(): string[];
+  /**
+   * Whether rebalancing may move the instance now. Not while a user is pairing it (a QR on screen, or
+   * connecting): the next owner would restore a never-paired instance as disconnected and the QR would die.
+   */
+  movable(instanceId: string): boolean;
 }
 
 export type ClusterMode = 'cluster' | 'single';
@@ -133,7 +140,9 @@ export class ClusterMember implements ClusterView {
       );
     }
     await this.heartbeat();
-    if (db.listen) {
+    // Other nodes' releases wake this one at once. Alone on the embedded database there are none, and
+    // a LISTEN would keep a PostgreSQL connection (a process of ~16 MB) open for nothing.
+    if (db.listen && !this.options.exclusive) {
       this.unlisten = await db
         .listen(NOTIFY_CHANNEL, (payload) => {
           if (payload !== this.selfId) this.kick();
@@ -401,6 +410,13 @@ export class ClusterMember implements ClusterView {
     }
     // Leases another node gave this one (a new instance placed here).
     for (const [id, epoch] of renewed) if (!this.held.has(id)) this.gained(id, epoch, true);
+    // A safety net: no connection stays open here without a lease (e.g. a restore that raced a hand-over).
+    for (const id of this.owned?.connected() ?? []) {
+      if (!this.held.has(id)) {
+        this.options.logger.warn({ instanceId: id }, 'closing a connection this node holds no lease for');
+        this.owned?.drop(id);
+      }
+    }
   }
 
   private async heartbeat(): Promise<void> {
@@ -514,9 +530,13 @@ export class ClusterMember implements ClusterView {
     }
   }
 
-  /** Hands `count` instances over, newest leases first (they have had the least time to settle here). */
+  /**
+   * Hands `count` instances over, newest leases first (they have had the least time to settle here),
+   * skipping those being paired.
+   */
   private async releaseSome(count: number): Promise<void> {
     const ids = [...this.held]
+      .filter(([id]) => this.owned?.movable(id) ?? true)
       .sort((a, b) => b[1].acquiredAt - a[1].acquiredAt)
       .slice(0, count)
       .map(([id]) => id);
@@ -535,6 +555,8 @@ export class ClusterMember implements ClusterView {
     }
     this.held.delete(instanceId);
     this.counters.handOvers += 1;
+    // Whatever started meanwhile (a restore that raced the hand-over) stops before the lease is free.
+    this.owned?.drop(instanceId);
     await this.options.db
       .query(
         `UPDATE zw_instance_leases SET node_id = NULL, lease_until = now()

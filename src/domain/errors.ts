@@ -86,6 +86,9 @@ export const Errors = {
       undefined,
       retryAfterSeconds,
     ),
+  /** A per-key cap (e.g. WebSocket connections or replays) is reached; the message says what to do. */
+  tooMany: (message: string, retryAfterSeconds = 5) =>
+    new ZapwireError('ZW_ERR_RATE_LIMITED', message, undefined, retryAfterSeconds),
   unavailable: (message: string, retryAfterSeconds = 1) =>
     new ZapwireError('ZW_ERR_UNAVAILABLE', message, undefined, retryAfterSeconds),
   deliveryNotFound: define(

@@ -1,7 +1,8 @@
 /**
  * What a closed WhatsApp connection means and what the instance does next, by close code.
  * Codes are Baileys' (`DisconnectReason`, carried on the Boom error of `connection.update`); `null` is a
- * close without a code (network error, DNS, proxy refused, socket reset). See whatsapp-protocol-notes.md.
+ * close without a code (network error, DNS, proxy refused, socket reset). See docs/whatsapp.md,
+ * "Connection lifecycle".
  */
 import type { DisconnectReason } from './events.ts';
 

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
 import { healthRoutes, type ClusterHealth } from './routes/health.ts';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
 import { defaultProfile } from './profiles/default.ts';
@@ -15,7 +15,7 @@ export const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export interface AppOptions {
   readonly logger: Logger;
-  readonly store: EventStore;
+  readonly store: EventLog;
   /** Who is calling and which instance a reference names (src/http/auth.ts). */
   readonly auth: AuthOptions;
   readonly startedAt?: Date;

@@ -8,7 +8,7 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { Errors } from '../domain/errors.ts';
 import { instanceStream, type InstanceEvent, type WhatsAppEvent } from '../domain/events.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
-import type { AppendResult, EventStore, NewEvent, RecordedEvent } from '../store/port.ts';
+import type { AppendResult, EventLog, NewEvent, RecordedEvent } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { createConnectionActor, type SignalRoute } from '../whatsapp/connection-actor.ts';
 import {
@@ -41,7 +41,7 @@ export interface Recorded {
 type RecordedListener = (recorded: Recorded) => void;
 
 export interface ActorHostOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   /** The WhatsApp side, as the machine's connection actor opens it. */
   readonly connector: WhatsAppConnector;
   /** Where connection signals go (they come back here through `dispatch`, or to the traffic module). */

@@ -28,7 +28,7 @@ import {
 } from '../domain/tokens.ts';
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
-import type { Checkpoint, EventStore, NewEvent } from '../store/port.ts';
+import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
 import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
@@ -50,7 +50,7 @@ export interface CommandsOptions {
   readonly host: ActorHost;
   readonly traffic: Traffic;
   readonly readModel: RuntimeReadModel;
-  readonly store: EventStore;
+  readonly store: EventLog;
   /** For removing a WhatsApp session (logout, delete). */
   readonly connector: Pick<WhatsAppConnector, 'removeSession'>;
   /** The instance's live connection, for sending. */
@@ -78,8 +78,14 @@ export interface CommandsOptions {
   readonly onInstanceCreated?: (instanceId: string) => Promise<void>;
 }
 
+/** Answer to a pairing-code request cut short by a shutdown (503 with Retry-After). */
+export const SHUTDOWN_PAIRING_MESSAGE =
+  'the server is shutting down, so no pairing code will come for this request: ask again once it is back (or scan the QR code then)';
+
 export class InstanceCommands implements InstanceService {
   private readonly reconnectLimiter: WindowRateLimiter;
+  /** Aborted at shutdown: requests still waiting for WhatsApp (a pairing code) get their answer at once. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: CommandsOptions) {
     this.reconnectLimiter = new WindowRateLimiter(options.reconnectRateLimitMs);
@@ -257,22 +263,28 @@ export class InstanceCommands implements InstanceService {
    */
   async requestPairingCode(id: string, phone: string): Promise<{ pairingCode: string }> {
     const { host } = this.options;
+    if (this.closing.signal.aborted) throw Errors.unavailable(SHUTDOWN_PAIRING_MESSAGE, 5);
     const state = apiStateOf(await host.snapshot(id));
     if (state === 'open') throw Errors.alreadyConnected();
     if (state === 'created' || state === 'disconnected') await this.connect(id);
     let stop = (): void => undefined;
-    const answer = new Promise<Recorded | undefined>((resolve) => {
+    const closing = this.closing.signal;
+    const answer = new Promise<Recorded | 'shutdown' | undefined>((resolve) => {
       const timer = setTimeout(() => finish(undefined), this.options.pairingCodeTimeoutMs ?? 20_000);
       const unsubscribe = host.onRecorded(id, (recorded) => {
         if (recorded.events.some((event) => event.type === 'PairingCodeIssued')) finish(recorded);
         else if (recorded.events.some(endsPairing)) finish(undefined);
       });
-      function finish(recorded: Recorded | undefined): void {
+      const onClosing = (): void => finish('shutdown');
+      closing.addEventListener('abort', onClosing, { once: true });
+      function finish(recorded: Recorded | 'shutdown' | undefined): void {
         clearTimeout(timer);
         unsubscribe();
+        closing.removeEventListener('abort', onClosing);
         resolve(recorded);
       }
       stop = () => finish(undefined);
+      if (closing.aborted) finish('shutdown');
     });
     try {
       await host.dispatch(id, { type: 'requestPairingCode', phone, at: this.at() });
@@ -281,6 +293,7 @@ export class InstanceCommands implements InstanceService {
       throw error;
     }
     const recorded = await answer;
+    if (recorded === 'shutdown') throw Errors.unavailable(SHUTDOWN_PAIRING_MESSAGE, 5);
     const issued = recorded?.events.find((event) => event.type === 'PairingCodeIssued');
     if (!recorded || issued?.type !== 'PairingCodeIssued') {
       throw Errors.unavailable(
@@ -291,6 +304,11 @@ export class InstanceCommands implements InstanceService {
     // GET /instance/qr right after shows the same code.
     await this.readYourWrites(recorded, 'instances');
     return { pairingCode: formatPairingCode(issued.data.code) };
+  }
+
+  /** Shutdown begins: requests waiting for WhatsApp answer now instead of holding the HTTP server open. */
+  abortWaits(): void {
+    this.closing.abort();
   }
 
   // The machine merges a patch into its own context (the truth, under the mailbox): no read-model merge here.

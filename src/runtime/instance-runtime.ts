@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -20,7 +20,11 @@ import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 
 export interface RuntimeOptions {
-  readonly store: EventStore;
+  /**
+   * The log. main.ts hands over the EventStore from openEventStore, whose deleteStream also drops a deleted
+   * instance's dead letters (the runtime itself never touches consumers).
+   */
+  readonly store: EventLog;
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
@@ -139,6 +143,19 @@ export class InstanceRuntime {
     void this.host.inMailbox(id, async () => this.host.forget(id));
   }
 
+  /** Cluster mode: instances with a live WhatsApp connection in this process. */
+  connected(): string[] {
+    return this.connections.ids();
+  }
+
+  /** Cluster mode: rebalancing leaves an instance alone while it is being paired (QR shown, connecting). */
+  movable(id: string): boolean {
+    const snapshot = this.host.liveSnapshot(id);
+    if (!snapshot || snapshot.status !== 'active') return true;
+    const state = apiStateOf(snapshot);
+    return state !== 'qr' && state !== 'connecting';
+  }
+
   /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
   async handOver(id: string): Promise<void> {
     if (this.host.liveSnapshot(id))
@@ -162,9 +179,18 @@ export class InstanceRuntime {
     }
   }
 
+  /**
+   * First step of a shutdown, before the HTTP server closes (it waits for the requests in flight): requests
+   * waiting for WhatsApp (a pairing code) answer 503 at once, and no restore starts any more.
+   */
+  beginShutdown(): void {
+    this.stopping = true;
+    this.commands.abortWaits();
+  }
+
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.beginShutdown();
     await Promise.all(
       this.host.ids().map(async (id) => {
         // Cluster mode: an instance handed over already (or never owned here) has nothing to record.

@@ -5,13 +5,13 @@
  */
 import type { Logger } from 'pino';
 import { whatsappStream } from '../domain/events.ts';
-import type { EventStore } from '../store/port.ts';
+import type { EventLog } from '../store/port.ts';
 
 export type RuntimeLogLevel = 'info' | 'warn' | 'error';
 
 export class RuntimeLog {
   constructor(
-    private readonly store: Pick<EventStore, 'append'>,
+    private readonly store: Pick<EventLog, 'append'>,
     private readonly logger: Logger,
     private readonly now: () => Date,
   ) {}

@@ -2,7 +2,7 @@
  * Wraps the WhatsApp connector so the runtime can reach each instance's live connection (to send a
  * text, mark as read, reject a call) without reaching into the machine's invoked actor.
  */
-import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
+import type { WhatsAppConnection, WhatsAppConnector, WhatsAppSignalListener } from '../whatsapp/port.ts';
 
 export class ConnectionRegistry {
   private readonly live = new Map<string, WhatsAppConnection>();
@@ -15,7 +15,7 @@ export class ConnectionRegistry {
   wrap(connector: WhatsAppConnector, mayConnect?: (instanceId: string) => boolean): WhatsAppConnector {
     const wrapped: WhatsAppConnector = Object.create(connector) as WhatsAppConnector;
     wrapped.open = (options, listener) => {
-      if (mayConnect && !mayConnect(options.instanceId)) return refusedConnection();
+      if (mayConnect && !mayConnect(options.instanceId)) return refusedConnection(listener);
       const connection = connector.open(options, listener);
       this.live.set(options.instanceId, connection);
       this.opened += 1;
@@ -33,6 +33,11 @@ export class ConnectionRegistry {
     return this.live.get(instanceId);
   }
 
+  /** Instances with a live connection. */
+  ids(): string[] {
+    return [...this.live.keys()];
+  }
+
   count(): number {
     return this.live.size;
   }
@@ -42,9 +47,16 @@ export class ConnectionRegistry {
   }
 }
 
-/** What `open` gives a node without the lease: no socket, every command refused, nothing signalled. */
-function refusedConnection(): WhatsAppConnection {
-  const refuse = () => Promise.reject(new Error('this node does not hold the instance lease'));
+/**
+ * What `open` gives a node without a current lease: no socket, every command refused, and at once a
+ * `closed` (503, unavailable) signal. If the node still holds the lease (its renewal was only late), the
+ * machine records the close and retries with its backoff, by when the lease is current again; if it lost
+ * the lease, recording the close is refused by the database and the node drops the instance.
+ */
+function refusedConnection(listener: WhatsAppSignalListener): WhatsAppConnection {
+  const message = 'this node does not hold the instance lease';
+  setTimeout(() => listener({ type: 'closed', code: 503, message }), 0);
+  const refuse = () => Promise.reject(new Error(message));
   return {
     sendText: refuse,
     requestPairingCode: refuse,

@@ -6,13 +6,13 @@
  */
 import { whatsappStream, type AdvancedSettings, type WhatsAppEvent } from '../domain/events.ts';
 import { isIgnoredBySettings } from '../domain/traffic-filter.ts';
-import type { AppendResult, EventStore } from '../store/port.ts';
+import type { AppendResult, EventLog } from '../store/port.ts';
 import type { WhatsAppConnection } from '../whatsapp/port.ts';
 import { toNewEvent } from './actor-host.ts';
 import { errorMessage, type RuntimeLog } from './runtime-log.ts';
 
 export interface TrafficOptions {
-  readonly store: Pick<EventStore, 'append'>;
+  readonly store: Pick<EventLog, 'append'>;
   readonly log: RuntimeLog;
   /** The instance's live connection, for the automatic replies. */
   readonly connection: (instanceId: string) => WhatsAppConnection | undefined;

@@ -4,15 +4,18 @@
  * `<instanceName>.<EVENT>`, as a persistent message whose messageId is the event id. The batch's checkpoint
  * moves only after the broker confirmed every message of it (publisher confirms). A lost connection fails
  * the batch; the subscription retries it after reconnecting with exponential backoff, so a broker outage
- * delays delivery but never drops an event (repeats carry the same messageId).
+ * delays delivery but never drops an event (repeats carry the same messageId). Messages are published
+ * `mandatory`: one the broker cannot route (no queue bound) comes back and is dead-lettered, counted and
+ * noted in the instance log instead of vanishing silently.
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
-import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
+import { whatsappStream } from '../domain/events.ts';
+import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
-import { buildEnvelope, serializeEnvelope } from './envelope.ts';
 import type { SinkMetrics } from './metrics.ts';
+import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { amqpRoutingKey, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 
@@ -28,6 +31,8 @@ export interface AmqpSinkOptions {
   readonly timeline: ConfigTimeline;
   readonly metrics: SinkMetrics;
   readonly logger: Logger;
+  /** Builds the message body (the profile's shape). Default zapwire's envelope. */
+  readonly payload?: PayloadRenderer;
   /** Shown by RabbitMQ as the connection's name. Default `zapwire-sinks`. */
   readonly connectionName?: string;
   readonly reconnect?: BackoffPolicy;
@@ -132,6 +137,8 @@ class AmqpPublisher {
 export class AmqpSink {
   private readonly publisher: AmqpPublisher;
   private subscription: Subscription | undefined;
+  /** When each instance's log last got an "unroutable" line (one a minute at most). */
+  private readonly loggedUnroutable = new Map<string, number>();
   readonly exchange: string;
 
   constructor(private readonly options: AmqpSinkOptions) {
@@ -165,20 +172,44 @@ export class AmqpSink {
   private async publish(routed: readonly RoutedEvent[]): Promise<void> {
     const selected = routed.filter((r) => wants(r.instance.sinks, 'rabbitmq', r.name));
     if (selected.length === 0) return;
+    const payload = this.options.payload ?? DEFAULT_PAYLOAD;
+    const bodies: Array<{ item: RoutedEvent; body: string }> = [];
+    for (const item of selected) {
+      const body = await payload.render(item.event, item.instance, item.name);
+      // Events the profile has no message for (Evolution GO's shape) are not sent.
+      if (body !== undefined) bodies.push({ item, body });
+    }
+    if (bodies.length === 0) return;
     const channel = await this.publisher.ready();
+    // The broker answers a mandatory message it cannot route with basic.return before its ack, so every
+    // return of this batch has arrived once the confirms have.
+    const returned = new Map<string, string>();
+    const onReturn = (message: amqp.Message): void => {
+      const id: unknown = message.properties.messageId;
+      const fields = message.fields as amqp.MessageFields & { replyCode?: number; replyText?: string };
+      if (typeof id === 'string')
+        returned.set(id, `${fields.replyCode ?? ''} ${fields.replyText ?? 'returned'}`.trim());
+    };
+    channel.on('return', onReturn);
     try {
-      for (const { event, name, instance } of selected) {
-        const body = Buffer.from(serializeEnvelope(buildEnvelope(event, instance, name)), 'utf8');
-        const accepted = channel.publish(this.exchange, amqpRoutingKey(instance.name, name), body, {
-          persistent: true,
-          messageId: event.id,
-          contentType: 'application/json',
-          contentEncoding: 'utf-8',
-          timestamp: Math.floor(event.createdAt.getTime() / 1000),
-          type: name,
-          appId: 'zapwire',
-          headers: { 'x-zapwire-instance-id': instance.id, 'x-zapwire-position': event.position },
-        });
+      for (const { item, body } of bodies) {
+        const { event, name, instance } = item;
+        const accepted = channel.publish(
+          this.exchange,
+          amqpRoutingKey(instance.name, name),
+          Buffer.from(body, 'utf8'),
+          {
+            persistent: true,
+            mandatory: true,
+            messageId: event.id,
+            contentType: 'application/json',
+            contentEncoding: 'utf-8',
+            timestamp: Math.floor(event.createdAt.getTime() / 1000),
+            type: name,
+            appId: 'zapwire',
+            headers: { 'x-zapwire-instance-id': instance.id, 'x-zapwire-position': event.position },
+          },
+        );
         if (!accepted) await drained(channel);
       }
       await this.withTimeout(channel.waitForConfirms());
@@ -186,10 +217,65 @@ export class AmqpSink {
       // Some messages of the batch may be confirmed: the retry repeats them with the same messageId.
       if (error instanceof ConfirmTimeoutError) this.publisher.reset();
       throw error;
+    } finally {
+      channel.off('return', onReturn);
     }
     const now = Date.now();
-    for (const { event, instance } of selected)
-      this.options.metrics.deliveredOne('rabbitmq', instance, event.createdAt, now);
+    for (const { item } of bodies) {
+      const { event, name, instance } = item;
+      const why = returned.get(event.id);
+      if (why === undefined) this.options.metrics.deliveredOne('rabbitmq', instance, event.createdAt, now);
+      else await this.unroutable(event, instance, amqpRoutingKey(instance.name, name), why);
+    }
+  }
+
+  /**
+   * No queue was bound for the message's routing key. Not retried: it stays unroutable until someone binds
+   * a queue, and one subscription carries every instance, so retrying would hold back all of them. It is
+   * dead-lettered (store dead letters, subscription `sink-rabbitmq`), counted, and said in the process log
+   * and, at most once a minute per instance, in the instance log (GET /instance/logs/:id).
+   */
+  private async unroutable(
+    event: RecordedEvent,
+    instance: { readonly id: string; readonly name: string },
+    routingKey: string,
+    why: string,
+  ): Promise<void> {
+    const { store, metrics, logger } = this.options;
+    const error = `RabbitMQ returned the message as unroutable (${why}): no queue is bound to exchange ${this.exchange} for routing key ${routingKey}`;
+    metrics.unroutableOne('rabbitmq', instance);
+    logger.warn(
+      { eventId: event.id, instanceId: instance.id, routingKey },
+      'RabbitMQ message unroutable; dead-lettered',
+    );
+    await store.addDeadLetter(AMQP_SUBSCRIPTION, event, error, 1);
+    const now = Date.now();
+    if ((this.loggedUnroutable.get(instance.id) ?? 0) > now - 60_000) return;
+    this.loggedUnroutable.set(instance.id, now);
+    // A deleted instance's stream must not be recreated by a line about an event from before its deletion.
+    if ((await store.streamVersion(whatsappStream(instance.id)).catch(() => 0)) === 0) return;
+    await store
+      .append(
+        whatsappStream(instance.id),
+        [
+          {
+            type: 'RuntimeLogged',
+            data: {
+              at: new Date(now).toISOString(),
+              level: 'warn',
+              message: `${error}; the event was dead-lettered (bind a queue to receive this instance's events)`,
+              context: { sink: 'rabbitmq', routingKey, eventId: event.id },
+            },
+          },
+        ],
+        { expectedVersion: 'any' },
+      )
+      .catch((failure: unknown) =>
+        logger.warn(
+          { err: failure, instanceId: instance.id },
+          'could not write the unroutable notice to the instance log',
+        ),
+      );
   }
 
   private withTimeout(promise: Promise<void>): Promise<void> {

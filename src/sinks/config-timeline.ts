@@ -10,8 +10,8 @@
  */
 import type { Logger } from 'pino';
 import type { SinkSettings } from '../domain/events.ts';
-import { INSTANCE_STREAM_PREFIX, instanceIdOfStream } from '../domain/events.ts';
-import { START, type Checkpoint, type EventStore, type RecordedEvent } from '../store/port.ts';
+import { INSTANCE_STREAM_PREFIX, instanceIdOfStream, instanceStream } from '../domain/events.ts';
+import { START, type Checkpoint, type EventLog, type RecordedEvent } from '../store/port.ts';
 import type { SinkDirectory } from './directory.ts';
 
 export interface InstanceSinkState {
@@ -38,9 +38,11 @@ export class ConfigTimeline {
   private readonly warnedFallback = new Set<string>();
 
   constructor(
-    private readonly store: EventStore,
+    private readonly store: Pick<EventLog, 'readAll' | 'compareCheckpoints'>,
     private readonly directory: SinkDirectory | undefined,
     private readonly logger: Logger | undefined,
+    /** Fold one instance only (a replay for one tenant reads that instance's stream, not everyone's). */
+    private readonly instanceId?: string,
   ) {}
 
   position(): Checkpoint {
@@ -70,7 +72,12 @@ export class ConfigTimeline {
       const page = await this.store.readAll({
         after: this.upTo,
         limit: PAGE,
-        filter: { streamPrefixes: [INSTANCE_STREAM_PREFIX], eventTypes: [...CONFIG_EVENT_TYPES] },
+        filter: {
+          ...(this.instanceId === undefined
+            ? { streamPrefixes: [INSTANCE_STREAM_PREFIX] }
+            : { streams: [instanceStream(this.instanceId)] }),
+          eventTypes: [...CONFIG_EVENT_TYPES],
+        },
       });
       for (const event of page.events) {
         if (beyond(event.position)) return;

@@ -15,6 +15,7 @@ import { ConfigTimeline } from './config-timeline.ts';
 import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
 import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
 import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
+import { payloadRenderer, type PayloadProfile } from './payload.ts';
 import { DEFAULT_RETRY_POLICY, WEBHOOK_SUBSCRIPTION, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
 import { WebhookSink, type WebhookApi } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
@@ -27,6 +28,13 @@ export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.
  * can pass its config object as is.
  */
 export interface SinksConfig {
+  /**
+   * API_COMPAT: the body webhook, RabbitMQ and NATS messages take (`evolution-go`: Evolution GO's webhook
+   * shape). Default zapwire's envelope. The WebSocket always sends the envelope.
+   */
+  readonly apiCompat?: PayloadProfile;
+  /** QRCODE_MAX_COUNT, shown in Evolution GO's QRCode payload. */
+  readonly qrCodeMaxCount?: number;
   readonly amqpUrl?: string | undefined;
   readonly amqpExchange?: string;
   readonly natsUrl?: string | undefined;
@@ -45,7 +53,13 @@ export interface SinksConfig {
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
   };
-  readonly websocket?: { readonly maxBufferedBytes?: number };
+  readonly websocket?: {
+    readonly maxBufferedBytes?: number;
+    /** WS_MAX_CONNECTIONS_PER_KEY: sockets one API key (admin, or an instance token) may hold at once. */
+    readonly maxConnectionsPerKey?: number;
+    /** WS_MAX_REPLAYS_PER_KEY: `?from=` replays one API key may run at once. */
+    readonly maxReplaysPerKey?: number;
+  };
   /** How long a directory answer (the webhook secret) is reused. Default 5 s. */
   readonly directoryCacheMs?: number;
   /** Node.js process metrics in the registry. Default true. */
@@ -97,6 +111,9 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
   const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
   const subscription = config.subscription;
+  const payload = payloadRenderer(config.apiCompat ?? 'default', {
+    ...(config.qrCodeMaxCount !== undefined ? { qrCodeMaxCount: config.qrCodeMaxCount } : {}),
+  });
 
   const w = config.webhook ?? {};
   const policy: WebhookRetryPolicy = {
@@ -113,6 +130,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     metrics,
     logger: log.child({ sink: 'webhook' }),
     policy,
+    payload,
     ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
     ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
@@ -132,6 +150,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
         store,
         timeline: timeline(),
         metrics,
+        payload,
         logger: log.child({ sink: 'rabbitmq' }),
         ...(subscription ? { subscription } : {}),
       })
@@ -143,6 +162,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
         store,
         timeline: timeline(),
         metrics,
+        payload,
         logger: log.child({ sink: 'nats' }),
         ...(subscription ? { subscription } : {}),
       })
@@ -152,6 +172,12 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     metrics,
     logger: log.child({ sink: 'websocket' }),
     ...(config.websocket?.maxBufferedBytes ? { maxBufferedBytes: config.websocket.maxBufferedBytes } : {}),
+    ...(config.websocket?.maxConnectionsPerKey
+      ? { maxConnectionsPerPrincipal: config.websocket.maxConnectionsPerKey }
+      : {}),
+    ...(config.websocket?.maxReplaysPerKey
+      ? { maxReplaysPerPrincipal: config.websocket.maxReplaysPerKey }
+      : {}),
     ...(subscription?.pollIntervalMs ? { pollIntervalMs: subscription.pollIntervalMs } : {}),
   });
 
@@ -176,7 +202,12 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   metrics.setConnected('rabbitmq', false);
   metrics.setConnected('nats', false);
   log.info(
-    { webhookGlobal: Boolean(w.globalUrl), rabbitmq: Boolean(amqp), nats: Boolean(nats) },
+    {
+      webhookGlobal: Boolean(w.globalUrl),
+      rabbitmq: Boolean(amqp),
+      nats: Boolean(nats),
+      payload: payload.profile,
+    },
     'sinks started',
   );
 
@@ -212,7 +243,8 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
 export type { SinkDirectory, InstanceSinkConfig } from './directory.ts';
 export type { SinkEnvelope } from './envelope.ts';
 export { SINK_ENVELOPE_SCHEMA, buildEnvelope, serializeEnvelope } from './envelope.ts';
-export { signBody, verifySignature } from './webhook/signature.ts';
+export { DEFAULT_PAYLOAD, payloadRenderer, type PayloadProfile, type PayloadRenderer } from './payload.ts';
+export { signPayload, signatureHeaders, verifySignature } from './webhook/signature.ts';
 export type { DeliveryQuery, DeliveryView, DeliveryStatus, DeliveryTarget } from './webhook/delivery-log.ts';
 export type { WebhookApi } from './webhook/index.ts';
 export type { WebhookRetryPolicy } from './webhook/dispatcher.ts';

@@ -31,6 +31,7 @@ export class SinkMetrics {
   private readonly delivered: Counter<keyof Labels>;
   private readonly retried: Counter<keyof Labels>;
   private readonly deadLettered: Counter<keyof Labels>;
+  private readonly unroutable: Counter<keyof Labels>;
   private readonly lag: Gauge<keyof Labels>;
   private readonly latency: Histogram<'sink'>;
   private readonly connected: Gauge<'sink'>;
@@ -57,6 +58,12 @@ export class SinkMetrics {
     this.deadLettered = new Counter({
       name: 'zapwire_sink_dead_lettered_total',
       help: 'Events given up on after the last attempt (see the dead letters / webhook delivery log)',
+      labelNames,
+      registers,
+    });
+    this.unroutable = new Counter({
+      name: 'zapwire_sink_unroutable_total',
+      help: 'Messages the broker returned because no queue was bound for their routing key (RabbitMQ), per instance',
       labelNames,
       registers,
     });
@@ -107,6 +114,12 @@ export class SinkMetrics {
     this.deadLettered.inc(this.labels(sink, instance));
   }
 
+  /** A message the broker could not route (mandatory publish returned); also counted as dead-lettered. */
+  unroutableOne(sink: SinkKind, instance: InstanceLabel): void {
+    this.unroutable.inc(this.labels(sink, instance));
+    this.deadLettered.inc(this.labels(sink, instance));
+  }
+
   setConnected(sink: SinkKind, up: boolean): void {
     this.connected.set({ sink }, up ? 1 : 0);
   }
@@ -121,7 +134,7 @@ export class SinkMetrics {
 
   /** Drops a deleted instance's series so they stop being exported. */
   async forgetInstance(instanceId: string): Promise<void> {
-    for (const metric of [this.delivered, this.retried, this.deadLettered, this.lag]) {
+    for (const metric of [this.delivered, this.retried, this.deadLettered, this.unroutable, this.lag]) {
       const { values } = await metric.get();
       for (const { labels } of values) {
         if (labels.instance_id === instanceId) metric.remove(labels as Labels);

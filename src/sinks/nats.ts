@@ -21,8 +21,8 @@ import type { Logger } from 'pino';
 import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
-import { buildEnvelope, serializeEnvelope } from './envelope.ts';
 import type { SinkMetrics } from './metrics.ts';
+import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { natsSubject, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 
@@ -38,6 +38,8 @@ export interface NatsSinkOptions {
   readonly timeline: ConfigTimeline;
   readonly metrics: SinkMetrics;
   readonly logger: Logger;
+  /** Builds the message body (the profile's shape). Default zapwire's envelope. */
+  readonly payload?: PayloadRenderer;
   /** Client name shown by the server. Default `zapwire-sinks`. */
   readonly connectionName?: string;
   readonly reconnect?: BackoffPolicy;
@@ -182,10 +184,17 @@ export class NatsSink {
     const js = connection.jetstream({ timeout: this.options.publishTimeoutMs ?? 10_000 });
     const acks: Array<{ item: RoutedEvent; subject: string; data: Uint8Array; ack: Promise<unknown> }> = [];
     let core = 0;
+    // Events the profile has no message for (Evolution GO's shape): not sent, not counted.
+    const skipped = new Set<string>();
     for (const item of selected) {
       const { event, name, instance } = item;
       const subject = natsSubject(this.prefix, instance.name, name);
-      const data = new TextEncoder().encode(serializeEnvelope(buildEnvelope(event, instance, name)));
+      const body = await (this.options.payload ?? DEFAULT_PAYLOAD).render(event, instance, name);
+      if (body === undefined) {
+        skipped.add(event.id);
+        continue;
+      }
+      const data = new TextEncoder().encode(body);
       const stream = await this.streamFor(connection, subject);
       if (stream) {
         acks.push({ item, subject, data, ack: js.publish(subject, data, { msgID: event.id }) });
@@ -208,7 +217,7 @@ export class NatsSink {
     if (core > 0) await this.flush(connection);
     const now = Date.now();
     for (const { event, instance } of selected) {
-      if (deadLettered.has(event.id)) continue;
+      if (deadLettered.has(event.id) || skipped.has(event.id)) continue;
       this.options.metrics.deliveredOne('nats', instance, event.createdAt, now);
     }
   }

@@ -13,11 +13,12 @@
 import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EventStore } from './port.ts';
+import type { Consumers, EventLog, EventStore } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { migrate } from './migrate.ts';
 import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
-import { createSqlEventStore, type AppendFencing } from './sql-event-store.ts';
+import { createSqlEventLog, type AppendFencing } from './sql-event-store.ts';
+import { composeEventStore, createConsumers } from './event-store.ts';
 import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 
@@ -48,6 +49,14 @@ export interface EventStoreConfig {
 }
 
 export interface OpenedEventStore {
+  /** The log only (storage): what most callers need. */
+  readonly log: EventLog;
+  /** Subscriptions, checkpoints and dead letters, on the read-model database. */
+  readonly consumers: Consumers;
+  /**
+   * Both on one object, for code that needs both (the sinks). Its deleteStream also drops the stream's dead
+   * letters and its close stops the subscriptions first: hand this one to whoever deletes or closes.
+   */
   readonly store: EventStore;
   /** The read-model database (the same database as the events, except with KurrentDB). */
   readonly db: SqlDatabase;
@@ -108,25 +117,33 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     : await openEmbedded(config);
   try {
     await migrate(db, directories);
+    let log: EventLog;
     if (config.eventStoreUrl) {
-      const { openKurrentEventStore } = await import('./kurrentdb.ts');
-      const store = await openKurrentEventStore({ url: config.eventStoreUrl, db, ownerId: config.ownerId });
-      return { store, db, embedded };
+      const { openKurrentEventLog } = await import('./kurrentdb.ts');
+      log = openKurrentEventLog(config.eventStoreUrl);
+    } else {
+      log = createSqlEventLog(db, {
+        notify: config.notify,
+        kind: embedded ? 'embedded-postgres' : 'postgres',
+        ...(config.fence ? { fence: config.fence } : {}),
+      });
     }
-    const store = createSqlEventStore(db, {
-      ownerId: config.ownerId,
-      notify: config.notify,
-      kind: embedded ? 'embedded-postgres' : 'postgres',
-      ...(config.fence ? { fence: config.fence } : {}),
-    });
-    return { store, db, embedded };
+    // Consumers live on the read-model database for every adapter (beside the events on PostgreSQL).
+    const consumers = createConsumers(log, db, config.ownerId);
+    return { log, consumers, store: composeEventStore(log, consumers), db, embedded };
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error;
   }
 }
 
-export { createSqlEventStore, type AppendFencing, type StreamFence } from './sql-event-store.ts';
+export {
+  createSqlEventLog,
+  createSqlEventStore,
+  type AppendFencing,
+  type StreamFence,
+} from './sql-event-store.ts';
+export { composeEventStore, createConsumers } from './event-store.ts';
 export { migrate } from './migrate.ts';
 export { openPostgres } from './sql/postgres.ts';
 export { EmbeddedPostgresError } from './embedded-postgres/errors.ts';

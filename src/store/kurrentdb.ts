@@ -1,8 +1,8 @@
 /**
  * The event store on KurrentDB (formerly EventStoreDB) through `@kurrent/kurrentdb-client`, selected by
  * EVENTSTORE_URL. Events live in KurrentDB; subscription checkpoints, leases and dead letters live in the
- * read-model SqlDatabase (the same SubscriptionHub as the SQL store), so a projection can still commit its
- * checkpoint with its read-model writes.
+ * read-model SqlDatabase (the same SubscriptionHub as the SQL store, composed in openKurrentEventStore), so a
+ * projection can still commit its checkpoint with its read-model writes.
  *
  * Mapping (docs/event-store.md "KurrentDB"):
  * - our version = number of events = KurrentDB revision + 1; expected 0 ↔ NO_STREAM.
@@ -14,8 +14,8 @@
  *   checkpoint (the read start is inclusive, so the checkpoint's own event is skipped) with a server-side
  *   filter, then applies ours exactly; a short page moves `next` to the head read before it, so the
  *   checkpoint moves past what the filters dropped.
- * - live wake-up: one subscribeToAll (system events excluded) per store rings the hub on every new event,
- *   from any process; polling remains the fallback.
+ * - live wake-up: while anyone listens to onNewEvents, one subscribeToAll (system events excluded) per log
+ *   announces every new event, from any process; polling remains the fallback.
  *
  * Tested through the real client on the wire (test/contract/kurrentdb.test.ts): against a server when
  * EVENTSTORE_URL is set, else against the gRPC stand-in in test/support/kurrentdb-standin. The client reads
@@ -46,10 +46,9 @@ import {
 import {
   START,
   type AppendResult,
-  type BatchHandler,
   type Checkpoint,
-  type DeadLetter,
   type EventFilter,
+  type EventLog,
   type EventStore,
   type ExpectedVersion,
   type NewEvent,
@@ -57,13 +56,12 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type RecordedEvent,
-  type Subscription,
-  type SubscriptionOptions,
 } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { DuplicateEventIdError, WrongExpectedVersionError } from './errors.ts';
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
-import { SubscriptionHub } from './subscriptions/hub.ts';
+import { composeEventStore, createConsumers } from './event-store.ts';
+import { eventMatches } from './filter.ts';
 
 /** An event as the client returns it (the fields we read). */
 export interface KurrentRecordedEvent {
@@ -151,18 +149,19 @@ function matches(
   filter: EventFilter | undefined,
   until: Date | undefined,
 ): boolean {
-  if (filter?.streamPrefixes && !filter.streamPrefixes.some((p) => event.streamId.startsWith(p)))
-    return false;
-  if (filter?.eventTypes && !filter.eventTypes.includes(event.type)) return false;
-  if (until && event.created.getTime() > until.getTime()) return false;
-  return true;
+  if (!eventMatches(filter, { stream: event.streamId, type: event.type })) return false;
+  return !until || event.created.getTime() <= until.getTime();
 }
 
 /**
- * The narrowest filter the server can apply to a readAll page (one expression: stream prefixes, else event
- * type prefixes, else no system events); `matches` still applies ours exactly afterwards.
+ * The narrowest filter the server can apply to a readAll page (one expression: exact streams as stream-name
+ * prefixes, else stream prefixes, else event type prefixes, else no system events); `matches` still applies
+ * ours exactly afterwards.
  */
 function serverFilterOf(filter: EventFilter | undefined): Filter {
+  if (filter?.streams && filter.streams.length > 0) {
+    return streamNameFilter({ prefixes: [...filter.streams] });
+  }
   if (filter?.streamPrefixes && filter.streamPrefixes.length > 0) {
     return streamNameFilter({ prefixes: [...filter.streamPrefixes] });
   }
@@ -206,6 +205,7 @@ export const versionMapping = {
   },
 };
 
+/** The log on KurrentDB and its consumers (subscription tables in the read-model database). */
 export async function openKurrentEventStore(
   options: KurrentEventStoreOptions & { url: string },
 ): Promise<EventStore> {
@@ -217,13 +217,30 @@ export function createKurrentEventStore(
   client: KurrentClientPort,
   options: KurrentEventStoreOptions,
 ): EventStore {
-  return new KurrentEventStore(client, options);
+  const log = createKurrentEventLog(client, options);
+  return composeEventStore(log, createConsumers(log, options.db, options.ownerId));
 }
 
-class KurrentEventStore implements EventStore {
+/** The log on KurrentDB at `url` (storage only). */
+export function openKurrentEventLog(
+  url: string,
+  options: Omit<KurrentEventStoreOptions, 'db' | 'ownerId'> = {},
+): EventLog {
+  return createKurrentEventLog(KurrentDBClient.connectionString(url), options);
+}
+
+/** The log on KurrentDB (storage only). */
+export function createKurrentEventLog(
+  client: KurrentClientPort,
+  options: Omit<KurrentEventStoreOptions, 'db' | 'ownerId'>,
+): EventLog {
+  return new KurrentEventLog(client, options);
+}
+
+class KurrentEventLog implements EventLog {
   readonly kind = 'kurrentdb' as const;
-  private readonly hub: SubscriptionHub;
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
+  private readonly newEvents = new Set<(position?: Checkpoint) => void>();
   /** $tb per stream, with the time it was read. */
   private readonly truncation = new Map<string, { value: bigint; at: number }>();
   private readonly truncationCacheMs: number;
@@ -233,9 +250,8 @@ class KurrentEventStore implements EventStore {
 
   constructor(
     private readonly client: KurrentClientPort,
-    options: KurrentEventStoreOptions,
+    options: Omit<KurrentEventStoreOptions, 'db' | 'ownerId'>,
   ) {
-    this.hub = new SubscriptionHub(this, options.db, options.ownerId);
     this.truncationCacheMs = options.truncationCacheMs ?? 5_000;
   }
 
@@ -362,8 +378,18 @@ class KurrentEventStore implements EventStore {
         // the append has committed; a listener's failure is its own business
       }
     }
-    this.hub.wake(result.position);
+    this.announce(result.position);
     return result;
+  }
+
+  private announce(position?: Checkpoint): void {
+    for (const listener of this.newEvents) {
+      try {
+        listener(position);
+      } catch {
+        // as above
+      }
+    }
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -466,21 +492,14 @@ class KurrentEventStore implements EventStore {
       if (kurrentErrorType(error) !== 'stream-not-found') throw error;
     }
     this.truncation.delete(stream);
-    await this.hub.tables.removeDeadLettersOfStream(stream);
   }
 
-  subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
-    if (this.closed) throw new Error('the event store is closed');
-    this.startLiveFeed();
-    return this.hub.subscribe(name, options, handler);
-  }
-
-  /** One server push per store: any new event in $all (from any process) wakes the subscriptions. */
+  /** One server push per log, while anyone listens: any new event in $all (from any process) is announced. */
   private startLiveFeed(): void {
-    if (this.live || this.closed) return;
+    if (this.live || this.closed || this.newEvents.size === 0) return;
     try {
       const live = this.client.subscribeToAll({ fromPosition: END, filter: excludeSystemEvents() });
-      live.on('data', () => this.hub.wake());
+      live.on('data', () => this.announce());
       live.on('error', () => {
         if (this.live === live) this.live = undefined;
         if (this.closed) return;
@@ -489,29 +508,8 @@ class KurrentEventStore implements EventStore {
       });
       this.live = live;
     } catch {
-      // polling still delivers; the next subscribe tries again
+      // polling still delivers; the next listener tries again
     }
-  }
-
-  readCheckpoint(subscription: string): Promise<Checkpoint> {
-    return this.hub.readCheckpoint(subscription);
-  }
-
-  resetCheckpoint(subscription: string, to: Checkpoint): Promise<void> {
-    if (to !== START) decodeCheckpoint(to);
-    return this.hub.resetCheckpoint(subscription, to);
-  }
-
-  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void> {
-    return this.hub.addDeadLetter(subscription, event, error, attempts);
-  }
-
-  listDeadLetters(subscription: string): Promise<DeadLetter[]> {
-    return this.hub.listDeadLetters(subscription);
-  }
-
-  removeDeadLetter(subscription: string, eventId: string): Promise<void> {
-    return this.hub.removeDeadLetter(subscription, eventId);
   }
 
   compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
@@ -536,19 +534,28 @@ class KurrentEventStore implements EventStore {
     };
   }
 
+  onNewEvents(listener: (position?: Checkpoint) => void): () => void {
+    if (this.closed) throw new Error('the event store is closed');
+    this.newEvents.add(listener);
+    this.startLiveFeed();
+    return () => {
+      this.newEvents.delete(listener);
+    };
+  }
+
   async ping(): Promise<void> {
     await this.headPosition();
   }
 
-  /** Stops subscriptions and the live feed and disposes the client. The read-model db stays open. */
+  /** Stops the live feed and disposes the client. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.liveRetry);
-    await this.hub.stopAll();
     await this.live?.unsubscribe().catch(() => undefined);
     this.live = undefined;
     this.listeners.clear();
+    this.newEvents.clear();
     await this.client.dispose();
   }
 }

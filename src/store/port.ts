@@ -1,6 +1,13 @@
 /**
- * The event store port. Every adapter (PostgreSQL, embedded or external; KurrentDB) implements it and passes
- * test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
+ * The event store ports, split by the question a caller asks:
+ *
+ * - `EventLog`: storage. Append, read a stream or the whole log, delete, positions and wake-ups. Every
+ *   adapter (PostgreSQL, embedded or external; KurrentDB) implements it and nothing else.
+ * - `Consumers`: consumer management. Named subscriptions with checkpoints, leases and dead letters,
+ *   implemented once (src/store/subscriptions/hub.ts) on top of any EventLog plus the SQL subscription tables.
+ * - `EventStore`: both on one object, what `openEventStore` hands to code that needs both (the sinks).
+ *
+ * All of them pass test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
  */
 
 /** Opaque, totally ordered resume point. Compare only with compareCheckpoints of the same adapter. */
@@ -58,6 +65,12 @@ export interface ReadStreamOptions {
 export interface EventFilter {
   /** Only streams whose id starts with one of these prefixes. */
   readonly streamPrefixes?: readonly string[];
+  /**
+   * Only these streams (exact ids). The adapter reads just their events (an index lookup on PostgreSQL, a
+   * server-side stream filter on KurrentDB) instead of scanning the log: a reader scoped to one instance
+   * costs what that instance wrote, not what every tenant wrote.
+   */
+  readonly streams?: readonly string[];
   /** Only these event types. */
   readonly eventTypes?: readonly string[];
 }
@@ -126,7 +139,8 @@ export interface DeadLetter {
   readonly failedAt: Date;
 }
 
-export interface EventStore {
+/** The log itself: what every adapter implements. */
+export interface EventLog {
   readonly kind: 'embedded-postgres' | 'postgres' | 'kurrentdb';
   append(
     stream: string,
@@ -140,6 +154,24 @@ export interface EventStore {
   streamVersion(stream: string): Promise<number>;
   /** Removes the stream's events for good (the version is reset: the stream no longer exists). */
   deleteStream(stream: string): Promise<void>;
+  compareCheckpoints(a: Checkpoint, b: Checkpoint): number;
+  /** The position of the newest visible event (START when empty). */
+  headPosition(): Promise<Checkpoint>;
+  /** In-process wake-up after every successful append. Returns an unsubscribe function. */
+  onAppended(listener: (result: AppendResult, stream: string) => void): () => void;
+  /**
+   * New events may be visible: every append of this process (with its position) and, where the adapter can
+   * tell, appends of other processes (PostgreSQL NOTIFY when enabled, a KurrentDB live subscription; no
+   * position). Returns an unsubscribe function. Polling stays the fallback for what this misses.
+   */
+  onNewEvents(listener: (position?: Checkpoint) => void): () => void;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Named consumers of the log: subscriptions with stored checkpoints, leases and dead letters. */
+export interface Consumers {
   /** Catch-up then live, from the subscription's stored checkpoint, with a lease (one consumer at a time). */
   subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription;
   readCheckpoint(subscription: string): Promise<Checkpoint>;
@@ -148,12 +180,10 @@ export interface EventStore {
   addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void>;
   listDeadLetters(subscription: string): Promise<DeadLetter[]>;
   removeDeadLetter(subscription: string, eventId: string): Promise<void>;
-  compareCheckpoints(a: Checkpoint, b: Checkpoint): number;
-  /** The position of the newest visible event (START when empty). */
-  headPosition(): Promise<Checkpoint>;
-  /** In-process wake-up after every successful append. Returns an unsubscribe function. */
-  onAppended(listener: (result: AppendResult, stream: string) => void): () => void;
-  /** Throws when the store cannot be reached. */
-  ping(): Promise<void>;
-  close(): Promise<void>;
 }
+
+/**
+ * The log and its consumers on one object (src/store/event-store.ts composes them). `deleteStream` also
+ * removes the stream's dead letters; `close` stops the subscriptions, then the log.
+ */
+export type EventStore = EventLog & Consumers;

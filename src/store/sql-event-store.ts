@@ -7,16 +7,17 @@
  * - readAll: gap-safe. Rows are read in (transaction_id, global_position) order and only when
  *   transaction_id < pg_snapshot_xmin(pg_current_snapshot()), i.e. when no transaction that could still
  *   commit a row sorting before them is running. Checkpoints encode the (transaction_id, position) pair.
- * - subscriptions: the shared SubscriptionHub; woken by this store's appends (and NOTIFY when enabled).
+ * - announcements: onAppended after each append of this process; onNewEvents also on NOTIFY when enabled.
+ * - consumers (subscriptions, checkpoints, dead letters) are not here: src/store/subscriptions/hub.ts serves
+ *   every adapter; createSqlEventStore composes both.
  */
 import { randomUUID } from 'node:crypto';
 import {
   START,
   type AppendResult,
-  type BatchHandler,
   type Checkpoint,
-  type DeadLetter,
   type EventFilter,
+  type EventLog,
   type EventStore,
   type ExpectedVersion,
   type NewEvent,
@@ -24,8 +25,6 @@ import {
   type ReadAllResult,
   type ReadStreamOptions,
   type RecordedEvent,
-  type Subscription,
-  type SubscriptionOptions,
 } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import {
@@ -36,7 +35,7 @@ import {
 } from './errors.ts';
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint, maxCheckpoint } from './checkpoint.ts';
 import { int8ToNumber } from './sql/int8.ts';
-import { SubscriptionHub } from './subscriptions/hub.ts';
+import { composeEventStore, createConsumers } from './event-store.ts';
 
 export interface SqlEventStoreOptions {
   /** Whether the database is the embedded PostgreSQL (shown by /health). Default 'postgres'. */
@@ -143,6 +142,11 @@ function filterConditions(
     params.push(filter.streamPrefixes.map(likePrefix));
     conditions.push(`e.stream_id LIKE ANY ($${params.length}::text[])`);
   }
+  if (filter?.streams) {
+    // Equality, so the planner can use the (stream_id, stream_position) index instead of scanning.
+    params.push([...filter.streams]);
+    conditions.push(`e.stream_id = ANY ($${params.length}::text[])`);
+  }
   if (filter?.eventTypes) {
     params.push([...filter.eventTypes]);
     conditions.push(`e.event_type = ANY ($${params.length}::text[])`);
@@ -154,14 +158,21 @@ function filterConditions(
   return conditions;
 }
 
-export function createSqlEventStore(db: SqlDatabase, options: SqlEventStoreOptions = {}): EventStore {
-  return new SqlEventStore(db, options);
+/** The log on PostgreSQL (storage only). */
+export function createSqlEventLog(db: SqlDatabase, options: SqlEventStoreOptions = {}): EventLog {
+  return new SqlEventLog(db, options);
 }
 
-class SqlEventStore implements EventStore {
+/** The log on PostgreSQL and its consumers (subscription tables in the same database). */
+export function createSqlEventStore(db: SqlDatabase, options: SqlEventStoreOptions = {}): EventStore {
+  const log = createSqlEventLog(db, options);
+  return composeEventStore(log, createConsumers(log, db, options.ownerId));
+}
+
+class SqlEventLog implements EventLog {
   readonly kind: 'embedded-postgres' | 'postgres';
-  private readonly hub: SubscriptionHub;
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
+  private readonly newEvents = new Set<(position?: Checkpoint) => void>();
   private readonly notify: boolean;
   private readonly fence: AppendFencing | undefined;
   private unlisten: Promise<(() => Promise<void>) | undefined> | undefined;
@@ -174,10 +185,9 @@ class SqlEventStore implements EventStore {
     this.kind = options.kind ?? 'postgres';
     this.notify = options.notify === true;
     this.fence = options.fence;
-    this.hub = new SubscriptionHub(this, db, options.ownerId);
     if (this.notify && db.listen) {
       // Best effort: without it, subscribers in other processes still see new events at their next poll.
-      this.unlisten = db.listen(NOTIFY_CHANNEL, () => this.hub.wake()).catch(() => undefined);
+      this.unlisten = db.listen(NOTIFY_CHANNEL, () => this.announce()).catch(() => undefined);
     }
   }
 
@@ -257,8 +267,18 @@ class SqlEventStore implements EventStore {
         // a listener's failure is its own business; the append has committed
       }
     }
-    this.hub.wake(result.position);
+    this.announce(result.position);
     return result;
+  }
+
+  private announce(position?: Checkpoint): void {
+    for (const listener of this.newEvents) {
+      try {
+        listener(position);
+      } catch {
+        // as above
+      }
+    }
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -339,34 +359,7 @@ class SqlEventStore implements EventStore {
       // The stream row first: it waits for (and then excludes) appends in flight on this stream.
       await tx.query('DELETE FROM es_streams WHERE stream_id = $1', [stream]);
       await tx.query('DELETE FROM es_events WHERE stream_id = $1', [stream]);
-      await tx.query('DELETE FROM es_dead_letters WHERE stream_id = $1', [stream]);
     });
-  }
-
-  subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
-    if (this.closed) throw new Error('the event store is closed');
-    return this.hub.subscribe(name, options, handler);
-  }
-
-  readCheckpoint(subscription: string): Promise<Checkpoint> {
-    return this.hub.readCheckpoint(subscription);
-  }
-
-  resetCheckpoint(subscription: string, to: Checkpoint): Promise<void> {
-    if (to !== START) decodeCheckpoint(to);
-    return this.hub.resetCheckpoint(subscription, to);
-  }
-
-  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void> {
-    return this.hub.addDeadLetter(subscription, event, error, attempts);
-  }
-
-  listDeadLetters(subscription: string): Promise<DeadLetter[]> {
-    return this.hub.listDeadLetters(subscription);
-  }
-
-  removeDeadLetter(subscription: string, eventId: string): Promise<void> {
-    return this.hub.removeDeadLetter(subscription, eventId);
   }
 
   compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
@@ -391,17 +384,24 @@ class SqlEventStore implements EventStore {
     };
   }
 
+  onNewEvents(listener: (position?: Checkpoint) => void): () => void {
+    this.newEvents.add(listener);
+    return () => {
+      this.newEvents.delete(listener);
+    };
+  }
+
   async ping(): Promise<void> {
     await this.db.query('SELECT 1');
   }
 
-  /** Stops this store's subscriptions and its LISTEN. The database belongs to the caller and stays open. */
+  /** Stops the LISTEN. The database belongs to the caller and stays open. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.hub.stopAll();
     const unlisten = await this.unlisten;
     await unlisten?.();
     this.listeners.clear();
+    this.newEvents.clear();
   }
 }

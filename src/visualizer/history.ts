@@ -79,12 +79,14 @@ export function summariseContext(context: InstanceContext): ContextSummary {
   };
 }
 
-function eventTime(event: RecordedEvent): string {
+/** When the event happened: `data.at` when it holds one, else the recorded time. */
+export function eventTime(event: RecordedEvent): string {
   const at = event.data['at'];
   return typeof at === 'string' ? at : event.createdAt.toISOString();
 }
 
-function entryOf(event: RecordedEvent, folded: FoldedInstance): HistoryEntry {
+/** The history entry of an event, with the fold right after it. */
+export function entryOf(event: RecordedEvent, folded: FoldedInstance): HistoryEntry {
   return {
     version: event.streamPosition,
     eventId: event.id,

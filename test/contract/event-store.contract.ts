@@ -448,6 +448,48 @@ export function eventStoreContract(target: ContractTarget): void {
         const typesOnly = await store.readAll({ after: start, filter: { eventTypes: ['Drop'] } });
         expect(typesOnly.events.map((e) => e.stream)).toEqual([`alpha${u}-1`, `alpha${u}-2`]);
       });
+
+      it('filters by exact streams (never by prefix), pages through them, and moves past the rest', async () => {
+        const u = uid();
+        const start = await store.headPosition();
+        await store.append(`one${u}-1`, [ev('A', { n: 1 })]);
+        await store.append(`one${u}-10`, [ev('A', { n: 99 })]);
+        await store.append(`two${u}-1`, [ev('B', { n: 2 })]);
+        await store.append(`one${u}-1`, [ev('C', { n: 3 })]);
+        const last = await store.append(`other${u}`, [ev('A', { n: 98 })]);
+        await visible(last.position);
+        const streams = [`one${u}-1`, `two${u}-1`];
+        const all = await store.readAll({ after: start, filter: { streams } });
+        expect(all.events.map((e) => e.data['n'])).toEqual([1, 2, 3]);
+        expect(all.caughtUp).toBe(true);
+        expect(all.next).toBe(last.position);
+        // In pages of 2: KurrentDB may return fewer (it drops `one…-10` after the server's prefix match).
+        const paged: unknown[] = [];
+        let after = start;
+        for (let pages = 0; ; pages += 1) {
+          expect(pages).toBeLessThan(10);
+          const page = await store.readAll({ after, limit: 2, filter: { streams } });
+          expect(page.events.length).toBeLessThanOrEqual(2);
+          paged.push(...page.events.map((e) => e.data['n']));
+          after = page.next;
+          if (page.caughtUp) break;
+        }
+        expect(paged).toEqual([1, 2, 3]);
+        const typed = await store.readAll({ after: start, filter: { streams, eventTypes: ['C'] } });
+        expect(typed.events.map((e) => e.data['n'])).toEqual([3]);
+      });
+
+      it('announces every append of this process to onNewEvents listeners, with its position', async () => {
+        const seen: Array<Checkpoint | undefined> = [];
+        const off = store.onNewEvents((position) => seen.push(position));
+        const stream = `new-${uid()}`;
+        const first = await store.append(stream, [ev('A')]);
+        const second = await store.append(stream, [ev('B')]);
+        off();
+        await store.append(stream, [ev('C')]);
+        // Other announcements (another process, a live feed) may arrive too, without a position.
+        expect(seen.filter((p) => p !== undefined)).toEqual([first.position, second.position]);
+      });
     });
 
     describe('deleteStream', () => {

@@ -81,18 +81,23 @@ describe('openEventStore', () => {
   });
 
   it('with EVENTSTORE_URL: KurrentDB for events, the read model on DATABASE_URL', async () => {
-    const { store, db } = await openEventStore({
+    const { store, log, consumers, db } = await openEventStore({
       dataDir: work,
       databaseUrl: database.url,
       eventStoreUrl: 'kurrentdb://127.0.0.1:1?tls=false',
     });
     try {
       expect(store.kind).toBe('kurrentdb');
+      expect(log.kind).toBe('kurrentdb');
       expect(db.dialect).toBe('postgres');
       // Nothing listens on port 1: the store reports it instead of pretending.
       await expect(store.ping()).rejects.toThrow();
+      await expect(log.ping()).rejects.toThrow();
       // Subscription state lives in the read model, so it works without the server.
       expect(await store.readCheckpoint('anything')).toBe('');
+      expect(await consumers.readCheckpoint('anything')).toBe('');
+      // The log is storage only: consumer management is not on it.
+      expect('subscribe' in log).toBe(false);
     } finally {
       await store.close();
       await db.close();

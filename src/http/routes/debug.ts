@@ -8,14 +8,14 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import type { StateValue } from 'xstate';
 import { Errors } from '../../domain/errors.ts';
-import type { EventStore } from '../../store/port.ts';
+import type { EventLog } from '../../store/port.ts';
 import {
   apiStateOfValue,
   instanceMachine,
   type InstanceContext,
   type InstanceMachineConfig,
 } from '../../../machines/instance/index.ts';
-import { readHistoryPage, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
+import { HistorySnapshots, readHistoryPage, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
 import { machineDiagram } from '../../visualizer/diagram.ts';
 import { summariseContext } from '../../visualizer/history.ts';
 import type { InspectionLog, TimelineEntry } from '../../visualizer/inspection-log.ts';
@@ -25,7 +25,7 @@ import { idParam, type IdParam } from '../schemas.ts';
 import { loadStaticFiles } from '../static-files.ts';
 
 export interface DebugRoutesOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   readonly inspection: InspectionLog;
   /** The live actor's snapshot, when the instance has one in this process. */
   readonly liveSnapshot: (
@@ -96,6 +96,8 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
     async (request, reply) => pageHeaders(reply, request).send(page('visualizer.html')),
   );
 
+  const snapshots = new HistorySnapshots();
+
   /** The live actor's state, or (no actor in this process yet) the fold of the stream. */
   async function currentOf(id: string) {
     const live = options.liveSnapshot(id);
@@ -113,6 +115,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
       id,
       { from: Number.MAX_SAFE_INTEGER, limit: 1 },
       machineConfig,
+      snapshots,
     );
     if (!history?.current) throw Errors.instanceNotFound(id);
     return { live: false, ...history.current };
@@ -161,6 +164,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
           limit: Math.min(Number(request.query.limit ?? MAX_HISTORY_LIMIT), MAX_HISTORY_LIMIT),
         },
         machineConfig,
+        snapshots,
       );
       if (!history) throw Errors.instanceNotFound(request.params.id);
       return history;

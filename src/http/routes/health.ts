@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { EventStore } from '../../store/port.ts';
+import type { EventLog } from '../../store/port.ts';
 
 export interface HealthRoutesOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   readonly startedAt: Date;
   /** Conditions an operator must look at (e.g. a projection skipped an event); none when all is well. */
   readonly alerts?: () => Promise<readonly string[]>;

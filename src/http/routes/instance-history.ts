@@ -1,17 +1,25 @@
 /**
  * /instance/:id/history: an instance's audit history, with the machine state after every event
- * (replayed from the log), or its state and context at a moment (`?at=`).
+ * (replayed from the log), or its state and context at a moment (`?at=`). Paged (`from`, `limit`; 100 by
+ * default, 1000 at most) and folded from cached snapshots, so a call reads and folds a bounded part of the
+ * stream once the cache is warm (src/visualizer/audit.ts).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import { Errors } from '../../domain/errors.ts';
-import type { EventStore } from '../../store/port.ts';
+import type { EventLog } from '../../store/port.ts';
 import type { InstanceMachineConfig } from '../../../machines/instance/index.ts';
-import { readHistoryPage, readStateAt, MAX_HISTORY_LIMIT } from '../../visualizer/audit.ts';
+import {
+  HistorySnapshots,
+  readHistoryPage,
+  readStateAt,
+  DEFAULT_HISTORY_LIMIT,
+  MAX_HISTORY_LIMIT,
+} from '../../visualizer/audit.ts';
 import { errorResponses, idParam, type IdParam } from '../schemas.ts';
 
 export interface InstanceHistoryRoutesOptions {
-  readonly store: EventStore;
+  readonly store: EventLog;
   readonly machineConfig?: InstanceMachineConfig;
 }
 
@@ -73,7 +81,7 @@ const historyQuery = {
     limit: {
       type: 'string',
       pattern: '^[0-9]{1,4}$',
-      description: `page size, 1-${MAX_HISTORY_LIMIT}`,
+      description: `page size, 1-${MAX_HISTORY_LIMIT} (default ${DEFAULT_HISTORY_LIMIT})`,
     },
     at: { type: 'string', format: 'date-time', description: 'state at this moment (ISO 8601)' },
   },
@@ -83,6 +91,8 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
   app,
   { store, machineConfig = {} },
 ) => {
+  // Folds at versions, shared by every call of this app: a call starts from the nearest one.
+  const snapshots = new HistorySnapshots();
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof historyQuery> }>(
     '/instance/:id/history',
     {
@@ -102,7 +112,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
       if (at !== undefined) {
         const moment = new Date(at);
         if (Number.isNaN(moment.getTime())) throw Errors.validation('at: expected an ISO 8601 time');
-        const result = await readStateAt(store, id, moment, machineConfig);
+        const result = await readStateAt(store, id, moment, machineConfig, snapshots);
         if (result.kind === 'unknown') throw Errors.instanceNotFound(request.params.id);
         if (result.kind === 'not-yet') throw Errors.notYetCreated(moment.toISOString(), result.createdAt);
         return { instance: result.instance, ...result.state };
@@ -118,6 +128,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
           ...(limitNumber === undefined ? {} : { limit: limitNumber }),
         },
         machineConfig,
+        snapshots,
       );
       if (!page) throw Errors.instanceNotFound(request.params.id);
       return page;

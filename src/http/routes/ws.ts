@@ -78,6 +78,9 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
             );
           }
         }
+        // A clear 429 before the upgrade; the hub checks again when the socket joins (races, 4029).
+        const refused = sinks.websocketHub.refusal(principal, from);
+        if (refused !== undefined) throw Errors.tooMany(refused);
         subscriptions.set(request, { principal, events, instance, from });
       },
     },

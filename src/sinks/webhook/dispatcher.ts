@@ -21,13 +21,7 @@ import {
   type DeliveryTarget,
 } from './delivery-log.ts';
 import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
-import {
-  DELIVERY_ID_HEADER,
-  EVENT_ID_HEADER,
-  SIGNATURE_HEADER,
-  TIMESTAMP_HEADER,
-  signBody,
-} from './signature.ts';
+import { DELIVERY_ID_HEADER, EVENT_ID_HEADER, signatureHeaders } from './signature.ts';
 import { Semaphore } from '../../async/semaphore.ts';
 
 export interface WebhookRetryPolicy {
@@ -315,6 +309,7 @@ export class WebhookDispatcher {
     queue.instanceName ??= instanceNameOf(head);
     const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
     const result = await this.attempt(head, batch);
+    if (!result.ok && result.aborted) return 'stopped'; // shutdown: stays pending, no attempt counted
     const at = new Date();
     const outcomeOf = (row: DeliveryRow): AttemptOutcome => ({
       id: row.id,
@@ -393,6 +388,7 @@ export class WebhookDispatcher {
       }
       if (!this.alive(queue)) return false;
       const result = await this.attempt(initial);
+      if (!result.ok && result.aborted) return false; // shutdown: stays pending, no attempt counted
       attempts += 1;
       const outcome: AttemptOutcome = {
         id: initial.id,
@@ -453,12 +449,11 @@ export class WebhookDispatcher {
     const body = batch ? `[${batch.map((r) => r.body).join(',')}]` : row.body;
     const headers: Record<string, string> = {
       [EVENT_ID_HEADER]: rows.map((r) => r.eventId).join(','),
-      [TIMESTAMP_HEADER]: String(Math.floor(Date.now() / 1000)),
       [DELIVERY_ID_HEADER]: rows.map((r) => r.id).join(','),
       'x-zapwire-event': [...new Set(rows.map((r) => r.eventName))].join(','),
     };
     if (batch) headers[BATCH_SIZE_HEADER] = String(batch.length);
-    if (secret !== null) headers[SIGNATURE_HEADER] = signBody(body, secret);
+    Object.assign(headers, signatureHeaders(body, secret));
     const release = await this.semaphore.acquire();
     try {
       return await this.options.sender.send({
@@ -466,6 +461,7 @@ export class WebhookDispatcher {
         body,
         headers,
         timeoutMs: this.options.policy.timeoutMs,
+        signal: this.stopping.signal,
       });
     } finally {
       release();
@@ -513,8 +509,10 @@ export class WebhookDispatcher {
 
 function instanceNameOf(row: DeliveryRow): string | undefined {
   try {
-    const parsed = JSON.parse(row.body) as { instance?: { name?: unknown } };
-    return typeof parsed.instance?.name === 'string' ? parsed.instance.name : undefined;
+    // zapwire's envelope, or Evolution GO's shape (API_COMPAT=evolution-go).
+    const parsed = JSON.parse(row.body) as { instance?: { name?: unknown }; instanceName?: unknown };
+    const name = parsed.instance?.name ?? parsed.instanceName;
+    return typeof name === 'string' ? name : undefined;
   } catch {
     return undefined;
   }

@@ -10,8 +10,8 @@ import { instanceIdOfStream } from '../../domain/events.ts';
 import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../../store/port.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import type { ConfigTimeline } from '../config-timeline.ts';
-import { buildEnvelope, serializeEnvelope } from '../envelope.ts';
 import type { SinkMetrics } from '../metrics.ts';
+import { DEFAULT_PAYLOAD, type PayloadRenderer } from '../payload.ts';
 import { wants } from '../routing.ts';
 import { startSinkSubscription, type RoutedEvent } from '../subscription.ts';
 import {
@@ -39,6 +39,8 @@ export interface WebhookSinkOptions {
   readonly logger: Logger;
   readonly policy: WebhookRetryPolicy;
   readonly secretOf: SecretLookup;
+  /** Builds the request body (the profile's shape). Default zapwire's envelope. */
+  readonly payload?: PayloadRenderer;
   /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
   readonly globalUrl?: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
@@ -127,7 +129,8 @@ export class WebhookSink implements WebhookApi {
       }
       if (globalUrl && isSubscribed(instance.sinks.events, name)) targets.push(['global', globalUrl]);
       if (targets.length === 0) continue;
-      const body = serializeEnvelope(buildEnvelope(event, instance, name));
+      const body = await (this.options.payload ?? DEFAULT_PAYLOAD).render(event, instance, name);
+      if (body === undefined) continue;
       for (const [target, url] of targets) {
         rows.push({
           instanceId: instance.id,

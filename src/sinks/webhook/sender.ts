@@ -14,6 +14,8 @@ export interface SendRequest {
   readonly body: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
+  /** Aborts the request (shutdown): the result is `aborted`, and the attempt does not count. */
+  readonly signal?: AbortSignal;
 }
 
 export type SendResult =
@@ -26,6 +28,8 @@ export type SendResult =
       readonly durationMs: number;
       /** Seconds from a Retry-After header (429/503), when given. */
       readonly retryAfterSeconds?: number;
+      /** Cut short by `signal` (shutdown): not an answer of the receiver, not an attempt. */
+      readonly aborted?: true;
     };
 
 const MAX_ERROR_BODY = 300;
@@ -89,13 +93,30 @@ export class WebhookSender {
         });
         return;
       }
+      const aborted = (): SendResult => ({
+        ok: false,
+        statusCode: null,
+        error: 'aborted: shutting down',
+        durationMs: elapsed(),
+        aborted: true,
+      });
+      if (request.signal?.aborted) {
+        resolve(aborted());
+        return;
+      }
       const payload = Buffer.from(request.body, 'utf8');
       let settled = false;
       const finish = (result: SendResult): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        request.signal?.removeEventListener('abort', onAbort);
         resolve(result);
+      };
+      // Shutdown must not wait for a slow receiver: the request is cut and the delivery stays pending.
+      const onAbort = (): void => {
+        finish(aborted());
+        req.destroy();
       };
       const req = (secure ? https : http).request(
         url,
@@ -156,6 +177,7 @@ export class WebhookSender {
       req.on('error', (error) =>
         finish({ ok: false, statusCode: null, error: error.message, durationMs: elapsed() }),
       );
+      request.signal?.addEventListener('abort', onAbort, { once: true });
       req.end(payload);
     });
   }

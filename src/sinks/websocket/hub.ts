@@ -10,11 +10,18 @@
  *   synchronous step.
  * - Memory stays bounded: a live client whose unsent bytes exceed `maxBufferedBytes` is closed with 4008
  *   (it resumes with `?from=`); a replaying client is paced instead of buffered.
+ * - Load stays bounded per caller: each principal (the admin key, or one instance's token) may hold at most
+ *   `maxConnectionsPerPrincipal` sockets and `maxReplaysPerPrincipal` replays at once; /ws answers 429 over
+ *   the limit (4029 if a race gets past that check). A replay scoped to one instance (an instance token, or
+ *   the admin key with `?instance=`) reads only that instance's two streams, at the database.
+ * - The tail and every replay follow the log with a LogFollower (src/store/log-follower.ts).
  */
 import type { Logger } from 'pino';
 import type { SinkEventName } from '../../domain/event-names.ts';
+import { instanceStream, whatsappStream } from '../../domain/events.ts';
 import type { Principal } from '../../domain/principal.ts';
-import type { Checkpoint, EventStore, RecordedEvent } from '../../store/port.ts';
+import type { Checkpoint, EventFilter, EventLog, RecordedEvent } from '../../store/port.ts';
+import { LogFollower } from '../../store/log-follower.ts';
 import { sleep } from '../backoff.ts';
 import { ConfigTimeline, type InstanceSinkState } from '../config-timeline.ts';
 import { buildEnvelope, serializeEnvelope } from '../envelope.ts';
@@ -29,7 +36,12 @@ export const WS_CLOSE = {
   GOING_AWAY: 1001,
   /** Reading the log failed during the replay; reconnect with `?from=`. */
   REPLAY_FAILED: 4500,
+  /** This API key already holds as many sockets (or replays) as it may: close one, then reconnect. */
+  TOO_MANY: 4029,
 } as const;
+
+/** Default caps per principal (WS_MAX_CONNECTIONS_PER_KEY, WS_MAX_REPLAYS_PER_KEY). */
+export const WS_DEFAULT_LIMITS = { connections: 16, replays: 2 } as const;
 
 /** What the hub needs of a socket (the `ws` WebSocket satisfies it). */
 export interface HubSocket {
@@ -53,7 +65,7 @@ export interface HubClientOptions {
 }
 
 export interface WebSocketHubOptions {
-  readonly store: EventStore;
+  readonly store: Pick<EventLog, 'readAll' | 'headPosition' | 'compareCheckpoints' | 'onAppended'>;
   readonly metrics: SinkMetrics;
   readonly logger: Logger;
   /** A live client with more unsent bytes than this is closed with 4008. Default 4 MiB. */
@@ -64,6 +76,21 @@ export interface WebSocketHubOptions {
   readonly pollIntervalMs?: number;
   /** A replay page that cannot be written out within this time closes the client with 4008. Default 30 s. */
   readonly replayStallMs?: number;
+  /** Sockets one principal may hold at once. Default WS_DEFAULT_LIMITS.connections. */
+  readonly maxConnectionsPerPrincipal?: number;
+  /** Replays (`?from=` behind the tail) one principal may run at once. Default WS_DEFAULT_LIMITS.replays. */
+  readonly maxReplaysPerPrincipal?: number;
+}
+
+/** A close reason fits in 123 bytes: the refusal without its first clause ("this API key already ..."). */
+function closeReason(refusal: string): string {
+  const short = refusal.replace(/^this API key already (holds|runs) \d+ [^(]*\(/, 'too many for this key (');
+  return Buffer.byteLength(short) <= 123 ? short : short.slice(0, 120);
+}
+
+/** One key per caller: the admin key, or an instance (its token). */
+function principalKey(principal: Principal): string {
+  return principal.role === 'admin' ? 'admin' : `instance:${principal.instanceId}`;
 }
 
 class HubClient {
@@ -72,6 +99,8 @@ class HubClient {
   live = false;
   closed = false;
   lastSent: string | undefined;
+  /** Holds a replay slot of its principal until it is live or closed. */
+  replaying = false;
 
   constructor(
     readonly socket: HubSocket,
@@ -94,16 +123,15 @@ class HubClient {
 export class WebSocketHub {
   private readonly clients = new Set<HubClient>();
   private readonly timeline: ConfigTimeline;
-  private tail: Checkpoint | undefined;
+  /** The live tail; its position is the tail's. Set by start(). */
+  private follower: LogFollower | undefined;
   private running: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  /** A wake-up that arrived while the tail was reading: the next sleep returns at once. */
-  private woken = false;
   /** No client: the tail does not read; it jumps to the head when the next client comes. */
   private idle = false;
   private resuming: Promise<void> | undefined;
-  private unlisten: (() => void) | undefined;
   private stopped = false;
+  /** Sockets and running replays per principal (see principalKey). */
+  private readonly held = new Map<string, { connections: number; replays: number }>();
 
   constructor(private readonly options: WebSocketHubOptions) {
     this.timeline = new ConfigTimeline(options.store, undefined, options.logger);
@@ -111,7 +139,59 @@ export class WebSocketHub {
 
   /** The tail's position: a client without `from` starts live from here. */
   position(): Checkpoint | undefined {
-    return this.tail;
+    return this.follower?.position();
+  }
+
+  private get tail(): Checkpoint {
+    return this.follower!.position();
+  }
+
+  /**
+   * Why this principal may not open another socket now (resuming after `from`, a replay when that lies
+   * behind the tail); undefined when it may. The message says what to do (docs/events.md "Limits").
+   */
+  refusal(principal: Principal, from?: Checkpoint): string | undefined {
+    const tail = this.follower?.position();
+    const replay =
+      from !== undefined && (tail === undefined || this.options.store.compareCheckpoints(from, tail) < 0);
+    const held = this.held.get(principalKey(principal)) ?? { connections: 0, replays: 0 };
+    const connections = this.options.maxConnectionsPerPrincipal ?? WS_DEFAULT_LIMITS.connections;
+    const replays = this.options.maxReplaysPerPrincipal ?? WS_DEFAULT_LIMITS.replays;
+    if (held.connections >= connections) {
+      return `this API key already holds ${held.connections} WebSocket connections (at most ${connections} at once, WS_MAX_CONNECTIONS_PER_KEY): close one and connect again`;
+    }
+    if (replay && held.replays >= replays) {
+      return `this API key already runs ${held.replays} replays (?from=, at most ${replays} at once, WS_MAX_REPLAYS_PER_KEY): let one reach the live tail or close it, then retry`;
+    }
+    return undefined;
+  }
+
+  private hold(principal: Principal, what: 'connections' | 'replays', delta: 1 | -1): void {
+    const key = principalKey(principal);
+    const held = this.held.get(key) ?? { connections: 0, replays: 0 };
+    held[what] += delta;
+    if (held.connections <= 0 && held.replays <= 0) this.held.delete(key);
+    else this.held.set(key, held);
+  }
+
+  /** Marks a client live and gives back its replay slot. */
+  private goLive(client: HubClient): void {
+    client.live = true;
+    this.endReplay(client);
+  }
+
+  private endReplay(client: HubClient): void {
+    if (!client.replaying) return;
+    client.replaying = false;
+    this.hold(client.options.principal, 'replays', -1);
+  }
+
+  /** Ends a client: its connection slot (and a replay slot it still holds) go back. */
+  private forget(client: HubClient): void {
+    if (!this.clients.delete(client)) return;
+    this.endReplay(client);
+    this.hold(client.options.principal, 'connections', -1);
+    this.options.metrics.websocketClients(this.clients.size);
   }
 
   /** Whether `from` is a position this store can resume after (a malformed one is a 400, not a dead socket). */
@@ -131,14 +211,18 @@ export class WebSocketHub {
   async start(): Promise<void> {
     const head = await this.options.store.headPosition();
     await this.timeline.catchUpThrough(head);
-    this.tail = head;
-    this.unlisten = this.options.store.onAppended(() => this.ring());
+    this.follower = new LogFollower(this.options.store, {
+      after: head,
+      filter: SINK_EVENT_FILTER,
+      batchSize: this.options.pageSize ?? 500,
+      pollIntervalMs: this.options.pollIntervalMs ?? 250,
+      wakeOn: 'appended',
+    });
     this.running = this.loop();
   }
 
   private ring(): void {
-    this.woken = true;
-    this.wake?.();
+    this.follower?.wake();
   }
 
   /** Brings an idle tail to the head (configuration included) before a client joins. */
@@ -146,7 +230,7 @@ export class WebSocketHub {
     this.resuming ??= (async () => {
       const head = await this.options.store.headPosition();
       await this.timeline.catchUpThrough(head);
-      if (this.options.store.compareCheckpoints(head, this.tail!) > 0) this.tail = head;
+      this.follower!.advance(head);
       this.idle = false;
     })().finally(() => {
       this.resuming = undefined;
@@ -156,8 +240,7 @@ export class WebSocketHub {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.unlisten?.();
-    this.ring();
+    this.follower?.stop();
     await this.running;
     for (const client of this.clients)
       this.close(client, WS_CLOSE.GOING_AWAY, 'server shutting down; reconnect with ?from=');
@@ -165,19 +248,45 @@ export class WebSocketHub {
 
   /** Serves a connected socket until it closes. */
   async attach(socket: HubSocket, options: HubClientOptions): Promise<void> {
+    // Counted before the first await, so sockets racing past the route's check are still refused here.
+    const refused = this.refusal(options.principal);
+    if (refused !== undefined) {
+      if (socket.readyState === OPEN) socket.close(WS_CLOSE.TOO_MANY, closeReason(refused));
+      return;
+    }
+    this.hold(options.principal, 'connections', 1);
+    let attached = false;
+    try {
+      attached = await this.join(socket, options);
+    } finally {
+      if (!attached) this.hold(options.principal, 'connections', -1);
+    }
+  }
+
+  /** Adds the client (true), or closes the socket when the hub cannot serve it (false). */
+  private async join(socket: HubSocket, options: HubClientOptions): Promise<boolean> {
     if (this.idle && !this.stopped) {
       try {
         await this.resume();
       } catch (error) {
         this.options.logger.warn({ err: error }, 'websocket hub: cannot read the log head');
         socket.close(WS_CLOSE.REPLAY_FAILED, 'cannot read the log; try again');
-        return;
+        return false;
       }
     }
-    const tail = this.tail;
+    const tail = this.follower?.position();
     if (tail === undefined || this.stopped || socket.readyState !== OPEN) {
       if (socket.readyState === OPEN) socket.close(WS_CLOSE.GOING_AWAY, 'not ready');
-      return;
+      return false;
+    }
+    const replay =
+      options.from !== undefined && this.options.store.compareCheckpoints(options.from, tail) < 0;
+    if (replay) {
+      const refused = this.refusal(options.principal, options.from);
+      if (refused !== undefined) {
+        socket.close(WS_CLOSE.TOO_MANY, closeReason(refused));
+        return false;
+      }
     }
     const client = new HubClient(socket, options, options.from ?? tail);
     this.clients.add(client);
@@ -185,64 +294,48 @@ export class WebSocketHub {
     this.ring();
     socket.on('close', () => {
       client.closed = true;
-      this.clients.delete(client);
-      this.options.metrics.websocketClients(this.clients.size);
+      this.forget(client);
     });
-    if (options.from === undefined || this.options.store.compareCheckpoints(options.from, tail) >= 0) {
+    if (!replay || options.from === undefined) {
       client.live = true;
-      return;
+      return true;
     }
-    void this.replay(client, options.from).catch((error: unknown) => {
-      this.options.logger.warn({ err: error }, 'websocket replay failed');
-      this.close(client, WS_CLOSE.REPLAY_FAILED, 'replay failed; reconnect with ?from=');
-    });
+    client.replaying = true;
+    this.hold(options.principal, 'replays', 1);
+    void this.replay(client, options.from)
+      .catch((error: unknown) => {
+        this.options.logger.warn({ err: error }, 'websocket replay failed');
+        this.close(client, WS_CLOSE.REPLAY_FAILED, 'replay failed; reconnect with ?from=');
+      })
+      .finally(() => this.endReplay(client));
+    return true;
   }
 
   private async loop(): Promise<void> {
     const { store, logger } = this.options;
+    const follower = this.follower!;
     while (!this.stopped) {
       if (this.clients.size === 0 && !this.resuming) {
         // Nobody listens: reading the log would be wasted. attach() brings the tail to the head first.
         this.idle = true;
-        await this.sleep(60_000);
+        await follower.sleep(60_000);
         continue;
       }
       if (this.resuming) await this.resuming.catch(() => undefined);
       let caughtUp = false;
-      this.woken = false;
       try {
-        const page = await store.readAll({
-          after: this.tail!,
-          limit: this.options.pageSize ?? 500,
-          filter: SINK_EVENT_FILTER,
-        });
-        // From here to the assignment of `tail` nothing awaits: joining clients see a consistent seam.
+        const page = await follower.read();
+        // From here to the move of the tail nothing awaits: joining clients see a consistent seam.
         for (const event of page.events) this.broadcast(event);
-        if (store.compareCheckpoints(page.next, this.tail!) > 0) this.tail = page.next;
+        if (store.compareCheckpoints(page.next, follower.position()) > 0) follower.moveTo(page.next);
         caughtUp = page.caughtUp;
       } catch (error) {
         logger.warn({ err: error }, 'websocket hub: reading the log failed; retrying');
         await sleep(1_000);
         continue;
       }
-      if (caughtUp) await this.sleep(this.options.pollIntervalMs ?? 250);
+      if (caughtUp && !this.stopped) await follower.idle();
     }
-  }
-
-  private async sleep(ms: number): Promise<void> {
-    if (this.woken || this.stopped) {
-      this.woken = false;
-      return;
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.wake = undefined;
-    this.woken = false;
   }
 
   private broadcast(event: RecordedEvent): void {
@@ -285,22 +378,36 @@ export class WebSocketHub {
     this.options.metrics.deliveredOne('websocket', instance, event.createdAt);
   }
 
+  /**
+   * What a replay reads: only the instance's two streams when the client is scoped to one instance (its
+   * token, or the admin key with ?instance=), so the database reads that instance's events, not the log.
+   */
+  private replayScope(client: HubClient): { filter: EventFilter; instanceId: string | undefined } {
+    const p = client.options.principal;
+    const instanceId = p.role === 'instance' ? p.instanceId : client.options.instance;
+    if (instanceId === undefined) return { filter: SINK_EVENT_FILTER, instanceId };
+    return { filter: { streams: [instanceStream(instanceId), whatsappStream(instanceId)] }, instanceId };
+  }
+
   /** Reads the log after `from` at the client's pace until it reaches the tail, then makes it live. */
   private async replay(client: HubClient, from: Checkpoint): Promise<void> {
     const { store } = this.options;
-    const timeline = new ConfigTimeline(store, undefined, this.options.logger);
+    const { filter, instanceId } = this.replayScope(client);
+    const timeline = new ConfigTimeline(store, undefined, this.options.logger, instanceId);
     await timeline.catchUpThrough(from);
-    let cursor = from;
+    // No wake-ups: a replay reads without pause until it reaches the tail, which is live already.
+    const cursor = new LogFollower(store, {
+      after: from,
+      filter,
+      batchSize: this.options.pageSize ?? 500,
+      pollIntervalMs: this.options.pollIntervalMs ?? 250,
+    });
     while (!client.closed && !this.stopped) {
-      const page = await store.readAll({
-        after: cursor,
-        limit: this.options.pageSize ?? 500,
-        filter: SINK_EVENT_FILTER,
-      });
+      const page = await cursor.read();
       let written: Promise<void> | undefined;
       for (const event of page.events) {
         timeline.apply(event);
-        cursor = event.position;
+        cursor.advance(event.position);
         const route = routeOf(event);
         const instance = route ? timeline.peek(route.instanceId) : undefined;
         if (!route || !instance || !client.accepts(instance, route.name)) continue;
@@ -314,7 +421,7 @@ export class WebSocketHub {
           ),
         );
       }
-      if (store.compareCheckpoints(page.next, cursor) > 0) cursor = page.next;
+      cursor.advance(page.next);
       if (written && !(await this.settles(written, this.options.replayStallMs ?? 30_000))) {
         this.options.metrics.slowConsumerClosed();
         this.close(
@@ -325,10 +432,10 @@ export class WebSocketHub {
         return;
       }
       // Synchronous from the comparison to `live = true`: the tail cannot move in between.
-      if (store.compareCheckpoints(cursor, this.tail!) >= 0 || page.caughtUp) {
-        if (store.compareCheckpoints(cursor, this.tail!) < 0) continue;
-        client.cursor = cursor;
-        client.live = true;
+      if (store.compareCheckpoints(cursor.position(), this.tail) >= 0 || page.caughtUp) {
+        if (store.compareCheckpoints(cursor.position(), this.tail) < 0) continue;
+        client.cursor = cursor.position();
+        this.goLive(client);
         return;
       }
     }
@@ -350,8 +457,7 @@ export class WebSocketHub {
     if (client.closed) return;
     client.closed = true;
     client.live = false;
-    this.clients.delete(client);
-    this.options.metrics.websocketClients(this.clients.size);
+    this.forget(client);
     try {
       client.socket.close(code, reason);
     } catch {

@@ -1,9 +1,10 @@
 /**
- * Subscriptions, shared by every adapter: catch-up then live, one consumer at a time per name (a lease in
- * es_subscriptions), at-least-once (the checkpoint moves only after the handler's promise resolves), retries
- * with onError, optional dead letters. The adapter supplies only a gap-safe `readAll` and `headPosition`;
- * the hub is woken by the adapter (in-process append signal, NOTIFY, a KurrentDB live subscription) and
- * polls as a fallback.
+ * Consumers (the `Consumers` port), implemented once for every adapter on top of its EventLog: catch-up then
+ * live, one consumer at a time per name (a lease in es_subscriptions), at-least-once (the checkpoint moves
+ * only after the handler's promise resolves), retries with onError, optional dead letters. The log supplies
+ * a gap-safe `readAll`, `headPosition` and its `onNewEvents` announcements (in-process appends, NOTIFY, a
+ * KurrentDB live subscription); each subscription follows the log with a LogFollower, which polls as a
+ * fallback.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -11,23 +12,23 @@ import {
   START,
   type BatchHandler,
   type Checkpoint,
+  type Consumers,
   type DeadLetter,
-  type ReadAllOptions,
-  type ReadAllResult,
+  type EventLog,
   type RecordedEvent,
   type Subscription,
   type SubscriptionOptions,
 } from '../port.ts';
-import { compareCheckpoints } from '../checkpoint.ts';
+import { compareCheckpoints, decodeCheckpoint } from '../checkpoint.ts';
+import { LogFollower } from '../log-follower.ts';
 import { SubscriptionTables } from './tables.ts';
 import type { SqlExecutor } from '../sql.ts';
 
-export interface SubscriptionSource {
-  readAll(options: ReadAllOptions): Promise<ReadAllResult>;
-  headPosition(): Promise<Checkpoint>;
-}
-
-const MIN_BACKOFF_MS = 5;
+/** What the hub needs of the log. */
+export type SubscriptionSource = Pick<
+  EventLog,
+  'readAll' | 'headPosition' | 'onNewEvents' | 'compareCheckpoints'
+>;
 
 const DEFAULTS = {
   batchSize: 100,
@@ -36,58 +37,17 @@ const DEFAULTS = {
   retryDelayMs: 1_000,
 };
 
-/** A sleep that a wake-up ends early; a wake-up that arrives while awake is remembered, never lost. */
-class Alarm {
-  private pending = false;
-  private ring: (() => void) | undefined;
-
-  wake(): void {
-    this.pending = true;
-    this.ring?.();
-  }
-
-  /** Forget wake-ups that happened before the read that is about to start. */
-  clear(): void {
-    this.pending = false;
-  }
-
-  sleep(ms: number): Promise<void> {
-    if (this.pending) {
-      this.pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.ring = undefined;
-        this.pending = false;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.ring = done;
-    });
-  }
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
-interface Waiter {
-  readonly position: Checkpoint;
-  readonly resolve: (reached: boolean) => void;
 }
 
 class RunningSubscription implements Subscription {
   readonly caughtUp: Promise<void>;
   private resolveCaughtUp!: () => void;
-  private checkpoint: Checkpoint = START;
-  /** The newest position an append signal announced; it may not be visible yet (see consume). */
-  private announced: Checkpoint = START;
   private stopped = false;
   private leaseLost = false;
-  private readonly alarm = new Alarm();
-  private waiters: Waiter[] = [];
+  /** The follower's position is the checkpoint processed so far (also while the lease is elsewhere). */
+  private readonly follower: LogFollower;
   private readonly owner: string;
   private readonly options: SubscriptionOptions & typeof DEFAULTS & { readonly startAt: 'start' | 'end' };
   private readonly done: Promise<void>;
@@ -106,45 +66,38 @@ class RunningSubscription implements Subscription {
       retryDelayMs: options.retryDelayMs ?? DEFAULTS.retryDelayMs,
       startAt: options.startAt ?? 'start',
     };
+    // Woken by the hub (one onNewEvents listener for all subscriptions), so 'none' here.
+    this.follower = new LogFollower(hub.source, {
+      filter: options.filter,
+      batchSize: this.options.batchSize,
+      pollIntervalMs: this.options.pollIntervalMs,
+    });
     this.owner = `${hub.ownerId}/${randomBytes(4).toString('hex')}`;
     this.caughtUp = new Promise((resolve) => (this.resolveCaughtUp = resolve));
     this.done = this.run();
   }
 
   position(): Checkpoint {
-    return this.checkpoint;
+    return this.follower.position();
   }
 
   /** New events may be visible; `position`, when known, is the newest one announced. */
   wake(position?: Checkpoint): void {
-    if (position !== undefined && compareCheckpoints(position, this.announced) > 0) this.announced = position;
-    this.alarm.wake();
+    this.follower.wake(position);
   }
 
   waitFor(position: Checkpoint, timeoutMs = 10_000): Promise<boolean> {
-    if (compareCheckpoints(this.checkpoint, position) >= 0) return Promise.resolve(true);
-    if (this.stopped) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        position,
-        resolve: (reached) => {
-          clearTimeout(timer);
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve(reached);
-        },
-      };
-      const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
-      this.waiters.push(waiter);
-      this.alarm.wake();
-    });
+    if (this.stopped && compareCheckpoints(this.follower.position(), position) < 0) {
+      return Promise.resolve(false);
+    }
+    return this.follower.waitFor(position, timeoutMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.alarm.wake();
+    this.follower.stop();
     await this.done;
-    for (const waiter of [...this.waiters])
-      waiter.resolve(compareCheckpoints(this.checkpoint, waiter.position) >= 0);
+    this.follower.settleWaiters();
   }
 
   private report(error: unknown): void {
@@ -152,13 +105,6 @@ class RunningSubscription implements Subscription {
       this.options.onError?.(error);
     } catch {
       // a failing error callback must not stop the subscription
-    }
-  }
-
-  private setCheckpoint(checkpoint: Checkpoint): void {
-    this.checkpoint = checkpoint;
-    for (const waiter of [...this.waiters]) {
-      if (compareCheckpoints(checkpoint, waiter.position) >= 0) waiter.resolve(true);
     }
   }
 
@@ -174,15 +120,15 @@ class RunningSubscription implements Subscription {
           const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
           if (claimed === undefined) {
             // Someone else runs it: wait for their lease to end (a local stop() rings us at once).
-            await this.alarm.sleep(Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2));
+            await this.follower.sleep(Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2));
             continue;
           }
-          this.setCheckpoint(claimed);
+          this.follower.moveTo(claimed);
           this.leaseLost = false;
           await this.consumeWhileLeased();
         } catch (error) {
           this.report(error);
-          if (!this.stopped) await this.alarm.sleep(this.options.retryDelayMs);
+          if (!this.stopped) await this.follower.sleep(this.options.retryDelayMs);
         }
       }
     } finally {
@@ -199,7 +145,7 @@ class RunningSubscription implements Subscription {
           (held) => {
             if (!held) {
               this.leaseLost = true;
-              this.alarm.wake();
+              this.follower.wake();
             }
           },
           (error: unknown) => this.report(error),
@@ -215,16 +161,16 @@ class RunningSubscription implements Subscription {
   }
 
   private async consume(): Promise<void> {
-    const { tables, source } = this.hub;
-    const { batchSize, filter, maxAttempts, retryDelayMs, pollIntervalMs, leaseMs } = this.options;
+    const { tables } = this.hub;
+    const follower = this.follower;
+    const { batchSize, maxAttempts, retryDelayMs, leaseMs } = this.options;
     /** While set, events up to this position are handled one at a time (to single out a failing one). */
     let isolateUntil: Checkpoint | undefined;
     let failures = 0;
-    let backoffMs = MIN_BACKOFF_MS;
     while (!this.stopped && !this.leaseLost) {
-      const isolating = isolateUntil !== undefined && compareCheckpoints(this.checkpoint, isolateUntil) < 0;
-      this.alarm.clear();
-      const page = await source.readAll({ after: this.checkpoint, limit: isolating ? 1 : batchSize, filter });
+      const checkpoint = follower.position();
+      const isolating = isolateUntil !== undefined && compareCheckpoints(checkpoint, isolateUntil) < 0;
+      const page = await follower.read(isolating ? 1 : batchSize);
       // Asked to stop while reading: do not start a new batch (one already running is finished, though).
       if (this.stopped) return;
       const next = page.next;
@@ -237,7 +183,7 @@ class RunningSubscription implements Subscription {
           this.report(error);
           await tables.recordError(this.name, this.owner, describe(error)).catch(() => undefined);
           if (maxAttempts === undefined) {
-            if (!this.stopped) await this.alarm.sleep(retryDelayMs);
+            if (!this.stopped) await follower.sleep(retryDelayMs);
             continue;
           }
           const [only] = page.events;
@@ -247,7 +193,7 @@ class RunningSubscription implements Subscription {
             continue;
           }
           if (failures < maxAttempts) {
-            if (!this.stopped) await this.alarm.sleep(retryDelayMs);
+            if (!this.stopped) await follower.sleep(retryDelayMs);
             continue;
           }
           // Given up on: park it and move past it (page.next is its position, or the head when caught up).
@@ -255,36 +201,33 @@ class RunningSubscription implements Subscription {
           failures = 0;
         }
       }
-      if (next !== this.checkpoint) {
-        if (!(await tables.advance(this.name, this.owner, this.checkpoint, next, leaseMs))) {
+      if (next !== checkpoint) {
+        if (!(await tables.advance(this.name, this.owner, checkpoint, next, leaseMs))) {
           this.leaseLost = true;
           this.report(new Error(`subscription ${this.name}: lease lost; the batch may be delivered again`));
           return;
         }
-        this.setCheckpoint(next);
+        follower.moveTo(next);
       }
       if (page.caughtUp) {
         this.resolveCaughtUp();
         if (this.stopped || this.leaseLost) continue;
-        if (compareCheckpoints(this.announced, this.checkpoint) > 0) {
-          // An announced append is committed but not visible yet: an older write transaction still holds
-          // the gap-safe horizon back. Look again soon rather than at the next poll.
-          await this.alarm.sleep(backoffMs);
-          backoffMs = Math.min(backoffMs * 2, pollIntervalMs);
-        } else {
-          backoffMs = MIN_BACKOFF_MS;
-          await this.alarm.sleep(pollIntervalMs);
-        }
+        await follower.idle();
       }
     }
   }
 }
 
-/** Subscriptions of one store, plus the checkpoint and dead-letter operations of the port. */
-export class SubscriptionHub {
+/**
+ * The Consumers port for one log: its subscriptions, checkpoints and dead letters (in the SQL tables of
+ * `db`: beside the events on PostgreSQL, in the read-model database with KurrentDB).
+ */
+export class SubscriptionHub implements Consumers {
   readonly tables: SubscriptionTables;
   readonly ownerId: string;
   private readonly active = new Set<RunningSubscription>();
+  private unlisten: (() => void) | undefined;
+  private closed = false;
 
   constructor(
     readonly source: SubscriptionSource,
@@ -296,6 +239,9 @@ export class SubscriptionHub {
   }
 
   subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
+    if (this.closed) throw new Error('the event store is closed');
+    // Listen from the first subscription on (on KurrentDB this opens the live subscription to $all).
+    this.unlisten ??= this.source.onNewEvents((position) => this.wake(position));
     const subscription = new RunningSubscription(name, options, handler, this);
     this.active.add(subscription);
     return subscription;
@@ -312,7 +258,11 @@ export class SubscriptionHub {
     for (const other of this.active) if (other.name === subscription.name) other.wake();
   }
 
-  async stopAll(): Promise<void> {
+  /** Stops every subscription; no new one starts afterwards. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unlisten?.();
+    this.unlisten = undefined;
     await Promise.all([...this.active].map((subscription) => subscription.stop()));
   }
 
@@ -321,6 +271,7 @@ export class SubscriptionHub {
   }
 
   resetCheckpoint(subscription: string, to: Checkpoint): Promise<void> {
+    if (to !== START) decodeCheckpoint(to);
     return this.tables.reset(subscription, to);
   }
 
@@ -334,5 +285,10 @@ export class SubscriptionHub {
 
   removeDeadLetter(subscription: string, eventId: string): Promise<void> {
     return this.tables.removeDeadLetter(subscription, eventId);
+  }
+
+  /** A deleted stream's dead letters go with it. */
+  forgetStream(stream: string): Promise<void> {
+    return this.tables.removeDeadLettersOfStream(stream);
   }
 }

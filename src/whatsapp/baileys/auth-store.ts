@@ -1,7 +1,7 @@
 /**
  * Baileys' auth state (creds + Signal keys) in the database, sealed (AES-256-GCM, see sealing.ts), behind
  * one byte-bounded LRU shared by every instance. Replaces useMultiFileAuthState, which keeps a mutex per
- * key file forever (whatsapp-protocol-notes.md, pitfall 8) and writes key material as plain files.
+ * key file forever (docs/whatsapp.md, "Auth state") and writes key material as plain files.
  *
  * - One row per (instance, category, key): category is Baileys' key type or `creds`; the key id is kept
  *   only as a keyed hash. Values are serialised with Baileys' BufferJSON.

@@ -3,7 +3,7 @@
  *
  * libsignal (a Baileys dependency) reports every session it opens or closes with `console.info` /
  * `console.warn`, passing the whole session record, private ratchet keys included
- * (whatsapp-protocol-notes.md, pitfall 9). It has no logger option, so the console methods are wrapped,
+ * (docs/whatsapp.md, "Logs and secrets"). It has no logger option, so the console methods are wrapped,
  * once per process: a call whose first argument is one of libsignal's own messages, or that carries one
  * of its session objects anywhere in its arguments, is dropped whole and only counted. Everything else
  * passes through untouched.

@@ -141,7 +141,12 @@ describe('single-node safety', () => {
     first.fake.saveSession(id);
     const connected = await first.request('POST', '/instance/connect', { apikey: 'only-once-token-0123' });
     expect(connected.status, JSON.stringify(connected.body)).toBe(200);
-    await eventually(() => first.fake.liveCount(id) === 1);
+    await eventually(() => first.fake.liveCount(id) === 1).catch((error: unknown) => {
+      throw new Error(
+        `${String(error)}; opened ${first.fake.openCount(id)}, holds ${first.zapwire.cluster.holds(id)}, ` +
+          `health ${JSON.stringify(first.zapwire.cluster.health())}, state ${JSON.stringify(connected.body)}`,
+      );
+    });
 
     const second = await startTestApp({ env });
     apps.push(second);

@@ -122,6 +122,27 @@ async function send(name: string): Promise<Reply> {
 }
 
 const success = (data: unknown) => ({ message: 'success', data });
+
+interface WebhookBody {
+  readonly event: string;
+  readonly data: Record<string, Record<string, unknown> | undefined>;
+  readonly instanceId: string;
+  readonly instanceName: string;
+  readonly state?: string;
+}
+
+/** Evolution GO's webhook body: `{data, event, instanceId, instanceName}` (+ `state`), never `instanceToken`. */
+function expectEvolutionWebhook(body: WebhookBody): void {
+  expect(Object.keys(body).filter((k) => k !== 'state')).toEqual([
+    'data',
+    'event',
+    'instanceId',
+    'instanceName',
+  ]);
+  expect(body.instanceId).toBe(variables['instance']);
+  expect(body.instanceName).toBe('teste');
+  expect(body.event).toMatch(/^[A-Z][A-Za-z]+$/);
+}
 const ok = { message: 'success' };
 const anyString = expect.any(String) as unknown;
 const anyBoolean = expect.any(Boolean) as unknown;
@@ -262,9 +283,26 @@ describe('the Postman collection, request by request', () => {
     });
   });
 
-  it('the webhook set at connect received the QR and connection events, without the token', async () => {
-    await eventually(() => receiver.requests.length >= 2);
+  it("the webhook set at connect received the QR and connection events in Evolution GO's shape, without the token", async () => {
+    await eventually(() => receiver.acceptedBodies().some((b) => b['event'] === 'Connected'));
+    const bodies = receiver.acceptedBodies<WebhookBody>();
     for (const request of receiver.requests) expect(request.rawBody).not.toContain(variables['token']);
+    for (const body of bodies) expectEvolutionWebhook(body);
+    const qr = bodies.find((b) => b.event === 'QRCode');
+    expect(qr?.data).toEqual({
+      qrcode: expect.stringMatching(/^data:image\/png;base64,/) as unknown,
+      code: anyString,
+      count: 1,
+      maxCount: expect.any(Number) as unknown,
+    });
+    expect(bodies.find((b) => b.event === 'Connected')?.data).toEqual({
+      status: 'open',
+      jid: expect.stringMatching(/@s\.whatsapp\.net$/) as unknown,
+      pushName: anyString,
+    });
+    // zapwire's own names and envelope never appear in this profile.
+    expect(bodies.map((b) => b.event)).not.toContain('CONNECTION_UPDATE');
+    expect(receiver.requests[0]!.headers['x-zapwire-event-id']).toEqual(anyString);
   });
 
   it('Send Text', async () => {
@@ -276,6 +314,56 @@ describe('the Postman collection, request by request', () => {
         Message: { extendedTextMessage: { text: 'mensagem de teste' } },
       }),
     );
+    // The webhook gets Evolution GO's SendMessage for it (subscribed: ALL).
+    const id = (r.body as { data: { Info: { ID: string } } }).data.Info.ID;
+    await eventually(() =>
+      receiver
+        .acceptedBodies<WebhookBody>()
+        .find((b) => b.event === 'SendMessage' && b.data['Info']?.['ID'] === id),
+    );
+    const sent = receiver
+      .acceptedBodies<WebhookBody>()
+      .find((b) => b.event === 'SendMessage' && b.data['Info']?.['ID'] === id)!;
+    expectEvolutionWebhook(sent);
+    expect(sent.data).toMatchObject({
+      Info: { ID: id, Chat: '5511999999999@s.whatsapp.net', IsFromMe: true, IsGroup: false },
+      Message: { extendedTextMessage: { text: 'mensagem de teste' } },
+      MessageContextInfo: {},
+    });
+  });
+
+  it("a message the phone receives reaches the webhook as Evolution GO's Message event", async () => {
+    t.fake.live(variables['instance']!).deliver({
+      type: 'MessageReceived',
+      data: {
+        at: new Date().toISOString(),
+        messageId: 'EVO-IN-1',
+        chatJid: '5511988887777@s.whatsapp.net',
+        senderJid: '5511988887777@s.whatsapp.net',
+        fromMe: false,
+        pushName: 'Cliente',
+        messageType: 'text',
+        text: 'oi',
+        timestamp: new Date().toISOString(),
+        isGroup: false,
+      },
+    });
+    const message = await eventually(() =>
+      receiver.acceptedBodies<WebhookBody>().find((b) => b.event === 'Message'),
+    );
+    expectEvolutionWebhook(message);
+    expect(message.data).toMatchObject({
+      Info: {
+        ID: 'EVO-IN-1',
+        Chat: '5511988887777@s.whatsapp.net',
+        Sender: '5511988887777@s.whatsapp.net',
+        IsFromMe: false,
+        IsGroup: false,
+        PushName: 'Cliente',
+        Type: 'text',
+      },
+      Message: { conversation: 'oi' },
+    });
   });
 
   it('Get Advanced Settings', async () => {

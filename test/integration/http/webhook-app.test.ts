@@ -79,12 +79,16 @@ describe('webhook from the app', () => {
     expect(bodies.map((b) => b.event)).not.toContain('QR_CODE');
     expect(bodies.map((b) => b.event)).toContain('CONNECTION_UPDATE');
     const message = receiver.requests.find((r) => JSON.parse(r.rawBody).event === 'MESSAGE')!;
-    const expected = `sha256=${createHmac('sha256', secret).update(message.rawBody).digest('hex')}`;
+    // Stripe-style: the timestamp header is signed with the body, so it cannot be replaced.
+    const timestamp = message.headers['x-zapwire-timestamp'] as string;
+    const expected = `v1=${createHmac('sha256', secret).update(`${timestamp}.${message.rawBody}`).digest('hex')}`;
     expect(message.headers['x-zapwire-signature']).toBe(expected);
     const body = JSON.parse(message.rawBody) as {
       instance: { id: string; name: string };
       data: { text: string };
     };
+    // zapwire's envelope, unchanged by the per-profile renderer (default profile).
+    expect(Object.keys(body)).toEqual(['id', 'event', 'instance', 'timestamp', 'position', 'data']);
     expect(body.instance).toEqual({ id, name: 'hooked' });
     expect(body.data.text).toBe('olá webhook');
     for (const r of receiver.requests) expect(r.rawBody).not.toContain('hooked-token-123');

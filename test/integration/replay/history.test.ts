@@ -92,6 +92,72 @@ describe('history', () => {
     expect((await t.request('GET', `/instance/${i.name}/history?limit=0`)).status).toBe(400);
   });
 
+  it('a page of a long stream reads a bounded part of it once warm (snapshots), with the same answer', async () => {
+    const i = await create();
+    await pairAndOpen(i);
+    const { store } = t.zapwire;
+    const stream = `instance-${i.id}`;
+    const before = await store.streamVersion(stream);
+    // Events the fold does not know leave the state as it is: a long stream that ends 'open'.
+    for (let chunk = 0; chunk < 6; chunk += 1) {
+      await store.append(
+        stream,
+        Array.from({ length: 500 }, (_, k) => ({
+          type: 'AuditNoteForTest',
+          data: { at: new Date().toISOString(), n: chunk * 500 + k },
+        })),
+      );
+    }
+    const total = before + 3000;
+    // Count the events each request reads from the store.
+    let read = 0;
+    const readStream = store.readStream;
+    store.readStream = async (name, options) => {
+      const events = await readStream(name, options);
+      if (name === stream) read += events.length;
+      return events;
+    };
+    try {
+      const page = async (query: string) => {
+        read = 0;
+        const r = await t.request<Page>('GET', `/instance/${i.id}/history${query}`);
+        expect(r.status).toBe(200);
+        return { body: r.body, read };
+      };
+      const cold = await page(`?from=${total - 4}&limit=3`);
+      expect(cold.body.entries.map((e) => e.version)).toEqual([total - 4, total - 3, total - 2]);
+      expect(cold.body.total).toBe(total);
+      expect(cold.body.next).toBe(total - 1);
+      expect(cold.body.current.state).toBe('open');
+      expect(cold.body.entries[0]?.state).toBe('open');
+      // Warm: the same page again, and a page in the middle, each read at most two snapshot spans and the page.
+      const again = await page(`?from=${total - 4}&limit=3`);
+      expect(again.body).toEqual(cold.body);
+      expect(again.read).toBeLessThanOrEqual(2 * 100 + 3);
+      const middle = await page(`?from=1500&limit=10`);
+      expect(middle.body.entries.map((e) => e.version)).toEqual(
+        Array.from({ length: 10 }, (_, k) => 1500 + k),
+      );
+      expect(middle.body.current).toEqual(cold.body.current);
+      expect(middle.read).toBeLessThanOrEqual(2 * 100 + 10 + 100);
+      // The first page and ?at= answer as before.
+      const first = await page('?limit=3');
+      expect(first.body.entries.map((e) => e.type)).toEqual([
+        'InstanceCreated',
+        'ConnectionStarting',
+        'QrCodeIssued',
+      ]);
+      const at = await t.request<{ state: string; version: number }>(
+        'GET',
+        `/instance/${i.id}/history?at=${encodeURIComponent(new Date().toISOString())}`,
+      );
+      expect(at.body.state).toBe('open');
+      expect(at.body.version).toBe(total);
+    } finally {
+      store.readStream = readStream;
+    }
+  });
+
   it('?at= gives the state and context at that moment', async () => {
     const i = await create();
     await pairAndOpen(i);

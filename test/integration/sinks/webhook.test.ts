@@ -123,12 +123,10 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       expect(request.headers['x-zapwire-event-id']).toBe(body.id);
       expect(Number(request.headers['x-zapwire-timestamp'])).toBeGreaterThan(1_700_000_000);
       const secret = `secret-${body.instance.id}`;
-      expect(verifySignature(request.rawBody, secret, request.headers['x-zapwire-signature'] as string)).toBe(
-        true,
-      );
-      expect(
-        verifySignature(request.rawBody, 'another-secret', request.headers['x-zapwire-signature'] as string),
-      ).toBe(false);
+      const signature = request.headers['x-zapwire-signature'] as string;
+      const timestamp = request.headers['x-zapwire-timestamp'] as string;
+      expect(verifySignature(request.rawBody, secret, signature, timestamp)).toBe(true);
+      expect(verifySignature(request.rawBody, 'another-secret', signature, timestamp)).toBe(false);
       expect(request.rawBody).not.toContain('secret-');
     }
     const connection = receiver
@@ -243,7 +241,8 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       expect(request.headers['x-zapwire-batch-size']).toBe(String(bodies.length));
       expect(request.headers['x-zapwire-event-id']).toBe(bodies.map((b) => b.id).join(','));
       const signature = request.headers['x-zapwire-signature'] as string;
-      expect(verifySignature(request.rawBody, `secret-${iid('a1')}`, signature)).toBe(true);
+      const timestamp = request.headers['x-zapwire-timestamp'] as string;
+      expect(verifySignature(request.rawBody, `secret-${iid('a1')}`, signature, timestamp)).toBe(true);
     }
     // The refused first request was retried: its head went alone, as a single envelope.
     expect(receiver.requests[0]!.status).toBe(500);
@@ -364,7 +363,8 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
           .sort(),
       ).toEqual(['alpha:MESSAGE', 'nohook:CALL']);
       for (const r of global.requests) {
-        expect(verifySignature(r.rawBody, 'global-secret', r.headers['x-zapwire-signature'] as string)).toBe(
+        const [signature, timestamp] = [r.headers['x-zapwire-signature'], r.headers['x-zapwire-timestamp']];
+        expect(verifySignature(r.rawBody, 'global-secret', signature as string, timestamp as string)).toBe(
           true,
         );
       }

@@ -75,8 +75,27 @@ describe('WebSocket sink and the events routes', () => {
     await database.close();
   });
 
+  /** The answer of a refused upgrade: its status and JSON body. */
+  const refused = (query: string, headers: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: { error?: { code?: string; message?: string } } }>(
+      (resolve, reject) => {
+        const ws = new WebSocket(`${base}/ws${query}`, { headers });
+        sockets.push(ws);
+        ws.once('open', () => reject(new Error('the upgrade was accepted')));
+        ws.once('unexpected-response', (_req, res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as never }));
+        });
+        ws.once('error', () => undefined);
+      },
+    );
+
   let directory = new StaticDirectory();
-  const boot = async (maxBufferedBytes?: number): Promise<void> => {
+  const boot = async (
+    maxBufferedBytes?: number,
+    limits?: { maxConnectionsPerKey: number; maxReplaysPerKey: number },
+  ): Promise<void> => {
     store = new MemoryEventStore();
     await db.query('TRUNCATE zw_webhook_deliveries RESTART IDENTITY');
     sinks = await startSinks({
@@ -87,7 +106,7 @@ describe('WebSocket sink and the events routes', () => {
       config: {
         processMetrics: true,
         subscription: { pollIntervalMs: 50, retryDelayMs: 50 },
-        ...(maxBufferedBytes ? { websocket: { maxBufferedBytes } } : {}),
+        ...(maxBufferedBytes || limits ? { websocket: { maxBufferedBytes, ...limits } } : {}),
       },
     });
     app = Fastify();
@@ -230,6 +249,98 @@ describe('WebSocket sink and the events routes', () => {
     await eventually(() => slow.frames.length + again.frames.length >= expected.length, 10_000, 'the rest');
     expect([...slow.frames, ...again.frames].map((f) => f.id)).toEqual(expected);
     again.ws.close();
+  });
+
+  it('caps sockets and replays per API key with a 429 that says what to do; an instance replay reads only its own streams', async () => {
+    await boot(undefined, { maxConnectionsPerKey: 3, maxReplaysPerKey: 1 });
+    await createInstance(store, 'a1', 'alpha', settings({ websocketEnable: true, events: ['MESSAGE'] }));
+    await createInstance(store, 'b1', 'beta', settings({ websocketEnable: true, events: ['MESSAGE'] }));
+    await messages(store, 'a1', 5, 'a');
+    await messages(store, 'b1', 300, 'b');
+    await messages(store, 'a1', 5, 'a2-');
+
+    // Every read of the log with what it returned; replays of a1 wait at `gate` while it is set.
+    const reads: Array<{ streams: readonly string[] | undefined; streamsRead: Set<string> }> = [];
+    let gate: Promise<void> | undefined;
+    let open_: () => void = () => undefined;
+    const readAll = store.readAll.bind(store);
+    store.readAll = async (options = {}) => {
+      if (gate && options.filter?.streams?.includes('wa-a1')) await gate;
+      const page = await readAll(options);
+      reads.push({
+        streams: options.filter?.streams,
+        streamsRead: new Set(page.events.map((e) => e.stream)),
+      });
+      return page;
+    };
+
+    // Replays: one at a time per key; another key is not affected.
+    gate = new Promise<void>((resolve) => (open_ = resolve));
+    const first = await open('?from=start', { apikey: 'token-alpha' });
+    const second = await refused('?from=start', { apikey: 'token-alpha' });
+    expect(second.status).toBe(429);
+    expect(second.body.error?.code).toBe('ZW_ERR_RATE_LIMITED');
+    expect(second.body.error?.message).toMatch(
+      /at most 1 at once, WS_MAX_REPLAYS_PER_KEY\): let one reach the live tail/,
+    );
+    const beta = await open('?from=start', { apikey: 'token-beta' });
+    open_();
+    gate = undefined;
+    await eventually(() => first.frames.length === 10 && beta.frames.length === 300, 5_000, 'both replays');
+    expect(first.frames.every((f) => f.instance.id === 'a1')).toBe(true);
+    // The replay slot is back once the replay reached the live tail.
+    const third = await open('?from=start', { apikey: 'token-alpha' });
+    await eventually(() => third.frames.length === 10, 5_000, 'third replay');
+
+    // Each token's replays asked the store for its instance's two streams only, and got nothing else.
+    const scoped = reads.filter((r) => r.streams !== undefined);
+    expect(scoped.map((r) => [...(r.streams ?? [])].sort().join())).toContain('instance-a1,wa-a1');
+    expect(scoped.map((r) => [...(r.streams ?? [])].sort().join())).toContain('instance-b1,wa-b1');
+    for (const read of scoped) {
+      for (const stream of read.streamsRead) expect(read.streams).toContain(stream);
+    }
+
+    // Sockets: alpha holds 2 (first, third); a third live one is fine, a fourth is refused.
+    const live = await open('', { apikey: 'token-alpha' });
+    const over = await refused('', { apikey: 'token-alpha' });
+    expect(over.status).toBe(429);
+    expect(over.body.error?.message).toMatch(
+      /already holds 3 WebSocket connections \(at most 3 at once, WS_MAX_CONNECTIONS_PER_KEY\): close one/,
+    );
+    expect((await open('', { apikey: ADMIN })).ws.readyState).toBe(WebSocket.OPEN);
+    live.ws.close();
+    await eventually(
+      async () => {
+        try {
+          (await open('', { apikey: 'token-alpha' })).ws.close();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      5_000,
+      'a freed connection slot',
+    );
+    for (const c of [first, third, beta]) c.ws.close();
+
+    // A socket that raced past the route's check is refused by the hub itself, with 4029 and the reason.
+    const closes: Array<[number | undefined, string | undefined]> = [];
+    const fake = () => ({
+      readyState: WebSocket.OPEN,
+      bufferedAmount: 0,
+      send: () => undefined,
+      close: (code?: number, reason?: string) => closes.push([code, reason]),
+      on: () => undefined,
+    });
+    for (let i = 0; i < 4; i++) {
+      await sinks.websocketHub.attach(fake(), { principal: { role: 'instance', instanceId: 'c1' } });
+    }
+    expect(closes).toEqual([
+      [
+        WS_CLOSE.TOO_MANY,
+        'too many for this key (at most 3 at once, WS_MAX_CONNECTIONS_PER_KEY): close one and connect again',
+      ],
+    ]);
   });
 
   it('serves /metrics to the admin key only, and rotates webhook secrets', async () => {

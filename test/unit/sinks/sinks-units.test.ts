@@ -6,7 +6,7 @@ import { CachedSinkDirectory, type InstanceSinkConfig } from '../../../src/sinks
 import { buildEnvelope } from '../../../src/sinks/envelope.ts';
 import { amqpRoutingKey, natsSubject, routeOf, wants } from '../../../src/sinks/routing.ts';
 import { isRetryable } from '../../../src/sinks/webhook/sender.ts';
-import { signBody, verifySignature } from '../../../src/sinks/webhook/signature.ts';
+import { signPayload, signatureHeaders, verifySignature } from '../../../src/sinks/webhook/signature.ts';
 import { compareIds } from '../../../src/sinks/webhook/delivery-log.ts';
 import type { RecordedEvent } from '../../../src/store/port.ts';
 import { MemoryEventStore } from '../../integration/sinks/support/memory-store.ts';
@@ -62,16 +62,34 @@ describe('webhook rules', () => {
     expect([400, 401, 403, 404, 409, 410, 422].map(isRetryable)).toEqual(Array(7).fill(false));
   });
 
-  it('signs the raw body with HMAC-SHA256 and verifies in constant time', () => {
+  it('signs the timestamp with the raw body (HMAC-SHA256) and verifies in constant time', () => {
     const body = '{"id":"x"}';
-    // echo -n '{"id":"x"}' | openssl dgst -sha256 -hmac s3cret
-    expect(signBody(body, 's3cret')).toBe(
-      'sha256=9f0beccf514841d21c56dba276089c2345c12d5d2deb19b4d22c873371e5e8b6',
+    const t = '1700000000';
+    const now = 1_700_000_000_000;
+    // printf '%s' '1700000000.{"id":"x"}' | openssl dgst -sha256 -hmac s3cret
+    expect(signPayload(t, body, 's3cret')).toBe(
+      'v1=2382c1d0968a5e57238c68de957f44d87e83d3049a5588ec251442ca372b8aec',
     );
-    expect(verifySignature(body, 's3cret', signBody(body, 's3cret'))).toBe(true);
-    expect(verifySignature(`${body} `, 's3cret', signBody(body, 's3cret'))).toBe(false);
-    expect(verifySignature(body, 'other', signBody(body, 's3cret'))).toBe(false);
-    expect(verifySignature(body, 's3cret', undefined)).toBe(false);
+    const headers = signatureHeaders(body, 's3cret', now + 999);
+    expect(headers).toEqual({
+      'x-zapwire-timestamp': t,
+      'x-zapwire-signature': signPayload(t, body, 's3cret'),
+    });
+    expect(signatureHeaders(body, null, now)).toEqual({ 'x-zapwire-timestamp': t });
+    const sig = headers['x-zapwire-signature'];
+    expect(verifySignature(body, 's3cret', sig, t, { nowMs: now })).toBe(true);
+    expect(verifySignature(`${body} `, 's3cret', sig, t, { nowMs: now })).toBe(false);
+    expect(verifySignature(body, 'other', sig, t, { nowMs: now })).toBe(false);
+    expect(verifySignature(body, 's3cret', undefined, t, { nowMs: now })).toBe(false);
+    expect(verifySignature(body, 's3cret', sig, undefined, { nowMs: now })).toBe(false);
+    // A timestamp moved forward to pass a freshness check no longer matches the signature.
+    expect(verifySignature(body, 's3cret', sig, '1700000600', { nowMs: now + 600_000 })).toBe(false);
+    // The genuine request replayed after the tolerance (300 s by default) is refused.
+    expect(verifySignature(body, 's3cret', sig, t, { nowMs: now + 301_000 })).toBe(false);
+    expect(verifySignature(body, 's3cret', sig, t, { nowMs: now + 301_000, toleranceSeconds: 600 })).toBe(
+      true,
+    );
+    expect(verifySignature(body, 's3cret', sig, '17e8', { nowMs: now })).toBe(false);
   });
 
   it('orders delivery ids numerically', () => {

@@ -19,15 +19,13 @@ import {
   type Subscription,
   type SubscriptionOptions,
 } from '../../../../src/store/port.ts';
+import { eventMatches } from '../../../../src/store/filter.ts';
 
 const pos = (n: number): Checkpoint => String(n).padStart(12, '0') as Checkpoint;
 const num = (c: Checkpoint): number => (c === START ? 0 : Number(c));
 
 function matches(event: RecordedEvent, filter: EventFilter | undefined): boolean {
-  if (!filter) return true;
-  if (filter.streamPrefixes && !filter.streamPrefixes.some((p) => event.stream.startsWith(p))) return false;
-  if (filter.eventTypes && !filter.eventTypes.includes(event.type)) return false;
-  return true;
+  return eventMatches(filter, event);
 }
 
 export class MemoryEventStore implements EventStore {
@@ -222,6 +220,10 @@ export class MemoryEventStore implements EventStore {
   onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  onNewEvents(listener: (position?: Checkpoint) => void): () => void {
+    return this.onAppended((result) => listener(result.position));
   }
 
   async ping(): Promise<void> {}
