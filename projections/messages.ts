@@ -5,9 +5,13 @@ import {
   WHATSAPP_STREAM_PREFIX,
   instanceIdOfStream,
 } from '../src/domain/events.ts';
+import type { SqlDatabase } from '../src/store/sql.ts';
 import type { Projection } from './projection.ts';
 
-/** Messages and labels of every instance; both are removed with the instance. */
+/**
+ * Messages and labels of every instance; both are removed with the instance. Opt-in (MESSAGES_PROJECTION):
+ * no route reads these tables, and each inbound message would cost a read-model write.
+ */
 export const messagesProjection: Projection = {
   name: 'messages',
   filter: { streamPrefixes: [WHATSAPP_STREAM_PREFIX, INSTANCE_STREAM_PREFIX, AUDIT_STREAM] },
@@ -89,3 +93,15 @@ export const messagesProjection: Projection = {
     }
   },
 };
+
+/**
+ * With the projection off, its tables are emptied and its position forgotten: message content of an instance
+ * deleted meanwhile must not stay behind, and turning it on again rebuilds it from the start of the log.
+ */
+export async function clearMessagesReadModel(db: SqlDatabase): Promise<void> {
+  await db.transaction(async (tx) => {
+    await tx.query('DELETE FROM rm_messages');
+    await tx.query('DELETE FROM rm_labels');
+    await tx.query(`DELETE FROM rm_projection_checkpoints WHERE projection = $1`, [messagesProjection.name]);
+  });
+}

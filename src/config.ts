@@ -16,6 +16,8 @@ export interface Config {
   readonly globalApiKey: string | undefined;
   readonly databaseUrl: string | undefined;
   readonly eventStoreUrl: string | undefined;
+  /** KURRENTDB_TOMBSTONE: delete a deleted instance's streams with a tombstone (hard delete). */
+  readonly kurrentTombstone: boolean;
   readonly amqpUrl: string | undefined;
   readonly amqpExchange: string;
   readonly natsUrl: string | undefined;
@@ -32,6 +34,11 @@ export interface Config {
   readonly qrCodeMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   readonly restoreConcurrency: number;
+  /**
+   * MESSAGES_PROJECTION: keep rm_messages/rm_labels (every message and label in the read model). No route
+   * reads them, so they are off by default: one write per message less on the hot path.
+   */
+  readonly messagesProjection: boolean;
   readonly webhook: {
     readonly globalUrl: string | undefined;
     /** Signs the global webhook's bodies; unsigned without it. */
@@ -44,6 +51,15 @@ export interface Config {
     readonly allowPrivateNetworks: boolean;
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
+    /** Delivery log retention (WEBHOOK_RETENTION_DELIVERED_HOURS / _DEAD_HOURS), in ms. */
+    readonly retentionMs: number;
+    readonly deadRetentionMs: number;
+    /** WEBHOOK_MAX_PENDING / WEBHOOK_MAX_DEAD: rows per instance. */
+    readonly maxPending: number;
+    readonly maxDead: number;
+    /** WEBHOOK_MEMORY_MAX_MB, in bytes. */
+    readonly memoryMaxBytes: number;
+    readonly redeliverPerMinute: number;
   };
   /** Caps per API key on /ws (docs/events.md "Limits"). */
   readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
@@ -185,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
     databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
     eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
+    kurrentTombstone: r.flag('KURRENTDB_TOMBSTONE', false),
     amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),
     amqpExchange: r.string('AMQP_EXCHANGE', 'zapwire.events'),
     natsUrl: r.url('NATS_URL', ['nats', 'tls']),
@@ -202,6 +219,7 @@ export function loadConfig(env: Env = process.env): Config {
       userRateLimitMs: r.int('RECONNECT_RATE_LIMIT_MS', 60_000, 0, 3_600_000),
     },
     restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    messagesProjection: r.flag('MESSAGES_PROJECTION', false),
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
       globalSecret: r.optionalString('WEBHOOK_GLOBAL_SECRET'),
@@ -213,6 +231,12 @@ export function loadConfig(env: Env = process.env): Config {
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
+      retentionMs: r.int('WEBHOOK_RETENTION_DELIVERED_HOURS', 168, 1, 87_600) * 3_600_000,
+      deadRetentionMs: r.int('WEBHOOK_RETENTION_DEAD_HOURS', 720, 1, 87_600) * 3_600_000,
+      maxPending: r.int('WEBHOOK_MAX_PENDING', 10_000, 1, 10_000_000),
+      maxDead: r.int('WEBHOOK_MAX_DEAD', 1_000, 1, 10_000_000),
+      memoryMaxBytes: r.int('WEBHOOK_MEMORY_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
+      redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
     },
     websocket: {
       maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),

@@ -23,7 +23,7 @@ import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { generateWebhookSecret, secretsEqual, tokenDigests } from './domain/tokens.ts';
-import { instanceStream } from './domain/events.ts';
+import { INSTANCE_STREAM_PREFIX, instanceStream, whatsappStream } from './domain/events.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -33,11 +33,12 @@ import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
+import { tokenOwnerInLog } from './runtime/token-owner.ts';
 import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { ProjectionRunner } from '../projections/runner.ts';
 import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
-import { messagesProjection } from '../projections/messages.ts';
+import { clearMessagesReadModel, messagesProjection } from '../projections/messages.ts';
 import {
   findInstance,
   instanceIdByTokenHash,
@@ -110,6 +111,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     eventStoreUrl: config.eventStoreUrl,
+    // An instance's own streams are never reused (name and token reservations are: soft delete).
+    ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),
     migrations: MIGRATION_DIRECTORIES,
     notice: (message) => logger.info(message),
     fence,
@@ -130,10 +133,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   }
   // Several nodes on one store must share it: set TOKEN_PEPPER on each (docs/security.md).
   const tokens = tokenDigests(config.tokenPepper ?? loadOrCreateSecret(config.dataDir, 'token-pepper').value);
+  if (!config.messagesProjection) await clearMessagesReadModel(db);
   const projections = new ProjectionRunner(
     store,
     db,
-    [instancesProjection, instanceLogsProjection, messagesProjection],
+    // The messages read model is opt-in (MESSAGES_PROJECTION): nothing on the API reads it.
+    [instancesProjection, instanceLogsProjection, ...(config.messagesProjection ? [messagesProjection] : [])],
     logger,
   );
   await projections.start();
@@ -239,7 +244,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     },
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
-  const authenticator = createAuthenticator(key.value, tokens, (hash) => instanceIdByTokenHash(db, hash));
+  // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
+  const authenticator = createAuthenticator(
+    key.value,
+    tokens,
+    async (hash) => (await instanceIdByTokenHash(db, hash)) ?? (await tokenOwnerInLog(store, hash)),
+  );
   const sessions = new BrowserSessions();
 
   const app = await buildApp({
@@ -379,6 +389,17 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  installProcessPolicy(zapwire, logger);
+}
+
+/**
+ * Signals and the failure policy of the process (main() installs it; test/integration/security tests it
+ * on a child process). One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys
+ * rejects some internally) is logged and the process goes on. An uncaught exception may have left any
+ * state half written, so the process stops cleanly instead (instances restore on the next start) and
+ * exits with 1. SIGTERM and SIGINT stop it cleanly with 0; a stop that hangs is cut after 15 s.
+ */
+export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Logger): void {
   let shuttingDown = false;
   const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
@@ -396,9 +417,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  // One tenant's failure must not stop every tenant: a promise nobody awaited (Baileys rejects some
-  // internally) is logged and the process goes on. An uncaught exception may have left any state half
-  // written, so the process stops cleanly instead (instances restore on the next start).
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: reason }, 'unhandled promise rejection; kept running');
   });

@@ -109,6 +109,10 @@ export const Errors = {
     (at: string, createdAt: string) =>
       `the instance did not exist yet at ${at}: its first event was recorded at ${createdAt}`,
   ),
+  upgradeRequired: define(
+    'ZW_ERR_UPGRADE_REQUIRED',
+    (path: string) => `${path} is a WebSocket endpoint: open it with a WebSocket client (Upgrade: websocket)`,
+  ),
   instanceDeleted: define(
     'ZW_ERR_INSTANCE_DELETED',
     (idOrName: string) => `instance "${idOrName}" was deleted`,

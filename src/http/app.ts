@@ -1,9 +1,16 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
+import { Errors } from '../domain/errors.ts';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
+import { installStorableText } from './storable-text.ts';
 import { healthRoutes, type ClusterHealth } from './routes/health.ts';
 import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
@@ -12,6 +19,20 @@ import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/** A route as registered, with its schema: what the route fuzzer (test/integration/security) walks. */
+export interface RouteEntry {
+  readonly method: string;
+  readonly url: string;
+  readonly schema: Readonly<Record<string, unknown>> | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route the app registered, in order (HEAD routes Fastify adds included). */
+    readonly routeTable: readonly RouteEntry[];
+  }
+}
 
 export interface AppOptions {
   readonly logger: Logger;
@@ -34,15 +55,42 @@ export interface AppOptions {
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({
+  const app: FastifyInstance = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // A malformed URL ('/instance/info/%') fails before routing, where Fastify would answer in its own
+    // shape and quote the whole URL, query keys included: give the profile's error handler a 400 that
+    // names no part of it.
+    frameworkErrors: (error, request, reply) => {
+      const refusal = Object.assign(
+        new Error('malformed URL: a "%" not followed by two hex digits, or a path that is not UTF-8'),
+        { code: error.code, statusCode: 400 },
+      ) as FastifyError;
+      return app.errorHandler(refusal, request, reply);
+    },
     // TRUST_PROXY: read X-Forwarded-Proto/-For from these proxies (Secure cookies behind a TLS proxy).
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     // Fastify's own request log prints the raw URL; ours redacts secrets a browser may put in the query.
     logController: new LogController({ disableRequestLogging: true }),
+  });
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  // Before any route is registered, so every one is seen (hooks reach encapsulated plugins).
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      routeTable.push({ method, url: route.url, schema: route.schema as RouteEntry['schema'] });
+    // A WebSocket route asked for without an upgrade: @fastify/websocket answers an empty 404 (a HEAD
+    // too); answer 426 in the error shape instead. Runs before the plugin's own onRoute hook, which then
+    // takes `wsHandler` for upgrades and leaves this handler to plain requests.
+    if (route.websocket === true) {
+      route.wsHandler = route.handler as unknown as NonNullable<typeof route.wsHandler>;
+      route.websocket = false;
+      route.handler = async (request) => {
+        throw Errors.upgradeRequired(request.url.split('?')[0] ?? '');
+      };
+    }
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
@@ -60,6 +108,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installAuth(app, options.auth);
   installQueryCoercion(app);
   installKnownKeysOnly(app);
+  installStorableText(app);
   await (options.profile ?? defaultProfile()).install(app);
   await app.register(swagger, {
     openapi: {

@@ -37,6 +37,7 @@ const STATUS_OF_CODE: Readonly<Record<string, number>> = {
   ZW_ERR_CONCURRENT_UPDATE: 409,
   ZW_ERR_REBUILD_RUNNING: 409,
   ZW_ERR_INSTANCE_DELETED: 410,
+  ZW_ERR_UPGRADE_REQUIRED: 426,
   ZW_ERR_RATE_LIMITED: 429,
   ZW_ERR_UNAVAILABLE: 503,
 };
@@ -116,7 +117,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     reply.status(404).send({
       error: {
         code: 'ZW_ERR_ROUTE_NOT_FOUND',
-        message: `no route ${request.method} ${request.url}; see /docs`,
+        // The path only: the query may hold a key (`?apikey=` on a mistyped WebSocket URL).
+        message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}; see /docs`,
       },
     } satisfies ErrorBody),
   );

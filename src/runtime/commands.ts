@@ -29,7 +29,7 @@ import {
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
 import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
-import type { WhatsAppConnection, WhatsAppConnector } from '../whatsapp/port.ts';
+import { NotConnectedError, type WhatsAppConnection, type WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
 import { WindowRateLimiter } from './rate-limit.ts';
@@ -45,10 +45,13 @@ import type {
   SentMessage,
 } from './service.ts';
 import type { Traffic } from './traffic.ts';
+import type { WhatsAppStreams } from './whatsapp-stream.ts';
 
 export interface CommandsOptions {
   readonly host: ActorHost;
   readonly traffic: Traffic;
+  /** Closed for an instance before its `wa-` stream is deleted, so nothing late writes it again. */
+  readonly whatsappStreams: Pick<WhatsAppStreams, 'close'>;
   readonly readModel: RuntimeReadModel;
   readonly store: EventLog;
   /** For removing a WhatsApp session (logout, delete). */
@@ -242,6 +245,7 @@ export class InstanceCommands implements InstanceService {
       host.forget(id);
       await this.options.connector.removeSession(id);
       await this.options.secrets.remove(id);
+      await this.options.whatsappStreams.close(id);
       await store.deleteStream(whatsappStream(id));
       await store.deleteStream(instanceStream(id));
       await store.deleteStream(nameReservationStream(name));
@@ -399,7 +403,12 @@ export class InstanceCommands implements InstanceService {
       connection = this.options.connection(id);
       if (!connection) throw Errors.clientDisconnected();
     }
-    const sent = await connection.sendText(to, text, { ...textOptions, ...(mentions ? { mentions } : {}) });
+    const sent = await connection
+      .sendText(to, text, { ...textOptions, ...(mentions ? { mentions } : {}) })
+      .catch((error: unknown) => {
+        // The connection closed while the text was on its way (a disconnect, a delete): a 409, not a 500.
+        throw error instanceof NotConnectedError ? Errors.clientDisconnected() : error;
+      });
     // Recorded in the log before answering; no route reads the messages read model, so the answer does
     // not wait for its projection.
     await this.options.traffic.sent(id, to, text, sent);

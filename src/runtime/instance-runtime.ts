@@ -18,6 +18,7 @@ import type { TokenDigests } from '../domain/tokens.ts';
 import { Semaphore } from '../async/semaphore.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
+import { WhatsAppStreams } from './whatsapp-stream.ts';
 
 export interface RuntimeOptions {
   /**
@@ -74,8 +75,9 @@ export class InstanceRuntime {
   constructor(private readonly options: RuntimeOptions) {
     const now = (this.now = options.now ?? (() => new Date()));
     const connection = (id: string) => this.connections.get(id);
-    this.log = new RuntimeLog(options.store, options.logger, now);
-    this.traffic = new Traffic({ store: options.store, log: this.log, connection, now });
+    const whatsappStreams = new WhatsAppStreams(options.store);
+    this.log = new RuntimeLog(whatsappStreams, options.logger, now);
+    this.traffic = new Traffic({ streams: whatsappStreams, log: this.log, connection, now });
     this.restorePacer = new Semaphore(options.restoreConcurrency);
     this.host = new ActorHost({
       store: options.store,
@@ -95,6 +97,7 @@ export class InstanceRuntime {
     this.commands = new InstanceCommands({
       host: this.host,
       traffic: this.traffic,
+      whatsappStreams,
       readModel: options.readModel,
       store: options.store,
       connector: options.connector,

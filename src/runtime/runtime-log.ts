@@ -4,14 +4,13 @@
  * instance's `wa-` stream, where GET /instance/logs/:id finds it.
  */
 import type { Logger } from 'pino';
-import { whatsappStream } from '../domain/events.ts';
-import type { EventLog } from '../store/port.ts';
+import type { WhatsAppStreams } from './whatsapp-stream.ts';
 
 export type RuntimeLogLevel = 'info' | 'warn' | 'error';
 
 export class RuntimeLog {
   constructor(
-    private readonly store: Pick<EventLog, 'append'>,
+    private readonly streams: Pick<WhatsAppStreams, 'append'>,
     private readonly logger: Logger,
     private readonly now: () => Date,
   ) {}
@@ -24,12 +23,11 @@ export class RuntimeLog {
     context: Record<string, unknown>,
   ): Promise<void> {
     this.logger[level]({ instanceId, ...context }, message);
-    await this.store
-      .append(
-        whatsappStream(instanceId),
-        [{ type: 'RuntimeLogged', data: { at: this.now().toISOString(), level, message, context } }],
-        { expectedVersion: 'any' },
-      )
+    // Refused once the instance is deleted: a late line must not bring its stream back.
+    await this.streams
+      .append(instanceId, [
+        { type: 'RuntimeLogged', data: { at: this.now().toISOString(), level, message, context } },
+      ])
       .catch(() => undefined);
   }
 }

@@ -4,15 +4,17 @@
  * replies the settings ask for (mark as read, reject a call with a message). Also records what the API
  * sends.
  */
-import { whatsappStream, type AdvancedSettings, type WhatsAppEvent } from '../domain/events.ts';
+import type { AdvancedSettings, WhatsAppEvent } from '../domain/events.ts';
 import { isIgnoredBySettings } from '../domain/traffic-filter.ts';
-import type { AppendResult, EventLog } from '../store/port.ts';
+import type { AppendResult } from '../store/port.ts';
 import type { WhatsAppConnection } from '../whatsapp/port.ts';
 import { toNewEvent } from './actor-host.ts';
 import { errorMessage, type RuntimeLog } from './runtime-log.ts';
+import type { WhatsAppStreams } from './whatsapp-stream.ts';
 
 export interface TrafficOptions {
-  readonly store: Pick<EventLog, 'append'>;
+  /** The `wa-` streams (closed for an instance being deleted). */
+  readonly streams: Pick<WhatsAppStreams, 'append' | 'isClosed'>;
   readonly log: RuntimeLog;
   /** The instance's live connection, for the automatic replies. */
   readonly connection: (instanceId: string) => WhatsAppConnection | undefined;
@@ -30,10 +32,8 @@ export class Traffic {
 
   /** Records one event of an instance's traffic and answers it as its settings say. */
   async received(instanceId: string, event: WhatsAppEvent, settings: AdvancedSettings): Promise<void> {
-    if (isIgnoredBySettings(event, settings)) return;
-    await this.options.store.append(whatsappStream(instanceId), [toNewEvent(event)], {
-      expectedVersion: 'any',
-    });
+    if (isIgnoredBySettings(event, settings) || this.options.streams.isClosed(instanceId)) return;
+    await this.options.streams.append(instanceId, [toNewEvent(event)]);
     const connection = this.options.connection(instanceId);
     if (!connection) return;
     const { log } = this.options;
@@ -59,23 +59,19 @@ export class Traffic {
 
   /** Records a text the instance sent (through the API or as an automatic reply). */
   sent(instanceId: string, chatJid: string, text: string, sent: SentText): Promise<AppendResult> {
-    return this.options.store.append(
-      whatsappStream(instanceId),
-      [
-        {
-          type: 'MessageSent',
-          data: {
-            at: this.options.now().toISOString(),
-            messageId: sent.id,
-            chatJid,
-            messageType: 'text',
-            text,
-            timestamp: sent.timestamp,
-            status: sent.status,
-          },
+    return this.options.streams.append(instanceId, [
+      {
+        type: 'MessageSent',
+        data: {
+          at: this.options.now().toISOString(),
+          messageId: sent.id,
+          chatJid,
+          messageType: 'text',
+          text,
+          timestamp: sent.timestamp,
+          status: sent.status,
         },
-      ],
-      { expectedVersion: 'any' },
-    );
+      },
+    ]);
   }
 }

@@ -52,6 +52,18 @@ export interface SinksConfig {
     readonly batchMax?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
+    /** Dead rows kept in the delivery log after their last attempt. Default 30 days. */
+    readonly deadRetentionMs?: number;
+    /** Rows waiting per instance and target; beyond it new events are not queued. Default 10 000. */
+    readonly maxPending?: number;
+    /** Dead rows kept per instance (oldest removed). Default 1 000. */
+    readonly maxDead?: number;
+    /** Delivery bodies held in memory across all queues. Default 64 MiB. */
+    readonly memoryMaxBytes?: number;
+    /** Redeliveries an instance may ask for per minute. Default 30. */
+    readonly redeliverPerMinute?: number;
+    /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250. */
+    readonly directWaitMs?: number;
   };
   readonly websocket?: {
     readonly maxBufferedBytes?: number;
@@ -136,6 +148,12 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
     ...(w.batchMax ? { batchMax: w.batchMax } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
+    ...(w.deadRetentionMs ? { deadRetentionMs: w.deadRetentionMs } : {}),
+    ...(w.maxPending ? { maxPending: w.maxPending } : {}),
+    ...(w.maxDead ? { maxDead: w.maxDead } : {}),
+    ...(w.memoryMaxBytes ? { memoryMaxBytes: w.memoryMaxBytes } : {}),
+    ...(w.redeliverPerMinute ? { redeliverPerMinute: w.redeliverPerMinute } : {}),
+    ...(w.directWaitMs !== undefined ? { directWaitMs: w.directWaitMs } : {}),
     ...(subscription ? { subscription } : {}),
     secretOf: async (instanceId, target) => {
       if (target === 'global') return globalSecret;

@@ -46,6 +46,8 @@ export interface EventStoreConfig {
   readonly fence?: AppendFencing;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
+  /** KurrentDB only: streams whose delete is a tombstone (KURRENTDB_TOMBSTONE; see kurrentdb.ts). */
+  readonly tombstonePrefixes?: readonly string[];
 }
 
 export interface OpenedEventStore {
@@ -120,7 +122,10 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     let log: EventLog;
     if (config.eventStoreUrl) {
       const { openKurrentEventLog } = await import('./kurrentdb.ts');
-      log = openKurrentEventLog(config.eventStoreUrl);
+      log = openKurrentEventLog(
+        config.eventStoreUrl,
+        config.tombstonePrefixes ? { tombstonePrefixes: config.tombstonePrefixes } : {},
+      );
     } else {
       log = createSqlEventLog(db, {
         notify: config.notify,

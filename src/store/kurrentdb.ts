@@ -104,6 +104,7 @@ export interface KurrentClientPort {
     filter?: Filter;
   }): AsyncIterable<KurrentResolvedEvent>;
   deleteStream(streamName: string): Promise<unknown>;
+  tombstoneStream(streamName: string): Promise<unknown>;
   getStreamMetadata(streamName: string): Promise<{ metadata?: { truncateBefore?: number | string } }>;
   subscribeToAll(options: { fromPosition?: ReadPosition; filter?: Filter }): KurrentLiveFeed;
   dispose(): Promise<void>;
@@ -115,6 +116,12 @@ export interface KurrentEventStoreOptions {
   readonly ownerId?: string | undefined;
   /** How long another process's deleteStream may go unnoticed by this one's reads. Default 5 s. */
   readonly truncationCacheMs?: number;
+  /**
+   * Streams whose delete is a tombstone (KurrentDB's hard delete) instead of the soft delete: the name is
+   * retired for good, so no late append can bring the stream back. Only for streams whose names are
+   * never reused (an instance id); a name or token reservation must stay reusable. Default none.
+   */
+  readonly tombstonePrefixes?: readonly string[];
 }
 
 const DEFAULT_READ_LIMIT = 1000;
@@ -244,6 +251,7 @@ class KurrentEventLog implements EventLog {
   /** $tb per stream, with the time it was read. */
   private readonly truncation = new Map<string, { value: bigint; at: number }>();
   private readonly truncationCacheMs: number;
+  private readonly tombstonePrefixes: readonly string[];
   private live: KurrentLiveFeed | undefined;
   private liveRetry: NodeJS.Timeout | undefined;
   private closed = false;
@@ -253,6 +261,7 @@ class KurrentEventLog implements EventLog {
     options: Omit<KurrentEventStoreOptions, 'db' | 'ownerId'>,
   ) {
     this.truncationCacheMs = options.truncationCacheMs ?? 5_000;
+    this.tombstonePrefixes = options.tombstonePrefixes ?? [];
   }
 
   /**
@@ -270,7 +279,9 @@ class KurrentEventLog implements EventLog {
       if (typeof tb === 'number' && tb > Number.MAX_SAFE_INTEGER) value = SOFT_DELETED;
       else if (typeof tb === 'number' && Number.isSafeInteger(tb) && tb > 0) value = BigInt(tb);
     } catch (error) {
-      if (kurrentErrorType(error) !== 'stream-not-found') throw error;
+      // A tombstoned stream has no metadata either; its reads answer nothing (readStream).
+      const type = kurrentErrorType(error);
+      if (type !== 'stream-not-found' && type !== 'stream-deleted') throw error;
     }
     if (value === SOFT_DELETED) this.truncation.delete(stream);
     else this.truncation.set(stream, { value, at: Date.now() });
@@ -486,10 +497,13 @@ class KurrentEventLog implements EventLog {
   }
 
   async deleteStream(stream: string): Promise<void> {
+    const tombstone = this.tombstonePrefixes.some((prefix) => stream.startsWith(prefix));
     try {
-      await this.client.deleteStream(stream);
+      if (tombstone) await this.client.tombstoneStream(stream);
+      else await this.client.deleteStream(stream);
     } catch (error) {
-      if (kurrentErrorType(error) !== 'stream-not-found') throw error;
+      const type = kurrentErrorType(error);
+      if (type !== 'stream-not-found' && type !== 'stream-deleted') throw error;
     }
     this.truncation.delete(stream);
   }

@@ -38,6 +38,8 @@ export interface TestAppOptions {
   readonly fake?: FakeWhatsAppConnector;
   readonly fakeOptions?: FakeConnectorOptions;
   readonly env?: Record<string, string>;
+  /** The app's logger (default: silent); the route fuzzer passes one that records every line. */
+  readonly logger?: pino.Logger;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -56,7 +58,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const zapwire = await startZapwire({
     config,
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
     connector: fake,
     listen: false,
   });

@@ -39,6 +39,28 @@ describe('configuration', () => {
     expect(problems.join('\n')).toMatch(message);
   });
 
+  it('MESSAGES_PROJECTION is off unless turned on', () => {
+    expect(loadConfig({}).messagesProjection).toBe(false);
+    expect(loadConfig({ MESSAGES_PROJECTION: 'true' }).messagesProjection).toBe(true);
+  });
+
+  it('webhook delivery log bounds: defaults and units', () => {
+    expect(loadConfig({}).webhook).toMatchObject({
+      retentionMs: 168 * 3_600_000,
+      deadRetentionMs: 720 * 3_600_000,
+      maxPending: 10_000,
+      maxDead: 1_000,
+      memoryMaxBytes: 64 * 1024 * 1024,
+      redeliverPerMinute: 30,
+    });
+    expect(
+      loadConfig({ WEBHOOK_MEMORY_MAX_MB: '8', WEBHOOK_RETENTION_DEAD_HOURS: '1' }).webhook,
+    ).toMatchObject({
+      memoryMaxBytes: 8 * 1024 * 1024,
+      deadRetentionMs: 3_600_000,
+    });
+  });
+
   it('reports every problem at once', () => {
     expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y' })).toHaveLength(2);
   });

@@ -102,7 +102,8 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       config: { access: 'caller' },
       schema: {
         tags: ['events'],
-        summary: 'The webhook delivery log of an instance, newest first (page with ?before=<next>)',
+        summary:
+          'The webhook delivery log of an instance, newest first: deliveries retried, parked behind a slow receiver, dead or redelivered (page with ?before=<next>)',
         params: idParam,
         querystring: deliveriesQuery,
         response: {
@@ -143,7 +144,8 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       config: { access: 'caller' },
       schema: {
         tags: ['events'],
-        summary: 'Send a delivery again (queued behind the pending ones, to the current webhook URL)',
+        summary:
+          'Send a delivery again (queued behind the pending ones, to the current webhook URL); one pending copy per delivery, WEBHOOK_REDELIVER_PER_MINUTE per instance (429 beyond)',
         params: redeliverParams,
         response: { 202: { type: 'object', properties: { delivery: deliveryView } }, ...errorResponses },
       },

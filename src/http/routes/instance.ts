@@ -183,10 +183,12 @@ function stateOf(instance: InstanceStatus, message?: string): Record<string, unk
 }
 
 export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (app, { service, db }) => {
-  /** The read-model row of an instance the request was allowed to act on. */
+  /** The read-model row of an instance the request was allowed to act on (request.instanceOf). */
   async function viewOf(id: string): Promise<InstanceView> {
     const view = await findInstance(db, id);
-    if (!view) throw Errors.instanceNotFound(id);
+    // The request already found the instance (in the log, if not in the read model): a missing row
+    // means the read model is being rebuilt or is behind, not that the instance is gone.
+    if (!view) throw Errors.unavailable('the read model is catching up (a rebuild?): retry in a moment', 1);
     return view;
   }
 

@@ -1,6 +1,8 @@
 /**
- * The webhook outbox and delivery log: table zw_webhook_deliveries (migration 4001). SQL only; the
- * ordering and retry rules live in dispatcher.ts.
+ * The webhook delivery log: table zw_webhook_deliveries (migrations 4001, 4002). Events are sent straight
+ * from the log; a row exists only for a delivery that needed more than that: one that failed and waits for
+ * its retry, one whose receiver was too slow for the batch it came in (and every event queued behind it),
+ * a dead one, and redeliveries. SQL only; the ordering and retry rules live in dispatcher.ts.
  */
 import { RELAXED_COMMIT } from '../../store/relaxed-commit.ts';
 import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
@@ -336,12 +338,49 @@ export class DeliveryLog {
     await executor.query('DELETE FROM zw_webhook_deliveries WHERE instance_id = $1', [instanceId]);
   }
 
-  /** Drops delivered rows older than `before`; pending and dead rows stay until redelivered or deleted. */
-  async pruneDelivered(before: Date): Promise<number> {
+  /**
+   * Retention: drops delivered rows delivered before `deliveredBefore` and dead rows whose last attempt was
+   * before `deadBefore`. Pending rows stay (they are capped per instance instead). Returns the rows removed.
+   */
+  async prune(deliveredBefore: Date, deadBefore: Date): Promise<number> {
     const { rowCount } = await this.db.query(
-      `DELETE FROM zw_webhook_deliveries WHERE status = 'delivered' AND delivered_at < $1::timestamptz`,
-      [before.toISOString()],
+      `DELETE FROM zw_webhook_deliveries
+        WHERE (status = 'delivered' AND delivered_at < $1::timestamptz)
+           OR (status = 'dead' AND last_attempt_at < $2::timestamptz)`,
+      [deliveredBefore.toISOString(), deadBefore.toISOString()],
     );
     return rowCount;
+  }
+
+  /** Pending rows of one queue (the pending cap). */
+  async countPending(instanceId: string, target: DeliveryTarget): Promise<number> {
+    const { rows } = await this.db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM zw_webhook_deliveries
+        WHERE instance_id = $1 AND target = $2 AND status = 'pending'`,
+      [instanceId, target],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  /** Keeps the newest `max` dead rows of an instance; returns how many older ones it removed. */
+  async capDead(instanceId: string, max: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM zw_webhook_deliveries WHERE id IN (
+         SELECT id FROM zw_webhook_deliveries WHERE instance_id = $1 AND status = 'dead'
+          ORDER BY id DESC OFFSET $2)`,
+      [instanceId, max],
+    );
+    return rowCount;
+  }
+
+  /** A pending redelivery of this delivery, if one is queued already. */
+  async pendingCopyOf(instanceId: string, originalId: string): Promise<DeliveryRow | undefined> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT ${COLUMNS} FROM zw_webhook_deliveries
+        WHERE instance_id = $1 AND redelivery_of = $2::bigint AND status = 'pending'
+        ORDER BY zw_webhook_deliveries.id LIMIT 1`,
+      [instanceId, originalId],
+    );
+    return rows[0] ? fromRow(rows[0]) : undefined;
   }
 }

@@ -1,12 +1,18 @@
 /**
- * The webhook sink: subscription `sink-webhook` turns each deliverable event into outbox rows (one per
- * target: the instance's webhookUrl, and WEBHOOK_GLOBAL_URL when set) and moves its checkpoint once they
- * are committed; the dispatcher sends them. A crash between the two re-enqueues the batch, and the unique
- * (event, target) index drops the repeats, so nothing is lost and nothing enqueued twice.
+ * The webhook sink: subscription `sink-webhook` reads the log and hands each deliverable event (one per
+ * target: the instance's webhookUrl, and WEBHOOK_GLOBAL_URL when set) to the dispatcher, which sends it
+ * straight from memory; the checkpoint moves once every event of the batch is delivered or parked as a row
+ * (dispatcher.ts). A crash before that reads the batch again: repeats carry the same event id, and the
+ * unique (event, target) index keeps a parked event to one row.
+ *
+ * The subscription's lease makes one process in a cluster the reader; the dispatcher works the rows only in
+ * the process that holds it (it starts with the first batch or once the subscription has caught up).
  */
 import type { Logger } from 'pino';
 import { isSubscribed } from '../../domain/event-names.ts';
 import { instanceIdOfStream } from '../../domain/events.ts';
+import { ZapwireError } from '../../domain/errors.ts';
+import { whatsappStream } from '../../domain/events.ts';
 import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../../store/port.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import type { ConfigTimeline } from '../config-timeline.ts';
@@ -48,8 +54,20 @@ export interface WebhookSinkOptions {
   readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
-  /** Delivered rows older than this are pruned from the log. Default 7 days. */
+  /** Delivered rows older than this are pruned from the log (WEBHOOK_RETENTION_DELIVERED_HOURS). Default 7 days. */
   readonly retentionMs?: number;
+  /** Dead rows whose last attempt is older than this are pruned (WEBHOOK_RETENTION_DEAD_HOURS). Default 30 days. */
+  readonly deadRetentionMs?: number;
+  /** WEBHOOK_MAX_PENDING: rows waiting per instance and target. Default 10 000. */
+  readonly maxPending?: number;
+  /** WEBHOOK_MAX_DEAD: dead rows kept per instance. Default 1 000. */
+  readonly maxDead?: number;
+  /** WEBHOOK_MEMORY_MAX_MB, in bytes: delivery bodies held in memory. Default 64 MiB. */
+  readonly memoryMaxBytes?: number;
+  /** WEBHOOK_REDELIVER_PER_MINUTE: redeliveries an instance may ask for per minute. Default 30. */
+  readonly redeliverPerMinute?: number;
+  /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250 ms. */
+  readonly directWaitMs?: number;
   readonly subscription?: Partial<SubscriptionOptions>;
 }
 
@@ -59,9 +77,11 @@ export interface WebhookApi {
   /** One delivery of the instance; undefined when it does not exist or belongs to another instance. */
   delivery(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined>;
   /**
-   * Queues a delivery again (any status), behind what is pending now, to the instance's current webhook URL
-   * (the original URL when the webhook is now unset). Removes the matching dead letter. undefined when the
-   * delivery does not belong to the instance.
+   * Queues a delivery again, behind what is pending now, to the instance's current webhook URL (the
+   * original URL when the webhook is now unset). Removes the matching dead letter. A delivery that is still
+   * pending, or already has a pending copy, is answered with that one instead of a new copy. undefined when
+   * the delivery does not belong to the instance; a ZW_ERR_RATE_LIMITED error beyond
+   * `redeliverPerMinute` copies per instance and minute.
    */
   redeliver(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined>;
 }
@@ -72,6 +92,8 @@ export class WebhookSink implements WebhookApi {
   private readonly sender: WebhookSender;
   private subscription: Subscription | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** Redeliveries per instance in the current minute. */
+  private readonly redeliveries = new Map<string, { windowStart: number; count: number }>();
 
   constructor(private readonly options: WebhookSinkOptions) {
     this.log = new DeliveryLog(options.db);
@@ -89,11 +111,27 @@ export class WebhookSink implements WebhookApi {
       secretOf: options.secretOf,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.batchMax ? { batchMax: options.batchMax } : {}),
+      ...(options.directWaitMs !== undefined ? { directWaitMs: options.directWaitMs } : {}),
+      ...(options.maxPending ? { maxPendingPerQueue: options.maxPending } : {}),
+      ...(options.maxDead ? { maxDeadPerInstance: options.maxDead } : {}),
+      ...(options.memoryMaxBytes ? { memoryMaxBytes: options.memoryMaxBytes } : {}),
+      instanceLog: (instanceId, message, context) => this.instanceLog(instanceId, message, context),
     });
   }
 
+  /** An error line in the instance's own log (GET /instance/logs/:id), as the runtime writes them. */
+  private instanceLog(instanceId: string, message: string, context: Record<string, unknown>): void {
+    this.options.logger.error({ instanceId, ...context }, message);
+    this.options.store
+      .append(
+        whatsappStream(instanceId),
+        [{ type: 'RuntimeLogged', data: { at: new Date().toISOString(), level: 'error', message, context } }],
+        { expectedVersion: 'any' },
+      )
+      .catch(() => undefined);
+  }
+
   async start(): Promise<Subscription> {
-    await this.dispatcher.start();
     this.subscription = startSinkSubscription({
       store: this.options.store,
       name: WEBHOOK_SUBSCRIPTION,
@@ -102,14 +140,22 @@ export class WebhookSink implements WebhookApi {
       ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
       handle: (routed, batch) => this.enqueue(routed, batch),
     });
-    const retention = this.options.retentionMs ?? 7 * 24 * 3600_000;
+    // Caught up means the lease is ours: work the rows (a batch before that starts the dispatcher too).
+    void this.subscription.caughtUp.then(() => this.dispatcher.start());
     this.pruneTimer = setInterval(() => {
-      this.log.pruneDelivered(new Date(Date.now() - retention)).catch((error: unknown) => {
+      this.prune().catch((error: unknown) => {
         this.options.logger.warn({ err: error }, 'webhook: pruning the delivery log failed');
       });
     }, 10 * 60_000);
     this.pruneTimer.unref();
     return this.subscription;
+  }
+
+  /** Retention: removes delivered and dead rows older than their retention. Returns the rows removed. */
+  prune(now = new Date()): Promise<number> {
+    const delivered = this.options.retentionMs ?? 7 * 24 * 3600_000;
+    const dead = this.options.deadRetentionMs ?? 30 * 24 * 3600_000;
+    return this.log.prune(new Date(now.getTime() - delivered), new Date(now.getTime() - dead));
   }
 
   async stop(): Promise<void> {
@@ -120,9 +166,18 @@ export class WebhookSink implements WebhookApi {
   }
 
   private async enqueue(routed: readonly RoutedEvent[], batch: readonly RecordedEvent[]): Promise<void> {
-    const rows: NewDelivery[] = [];
+    // Only the lease holder runs this handler: it works the queues from now on.
+    this.dispatcher.start();
+    const deleted = new Set(
+      batch
+        .filter((e) => e.type === 'InstanceDeleted')
+        .map((e) => instanceIdOfStream(e.stream))
+        .filter((id): id is string => id !== undefined),
+    );
+    const deliveries: NewDelivery[] = [];
     const globalUrl = this.options.globalUrl;
     for (const { event, name, instance } of routed) {
+      if (deleted.has(instance.id)) continue;
       const targets: Array<[DeliveryTarget, string]> = [];
       if (wants(instance.sinks, 'webhook', name) && instance.sinks.webhookUrl) {
         targets.push(['instance', instance.sinks.webhookUrl]);
@@ -132,7 +187,7 @@ export class WebhookSink implements WebhookApi {
       const body = await (this.options.payload ?? DEFAULT_PAYLOAD).render(event, instance, name);
       if (body === undefined) continue;
       for (const [target, url] of targets) {
-        rows.push({
+        deliveries.push({
           instanceId: instance.id,
           target,
           url,
@@ -147,25 +202,12 @@ export class WebhookSink implements WebhookApi {
         });
       }
     }
-    const deleted = batch
-      .filter((e) => e.type === 'InstanceDeleted')
-      .map((e) => instanceIdOfStream(e.stream))
-      .filter((id): id is string => id !== undefined);
-    if (rows.length === 0 && deleted.length === 0) return;
-    // One INSERT is atomic by itself; a transaction (three round trips) only when a purge goes with it.
-    const inserted =
-      deleted.length === 0
-        ? await this.log.enqueue(rows)
-        : await this.options.db.transaction(async (tx) => {
-            const result = await this.log.enqueue(rows, tx);
-            for (const instanceId of deleted) await this.log.purgeInstance(instanceId, tx);
-            return result;
-          });
     for (const instanceId of deleted) {
       this.dispatcher.forget(instanceId);
+      await this.log.purgeInstance(instanceId);
       void this.options.metrics.forgetInstance(instanceId);
     }
-    this.dispatcher.handoff(inserted.filter((row) => !deleted.includes(row.instanceId)));
+    await this.dispatcher.accept(deliveries);
   }
 
   async deliveries(instanceId: string, query: DeliveryQuery = {}): Promise<DeliveryView[]> {
@@ -180,6 +222,11 @@ export class WebhookSink implements WebhookApi {
   async redeliver(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined> {
     const original = await this.log.get(instanceId, deliveryId);
     if (!original) return undefined;
+    // One copy at a time: asking again while one waits answers with it (no unbounded copies).
+    if (original.status === 'pending') return viewOf(original);
+    const waiting = await this.log.pendingCopyOf(instanceId, original.id);
+    if (waiting) return viewOf(waiting);
+    this.takeRedelivery(instanceId);
     const current =
       original.target === 'global'
         ? this.options.globalUrl
@@ -191,6 +238,28 @@ export class WebhookSink implements WebhookApi {
     }
     this.dispatcher.handoff([copy]);
     return viewOf(copy);
+  }
+
+  /** Counts a redelivery against the instance's allowance for this minute; throws when it is used up. */
+  private takeRedelivery(instanceId: string): void {
+    const perMinute = this.options.redeliverPerMinute ?? 30;
+    const now = Date.now();
+    let window = this.redeliveries.get(instanceId);
+    if (!window || now - window.windowStart >= 60_000) {
+      window = { windowStart: now, count: 0 };
+      this.redeliveries.set(instanceId, window);
+      if (this.redeliveries.size > 10_000) this.redeliveries.delete(this.redeliveries.keys().next().value!);
+    }
+    if (window.count >= perMinute) {
+      const retryAfter = Math.max(1, Math.ceil((window.windowStart + 60_000 - now) / 1000));
+      throw new ZapwireError(
+        'ZW_ERR_RATE_LIMITED',
+        `at most ${perMinute} redeliveries per minute for an instance (WEBHOOK_REDELIVER_PER_MINUTE): try again in ${retryAfter} s`,
+        undefined,
+        retryAfter,
+      );
+    }
+    window.count += 1;
   }
 
   /** Removes a deleted instance's deliveries (the runtime calls it when it deletes the instance). */

@@ -12,7 +12,7 @@ let app: E2eApp;
 
 beforeAll(async () => {
   sandbox = await startSandbox();
-  app = await startE2eApp({ server: sandbox });
+  app = await startE2eApp({ server: sandbox, env: { MESSAGES_PROJECTION: 'true' } });
 });
 
 afterAll(async () => {

@@ -40,7 +40,7 @@ describe('placement', () => {
       a.fake.saveSession(id);
       await a.request('POST', '/instance/connect', { apikey: token });
     }
-    await eventually(() => ids.every((id) => a.fake.liveCount(id) === 1), 15_000);
+    await eventually(() => ids.every((id) => a.fake.liveCount(id) === 1), 45_000);
     // One more, being paired right now: its QR is on a user's screen, so it must not move.
     const pairing = await a.request('POST', '/instance/create', {
       body: { name: 'p-pairing', token: 'placement-pairing-token-0' },
@@ -71,7 +71,7 @@ describe('placement', () => {
         () =>
           b.zapwire.cluster.heldInstances().length === 3 &&
           ids.filter((id) => b.fake.liveCount(id) === 1).length === 3,
-        15_000,
+        45_000,
       );
     } finally {
       clearInterval(sampler);
@@ -111,5 +111,5 @@ describe('placement', () => {
     const nodes = overview.body['nodes'] as { nodeId: string; instances: unknown[] }[];
     expect(nodes.map((n) => n.instances.length).sort()).toEqual([4, 5]);
     expect(overview.body['unowned']).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 });

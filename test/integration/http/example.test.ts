@@ -7,7 +7,7 @@ import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestApp({ env: { MESSAGES_PROJECTION: 'true' } });
 });
 afterAll(async () => {
   await t?.stop();

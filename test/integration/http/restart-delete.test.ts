@@ -71,7 +71,7 @@ describe('restart', () => {
 
 describe('delete', () => {
   it('leaves no content of the instance in the read model or the event store', async () => {
-    const t = await startTestApp();
+    const t = await startTestApp({ env: { MESSAGES_PROJECTION: 'true' } });
     apps.push(t);
     const keep = await openPaired(t, 'keeper');
     const gone = await openPaired(t, 'doomed');

@@ -8,7 +8,7 @@ import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts
 let t: TestApp;
 const ids: Record<string, string> = {};
 beforeAll(async () => {
-  t = await startTestApp();
+  t = await startTestApp({ env: { MESSAGES_PROJECTION: 'true' } });
   // A few histories: paired and open, waiting for a QR, deleted, one with traffic and settings.
   for (const name of ['rb-open', 'rb-qr', 'rb-gone', 'rb-busy']) {
     const r = await t.request('POST', '/instance/create', {

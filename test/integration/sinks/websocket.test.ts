@@ -95,6 +95,7 @@ describe('WebSocket sink and the events routes', () => {
   const boot = async (
     maxBufferedBytes?: number,
     limits?: { maxConnectionsPerKey: number; maxReplaysPerKey: number },
+    webhook?: { readonly redeliverPerMinute?: number },
   ): Promise<void> => {
     store = new MemoryEventStore();
     await db.query('TRUNCATE zw_webhook_deliveries RESTART IDENTITY');
@@ -107,6 +108,7 @@ describe('WebSocket sink and the events routes', () => {
         processMetrics: true,
         subscription: { pollIntervalMs: 50, retryDelayMs: 50 },
         ...(maxBufferedBytes || limits ? { websocket: { maxBufferedBytes, ...limits } } : {}),
+        ...(webhook ? { webhook } : {}),
       },
     });
     app = Fastify();
@@ -388,7 +390,7 @@ describe('WebSocket sink and the events routes', () => {
   });
 
   it('lists webhook deliveries and redelivers a dead one through HTTP', async () => {
-    await boot();
+    await boot(undefined, undefined, { redeliverPerMinute: 1 });
     const receiver = await WebhookReceiver.start();
     try {
       const sinkSettings = settings({ webhookUrl: receiver.url('/hook'), events: ['MESSAGE'] });
@@ -455,6 +457,11 @@ describe('WebSocket sink and the events routes', () => {
         deliveries: Array<{ id: string }>;
       };
       expect(rest.deliveries.map((d) => d.id)).toEqual([dead!['id']]);
+      // Beyond WEBHOOK_REDELIVER_PER_MINUTE copies, the instance is told when to come back.
+      const limited = await redeliver(String(dead!['id']));
+      expect(limited.statusCode).toBe(429);
+      expect(limited.json().error.code).toBe('ZW_ERR_RATE_LIMITED');
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
     } finally {
       await receiver.close();
     }
