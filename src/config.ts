@@ -80,6 +80,11 @@ export interface Config {
     readonly leaseMs: number;
     /** CLUSTER_HEARTBEAT_MS: how often a node renews its leases and looks for work. */
     readonly heartbeatMs: number;
+    /**
+     * CLUSTER_SECRET: the same on every node; signs requests a node forwards to an instance's owner
+     * (src/cluster/forwarding.ts). Required with CLUSTER_ENABLED; without it a follower cannot forward.
+     */
+    readonly secret: string | undefined;
   };
 }
 
@@ -164,6 +169,17 @@ class Reader {
     return buf;
   }
 
+  /** A shared secret of at least 32 characters (an HMAC key). */
+  secret32(name: string): string | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    if (value.length < 32 || /\s/.test(value)) {
+      this.problems.push(`${name}: expected at least 32 characters without spaces (openssl rand -hex 32)`);
+      return undefined;
+    }
+    return value;
+  }
+
   apiKey(name: string): string | undefined {
     const value = this.raw(name);
     if (value === undefined) return undefined;
@@ -242,11 +258,17 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       leaseMs: r.int('CLUSTER_LEASE_MS', 10_000, 1_000, 600_000),
       heartbeatMs: r.int('CLUSTER_HEARTBEAT_MS', 2_000, 100, 60_000),
+      secret: r.secret32('CLUSTER_SECRET'),
     },
   };
   if (config.cluster.heartbeatMs * 3 > config.cluster.leaseMs) {
     r.problems.push(
       'CLUSTER_HEARTBEAT_MS must be at most a third of CLUSTER_LEASE_MS (a lease is renewed several times before it expires)',
+    );
+  }
+  if (config.cluster.enabled && config.cluster.secret === undefined) {
+    r.problems.push(
+      'CLUSTER_ENABLED needs CLUSTER_SECRET (the same 32+ characters on every node): nodes forward requests to the node that owns the instance, signed with it',
     );
   }
   if (config.cluster.enabled && config.databaseUrl === undefined) {

@@ -258,6 +258,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     store,
     trustProxy: config.trustProxy,
+    forwarding: { cluster, secret: config.cluster.secret },
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,

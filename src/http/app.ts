@@ -14,6 +14,7 @@ import { installStorableText } from './storable-text.ts';
 import { healthRoutes, type ClusterHealth } from './routes/health.ts';
 import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
+import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
 import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 
@@ -47,6 +48,8 @@ export interface AppOptions {
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
   readonly profile?: EdgeProfile;
+  /** Cluster mode: requests for instances other nodes own go to them (src/cluster/forwarding.ts). */
+  readonly forwarding?: ForwardingOptions;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
   readonly routes?: (app: FastifyInstance) => Promise<void>;
 }
@@ -100,6 +103,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
+  // Before auth: a forwarded request's signature is checked before auth takes its principal.
+  if (options.forwarding) installForwarding(app, options.forwarding);
   installAuth(app, options.auth);
   installQueryCoercion(app);
   installKnownKeysOnly(app);

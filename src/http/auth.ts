@@ -127,7 +127,13 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): void {
   app.addHook('preParsing', async (request) => {
     const config = request.routeOptions.config;
     const key = apikeyOf(request, config.keyInQuery === true);
-    request.principal = key ? await options.authenticate(key) : undefined;
+    // A request another cluster node forwarded carries the principal that node authenticated, checked
+    // by src/cluster/forwarding.ts before this hook (it never carries the client's key).
+    request.principal = request.forwarded
+      ? request.forwarded.principal
+      : key
+        ? await options.authenticate(key)
+        : undefined;
     const access = config.access ?? 'anyone';
     if (access === 'anyone') return;
     if (access === 'caller') requirePrincipal(request);

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { isZapwireError, type ZapwireError } from '../domain/errors.ts';
+import { Errors, isZapwireError, type ZapwireError } from '../domain/errors.ts';
+import { FencedWriteError } from '../store/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Readonly<Record<string, unknown>> };
@@ -46,8 +47,23 @@ export function statusOf(error: ZapwireError): number {
   return STATUS_OF_CODE[error.code] ?? 400;
 }
 
+/**
+ * Errors from below the domain that a client should see as a domain error. A write refused because this
+ * node no longer holds the instance's lease (cluster mode: it moved to another node) is a 503 to retry,
+ * never a 500: the next attempt reaches the new owner.
+ */
+export function asDomainError(error: FastifyError): FastifyError | ZapwireError {
+  if (error instanceof FencedWriteError)
+    return Errors.unavailable(
+      `this node does not own instance ${error.instanceId} any more (it moved to another node, or is moving): retry`,
+      1,
+    );
+  return error;
+}
+
 /** Maps every error to a status and `{ error: { code, message } }`; only unexpected failures are 500s. */
-export function errorReplyOf(error: FastifyError): ErrorReply {
+export function errorReplyOf(raw: FastifyError): ErrorReply {
+  const error = asDomainError(raw);
   if (isZapwireError(error)) {
     const body: ErrorBody = { error: { code: error.code, message: error.message } };
     if (error.details) body.error.details = error.details;

@@ -26,6 +26,7 @@ import type {
   CallRecord,
   ChatState,
   ChatStateRecord,
+  DeviceConnections,
   DeviceInfo,
   GroupInfo,
   KickReason,
@@ -342,6 +343,21 @@ export class SandboxControl {
   /** Open client sockets, logged in or not. */
   connectionCount(): number {
     return this.server.connections.size;
+  }
+
+  /**
+   * Every linked device's connections: whether it is online, how often it logged in, and how often a
+   * login found another of its sockets still open (two connections for one device at that moment).
+   */
+  deviceConnections(): DeviceConnections[] {
+    return this.server.accounts().flatMap((account) =>
+      account.activeCompanions().map((companion) => ({
+        device: companion.pnJid,
+        online: !!companion.connection?.isOpen,
+        logins: companion.logins,
+        replaced: companion.replaced,
+      })),
+    );
   }
 
   /** Counts and this process's resource use, for benches and dashboards. */

@@ -46,6 +46,7 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
   return [
     ['GET', /^\/control\/?$/, () => ({ ...urls(), env: envFor(urls()) })],
     ['GET', /^\/control\/stats$/, () => control.stats()],
+    ['GET', /^\/control\/devices\/connections$/, () => control.deviceConnections()],
     ['GET', /^\/control\/accounts$/, () => control.accounts()],
     [
       'POST',

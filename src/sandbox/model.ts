@@ -62,6 +62,13 @@ export class Companion {
   /** How many one-time prekeys the device ever uploaded. */
   preKeysUploaded = 0;
   connection: ClientConnection | undefined;
+  /** Logins of this device (every socket that got `success`). */
+  logins = 0;
+  /**
+   * Logins that found another socket of this device still open (WhatsApp answers those with 440
+   * "replaced"): each one is a moment with two connections for one device.
+   */
+  replaced = 0;
   removed = false;
   loggedInOnce = false;
   /** Stanzas waiting for the device to come back online, delivered with `offline` after the next login. */

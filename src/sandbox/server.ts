@@ -211,7 +211,9 @@ export class SandboxServer implements ConnectionHandler {
       return;
     }
     const previous = companion.connection;
+    companion.logins++;
     if (previous && previous !== conn && previous.isOpen) {
+      companion.replaced++;
       // Same credentials on a second socket: the older one is replaced, as on WhatsApp.
       previous.companion = undefined;
       previous.streamError(streamErrorNode(undefined, node('conflict', { type: 'replaced' })));

@@ -129,6 +129,17 @@ export interface StanzaRecord {
   readonly at: number;
 }
 
+/** One linked device's connections, for asserting that a gateway never holds two at once. */
+export interface DeviceConnections {
+  /** `number:device@s.whatsapp.net` */
+  readonly device: string;
+  /** A logged-in socket of this device is open now. */
+  readonly online: boolean;
+  readonly logins: number;
+  /** Logins while another socket of the device was still open (answered with 440 "replaced"). */
+  readonly replaced: number;
+}
+
 export interface SandboxStats {
   readonly accounts: number;
   /** Linked devices (not unlinked). */

@@ -108,10 +108,13 @@ export function statusName(status: number | null | undefined): string | undefine
 }
 
 export function fromMessagesUpsert(upsert: BaileysEventMap['messages.upsert'], at: string): WhatsAppEvent[] {
-  // 'append' is history or our own sends (the runtime records those itself when it sends).
-  if (upsert.type !== 'notify') return [];
+  // 'append' is our own sends (the runtime records those itself when it sends), newsletter posts and
+  // stubs, but also every message WhatsApp kept while this device was offline (`offline` on the stanza):
+  // after a restart or a failover those are the messages that arrived meanwhile. Take them from contacts.
   const events: WhatsAppEvent[] = [];
   for (const message of upsert.messages) {
+    if (upsert.type !== 'notify' && (message.key.fromMe || message.key.remoteJid?.endsWith('@newsletter')))
+      continue;
     const event = fromMessage(message, at);
     if (event) events.push(event);
   }

@@ -50,10 +50,20 @@ describe('kicks that the device recovers from', () => {
 
   test('the same credentials logging in twice replace the older socket (440)', async () => {
     const { account, client } = await linked('Twice');
+    const device = client.sock.user!.id;
+    const countsOf = () => sandbox.control.deviceConnections().find((d) => d.device === device);
+    expect(countsOf()).toMatchObject({ online: true, logins: 1, replaced: 0 });
     const second = reconnect(client);
     await second.opened();
     expect(await client.closed()).toBe(440);
     expect(sandbox.control.devices(account)[0]?.online).toBe(true);
+    // The moment with two sockets for one device is counted, and the control API shows it.
+    expect(countsOf()).toMatchObject({ online: true, logins: 2, replaced: 1 });
+    const overHttp = (await (await fetch(`${sandbox.controlUrl}/control/devices/connections`)).json()) as {
+      device: string;
+      replaced: number;
+    }[];
+    expect(overHttp.find((d) => d.device === device)?.replaced).toBe(1);
   });
 });
 

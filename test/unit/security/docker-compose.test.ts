@@ -16,25 +16,28 @@ interface Service {
 }
 
 const text = readFileSync(join(import.meta.dirname, '../../../docker-compose.yml'), 'utf8');
-const compose = parse(text) as {
+// merge: the two zapwire nodes share their definition through YAML merge keys (<<), as Compose reads them.
+const compose = parse(text, { merge: true }) as {
   services: Record<string, Service>;
   networks: Record<string, { internal?: boolean } | null>;
 };
 const services = Object.entries(compose.services);
+const NODES = ['zapwire-1', 'zapwire-2'];
 
 describe('docker-compose.yml', () => {
-  it('publishes a port for zapwire only, bound to 127.0.0.1 unless the operator says otherwise', () => {
+  it('publishes one port, the proxy in front of the zapwire nodes, bound to 127.0.0.1 unless the operator says otherwise', () => {
     const publishing = services.filter(([, s]) => (s.ports ?? []).length > 0).map(([name]) => name);
-    expect(publishing).toEqual(['zapwire']);
-    for (const port of compose.services['zapwire']!.ports!) {
+    expect(publishing).toEqual(['proxy']);
+    for (const port of compose.services['proxy']!.ports!) {
       expect(port).toMatch(/^\$\{ZAPWIRE_BIND:-127\.0\.0\.1\}:/);
     }
   });
 
-  it('keeps the data services on an internal network that only zapwire joins', () => {
+  it('keeps the data services on an internal network that only the zapwire nodes join', () => {
     expect(compose.networks['backend']?.internal).toBe(true);
+    expect(compose.services['proxy']!.networks).toEqual(['outside']);
     for (const [name, service] of services) {
-      if (name === 'zapwire') continue;
+      if (NODES.includes(name) || name === 'proxy') continue;
       expect(service.networks, name).toEqual(['backend']);
     }
   });
@@ -57,9 +60,11 @@ describe('docker-compose.yml', () => {
     const nats = compose.services['nats']!.command!.join(' ');
     expect(nats).toMatch(/--user \$\{NATS_USER:\?/);
     expect(nats).toMatch(/--pass \$\{NATS_PASSWORD:\?/);
-    const zapwire = compose.services['zapwire']!.environment!;
-    expect(zapwire['AMQP_URL']).toContain('${RABBITMQ_PASSWORD:?');
-    expect(zapwire['NATS_URL']).toContain('${NATS_PASSWORD:?');
+    for (const node of NODES) {
+      const zapwire = compose.services[node]!.environment!;
+      expect(zapwire['AMQP_URL']).toContain('${RABBITMQ_PASSWORD:?');
+      expect(zapwire['NATS_URL']).toContain('${NATS_PASSWORD:?');
+    }
     // Every interpolation of a secret is either required (:?) or empty by default (generated under /data).
     for (const match of text.matchAll(/\$\{([A-Z_]*(?:PASSWORD|KEY|USER)[A-Z_]*)(:[-?])([^}]*)\}/g)) {
       const [, name, operator, fallback] = match;
@@ -68,6 +73,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('keeps tenant webhooks off private networks', () => {
-    expect(compose.services['zapwire']!.environment!['WEBHOOK_ALLOW_PRIVATE_NETWORKS']).toBe('false');
+    for (const node of NODES)
+      expect(compose.services[node]!.environment!['WEBHOOK_ALLOW_PRIVATE_NETWORKS']).toBe('false');
   });
 });

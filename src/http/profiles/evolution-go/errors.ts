@@ -4,7 +4,7 @@
  */
 import type { FastifyError } from 'fastify';
 import { isZapwireError } from '../../../domain/errors.ts';
-import { statusOf } from '../../errors.ts';
+import { asDomainError, statusOf } from '../../errors.ts';
 import { EvolutionError } from './requests.ts';
 
 export interface EvolutionErrorReply {
@@ -47,7 +47,8 @@ function parserText(error: FastifyError): string | undefined {
   }
 }
 
-export function evolutionErrorOf(error: FastifyError): EvolutionErrorReply {
+export function evolutionErrorOf(raw: FastifyError): EvolutionErrorReply {
+  const error = asDomainError(raw);
   if (error instanceof EvolutionError) {
     return { statusCode: error.statusCode, body: { error: error.message }, unexpected: false };
   }

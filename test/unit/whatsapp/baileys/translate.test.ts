@@ -138,18 +138,32 @@ describe('messages.upsert', () => {
     });
   });
 
-  it('ignores history (append), stubs and protocol messages', () => {
-    expect(
-      translateBatch(
-        {
-          'messages.upsert': {
-            type: 'append',
-            messages: [message({ key: { remoteJid: PN, id: 'H1' }, message: { conversation: 'old' } })],
-          },
+  it('takes messages kept while the device was offline (append) from contacts, not our own sends or newsletters', () => {
+    const events = translateBatch(
+      {
+        'messages.upsert': {
+          type: 'append',
+          messages: [
+            message({
+              key: { remoteJid: PN, fromMe: false, id: 'OFF1' },
+              message: { conversation: 'while away' },
+            }),
+            message({
+              key: { remoteJid: PN, fromMe: true, id: 'OWN1' },
+              message: { conversation: 'we sent it' },
+            }),
+            message({ key: { remoteJid: '1@newsletter', id: 'NL1' }, message: { conversation: 'post' } }),
+          ],
         },
-        AT,
-      ),
-    ).toEqual([]);
+      },
+      AT,
+    );
+    expect(events.map((e) => [e.type, (e.data as { messageId?: string }).messageId])).toEqual([
+      ['MessageReceived', 'OFF1'],
+    ]);
+  });
+
+  it('ignores stubs and protocol messages', () => {
     expect(
       translateBatch(
         {

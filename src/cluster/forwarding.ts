@@ -1,0 +1,422 @@
+/**
+ * Any node answers any request: a request that acts on an instance another node owns is sent to that
+ * node over HTTP (its advertised address, `InstanceOwner.address`) and its answer relayed as it is.
+ * Reads from the shared read model (status, QR, lists, logs, history) stay on the node that got them.
+ *
+ * Between nodes, a forwarded request carries no client key. The forwarding node has authenticated the
+ * caller already; it sends the principal it found (`admin` or `instance:<id>`) and an HMAC-SHA256, keyed
+ * with CLUSTER_SECRET, over a version tag, the method, the URL, a SHA-256 of the body, a timestamp, a
+ * nonce, its own node id, the target node id and the principal. The owner accepts the request only when
+ * the signature holds, the target is itself, the timestamp is within the replay window and the nonce is
+ * new. So a captured forwarded request cannot be replayed, sent to another node, or bent to another
+ * method, path, body or principal, and the client's key never leaves the node it was sent to.
+ *
+ * No loops: a forwarded request is never forwarded again; when its receiver does not own the instance
+ * (the lease moved in between) it answers 503 and the client retries. Nobody owning the instance yet, or
+ * an owner that does not answer, is a 503 with Retry-After as well.
+ */
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Errors, ZapwireError } from '../domain/errors.ts';
+import type { Principal } from '../domain/principal.ts';
+import type { ClusterView, InstanceOwner } from './port.ts';
+
+export const FORWARD_HEADER = {
+  from: 'x-zapwire-forward-from',
+  to: 'x-zapwire-forward-to',
+  timestamp: 'x-zapwire-forward-ts',
+  nonce: 'x-zapwire-forward-nonce',
+  principal: 'x-zapwire-forward-principal',
+  signature: 'x-zapwire-forward-signature',
+} as const;
+
+/** On every relayed answer: the node that served it (operators and tests see where a request ran). */
+export const SERVED_BY_HEADER = 'x-zapwire-served-by';
+
+/** `METHOD /url/:param` as Fastify names the route (`request.routeOptions.url`). */
+export function routeKey(method: string, url: string): string {
+  return `${method.toUpperCase()} ${url}`;
+}
+
+/**
+ * Routes that need the owner's live actor (the instance's mailbox, its WhatsApp socket): every command,
+ * and the one read of live memory. Everything else is local: GET reads come from the shared read model or
+ * the shared log, and the non-GET routes in LOCAL_WRITE_ROUTES write what any node may write.
+ */
+export const OWNER_ROUTES: ReadonlySet<string> = new Set([
+  'POST /instance/connect',
+  'POST /instance/pair',
+  'POST /instance/reconnect',
+  'POST /instance/disconnect',
+  'POST /instance/logout',
+  'DELETE /instance/logout',
+  'POST /instance/forcereconnect/:id',
+  'DELETE /instance/delete/:id',
+  'POST /instance/:id/token/rotate',
+  'POST /instance/proxy/:id',
+  'DELETE /instance/proxy/:id',
+  'PUT /instance/:id/advanced-settings',
+  'POST /instance/:id/advanced-settings',
+  'PUT /instance/:id/events',
+  'POST /instance/:id/events',
+  'POST /send/text',
+  // The live actor's snapshot is in the owner's memory only.
+  'GET /debug/instances/:id/live',
+]);
+
+/**
+ * Non-GET routes that run on any node, each for a reason: create appends to fresh streams under
+ * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row and a
+ * redelivery an outbox row in the shared database; projection rebuilds run under their own lease;
+ * the manager's session is this node's cookie, and its API proxy re-enters this node's routes (and so
+ * this hook). A node with CLUSTER_SECRET refuses to start with a non-GET route in neither list.
+ */
+export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
+  'POST /instance/create',
+  'POST /instance/:id/webhook/secret/rotate',
+  'POST /instance/:id/webhook/deliveries/:deliveryId/redeliver',
+  'POST /admin/projections/:name/rebuild',
+  'POST /manager/session',
+  'DELETE /manager/session',
+  'DELETE /manager/api/*',
+  'POST /manager/api/*',
+  'PUT /manager/api/*',
+]);
+
+export interface ForwardingOptions {
+  readonly cluster: ClusterView;
+  /**
+   * CLUSTER_SECRET: the same on every node; keys the HMAC of forwarded requests. Without it nothing is
+   * forwarded or accepted: a request for an instance another node owns is a 503 that names the owner.
+   */
+  readonly secret: string | undefined;
+  /** How long the owner may take (pairing waits for WhatsApp): 35 s by default. */
+  readonly timeoutMs?: number;
+  /** How far a forwarded request's timestamp may be from now (clock skew plus transit): 30 s by default. */
+  readonly replayWindowMs?: number;
+  readonly now?: () => number;
+  readonly fetch?: typeof fetch;
+}
+
+/** What a verified forwarded request says about itself. */
+export interface ForwardedFrom {
+  readonly nodeId: string;
+  readonly principal: Principal;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set when this request was forwarded by another node and its signature holds (never from a client). */
+    forwarded: ForwardedFrom | undefined;
+  }
+}
+
+export interface SignedParts {
+  readonly method: string;
+  readonly url: string;
+  readonly body: Buffer;
+  readonly timestamp: number;
+  readonly nonce: string;
+  readonly from: string;
+  readonly to: string;
+  readonly principal: string;
+}
+
+export function signForward(secret: string, parts: SignedParts): string {
+  const bodyHash = createHash('sha256').update(parts.body).digest('hex');
+  return createHmac('sha256', secret)
+    .update(
+      [
+        'zapwire-forward-v1',
+        parts.method.toUpperCase(),
+        parts.url,
+        bodyHash,
+        String(parts.timestamp),
+        parts.nonce,
+        parts.from,
+        parts.to,
+        parts.principal,
+      ].join('\n'),
+    )
+    .digest('hex');
+}
+
+export function principalHeaderOf(principal: Principal): string {
+  return principal.role === 'admin' ? 'admin' : `instance:${principal.instanceId}`;
+}
+
+function principalOf(header: string): Principal | undefined {
+  if (header === 'admin') return { role: 'admin' };
+  const id = /^instance:(.+)$/.exec(header)?.[1];
+  return id ? { role: 'instance', instanceId: id } : undefined;
+}
+
+const rejected = (why: string): ZapwireError =>
+  new ZapwireError('ZW_ERR_UNAUTHORIZED', `forwarded request rejected: ${why}`);
+
+/**
+ * Checks forwarded requests on the receiving node. Nonces are remembered for twice the replay window, so
+ * a request seen once is refused for as long as its timestamp could still pass.
+ */
+export class ForwardVerifier {
+  private readonly seen = new Map<string, number>();
+  private readonly windowMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly secret: string,
+    private readonly selfId: string,
+    options: { replayWindowMs?: number; now?: () => number } = {},
+  ) {
+    this.windowMs = options.replayWindowMs ?? 30_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The principal a forwarded request carries; throws a 401 when anything does not hold. */
+  verify(method: string, url: string, headers: Record<string, unknown>, body: Buffer): ForwardedFrom {
+    const header = (name: string): string => {
+      const value = headers[name];
+      if (typeof value !== 'string' || value === '') throw rejected(`header ${name} missing`);
+      return value;
+    };
+    const from = header(FORWARD_HEADER.from);
+    const to = header(FORWARD_HEADER.to);
+    const timestamp = Number(header(FORWARD_HEADER.timestamp));
+    const nonce = header(FORWARD_HEADER.nonce);
+    const principalHeader = header(FORWARD_HEADER.principal);
+    const signature = header(FORWARD_HEADER.signature);
+    const expected = Buffer.from(
+      signForward(this.secret, { method, url, body, timestamp, nonce, from, to, principal: principalHeader }),
+      'hex',
+    );
+    const given = Buffer.from(signature, 'hex');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw rejected('bad signature (is CLUSTER_SECRET the same on every node?)');
+    if (to !== this.selfId) throw rejected(`addressed to node ${to}, this is ${this.selfId}`);
+    const now = this.now();
+    if (!Number.isFinite(timestamp) || Math.abs(now - timestamp) > this.windowMs)
+      throw rejected('timestamp outside the replay window (are the nodes’ clocks in sync?)');
+    this.forget(now);
+    if (this.seen.has(nonce)) throw rejected('replayed');
+    this.seen.set(nonce, now + 2 * this.windowMs);
+    const principal = principalOf(principalHeader);
+    if (!principal) throw rejected('unknown principal');
+    return { nodeId: from, principal };
+  }
+
+  private forget(now: number): void {
+    for (const [nonce, until] of this.seen) {
+      // Insertion order is expiry order: stop at the first live one.
+      if (until > now) break;
+      this.seen.delete(nonce);
+    }
+  }
+}
+
+/** The instance reference a request names, where the routes take it from (path, body, query). */
+function referenceOf(request: FastifyRequest): string | undefined {
+  const pick = (source: unknown, key: string): string | undefined => {
+    if (!source || typeof source !== 'object') return undefined;
+    const value = (source as Record<string, unknown>)[key];
+    return typeof value === 'string' && value.trim() !== '' ? value : undefined;
+  };
+  return (
+    pick(request.params, 'id') ??
+    pick(request.params, 'instanceId') ??
+    pick(request.body, 'instanceName') ??
+    pick(request.query, 'instanceName')
+  );
+}
+
+/**
+ * The instance an owner-bound request acts on, or undefined when it names none or one it may not see:
+ * the route's handler then answers with its own error (400, 403, 404), exactly as on a single node.
+ */
+async function instanceOfRequest(request: FastifyRequest): Promise<string | undefined> {
+  const principal = request.principal;
+  if (!principal) return undefined;
+  try {
+    const reference = referenceOf(request);
+    if (principal.role === 'admin' && !reference) return undefined;
+    return (await request.instanceOf(reference)).id;
+  } catch {
+    return undefined;
+  }
+}
+
+const BODY_LIMIT_BYTES = 1024 * 1024;
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    size += buffer.length;
+    // The same error Fastify's own limit raises (413), so a large body is answered alike on every node.
+    if (size > BODY_LIMIT_BYTES)
+      throw Object.assign(new Error('request body too large: the limit is 1 MiB'), {
+        code: 'FST_ERR_CTP_BODY_TOO_LARGE',
+        statusCode: 413,
+      });
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Bodies of owner-bound requests as they arrived, before any hook rewrote them (the Evolution GO profile does). */
+const rawBodies = new WeakMap<FastifyRequest, Buffer>();
+
+function isOwnerBound(request: FastifyRequest): boolean {
+  const url = request.routeOptions.url;
+  return url !== undefined && OWNER_ROUTES.has(routeKey(request.method, url));
+}
+
+/** The bytes to send on: the body as it arrived, or (when it was not kept) the parsed body serialised again. */
+function bodyBytesOf(request: FastifyRequest): Buffer | undefined {
+  const raw = rawBodies.get(request);
+  if (raw !== undefined) return raw.length > 0 ? raw : undefined;
+  const body = request.body;
+  if (body === undefined) return undefined;
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body);
+  return Buffer.from(JSON.stringify(body));
+}
+
+/**
+ * Installs forwarding. Call before installAuth: its preParsing hook must have verified a forwarded
+ * request before auth reads the principal from it.
+ */
+export function installForwarding(app: FastifyInstance, options: ForwardingOptions): void {
+  const { cluster, secret } = options;
+  const now = options.now ?? Date.now;
+  const timeoutMs = options.timeoutMs ?? 35_000;
+  const send = options.fetch ?? fetch;
+  const verifier =
+    secret === undefined
+      ? undefined
+      : new ForwardVerifier(secret, cluster.selfId, {
+          ...(options.replayWindowMs !== undefined ? { replayWindowMs: options.replayWindowMs } : {}),
+          now,
+        });
+
+  app.decorateRequest('forwarded', undefined);
+  // Like a route without config.access: a route that writes must say where it runs, or a node that can
+  // forward (CLUSTER_SECRET set) does not start: a new command route left local would act on an instance
+  // this node does not own. Without the secret nothing is forwarded, and nothing is asked.
+  app.addHook('onRoute', (route) => {
+    if (secret === undefined) return;
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+      if (method === 'GET' || method === 'HEAD') continue;
+      const key = routeKey(method, route.url);
+      if (!OWNER_ROUTES.has(key) && !LOCAL_WRITE_ROUTES.has(key))
+        throw new Error(
+          `route ${key} is in neither OWNER_ROUTES nor LOCAL_WRITE_ROUTES (src/cluster/forwarding.ts): say whether it needs the instance's owner node`,
+        );
+    }
+  });
+
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const signed = request.headers[FORWARD_HEADER.signature] !== undefined;
+    if (signed && !verifier) throw rejected('this node has no CLUSTER_SECRET');
+    // Kept for forwarding: what the client sent, not what the route's hooks make of it.
+    const keep = !signed && verifier !== undefined && isOwnerBound(request);
+    if (!signed && !keep) return payload;
+    // The signature covers the body: read it here, then hand Fastify the same bytes to parse.
+    const body = await readAll(payload);
+    if (signed) request.forwarded = verifier!.verify(request.method, request.url, request.headers, body);
+    else rawBodies.set(request, body);
+    return Readable.from(body.length > 0 ? [body] : []);
+  });
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (!isOwnerBound(request)) return;
+    const instanceId = await instanceOfRequest(request);
+    if (instanceId === undefined) return;
+    const owner = await cluster.ownerOf(instanceId);
+    if (request.forwarded) {
+      // Never forwarded twice: the sender saw this node as the owner; if the lease moved since, retry.
+      if (!owner?.self)
+        throw Errors.unavailable(
+          `instance ${instanceId} is not owned by node ${cluster.selfId} any more (it is moving): retry`,
+          1,
+        );
+      return;
+    }
+    if (!owner)
+      throw Errors.unavailable(
+        `no node owns instance ${instanceId} right now (it is being placed or failing over): retry`,
+        2,
+      );
+    if (owner.self) return;
+    if (secret === undefined)
+      throw Errors.unavailable(
+        `instance ${instanceId} is owned by node ${owner.nodeId}; this node cannot forward requests without CLUSTER_SECRET: send it to that node, or set the same CLUSTER_SECRET on every node`,
+        5,
+      );
+    const answer = await forward(request, owner, secret);
+    void reply.code(answer.status).header(SERVED_BY_HEADER, owner.nodeId);
+    for (const name of ['content-type', 'retry-after']) {
+      const value = answer.headers.get(name);
+      if (value !== null) void reply.header(name, value);
+    }
+    return reply.send(answer.body);
+  });
+
+  async function forward(
+    request: FastifyRequest,
+    owner: InstanceOwner,
+    secret: string,
+  ): Promise<{ status: number; headers: Headers; body: Buffer }> {
+    const principal = request.principal;
+    if (!principal) throw Errors.unauthorized();
+    const body = bodyBytesOf(request);
+    const timestamp = now();
+    const nonce = randomBytes(16).toString('hex');
+    const principalHeader = principalHeaderOf(principal);
+    const signature = signForward(secret, {
+      method: request.method,
+      url: request.url,
+      body: body ?? Buffer.alloc(0),
+      timestamp,
+      nonce,
+      from: cluster.selfId,
+      to: owner.nodeId,
+      principal: principalHeader,
+    });
+    const headers: Record<string, string> = {
+      [FORWARD_HEADER.from]: cluster.selfId,
+      [FORWARD_HEADER.to]: owner.nodeId,
+      [FORWARD_HEADER.timestamp]: String(timestamp),
+      [FORWARD_HEADER.nonce]: nonce,
+      [FORWARD_HEADER.principal]: principalHeader,
+      [FORWARD_HEADER.signature]: signature,
+    };
+    if (body !== undefined) headers['content-type'] = request.headers['content-type'] ?? 'application/json';
+    // Concatenated, not resolved: an advertised address may carry a path prefix (behind a proxy).
+    const target = `${owner.address.replace(/\/+$/, '')}${request.url}`;
+    try {
+      const response = await send(target, {
+        method: request.method,
+        headers,
+        ...(body !== undefined ? { body } : {}),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return {
+        status: response.status,
+        headers: response.headers,
+        body: Buffer.from(await response.arrayBuffer()),
+      };
+    } catch (error) {
+      request.log.warn(
+        { owner: owner.nodeId, instanceId: owner.instanceId, err: error },
+        'forwarding to the owner node failed',
+      );
+      throw Errors.unavailable(
+        `the node that owns instance ${owner.instanceId} (${owner.nodeId}) did not answer: retry (the instance fails over to another node if that node is gone)`,
+        2,
+      );
+    }
+  }
+}
