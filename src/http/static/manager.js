@@ -25,9 +25,12 @@
 
   // ------------------------------------------------------------------ list
 
-  // When the live feed last set each instance's state: a list asked for before that moment is older than
-  // what the page shows, and must not put the older state back.
+  // When the live feed last set each instance's state. The list comes from the read model, which follows
+  // the machine by a moment: a list asked for before a live update, or up to LIVE_WINS_MS after it (the
+  // refresh an `InstanceOpened` triggers), must not put the older state back. Past that window the list
+  // wins, so an instance whose live feed went quiet (moved to another node) still shows its state.
   const liveAt = new Map();
+  const LIVE_WINS_MS = 5000;
 
   async function refresh() {
     const asked = Date.now();
@@ -37,7 +40,7 @@
     instances.clear();
     for (const view of list) {
       const current = shown.get(view.id);
-      const newer = current && (liveAt.get(view.id) ?? 0) >= asked;
+      const newer = current && (liveAt.get(view.id) ?? 0) >= asked - LIVE_WINS_MS;
       instances.set(view.id, newer ? { ...view, state: current.state } : view);
     }
     render();
@@ -163,12 +166,15 @@
     const view = instances.get(selected);
     if (!view) return;
     say(`${action}…`);
+    const sent = Date.now();
     const result = await attempt(`${action} failed`, () =>
       api(method, path, method === 'POST' ? { instanceName: view.id } : undefined),
     );
     if (result) {
       say(`${action}: ${result.state}${result.message ? ` — ${result.message}` : ''}`);
-      setState(view.id, result.state);
+      // The live feed may have moved the instance on while the answer travelled (connect → QR): the
+      // answer's state is then older than the one shown and must not put it back.
+      if ((liveAt.get(view.id) ?? 0) < sent) setState(view.id, result.state);
     }
     await refresh();
   }
