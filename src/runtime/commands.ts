@@ -4,6 +4,7 @@
  * sagas that span several streams: create (name and token reservations) and delete.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { Errors, type ZapwireError } from '../domain/errors.ts';
 import {
   AUDIT_STREAM,
@@ -91,6 +92,8 @@ export class InstanceCommands implements InstanceService {
   private readonly closing = new AbortController();
 
   constructor(private readonly options: CommandsOptions) {
+    // Every pairing-code wait listens on this one signal (removed when it ends); many at once are normal.
+    setMaxListeners(0, this.closing.signal);
     this.reconnectLimiter = new WindowRateLimiter(options.reconnectRateLimitMs);
   }
 

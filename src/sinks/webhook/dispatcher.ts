@@ -24,6 +24,7 @@
  * and the bodies held in memory across all queues (`memoryMaxBytes`; beyond it rows stay in the table
  * until there is room).
  */
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { EventStore, RecordedEvent } from '../../store/port.ts';
 import { backoffDelay, sleep } from '../backoff.ts';
@@ -244,6 +245,8 @@ export class WebhookDispatcher {
   private readonly reported = new Map<string, number>();
 
   constructor(private readonly options: DispatcherOptions) {
+    // Every request in flight listens on this one signal (removed when it ends); dozens at once are normal.
+    setMaxListeners(0, this.stopping.signal);
     this.semaphore = new Semaphore(options.concurrency ?? 64);
     this.marks = new DeliveredMarks(options.log, options.logger);
   }
