@@ -171,6 +171,23 @@ describe('three nodes', () => {
           await new Promise((r) => setTimeout(r, 250));
         }
       })();
+      // The customer writes to every instance first and the test waits for those at the webhook, so each
+      // Signal session is set up from one side before the instances also write to the customer. Otherwise
+      // the first message each way can cross (both sides start a session at once), and the loser's next
+      // messages fail to decrypt until a retry receipt makes the sender start over: WhatsApp answers those,
+      // the sandbox does not yet (docs/sandbox.md).
+      const warmUp = instances.map((instance) => `warm-up-${instance.name}`);
+      for (const [i, instance] of instances.entries())
+        await c.sandbox.sendText(CUSTOMER, instance.phone, warmUp[i]!);
+      const hook = receiver;
+      await hook.waitUntil(
+        () => {
+          const bodies = hook.accepted('/hook').map((r) => r.rawBody);
+          return warmUp.every((text) => bodies.some((body) => body.includes(text)));
+        },
+        60_000,
+        'the warm-up messages at the webhook',
+      );
       const traffic = startTraffic(c, instances);
       await new Promise((r) => setTimeout(r, 3_000));
 
