@@ -494,9 +494,13 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     receiver.respond({ status: 503 });
     await messages(store, iid('a1'), 4, 'a');
     await messages(store, iid('a1'), 6, 'b');
-    await sinks.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
-    const pending = await sinks.webhook.deliveries(iid('a1'), { status: 'pending' });
-    expect(pending).toHaveLength(3);
+    // Waited for, not read once: under load the batch can take longer than a fixed wait to be parked.
+    expect(await sinks.subscriptions.webhook.waitFor(await store.headPosition(), 20_000)).toBe(true);
+    await eventually(
+      async () => (await sinks.webhook.deliveries(iid('a1'), { status: 'pending' })).length === 3,
+      10_000,
+      'three rows waiting',
+    );
     await eventually(async () => (await logLines(iid('a1'))).length > 0, 5_000, 'instance log line');
     const lines = await logLines(iid('a1'));
     // One line per minute at most, however many events were refused.
