@@ -17,7 +17,14 @@ import type { Logger } from 'pino';
 import type { SqlDatabase } from '../store/sql.ts';
 import type { AppendFencing, StreamFence } from '../store/sql-event-store.ts';
 import type { SessionFence, SessionFencing } from '../whatsapp/port.ts';
-import type { ClusterNode, ClusterView, InstanceOwner } from './port.ts';
+import type {
+  ClusterMode,
+  ClusterNode,
+  ClusterOverview,
+  ClusterOverviewInstance,
+  ClusterView,
+  InstanceOwner,
+} from './port.ts';
 
 /** What the runtime does when this node gains, loses or gives away an instance. */
 export interface OwnedInstances {
@@ -34,34 +41,6 @@ export interface OwnedInstances {
    * connecting): the next owner would restore a never-paired instance as disconnected and the QR would die.
    */
   movable(instanceId: string): boolean;
-}
-
-export type ClusterMode = 'cluster' | 'single';
-
-export interface ClusterOverviewInstance {
-  readonly instanceId: string;
-  readonly epoch: number;
-  /** Since the lease last changed hands. */
-  readonly leaseAgeMs: number;
-  /** Until it expires unless renewed. */
-  readonly expiresInMs: number;
-}
-
-export interface ClusterOverview {
-  readonly selfId: string;
-  readonly mode: ClusterMode;
-  readonly leaseMs: number;
-  readonly heartbeatMs: number;
-  readonly nodes: readonly {
-    readonly nodeId: string;
-    readonly address: string;
-    readonly self: boolean;
-    readonly startedAt: string;
-    readonly heartbeatAt: string;
-    readonly instances: readonly ClusterOverviewInstance[];
-  }[];
-  /** Instances no live node holds a lease on (being taken over, or waiting for a node). */
-  readonly unowned: readonly string[];
 }
 
 export interface ClusterNodeOptions {

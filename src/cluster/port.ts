@@ -34,3 +34,32 @@ export interface ClusterView {
   /** Live nodes (heartbeat not expired), this one included. */
   nodes(): Promise<ClusterNode[]>;
 }
+
+/** What GET /admin/cluster shows. */
+export type ClusterMode = 'cluster' | 'single';
+
+export interface ClusterOverviewInstance {
+  readonly instanceId: string;
+  readonly epoch: number;
+  /** Since the lease last changed hands. */
+  readonly leaseAgeMs: number;
+  /** Until it expires unless renewed. */
+  readonly expiresInMs: number;
+}
+
+export interface ClusterOverview {
+  readonly selfId: string;
+  readonly mode: ClusterMode;
+  readonly leaseMs: number;
+  readonly heartbeatMs: number;
+  readonly nodes: readonly {
+    readonly nodeId: string;
+    readonly address: string;
+    readonly self: boolean;
+    readonly startedAt: string;
+    readonly heartbeatAt: string;
+    readonly instances: readonly ClusterOverviewInstance[];
+  }[];
+  /** Instances no live node holds a lease on (being taken over, or waiting for a node). */
+  readonly unowned: readonly string[];
+}

@@ -9,7 +9,7 @@ import { Errors } from '../../domain/errors.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
 import type { ProjectionRunner } from '../../../projections/runner.ts';
-import type { ClusterOverview } from '../../cluster/node.ts';
+import type { ClusterOverview } from '../../cluster/port.ts';
 import { errorResponses } from '../schemas.ts';
 
 export interface AdminRoutesOptions {
