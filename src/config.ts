@@ -15,6 +15,8 @@ export interface Config {
   /** Set when the key came from the environment; otherwise read or generated under dataDir. */
   readonly globalApiKey: string | undefined;
   readonly databaseUrl: string | undefined;
+  /** DATABASE_PREPARED_STATEMENTS: repeated statements run prepared (off behind a pooler that cannot). */
+  readonly databasePreparedStatements: boolean;
   readonly eventStoreUrl: string | undefined;
   /** KURRENTDB_TOMBSTONE: delete a deleted instance's streams with a tombstone (hard delete). */
   readonly kurrentTombstone: boolean;
@@ -51,6 +53,8 @@ export interface Config {
     readonly allowPrivateNetworks: boolean;
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
+    /** Requests in flight per webhook queue, started in log order; 1 = wait for each answer. */
+    readonly pipeline: number;
     /** Delivery log retention (WEBHOOK_RETENTION_DELIVERED_HOURS / _DEAD_HOURS), in ms. */
     readonly retentionMs: number;
     readonly deadRetentionMs: number;
@@ -200,6 +204,7 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: resolve(r.string('DATA_DIR', './data')),
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
     databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
+    databasePreparedStatements: r.flag('DATABASE_PREPARED_STATEMENTS', true),
     eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
     kurrentTombstone: r.flag('KURRENTDB_TOMBSTONE', false),
     amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),
@@ -231,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
+      pipeline: r.int('WEBHOOK_PIPELINE', 4, 1, 64),
       retentionMs: r.int('WEBHOOK_RETENTION_DELIVERED_HOURS', 168, 1, 87_600) * 3_600_000,
       deadRetentionMs: r.int('WEBHOOK_RETENTION_DEAD_HOURS', 720, 1, 87_600) * 3_600_000,
       maxPending: r.int('WEBHOOK_MAX_PENDING', 10_000, 1, 10_000_000),

@@ -110,6 +110,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const { store, db } = await openEventStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
+    preparedStatements: config.databasePreparedStatements,
     eventStoreUrl: config.eventStoreUrl,
     // An instance's own streams are never reused (name and token reservations are: soft delete).
     ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),

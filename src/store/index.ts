@@ -38,6 +38,8 @@ export interface EventStoreConfig {
   readonly notify?: boolean;
   /** PostgreSQL pool size. */
   readonly poolMax?: number;
+  /** Repeated statements run as named prepared statements (default true; see sql/postgres.ts). */
+  readonly preparedStatements?: boolean;
   /** One-line notices about the embedded PostgreSQL (initialised, recovered after a crash). */
   readonly notice?: (message: string) => void;
   /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
@@ -91,7 +93,12 @@ async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase>
   try {
     // Each PostgreSQL connection is a process of ~16–20 MB RSS: on the embedded default, connections
     // opened for a burst close a second after it instead of ten.
-    const db = await openPostgres({ url: server.url, max: config.poolMax, idleTimeoutMs: 1_000 });
+    const db = await openPostgres({
+      url: server.url,
+      max: config.poolMax,
+      idleTimeoutMs: 1_000,
+      preparedStatements: config.preparedStatements ?? true,
+    });
     return {
       ...db,
       async close() {
@@ -115,7 +122,11 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
   ];
   const embedded = !config.databaseUrl;
   const db = config.databaseUrl
-    ? await openPostgres({ url: config.databaseUrl, max: config.poolMax })
+    ? await openPostgres({
+        url: config.databaseUrl,
+        max: config.poolMax,
+        preparedStatements: config.preparedStatements ?? true,
+      })
     : await openEmbedded(config);
   try {
     await migrate(db, directories);
