@@ -16,7 +16,7 @@ const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
   const first = args[0];
   const text = typeof first === 'string' ? first : (first as { text?: string } | undefined)?.text;
   if (text !== undefined) {
-    let key = text.replace(/\s+/g, ' ').trim().slice(0, 90);
+    let key = text.replace(/\s+/g, ' ').trim().slice(0, 160);
     const params = args[1];
     if (text.includes('FROM es_append') && Array.isArray(params) && typeof params[3] === 'string') {
       // Which events: the stream category and the types appended together.

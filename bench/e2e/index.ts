@@ -29,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { cpuBetween, snapshotCpu, type CpuGroups, type CpuSpent } from './cpu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -161,20 +162,44 @@ interface Variant {
   readonly label: string;
   /** Linked accounts (phone numbers) the customers write to. */
   readonly accounts: readonly string[];
-  /** Resident memory of the system under test, in MB. */
+  /** Resident memory of the system under test (its whole process tree), in MB. */
   rssMb(): number;
+  /** The root process of the path under test (its tree is what its CPU is read from). */
+  readonly pid: number | undefined;
+  /** True when it uses the external PostgreSQL server, whose backends' CPU is then counted for it. */
+  readonly externalPostgres: boolean;
   /** With BENCH_E2E_SQL=1: the SQL statements sent since the previous call, by text. */
   sqlCounts?: () => Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
-function rssOf(pid: number | undefined): number {
+function rssKbOf(pid: number): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024);
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   } catch {
-    return NaN;
+    return 0;
   }
+}
+
+/** RSS of a process and all its descendants (the embedded PostgreSQL is a child of the app), in MB. */
+function rssOf(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const children = (p: number): number[] => {
+    try {
+      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  let kb = 0;
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    kb += rssKbOf(p);
+    stack.push(...children(p));
+  }
+  return Math.round(kb / 1024);
 }
 
 function waitForExit(child: ChildProcess, ms: number): Promise<void> {
@@ -221,6 +246,8 @@ async function startBare(sandbox: Sandbox, receiver: Receiver, n: number): Promi
     label: 'bare Baileys → fetch POST',
     accounts: phones,
     rssMb: () => rssOf(child.pid),
+    pid: child.pid,
+    externalPostgres: false,
     async stop() {
       child.stdin!.end();
       await waitForExit(child, 5_000);
@@ -342,6 +369,8 @@ async function startZapwire(
       label: `zapwire on ${store === 'postgres' ? 'external PostgreSQL' : 'the embedded default (PostgreSQL)'}`,
       accounts: phones,
       rssMb: () => rssOf(child.pid),
+      pid: child.pid,
+      externalPostgres: store === 'postgres',
       ...(countSql ? { sqlCounts } : {}),
       stop,
     };
@@ -511,6 +540,8 @@ interface Row {
   readonly paced: Phase;
   readonly saturated: Phase;
   readonly rssMb: number;
+  /** CPU ms per received message during the saturated phase, by process group (the kernel's share apart). */
+  readonly cpuPerMessage: Record<string, CpuSpent>;
 }
 
 function table(rows: string[][], header: string[]): string {
@@ -551,6 +582,41 @@ function render(rows: readonly Row[]): string {
     'saturated: p50 / p99 ms',
     'saturation msg/s (× bare)',
     'RSS MB',
+  ]);
+}
+
+/** Where the CPU of a message went at saturation: the yardstick behind the saturation ratio. */
+function renderCpu(rows: readonly Row[]): string {
+  const out: string[][] = [];
+  const fmt = (value: CpuSpent | undefined): string =>
+    value === undefined ? '–' : `${value.cpuMs.toFixed(2)} (${value.sysMs.toFixed(2)})`;
+  const sum = (c: Record<string, CpuSpent>): CpuSpent => ({
+    cpuMs: Object.values(c).reduce((a, b) => a + b.cpuMs, 0),
+    sysMs: Object.values(c).reduce((a, b) => a + b.sysMs, 0),
+  });
+  for (const row of rows) {
+    const c = row.cpuPerMessage;
+    const total = sum(c);
+    const bare = rows.find((r) => r.n === row.n && r.label.startsWith('bare'));
+    const bareTotal = bare ? sum(bare.cpuPerMessage).cpuMs : undefined;
+    out.push([
+      String(row.n),
+      row.label,
+      fmt(c['path']),
+      fmt(c['postgres']),
+      fmt(c['sandbox']),
+      fmt(c['bench']),
+      `${fmt(total)}${bare && bare !== row && bareTotal ? ` ${(total.cpuMs / bareTotal).toFixed(2)}×` : ''}`,
+    ]);
+  }
+  return table(out, [
+    'inst',
+    'path',
+    'path tree',
+    'ext. PostgreSQL',
+    'sandbox',
+    'bench (phones, receiver)',
+    'total, × bare',
   ]);
 }
 
@@ -603,8 +669,34 @@ export default async function benchE2e(): Promise<void> {
           await variant.sqlCounts?.();
           const pacedPhase = await paced(load, 'paced');
           if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
+          const groups: CpuGroups = {
+            trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
+            ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
+          };
+          const cpuBefore = snapshotCpu(groups);
           const saturated = await saturation(load, 'sat');
-          rows.push({ n, label: variant.label, paced: pacedPhase, saturated, rssMb: variant.rssMb() });
+          const cpu = cpuBetween(cpuBefore, snapshotCpu(groups));
+          if (variant.sqlCounts) {
+            console.log('  saturated phase:');
+            printSqlCounts(await variant.sqlCounts(), saturated.received, n);
+          }
+          const cpuPerMessage = Object.fromEntries(
+            Object.entries(cpu).map(([group, spent]) => [
+              group,
+              {
+                cpuMs: spent.cpuMs / Math.max(1, saturated.received),
+                sysMs: spent.sysMs / Math.max(1, saturated.received),
+              },
+            ]),
+          );
+          rows.push({
+            n,
+            label: variant.label,
+            paced: pacedPhase,
+            saturated,
+            rssMb: variant.rssMb(),
+            cpuPerMessage,
+          });
           console.log(
             `  N=${n} ${variant.label}: ${Math.round((Date.now() - t0) / 1000)} s; ` +
               `paced ${pacedPhase.received}/${pacedPhase.sent}, saturated ${saturated.received}/${saturated.sent}`,
@@ -621,6 +713,10 @@ export default async function benchE2e(): Promise<void> {
   }
   console.log('');
   console.log(render(rows));
+  console.log(
+    "\nCPU ms per message at saturation, from /proc: user + kernel (the kernel's share in parentheses), per process group:\n",
+  );
+  console.log(renderCpu(rows));
   console.log(
     `\nlatency = sandbox send call → the receiver has the POST (same clock); saturation = received / ` +
       `(last arrival − first send) with ${WINDOW} sends in flight for ${SECONDS} s; ratios to bare Baileys in this run.`,
