@@ -51,6 +51,8 @@ export interface SinksConfig {
     readonly allowPrivateNetworks?: boolean;
     /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
     readonly batchMax?: number;
+    /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 4. */
+    readonly pipeline?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;
     /** Dead rows kept in the delivery log after their last attempt. Default 30 days. */
@@ -152,6 +154,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
     ...(w.concurrency ? { concurrency: w.concurrency } : {}),
     ...(w.batchMax ? { batchMax: w.batchMax } : {}),
+    ...(w.pipeline ? { pipeline: w.pipeline } : {}),
     ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
     ...(w.deadRetentionMs ? { deadRetentionMs: w.deadRetentionMs } : {}),
     ...(w.maxPending ? { maxPending: w.maxPending } : {}),

@@ -11,6 +11,8 @@ export interface ReceivedRequest {
   readonly headers: http.IncomingHttpHeaders;
   readonly rawBody: string;
   readonly receivedAt: number;
+  /** The sender's port: which connection the request came on. */
+  readonly remotePort: number;
   /** The answer it got. */
   readonly status: number;
 }
@@ -43,6 +45,7 @@ export class WebhookReceiver {
           headers: req.headers,
           rawBody: Buffer.concat(chunks).toString('utf8'),
           receivedAt: performance.timeOrigin + performance.now(),
+          remotePort: req.socket.remotePort ?? 0,
         };
         const answer = this.responder(base, this.requests.length);
         const recorded: ReceivedRequest = { ...base, status: answer.status };

@@ -70,6 +70,7 @@ export type SecretLookup = (instanceId: string, target: DeliveryTarget) => Promi
 export type InstanceLogLine = (instanceId: string, message: string, context: Record<string, unknown>) => void;
 
 export const DEFAULT_MAX_PENDING_PER_QUEUE = 10_000;
+export const DEFAULT_PIPELINE = 4;
 export const DEFAULT_MAX_DEAD_PER_INSTANCE = 1_000;
 export const DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -90,6 +91,13 @@ export interface DispatcherOptions {
    * envelopes in log order. Default 1: one event per request.
    */
   readonly batchMax?: number;
+  /**
+   * WEBHOOK_PIPELINE: requests a queue has in flight at once, pipelined in log order on the queue's one
+   * connection (the sender's `pipelining` must allow as many), so they reach the receiver in log order; a
+   * failed one is retried after those sent behind it. 1: the next request waits for the answer to the
+   * previous one (order kept across retries too). Default 4.
+   */
+  readonly pipeline?: number;
   /** How long a batch of the log waits for its events to be delivered before parking the rest as rows. Default 250. */
   readonly directWaitMs?: number;
   /** WEBHOOK_MAX_PENDING: rows waiting per (instance, target). Default 10 000. */
@@ -604,15 +612,12 @@ export class WebhookDispatcher {
         await this.scan(queue, this.held >= memoryMax ? 1 : pageSize);
         continue;
       }
-      const batch = this.batchAtHead(queue);
-      if (batch.length > 1) {
-        const outcome = await this.deliverBatch(queue, batch);
-        if (outcome === 'stopped') return;
-        if (outcome === 'delivered') {
-          for (const item of batch) this.finish(queue, item);
-          continue;
-        }
-        // Failed: the head carries the attempt and goes on alone, with its retries and backoff.
+      const requests = this.requestsAtHead(queue);
+      if (requests.length > 1 || requests[0]!.length > 1) {
+        // Several requests (pipelined) or several events in one (batched); a failure leaves its head at
+        // the head of the queue, charged with the attempt, and the loop then sends it alone.
+        if ((await this.deliverPipelined(queue, requests)) === 'stopped') return;
+        continue;
       }
       const item = queue.buffer[0]!;
       if (!(await this.deliver(queue, item))) return;
@@ -628,27 +633,30 @@ export class WebhookDispatcher {
   }
 
   /**
-   * The deliveries at the head of the queue that can go out together: never tried yet (a retry goes alone,
-   * so its attempt count and backoff stay its own), due, and addressed to the same URL.
+   * The requests that can go out now from the head of the queue, in order: up to `pipeline` of them, each
+   * with up to `batchMax` deliveries. Only deliveries never tried yet and due take part (a retry goes alone,
+   * so its attempt count and backoff stay its own); the events of one request share its URL.
    */
-  private batchAtHead(queue: Queue): Item[] {
-    const max = this.options.batchMax ?? 1;
+  private requestsAtHead(queue: Queue): Item[][] {
+    const batchMax = this.options.batchMax ?? 1;
+    const pipeline = this.options.pipeline ?? DEFAULT_PIPELINE;
     const head = queue.buffer[0]!;
-    if (max <= 1 || head.row.attempts > 0 || queue.buffer.length < 2) return [head];
+    if (head.row.attempts > 0 || queue.buffer.length < 2 || (batchMax <= 1 && pipeline <= 1)) return [[head]];
     const now = Date.now();
-    const batch: Item[] = [];
+    const requests: Item[][] = [];
+    let current: Item[] = [];
     for (const item of queue.buffer) {
       const { row } = item;
-      if (
-        batch.length >= max ||
-        row.attempts > 0 ||
-        row.url !== head.row.url ||
-        row.nextAttemptAt.getTime() > now
-      )
-        break;
-      batch.push(item);
+      if (row.attempts > 0 || row.nextAttemptAt.getTime() > now) break;
+      if (current.length > 0 && (current.length >= batchMax || row.url !== current[0]!.row.url)) {
+        requests.push(current);
+        current = [];
+        if (requests.length >= pipeline) break;
+      }
+      current.push(item);
     }
-    return batch;
+    if (current.length > 0 && requests.length < pipeline) requests.push(current);
+    return requests.length > 0 ? requests : [[head]];
   }
 
   private outcome(item: Item, result: SendResult, attempts: number, at = new Date()): AttemptOutcome {
@@ -680,41 +688,81 @@ export class WebhookDispatcher {
   }
 
   /**
-   * One POST for several deliveries. Success marks them all delivered. A failure is recorded as an attempt
-   * of the head (the others are not charged: they go out again in the next batch) and the head is then
-   * sent alone after its backoff, so a receiver that refuses batches still gets every event, one by one.
+   * Sends several requests of the queue (each one delivery, or a batch of them) with up to `pipeline` in
+   * flight, started in order. Successes are delivered, whatever happened to the requests before them. The
+   * first failed request counts as an attempt of its **head** (the other events of a batch, and the
+   * requests behind it that failed too, are not charged: they go out again), which then waits for its
+   * backoff at the head of the queue and is sent alone; a single delivery refused for good (a 4xx) is
+   * dead-lettered at once. A receiver that refuses batches therefore still gets every event, one by one.
    */
-  private async deliverBatch(
-    queue: Queue,
-    batch: readonly Item[],
-  ): Promise<'delivered' | 'failed' | 'stopped'> {
+  private async deliverPipelined(queue: Queue, requests: readonly Item[][]): Promise<'sent' | 'stopped'> {
     if (!this.alive(queue)) return 'stopped';
     const { policy, metrics } = this.options;
-    const head = batch[0]!;
+    const results = await this.attemptInOrder(requests);
+    const at = new Date();
+    let failed: { request: readonly Item[]; result: SendResult & { ok: false } } | undefined;
+    let stopped = false;
+    for (const [index, request] of requests.entries()) {
+      const result = results[index]!;
+      if (result.ok) {
+        for (const item of request) this.delivered(queue, item, result, item.row.attempts + 1, at);
+        for (const item of request) this.finish(queue, item);
+      } else if (result.aborted)
+        stopped = true; // shutdown: not an attempt; parked or read again
+      else failed ??= { request, result };
+    }
+    if (stopped) return 'stopped';
+    if (!failed) return 'sent';
+    const head = failed.request[0]!;
+    const { result } = failed;
     queue.instanceName ??= instanceNameOf(head.row.body);
     const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
-    const result = await this.attempt(
-      head.row,
-      batch.map((i) => i.row),
-    );
-    if (!result.ok && result.aborted) return 'stopped'; // shutdown: not an attempt; parked or read again
-    const at = new Date();
-    if (result.ok) {
-      for (const item of batch) this.delivered(queue, item, result, item.row.attempts + 1, at);
-      return 'delivered';
+    if (head.row.id === '') await this.park(queue).catch(() => undefined);
+    if (head.settled === 'dropped' || head.settled === 'abandoned' || head.row.id === '') return 'sent';
+    const attempts = head.row.attempts + 1;
+    const outcome = this.outcome(head, result, attempts, at);
+    const retryable = isRetryable(result.statusCode);
+    if (failed.request.length === 1 && (!retryable || attempts >= policy.maxAttempts)) {
+      await this.deadLetter(queue, head.row, outcome, retryable ? 'attempts exhausted' : 'not retryable');
+      metrics.deadLetteredOne('webhook', label);
+      this.finish(queue, head);
+      return 'sent';
     }
     metrics.retriedOne('webhook', label);
-    if (head.row.id === '') await this.park(queue).catch(() => undefined);
-    if (head.settled === 'dropped' || head.settled === 'abandoned' || head.row.id === '') return 'failed';
-    const delay = isRetryable(result.statusCode)
-      ? backoffDelay({ baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs }, 1, this.options.random)
+    let delay = retryable
+      ? backoffDelay(
+          { baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs },
+          attempts,
+          this.options.random,
+        )
       : 0;
+    if (result.retryAfterSeconds !== undefined) {
+      delay = Math.min(policy.backoffMaxMs, Math.max(delay, result.retryAfterSeconds * 1000));
+    }
     const nextAttemptAt = new Date(Date.now() + delay);
-    await this.persist(() =>
-      this.options.log.recordFailure(this.outcome(head, result, head.row.attempts + 1, at), nextAttemptAt),
-    );
-    head.row = { ...head.row, attempts: head.row.attempts + 1, nextAttemptAt };
-    return 'failed';
+    await this.persist(() => this.options.log.recordFailure(outcome, nextAttemptAt));
+    head.row = { ...head.row, attempts, nextAttemptAt };
+    return 'sent';
+  }
+
+  /**
+   * Sends the requests over the queue's connection, each queued behind the one before it (the secret
+   * lookup and the concurrency cap come first, and must not reorder them), and waits for every answer.
+   */
+  private attemptInOrder(requests: readonly Item[][]): Promise<SendResult[]> {
+    let previousQueued: Promise<void> = Promise.resolve();
+    const results = requests.map((request) => {
+      let queued!: () => void;
+      const thisQueued = new Promise<void>((resolve) => (queued = resolve));
+      const after = previousQueued;
+      previousQueued = thisQueued;
+      return after
+        .then(() =>
+          this.attempt(request[0]!.row, request.length > 1 ? request.map((i) => i.row) : undefined, queued),
+        )
+        .finally(queued);
+    });
+    return Promise.all(results);
   }
 
   /**
@@ -829,8 +877,15 @@ export class WebhookDispatcher {
     }
   }
 
-  /** One request: the row's body, or with `batch` the batch's bodies as one JSON array. */
-  private async attempt(row: DeliveryRow, batch?: readonly DeliveryRow[]): Promise<SendResult> {
+  /**
+   * One request: the row's body, or with `batch` the batch's bodies as one JSON array. `onQueued` runs
+   * once the request has its place on the queue's connection.
+   */
+  private async attempt(
+    row: DeliveryRow,
+    batch?: readonly DeliveryRow[],
+    onQueued?: () => void,
+  ): Promise<SendResult> {
     let secret: string | null | undefined;
     try {
       secret = await this.options.secretOf(row.instanceId, row.target);
@@ -863,6 +918,9 @@ export class WebhookDispatcher {
         headers,
         timeoutMs: this.options.policy.timeoutMs,
         signal: this.stopping.signal,
+        // One connection per queue: pipelined requests reach the receiver in the queue's order.
+        orderKey: key(row.instanceId, row.target),
+        ...(onQueued ? { onQueued } : {}),
       });
     } finally {
       release();

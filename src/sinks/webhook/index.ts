@@ -30,6 +30,7 @@ import {
 } from './delivery-log.ts';
 import {
   GLOBAL_WEBHOOK_DEAD_LETTERS,
+  DEFAULT_PIPELINE,
   WEBHOOK_SUBSCRIPTION,
   WebhookDispatcher,
   type SecretLookup,
@@ -56,6 +57,8 @@ export interface WebhookSinkOptions {
   readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
+  /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 4. */
+  readonly pipeline?: number;
   /** Delivered rows older than this are pruned from the log (WEBHOOK_RETENTION_DELIVERED_HOURS). Default 7 days. */
   readonly retentionMs?: number;
   /** Dead rows whose last attempt is older than this are pruned (WEBHOOK_RETENTION_DEAD_HOURS). Default 30 days. */
@@ -101,6 +104,7 @@ export class WebhookSink implements WebhookApi {
     this.log = new DeliveryLog(options.db);
     this.sender = new WebhookSender({
       allowPrivateNetworks: options.allowPrivateNetworks ?? true,
+      pipelining: options.pipeline ?? DEFAULT_PIPELINE,
       trustedUrls: options.globalUrl ? [options.globalUrl] : [],
     });
     this.dispatcher = new WebhookDispatcher({
@@ -113,6 +117,7 @@ export class WebhookSink implements WebhookApi {
       secretOf: options.secretOf,
       ...(options.concurrency ? { concurrency: options.concurrency } : {}),
       ...(options.batchMax ? { batchMax: options.batchMax } : {}),
+      ...(options.pipeline ? { pipeline: options.pipeline } : {}),
       ...(options.directWaitMs !== undefined ? { directWaitMs: options.directWaitMs } : {}),
       ...(options.maxPending ? { maxPendingPerQueue: options.maxPending } : {}),
       ...(options.maxDead ? { maxDeadPerInstance: options.maxDead } : {}),

@@ -1,10 +1,13 @@
 /**
- * One webhook HTTP POST with a hard timeout, over keep-alive agents. Redirects are not followed (a 3xx is a
- * failed attempt): the signed body goes only where it was configured to go.
+ * One webhook HTTP POST with a hard timeout, over keep-alive connections (undici). Redirects are not
+ * followed (a 3xx is a failed attempt): the signed body goes only where it was configured to go.
+ *
+ * Requests that carry the same `orderKey` (one instance's queue) share one connection and are pipelined
+ * on it (HTTP/1.1, up to `pipelining` unanswered at once): the receiver reads them in the order they were
+ * sent, which separate connections would not guarantee. Requests without a key use a shared pool.
  */
-import http from 'node:http';
-import https from 'node:https';
 import { isIP } from 'node:net';
+import { Agent, Client, type Dispatcher } from 'undici';
 import { isPrivateAddress } from '../../domain/network.ts';
 import { PRIVATE_NETWORKS_HINT } from '../../domain/webhook-url.ts';
 import { publicOnlyLookup } from './address-guard.ts';
@@ -16,6 +19,10 @@ export interface SendRequest {
   readonly timeoutMs: number;
   /** Aborts the request (shutdown): the result is `aborted`, and the attempt does not count. */
   readonly signal?: AbortSignal;
+  /** Requests with the same key go over one connection, in the order `send` is called. */
+  readonly orderKey?: string;
+  /** Runs once the request has its place on its connection (the next one of the same key may follow). */
+  readonly onQueued?: () => void;
 }
 
 export type SendResult =
@@ -33,161 +40,194 @@ export type SendResult =
     };
 
 const MAX_ERROR_BODY = 300;
+/** An error answer's body is read this far (for its first 300 characters); beyond, the connection is cut. */
+const MAX_DRAINED_BODY = 64 * 1024;
+/** A queue's connection is closed after this long without a request. */
+const ORDERED_IDLE_MS = 60_000;
 
 export interface SenderPolicy {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: when false, only public addresses are reached. Default true. */
   readonly allowPrivateNetworks?: boolean;
   /** URLs the operator configured (WEBHOOK_GLOBAL_URL): reached wherever they point. */
   readonly trustedUrls?: readonly string[];
+  /** Unanswered requests on one ordered connection (WEBHOOK_PIPELINE). Default 1. */
+  readonly pipelining?: number;
 }
 
+interface OrderedConnection {
+  readonly client: Client;
+  lastUsed: number;
+  inFlight: number;
+}
+
+class TimedOut extends Error {}
+
 export class WebhookSender {
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly shared = new Agent({ connections: 256 });
   // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
-  private readonly guardedHttpAgent = new http.Agent({
-    keepAlive: true,
-    maxSockets: 256,
-    lookup: publicOnlyLookup,
-  });
-  private readonly guardedHttpsAgent = new https.Agent({
-    keepAlive: true,
-    maxSockets: 256,
-    lookup: publicOnlyLookup,
-  });
+  private readonly guardedShared = new Agent({ connections: 256, connect: { lookup: publicOnlyLookup } });
+  private readonly ordered = new Map<string, OrderedConnection>();
   private readonly trusted: ReadonlySet<string>;
+  private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly policy: SenderPolicy = {}) {
     this.trusted = new Set(policy.trustedUrls ?? []);
+    this.sweep = setInterval(() => this.closeIdle(), ORDERED_IDLE_MS / 2);
+    this.sweep.unref();
   }
 
-  send(request: SendRequest): Promise<SendResult> {
+  async send(request: SendRequest): Promise<SendResult> {
     const started = performance.now();
     const elapsed = (): number => Math.round(performance.now() - started);
-    return new Promise<SendResult>((resolve) => {
-      let url: URL;
-      try {
-        url = new URL(request.url);
-      } catch {
-        resolve({ ok: false, statusCode: null, error: `invalid URL`, durationMs: 0 });
-        return;
-      }
-      const secure = url.protocol === 'https:';
-      if (!secure && url.protocol !== 'http:') {
-        resolve({
-          ok: false,
-          statusCode: null,
-          error: `unsupported protocol ${url.protocol}`,
-          durationMs: 0,
-        });
-        return;
-      }
-      const guarded = this.policy.allowPrivateNetworks === false && !this.trusted.has(request.url);
-      const literal = url.hostname.replace(/^\[|\]$/g, '');
-      if (guarded && isIP(literal) && isPrivateAddress(literal)) {
-        resolve({
-          ok: false,
-          statusCode: null,
-          error: `${literal} is a private, loopback or link-local address: ${PRIVATE_NETWORKS_HINT}`,
-          durationMs: 0,
-        });
-        return;
-      }
-      const aborted = (): SendResult => ({
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return { ok: false, statusCode: null, error: `invalid URL`, durationMs: 0 };
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      return { ok: false, statusCode: null, error: `unsupported protocol ${url.protocol}`, durationMs: 0 };
+    }
+    const guarded = this.policy.allowPrivateNetworks === false && !this.trusted.has(request.url);
+    const literal = url.hostname.replace(/^\[|\]$/g, '');
+    if (guarded && isIP(literal) && isPrivateAddress(literal)) {
+      return {
         ok: false,
         statusCode: null,
-        error: 'aborted: shutting down',
-        durationMs: elapsed(),
-        aborted: true,
+        error: `${literal} is a private, loopback or link-local address: ${PRIVATE_NETWORKS_HINT}`,
+        durationMs: 0,
+      };
+    }
+    const aborted = (): SendResult => ({
+      ok: false,
+      statusCode: null,
+      error: 'aborted: shutting down',
+      durationMs: elapsed(),
+      aborted: true,
+    });
+    if (request.signal?.aborted) return aborted();
+    // Shutdown must not wait for a slow receiver: the request is cut and the delivery stays pending.
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort();
+    request.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => controller.abort(new TimedOut()), request.timeoutMs);
+    const connection = request.orderKey ? this.orderedConnection(request.orderKey, url, guarded) : undefined;
+    if (connection) connection.inFlight += 1;
+    try {
+      const dispatcher: Dispatcher = connection?.client ?? (guarded ? this.guardedShared : this.shared);
+      const pending = dispatcher.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'zapwire-webhook/1',
+          ...request.headers,
+        },
+        body: Buffer.from(request.body, 'utf8'),
+        signal: controller.signal,
+        // Every delivery carries its event id (receivers deduplicate by it): safe to pipeline, and to send
+        // again when a connection drops before its answer.
+        idempotent: true,
+        blocking: false,
       });
-      if (request.signal?.aborted) {
-        resolve(aborted());
-        return;
+      request.onQueued?.();
+      const response = await pending;
+      const { statusCode } = response;
+      if (statusCode >= 200 && statusCode < 300) {
+        await response.body.dump();
+        return { ok: true, statusCode, durationMs: elapsed() };
       }
-      const payload = Buffer.from(request.body, 'utf8');
-      let settled = false;
-      const finish = (result: SendResult): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        request.signal?.removeEventListener('abort', onAbort);
-        resolve(result);
+      const text = (await readSome(response.body)).slice(0, MAX_ERROR_BODY).trim();
+      const retryAfter = Number(response.headers['retry-after']);
+      return {
+        ok: false,
+        statusCode,
+        error: `HTTP ${statusCode}${text ? `: ${text}` : ''}`,
+        durationMs: elapsed(),
+        ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
       };
-      // Shutdown must not wait for a slow receiver: the request is cut and the delivery stays pending.
-      const onAbort = (): void => {
-        finish(aborted());
-        req.destroy();
-      };
-      const req = (secure ? https : http).request(
-        url,
-        {
-          method: 'POST',
-          agent: guarded
-            ? secure
-              ? this.guardedHttpsAgent
-              : this.guardedHttpAgent
-            : secure
-              ? this.httpsAgent
-              : this.httpAgent,
-          ...(guarded ? { lookup: publicOnlyLookup } : {}),
-          headers: {
-            'content-type': 'application/json',
-            'content-length': String(payload.length),
-            'user-agent': 'zapwire-webhook/1',
-            ...request.headers,
-          },
-        },
-        (res) => {
-          const statusCode = res.statusCode ?? 0;
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            if (size < MAX_ERROR_BODY) chunks.push(chunk);
-            size += chunk.length;
-          });
-          res.on('error', (error) =>
-            finish({ ok: false, statusCode, error: error.message, durationMs: elapsed() }),
-          );
-          res.on('end', () => {
-            if (statusCode >= 200 && statusCode < 300) {
-              finish({ ok: true, statusCode, durationMs: elapsed() });
-              return;
-            }
-            const text = Buffer.concat(chunks).toString('utf8').slice(0, MAX_ERROR_BODY).trim();
-            const retryAfter = Number(res.headers['retry-after']);
-            finish({
-              ok: false,
-              statusCode,
-              error: `HTTP ${statusCode}${text ? `: ${text}` : ''}`,
-              durationMs: elapsed(),
-              ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
-            });
-          });
-        },
-      );
-      const timer = setTimeout(() => {
-        finish({
+    } catch (error) {
+      if (controller.signal.reason instanceof TimedOut) {
+        return {
           ok: false,
           statusCode: null,
           error: `timeout after ${request.timeoutMs} ms`,
           durationMs: elapsed(),
-        });
-        req.destroy();
-      }, request.timeoutMs);
-      req.on('error', (error) =>
-        finish({ ok: false, statusCode: null, error: error.message, durationMs: elapsed() }),
-      );
-      request.signal?.addEventListener('abort', onAbort, { once: true });
-      req.end(payload);
-    });
+        };
+      }
+      if (request.signal?.aborted) return aborted();
+      return { ok: false, statusCode: null, error: describe(error), durationMs: elapsed() };
+    } finally {
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onAbort);
+      if (connection) {
+        connection.inFlight -= 1;
+        connection.lastUsed = Date.now();
+      }
+    }
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
-    this.guardedHttpAgent.destroy();
-    this.guardedHttpsAgent.destroy();
+    clearInterval(this.sweep);
+    for (const { client } of this.ordered.values()) void client.destroy().catch(() => undefined);
+    this.ordered.clear();
+    void this.shared.destroy().catch(() => undefined);
+    void this.guardedShared.destroy().catch(() => undefined);
   }
+
+  private orderedConnection(key: string, url: URL, guarded: boolean): OrderedConnection {
+    const id = `${guarded ? 'g' : 'o'}\u0000${url.origin}\u0000${key}`;
+    let connection = this.ordered.get(id);
+    if (!connection) {
+      connection = {
+        client: new Client(url.origin, {
+          pipelining: Math.max(1, this.policy.pipelining ?? 1),
+          ...(guarded ? { connect: { lookup: publicOnlyLookup } } : {}),
+        }),
+        lastUsed: Date.now(),
+        inFlight: 0,
+      };
+      this.ordered.set(id, connection);
+    }
+    return connection;
+  }
+
+  private closeIdle(): void {
+    const before = Date.now() - ORDERED_IDLE_MS;
+    for (const [id, connection] of this.ordered) {
+      if (connection.inFlight > 0 || connection.lastUsed > before) continue;
+      this.ordered.delete(id);
+      void connection.client.close().catch(() => undefined);
+    }
+  }
+}
+
+/** The start of an error answer's body; a long one is cut off (and its connection with it). */
+async function readSome(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      if (size < MAX_ERROR_BODY) chunks.push(buffer);
+      size += buffer.length;
+      if (size > MAX_DRAINED_BODY) break;
+    }
+  } catch {
+    // the answer's status is what counts; its body is only for the log
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** undici wraps network errors; the cause (ECONNREFUSED, a blocked address) is what the log should say. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = (error as { cause?: unknown }).cause;
+  if (cause instanceof Error && cause.message && !error.message.includes(cause.message)) {
+    return `${error.message}: ${cause.message}`;
+  }
+  return error.message;
 }
 
 /** 4xx answers are final except 408 (timeout) and 429 (rate limited); everything else is retried. */

@@ -130,7 +130,11 @@ describe('shutdown with webhook requests in flight', () => {
     // A receiver that takes its time: far longer than a shutdown may.
     receiver.respond({ status: 200, delayMs: 30_000 });
     await messages(store, id, 2);
-    await receiver.waitUntil(() => receiver.requests.length === 1, 10_000, 'the first request in flight');
+    // Pipelined (the default): both requests go out on the queue's connection before any answer.
+    await receiver.waitUntil(() => receiver.requests.length === 2, 10_000, 'both requests in flight');
+    expect(
+      receiver.requests.map((r) => (JSON.parse(r.rawBody) as { data: { text: string } }).data.text),
+    ).toEqual(['m0', 'm1']);
 
     const began = Date.now();
     await sinks.stop();
@@ -152,10 +156,12 @@ describe('shutdown with webhook requests in flight', () => {
       10_000,
       'both delivered after the restart',
     );
-    // The receiver had read the cut request's body (it never got an answer back): sent again, same event id.
-    const after = receiver.requests.slice(1);
+    // The receiver had read the cut requests' bodies (it never got an answer back): sent again, same ids.
+    const after = receiver.requests.slice(2);
     const texts = after.map((r) => (JSON.parse(r.rawBody) as { data: { text: string } }).data.text);
-    expect(after[0]!.headers['x-zapwire-event-id']).toBe(receiver.requests[0]!.headers['x-zapwire-event-id']);
+    expect(after.map((r) => r.headers['x-zapwire-event-id'])).toEqual(
+      receiver.requests.slice(0, 2).map((r) => r.headers['x-zapwire-event-id']),
+    );
     expect(texts).toEqual(['m0', 'm1']);
   });
 });

@@ -165,8 +165,8 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(receiver.requests).toHaveLength(3);
   });
 
-  it('retries 5xx with backoff, keeps per-instance order, loses nothing; a failing instance does not block another', async () => {
-    await start({ maxAttempts: 50, backoffBaseMs: 10, backoffMaxMs: 40 });
+  it('with WEBHOOK_PIPELINE=1: retries 5xx with backoff, keeps per-instance order across retries, loses nothing; a failing instance does not block another', async () => {
+    await start({ maxAttempts: 50, backoffBaseMs: 10, backoffMaxMs: 40, pipeline: 1 });
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     await addInstance(iid('b1'), 'beta', ['MESSAGE']);
     await addInstance(iid('z1'), 'zeta', ['MESSAGE']);
@@ -219,8 +219,47 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     );
   });
 
+  it('pipelines up to WEBHOOK_PIPELINE requests per instance on one connection, in log order; a failed one is overtaken by at most the others of its window', async () => {
+    await start({ pipeline: 4, maxAttempts: 5, backoffBaseMs: 30, backoffMaxMs: 30 });
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    let open = 0;
+    let most = 0;
+    let failedOnce = false;
+    receiver.respond((request) => {
+      open += 1;
+      most = Math.max(most, open);
+      setTimeout(() => (open -= 1), 20);
+      const text = (JSON.parse(request.rawBody) as Body).data.text;
+      if (text === 'm5' && !failedOnce) {
+        failedOnce = true;
+        return { status: 500, delayMs: 20 };
+      }
+      return { status: 200, delayMs: 20 };
+    });
+    await messages(store, iid('a1'), 20, 'm');
+    await receiver.waitUntil(() => receiver.accepted('/alpha').length >= 20, 15_000, '20 accepted');
+    const textOf = (r: { rawBody: string }): string => (JSON.parse(r.rawBody) as Body).data.text ?? '';
+    // First attempts reach the receiver in log order, all on one connection.
+    const firstSeen = [...new Set(receiver.requests.map(textOf))];
+    expect(firstSeen).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
+    expect(new Set(receiver.requests.map((r) => r.remotePort)).size).toBe(1);
+    // Several were in flight at once, never more than the window.
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(4);
+    // m5 failed once and was retried; nothing lost or doubled; at most 3 events got ahead of it.
+    const accepted = receiver.accepted('/alpha').map(textOf);
+    expect([...accepted].sort()).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`).sort());
+    expect(receiver.requests.filter((r) => textOf(r) === 'm5').map((r) => r.status)).toEqual([500, 200]);
+    expect(accepted.indexOf('m5') - 5).toBeGreaterThanOrEqual(0);
+    expect(accepted.indexOf('m5') - 5).toBeLessThanOrEqual(3);
+    expect(accepted.filter((t) => t !== 'm5')).toEqual(
+      Array.from({ length: 20 }, (_, i) => `m${i}`).filter((t) => t !== 'm5'),
+    );
+  });
+
   it('with WEBHOOK_BATCH_MAX sends waiting events together, in order, signed; a failed batch goes on one by one', async () => {
-    await start({ batchMax: 8 });
+    // One request at a time, so the first answer (an error) meets the first batch alone.
+    await start({ batchMax: 8, pipeline: 1 });
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     // A slow receiver, whose first answer is an error: events pile up behind each request.
     receiver.respond((_request, index) => ({ status: index === 0 ? 500 : 200, delayMs: 60 }));
@@ -308,7 +347,8 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
   });
 
   it('does not retry 4xx other than 408 and 429', async () => {
-    const sinks = await start({ maxAttempts: 5, backoffBaseMs: 5, backoffMaxMs: 10 });
+    // One request at a time: the answers below go to the events in this order.
+    const sinks = await start({ maxAttempts: 5, backoffBaseMs: 5, backoffMaxMs: 10, pipeline: 1 });
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     const answers = [400, 408, 429, 200, 404, 410];
     let n = 0;
@@ -466,6 +506,7 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       backoffMaxMs: 10,
       retentionMs: 60_000,
       deadRetentionMs: 3_600_000,
+      pipeline: 1, // the answers below go to the events in this order
     });
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
     // m0: 500 then 200 (a delivered row); m1: 400 (dead at once).
