@@ -439,6 +439,11 @@ interface Load {
   readonly run: string;
 }
 
+function lcm(a: number, b: number): number {
+  const gcd = (x: number, y: number): number => (y === 0 ? x : gcd(y, x % y));
+  return (a / gcd(a, b)) * b;
+}
+
 function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   if (sorted.length === 0) return NaN;
@@ -518,6 +523,28 @@ async function paced(load: Load, phase: string): Promise<Phase> {
   return summarize(load, sent);
 }
 
+/**
+ * A new customer's first message to each account: the receiving side sets up a Signal session from a
+ * pre-key message (and refills its pre-keys on the server now and then), work the other phases do not
+ * see once their pairs have written. BENCH_E2E_FIRST_CONTACTS new phones (default max(20, accounts)),
+ * 20 a second, one message each, round-robin over the accounts.
+ */
+async function firstContacts(load: Load, phase: string): Promise<Phase> {
+  const count = Number(env['BENCH_E2E_FIRST_CONTACTS'] ?? Math.max(20, load.accounts.length));
+  const phones: string[] = [];
+  for (let i = 0; i < count; i++) phones.push(await newPhone(load.sandbox));
+  const sent = new Map<string, number>();
+  const calls: Array<Promise<void>> = [];
+  for (let i = 0; i < count; i++) {
+    // One customer per send: `send` picks customers[seq % length], so each phone writes exactly once.
+    calls.push(send({ ...load, customers: [phones[i]!] }, phase, i, sent));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await Promise.all(calls);
+  await drain(load, sent);
+  return summarize(load, sent);
+}
+
 /** As fast as the sandbox accepts sends (BENCH_E2E_WINDOW in flight) for BENCH_E2E_SECONDS. */
 async function saturation(load: Load, phase: string): Promise<Phase> {
   const sent = new Map<string, number>();
@@ -538,6 +565,7 @@ interface Row {
   readonly n: number;
   readonly label: string;
   readonly paced: Phase;
+  readonly firstContact: Phase;
   readonly saturated: Phase;
   readonly rssMb: number;
   /** CPU ms per received message during the saturated phase, by process group (the kernel's share apart). */
@@ -570,6 +598,7 @@ function render(rows: readonly Row[]): string {
       String(row.n),
       row.label,
       `${ms(row.paced.p50)} / ${ms(row.paced.p99)}${delta(row.paced.p99, bare?.paced.p99)}${lost(row.paced)}`,
+      `${ms(row.firstContact.p50)} / ${ms(row.firstContact.p99)}${delta(row.firstContact.p99, bare?.firstContact.p99)}${lost(row.firstContact)}`,
       `${ms(row.saturated.p50)} / ${ms(row.saturated.p99)}`,
       `${Math.round(row.saturated.msgsPerSecond)}${ratio(row.saturated.msgsPerSecond, bare?.saturated.msgsPerSecond)}${lost(row.saturated)}`,
       String(row.rssMb),
@@ -579,6 +608,7 @@ function render(rows: readonly Row[]): string {
     'inst',
     'path',
     `${RATE} msg/s: p50 / p99 ms (Δp99)`,
+    'first contact: p50 / p99 ms (Δp99)',
     'saturated: p50 / p99 ms',
     'saturation msg/s (× bare)',
     'RSS MB',
@@ -664,11 +694,15 @@ export default async function benchE2e(): Promise<void> {
         };
         try {
           const warm = new Map<string, number>();
-          for (let i = 0; i < Math.max(20, n); i++) await send(load, 'warm', i, warm);
+          // Every (customer, account) pair the phases use writes once first: its Signal session is set up
+          // (a pre-key message, pre-key refills) here rather than inside the measured phases.
+          for (let i = 0; i < Math.max(20, lcm(n, SENDERS)); i++) await send(load, 'warm', i, warm);
           await drain(load, warm);
           await variant.sqlCounts?.();
           const pacedPhase = await paced(load, 'paced');
           if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
+          const firstContact = await firstContacts(load, 'first');
+          await variant.sqlCounts?.();
           const groups: CpuGroups = {
             trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
             ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
@@ -693,13 +727,14 @@ export default async function benchE2e(): Promise<void> {
             n,
             label: variant.label,
             paced: pacedPhase,
+            firstContact,
             saturated,
             rssMb: variant.rssMb(),
             cpuPerMessage,
           });
           console.log(
             `  N=${n} ${variant.label}: ${Math.round((Date.now() - t0) / 1000)} s; ` +
-              `paced ${pacedPhase.received}/${pacedPhase.sent}, saturated ${saturated.received}/${saturated.sent}`,
+              `paced ${pacedPhase.received}/${pacedPhase.sent}, first contact ${firstContact.received}/${firstContact.sent}, saturated ${saturated.received}/${saturated.sent}`,
           );
         } finally {
           await variant.stop();
