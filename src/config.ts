@@ -236,7 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
-      pipeline: r.int('WEBHOOK_PIPELINE', 4, 1, 64),
+      pipeline: r.int('WEBHOOK_PIPELINE', 8, 1, 64),
       retentionMs: r.int('WEBHOOK_RETENTION_DELIVERED_HOURS', 168, 1, 87_600) * 3_600_000,
       deadRetentionMs: r.int('WEBHOOK_RETENTION_DEAD_HOURS', 720, 1, 87_600) * 3_600_000,
       maxPending: r.int('WEBHOOK_MAX_PENDING', 10_000, 1, 10_000_000),

@@ -51,7 +51,7 @@ export interface SinksConfig {
     readonly allowPrivateNetworks?: boolean;
     /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
     readonly batchMax?: number;
-    /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 4. */
+    /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 8. */
     readonly pipeline?: number;
     /** Delivered rows kept in the delivery log. Default 7 days. */
     readonly retentionMs?: number;

@@ -61,6 +61,15 @@ describe('configuration', () => {
     });
   });
 
+  it('WEBHOOK_PIPELINE (8 by default, 1..64) and DATABASE_PREPARED_STATEMENTS (on by default)', () => {
+    expect(loadConfig({}).webhook.pipeline).toBe(8);
+    expect(loadConfig({ WEBHOOK_PIPELINE: '1' }).webhook.pipeline).toBe(1);
+    expect(problemsOf({ WEBHOOK_PIPELINE: '0' })).toHaveLength(1);
+    expect(problemsOf({ WEBHOOK_PIPELINE: '65' })).toHaveLength(1);
+    expect(loadConfig({}).databasePreparedStatements).toBe(true);
+    expect(loadConfig({ DATABASE_PREPARED_STATEMENTS: 'false' }).databasePreparedStatements).toBe(false);
+  });
+
   it('reports every problem at once', () => {
     expect(problemsOf({ PORT: 'x', LOG_LEVEL: 'y' })).toHaveLength(2);
   });

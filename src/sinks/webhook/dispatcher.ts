@@ -70,7 +70,7 @@ export type SecretLookup = (instanceId: string, target: DeliveryTarget) => Promi
 export type InstanceLogLine = (instanceId: string, message: string, context: Record<string, unknown>) => void;
 
 export const DEFAULT_MAX_PENDING_PER_QUEUE = 10_000;
-export const DEFAULT_PIPELINE = 4;
+export const DEFAULT_PIPELINE = 8;
 export const DEFAULT_MAX_DEAD_PER_INSTANCE = 1_000;
 export const DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -95,7 +95,7 @@ export interface DispatcherOptions {
    * WEBHOOK_PIPELINE: requests a queue has in flight at once, pipelined in log order on the queue's one
    * connection (the sender's `pipelining` must allow as many), so they reach the receiver in log order; a
    * failed one is retried after those sent behind it. 1: the next request waits for the answer to the
-   * previous one (order kept across retries too). Default 4.
+   * previous one (order kept across retries too). Default 8.
    */
   readonly pipeline?: number;
   /** How long a batch of the log waits for its events to be delivered before parking the rest as rows. Default 250. */

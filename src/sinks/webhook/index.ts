@@ -57,7 +57,7 @@ export interface WebhookSinkOptions {
   readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
-  /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 4. */
+  /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 8. */
   readonly pipeline?: number;
   /** Delivered rows older than this are pruned from the log (WEBHOOK_RETENTION_DELIVERED_HOURS). Default 7 days. */
   readonly retentionMs?: number;
