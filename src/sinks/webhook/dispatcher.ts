@@ -1,8 +1,10 @@
 /**
- * Sends webhook deliveries. One ordered queue per (instance, target): a queue sends its head, and only
- * when the head is delivered or dead-lettered does the next one go out, so an instance's events arrive in
- * log order. Queues are independent: a failing endpoint only stalls its own queue; a global cap bounds the
- * requests in flight across all of them.
+ * Sends webhook deliveries. One ordered queue per (instance, target), with its own connection: up to
+ * `pipeline` first attempts from the head of the queue go out pipelined on it, in log order, so an
+ * instance's events reach the receiver in log order. A failed one is retried alone, and nothing else of
+ * the queue goes out until it is delivered or dead-lettered (the ones already sent behind it may have been
+ * delivered first). Queues are independent: a failing endpoint only stalls its own queue; a global cap
+ * bounds the requests in flight across all of them.
  *
  * Where deliveries come from: the `sink-webhook` subscription hands each batch of the log to `accept`.
  * Events of a queue with nothing waiting are sent straight from memory, without a row; `accept` resolves
