@@ -753,16 +753,25 @@ export class WebhookDispatcher {
    */
   private attemptInOrder(requests: readonly Item[][]): Promise<SendResult[]> {
     let previousQueued: Promise<void> = Promise.resolve();
+    let previousAnswered: Promise<unknown> | undefined;
     const results = requests.map((request) => {
       let queued!: () => void;
       const thisQueued = new Promise<void>((resolve) => (queued = resolve));
       const after = previousQueued;
+      const timeoutFrom = previousAnswered;
       previousQueued = thisQueued;
-      return after
+      const result = after
         .then(() =>
-          this.attempt(request[0]!.row, request.length > 1 ? request.map((i) => i.row) : undefined, queued),
+          this.attempt(
+            request[0]!.row,
+            request.length > 1 ? request.map((i) => i.row) : undefined,
+            queued,
+            timeoutFrom,
+          ),
         )
         .finally(queued);
+      previousAnswered = result;
+      return result;
     });
     return Promise.all(results);
   }
@@ -881,12 +890,13 @@ export class WebhookDispatcher {
 
   /**
    * One request: the row's body, or with `batch` the batch's bodies as one JSON array. `onQueued` runs
-   * once the request has its place on the queue's connection.
+   * once the request has its place on the queue's connection; its timeout runs from `timeoutFrom`.
    */
   private async attempt(
     row: DeliveryRow,
     batch?: readonly DeliveryRow[],
     onQueued?: () => void,
+    timeoutFrom?: Promise<unknown>,
   ): Promise<SendResult> {
     let secret: string | null | undefined;
     try {
@@ -923,6 +933,7 @@ export class WebhookDispatcher {
         // One connection per queue: pipelined requests reach the receiver in the queue's order.
         orderKey: key(row.instanceId, row.target),
         ...(onQueued ? { onQueued } : {}),
+        ...(timeoutFrom ? { timeoutFrom } : {}),
       });
     } finally {
       release();

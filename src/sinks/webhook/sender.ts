@@ -23,6 +23,12 @@ export interface SendRequest {
   readonly orderKey?: string;
   /** Runs once the request has its place on its connection (the next one of the same key may follow). */
   readonly onQueued?: () => void;
+  /**
+   * The timeout starts when this settles (the answer to the request before it on a pipelined connection):
+   * a receiver that works through a connection's requests one after another answers the eighth only after
+   * the seven before it, which must not count against the eighth's time.
+   */
+  readonly timeoutFrom?: Promise<unknown>;
 }
 
 export type SendResult =
@@ -110,7 +116,13 @@ export class WebhookSender {
     const controller = new AbortController();
     const onAbort = (): void => controller.abort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => controller.abort(new TimedOut()), request.timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    let finished = false;
+    const arm = (): void => {
+      if (!finished) timer = setTimeout(() => controller.abort(new TimedOut()), request.timeoutMs);
+    };
+    if (request.timeoutFrom) request.timeoutFrom.then(arm, arm);
+    else arm();
     const connection = request.orderKey ? this.orderedConnection(request.orderKey, url, guarded) : undefined;
     if (connection) connection.inFlight += 1;
     try {
@@ -159,6 +171,7 @@ export class WebhookSender {
       if (request.signal?.aborted) return aborted();
       return { ok: false, statusCode: null, error: describe(error), durationMs: elapsed() };
     } finally {
+      finished = true;
       clearTimeout(timer);
       request.signal?.removeEventListener('abort', onAbort);
       if (connection) {

@@ -257,6 +257,33 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     );
   });
 
+  it('pipelined requests to a receiver that answers one after another do not time out while they wait their turn', async () => {
+    await start({ pipeline: 8, timeoutMs: 1_500, maxAttempts: 3, backoffBaseMs: 20, backoffMaxMs: 20 });
+    await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
+    // The first answer takes 1 s (the others queue up behind it), then one answer every 250 ms: the
+    // seventh of the next window is answered 1.75 s after it was sent, 250 ms after the one before it.
+    let busyUntil = 0;
+    receiver.respond((_request, index) => {
+      const now = Date.now();
+      busyUntil = Math.max(now, busyUntil) + (index === 0 ? 1_000 : 250);
+      return { status: 200, delayMs: busyUntil - now };
+    });
+    await messages(store, iid('a1'), 8, 'm');
+    // The receiver records a request when it arrives; the sender counts it when the answer is back.
+    await eventually(
+      async () =>
+        (await running!.metrics.render()).includes(
+          `delivered_total{sink="webhook",instance_id="${iid('a1')}",instance="alpha"} 8\n`,
+        ),
+      15_000,
+      'alpha counted 8 deliveries',
+    );
+    // Each event went out once: none timed out and was sent again.
+    expect(receiver.requests.map((r) => (JSON.parse(r.rawBody) as Body).data.text)).toEqual(
+      Array.from({ length: 8 }, (_, i) => `m${i}`),
+    );
+  });
+
   it('with WEBHOOK_BATCH_MAX sends waiting events together, in order, signed; a failed batch goes on one by one', async () => {
     // One request at a time, so the first answer (an error) meets the first batch alone.
     await start({ batchMax: 8, pipeline: 1 });
