@@ -147,6 +147,50 @@ export async function phoneSend(
   return { id, t };
 }
 
+/** Retry receipts a phone answers per message and device; Baileys itself asks at most five times. */
+const MAX_RETRIES_ANSWERED = 3;
+const retriesAnswered = new Map<string, number>();
+
+/**
+ * A companion could not decrypt message `id` from `account`'s phone and sent a retry receipt: the phone
+ * starts a new Signal session with it (from a fresh pre-key bundle) and sends the message again, as
+ * WhatsApp has the sender do. False when the message is not one of the phone's (it may come from one of
+ * the account's companions, which answer for themselves) or it was asked too often.
+ */
+export async function phoneResend(
+  server: SandboxServer,
+  account: Account,
+  companion: Companion,
+  id: string,
+): Promise<boolean> {
+  const record = account.sent.find((m) => m.id === id);
+  if (!record) return false;
+  const asked = `${id}\u0000${companion.address}`;
+  const count = (retriesAnswered.get(asked) ?? 0) + 1;
+  if (count > MAX_RETRIES_ANSWERED) return false;
+  retriesAnswered.set(asked, count);
+  if (retriesAnswered.size > 10_000) retriesAnswered.delete(retriesAnswered.keys().next().value!);
+  const message = proto.Message.fromObject(record.message);
+  const own = companion.account === account;
+  const payload: proto.IMessage = own
+    ? { deviceSentMessage: { destinationJid: record.chat, message } }
+    : message;
+  const enc = await serialized(`${account.lid}->${companion.address}`, async () => {
+    account.signal.forgetSession(companion.address);
+    await account.signal.startSession(companion.address, takeBundle(server, companion));
+    return account.signal.encrypt(companion.address, padMessage(payload));
+  });
+  const meta: StanzaMeta = {
+    id,
+    t: record.timestamp,
+    type: messageType(message),
+    chatJid: record.chat,
+    addressing: 'pn',
+  };
+  server.deliver(companion, messageStanza(account.phone, companion, meta, enc));
+  return true;
+}
+
 /** A peer message from an account's phone to one of its own companions (history sync, app-state keys). */
 export async function phoneSendPeer(
   server: SandboxServer,

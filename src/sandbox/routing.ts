@@ -5,7 +5,7 @@
  */
 import type { ClientConnection } from './connection.ts';
 import { bytes, child, children, node, unixSeconds, type BinaryNode } from './nodes.ts';
-import { messageStanza, phoneReceive, type StanzaMeta } from './phone.ts';
+import { messageStanza, phoneReceive, phoneResend, type StanzaMeta } from './phone.ts';
 import type { SandboxServer } from './server.ts';
 import type { CipherType } from './signal-device.ts';
 import type { PhoneReceipt } from './types.ts';
@@ -61,12 +61,23 @@ export function handleClientReceipt(server: SandboxServer, conn: ClientConnectio
   if (!id) return;
   conn.send(node('ack', { class: 'receipt', id, from: to, type }));
   if (!to || (type && SILENT_RECEIPTS.has(type))) return;
-  if (type === 'retry') {
-    server.logger.warn('device could not decrypt a message', { device: sender.pnJid, id, from: to });
-    return;
-  }
   const target = server.findDevice(to);
   if (!target) return;
+  if (type === 'retry') {
+    server.logger.warn('device could not decrypt a message; asks again', {
+      device: sender.pnJid,
+      id,
+      from: to,
+    });
+    // A message of the account's phone is sent again by the sandbox; a companion's own message is the
+    // companion's to send again: the receipt goes to it below, as other receipts do.
+    if (target.account.sent.find((m) => m.id === id)) {
+      void phoneResend(server, target.account, sender, id).catch((err: unknown) =>
+        server.logger.warn('phone could not send a message again', { id, err: String(err) }),
+      );
+      return;
+    }
+  }
   const ids = [id, ...children(child(stanza, 'list'), 'item').map((item) => item.attrs.id ?? '')].filter(
     Boolean,
   );

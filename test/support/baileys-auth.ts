@@ -11,6 +11,8 @@ export interface MemoryAuth {
   saveCreds(update: Partial<AuthenticationState['creds']>): void;
   /** How many keys of a type are stored (e.g. `pre-key`, `session`). */
   count(type: keyof SignalDataTypeMap): number;
+  /** Drops every key of a type (a device that lost its sessions, for the retry-receipt test). */
+  forget(type: keyof SignalDataTypeMap): void;
 }
 
 export function memoryAuth(): MemoryAuth {
@@ -51,6 +53,9 @@ export function memoryAuth(): MemoryAuth {
     },
     count(type) {
       return bucket(type).size;
+    },
+    forget(type) {
+      bucket(type).clear();
     },
   };
 }

@@ -98,6 +98,25 @@ describe('incoming: a contact phone sends to the linked device', () => {
     expect(pongs.at(-1)?.cipher).toBe('msg');
   });
 
+  test('a device that lost its session sends a retry receipt; the phone starts a new session and sends again', async () => {
+    // The conversation is established (the tests above): the phone's next message is a plain `msg`.
+    const before = await sandbox.control.sendText(bob.phoneNumber, alice.jid, 'before the loss');
+    await upserted(aliceDevice, before.id);
+    const from = aliceDevice.events.length;
+    aliceDevice.auth.forget('session');
+    const { id } = await sandbox.control.sendText(bob.phoneNumber, alice.jid, 'after the loss');
+    // The first copy cannot be decrypted; the copy sent again after the retry receipt can.
+    const upsert = await aliceDevice.waitFor(
+      'messages.upsert',
+      (u) => u.messages.some((m) => m.key.id === id && m.message?.conversation === 'after the loss'),
+      { from },
+    );
+    expect(upsert.messages.find((m) => m.key.id === id)?.key.remoteJid).toBe(bob.jid);
+    expect(aliceDevice.auth.count('session')).toBeGreaterThan(0);
+    const next = await sandbox.control.sendText(bob.phoneNumber, alice.jid, 'and on');
+    expect((await upserted(aliceDevice, next.id)).message?.conversation).toBe('and on');
+  });
+
   test('LID addressing: the chat is the LID and the phone number comes alongside', async () => {
     const { id } = await sandbox.control.sendText(bob.phoneNumber, alice.jid, 'by lid', {
       addressing: 'lid',
