@@ -4,7 +4,9 @@
  *
  * Requests that carry the same `orderKey` (one instance's queue) share one connection and are pipelined
  * on it (HTTP/1.1, up to `pipelining` unanswered at once): the receiver reads them in the order they were
- * sent, which separate connections would not guarantee. Requests without a key use a shared pool.
+ * sent, which separate connections would not guarantee. Each key has a connection of its own, up to
+ * `maxConnectionsPerOrigin` per receiver; beyond that, keys share the least used ones (a connection keeps
+ * the order of every key on it). Requests without a key use a shared pool.
  */
 import { isIP } from 'node:net';
 import { Agent, Client, type Dispatcher } from 'undici';
@@ -58,10 +60,16 @@ export interface SenderPolicy {
   readonly trustedUrls?: readonly string[];
   /** Unanswered requests on one ordered connection (WEBHOOK_PIPELINE). Default 1. */
   readonly pipelining?: number;
+  /** Ordered connections to one origin (as many instances as there are, up to this). Default 256. */
+  readonly maxConnectionsPerOrigin?: number;
 }
 
 interface OrderedConnection {
   readonly client: Client;
+  /** `g` or `o` (guarded or not) and the origin: the pool it counts against. */
+  readonly pool: string;
+  /** Keys sending over it. */
+  users: number;
   lastUsed: number;
   inFlight: number;
 }
@@ -72,7 +80,9 @@ export class WebhookSender {
   private readonly shared = new Agent({ connections: 256 });
   // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
   private readonly guardedShared = new Agent({ connections: 256, connect: { lookup: publicOnlyLookup } });
+  /** Which connection each key (with its pool) sends over. */
   private readonly ordered = new Map<string, OrderedConnection>();
+  private readonly pools = new Map<string, OrderedConnection[]>();
   private readonly trusted: ReadonlySet<string>;
   private readonly sweep: NodeJS.Timeout;
 
@@ -183,36 +193,57 @@ export class WebhookSender {
 
   close(): void {
     clearInterval(this.sweep);
-    for (const { client } of this.ordered.values()) void client.destroy().catch(() => undefined);
+    for (const connections of this.pools.values()) {
+      for (const { client } of connections) void client.destroy().catch(() => undefined);
+    }
+    this.pools.clear();
     this.ordered.clear();
     void this.shared.destroy().catch(() => undefined);
     void this.guardedShared.destroy().catch(() => undefined);
   }
 
   private orderedConnection(key: string, url: URL, guarded: boolean): OrderedConnection {
-    const id = `${guarded ? 'g' : 'o'}\u0000${url.origin}\u0000${key}`;
-    let connection = this.ordered.get(id);
-    if (!connection) {
+    const pool = `${guarded ? 'g' : 'o'}\u0000${url.origin}`;
+    const id = `${pool}\u0000${key}`;
+    const assigned = this.ordered.get(id);
+    if (assigned) return assigned;
+    const connections = this.pools.get(pool) ?? [];
+    this.pools.set(pool, connections);
+    let connection: OrderedConnection;
+    if (connections.length < (this.policy.maxConnectionsPerOrigin ?? 256)) {
       connection = {
         client: new Client(url.origin, {
           pipelining: Math.max(1, this.policy.pipelining ?? 1),
           ...(guarded ? { connect: { lookup: publicOnlyLookup } } : {}),
         }),
+        pool,
+        users: 0,
         lastUsed: Date.now(),
         inFlight: 0,
       };
-      this.ordered.set(id, connection);
+      connections.push(connection);
+    } else {
+      connection = connections.reduce((least, c) => (c.users < least.users ? c : least));
     }
+    connection.users += 1;
+    this.ordered.set(id, connection);
     return connection;
   }
 
   private closeIdle(): void {
     const before = Date.now() - ORDERED_IDLE_MS;
-    for (const [id, connection] of this.ordered) {
-      if (connection.inFlight > 0 || connection.lastUsed > before) continue;
-      this.ordered.delete(id);
-      void connection.client.close().catch(() => undefined);
+    const idle = new Set<OrderedConnection>();
+    for (const connections of this.pools.values()) {
+      for (const c of connections) if (c.inFlight === 0 && c.lastUsed <= before) idle.add(c);
     }
+    if (idle.size === 0) return;
+    for (const [id, connection] of this.ordered) if (idle.has(connection)) this.ordered.delete(id);
+    for (const [pool, connections] of this.pools) {
+      const open = connections.filter((c) => !idle.has(c));
+      if (open.length > 0) this.pools.set(pool, open);
+      else this.pools.delete(pool);
+    }
+    for (const connection of idle) void connection.client.close().catch(() => undefined);
   }
 }
 
