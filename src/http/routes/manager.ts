@@ -142,7 +142,19 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     handler: async (request, reply) => {
       // Resolve dot segments (also percent-encoded ones) first: /manager/api/instance/../metrics must be
       // checked, and forwarded, as /metrics.
-      const resolved = new URL(request.url.slice('/manager/api'.length), 'http://manager.invalid');
+      const rest = request.url.slice('/manager/api'.length);
+      let resolved: URL | undefined;
+      try {
+        resolved = new URL(rest, 'http://manager.invalid');
+      } catch {
+        resolved = undefined;
+      }
+      // `//host/...` and `/\host/...` would name another authority (and `/\p@p<` one the parser refuses).
+      if (resolved?.host !== 'manager.invalid') {
+        throw Errors.validation(
+          `the manager cannot call ${rest.split('?')[0] ?? ''}: not a path of this API`,
+        );
+      }
       const target = `${resolved.pathname}${resolved.search}`;
       if (!FORWARDED_PREFIXES.some((prefix) => target.startsWith(prefix))) {
         throw Errors.validation(`the manager cannot call ${target.split('?')[0] ?? ''}`);

@@ -44,6 +44,25 @@ function eventsOf(list: string | undefined): SinkEventName[] | undefined {
   }
 }
 
+type WsQuery = FromSchema<typeof wsQuery>;
+
+/**
+ * The query as the schema says it is. This runs in preValidation (before the upgrade), ahead of the
+ * schema's own check, so a repeated key still arrives as an array here.
+ */
+function checkedQuery(query: unknown): WsQuery {
+  const record = (typeof query === 'object' && query !== null ? query : {}) as Record<string, unknown>;
+  for (const key of Object.keys(wsQuery.properties)) {
+    const value = record[key];
+    if (value !== undefined && typeof value !== 'string') {
+      throw Errors.validation(
+        `${key}: give it once, as text (it came ${Array.isArray(value) ? 'repeated' : 'as another type'})`,
+      );
+    }
+  }
+  return record as WsQuery;
+}
+
 export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks }) => {
   // Registered once at the root by the app: two registrations would each answer every upgrade.
   if (!app.hasDecorator('websocketServer')) {
@@ -51,7 +70,7 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
   }
   const subscriptions = new WeakMap<FastifyRequest, Subscription>();
 
-  app.get<{ Querystring: FromSchema<typeof wsQuery> }>(
+  app.get<{ Querystring: WsQuery }>(
     '/ws',
     {
       websocket: true,
@@ -63,7 +82,7 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
       },
       preValidation: async (request) => {
         const principal = requirePrincipal(request);
-        const q = request.query;
+        const q = checkedQuery(request.query);
         const events = eventsOf(q.events);
         const reference = (q.instance ?? q.instanceName)?.trim() || undefined;
         // An instance token is limited to its own instance already; the admin key may name one.

@@ -110,4 +110,47 @@ describe('found by the route fuzzer', () => {
       );
     }
   });
+
+  it('a repeated /ws query key is a 400 naming it, not a 500 (it reached the hook as an array)', async () => {
+    const r = await get('/ws?instanceName=a&instanceName=b');
+    expect(r.status).toBe(400);
+    expect((JSON.parse(r.text) as { error: { code: string; message: string } }).error).toEqual({
+      code: 'ZW_ERR_VALIDATION',
+      message: 'instanceName: give it once, as text (it came repeated)',
+    });
+  });
+
+  it('a manager path the URL parser refuses, or one naming another host, is a 400, not a 500', async () => {
+    for (const path of ['/\\p@p<', '//elsewhere.example/instance/all', '/\\elsewhere.example/instance/all']) {
+      const r = await get(`/manager/api${path}`);
+      expect(r.status, path).toBe(400);
+      expect((JSON.parse(r.text) as { error: { message: string } }).error.message, path).toMatch(
+        /not a path of this API$/,
+      );
+    }
+    expect((await get('/manager/api/instance/all')).status).toBe(200);
+  });
+});
+
+describe('found by the route fuzzer in the Evolution GO profile', () => {
+  let evo: TestApp;
+  beforeAll(async () => {
+    evo = await startTestApp({ env: { API_COMPAT: 'evolution-go' } });
+  });
+  afterAll(async () => {
+    await evo?.stop();
+  });
+
+  it("an error on a route the profile does not adapt (zapwire's own, every HEAD twin) is Evolution GO's {error}, not a 500", async () => {
+    for (const [method, url] of [
+      ['GET', '/admin/cluster'],
+      ['HEAD', '/admin/cluster'],
+      ['HEAD', '/instance/all'],
+      ['GET', '/admin/projections'],
+    ] as const) {
+      const r = await evo.zapwire.app.inject({ method, url });
+      expect(r.statusCode, `${method} ${url}`).toBe(401);
+      if (method === 'GET') expect(r.json(), url).toEqual({ error: 'not authorized' });
+    }
+  });
 });

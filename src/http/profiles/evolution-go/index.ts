@@ -333,7 +333,12 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
         const answer = evolutionErrorOf(error);
         if (answer.unexpected) request.log.error({ err: error }, 'unhandled error');
         if (answer.retryAfter !== undefined) void reply.header('Retry-After', String(answer.retryAfter));
-        return reply.status(answer.statusCode).send(answer.body);
+        // Serialised here: a route this profile does not adapt (zapwire's own, and the HEAD twin of every
+        // GET) keeps its response schemas, whose error shape `{error: {code, message}}` this body is not.
+        return reply
+          .status(answer.statusCode)
+          .type('application/json; charset=utf-8')
+          .send(JSON.stringify(answer.body));
       });
       app.setNotFoundHandler((_request, reply) => reply.status(404).send({ error: '404 page not found' }));
       app.addHook('onRoute', adapt);
