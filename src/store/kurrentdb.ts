@@ -62,6 +62,7 @@ import { DuplicateEventIdError, WrongExpectedVersionError } from './errors.ts';
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
 import { eventMatches } from './filter.ts';
+import { AppendAnnouncer } from './append-announcer.ts';
 
 /** An event as the client returns it (the fields we read). */
 export interface KurrentRecordedEvent {
@@ -246,8 +247,7 @@ export function createKurrentEventLog(
 
 class KurrentEventLog implements EventLog {
   readonly kind = 'kurrentdb' as const;
-  private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
-  private readonly newEvents = new Set<(position?: Checkpoint) => void>();
+  private readonly announcer = new AppendAnnouncer();
   /** $tb per stream, with the time it was read. */
   private readonly truncation = new Map<string, { value: bigint; at: number }>();
   private readonly truncationCacheMs: number;
@@ -382,25 +382,8 @@ class KurrentEventLog implements EventLog {
       position: lastEvent.position,
       events: recorded,
     };
-    for (const listener of this.listeners) {
-      try {
-        listener(result, stream);
-      } catch {
-        // the append has committed; a listener's failure is its own business
-      }
-    }
-    this.announce(result.position);
+    this.announcer.appended(result, stream);
     return result;
-  }
-
-  private announce(position?: Checkpoint): void {
-    for (const listener of this.newEvents) {
-      try {
-        listener(position);
-      } catch {
-        // as above
-      }
-    }
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -510,10 +493,10 @@ class KurrentEventLog implements EventLog {
 
   /** One server push per log, while anyone listens: any new event in $all (from any process) is announced. */
   private startLiveFeed(): void {
-    if (this.live || this.closed || this.newEvents.size === 0) return;
+    if (this.live || this.closed || !this.announcer.hasNewEventsListeners) return;
     try {
       const live = this.client.subscribeToAll({ fromPosition: END, filter: excludeSystemEvents() });
-      live.on('data', () => this.announce());
+      live.on('data', () => this.announcer.announce());
       live.on('error', () => {
         if (this.live === live) this.live = undefined;
         if (this.closed) return;
@@ -542,19 +525,14 @@ class KurrentEventLog implements EventLog {
   }
 
   onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.announcer.onAppended(listener);
   }
 
   onNewEvents(listener: (position?: Checkpoint) => void): () => void {
     if (this.closed) throw new Error('the event store is closed');
-    this.newEvents.add(listener);
+    const off = this.announcer.onNewEvents(listener);
     this.startLiveFeed();
-    return () => {
-      this.newEvents.delete(listener);
-    };
+    return off;
   }
 
   async ping(): Promise<void> {
@@ -568,8 +546,7 @@ class KurrentEventLog implements EventLog {
     clearTimeout(this.liveRetry);
     await this.live?.unsubscribe().catch(() => undefined);
     this.live = undefined;
-    this.listeners.clear();
-    this.newEvents.clear();
+    this.announcer.clear();
     await this.client.dispose();
   }
 }

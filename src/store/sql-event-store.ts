@@ -36,6 +36,7 @@ import {
 import { compareCheckpoints, decodeCheckpoint, encodeCheckpoint, maxCheckpoint } from './checkpoint.ts';
 import { int8ToNumber } from './sql/int8.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
+import { AppendAnnouncer } from './append-announcer.ts';
 
 export interface SqlEventStoreOptions {
   /** Whether the database is the embedded PostgreSQL (shown by /health). Default 'postgres'. */
@@ -171,8 +172,7 @@ export function createSqlEventStore(db: SqlDatabase, options: SqlEventStoreOptio
 
 class SqlEventLog implements EventLog {
   readonly kind: 'embedded-postgres' | 'postgres';
-  private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
-  private readonly newEvents = new Set<(position?: Checkpoint) => void>();
+  private readonly announcer = new AppendAnnouncer();
   private readonly notify: boolean;
   private readonly fence: AppendFencing | undefined;
   private unlisten: Promise<(() => Promise<void>) | undefined> | undefined;
@@ -187,7 +187,7 @@ class SqlEventLog implements EventLog {
     this.fence = options.fence;
     if (this.notify && db.listen) {
       // Best effort: without it, subscribers in other processes still see new events at their next poll.
-      this.unlisten = db.listen(NOTIFY_CHANNEL, () => this.announce()).catch(() => undefined);
+      this.unlisten = db.listen(NOTIFY_CHANNEL, () => this.announcer.announce()).catch(() => undefined);
     }
   }
 
@@ -260,25 +260,8 @@ class SqlEventLog implements EventLog {
       position: last.position,
       events: recorded,
     };
-    for (const listener of this.listeners) {
-      try {
-        listener(result, stream);
-      } catch {
-        // a listener's failure is its own business; the append has committed
-      }
-    }
-    this.announce(result.position);
+    this.announcer.appended(result, stream);
     return result;
-  }
-
-  private announce(position?: Checkpoint): void {
-    for (const listener of this.newEvents) {
-      try {
-        listener(position);
-      } catch {
-        // as above
-      }
-    }
   }
 
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -378,17 +361,11 @@ class SqlEventLog implements EventLog {
   }
 
   onAppended(listener: (result: AppendResult, stream: string) => void): () => void {
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.announcer.onAppended(listener);
   }
 
   onNewEvents(listener: (position?: Checkpoint) => void): () => void {
-    this.newEvents.add(listener);
-    return () => {
-      this.newEvents.delete(listener);
-    };
+    return this.announcer.onNewEvents(listener);
   }
 
   async ping(): Promise<void> {
@@ -401,7 +378,6 @@ class SqlEventLog implements EventLog {
     this.closed = true;
     const unlisten = await this.unlisten;
     await unlisten?.();
-    this.listeners.clear();
-    this.newEvents.clear();
+    this.announcer.clear();
   }
 }
