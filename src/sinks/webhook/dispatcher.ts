@@ -203,6 +203,20 @@ export const BATCH_SIZE_HEADER = 'x-zapwire-batch-size';
 
 const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
 
+/** Deliveries grouped by their queue (instance and target), each group in the order given. */
+function byQueue<T extends { readonly instanceId: string; readonly target: DeliveryTarget }>(
+  items: readonly T[],
+): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item.instanceId, item.target);
+    const list = groups.get(k);
+    if (list) list.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
 function itemOf(row: DeliveryRow, settle?: (how: Settlement) => void): Item {
   return { row, bytes: row.body.length + ITEM_OVERHEAD_BYTES, ...(settle ? { settle } : {}) };
 }
@@ -313,19 +327,12 @@ export class WebhookDispatcher {
     if (deliveries.length === 0) return;
     // Until the first sweep has said which queues have rows waiting, every queue would have to scan first.
     await this.firstSweep;
-    const byQueue = new Map<string, NewDelivery[]>();
-    for (const d of deliveries) {
-      const k = key(d.instanceId, d.target);
-      const list = byQueue.get(k);
-      if (list) list.push(d);
-      else byQueue.set(k, [d]);
-    }
     const toStore: NewDelivery[] = [];
     const waits: Array<Promise<Settlement>> = [];
     const direct: Queue[] = [];
     const now = new Date();
     const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    for (const list of byQueue.values()) {
+    for (const list of byQueue(deliveries).values()) {
       const queue = this.queue(list[0]!.instanceId, list[0]!.target);
       const items = list.map((d) => {
         let settle!: (how: Settlement) => void;
@@ -383,14 +390,7 @@ export class WebhookDispatcher {
   /** Rows already stored (a redelivery): sent without reading them back. */
   handoff(rows: readonly DeliveryRow[]): void {
     const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    const byQueue = new Map<string, DeliveryRow[]>();
-    for (const row of rows) {
-      const k = key(row.instanceId, row.target);
-      const list = byQueue.get(k);
-      if (list) list.push(row);
-      else byQueue.set(k, [row]);
-    }
-    for (const list of byQueue.values()) {
+    for (const list of byQueue(rows).values()) {
       const queue = this.queue(list[0]!.instanceId, list[0]!.target);
       if (!queue) continue;
       const bytes = list.reduce((sum, r) => sum + r.body.length + ITEM_OVERHEAD_BYTES, 0);
@@ -537,15 +537,8 @@ export class WebhookDispatcher {
 
   /** Stores deliveries as rows (respecting the pending cap) and hands them to their queues. */
   private async store(deliveries: readonly NewDelivery[]): Promise<void> {
-    const byQueue = new Map<string, NewDelivery[]>();
-    for (const d of deliveries) {
-      const k = key(d.instanceId, d.target);
-      const list = byQueue.get(k);
-      if (list) list.push(d);
-      else byQueue.set(k, [d]);
-    }
     const kept: NewDelivery[] = [];
-    for (const [k, list] of byQueue) {
+    for (const [k, list] of byQueue(deliveries)) {
       const { instanceId, target } = list[0]!;
       const room = await this.room(this.queues.get(k), instanceId, target);
       kept.push(...list.slice(0, room));
