@@ -18,7 +18,7 @@ import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
 import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
 import { payloadRenderer, type PayloadProfile } from './payload.ts';
 import { DEFAULT_RETRY_POLICY, WEBHOOK_SUBSCRIPTION, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
-import { WebhookSink, type WebhookApi } from './webhook/index.ts';
+import { WebhookSink, type WebhookApi, type WebhookTuning } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
 
 /** The sinks' migrations (zw_webhook_deliveries), for the shared migration runner. */
@@ -40,34 +40,13 @@ export interface SinksConfig {
   readonly amqpExchange?: string;
   readonly natsUrl?: string | undefined;
   readonly natsSubjectPrefix?: string;
-  readonly webhook?: Partial<WebhookRetryPolicy> & {
-    /** WEBHOOK_GLOBAL_URL */
-    readonly globalUrl?: string | undefined;
-    /** WEBHOOK_GLOBAL_SECRET: signs global webhook bodies; without it they go unsigned. */
-    readonly globalSecret?: string | undefined;
-    /** Requests in flight across all webhook queues. Default 64. */
-    readonly concurrency?: number;
-    /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: false keeps instance webhooks on public addresses. Default true. */
-    readonly allowPrivateNetworks?: boolean;
-    /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
-    readonly batchMax?: number;
-    /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 8. */
-    readonly pipeline?: number;
-    /** Delivered rows kept in the delivery log. Default 7 days. */
-    readonly retentionMs?: number;
-    /** Dead rows kept in the delivery log after their last attempt. Default 30 days. */
-    readonly deadRetentionMs?: number;
-    /** Rows waiting per instance and target; beyond it new events are not queued. Default 10 000. */
-    readonly maxPending?: number;
-    /** Dead rows kept per instance (oldest removed). Default 1 000. */
-    readonly maxDead?: number;
-    /** Delivery bodies held in memory across all queues. Default 64 MiB. */
-    readonly memoryMaxBytes?: number;
-    /** Redeliveries an instance may ask for per minute. Default 30. */
-    readonly redeliverPerMinute?: number;
-    /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250. */
-    readonly directWaitMs?: number;
-  };
+  readonly webhook?: Partial<WebhookRetryPolicy> &
+    WebhookTuning & {
+      /** WEBHOOK_GLOBAL_URL */
+      readonly globalUrl?: string | undefined;
+      /** WEBHOOK_GLOBAL_SECRET: signs global webhook bodies; without it they go unsigned. */
+      readonly globalSecret?: string | undefined;
+    };
   readonly websocket?: {
     readonly maxBufferedBytes?: number;
     /** WS_MAX_CONNECTIONS_PER_KEY: sockets one API key (admin, or an instance token) may hold at once. */

@@ -38,22 +38,11 @@ import {
 } from './dispatcher.ts';
 import { WebhookSender } from './sender.ts';
 
-export interface WebhookSinkOptions {
-  readonly store: EventStore;
-  readonly db: SqlDatabase;
-  readonly timeline: ConfigTimeline;
-  readonly metrics: SinkMetrics;
-  readonly logger: Logger;
-  readonly policy: WebhookRetryPolicy;
-  readonly secretOf: SecretLookup;
-  /** Builds the request body (the profile's shape). Default zapwire's envelope. */
-  readonly payload?: PayloadRenderer;
-  /** Where cap lines go in the instance's own log. Default: the process log only. */
-  readonly instanceLog?: InstanceLogWriter;
-  /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
-  readonly globalUrl?: string;
+/** The webhook sink's settings from the environment (WEBHOOK_*), besides the retry policy. */
+export interface WebhookTuning {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
   readonly allowPrivateNetworks?: boolean;
+  /** Requests in flight across all webhook queues. Default 64. */
   readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
@@ -73,6 +62,22 @@ export interface WebhookSinkOptions {
   readonly redeliverPerMinute?: number;
   /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250 ms. */
   readonly directWaitMs?: number;
+}
+
+export interface WebhookSinkOptions extends WebhookTuning {
+  readonly store: EventStore;
+  readonly db: SqlDatabase;
+  readonly timeline: ConfigTimeline;
+  readonly metrics: SinkMetrics;
+  readonly logger: Logger;
+  readonly policy: WebhookRetryPolicy;
+  readonly secretOf: SecretLookup;
+  /** Builds the request body (the profile's shape). Default zapwire's envelope. */
+  readonly payload?: PayloadRenderer;
+  /** Where cap lines go in the instance's own log. Default: the process log only. */
+  readonly instanceLog?: InstanceLogWriter;
+  /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
+  readonly globalUrl?: string;
   readonly subscription?: Partial<SubscriptionOptions>;
 }
 
