@@ -46,6 +46,8 @@ const RATE = Number(env['BENCH_E2E_RATE'] ?? 100);
 const SECONDS = Number(env['BENCH_E2E_SECONDS'] ?? 5);
 const WINDOW = Number(env['BENCH_E2E_WINDOW'] ?? 48);
 const SENDERS = Number(env['BENCH_E2E_SENDERS'] ?? 4);
+/** Each instance count is measured this many times (bare and zapwire again each time); medians at the end. */
+const ROUNDS = Math.max(1, Number(env['BENCH_E2E_ROUNDS'] ?? 1));
 /** How long to wait for stragglers after the last send before counting a message as lost. */
 const DRAIN_MS = Number(env['BENCH_E2E_DRAIN_MS'] ?? 30_000);
 const SERVER_URL = env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -563,6 +565,8 @@ async function saturation(load: Load, phase: string): Promise<Phase> {
 
 interface Row {
   readonly n: number;
+  /** 1.., when BENCH_E2E_ROUNDS repeats the measurement. */
+  readonly round: number;
   readonly label: string;
   readonly paced: Phase;
   readonly firstContact: Phase;
@@ -584,7 +588,7 @@ const ms = (value: number): string => (Number.isFinite(value) ? String(Math.roun
 function render(rows: readonly Row[]): string {
   const out: string[][] = [];
   for (const row of rows) {
-    const bare = rows.find((r) => r.n === row.n && r.label.startsWith('bare'));
+    const bare = bareOf(rows, row);
     const isBare = row === bare;
     const ratio = (value: number, of: number | undefined): string =>
       isBare || of === undefined || !Number.isFinite(value) ? '' : ` (${(value / of).toFixed(2)}×)`;
@@ -595,7 +599,7 @@ function render(rows: readonly Row[]): string {
     const lost = (phase: Phase): string =>
       phase.received < phase.sent ? ` ⚠ ${phase.sent - phase.received} not in ${DRAIN_MS / 1000} s` : '';
     out.push([
-      String(row.n),
+      ROUNDS > 1 ? `${row.n} #${row.round}` : String(row.n),
       row.label,
       `${ms(row.paced.p50)} / ${ms(row.paced.p99)}${delta(row.paced.p99, bare?.paced.p99)}${lost(row.paced)}`,
       `${ms(row.firstContact.p50)} / ${ms(row.firstContact.p99)}${delta(row.firstContact.p99, bare?.firstContact.p99)}${lost(row.firstContact)}`,
@@ -615,6 +619,40 @@ function render(rows: readonly Row[]): string {
   ]);
 }
 
+/** The bare Baileys row measured beside `row` (same instance count, same round). */
+function bareOf(rows: readonly Row[], row: Row): Row | undefined {
+  return rows.find((r) => r.n === row.n && r.round === row.round && r.label.startsWith('bare'));
+}
+
+/** With several rounds: each path's saturation ratio per round and their median. */
+function renderMedians(rows: readonly Row[]): string {
+  const out: string[][] = [];
+  const keys = [
+    ...new Set(rows.filter((r) => !r.label.startsWith('bare')).map((r) => `${r.n}\u0000${r.label}`)),
+  ];
+  for (const k of keys) {
+    const [n, label] = k.split('\u0000') as [string, string];
+    const ratios = rows
+      .filter((r) => String(r.n) === n && r.label === label)
+      .map((r) => r.saturated.msgsPerSecond / (bareOf(rows, r)?.saturated.msgsPerSecond ?? NaN))
+      .filter(Number.isFinite);
+    const sorted = [...ratios].sort((a, b) => a - b);
+    const median =
+      sorted.length === 0
+        ? NaN
+        : sorted.length % 2
+          ? sorted[(sorted.length - 1) / 2]!
+          : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    out.push([
+      n,
+      label,
+      ratios.map((r) => `${r.toFixed(2)}×`).join(', '),
+      Number.isFinite(median) ? `${median.toFixed(2)}×` : '–',
+    ]);
+  }
+  return table(out, ['inst', 'path', 'saturation × bare, per round', 'median']);
+}
+
 /** Where the CPU of a message went at saturation: the yardstick behind the saturation ratio. */
 function renderCpu(rows: readonly Row[]): string {
   const out: string[][] = [];
@@ -627,10 +665,10 @@ function renderCpu(rows: readonly Row[]): string {
   for (const row of rows) {
     const c = row.cpuPerMessage;
     const total = sum(c);
-    const bare = rows.find((r) => r.n === row.n && r.label.startsWith('bare'));
+    const bare = bareOf(rows, row);
     const bareTotal = bare ? sum(bare.cpuPerMessage).cpuMs : undefined;
     out.push([
-      String(row.n),
+      ROUNDS > 1 ? `${row.n} #${row.round}` : String(row.n),
       row.label,
       fmt(c['path']),
       fmt(c['postgres']),
@@ -677,70 +715,72 @@ export default async function benchE2e(): Promise<void> {
   try {
     const customers: string[] = [];
     for (let i = 0; i < SENDERS; i++) customers.push(await newPhone(sandbox));
-    for (const n of INSTANCE_COUNTS) {
-      const variants: Array<() => Promise<Variant>> = [
-        () => startBare(sandbox, receiver, n),
-        ...STORES.map((store) => () => startZapwire(sandbox, receiver, n, store)),
-      ];
-      for (const start of variants) {
-        const t0 = Date.now();
-        const variant = await start();
-        const load: Load = {
-          sandbox,
-          receiver,
-          customers,
-          accounts: variant.accounts,
-          run: `${run}${rows.length}`,
-        };
-        try {
-          const warm = new Map<string, number>();
-          // Every (customer, account) pair the phases use writes once first: its Signal session is set up
-          // (a pre-key message, pre-key refills) here rather than inside the measured phases.
-          for (let i = 0; i < Math.max(20, lcm(n, SENDERS)); i++) await send(load, 'warm', i, warm);
-          await drain(load, warm);
-          await variant.sqlCounts?.();
-          const pacedPhase = await paced(load, 'paced');
-          if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
-          const firstContact = await firstContacts(load, 'first');
-          await variant.sqlCounts?.();
-          const groups: CpuGroups = {
-            trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
-            ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
+    for (const n of INSTANCE_COUNTS)
+      for (let round = 1; round <= ROUNDS; round++) {
+        const variants: Array<() => Promise<Variant>> = [
+          () => startBare(sandbox, receiver, n),
+          ...STORES.map((store) => () => startZapwire(sandbox, receiver, n, store)),
+        ];
+        for (const start of variants) {
+          const t0 = Date.now();
+          const variant = await start();
+          const load: Load = {
+            sandbox,
+            receiver,
+            customers,
+            accounts: variant.accounts,
+            run: `${run}${rows.length}`,
           };
-          const cpuBefore = snapshotCpu(groups);
-          const saturated = await saturation(load, 'sat');
-          const cpu = cpuBetween(cpuBefore, snapshotCpu(groups));
-          if (variant.sqlCounts) {
-            console.log('  saturated phase:');
-            printSqlCounts(await variant.sqlCounts(), saturated.received, n);
+          try {
+            const warm = new Map<string, number>();
+            // Every (customer, account) pair the phases use writes once first: its Signal session is set up
+            // (a pre-key message, pre-key refills) here rather than inside the measured phases.
+            for (let i = 0; i < Math.max(20, lcm(n, SENDERS)); i++) await send(load, 'warm', i, warm);
+            await drain(load, warm);
+            await variant.sqlCounts?.();
+            const pacedPhase = await paced(load, 'paced');
+            if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
+            const firstContact = await firstContacts(load, 'first');
+            await variant.sqlCounts?.();
+            const groups: CpuGroups = {
+              trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
+              ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
+            };
+            const cpuBefore = snapshotCpu(groups);
+            const saturated = await saturation(load, 'sat');
+            const cpu = cpuBetween(cpuBefore, snapshotCpu(groups));
+            if (variant.sqlCounts) {
+              console.log('  saturated phase:');
+              printSqlCounts(await variant.sqlCounts(), saturated.received, n);
+            }
+            const cpuPerMessage = Object.fromEntries(
+              Object.entries(cpu).map(([group, spent]) => [
+                group,
+                {
+                  cpuMs: spent.cpuMs / Math.max(1, saturated.received),
+                  sysMs: spent.sysMs / Math.max(1, saturated.received),
+                },
+              ]),
+            );
+            rows.push({
+              n,
+              round,
+              label: variant.label,
+              paced: pacedPhase,
+              firstContact,
+              saturated,
+              rssMb: variant.rssMb(),
+              cpuPerMessage,
+            });
+            console.log(
+              `  N=${n} ${variant.label}: ${Math.round((Date.now() - t0) / 1000)} s; ` +
+                `paced ${pacedPhase.received}/${pacedPhase.sent}, first contact ${firstContact.received}/${firstContact.sent}, saturated ${saturated.received}/${saturated.sent}`,
+            );
+          } finally {
+            await variant.stop();
           }
-          const cpuPerMessage = Object.fromEntries(
-            Object.entries(cpu).map(([group, spent]) => [
-              group,
-              {
-                cpuMs: spent.cpuMs / Math.max(1, saturated.received),
-                sysMs: spent.sysMs / Math.max(1, saturated.received),
-              },
-            ]),
-          );
-          rows.push({
-            n,
-            label: variant.label,
-            paced: pacedPhase,
-            firstContact,
-            saturated,
-            rssMb: variant.rssMb(),
-            cpuPerMessage,
-          });
-          console.log(
-            `  N=${n} ${variant.label}: ${Math.round((Date.now() - t0) / 1000)} s; ` +
-              `paced ${pacedPhase.received}/${pacedPhase.sent}, first contact ${firstContact.received}/${firstContact.sent}, saturated ${saturated.received}/${saturated.sent}`,
-          );
-        } finally {
-          await variant.stop();
         }
       }
-    }
   } finally {
     await receiver.close();
     sandbox.child.kill('SIGTERM');
@@ -748,6 +788,10 @@ export default async function benchE2e(): Promise<void> {
   }
   console.log('');
   console.log(render(rows));
+  if (ROUNDS > 1) {
+    console.log(`\nSaturation over ${ROUNDS} rounds (each against bare Baileys of its own round):\n`);
+    console.log(renderMedians(rows));
+  }
   console.log(
     "\nCPU ms per message at saturation, from /proc: user + kernel (the kernel's share in parentheses), per process group:\n",
   );
