@@ -174,8 +174,9 @@ describe('three nodes', () => {
       // The customer writes to every instance first and the test waits for those at the webhook, so each
       // Signal session is set up from one side before the instances also write to the customer. Otherwise
       // the first message each way can cross (both sides start a session at once), and the loser's next
-      // messages fail to decrypt until a retry receipt makes the sender start over: WhatsApp answers those,
-      // the sandbox does not yet (docs/sandbox.md).
+      // messages fail to decrypt until a retry receipt makes the sender start over. The sandbox answers
+      // those now (docs/sandbox.md), but a message that needed one arrives late, and the test's counts
+      // should not depend on how late.
       const warmUp = instances.map((instance) => `warm-up-${instance.name}`);
       for (const [i, instance] of instances.entries())
         await c.sandbox.sendText(CUSTOMER, instance.phone, warmUp[i]!);
