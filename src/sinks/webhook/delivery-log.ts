@@ -128,6 +128,24 @@ export function viewOf(row: DeliveryRow): DeliveryView {
 const NEW_COLUMNS = 11;
 
 /** Orders decimal id strings numerically. */
+/** A delivery never tried yet, as a row with this id (`''`: held only in memory, not stored). */
+export function pendingRow(delivery: NewDelivery, id: string, createdAt: Date): DeliveryRow {
+  return {
+    ...delivery,
+    id,
+    status: 'pending',
+    attempts: 0,
+    nextAttemptAt: createdAt,
+    lastAttemptAt: null,
+    lastStatusCode: null,
+    lastError: null,
+    lastDurationMs: null,
+    deliveredAt: null,
+    redeliveryOf: null,
+    createdAt,
+  };
+}
+
 export function compareIds(a: string, b: string): number {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
@@ -177,22 +195,7 @@ export class DeliveryLog {
     return rows
       .map((r): DeliveryRow | undefined => {
         const d = byKey.get(`${r.target}\u0000${r.event_id}`);
-        if (!d) return undefined;
-        const createdAt = date(r.created_at);
-        return {
-          ...d,
-          id: r.id,
-          status: 'pending',
-          attempts: 0,
-          nextAttemptAt: createdAt,
-          lastAttemptAt: null,
-          lastStatusCode: null,
-          lastError: null,
-          lastDurationMs: null,
-          deliveredAt: null,
-          redeliveryOf: null,
-          createdAt,
-        };
+        return d ? pendingRow(d, r.id, date(r.created_at)) : undefined;
       })
       .filter((r): r is DeliveryRow => r !== undefined)
       .sort((a, b) => compareIds(a.id, b.id));

@@ -37,6 +37,7 @@ import {
   type DeliveryLog,
   type DeliveryRow,
   type DeliveryTarget,
+  pendingRow,
   type NewDelivery,
 } from './delivery-log.ts';
 import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
@@ -221,24 +222,6 @@ function itemOf(row: DeliveryRow, settle?: (how: Settlement) => void): Item {
   return { row, bytes: row.body.length + ITEM_OVERHEAD_BYTES, ...(settle ? { settle } : {}) };
 }
 
-/** A delivery taken from the log, as a row that is not stored (yet). */
-function unstoredRow(d: NewDelivery, now: Date): DeliveryRow {
-  return {
-    ...d,
-    id: '',
-    status: 'pending',
-    attempts: 0,
-    nextAttemptAt: now,
-    lastAttemptAt: null,
-    lastStatusCode: null,
-    lastError: null,
-    lastDurationMs: null,
-    deliveredAt: null,
-    redeliveryOf: null,
-    createdAt: now,
-  };
-}
-
 function newDeliveryOf(row: DeliveryRow): NewDelivery {
   return {
     instanceId: row.instanceId,
@@ -337,7 +320,7 @@ export class WebhookDispatcher {
       const items = list.map((d) => {
         let settle!: (how: Settlement) => void;
         const settled = new Promise<Settlement>((resolve) => (settle = resolve));
-        const item = itemOf(unstoredRow(d, now), (how) => {
+        const item = itemOf(pendingRow(d, '', now), (how) => {
           if (item.settled) return;
           item.settled = how;
           settle(how);
@@ -692,7 +675,6 @@ export class WebhookDispatcher {
    */
   private async deliverPipelined(queue: Queue, requests: readonly Item[][]): Promise<'sent' | 'stopped'> {
     if (!this.alive(queue)) return 'stopped';
-    const { policy, metrics } = this.options;
     const results = await this.attemptInOrder(requests);
     const at = new Date();
     let failed: { request: readonly Item[]; result: SendResult & { ok: false } } | undefined;
@@ -709,21 +691,37 @@ export class WebhookDispatcher {
     if (stopped) return 'stopped';
     if (!failed) return 'sent';
     const head = failed.request[0]!;
-    const { result } = failed;
-    queue.instanceName ??= instanceNameOf(head.row.body);
-    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
     if (head.row.id === '') await this.park(queue).catch(() => undefined);
     if (head.settled === 'dropped' || head.settled === 'abandoned' || head.row.id === '') return 'sent';
-    const attempts = head.row.attempts + 1;
-    const outcome = this.outcome(head, result, attempts, at);
-    const retryable = isRetryable(result.statusCode);
-    if (failed.request.length === 1 && (!retryable || attempts >= policy.maxAttempts)) {
-      await this.deadLetter(queue, head.row, outcome, retryable ? 'attempts exhausted' : 'not retryable');
-      metrics.deadLetteredOne('webhook', label);
+    // A batch's head is retried alone before it can be dead-lettered.
+    const alone = failed.request.length === 1;
+    if ((await this.failedAttempt(queue, head, failed.result, head.row.attempts + 1, alone)) === 'dead')
       this.finish(queue, head);
-      return 'sent';
+    return 'sent';
+  }
+
+  /**
+   * A failed attempt of a delivery that has a row: dead-lettered when refused for good or out of attempts
+   * (unless `mayDie` is false), otherwise recorded with its next attempt time (backoff, or the answer's
+   * Retry-After), which the item's row then carries.
+   */
+  private async failedAttempt(
+    queue: Queue,
+    item: Item,
+    result: SendResult & { ok: false },
+    attempts: number,
+    mayDie = true,
+  ): Promise<'retry' | 'dead'> {
+    const { policy, metrics, logger } = this.options;
+    queue.instanceName ??= instanceNameOf(item.row.body);
+    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
+    const outcome = this.outcome(item, result, attempts);
+    const retryable = isRetryable(result.statusCode);
+    if (mayDie && (!retryable || attempts >= policy.maxAttempts)) {
+      await this.deadLetter(queue, item.row, outcome, retryable ? 'attempts exhausted' : 'not retryable');
+      metrics.deadLetteredOne('webhook', label);
+      return 'dead';
     }
-    metrics.retriedOne('webhook', label);
     let delay = retryable
       ? backoffDelay(
           { baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs },
@@ -735,9 +733,14 @@ export class WebhookDispatcher {
       delay = Math.min(policy.backoffMaxMs, Math.max(delay, result.retryAfterSeconds * 1000));
     }
     const nextAttemptAt = new Date(Date.now() + delay);
+    metrics.retriedOne('webhook', label);
+    logger.debug(
+      { instanceId: queue.instanceId, deliveryId: item.row.id, attempts, delay, error: outcome.error },
+      'webhook attempt failed; retrying',
+    );
     await this.persist(() => this.options.log.recordFailure(outcome, nextAttemptAt));
-    head.row = { ...head.row, attempts, nextAttemptAt };
-    return 'sent';
+    item.row = { ...item.row, attempts, nextAttemptAt };
+    return 'retry';
   }
 
   /**
@@ -829,11 +832,8 @@ export class WebhookDispatcher {
    * event from the log that fails is parked (with every event behind it) before its retries.
    */
   private async deliver(queue: Queue, item: Item): Promise<boolean> {
-    const { policy, metrics, logger } = this.options;
     let attempts = item.row.attempts;
     let notBefore = item.row.nextAttemptAt.getTime();
-    queue.instanceName ??= instanceNameOf(item.row.body);
-    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
     for (;;) {
       const wait = notBefore - Date.now();
       if (wait > 0) {
@@ -855,29 +855,8 @@ export class WebhookDispatcher {
         await this.park(queue).catch(() => undefined);
         if (item.row.id === '') return true; // dropped or abandoned: not ours to send any more
       }
-      const outcome = this.outcome(item, result, attempts);
-      const retryable = isRetryable(result.statusCode);
-      if (retryable && attempts < policy.maxAttempts) {
-        let delay = backoffDelay(
-          { baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs },
-          attempts,
-          this.options.random,
-        );
-        if (result.retryAfterSeconds !== undefined) {
-          delay = Math.min(policy.backoffMaxMs, Math.max(delay, result.retryAfterSeconds * 1000));
-        }
-        notBefore = Date.now() + delay;
-        metrics.retriedOne('webhook', label);
-        logger.debug(
-          { instanceId: queue.instanceId, deliveryId: item.row.id, attempts, delay, error: outcome.error },
-          'webhook attempt failed; retrying',
-        );
-        await this.persist(() => this.options.log.recordFailure(outcome, new Date(notBefore)));
-        continue;
-      }
-      await this.deadLetter(queue, item.row, outcome, retryable ? 'attempts exhausted' : 'not retryable');
-      metrics.deadLetteredOne('webhook', label);
-      return true;
+      if ((await this.failedAttempt(queue, item, result, attempts)) === 'dead') return true;
+      notBefore = item.row.nextAttemptAt.getTime();
     }
   }
 
