@@ -142,6 +142,18 @@ export function signForward(secret: string, parts: SignedParts): string {
     .digest('hex');
 }
 
+/** The headers that carry a forwarded request's signed parts and its signature. */
+export function forwardHeaders(secret: string, parts: SignedParts): Record<string, string> {
+  return {
+    [FORWARD_HEADER.from]: parts.from,
+    [FORWARD_HEADER.to]: parts.to,
+    [FORWARD_HEADER.timestamp]: String(parts.timestamp),
+    [FORWARD_HEADER.nonce]: parts.nonce,
+    [FORWARD_HEADER.principal]: parts.principal,
+    [FORWARD_HEADER.signature]: signForward(secret, parts),
+  };
+}
+
 export function principalHeaderOf(principal: Principal): string {
   return principal.role === 'admin' ? 'admin' : `instance:${principal.instanceId}`;
 }
@@ -373,8 +385,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
     const body = bodyBytesOf(request);
     const timestamp = now();
     const nonce = randomBytes(16).toString('hex');
-    const principalHeader = principalHeaderOf(principal);
-    const signature = signForward(secret, {
+    const headers = forwardHeaders(secret, {
       method: request.method,
       url: request.url,
       body: body ?? Buffer.alloc(0),
@@ -382,16 +393,8 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
       nonce,
       from: cluster.selfId,
       to: owner.nodeId,
-      principal: principalHeader,
+      principal: principalHeaderOf(principal),
     });
-    const headers: Record<string, string> = {
-      [FORWARD_HEADER.from]: cluster.selfId,
-      [FORWARD_HEADER.to]: owner.nodeId,
-      [FORWARD_HEADER.timestamp]: String(timestamp),
-      [FORWARD_HEADER.nonce]: nonce,
-      [FORWARD_HEADER.principal]: principalHeader,
-      [FORWARD_HEADER.signature]: signature,
-    };
     if (body !== undefined) headers['content-type'] = request.headers['content-type'] ?? 'application/json';
     // Concatenated, not resolved: an advertised address may carry a path prefix (behind a proxy).
     const target = `${owner.address.replace(/\/+$/, '')}${request.url}`;

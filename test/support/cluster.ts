@@ -8,6 +8,7 @@
  * Every process is started in its own process group, and `close()` (and, as a last resort, the test
  * process's exit) SIGKILLs each whole group: nothing outlives the test, whatever state it failed in.
  */
+import { SERVED_BY_HEADER } from '../../src/cluster/forwarding.ts';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
 import { createServer } from 'node:net';
@@ -259,33 +260,62 @@ export class ClusterNodeProcess {
     }
   }
 
-  async request<T = Record<string, unknown>>(
+  request<T = Record<string, unknown>>(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
-    options: { apikey?: string; body?: unknown; timeoutMs?: number } = {},
-  ): Promise<{ status: number; body: T; servedBy: string | null }> {
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      headers: {
-        apikey: options.apikey ?? CLUSTER_ADMIN_KEY,
-        ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-      signal: AbortSignal.timeout(options.timeoutMs ?? 40_000),
-    });
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = text ? JSON.parse(text) : {};
-    } catch {
-      // not JSON: keep the text
-    }
-    return {
-      status: response.status,
-      body: body as T,
-      servedBy: response.headers.get('x-zapwire-served-by'),
-    };
+    options: NodeCallOptions = {},
+  ): Promise<NodeAnswer<T>> {
+    return callNode<T>(this.url, method, path, options);
   }
+}
+
+export interface NodeCallOptions {
+  /** Default: the cluster's admin key. */
+  readonly apikey?: string;
+  readonly body?: unknown;
+  readonly headers?: Record<string, string>;
+  readonly timeoutMs?: number;
+}
+
+export interface NodeAnswer<T> {
+  readonly status: number;
+  /** The parsed JSON answer, or its text when it is not JSON. */
+  readonly body: T;
+  /** Which node answered (x-zapwire-served-by). */
+  readonly servedBy: string | null;
+  readonly retryAfter: string | null;
+}
+
+/** One HTTP request to a node at `baseUrl`, with an API key and an optional JSON body. */
+export async function callNode<T = Record<string, unknown>>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: NodeCallOptions = {},
+): Promise<NodeAnswer<T>> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: {
+      apikey: options.apikey ?? CLUSTER_ADMIN_KEY,
+      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...options.headers,
+    },
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 40_000),
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    // not JSON: keep the text
+  }
+  return {
+    status: response.status,
+    body: body as T,
+    servedBy: response.headers.get(SERVED_BY_HEADER),
+    retryAfter: response.headers.get('retry-after'),
+  };
 }
 
 export interface ClusterOptions extends NodeOptions {

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../../src/main.ts';
 import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
-import { SERVED_BY_HEADER } from '../../../src/cluster/forwarding.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
+import { callNode, type NodeAnswer } from '../../support/cluster.ts';
 
 const ADMIN = 'test-admin-key-0123456789abcdef';
 
@@ -55,26 +55,13 @@ async function startNode(id: string): Promise<Node> {
   return node;
 }
 
-async function call(
+function call(
   node: Node,
   method: string,
   path: string,
   options: { apikey?: string; body?: unknown } = {},
-): Promise<{ status: number; body: Record<string, unknown>; servedBy: string | null }> {
-  const response = await fetch(`${node.url}${path}`, {
-    method,
-    headers: {
-      apikey: options.apikey ?? ADMIN,
-      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await response.text();
-  return {
-    status: response.status,
-    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-    servedBy: response.headers.get(SERVED_BY_HEADER),
-  };
+): Promise<NodeAnswer<Record<string, unknown>>> {
+  return callNode(node.url, method, path, { apikey: ADMIN, ...options });
 }
 
 beforeAll(async () => {

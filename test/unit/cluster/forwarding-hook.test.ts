@@ -11,9 +11,10 @@ import {
   FORWARD_HEADER,
   SERVED_BY_HEADER,
   installForwarding,
-  signForward,
+  forwardHeaders,
 } from '../../../src/cluster/forwarding.ts';
 import { installAuth } from '../../../src/http/auth.ts';
+import { callNode, type NodeAnswer } from '../../support/cluster.ts';
 import { installErrorHandler } from '../../../src/http/errors.ts';
 
 const ADMIN = 'admin-key-0123456789abcdef';
@@ -104,33 +105,13 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
   nodes.set(nodeId, { app, url, ran });
 }
 
-async function call(
+function call(
   node: string,
   method: 'GET' | 'POST',
   path: string,
   options: { apikey?: string; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<{
-  status: number;
-  body: Record<string, unknown>;
-  servedBy: string | null;
-  retryAfter: string | null;
-}> {
-  const response = await fetch(`${nodes.get(node)!.url}${path}`, {
-    method,
-    headers: {
-      apikey: options.apikey ?? ADMIN,
-      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
-      ...options.headers,
-    },
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await response.text();
-  return {
-    status: response.status,
-    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
-    servedBy: response.headers.get(SERVED_BY_HEADER),
-    retryAfter: response.headers.get('retry-after'),
-  };
+): Promise<NodeAnswer<Record<string, unknown>>> {
+  return callNode(nodes.get(node)!.url, method, path, { apikey: ADMIN, ...options });
 }
 
 beforeAll(async () => {
@@ -273,12 +254,7 @@ describe('forwarding to the owner node', () => {
       body,
       headers: {
         'content-type': 'application/json',
-        [FORWARD_HEADER.from]: parts.from,
-        [FORWARD_HEADER.to]: parts.to,
-        [FORWARD_HEADER.timestamp]: String(parts.timestamp),
-        [FORWARD_HEADER.nonce]: parts.nonce,
-        [FORWARD_HEADER.principal]: parts.principal,
-        [FORWARD_HEADER.signature]: signForward(SECRET, parts),
+        ...forwardHeaders(SECRET, parts),
       },
     };
   }

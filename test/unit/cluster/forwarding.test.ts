@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   FORWARD_HEADER,
   ForwardVerifier,
-  signForward,
+  forwardHeaders,
   type SignedParts,
 } from '../../../src/cluster/forwarding.ts';
 
@@ -31,12 +31,7 @@ function signed(overrides: Partial<SignedParts> = {}): {
   return {
     parts,
     headers: {
-      [FORWARD_HEADER.from]: parts.from,
-      [FORWARD_HEADER.to]: parts.to,
-      [FORWARD_HEADER.timestamp]: String(parts.timestamp),
-      [FORWARD_HEADER.nonce]: parts.nonce,
-      [FORWARD_HEADER.principal]: parts.principal,
-      [FORWARD_HEADER.signature]: signForward(SECRET, parts),
+      ...forwardHeaders(SECRET, parts),
     },
   };
 }
