@@ -43,14 +43,19 @@ function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
   return run;
 }
 
-/** Encrypts for `target` with the phone's Signal identity, starting a session from a fetched bundle if needed. */
+/**
+ * Encrypts for `target` with the phone's Signal identity, starting a session from a fetched bundle if
+ * needed; `newSession` drops the current one first (the device asked again: it could not decrypt).
+ */
 export function encryptFromPhone(
   server: SandboxServer,
   sender: Account,
   target: Device,
   message: proto.IMessage,
+  { newSession = false }: { readonly newSession?: boolean } = {},
 ): Promise<Encrypted> {
   return serialized(`${sender.lid}->${target.address}`, async () => {
+    if (newSession) sender.signal.forgetSession(target.address);
     if (!sender.signal.hasSession(target.address)) {
       await sender.signal.startSession(target.address, takeBundle(server, target));
     }
@@ -152,19 +157,17 @@ const MAX_RETRIES_ANSWERED = 3;
 const retriesAnswered = new Map<string, number>();
 
 /**
- * A companion could not decrypt message `id` from `account`'s phone and sent a retry receipt: the phone
- * starts a new Signal session with it (from a fresh pre-key bundle) and sends the message again, as
- * WhatsApp has the sender do. False when the message is not one of the phone's (it may come from one of
- * the account's companions, which answer for themselves) or it was asked too often.
+ * A companion could not decrypt `record`, a message of `account`'s phone, and sent a retry receipt: the
+ * phone starts a new Signal session with it (from a fresh pre-key bundle) and sends the message again, as
+ * WhatsApp has the sender do. False when it was asked too often.
  */
 export async function phoneResend(
   server: SandboxServer,
   account: Account,
   companion: Companion,
-  id: string,
+  record: PhoneMessage,
 ): Promise<boolean> {
-  const record = account.sent.find((m) => m.id === id);
-  if (!record) return false;
+  const { id } = record;
   const asked = `${id}\u0000${companion.address}`;
   const count = (retriesAnswered.get(asked) ?? 0) + 1;
   if (count > MAX_RETRIES_ANSWERED) return false;
@@ -175,11 +178,7 @@ export async function phoneResend(
   const payload: proto.IMessage = own
     ? { deviceSentMessage: { destinationJid: record.chat, message } }
     : message;
-  const enc = await serialized(`${account.lid}->${companion.address}`, async () => {
-    account.signal.forgetSession(companion.address);
-    await account.signal.startSession(companion.address, takeBundle(server, companion));
-    return account.signal.encrypt(companion.address, padMessage(payload));
-  });
+  const enc = await encryptFromPhone(server, account, companion, payload, { newSession: true });
   const meta: StanzaMeta = {
     id,
     t: record.timestamp,

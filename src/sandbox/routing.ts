@@ -71,8 +71,9 @@ export function handleClientReceipt(server: SandboxServer, conn: ClientConnectio
     });
     // A message of the account's phone is sent again by the sandbox; a companion's own message is the
     // companion's to send again: the receipt goes to it below, as other receipts do.
-    if (target.account.sent.find((m) => m.id === id)) {
-      void phoneResend(server, target.account, sender, id).catch((err: unknown) =>
+    const record = target.account.sent.find((m) => m.id === id);
+    if (record) {
+      void phoneResend(server, target.account, sender, record).catch((err: unknown) =>
         server.logger.warn('phone could not send a message again', { id, err: String(err) }),
       );
       return;
