@@ -69,6 +69,11 @@ function treeOf(root: number, processes: readonly ProcStat[], stops: ReadonlySet
   return tree;
 }
 
+/** `root` and every process below it, as /proc has them now. */
+export function processTree(root: number): number[] {
+  return [...treeOf(root, allProcesses(), new Set())];
+}
+
 export interface CpuGroups {
   /** Group name → root pids, each with its tree (but for the trees of the other groups' roots). */
   readonly trees: Record<string, readonly number[]>;
@@ -76,19 +81,25 @@ export interface CpuGroups {
   readonly externalPostgres?: string;
 }
 
-export type CpuSnapshot = Map<string, Map<number, { readonly cpuMs: number; readonly sysMs: number }>>;
+export interface CpuSpent {
+  readonly cpuMs: number;
+  readonly sysMs: number;
+}
+
+export type CpuSnapshot = Map<string, Map<number, CpuSpent>>;
 
 /** CPU ms so far per process, by group (processes that exit between two snapshots are not counted). */
 export function snapshotCpu(groups: CpuGroups): CpuSnapshot {
   const processes = allProcesses();
+  const statOf = new Map(processes.map((p) => [p.pid, p]));
   const snapshot: CpuSnapshot = new Map();
   const claimed = new Set<number>();
   const roots = new Set(Object.values(groups.trees).flat());
   for (const [name, groupRoots] of Object.entries(groups.trees)) {
-    const byPid = new Map<number, { cpuMs: number; sysMs: number }>();
+    const byPid = new Map<number, CpuSpent>();
     for (const root of groupRoots) {
       for (const pid of treeOf(root, processes, roots)) {
-        const stat = processes.find((p) => p.pid === pid);
+        const stat = statOf.get(pid);
         if (stat) byPid.set(pid, stat);
         claimed.add(pid);
       }
@@ -96,16 +107,11 @@ export function snapshotCpu(groups: CpuGroups): CpuSnapshot {
     snapshot.set(name, byPid);
   }
   if (groups.externalPostgres) {
-    const byPid = new Map<number, { cpuMs: number; sysMs: number }>();
+    const byPid = new Map<number, CpuSpent>();
     for (const p of processes) if (p.comm === 'postgres' && !claimed.has(p.pid)) byPid.set(p.pid, p);
     snapshot.set(groups.externalPostgres, byPid);
   }
   return snapshot;
-}
-
-export interface CpuSpent {
-  readonly cpuMs: number;
-  readonly sysMs: number;
 }
 
 /** CPU ms spent per group between two snapshots (a process new in `after` counts from zero). */

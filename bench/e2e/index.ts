@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { cpuBetween, snapshotCpu, type CpuGroups, type CpuSpent } from './cpu.ts';
+import { cpuBetween, processTree, snapshotCpu, type CpuGroups, type CpuSpent } from './cpu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -187,20 +187,7 @@ function rssKbOf(pid: number): number {
 /** RSS of a process and all its descendants (the embedded PostgreSQL is a child of the app), in MB. */
 function rssOf(pid: number | undefined): number {
   if (pid === undefined) return NaN;
-  const children = (p: number): number[] => {
-    try {
-      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-    } catch {
-      return [];
-    }
-  };
-  let kb = 0;
-  const stack = [pid];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    kb += rssKbOf(p);
-    stack.push(...children(p));
-  }
+  const kb = processTree(pid).reduce((sum, p) => sum + rssKbOf(p), 0);
   return Math.round(kb / 1024);
 }
 
@@ -636,13 +623,8 @@ function renderMedians(rows: readonly Row[]): string {
       .filter((r) => String(r.n) === n && r.label === label)
       .map((r) => r.saturated.msgsPerSecond / (bareOf(rows, r)?.saturated.msgsPerSecond ?? NaN))
       .filter(Number.isFinite);
-    const sorted = [...ratios].sort((a, b) => a - b);
-    const median =
-      sorted.length === 0
-        ? NaN
-        : sorted.length % 2
-          ? sorted[(sorted.length - 1) / 2]!
-          : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    // The lower of the middle two for an even number of rounds.
+    const median = percentile(ratios, 50);
     out.push([
       n,
       label,
