@@ -50,7 +50,7 @@ export type SendResult =
 const MAX_ERROR_BODY = 300;
 /** An error answer's body is read this far (for its first 300 characters); beyond, the connection is cut. */
 const MAX_DRAINED_BODY = 64 * 1024;
-/** A queue's connection is closed after this long without a request. */
+/** A queue's connection is closed once it has gone this long without a request (checked every half of it). */
 const ORDERED_IDLE_MS = 60_000;
 
 export interface SenderPolicy {
