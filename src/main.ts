@@ -53,7 +53,7 @@ import type { EdgeProfile } from './http/profiles/profile.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
 import { ClusterMember, defaultNodeId } from './cluster/node.ts';
 import { registerClusterMetrics } from './cluster/metrics.ts';
-import type { AppendFencing } from './store/sql-event-store.ts';
+import type { AppendFencing } from './store/port.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { SqlDatabase } from '../store/sql.ts';
-import type { AppendFencing, StreamFence } from '../store/sql-event-store.ts';
+import type { AppendFencing, StreamFence } from '../store/port.ts';
 import type { SessionFence, SessionFencing } from '../whatsapp/port.ts';
 import type {
   ClusterMode,

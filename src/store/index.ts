@@ -13,11 +13,11 @@
 import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Consumers, EventLog, EventStore } from './port.ts';
+import type { AppendFencing, Consumers, EventLog, EventStore } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import { migrate } from './migrate.ts';
 import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
-import { createSqlEventLog, type AppendFencing } from './sql-event-store.ts';
+import { createSqlEventLog } from './sql-event-store.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
 import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';

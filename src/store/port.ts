@@ -187,3 +187,20 @@ export interface Consumers {
  * removes the stream's dead letters; `close` stops the subscriptions, then the log.
  */
 export type EventStore = EventLog & Consumers;
+
+/** Who writes, for the lease check of a fenced append (cluster mode). */
+export interface StreamFence {
+  readonly instanceId: string;
+  readonly nodeId: string;
+  readonly epoch: number;
+}
+
+/**
+ * Cluster mode: the fencing token for each stream an adapter appends to. Implemented by the cluster member
+ * (src/cluster), used by the SQL log, whose fenced appends the database refuses once the lease is gone.
+ */
+export interface AppendFencing {
+  tokenOf(stream: string): Promise<StreamFence | undefined>;
+  /** Called when the database refused an append: the lease is gone. */
+  refused(fence: StreamFence): void;
+}

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   START,
+  type AppendFencing,
   type AppendResult,
   type Checkpoint,
   type EventFilter,
@@ -26,6 +27,8 @@ import {
   type ReadStreamOptions,
   type RecordedEvent,
 } from './port.ts';
+
+export type { AppendFencing, StreamFence } from './port.ts';
 import type { SqlDatabase } from './sql.ts';
 import {
   DuplicateEventIdError,
@@ -54,19 +57,6 @@ export interface SqlEventStoreOptions {
    * and refuses with FencedWriteError when this node does not hold it.
    */
   readonly fence?: AppendFencing;
-}
-
-/** Who writes, for the lease check of a fenced append. */
-export interface StreamFence {
-  readonly instanceId: string;
-  readonly nodeId: string;
-  readonly epoch: number;
-}
-
-export interface AppendFencing {
-  tokenOf(stream: string): Promise<StreamFence | undefined>;
-  /** Called when the database refused an append: the lease is gone. */
-  refused(fence: StreamFence): void;
 }
 
 const NOTIFY_CHANNEL = 'es_events';
