@@ -64,6 +64,8 @@ export interface Config {
     /** WEBHOOK_MEMORY_MAX_MB, in bytes. */
     readonly memoryMaxBytes: number;
     readonly redeliverPerMinute: number;
+    /** WEBHOOK_CA_FILE: PEM certificates trusted for webhook receivers beside the system's roots. */
+    readonly extraCaCertificates: readonly string[] | undefined;
   };
   /** Caps per API key on /ws (docs/events.md "Limits"). */
   readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
@@ -161,6 +163,29 @@ class Reader {
     return fallback;
   }
 
+  /** A file of PEM certificates, read at start: its certificates, or undefined when unset. */
+  pemCertificates(name: string): string[] | undefined {
+    const path = this.raw(name);
+    if (path === undefined) return undefined;
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      this.problems.push(
+        `${name}="${path}": cannot read the file (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+      );
+      return undefined;
+    }
+    const certificates = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (certificates.length === 0) {
+      this.problems.push(
+        `${name}="${path}": expected a file of PEM certificates (-----BEGIN CERTIFICATE-----)`,
+      );
+      return undefined;
+    }
+    return certificates;
+  }
+
   /** 32 bytes given as 64 hex characters or base64. */
   key32(name: string): Buffer | undefined {
     const value = this.raw(name);
@@ -243,6 +268,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDead: r.int('WEBHOOK_MAX_DEAD', 1_000, 1, 10_000_000),
       memoryMaxBytes: r.int('WEBHOOK_MEMORY_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
       redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
+      extraCaCertificates: r.pemCertificates('WEBHOOK_CA_FILE'),
     },
     websocket: {
       maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),

@@ -141,6 +141,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     ...(w.memoryMaxBytes ? { memoryMaxBytes: w.memoryMaxBytes } : {}),
     ...(w.redeliverPerMinute ? { redeliverPerMinute: w.redeliverPerMinute } : {}),
     ...(w.directWaitMs !== undefined ? { directWaitMs: w.directWaitMs } : {}),
+    ...(w.extraCaCertificates ? { extraCaCertificates: w.extraCaCertificates } : {}),
     ...(subscription ? { subscription } : {}),
     secretOf: async (instanceId, target) => {
       if (target === 'global') return globalSecret;

@@ -62,6 +62,8 @@ export interface WebhookTuning {
   readonly redeliverPerMinute?: number;
   /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250 ms. */
   readonly directWaitMs?: number;
+  /** WEBHOOK_CA_FILE's certificates (PEM), trusted beside the system's roots. */
+  readonly extraCaCertificates?: readonly string[];
 }
 
 export interface WebhookSinkOptions extends WebhookTuning {
@@ -111,6 +113,7 @@ export class WebhookSink implements WebhookApi {
       allowPrivateNetworks: options.allowPrivateNetworks ?? true,
       pipelining: options.pipeline ?? DEFAULT_PIPELINE,
       trustedUrls: options.globalUrl ? [options.globalUrl] : [],
+      ...(options.extraCaCertificates ? { extraCaCertificates: options.extraCaCertificates } : {}),
     });
     this.dispatcher = new WebhookDispatcher({
       log: this.log,

@@ -8,8 +8,9 @@
  * `maxConnectionsPerOrigin` per receiver; beyond that, keys share the least used ones (a connection keeps
  * the order of every key on it). Requests without a key use a shared pool.
  */
-import { isIP } from 'node:net';
-import { Agent, Client, type Dispatcher } from 'undici';
+import { isIP, type LookupFunction } from 'node:net';
+import { rootCertificates } from 'node:tls';
+import { Agent, Client, buildConnector, type Dispatcher } from 'undici';
 import { isPrivateAddress } from '../../domain/network.ts';
 import { PRIVATE_NETWORKS_HINT } from '../../domain/webhook-url.ts';
 import { publicOnlyLookup } from './address-guard.ts';
@@ -52,6 +53,11 @@ const MAX_ERROR_BODY = 300;
 const MAX_DRAINED_BODY = 64 * 1024;
 /** A queue's connection is closed once it has gone this long without a request (checked every half of it). */
 const ORDERED_IDLE_MS = 60_000;
+/**
+ * How long past its timeout a request may stay unsettled before its connection is taken for wedged,
+ * destroyed and replaced: the queue then moves on whatever state the HTTP client is in.
+ */
+const WEDGED_GRACE_MS = 2_000;
 
 export interface SenderPolicy {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: when false, only public addresses are reached. Default true. */
@@ -62,6 +68,8 @@ export interface SenderPolicy {
   readonly pipelining?: number;
   /** Ordered connections to one origin (as many instances as there are, up to this). Default 256. */
   readonly maxConnectionsPerOrigin?: number;
+  /** Certificates (PEM) trusted beside the system's roots (WEBHOOK_CA_FILE): receivers on a private CA. */
+  readonly extraCaCertificates?: readonly string[];
 }
 
 interface OrderedConnection {
@@ -75,11 +83,49 @@ interface OrderedConnection {
 }
 
 class TimedOut extends Error {}
+class Wedged extends Error {}
+
+/**
+ * A connect failure as undici should see it. undici's client treats one TLS failure apart, a certificate
+ * that names another host (ERR_TLS_CERT_ALTNAME_INVALID): it fails the queued requests without resetting
+ * its running count, so on a pipelined connection the next failed connect throws an AssertionError from a
+ * socket callback (the process exits), or the client stops settling its requests. Under another code the
+ * failure takes the common path, which fails every queued request and leaves the client usable. The
+ * message and the original error (as `cause`) are kept for the delivery log.
+ */
+export class ConnectFailed extends Error {
+  override readonly name = 'ConnectFailed';
+  readonly code = 'ZW_WEBHOOK_CONNECT_FAILED';
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+  }
+}
+
+/** undici's connector, with every connect failure passed on as a ConnectFailed. */
+function connector(options: { lookup?: LookupFunction; ca?: readonly string[] }): buildConnector.connector {
+  const connect = buildConnector({
+    ...(options.lookup ? { lookup: options.lookup } : {}),
+    ...(options.ca ? { ca: [...options.ca] } : {}),
+  });
+  return (connectOptions, callback) => {
+    try {
+      connect(connectOptions, (error, socket) => {
+        if (error) callback(new ConnectFailed(error), null);
+        else callback(null, socket!);
+      });
+    } catch (error) {
+      callback(new ConnectFailed(error instanceof Error ? error : new Error(String(error))), null);
+    }
+  };
+}
 
 export class WebhookSender {
-  private readonly shared = new Agent({ connections: 256 });
+  private readonly ca: readonly string[] | undefined;
+  private readonly open: buildConnector.connector;
   // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
-  private readonly guardedShared = new Agent({ connections: 256, connect: { lookup: publicOnlyLookup } });
+  private readonly guarded: buildConnector.connector;
+  private readonly shared: Agent;
+  private readonly guardedShared: Agent;
   /** Which connection each key (with its pool) sends over. */
   private readonly ordered = new Map<string, OrderedConnection>();
   private readonly pools = new Map<string, OrderedConnection[]>();
@@ -87,6 +133,13 @@ export class WebhookSender {
   private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly policy: SenderPolicy = {}) {
+    this.ca = policy.extraCaCertificates?.length
+      ? [...rootCertificates, ...policy.extraCaCertificates]
+      : undefined;
+    this.open = connector(this.ca ? { ca: this.ca } : {});
+    this.guarded = connector({ lookup: publicOnlyLookup, ...(this.ca ? { ca: this.ca } : {}) });
+    this.shared = new Agent({ connections: 256, connect: this.open });
+    this.guardedShared = new Agent({ connections: 256, connect: this.guarded });
     this.trusted = new Set(policy.trustedUrls ?? []);
     this.sweep = setInterval(() => this.closeIdle(), ORDERED_IDLE_MS / 2);
     this.sweep.unref();
@@ -127,50 +180,29 @@ export class WebhookSender {
     const onAbort = (): void => controller.abort();
     request.signal?.addEventListener('abort', onAbort, { once: true });
     let timer: NodeJS.Timeout | undefined;
+    let wedgedTimer: NodeJS.Timeout | undefined;
+    let onWedged: ((error: Wedged) => void) | undefined;
+    const wedged = new Promise<never>((_, reject) => (onWedged = reject));
+    wedged.catch(() => undefined);
     let finished = false;
     const arm = (): void => {
-      if (!finished) timer = setTimeout(() => controller.abort(new TimedOut()), request.timeoutMs);
+      if (finished) return;
+      timer = setTimeout(() => controller.abort(new TimedOut()), request.timeoutMs);
+      wedgedTimer = setTimeout(() => onWedged?.(new Wedged()), request.timeoutMs + WEDGED_GRACE_MS);
     };
     if (request.timeoutFrom) request.timeoutFrom.then(arm, arm);
     else arm();
     const connection = request.orderKey ? this.orderedConnection(request.orderKey, url, guarded) : undefined;
     if (connection) connection.inFlight += 1;
     try {
-      const dispatcher: Dispatcher = connection?.client ?? (guarded ? this.guardedShared : this.shared);
-      const pending = dispatcher.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'zapwire-webhook/1',
-          ...request.headers,
-        },
-        body: Buffer.from(request.body, 'utf8'),
-        signal: controller.signal,
-        // Every delivery carries its event id (receivers deduplicate by it): safe to pipeline, and to send
-        // again when a connection drops before its answer.
-        idempotent: true,
-        blocking: false,
-      });
-      request.onQueued?.();
-      const response = await pending;
-      const { statusCode } = response;
-      if (statusCode >= 200 && statusCode < 300) {
-        await response.body.dump();
-        return { ok: true, statusCode, durationMs: elapsed() };
-      }
-      const text = (await readSome(response.body)).slice(0, MAX_ERROR_BODY).trim();
-      const retryAfter = Number(response.headers['retry-after']);
-      return {
-        ok: false,
-        statusCode,
-        error: `HTTP ${statusCode}${text ? `: ${text}` : ''}`,
-        durationMs: elapsed(),
-        ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
-      };
+      return await Promise.race([
+        this.exchange(request, url, connection, guarded, controller.signal, elapsed),
+        wedged,
+      ]);
     } catch (error) {
-      if (controller.signal.reason instanceof TimedOut) {
+      // Not settled after its abort: whatever the connection holds is lost to this queue.
+      if (error instanceof Wedged && connection) this.retire(connection);
+      if (error instanceof Wedged || controller.signal.reason instanceof TimedOut) {
         return {
           ok: false,
           statusCode: null,
@@ -183,12 +215,69 @@ export class WebhookSender {
     } finally {
       finished = true;
       clearTimeout(timer);
+      clearTimeout(wedgedTimer);
       request.signal?.removeEventListener('abort', onAbort);
       if (connection) {
         connection.inFlight -= 1;
         connection.lastUsed = Date.now();
       }
     }
+  }
+
+  /** The request and its answer; throws what the HTTP client throws. */
+  private async exchange(
+    request: SendRequest,
+    url: URL,
+    connection: OrderedConnection | undefined,
+    guarded: boolean,
+    signal: AbortSignal,
+    elapsed: () => number,
+  ): Promise<SendResult> {
+    const dispatcher: Dispatcher = connection?.client ?? (guarded ? this.guardedShared : this.shared);
+    const pending = dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'zapwire-webhook/1',
+        ...request.headers,
+      },
+      body: Buffer.from(request.body, 'utf8'),
+      signal,
+      // Every delivery carries its event id (receivers deduplicate by it): safe to pipeline, and to send
+      // again when a connection drops before its answer.
+      idempotent: true,
+      blocking: false,
+    });
+    request.onQueued?.();
+    const response = await pending;
+    const { statusCode } = response;
+    if (statusCode >= 200 && statusCode < 300) {
+      await response.body.dump();
+      return { ok: true, statusCode, durationMs: elapsed() };
+    }
+    const text = (await readSome(response.body)).slice(0, MAX_ERROR_BODY).trim();
+    const retryAfter = Number(response.headers['retry-after']);
+    return {
+      ok: false,
+      statusCode,
+      error: `HTTP ${statusCode}${text ? `: ${text}` : ''}`,
+      durationMs: elapsed(),
+      ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterSeconds: retryAfter } : {}),
+    };
+  }
+
+  /** Destroys a connection and forgets it: its keys get a new one on their next request. */
+  private retire(connection: OrderedConnection): void {
+    for (const [id, assigned] of this.ordered) if (assigned === connection) this.ordered.delete(id);
+    const connections = this.pools.get(connection.pool);
+    if (connections) {
+      const rest = connections.filter((c) => c !== connection);
+      if (rest.length > 0) this.pools.set(connection.pool, rest);
+      else this.pools.delete(connection.pool);
+    }
+    void connection.client.destroy().catch(() => undefined);
   }
 
   close(): void {
@@ -214,7 +303,7 @@ export class WebhookSender {
       connection = {
         client: new Client(url.origin, {
           pipelining: Math.max(1, this.policy.pipelining ?? 1),
-          ...(guarded ? { connect: { lookup: publicOnlyLookup } } : {}),
+          connect: guarded ? this.guarded : this.open,
         }),
         pool,
         users: 0,
