@@ -60,6 +60,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // An absolute-form target (`POST http://host/instance/connect HTTP/1.1`, RFC 9112 3.2.2) becomes its
+    // origin form before routing, so every hook, handler and forwarded request sees one spelling of the
+    // path.
+    rewriteUrl: (request) => originForm(request.url ?? '/'),
     // A malformed URL ('/instance/info/%') fails before routing, where Fastify would answer in its own
     // shape and quote the whole URL, query keys included: give the profile's error handler a 400 that
     // names no part of it.
@@ -131,6 +135,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await options.routes?.(app);
   return app;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*(.*)$/is;
+
+/** The path and query of a request target; an origin-form target (`/path?query`) as it is. */
+export function originForm(target: string): string {
+  const rest = ABSOLUTE_FORM.exec(target)?.[1];
+  if (rest === undefined) return target;
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 const SECRET_QUERY_PARAMETERS = /([?&](?:apikey|token|password|secret)=)[^&#]*/gi;

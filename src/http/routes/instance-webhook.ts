@@ -99,7 +99,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof deliveriesQuery> }>(
     '/instance/:id/webhook/deliveries',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['events'],
         summary:
@@ -120,7 +120,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instanceOf(request.params.id);
+      const instance = await request.instance();
       const q = request.query;
       const limit = q.limit ?? 50;
       const target = principal.role === 'admin' ? q.target : 'instance';
@@ -141,7 +141,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: FromSchema<typeof redeliverParams> }>(
     '/instance/:id/webhook/deliveries/:deliveryId/redeliver',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['events'],
         summary:
@@ -152,7 +152,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instanceOf(request.params.id);
+      const instance = await request.instance();
       const { deliveryId } = request.params;
       const existing = await sinks.webhook.delivery(instance.id, deliveryId);
       // The global webhook is the operator's: only the admin key may resend to it.
@@ -168,7 +168,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: IdParam }>(
     '/instance/:id/webhook/secret/rotate',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['events'],
         summary:
@@ -181,7 +181,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const webhookSecret = await options.rotateWebhookSecret(id);
       sinks.invalidate(id);
       return { webhookSecret };

@@ -257,7 +257,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Querystring: InstanceNameQuery }>(
     '/instance/status',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['query.instanceName'] },
       schema: {
         tags: ['instances'],
         summary: 'Connection state',
@@ -266,7 +266,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await viewOf((await request.instanceOf(request.query.instanceName)).id);
+      const i = await viewOf((await request.instance()).id);
       return {
         id: i.id,
         instanceName: i.name,
@@ -283,7 +283,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Body: FromSchema<typeof connectBody> }>(
     '/instance/connect',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -294,7 +294,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
     async (request) => {
       const body = request.body ?? {};
-      const { id } = await request.instanceOf(body.instanceName);
+      const { id } = await request.instance();
       const sinks = parseSinks(body);
       const after = await service.connect(id, Object.keys(sinks).length > 0 ? sinks : undefined);
       return stateOf(
@@ -309,7 +309,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Querystring: InstanceNameQuery }>(
     '/instance/qr',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['query.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary: 'The current QR code: "<png data url>|<code>"',
@@ -318,7 +318,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await viewOf((await request.instanceOf(request.query.instanceName)).id);
+      const i = await viewOf((await request.instance()).id);
       if (i.state === 'open') throw Errors.alreadyConnected();
       if (!i.qrcode || i.state !== 'qr') throw Errors.qrNotReady(i.state);
       const png = await QRCode.toDataURL(i.qrcode.code, { errorCorrectionLevel: 'L', margin: 2, width: 300 });
@@ -335,7 +335,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Body: FromSchema<typeof pairBody> }>(
     '/instance/pair',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary: 'Pair with an 8-character code typed on the phone instead of scanning the QR code',
@@ -347,7 +347,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.body.instanceName);
+      const { id } = await request.instance();
       const phone = request.body.phone.replace(/\D/g, '');
       if (phone.length < 8 || phone.length > 15)
         throw Errors.validation('phone: expected 8 to 15 digits with the country code, e.g. 5511999999999');
@@ -364,7 +364,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     app.route<{ Body: FromSchema<typeof instanceNameBody> | undefined; Querystring: InstanceNameQuery }>({
       method,
       url: path,
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName', 'query.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary,
@@ -373,7 +373,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         response: { 200: stateResponse, 429: errorResponseSchema, ...errorResponses },
       },
       handler: async (request) => {
-        const { id } = await request.instanceOf(request.body?.instanceName ?? request.query.instanceName);
+        const { id } = await request.instance();
         return stateOf(await run(id));
       },
     });
@@ -396,7 +396,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam; Body: { number?: string } | null }>(
     '/instance/forcereconnect/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -407,7 +407,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       await service.disconnect(id);
       return stateOf(await service.connect(id));
     },
@@ -416,7 +416,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/delete/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary: 'Delete an instance and everything it holds (admin, irreversible)',
@@ -431,7 +431,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await request.instanceOf(request.params.id);
+      const i = await request.instance();
       await service.delete(i.id, 'admin');
       return { id: i.id, name: i.name, deleted: true };
     },
@@ -440,7 +440,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam }>(
     '/instance/:id/token/rotate',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary:
@@ -453,7 +453,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await request.instanceOf(request.params.id);
+      const i = await request.instance();
       const { token } = await service.rotateToken(i.id);
       return { id: i.id, token };
     },
@@ -462,7 +462,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam; Body: ProxyBody }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['settings'],
         summary: 'Set the proxy (admin); applies on the next connection: reconnect to use it',
@@ -475,7 +475,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const proxy = await service.configureProxy(id, parseProxy(request.body));
       return { proxy, message: 'proxy saved: it applies on the next connection (POST /instance/reconnect)' };
     },
@@ -484,7 +484,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['settings'],
         summary: 'Remove the proxy (admin); applies on the next connection',
@@ -496,7 +496,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       await service.removeProxy(id);
       return { proxy: null, message: 'proxy removed: direct connection from the next connection on' };
     },
@@ -505,7 +505,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof logsQuery> }>(
     '/instance/logs/:id',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary: 'Instance log, newest first; level=ERROR gives errors, WARN warnings and errors, ...',
@@ -515,7 +515,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
       if (limit < 1 || limit > 1000) throw Errors.validation('limit: expected 1 to 1000');
       const wanted = request.query.level?.toLowerCase().replace('warning', 'warn');

@@ -5,6 +5,7 @@
  * route of the app is classified (or the nodes would not start).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../../src/main.ts';
 import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
+import { SERVED_BY_HEADER } from '../../../src/cluster/forwarding.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { callNode, type NodeAnswer } from '../../support/cluster.ts';
 
@@ -148,5 +150,65 @@ describe('forwarding between real nodes', () => {
     expect(deleted).toMatchObject({ status: 200, servedBy: 'node-a', body: { deleted: true } });
     expect((await call(b, 'GET', `/instance/info/${instance.id}`)).status).toBe(404);
     expect(b.fake.connections(instance.id)).toHaveLength(0);
+  });
+});
+
+/** One request written by hand (fetch cannot send an absolute-form target), answered on a fresh socket. */
+async function rawRequest(
+  node: Node,
+  head: string,
+  body: string,
+): Promise<{ status: number; servedBy: string | undefined; text: string }> {
+  const { port } = new URL(node.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  socket.write(
+    `${head}\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  const answer = Buffer.concat(chunks).toString('utf8');
+  const [headers = '', text = ''] = answer.split('\r\n\r\n');
+  return {
+    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]),
+    servedBy: new RegExp(`^${SERVED_BY_HEADER}: (.*)$`, 'im').exec(headers)?.[1]?.trim(),
+    text,
+  };
+}
+
+describe('one instance per request: the forwarding decision and the handler agree (issue #22, item 11)', () => {
+  it('a blank instanceName in the body does not hide the one in the query', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const mine = await instanceOwnedBy(b, a);
+    const theirs = await instanceOwnedBy(b, a);
+    // A tenant naming another instance in the query is refused, whichever node it asks and whatever
+    // blank value the body carries: before, node-a ran the command itself for the tenant's own instance.
+    const tenant = await call(a, 'POST', `/instance/disconnect?instanceName=${theirs.name}`, {
+      apikey: mine.token,
+      body: { instanceName: ' ' },
+    });
+    expect(tenant.status).toBe(403);
+    // The admin names it in the query: the owner runs it.
+    const admin = await call(a, 'POST', `/instance/disconnect?instanceName=${mine.name}`, {
+      body: { instanceName: ' ' },
+    });
+    expect(admin).toMatchObject({ status: 200, servedBy: 'node-b', body: { id: mine.id } });
+    // Two different names are a 400 on every node, never a guess.
+    const twice = await call(a, 'POST', `/instance/disconnect?instanceName=${theirs.name}`, {
+      body: { instanceName: mine.name },
+    });
+    expect(twice.status).toBe(400);
+    expect(JSON.stringify(twice.body)).toMatch(/instanceName.*once/);
+  });
+
+  it('an absolute-form request target is forwarded to the owner like any other', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const instance = await instanceOwnedBy(b, a);
+    const answer = await rawRequest(
+      a,
+      `POST http://zapwire.example/instance/connect HTTP/1.1\r\napikey: ${instance.token}`,
+      '{}',
+    );
+    expect(answer).toMatchObject({ status: 200, servedBy: 'node-b' });
+    expect(JSON.parse(answer.text)).toMatchObject({ id: instance.id, state: 'connecting' });
   });
 });
