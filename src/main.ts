@@ -259,6 +259,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     store,
     trustProxy: config.trustProxy,
+    connectionLimits: config.http,
     forwarding: { cluster, secret: config.cluster.secret },
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {

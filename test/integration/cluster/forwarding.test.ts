@@ -5,7 +5,6 @@
  * route of the app is classified (or the nodes would not start).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -16,6 +15,7 @@ import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
 import { SERVED_BY_HEADER } from '../../../src/cluster/forwarding.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { callNode, type NodeAnswer } from '../../support/cluster.ts';
+import { rawExchange } from '../../support/slow-client.ts';
 
 const ADMIN = 'test-admin-key-0123456789abcdef';
 
@@ -153,28 +153,6 @@ describe('forwarding between real nodes', () => {
   });
 });
 
-/** One request written by hand (fetch cannot send an absolute-form target), answered on a fresh socket. */
-async function rawRequest(
-  node: Node,
-  head: string,
-  body: string,
-): Promise<{ status: number; servedBy: string | undefined; text: string }> {
-  const { port } = new URL(node.url);
-  const socket = connect(Number(port), '127.0.0.1');
-  socket.write(
-    `${head}\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-  const chunks: Buffer[] = [];
-  for await (const chunk of socket) chunks.push(chunk as Buffer);
-  const answer = Buffer.concat(chunks).toString('utf8');
-  const [headers = '', text = ''] = answer.split('\r\n\r\n');
-  return {
-    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1]),
-    servedBy: new RegExp(`^${SERVED_BY_HEADER}: (.*)$`, 'im').exec(headers)?.[1]?.trim(),
-    text,
-  };
-}
-
 describe('one instance per request: the forwarding decision and the handler agree (issue #22, item 11)', () => {
   it('a blank instanceName in the body does not hide the one in the query', async () => {
     const [a, b] = nodes as [Node, Node];
@@ -203,12 +181,13 @@ describe('one instance per request: the forwarding decision and the handler agre
   it('an absolute-form request target is forwarded to the owner like any other', async () => {
     const [a, b] = nodes as [Node, Node];
     const instance = await instanceOwnedBy(b, a);
-    const answer = await rawRequest(
-      a,
-      `POST http://zapwire.example/instance/connect HTTP/1.1\r\napikey: ${instance.token}`,
-      '{}',
+    // fetch cannot send an absolute-form target: written by hand.
+    const port = Number(new URL(a.url).port);
+    const answer = await rawExchange(
+      port,
+      `POST http://zapwire.example/instance/connect HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\napikey: ${instance.token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
     );
-    expect(answer).toMatchObject({ status: 200, servedBy: 'node-b' });
-    expect(JSON.parse(answer.text)).toMatchObject({ id: instance.id, state: 'connecting' });
+    expect(answer).toMatchObject({ status: 200, headers: { [SERVED_BY_HEADER]: 'node-b' } });
+    expect(JSON.parse(answer.body)).toMatchObject({ id: instance.id, state: 'connecting' });
   });
 });

@@ -347,6 +347,7 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
       app.get('/server/ok', { config: anyone }, async () => ({ status: 'ok' }));
       app.get('/license/status', { config: anyone }, async () => ({ status: 'active' }));
     },
+    clientErrorBody: (_code, message) => ({ error: message }),
   };
 }
 
