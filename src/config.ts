@@ -76,6 +76,13 @@ export interface Config {
     /** HTTP_MAX_CONNECTIONS_PER_ADDRESS: the same per client address (an IPv6 /64 is one address). */
     readonly maxConnectionsPerAddress: number;
   };
+  /** Wrong API keys per client address (docs/security.md, "Guessing keys"). */
+  readonly authFailures: {
+    /** AUTH_FAILURES_BURST: wrong keys an address may send before it gets 429. */
+    readonly burst: number;
+    /** AUTH_FAILURES_PER_MINUTE: tries an address regains per minute. */
+    readonly perMinute: number;
+  };
   /** Caps per API key on /ws (docs/events.md "Limits"). */
   readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
   readonly logLevel: LogLevel;
@@ -283,6 +290,10 @@ export function loadConfig(env: Env = process.env): Config {
       requestTimeoutMs: r.int('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1_000, 3_600_000),
       maxConnections: r.int('HTTP_MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
       maxConnectionsPerAddress: r.int('HTTP_MAX_CONNECTIONS_PER_ADDRESS', 64, 1, 1_000_000),
+    },
+    authFailures: {
+      burst: r.int('AUTH_FAILURES_BURST', 20, 1, 1_000_000),
+      perMinute: r.int('AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
     },
     websocket: {
       maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),

@@ -265,6 +265,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     auth: {
       ...authenticator,
       sessions,
+      failedAuth: config.authFailures,
       // The read model first; then the stream itself, so an instance stays reachable by id while its
       // read model is being rebuilt.
       findInstance: async (idOrName) => {

@@ -22,7 +22,9 @@ import { Errors } from '../domain/errors.ts';
 import type { Principal } from '../domain/principal.ts';
 import { secretsEqual, type TokenDigests } from '../domain/tokens.ts';
 import type { BrowserSessions } from '../visualizer/browser-session.ts';
+import { DEFAULT_FAILED_AUTH_LIMITS, FailedAuthThrottle, type FailedAuthLimits } from './auth-throttle.ts';
 import { requireBrowserAdmin, type BrowserCheck } from './browser-auth.ts';
+import { clientKeyOf } from './client-address.ts';
 
 export type { Principal } from '../domain/principal.ts';
 
@@ -47,9 +49,22 @@ export interface AuthOptions extends Authenticator {
   findInstance(idOrName: string): Promise<InstanceRef | undefined>;
   /** The browser sessions, for routes with `{ browser }` access. */
   readonly sessions?: BrowserSessions;
+  /** How many wrong keys a client address may send (src/http/auth-throttle.ts). */
+  readonly failedAuth?: FailedAuthLimits;
+}
+
+/** Wrong keys per client address, for routes that check a key themselves (the manager's sign-in). */
+export interface KeyGuesses {
+  /** Throws the 429 when the request's address must wait before trying a key. */
+  check(request: FastifyRequest): void;
+  /** Counts a wrong key from the request's address. */
+  failed(request: FastifyRequest): void;
 }
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    readonly keyGuesses: KeyGuesses;
+  }
   interface FastifyContextConfig {
     access?: Access;
     /** Also read the key from `?apikey=` / `?token=` (WebSocket handshakes). */
@@ -149,17 +164,34 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): void {
     return instance;
   });
 
+  const throttle = new FailedAuthThrottle(options.failedAuth ?? DEFAULT_FAILED_AUTH_LIMITS);
+  const keyGuesses: KeyGuesses = {
+    check(request) {
+      const refusal = throttle.refusal(clientKeyOf(request.ip));
+      if (refusal) throw refusal;
+    },
+    failed: (request) => throttle.failed(clientKeyOf(request.ip)),
+  };
+  app.decorate('keyGuesses', keyGuesses);
+
   app.addHook('preParsing', async (request) => {
     const config = request.routeOptions.config;
+    const access = config.access ?? 'anyone';
     const key = apikeyOf(request, config.keyInQuery === true);
+    request.principal = undefined;
     // A request another cluster node forwarded carries the principal that node authenticated, checked
     // by src/cluster/forwarding.ts before this hook (it never carries the client's key).
-    request.principal = request.forwarded
-      ? request.forwarded.principal
-      : key
-        ? await options.authenticate(key)
-        : undefined;
-    const access = config.access ?? 'anyone';
+    if (request.forwarded) request.principal = request.forwarded.principal;
+    else if (key) {
+      // Routes anyone may call answer the same with or without a key: a key there is no guess.
+      const guarded = access !== 'anyone';
+      const refusal = throttle.refusal(clientKeyOf(request.ip));
+      if (refusal && guarded) throw refusal;
+      if (!refusal) {
+        request.principal = await options.authenticate(key);
+        if (!request.principal && guarded) keyGuesses.failed(request);
+      }
+    }
     if (access === 'anyone') return;
     if (access === 'caller') requirePrincipal(request);
     else if (access === 'admin') requireAdmin(request);

@@ -25,6 +25,7 @@ import {
   generateToken,
   generateWebhookSecret,
   legacyTokenHash,
+  weakTokenReason,
   type TokenDigests,
 } from '../domain/tokens.ts';
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
@@ -119,6 +120,8 @@ export class InstanceCommands implements InstanceService {
   ): Promise<{ instance: InstanceStatus; token: string; webhookSecret: string }> {
     const { store, secrets } = this.options;
     this.checkSinks(input.sinks);
+    const weakToken = input.token === undefined ? undefined : weakTokenReason(input.token);
+    if (weakToken) throw Errors.validation(weakToken);
     const id = input.id ?? randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();

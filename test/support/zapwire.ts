@@ -54,6 +54,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     LOG_LEVEL: 'silent',
     RECONNECT_BASE_MS: '100',
     RECONNECT_MAX_MS: '1000',
+    // Every injected request comes from 127.0.0.1, and many tests send wrong keys on purpose: the
+    // throttling of wrong keys is tested where it is set low (test/integration/security/key-guessing.test.ts).
+    AUTH_FAILURES_BURST: '100000',
     ...options.env,
   });
   const zapwire = await startZapwire({

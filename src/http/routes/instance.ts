@@ -7,6 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import QRCode from 'qrcode';
 import { Errors } from '../../domain/errors.ts';
+import { MIN_TOKEN_DISTINCT_CHARACTERS, MIN_TOKEN_LENGTH } from '../../domain/tokens.ts';
 import type { InstanceService, InstanceStatus } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
 import {
@@ -52,10 +53,10 @@ const createBody = {
     },
     token: {
       type: 'string',
-      minLength: 8,
+      minLength: MIN_TOKEN_LENGTH,
       maxLength: 256,
       pattern: '^[\\x21-\\x7e]+$',
-      description: 'printable ASCII, no spaces; generated when absent',
+      description: `printable ASCII, no spaces, at least ${MIN_TOKEN_LENGTH} characters with at least ${MIN_TOKEN_DISTINCT_CHARACTERS} different ones; generated when absent`,
     },
     ...sinkProperties,
     proxy: proxyInputSchema,

@@ -98,7 +98,9 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
+      app.keyGuesses.check(request);
       if (!(await options.isAdminKey(request.body.apikey.trim()))) {
+        app.keyGuesses.failed(request);
         request.log.warn('manager sign-in refused');
         throw Errors.unauthorized();
       }

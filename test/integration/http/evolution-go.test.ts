@@ -23,7 +23,7 @@ let serial = 0;
 async function create(extra: Body = {}): Promise<{ id: string; name: string; token: string; data: Body }> {
   serial += 1;
   const name = `Loja ${serial}`;
-  const token = `tok-${serial}`;
+  const token = `tok-${serial}-${randomUUID()}`;
   const r = await t.request('POST', '/instance/create', { body: { name, token, ...extra } });
   expect(r.status).toBe(200);
   expect(r.body['message']).toBe('success');
@@ -156,7 +156,7 @@ describe('keys', () => {
 });
 
 describe('POST /instance/create', () => {
-  it('200 with the flat instance JSON, including the token; any non-empty name and token', async () => {
+  it('200 with the flat instance JSON, including the token; any non-empty name, a token hard to guess', async () => {
     const i = await create();
     expect(Object.keys(i.data).sort()).toEqual(INSTANCE_FIELDS);
     expect(i.data).toMatchObject({
@@ -178,8 +178,10 @@ describe('POST /instance/create', () => {
       msgRejectCall: '',
     });
     expect(i.data['createdAt']).toMatch(/^\d{4}-\d{2}-\d{2}T/);
-    const short = await t.request('POST', '/instance/create', { body: { name: 'a.b c!', token: 'x' } });
-    expect(short.status).toBe(200);
+    const anyName = await t.request('POST', '/instance/create', {
+      body: { name: 'a.b c!', token: randomUUID() },
+    });
+    expect(anyName.status).toBe(200);
   });
 
   it('honours instanceId, proxy (port as a string) and advancedSettings', async () => {
@@ -201,7 +203,7 @@ describe('POST /instance/create', () => {
 
   it('reads the body as JSON whatever the content type (curl -d)', async () => {
     const r = await t.request('POST', '/instance/create', {
-      rawBody: JSON.stringify({ name: 'curl-form', token: 'curl-form-token' }),
+      rawBody: JSON.stringify({ name: 'curl-form', token: 'curl-form-token-0123456789' }),
       contentType: 'application/x-www-form-urlencoded',
     });
     expect(r.status).toBe(200);
@@ -228,7 +230,9 @@ describe('POST /instance/create', () => {
       expect({ rawBody, status: r.status, body: r.body }).toEqual({ rawBody, status, body: { error } });
     }
     const taken = await create();
-    const again = await t.request('POST', '/instance/create', { body: { name: taken.name, token: 'other' } });
+    const again = await t.request('POST', '/instance/create', {
+      body: { name: taken.name, token: 'other-token-0123456789' },
+    });
     expect(again.body).toEqual({ error: 'instance already exists' });
     expect(again.status).toBe(409);
   });

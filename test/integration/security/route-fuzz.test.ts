@@ -214,10 +214,14 @@ function fitting(schemaValue: unknown, key: string, depth = 0): fc.Arbitrary<unk
       const maxLength = Math.min(Number(schema['maxLength'] ?? 64), 200);
       if (schema['format'] === 'date-time')
         return fc.date({ noInvalidDate: true }).map((d) => d.toISOString());
-      if (typeof schema['pattern'] === 'string')
+      if (typeof schema['pattern'] === 'string') {
+        const minLength = Number(schema['minLength'] ?? 0);
+        // fast-check's default size repeats a pattern's `+` a dozen times at most: a minimum above that
+        // (a custom token's 16 characters) would leave the filter nothing to pass.
         return fc
-          .stringMatching(new RegExp(schema['pattern']))
-          .filter((s) => s.length <= maxLength && s.length >= Number(schema['minLength'] ?? 0));
+          .stringMatching(new RegExp(schema['pattern']), minLength > 8 ? { size: 'medium' } : {})
+          .filter((s) => s.length <= maxLength && s.length >= minLength);
+      }
       if (/url/i.test(key))
         return fc.constantFrom(
           'https://receiver.example.com/x',
