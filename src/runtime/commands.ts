@@ -352,6 +352,10 @@ export class InstanceCommands implements InstanceService {
         { type: 'InstanceTokenAssigned', data: { at: this.at(), instanceId: id, tokenHash } },
         () => Errors.tokenTaken(),
       );
+      // A sealed copy kept for the admin (Evolution GO's listings show tokens) is the working token or
+      // nothing: never the old one, which stops working below.
+      if ((await this.options.secrets.get(id, 'instance_token')) !== undefined)
+        await this.options.secrets.put(id, 'instance_token', token);
       let last: Checkpoint | undefined;
       for (const hash of old) {
         const revoked = await store.append(

@@ -257,6 +257,29 @@ describe('GET /instance/all and /instance/info/:id', () => {
   });
 });
 
+describe('token rotation (issue #22, item 8)', () => {
+  it('the admin listings show the rotated token, the one that works', async () => {
+    const i = await create();
+    const rotated = await t.request('POST', `/instance/${i.id}/token/rotate`, { apikey: i.token });
+    expect(rotated.status).toBe(200);
+    const token = rotated.body['token'] as string;
+    expect(token).not.toBe(i.token);
+    const info = dataOf((await t.request('GET', `/instance/info/${i.id}`)).body);
+    expect(info['token']).toBe(token);
+    const listed = ((await t.request('GET', '/instance/all')).body['data'] as Body[]).find(
+      (x) => x['id'] === i.id,
+    );
+    expect(listed?.['token']).toBe(token);
+    expect((await t.request('GET', '/instance/status', { apikey: token })).status).toBe(200);
+    expect((await t.request('GET', '/instance/status', { apikey: i.token })).status).toBe(401);
+    // Rotated by the admin, the same.
+    const again = await t.request('POST', `/instance/${i.id}/token/rotate`);
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['token']).toBe(
+      again.body['token'],
+    );
+  });
+});
+
 describe('connect, QR, pairing code, status', () => {
   it('connect answers jid, webhookUrl and eventString; 0.7: empty values keep the stored ones', async () => {
     const i = await create();
