@@ -105,6 +105,36 @@ describe('server and CORS', () => {
     expect(get.headers['access-control-allow-origin']).toBe('*');
   });
 
+  it('allows every request header Evolution GO allows: its manager sends Cache-Control (issue #22)', async () => {
+    const evolutionGo = [
+      'Origin',
+      'Content-Type',
+      'Content-Length',
+      'Accept-Encoding',
+      'X-CSRF-Token',
+      'Authorization',
+      'Accept',
+      'Cache-Control',
+      'X-Requested-With',
+      'apikey',
+      'ApiKey',
+    ];
+    const r = await t.zapwire.app.inject({
+      method: 'OPTIONS',
+      url: '/instance/all',
+      headers: {
+        origin: 'https://manager.example',
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'apikey,cache-control',
+      },
+    });
+    expect(r.statusCode).toBe(200);
+    const allowed = String(r.headers['access-control-allow-headers'])
+      .split(',')
+      .map((h) => h.trim().toLowerCase());
+    for (const header of evolutionGo) expect(allowed, header).toContain(header.toLowerCase());
+  });
+
   it('an unknown route is a 404 with an error field', async () => {
     const r = await t.request('GET', '/nope');
     expect(r.status).toBe(404);
@@ -171,7 +201,8 @@ describe('POST /instance/create', () => {
       connected: false,
       expiration: 0,
       disconnect_reason: '',
-      events: 'MESSAGE',
+      // Evolution GO stores no subscription until the first connect (issue #22).
+      events: '',
       proxy: '',
       alwaysOnline: false,
       rejectCall: false,
@@ -317,12 +348,41 @@ describe('connect, QR, pairing code, status', () => {
     );
   });
 
-  it('connect refuses an empty body, null and unknown event names (0.7)', async () => {
+  it('a fresh instance subscribes to MESSAGE at its first connect without a subscription (0.7)', async () => {
+    const i = await create();
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe('');
+    const connected = await t.request('POST', '/instance/connect', { apikey: i.token, body: {} });
+    expect(dataOf(connected.body)['eventString']).toBe('MESSAGE');
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe('MESSAGE');
+  });
+
+  it('connect drops unknown event names while a valid one remains, and refuses a list of none (0.7)', async () => {
+    const i = await create();
+    const mixed = await t.request('POST', '/instance/connect', {
+      apikey: i.token,
+      body: { subscribe: ['QRCODE', 'invalid', 'CONNECTION', 'nope'] },
+    });
+    expect(mixed.status).toBe(200);
+    expect(dataOf(mixed.body)['eventString']).toBe('CONNECTION,QRCODE');
+    const none = await t.request('POST', '/instance/connect', {
+      apikey: i.token,
+      body: { subscribe: ['invalid', 'nope'] },
+    });
+    expect(none).toMatchObject({
+      status: 400,
+      body: { error: 'invalid connect settings: subscribe must contain a valid event or ALL' },
+    });
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe(
+      'CONNECTION,QRCODE',
+    );
+  });
+
+  it('connect refuses an empty body, null and a list of unknown event names (0.7)', async () => {
     const i = await create();
     for (const [rawBody, error] of [
       [undefined, 'EOF'],
       ['null', 'json: cannot unmarshal null into Go value of type ConnectStruct'],
-      ['{"subscribe":["invalid"]}', 'invalid event type(s): INVALID'],
+      ['{"subscribe":["invalid"]}', 'invalid connect settings: subscribe must contain a valid event or ALL'],
       ['{"natsEnable":"maybe"}', 'natsEnable: expected "enabled", "disabled" or ""'],
     ] as const) {
       const r = await t.request('POST', '/instance/connect', {
