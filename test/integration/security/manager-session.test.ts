@@ -4,7 +4,7 @@
  * the old cookie revoked, instead of the same session with a later expiry.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { signInManager, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -15,17 +15,9 @@ afterAll(async () => {
 });
 
 async function signIn(): Promise<{ cookie: string; csrf: string }> {
-  const r = await t.zapwire.app.inject({
-    method: 'POST',
-    url: '/manager/session',
-    headers: { 'content-type': 'application/json' },
-    payload: JSON.stringify({ apikey: ADMIN_KEY }),
-  });
-  expect(r.statusCode).toBe(200);
-  return {
-    cookie: String(r.headers['set-cookie']).split(';')[0] ?? '',
-    csrf: (r.json() as { csrf: string }).csrf,
-  };
+  const { status, cookie, csrf } = await signInManager(t.zapwire.app);
+  expect(status).toBe(200);
+  return { cookie, csrf };
 }
 
 const page = (cookie: string) =>

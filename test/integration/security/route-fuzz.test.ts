@@ -30,7 +30,7 @@ import { REDACTED_PATHS } from '../../../src/logger.ts';
 import type { RouteEntry } from '../../../src/http/app.ts';
 import { instanceStream, whatsappStream } from '../../../src/domain/events.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
-import { ADMIN_KEY, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { ADMIN_KEY, signInManager, startTestApp, type TestApp } from '../../support/zapwire.ts';
 import { getFrom, slowBody, type SlowBodyOutcome } from '../../support/slow-client.ts';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 300);
@@ -578,16 +578,8 @@ function jsonOf(text: string): Record<string, unknown> {
 
 /** Signs the manager's browser in: the cookie and page token 'browser' requests carry. */
 async function signInBrowser(): Promise<void> {
-  const signIn = await t.zapwire.app.inject({
-    method: 'POST',
-    url: '/manager/session',
-    headers: { 'content-type': 'application/json' },
-    payload: JSON.stringify({ apikey: ADMIN_KEY }),
-  });
-  browser = {
-    cookie: String(signIn.headers['set-cookie']).split(';')[0] ?? '',
-    csrf: (jsonOf(signIn.body)['csrf'] as string | undefined) ?? '',
-  };
+  const { cookie, csrf } = await signInManager(t.zapwire.app);
+  browser = { cookie, csrf };
 }
 
 /** As a browser does: a rotated session cookie replaces the old one; after a sign-out, sign in again. */
