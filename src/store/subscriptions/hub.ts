@@ -14,6 +14,8 @@ import {
   type Checkpoint,
   type Consumers,
   type DeadLetter,
+  type DeadLetterNote,
+  type DeadLetterQuery,
   type EventLog,
   type RecordedEvent,
   type Subscription,
@@ -100,6 +102,14 @@ class RunningSubscription implements Subscription {
     this.follower.settleWaiters();
   }
 
+  private active(active: boolean): void {
+    try {
+      this.options.onActive?.(active);
+    } catch (error) {
+      this.report(error);
+    }
+  }
+
   private report(error: unknown): void {
     try {
       this.options.onError?.(error);
@@ -125,7 +135,12 @@ class RunningSubscription implements Subscription {
           }
           this.follower.moveTo(claimed);
           this.leaseLost = false;
-          await this.consumeWhileLeased();
+          this.active(true);
+          try {
+            await this.consumeWhileLeased();
+          } finally {
+            this.active(false);
+          }
         } catch (error) {
           this.report(error);
           if (!this.stopped) await this.follower.sleep(this.options.retryDelayMs);
@@ -275,12 +290,34 @@ export class SubscriptionHub implements Consumers {
     return this.tables.reset(subscription, to);
   }
 
-  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void> {
-    return this.tables.addDeadLetter(subscription, event, error, attempts);
+  addDeadLetter(
+    subscription: string,
+    event: RecordedEvent,
+    error: string,
+    attempts: number,
+    note?: DeadLetterNote,
+  ): Promise<void> {
+    return this.tables.addDeadLetter(subscription, event, error, attempts, note);
   }
 
   listDeadLetters(subscription: string): Promise<DeadLetter[]> {
     return this.tables.listDeadLetters(subscription);
+  }
+
+  findDeadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
+    return this.tables.findDeadLetters(query);
+  }
+
+  deadLetter(id: string): Promise<DeadLetter | undefined> {
+    return this.tables.deadLetter(id);
+  }
+
+  capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number> {
+    return this.tables.capDeadLetters(subscriptions, instanceId, max);
+  }
+
+  pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number> {
+    return this.tables.pruneDeadLetters(subscriptions, failedBefore);
   }
 
   removeDeadLetter(subscription: string, eventId: string): Promise<void> {
