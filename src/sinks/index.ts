@@ -41,10 +41,10 @@ export interface SinksConfig {
   readonly natsSubjectPrefix?: string;
   readonly webhook?: WebhookSettings;
   /**
-   * How long a sink's lease lasts without renewal (CLUSTER_LEASE_MS): when the node sending a sink's events
-   * dies, another one takes over after this long, as it takes over the instances.
+   * `leaseMs` (CLUSTER_LEASE_MS): how long a sink's lease lasts without renewal. When the node sending a
+   * sink's events dies, another one takes over after this long, as it takes over the instances.
    */
-  readonly leaseMs?: number;
+  readonly cluster?: { readonly leaseMs?: number };
   readonly websocket?: {
     readonly maxBufferedBytes?: number;
     /** WS_MAX_CONNECTIONS_PER_KEY: sockets one API key (admin, or an instance token) may hold at once. */
@@ -107,7 +107,11 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   const metrics = new SinkMetrics({ processMetrics: config.processMetrics ?? true });
   const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
   const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
-  const subscription = config.subscription;
+  // Every sink's lease follows CLUSTER_LEASE_MS: after a node dies its sinks resume as its instances do.
+  const subscription: Partial<SubscriptionOptions> = {
+    leaseMs: config.cluster?.leaseMs,
+    ...config.subscription,
+  };
   const payload = payloadRenderer(config.apiCompat ?? 'default', {
     ...(config.qrCodeMaxCount !== undefined ? { qrCodeMaxCount: config.qrCodeMaxCount } : {}),
   });
@@ -125,13 +129,15 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     payload,
     instanceLog: (instanceId, level, message, context) =>
       void instanceLog(instanceId, level, message, context).catch(() => undefined),
-    subscription: { ...subscription, ...(config.leaseMs ? { leaseMs: config.leaseMs } : {}) },
+    subscription,
     ...(options.now ? { now: options.now } : {}),
     secretOf: async (instanceId, target) => {
       if (target === 'global') return globalSecret;
       return (await directory.get(instanceId))?.webhookSecret;
     },
   });
+
+  webhook.registerMetrics(metrics);
 
   const amqp = config.amqpUrl
     ? new AmqpSink({

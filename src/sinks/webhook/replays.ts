@@ -109,26 +109,44 @@ function viewOf(row: Row): ReplayView {
 }
 
 const PAGE = 100;
+/** How often the process that works the webhook looks for replays asked of another process. */
+const POLL_MS = 3_000;
 
 export class WebhookReplays {
   private readonly running = new Map<string, Promise<void>>();
-  private readonly stopping = new AbortController();
+  private stopping = new AbortController();
   private active = false;
+  private poll: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ReplayOptions) {}
 
-  /** Resumes the replays that were running (this process works the webhook now). */
+  /**
+   * Resumes the replays that were running, and picks up those asked of another process (a replay is a row;
+   * the process that works the webhook runs it) every few seconds.
+   */
   async start(): Promise<void> {
     if (this.active) return;
     this.active = true;
+    if (this.stopping.signal.aborted) this.stopping = new AbortController();
+    await this.pickUp();
+    this.poll = setInterval(() => {
+      this.pickUp().catch((error: unknown) =>
+        this.options.logger.warn({ err: error }, 'webhook: cannot read the replays asked for'),
+      );
+    }, POLL_MS);
+    this.poll.unref();
+  }
+
+  private async pickUp(): Promise<void> {
     const { rows } = await this.options.db.query<Row>(
       `SELECT * FROM zw_webhook_replays WHERE state = 'running' ORDER BY id`,
     );
-    for (const row of rows) this.run(viewOf(row));
+    for (const row of rows) if (this.active) this.run(viewOf(row));
   }
 
   async stop(): Promise<void> {
     this.active = false;
+    clearInterval(this.poll);
     this.stopping.abort();
     await Promise.all(this.running.values());
   }

@@ -48,6 +48,8 @@ class RunningSubscription implements Subscription {
   private resolveCaughtUp!: () => void;
   private stopped = false;
   private leaseLost = false;
+  /** As last told to onActive. */
+  private running = false;
   /** The follower's position is the checkpoint processed so far (also while the lease is elsewhere). */
   private readonly follower: LogFollower;
   private readonly owner: string;
@@ -102,7 +104,10 @@ class RunningSubscription implements Subscription {
     this.follower.settleWaiters();
   }
 
+  /** Tells onActive when this process starts or stops running the subscription (changes only). */
   private active(active: boolean): void {
+    if (this.running === active) return;
+    this.running = active;
     try {
       this.options.onActive?.(active);
     } catch (error) {
@@ -129,6 +134,7 @@ class RunningSubscription implements Subscription {
           }
           const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
           if (claimed === undefined) {
+            this.active(false);
             // Someone else runs it: wait for their lease to end (a local stop() rings us at once).
             await this.follower.sleep(Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2));
             continue;
@@ -136,17 +142,16 @@ class RunningSubscription implements Subscription {
           this.follower.moveTo(claimed);
           this.leaseLost = false;
           this.active(true);
-          try {
-            await this.consumeWhileLeased();
-          } finally {
-            this.active(false);
-          }
+          await this.consumeWhileLeased();
+          // A failed read or write is retried under the same lease; only a lost lease ends this run.
+          if (this.leaseLost) this.active(false);
         } catch (error) {
           this.report(error);
           if (!this.stopped) await this.follower.sleep(this.options.retryDelayMs);
         }
       }
     } finally {
+      this.active(false);
       await tables.release(this.name, this.owner).catch(() => undefined);
       this.hub.released(this);
     }

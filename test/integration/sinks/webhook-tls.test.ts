@@ -58,7 +58,7 @@ async function burst(host: string, rounds: number): Promise<SendResult[]> {
           url: receiver.url(host),
           body: `{"n":${n}}`,
           headers: {},
-          timeoutMs: 1_500,
+          timeoutMs: 15_000,
           orderKey: `k${n % 2}`,
         }),
       );

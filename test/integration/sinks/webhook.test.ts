@@ -699,7 +699,7 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
         config: {
           processMetrics: false,
           subscription: { pollIntervalMs: 50, retryDelayMs: 50 },
-          leaseMs: 600,
+          cluster: { leaseMs: 600 },
           webhook: { timeoutMs: 2_000, backoffBaseMs: 30, probeMaxMs: 30 },
         },
       });
