@@ -248,7 +248,7 @@ export class WebhookReplays {
         const instance = route ? await timeline.get(replay.instanceId) : undefined;
         const [delivery] =
           route && instance
-            ? await deliveriesOf(this.options.rules, event, route.name, instance, 'instance')
+            ? await deliveriesOf(this.options.rules, event, route.name, instance, (t) => t === 'instance')
             : [];
         if (delivery) {
           const outcome = await this.send(replay, delivery);
