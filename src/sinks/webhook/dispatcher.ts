@@ -100,6 +100,8 @@ export class WebhookDispatcher {
   private stopping = new AbortController();
   private running = false;
   private loaded: Promise<void> = Promise.resolve();
+  /** The last stop, until it has finished. */
+  private stopped: Promise<void> = Promise.resolve();
   private readonly dirty = new Set<WebhookQueue>();
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
@@ -123,11 +125,14 @@ export class WebhookDispatcher {
   start(): Promise<void> {
     if (this.running) return this.loaded;
     this.running = true;
-    if (this.stopping.signal.aborted) {
-      this.stopping = new AbortController();
-      setMaxListeners(0, this.stopping.signal);
-    }
-    this.loaded = this.load();
+    // A stop still finishing (the lease went and came back) ends before the queues load again.
+    this.loaded = this.stopped.then(() => {
+      if (this.stopping.signal.aborted) {
+        this.stopping = new AbortController();
+        setMaxListeners(0, this.stopping.signal);
+      }
+      return this.load();
+    });
     return this.loaded;
   }
 
@@ -269,12 +274,14 @@ export class WebhookDispatcher {
    * answers, and every queue's position is written. Otherwise (the lease went to another process) they are
    * cut at once and nothing more is written: the queues are that process's now.
    */
-  async stop(graceful = true): Promise<void> {
-    if (!this.running) {
-      await this.flushing;
-      return;
-    }
+  stop(graceful = true): Promise<void> {
+    if (!this.running) return this.stopped.then(() => this.flushing);
     this.running = false;
+    this.stopped = this.loaded.then(() => this.shutDown(graceful));
+    return this.stopped;
+  }
+
+  private async shutDown(graceful: boolean): Promise<void> {
     const workers = [...this.queues.values()].map((q) => {
       q.wake();
       return q.worker;
