@@ -45,24 +45,23 @@ export interface Config {
     readonly globalUrl: string | undefined;
     /** Signs the global webhook's bodies; unsigned without it. */
     readonly globalSecret: string | undefined;
-    readonly maxAttempts: number;
     readonly timeoutMs: number;
+    /** First probe delay after a failed attempt (WEBHOOK_BACKOFF_BASE_MS); doubles per failed probe. */
     readonly backoffBaseMs: number;
-    readonly backoffMaxMs: number;
+    /** Longest delay between probes of a receiver that is down (WEBHOOK_PROBE_MAX_MS). */
+    readonly probeMaxMs: number;
+    /** An undelivered event older than this is dead-lettered instead of sent (WEBHOOK_MAX_AGE_HOURS), in ms. */
+    readonly maxAgeMs: number;
     /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may instance webhooks reach private/loopback/link-local addresses. */
     readonly allowPrivateNetworks: boolean;
     /** Events per POST (a JSON array) when several wait for one webhook; 1 = one event per request. */
     readonly batchMax: number;
     /** Requests in flight per webhook queue, started in log order; 1 = wait for each answer. */
     readonly pipeline: number;
-    /** Delivery log retention (WEBHOOK_RETENTION_DELIVERED_HOURS / _DEAD_HOURS), in ms. */
-    readonly retentionMs: number;
+    /** Dead letters' retention (WEBHOOK_RETENTION_DEAD_HOURS), in ms. */
     readonly deadRetentionMs: number;
-    /** WEBHOOK_MAX_PENDING / WEBHOOK_MAX_DEAD: rows per instance. */
-    readonly maxPending: number;
+    /** WEBHOOK_MAX_DEAD: dead letters kept per instance. */
     readonly maxDead: number;
-    /** WEBHOOK_MEMORY_MAX_MB, in bytes. */
-    readonly memoryMaxBytes: number;
     readonly redeliverPerMinute: number;
     /** WEBHOOK_CA_FILE: PEM certificates trusted for webhook receivers beside the system's roots. */
     readonly extraCaCertificates: readonly string[] | undefined;
@@ -86,6 +85,8 @@ export interface Config {
   /** Caps per API key on /ws (docs/events.md "Limits"). */
   readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
   readonly logLevel: LogLevel;
+  /** Variables that are set but no longer mean anything, each with what replaced it (logged at start). */
+  readonly retired: readonly string[];
   /** The HTTP wire format: zapwire's own, or Evolution GO's (docs/evolution-go.md). */
   readonly apiCompat: 'default' | 'evolution-go';
   /** CORS origins; unset: none in the default profile, `*` in evolution-go. */
@@ -236,6 +237,24 @@ class Reader {
   }
 }
 
+/** Settings of earlier versions, and why they no longer apply. */
+const RETIRED: Readonly<Record<string, string>> = {
+  WEBHOOK_MAX_ATTEMPTS:
+    'a receiver that is down no longer costs events their attempts: its queue pauses and is probed until WEBHOOK_MAX_AGE_HOURS',
+  WEBHOOK_BACKOFF_MAX_MS:
+    'the longest wait between probes of a receiver that is down is WEBHOOK_PROBE_MAX_MS',
+  WEBHOOK_MAX_PENDING:
+    'a webhook queue waiting for its receiver keeps a position in the log, not rows: nothing is dropped',
+  WEBHOOK_MEMORY_MAX_MB: 'webhook queues hold a page of events each in memory, whatever the backlog',
+  WEBHOOK_RETENTION_DELIVERED_HOURS: 'delivered events leave no rows (the log holds them)',
+};
+
+function retiredSettings(env: Env): string[] {
+  return Object.entries(RETIRED)
+    .filter(([name]) => (env[name] ?? '').trim() !== '')
+    .map(([name, why]) => `${name} is no longer used: ${why}`);
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const r = new Reader(env);
   const port = r.int('PORT', 8080, 0, 65535);
@@ -269,20 +288,17 @@ export function loadConfig(env: Env = process.env): Config {
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
       globalSecret: r.optionalString('WEBHOOK_GLOBAL_SECRET'),
-      maxAttempts: r.int('WEBHOOK_MAX_ATTEMPTS', 8, 1, 100),
       timeoutMs: r.int('WEBHOOK_TIMEOUT_MS', 10_000, 100, 300_000),
       backoffBaseMs: r.int('WEBHOOK_BACKOFF_BASE_MS', 1_000, 10, 600_000),
-      backoffMaxMs: r.int('WEBHOOK_BACKOFF_MAX_MS', 300_000, 100, 86_400_000),
+      probeMaxMs: r.int('WEBHOOK_PROBE_MAX_MS', 30_000, 100, 3_600_000),
+      maxAgeMs: r.int('WEBHOOK_MAX_AGE_HOURS', 72, 1, 8_760) * 3_600_000,
       // On for the single-operator default (a webhook to a local n8n is the common case); the compose
       // file, where tenants hold tokens, turns it off. docs/security.md.
       allowPrivateNetworks: r.flag('WEBHOOK_ALLOW_PRIVATE_NETWORKS', true),
       batchMax: r.int('WEBHOOK_BATCH_MAX', 1, 1, 1_000),
       pipeline: r.int('WEBHOOK_PIPELINE', 8, 1, 64),
-      retentionMs: r.int('WEBHOOK_RETENTION_DELIVERED_HOURS', 168, 1, 87_600) * 3_600_000,
       deadRetentionMs: r.int('WEBHOOK_RETENTION_DEAD_HOURS', 720, 1, 87_600) * 3_600_000,
-      maxPending: r.int('WEBHOOK_MAX_PENDING', 10_000, 1, 10_000_000),
       maxDead: r.int('WEBHOOK_MAX_DEAD', 1_000, 1, 10_000_000),
-      memoryMaxBytes: r.int('WEBHOOK_MEMORY_MAX_MB', 64, 1, 65_536) * 1024 * 1024,
       redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
       extraCaCertificates: r.pemCertificates('WEBHOOK_CA_FILE'),
     },
@@ -299,6 +315,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),
       maxReplaysPerKey: r.int('WS_MAX_REPLAYS_PER_KEY', 2, 1, 1_000),
     },
+    retired: retiredSettings(env),
     logLevel: r.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
     apiCompat: r.oneOf('API_COMPAT', ['default', 'evolution-go'], 'default'),
     corsOrigins: r

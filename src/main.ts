@@ -84,6 +84,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const { config, logger } = options;
   const looseDataDir = ensureDataDir(config.dataDir);
   if (looseDataDir) logger.warn(looseDataDir);
+  for (const notice of config.retired) logger.warn(notice);
   const key = config.globalApiKey
     ? { value: config.globalApiKey, created: false }
     : loadOrCreateSecret(config.dataDir, 'global-api-key');

@@ -320,11 +320,9 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
       receivedAt,
     );
     if (sink === 'webhook') {
-      // Rows the delivery log wrote for this run (before: one per event; now: retries and slow receivers).
-      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM zw_webhook_deliveries');
-      console.log(
-        `  webhook @ ${rate}/s: ${rows[0]?.n ?? 0} delivery rows written for ${result.offered} events`,
-      );
+      // Queues that left the reader's pace get a row (a position, not copies of events).
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM zw_webhook_queues');
+      console.log(`  webhook @ ${rate}/s: ${rows[0]?.n ?? 0} queue rows for ${result.offered} events`);
     }
     return result;
   } finally {

@@ -23,7 +23,8 @@ import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from '../config.ts';
 import { MIGRATION_DIRECTORIES } from '../migrations.ts';
 import { legacyPgliteDirectory, openEventStore } from '../store/index.ts';
-import { decodeCheckpoint, encodeCheckpoint } from '../store/checkpoint.ts';
+import { decodeCheckpoint, encodeCheckpoint, justBefore } from '../store/checkpoint.ts';
+import type { Checkpoint } from '../store/port.ts';
 import type { SqlExecutor } from '../store/sql.ts';
 
 /** What the copy needs from the old database: read-only queries. */
@@ -115,6 +116,80 @@ export function translateCheckpoint(
   return encodeCheckpoint(copyTransaction, position);
 }
 
+/**
+ * The row-based webhook outbox of older versions, in the store that replaced it: a queue with rows still
+ * waiting resumes just before the first of them; dead rows become dead letters. Returns the rows read.
+ */
+async function convertWebhookDeliveries(
+  reader: LegacyReader,
+  tx: SqlExecutor,
+  translate: (old: string) => string,
+): Promise<number> {
+  if (!(await tableExists(reader, 'zw_webhook_deliveries'))) return 0;
+  const rows = await reader.query<{
+    instance_id: string;
+    target: string;
+    url: string;
+    event_id: string;
+    event_name: string;
+    stream: string;
+    position: string;
+    event_type: string;
+    status: string;
+    attempts: number;
+    last_error: string | null;
+    last_status_code: number | null;
+    stored_at: string;
+    redelivery_of: string | null;
+  }>(
+    `SELECT instance_id, target, url, event_id, event_name, stream, position, event_type, status, attempts,
+            last_error, last_status_code, stored_at::text AS stored_at, redelivery_of::text AS redelivery_of
+       FROM zw_webhook_deliveries WHERE status IN ('pending', 'dead') ORDER BY id`,
+  );
+  const firstPending = new Map<string, { instanceId: string; target: string; position: string }>();
+  for (const row of rows) {
+    if (row.status !== 'pending' || row.redelivery_of !== null || !row.position) continue;
+    const key = `${row.target}\u0000${row.instance_id}`;
+    const seen = firstPending.get(key);
+    if (!seen || row.position < seen.position)
+      firstPending.set(key, { instanceId: row.instance_id, target: row.target, position: row.position });
+  }
+  for (const { instanceId, target, position } of firstPending.values()) {
+    await tx.query(
+      `INSERT INTO zw_webhook_queues (instance_id, target, cursor, attached) VALUES ($1, $2, $3, false)
+       ON CONFLICT (instance_id, target) DO NOTHING`,
+      [instanceId, target, translate(justBefore(position as Checkpoint))],
+    );
+  }
+  for (const row of rows) {
+    if (row.status !== 'dead' || !/^[0-9a-fA-F-]{36}$/.test(row.event_id)) continue;
+    await tx.query(
+      `INSERT INTO es_dead_letters (subscription_id, event_id, stream_id, position, event_type, error, attempts,
+                                    instance_id, detail)
+       VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+      [
+        row.target === 'global' ? 'sink-webhook-global' : 'sink-webhook',
+        row.event_id,
+        row.stream,
+        translate(row.position),
+        row.event_type,
+        row.last_error ?? 'dead',
+        row.attempts,
+        row.instance_id,
+        JSON.stringify({
+          target: row.target,
+          url: row.url,
+          eventName: row.event_name,
+          statusCode: row.last_status_code,
+          storedAt: row.stored_at,
+          reason: 'refused',
+        }),
+      ],
+    );
+  }
+  return rows.length;
+}
+
 export async function migrateFromPglite(
   reader: LegacyReader,
   target: { transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> },
@@ -187,41 +262,6 @@ export async function migrateFromPglite(
       'instance_id, category, key_ref',
       { bytea: ['sealed'] },
     );
-    const webhookDeliveries = await copyTable(
-      reader,
-      tx,
-      'zw_webhook_deliveries',
-      [
-        'id',
-        'instance_id',
-        'target',
-        'url',
-        'event_id',
-        'event_name',
-        'stream',
-        'stream_position',
-        'position',
-        'event_type',
-        'stored_at',
-        'body',
-        'status',
-        'attempts',
-        'next_attempt_at',
-        'last_attempt_at',
-        'last_status_code',
-        'last_error',
-        'last_duration_ms',
-        'delivered_at',
-        'redelivery_of',
-        'created_at',
-      ],
-      'id',
-    );
-    if (webhookDeliveries > 0) {
-      await tx.query(
-        `SELECT setval(pg_get_serial_sequence('zw_webhook_deliveries', 'id'), (SELECT max(id) FROM zw_webhook_deliveries))`,
-      );
-    }
     const copyTransaction = (await tx.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid'))
       .rows[0]!.xid;
     const lastPosition = order.reduce(
@@ -249,6 +289,9 @@ export async function migrateFromPglite(
         ],
       );
     }
+    const webhookDeliveries = await convertWebhookDeliveries(reader, tx, (old) =>
+      translateCheckpoint(old, order, copyTransaction, lastPosition),
+    );
     return { events, streams, secrets, sessionKeys, webhookDeliveries, checkpoints: subscriptions.length };
   });
 }

@@ -67,8 +67,9 @@ export const OWNER_ROUTES: ReadonlySet<string> = new Set([
 
 /**
  * Non-GET routes that run on any node, each for a reason: create appends to fresh streams under
- * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row and a
- * redelivery an outbox row in the shared database; projection rebuilds run under their own lease;
+ * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row, and a
+ * redelivery or replay a row in the shared database that the node sending webhooks picks up; projection
+ * rebuilds run under their own lease;
  * the manager's session is this node's cookie, and its API proxy re-enters this node's routes (and so
  * this hook). A node with CLUSTER_SECRET refuses to start with a non-GET route in neither list.
  */
@@ -76,6 +77,9 @@ export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
   'POST /instance/create',
   'POST /instance/:id/webhook/secret/rotate',
   'POST /instance/:id/webhook/deliveries/:deliveryId/redeliver',
+  'POST /instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
+  'POST /instance/:id/webhook/replay',
+  'DELETE /instance/:id/webhook/replays/:replayId',
   'POST /admin/projections/:name/rebuild',
   'POST /manager/session',
   'DELETE /manager/session',

@@ -17,11 +17,10 @@ import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
 import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
 import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
 import { payloadRenderer, type PayloadProfile } from './payload.ts';
-import { DEFAULT_RETRY_POLICY, WEBHOOK_SUBSCRIPTION, type WebhookRetryPolicy } from './webhook/dispatcher.ts';
-import { WebhookSink, type WebhookApi, type WebhookTuning } from './webhook/index.ts';
+import { WEBHOOK_SUBSCRIPTION, WebhookSink, type WebhookApi, type WebhookSettings } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
 
-/** The sinks' migrations (zw_webhook_deliveries), for the shared migration runner. */
+/** The sinks' migrations (the webhook's queue positions and replays), for the shared migration runner. */
 export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
 
 /**
@@ -40,13 +39,12 @@ export interface SinksConfig {
   readonly amqpExchange?: string;
   readonly natsUrl?: string | undefined;
   readonly natsSubjectPrefix?: string;
-  readonly webhook?: Partial<WebhookRetryPolicy> &
-    WebhookTuning & {
-      /** WEBHOOK_GLOBAL_URL */
-      readonly globalUrl?: string | undefined;
-      /** WEBHOOK_GLOBAL_SECRET: signs global webhook bodies; without it they go unsigned. */
-      readonly globalSecret?: string | undefined;
-    };
+  readonly webhook?: WebhookSettings;
+  /**
+   * `leaseMs` (CLUSTER_LEASE_MS): how long a sink's lease lasts without renewal. When the node sending a
+   * sink's events dies, another one takes over after this long, as it takes over the instances.
+   */
+  readonly cluster?: { readonly leaseMs?: number };
   readonly websocket?: {
     readonly maxBufferedBytes?: number;
     /** WS_MAX_CONNECTIONS_PER_KEY: sockets one API key (admin, or an instance token) may hold at once. */
@@ -64,13 +62,15 @@ export interface SinksConfig {
 
 export interface StartSinksOptions {
   readonly store: EventStore;
-  /** Holds the webhook delivery log (run SINK_MIGRATIONS_DIR first). */
+  /** Holds the webhook's queue positions and replays (run SINK_MIGRATIONS_DIR first). */
   readonly db: SqlDatabase;
   readonly directory: SinkDirectory;
   readonly config: SinksConfig;
   readonly logger: Logger;
   /** Lines for an instance's own log (cap reached, unroutable message). Default: the process log only. */
   readonly instanceLog?: InstanceLogWriter;
+  /** The clock the webhook judges events' age by (tests move it). Default Date.now. */
+  readonly now?: () => number;
 }
 
 export interface SinksStatus {
@@ -107,47 +107,37 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   const metrics = new SinkMetrics({ processMetrics: config.processMetrics ?? true });
   const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
   const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
-  const subscription = config.subscription;
+  // Every sink's lease follows CLUSTER_LEASE_MS: after a node dies its sinks resume as its instances do.
+  const subscription: Partial<SubscriptionOptions> = {
+    leaseMs: config.cluster?.leaseMs,
+    ...config.subscription,
+  };
   const payload = payloadRenderer(config.apiCompat ?? 'default', {
     ...(config.qrCodeMaxCount !== undefined ? { qrCodeMaxCount: config.qrCodeMaxCount } : {}),
   });
 
   const w = config.webhook ?? {};
-  const policy: WebhookRetryPolicy = {
-    maxAttempts: w.maxAttempts ?? DEFAULT_RETRY_POLICY.maxAttempts,
-    timeoutMs: w.timeoutMs ?? DEFAULT_RETRY_POLICY.timeoutMs,
-    backoffBaseMs: w.backoffBaseMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs,
-    backoffMaxMs: w.backoffMaxMs ?? DEFAULT_RETRY_POLICY.backoffMaxMs,
-  };
   const globalSecret = w.globalSecret ?? null;
   const webhook = new WebhookSink({
     store,
     db,
     timeline: timeline(),
+    directory,
     metrics,
     logger: log.child({ sink: 'webhook' }),
-    policy,
+    settings: w,
     payload,
-    instanceLog,
-    ...(w.globalUrl ? { globalUrl: w.globalUrl } : {}),
-    ...(w.allowPrivateNetworks !== undefined ? { allowPrivateNetworks: w.allowPrivateNetworks } : {}),
-    ...(w.concurrency ? { concurrency: w.concurrency } : {}),
-    ...(w.batchMax ? { batchMax: w.batchMax } : {}),
-    ...(w.pipeline ? { pipeline: w.pipeline } : {}),
-    ...(w.retentionMs ? { retentionMs: w.retentionMs } : {}),
-    ...(w.deadRetentionMs ? { deadRetentionMs: w.deadRetentionMs } : {}),
-    ...(w.maxPending ? { maxPending: w.maxPending } : {}),
-    ...(w.maxDead ? { maxDead: w.maxDead } : {}),
-    ...(w.memoryMaxBytes ? { memoryMaxBytes: w.memoryMaxBytes } : {}),
-    ...(w.redeliverPerMinute ? { redeliverPerMinute: w.redeliverPerMinute } : {}),
-    ...(w.directWaitMs !== undefined ? { directWaitMs: w.directWaitMs } : {}),
-    ...(w.extraCaCertificates ? { extraCaCertificates: w.extraCaCertificates } : {}),
-    ...(subscription ? { subscription } : {}),
+    instanceLog: (instanceId, level, message, context) =>
+      void instanceLog(instanceId, level, message, context).catch(() => undefined),
+    subscription,
+    ...(options.now ? { now: options.now } : {}),
     secretOf: async (instanceId, target) => {
       if (target === 'global') return globalSecret;
       return (await directory.get(instanceId))?.webhookSecret;
     },
   });
+
+  webhook.registerMetrics(metrics);
 
   const amqp = config.amqpUrl
     ? new AmqpSink({
@@ -252,8 +242,13 @@ export type { SinkEnvelope } from './envelope.ts';
 export { SINK_ENVELOPE_SCHEMA, buildEnvelope, serializeEnvelope } from './envelope.ts';
 export { DEFAULT_PAYLOAD, payloadRenderer, type PayloadProfile, type PayloadRenderer } from './payload.ts';
 export { signPayload, signatureHeaders, verifySignature } from './webhook/signature.ts';
-export type { DeliveryQuery, DeliveryView, DeliveryStatus, DeliveryTarget } from './webhook/delivery-log.ts';
-export type { WebhookApi } from './webhook/index.ts';
-export type { WebhookRetryPolicy } from './webhook/dispatcher.ts';
+export type { DeliveryTarget } from './webhook/queue-store.ts';
+export type {
+  WebhookApi,
+  WebhookSettings,
+  WebhookStatus,
+  WebhookQueueView,
+  ReplayView,
+} from './webhook/index.ts';
 export { WS_CLOSE, type WebSocketHub } from './websocket/hub.ts';
 export type { GaugeDefinition, GaugeSample, SinkMetrics } from './metrics.ts';

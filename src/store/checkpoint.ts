@@ -38,3 +38,20 @@ export function compareCheckpoints(a: Checkpoint, b: Checkpoint): number {
 export function maxCheckpoint(a: Checkpoint, b: Checkpoint): Checkpoint {
   return a >= b ? a : b;
 }
+
+/**
+ * The checkpoint just before `checkpoint`: reading after it starts with the event at `checkpoint`. START for
+ * the very first one, and for a checkpoint not made by encodeCheckpoint (a reader then reads from the start).
+ */
+export function justBefore(checkpoint: Checkpoint): Checkpoint {
+  let parts: { high: bigint; low: bigint } | undefined;
+  try {
+    parts = decodeCheckpoint(checkpoint);
+  } catch {
+    return START;
+  }
+  if (!parts) return START;
+  if (parts.low > 0n) return encodeCheckpoint(parts.high, parts.low - 1n);
+  if (parts.high === 0n) return START;
+  return encodeCheckpoint(parts.high - 1n, 10n ** 20n - 1n);
+}

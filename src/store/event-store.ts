@@ -39,8 +39,13 @@ export function composeEventStore(log: EventLog, consumers: SubscriptionHub): Ev
     subscribe: (name, options, handler) => consumerPort.subscribe(name, options, handler),
     readCheckpoint: (name) => consumerPort.readCheckpoint(name),
     resetCheckpoint: (name, to) => consumerPort.resetCheckpoint(name, to),
-    addDeadLetter: (name, event, error, attempts) => consumerPort.addDeadLetter(name, event, error, attempts),
+    addDeadLetter: (name, event, error, attempts, note) =>
+      consumerPort.addDeadLetter(name, event, error, attempts, note),
     listDeadLetters: (name) => consumerPort.listDeadLetters(name),
+    findDeadLetters: (query) => consumerPort.findDeadLetters(query),
+    deadLetter: (id) => consumerPort.deadLetter(id),
     removeDeadLetter: (name, eventId) => consumerPort.removeDeadLetter(name, eventId),
+    capDeadLetters: (names, instanceId, max) => consumerPort.capDeadLetters(names, instanceId, max),
+    pruneDeadLetters: (names, before) => consumerPort.pruneDeadLetters(names, before),
   };
 }

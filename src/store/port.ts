@@ -112,6 +112,12 @@ export interface SubscriptionOptions {
    * fails this many times on its own is recorded in the dead letters and skipped. Unset: retry forever.
    */
   readonly maxAttempts?: number;
+  /**
+   * Told when this process starts (true) and stops (false) running the subscription: it took the lease, or
+   * lost it (another process runs it now) or gave it back. A consumer with work of its own besides the
+   * batches (the webhook's queues) starts and stops it here.
+   */
+  readonly onActive?: (active: boolean) => void;
 }
 
 /**
@@ -131,12 +137,42 @@ export interface Subscription {
   stop(): Promise<void>;
 }
 
+/**
+ * An event a reader of the log gave up on (a projection that cannot apply it, a webhook receiver that
+ * refused it, a broker that cannot route it): one store for all of them, listed and retried through the
+ * API. Never the event's payload: a retry reads the event from the log.
+ */
 export interface DeadLetter {
+  /** Addresses the entry in the API. */
+  readonly id: string;
   readonly subscription: string;
   readonly eventId: string;
+  readonly stream: string;
+  readonly position: Checkpoint;
+  readonly eventType: string;
+  /** The instance it concerns (sinks); undefined for a reader of every instance (a projection). */
+  readonly instanceId: string | undefined;
+  /** What the reader recorded about the failure (e.g. the webhook's target, URL, status code). */
+  readonly detail: Readonly<Record<string, unknown>>;
   readonly error: string;
   readonly attempts: number;
   readonly failedAt: Date;
+}
+
+/** What a reader adds to a dead letter besides the event and the error. */
+export interface DeadLetterNote {
+  readonly instanceId?: string;
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
+
+export interface DeadLetterQuery {
+  /** Only entries of these subscriptions (readers). */
+  readonly subscriptions?: readonly string[];
+  readonly instanceId?: string;
+  /** Page backwards: entries with a smaller id. */
+  readonly before?: string;
+  /** Default 50. */
+  readonly limit?: number;
 }
 
 /** The log itself: what every adapter implements. */
@@ -177,9 +213,24 @@ export interface Consumers {
   readCheckpoint(subscription: string): Promise<Checkpoint>;
   /** Moves a subscription's checkpoint (e.g. to START for a rebuild). Only while nobody holds the lease. */
   resetCheckpoint(subscription: string, to: Checkpoint): Promise<void>;
-  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void>;
+  /** Records (or updates) the subscription's dead letter for the event. */
+  addDeadLetter(
+    subscription: string,
+    event: RecordedEvent,
+    error: string,
+    attempts: number,
+    note?: DeadLetterNote,
+  ): Promise<void>;
+  /** The subscription's dead letters in log order. */
   listDeadLetters(subscription: string): Promise<DeadLetter[]>;
+  /** Dead letters of any subscription, newest first (the API's list). */
+  findDeadLetters(query: DeadLetterQuery): Promise<DeadLetter[]>;
+  deadLetter(id: string): Promise<DeadLetter | undefined>;
   removeDeadLetter(subscription: string, eventId: string): Promise<void>;
+  /** Keeps the newest `max` dead letters of the instance in these subscriptions; returns how many went. */
+  capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number>;
+  /** Removes these subscriptions' dead letters recorded before `failedBefore` (retention); returns how many went. */
+  pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number>;
 }
 
 /**

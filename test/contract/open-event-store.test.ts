@@ -44,6 +44,7 @@ describe('openEventStore', () => {
       expect(rows.map((r) => r.name)).toEqual([
         '0001_event_store.sql',
         '0002_es_append_stream_order.sql',
+        '0003_dead_letters.sql',
         '9001_extra.sql',
       ]);
       expect((await second.db.query('SELECT id FROM zw_extra')).rows).toEqual([{ id: 1 }]);

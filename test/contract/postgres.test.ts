@@ -112,6 +112,7 @@ describe('PostgreSQL adapter', () => {
       expect(rows).toEqual([
         { name: '0001_event_store.sql', n: '1' },
         { name: '0002_es_append_stream_order.sql', n: '1' },
+        { name: '0003_dead_letters.sql', n: '1' },
       ]);
       expect((await migrate(a, [STORE_MIGRATIONS_DIR])).applied).toEqual([]);
       const { rows: fns } = await a.query(`SELECT 1 FROM pg_proc WHERE proname = 'es_append'`);

@@ -380,7 +380,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
           RECONNECT_MAX_MS: '5000',
           RECONNECT_RATE_LIMIT_MS: '0',
           WEBHOOK_BACKOFF_BASE_MS: '100',
-          WEBHOOK_BACKOFF_MAX_MS: '2000',
+          WEBHOOK_PROBE_MAX_MS: '2000',
           ...options.env,
         },
         logFile,

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -44,21 +44,47 @@ describe('configuration', () => {
     expect(loadConfig({ MESSAGES_PROJECTION: 'true' }).messagesProjection).toBe(true);
   });
 
-  it('webhook delivery log bounds: defaults and units', () => {
+  it('webhook outage policy and dead-letter bounds: defaults and units; retired settings are named', () => {
     expect(loadConfig({}).webhook).toMatchObject({
-      retentionMs: 168 * 3_600_000,
+      backoffBaseMs: 1_000,
+      probeMaxMs: 30_000,
+      maxAgeMs: 72 * 3_600_000,
       deadRetentionMs: 720 * 3_600_000,
-      maxPending: 10_000,
       maxDead: 1_000,
-      memoryMaxBytes: 64 * 1024 * 1024,
       redeliverPerMinute: 30,
     });
     expect(
-      loadConfig({ WEBHOOK_MEMORY_MAX_MB: '8', WEBHOOK_RETENTION_DEAD_HOURS: '1' }).webhook,
-    ).toMatchObject({
-      memoryMaxBytes: 8 * 1024 * 1024,
-      deadRetentionMs: 3_600_000,
-    });
+      loadConfig({
+        WEBHOOK_MAX_AGE_HOURS: '24',
+        WEBHOOK_PROBE_MAX_MS: '5000',
+        WEBHOOK_RETENTION_DEAD_HOURS: '1',
+      }).webhook,
+    ).toMatchObject({ maxAgeMs: 24 * 3_600_000, probeMaxMs: 5_000, deadRetentionMs: 3_600_000 });
+    expect(problemsOf({ WEBHOOK_MAX_AGE_HOURS: '0' })).toHaveLength(1);
+    expect(loadConfig({}).retired).toEqual([]);
+    const retired = loadConfig({ WEBHOOK_MAX_ATTEMPTS: '8', WEBHOOK_MAX_PENDING: '10000' }).retired;
+    expect(retired).toHaveLength(2);
+    expect(retired[0]).toMatch(/^WEBHOOK_MAX_ATTEMPTS is no longer used: .*WEBHOOK_MAX_AGE_HOURS/);
+  });
+
+  it('WEBHOOK_CA_FILE: a file of PEM certificates, read at start; anything else stops start-up', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zapwire-ca-'));
+    try {
+      const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      writeFileSync(join(dir, 'ca.pem'), pem + pem);
+      expect(loadConfig({ WEBHOOK_CA_FILE: join(dir, 'ca.pem') }).webhook.extraCaCertificates).toHaveLength(
+        2,
+      );
+      writeFileSync(join(dir, 'not.pem'), 'hello');
+      expect(problemsOf({ WEBHOOK_CA_FILE: join(dir, 'not.pem') })[0]).toMatch(
+        /expected a file of PEM certificates/,
+      );
+      expect(problemsOf({ WEBHOOK_CA_FILE: join(dir, 'missing.pem') })[0]).toMatch(
+        /cannot read the file \(ENOENT\)/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('WEBHOOK_PIPELINE (8 by default, 1..64) and DATABASE_PREPARED_STATEMENTS (on by default)', () => {

@@ -1,13 +1,14 @@
 /**
- * /instance/:id/webhook/*: an instance's webhook delivery log, redelivery, and signing-secret rotation
- * (docs/events.md).
+ * /instance/:id/webhook/*: an instance's webhook queues (state, how far behind, why), its dead letters and
+ * their redelivery, rewinds (replays of a range of the log), and signing-secret rotation (docs/events.md).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import { Errors } from '../../domain/errors.ts';
 import type { Principal } from '../../domain/principal.ts';
+import type { DeadLetter } from '../../store/port.ts';
 import type { Sinks } from '../../sinks/index.ts';
-import type { DeliveryView } from '../../sinks/webhook/delivery-log.ts';
+import type { ReplayView, WebhookQueueView } from '../../sinks/webhook/index.ts';
 import { deliveryErrorForTenant } from '../../sinks/webhook/tenant-view.ts';
 import { requirePrincipal } from '../auth.ts';
 import { errorResponses, idParam, type IdParam } from '../schemas.ts';
@@ -18,6 +19,68 @@ export interface InstanceWebhookRoutesOptions {
   readonly rotateWebhookSecret: (instanceId: string) => Promise<string>;
 }
 
+const nullableTime = { type: ['string', 'null'], format: 'date-time' } as const;
+
+const queueView = {
+  type: 'object',
+  properties: {
+    target: { type: 'string', enum: ['instance', 'global'] },
+    url: { type: ['string', 'null'] },
+    state: { type: 'string', enum: ['delivering', 'paused', 'refusing'] },
+    since: nullableTime,
+    reason: { type: ['string', 'null'] },
+    mode: { type: 'string', enum: ['live', 'catching-up'] },
+    behind: { type: 'integer' },
+    behindExact: { type: 'boolean' },
+    oldestUndeliveredAt: nullableTime,
+    oldestUndeliveredAgeSeconds: { type: ['number', 'null'] },
+    lastError: { type: ['string', 'null'] },
+    lastStatusCode: { type: ['integer', 'null'] },
+    lastAttemptAt: nullableTime,
+    lastDeliveredAt: nullableTime,
+    nextProbeAt: nullableTime,
+    position: { type: 'string' },
+  },
+} as const;
+
+const replayView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    state: { type: 'string', enum: ['running', 'done', 'cancelled'] },
+    after: { type: 'string' },
+    through: { type: 'string' },
+    fromTime: nullableTime,
+    toTime: nullableTime,
+    eventId: { type: ['string', 'null'] },
+    cursor: { type: 'string' },
+    sent: { type: 'integer' },
+    lastError: { type: ['string', 'null'] },
+    requestedBy: { type: 'string' },
+    createdAt: { type: 'string', format: 'date-time' },
+    finishedAt: nullableTime,
+  },
+} as const;
+
+const deadLetterView = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    target: { type: 'string', enum: ['instance', 'global'] },
+    url: { type: 'string' },
+    eventId: { type: 'string' },
+    eventName: { type: ['string', 'null'] },
+    eventType: { type: 'string' },
+    position: { type: 'string' },
+    reason: { type: ['string', 'null'] },
+    error: { type: 'string' },
+    statusCode: { type: ['integer', 'null'] },
+    storedAt: nullableTime,
+    failedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/** The compatibility view of GET /instance/:id/webhook/deliveries: dead letters as dead deliveries. */
 const deliveryView = {
   type: 'object',
   properties: {
@@ -26,19 +89,23 @@ const deliveryView = {
     target: { type: 'string', enum: ['instance', 'global'] },
     url: { type: 'string' },
     eventId: { type: 'string' },
-    eventName: { type: 'string' },
+    eventName: { type: ['string', 'null'] },
     position: { type: 'string' },
-    storedAt: { type: 'string', format: 'date-time' },
+    storedAt: nullableTime,
     status: { type: 'string', enum: ['pending', 'delivered', 'dead'] },
     attempts: { type: 'integer' },
-    nextAttemptAt: { type: 'string', format: 'date-time' },
-    lastAttemptAt: { type: ['string', 'null'], format: 'date-time' },
+    lastAttemptAt: nullableTime,
     lastStatusCode: { type: ['integer', 'null'] },
     lastError: { type: ['string', 'null'] },
-    lastDurationMs: { type: ['integer', 'null'] },
-    deliveredAt: { type: ['string', 'null'], format: 'date-time' },
-    redeliveryOf: { type: ['string', 'null'] },
-    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const pageQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    before: { type: 'string', pattern: '^\\d{1,18}$' },
+    limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
   },
 } as const;
 
@@ -47,14 +114,22 @@ const deliveriesQuery = {
   additionalProperties: false,
   properties: {
     status: { type: 'string', enum: ['pending', 'delivered', 'dead'] },
-    eventId: { type: 'string', maxLength: 128 },
     target: { type: 'string', enum: ['instance', 'global'] },
     before: { type: 'string', pattern: '^\\d{1,18}$' },
     limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
   },
 } as const;
 
-const redeliverParams = {
+const deadLetterParams = {
+  type: 'object',
+  required: ['id', 'deadLetterId'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 128 },
+    deadLetterId: { type: 'string', pattern: '^\\d{1,18}$' },
+  },
+} as const;
+
+const deliveryParams = {
   type: 'object',
   required: ['id', 'deliveryId'],
   properties: {
@@ -63,30 +138,92 @@ const redeliverParams = {
   },
 } as const;
 
+const replayParams = {
+  type: 'object',
+  required: ['id', 'replayId'],
+  properties: {
+    id: { type: 'string', minLength: 1, maxLength: 128 },
+    replayId: { type: 'string', pattern: '^\\d{1,18}$' },
+  },
+} as const;
+
+const replayBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['from'],
+  properties: {
+    from: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      description: 'A log position (an envelope\'s "position"; exclusive), an ISO 8601 time, or "start"',
+    },
+    to: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 64,
+      description: 'A log position or ISO 8601 time (inclusive); default: the newest event now',
+    },
+  },
+} as const;
+
+const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
+
 /** Instance tokens never see where the operator's global webhook points, nor what receivers answered. */
-function redactFor(principal: Principal, delivery: DeliveryView): DeliveryView {
-  return principal.role === 'admin'
-    ? delivery
-    : {
-        ...delivery,
-        url: delivery.target === 'global' ? '' : delivery.url,
-        lastError: deliveryErrorForTenant(delivery.lastError),
-      };
+function queueJson(principal: Principal, queue: WebhookQueueView, now: number): Record<string, unknown> {
+  const tenant = principal.role !== 'admin';
+  const hideUrl = tenant && queue.target === 'global';
+  const lastError = tenant ? deliveryErrorForTenant(queue.lastError) : queue.lastError;
+  return {
+    ...queue,
+    url: hideUrl ? null : queue.url,
+    since: iso(queue.since),
+    reason:
+      tenant && queue.reason && queue.lastError
+        ? queue.reason.replace(queue.lastError, lastError ?? '')
+        : queue.reason,
+    oldestUndeliveredAt: iso(queue.oldestUndeliveredAt),
+    oldestUndeliveredAgeSeconds: queue.oldestUndeliveredAt
+      ? Math.max(0, Math.round((now - queue.oldestUndeliveredAt.getTime()) / 1000))
+      : null,
+    lastError,
+    lastAttemptAt: iso(queue.lastAttemptAt),
+    lastDeliveredAt: iso(queue.lastDeliveredAt),
+    nextProbeAt: iso(queue.nextProbeAt),
+  };
 }
 
-type Jsonified<T> = {
-  [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K];
-};
-
-function toJson(delivery: DeliveryView): Jsonified<DeliveryView> {
-  const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+function replayJson(replay: ReplayView): Record<string, unknown> {
   return {
-    ...delivery,
-    storedAt: delivery.storedAt.toISOString(),
-    nextAttemptAt: delivery.nextAttemptAt.toISOString(),
-    lastAttemptAt: iso(delivery.lastAttemptAt),
-    deliveredAt: iso(delivery.deliveredAt),
-    createdAt: delivery.createdAt.toISOString(),
+    ...replay,
+    fromTime: iso(replay.fromTime),
+    toTime: iso(replay.toTime),
+    eventId: replay.eventId ?? null,
+    lastError: replay.lastError ?? null,
+    createdAt: replay.createdAt.toISOString(),
+    finishedAt: iso(replay.finishedAt),
+  };
+}
+
+function deadLetterJson(principal: Principal, dead: DeadLetter): Record<string, unknown> {
+  const detail = dead.detail;
+  const target = detail['target'] === 'global' ? 'global' : 'instance';
+  const tenant = principal.role !== 'admin';
+  const text = (key: string): string | null =>
+    typeof detail[key] === 'string' ? (detail[key] as string) : null;
+  return {
+    id: dead.id,
+    target,
+    url: tenant && target === 'global' ? '' : (text('url') ?? ''),
+    eventId: dead.eventId,
+    eventName: text('eventName'),
+    eventType: dead.eventType,
+    position: dead.position,
+    reason: text('reason'),
+    error: tenant ? (deliveryErrorForTenant(dead.error) ?? '') : dead.error,
+    statusCode: typeof detail['statusCode'] === 'number' ? detail['statusCode'] : null,
+    storedAt: text('storedAt'),
+    failedAt: dead.failedAt.toISOString(),
   };
 }
 
@@ -95,7 +232,187 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   options,
 ) => {
   const { sinks } = options;
+  const requestedBy = (principal: Principal): string =>
+    principal.role === 'admin' ? 'admin' : `instance:${principal.instanceId}`;
 
+  app.get<{ Params: IdParam }>(
+    '/instance/:id/webhook',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary:
+          "The instance's webhook queues: delivering, paused (receiver down since …) or refusing; events behind, age of the oldest undelivered one, last error; dead letters and recent replays",
+        params: idParam,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              queues: { type: 'array', items: queueView },
+              deadLetters: { type: 'integer' },
+              replays: { type: 'array', items: replayView },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const principal = requirePrincipal(request);
+      const instance = await request.instance();
+      const status = await sinks.webhook.status(instance.id);
+      const now = Date.now();
+      return {
+        queues: status.queues.map((q) => queueJson(principal, q, now)),
+        deadLetters: status.deadLetters,
+        replays: status.replays.map(replayJson),
+      };
+    },
+  );
+
+  app.get<{ Params: IdParam; Querystring: FromSchema<typeof pageQuery> }>(
+    '/instance/:id/webhook/dead-letters',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary:
+          'Events the webhook gave up on, newest first: refused by the receiver (a 4xx other than 408/429) or older than WEBHOOK_MAX_AGE_HOURS (page with ?before=<next>)',
+        params: idParam,
+        querystring: pageQuery,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              deadLetters: { type: 'array', items: deadLetterView },
+              next: { type: ['string', 'null'] },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const principal = requirePrincipal(request);
+      const instance = await request.instance();
+      const limit = request.query.limit ?? 50;
+      const letters = await sinks.webhook.deadLetters(instance.id, {
+        limit,
+        ...(request.query.before ? { before: request.query.before } : {}),
+      });
+      return {
+        deadLetters: letters.map((d) => deadLetterJson(principal, d)),
+        next: letters.length === limit ? (letters.at(-1)?.id ?? null) : null,
+      };
+    },
+  );
+
+  const redeliver = async (
+    principal: Principal,
+    instanceId: string,
+    reference: string,
+    deadLetterId: string,
+  ): Promise<ReplayView> => {
+    const letter = await sinks.webhook.deadLetter(instanceId, deadLetterId);
+    // The global webhook is the operator's: only the admin key may resend to it.
+    if (letter?.detail['target'] === 'global') {
+      if (principal.role !== 'admin') throw Errors.adminOnly();
+      throw Errors.validation(
+        'a dead letter of the global webhook is sent again with POST /admin/dead-letters/:id/retry',
+      );
+    }
+    const replay = letter
+      ? await sinks.webhook.redeliver(instanceId, deadLetterId, requestedBy(principal))
+      : undefined;
+    if (!replay) throw Errors.deliveryNotFound(deadLetterId, reference);
+    return replay;
+  };
+
+  app.post<{ Params: FromSchema<typeof deadLetterParams> }>(
+    '/instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary:
+          'Send a dead-lettered event again, to the current webhook URL (a one-event replay); WEBHOOK_REDELIVER_PER_MINUTE per instance (429 beyond)',
+        params: deadLetterParams,
+        response: { 202: { type: 'object', properties: { replay: replayView } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      const instance = await request.instance();
+      const replay = await redeliver(principal, instance.id, request.params.id, request.params.deadLetterId);
+      return reply.status(202).send({ replay: replayJson(replay) });
+    },
+  );
+
+  app.post<{ Params: IdParam; Body: FromSchema<typeof replayBody> }>(
+    '/instance/:id/webhook/replay',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary:
+          "Send a range of the instance's events to its current webhook again, with their event ids (receivers deduplicate by them); WEBHOOK_REDELIVER_PER_MINUTE per instance, 2 running at once",
+        params: idParam,
+        body: replayBody,
+        response: { 202: { type: 'object', properties: { replay: replayView } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      const instance = await request.instance();
+      const replay = await sinks.webhook.replay(
+        instance.id,
+        { from: request.body.from, ...(request.body.to !== undefined ? { to: request.body.to } : {}) },
+        requestedBy(principal),
+      );
+      return reply.status(202).send({ replay: replayJson(replay) });
+    },
+  );
+
+  app.get<{ Params: IdParam }>(
+    '/instance/:id/webhook/replays',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary: "The instance's webhook replays, newest first",
+        params: idParam,
+        response: {
+          200: { type: 'object', properties: { replays: { type: 'array', items: replayView } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const instance = await request.instance();
+      return { replays: (await sinks.webhook.replays(instance.id)).map(replayJson) };
+    },
+  );
+
+  app.delete<{ Params: FromSchema<typeof replayParams> }>(
+    '/instance/:id/webhook/replays/:replayId',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'] },
+      schema: {
+        tags: ['events'],
+        summary: 'Stop a running replay (what it sent stays sent)',
+        params: replayParams,
+        response: { 200: { type: 'object', properties: { replay: replayView } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const instance = await request.instance();
+      const replay = await sinks.webhook.cancelReplay(instance.id, request.params.replayId);
+      if (!replay) throw Errors.deliveryNotFound(request.params.replayId, request.params.id);
+      return { replay: replayJson(replay) };
+    },
+  );
+
+  // Earlier versions kept a delivery log of rows; its routes stay, over the dead letters.
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof deliveriesQuery> }>(
     '/instance/:id/webhook/deliveries',
     {
@@ -103,7 +420,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       schema: {
         tags: ['events'],
         summary:
-          'The webhook delivery log of an instance, newest first: deliveries retried, parked behind a slow receiver, dead or redelivered (page with ?before=<next>)',
+          'Compatibility view of the dead letters as dead deliveries (GET /instance/:id/webhook/dead-letters is the full view); delivered events leave no rows',
         params: idParam,
         querystring: deliveriesQuery,
         response: {
@@ -123,45 +440,49 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       const instance = await request.instance();
       const q = request.query;
       const limit = q.limit ?? 50;
-      const target = principal.role === 'admin' ? q.target : 'instance';
-      const deliveries = await sinks.webhook.deliveries(instance.id, {
-        ...(q.status ? { status: q.status } : {}),
-        ...(q.eventId ? { eventId: q.eventId } : {}),
-        ...(target ? { target } : {}),
-        ...(q.before ? { before: q.before } : {}),
+      if (q.status !== undefined && q.status !== 'dead') return { deliveries: [], next: null };
+      const letters = await sinks.webhook.deadLetters(instance.id, {
         limit,
+        ...(q.before ? { before: q.before } : {}),
       });
-      return {
-        deliveries: deliveries.map((d) => toJson(redactFor(principal, d))),
-        next: deliveries.length === limit ? (deliveries.at(-1)?.id ?? null) : null,
-      };
+      const deliveries = letters
+        .map((d) => deadLetterJson(principal, d))
+        .filter((d) => q.target === undefined || d['target'] === q.target)
+        .map((d) => ({
+          id: d['id'],
+          instanceId: instance.id,
+          target: d['target'],
+          url: d['url'],
+          eventId: d['eventId'],
+          eventName: d['eventName'],
+          position: d['position'],
+          storedAt: d['storedAt'],
+          status: 'dead',
+          attempts: 1,
+          lastAttemptAt: d['failedAt'],
+          lastStatusCode: d['statusCode'],
+          lastError: d['error'],
+        }));
+      return { deliveries, next: letters.length === limit ? (letters.at(-1)?.id ?? null) : null };
     },
   );
 
-  app.post<{ Params: FromSchema<typeof redeliverParams> }>(
+  app.post<{ Params: FromSchema<typeof deliveryParams> }>(
     '/instance/:id/webhook/deliveries/:deliveryId/redeliver',
     {
       config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['events'],
-        summary:
-          'Send a delivery again (queued behind the pending ones, to the current webhook URL); one pending copy per delivery, WEBHOOK_REDELIVER_PER_MINUTE per instance (429 beyond)',
-        params: redeliverParams,
-        response: { 202: { type: 'object', properties: { delivery: deliveryView } }, ...errorResponses },
+        summary: 'Compatibility name of POST /instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
+        params: deliveryParams,
+        response: { 202: { type: 'object', properties: { replay: replayView } }, ...errorResponses },
       },
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
       const instance = await request.instance();
-      const { deliveryId } = request.params;
-      const existing = await sinks.webhook.delivery(instance.id, deliveryId);
-      // The global webhook is the operator's: only the admin key may resend to it.
-      if (existing?.target === 'global' && principal.role !== 'admin') throw Errors.adminOnly();
-      const delivery = existing ? await sinks.webhook.redeliver(instance.id, deliveryId) : undefined;
-      if (!delivery) {
-        throw Errors.deliveryNotFound(deliveryId, request.params.id);
-      }
-      return reply.status(202).send({ delivery: toJson(redactFor(principal, delivery)) });
+      const replay = await redeliver(principal, instance.id, request.params.id, request.params.deliveryId);
+      return reply.status(202).send({ replay: replayJson(replay) });
     },
   );
 

@@ -1,878 +1,717 @@
 /**
- * Sends webhook deliveries. One ordered queue per (instance, target), with its own connection: up to
- * `pipeline` first attempts from the head of the queue go out pipelined on it, in log order, so an
- * instance's events reach the receiver in log order. A failed one is retried alone, and nothing else of
- * the queue goes out until it is delivered or dead-lettered (the ones already sent behind it may have been
- * delivered first). Queues are independent: a failing endpoint only stalls its own queue; a global cap
- * bounds the requests in flight across all of them.
+ * Sends webhook deliveries, one ordered queue per (instance, target), each with a position in the log
+ * (queue.ts). The log is the queue: a queue at the head is fed by the log's reader (`accept`); a queue that
+ * falls behind (receiver down, slow, or a restart) keeps only its position and reads its own events from the
+ * log until it has caught up, then joins the reader again. Nothing is copied per event, nothing is dropped,
+ * and memory holds a page per busy queue however long an outage lasts.
  *
- * Where deliveries come from: the `sink-webhook` subscription hands each batch of the log to `accept`.
- * Events of a queue with nothing waiting are sent straight from memory, without a row; `accept` resolves
- * (and the subscription's checkpoint moves past the batch) once each of them is delivered or **parked as a
- * row**: at its first failed attempt, or when the batch has waited `directWaitMs` for a slow receiver, the
- * queue's undelivered events are written to zw_webhook_deliveries in order, and the queue goes on from
- * there. A queue that has rows waiting takes new events as rows too, behind them. So rows exist only for
- * retries, slow receivers, dead letters and redeliveries, a slow instance holds the log's reader back by
- * at most `directWaitMs`, and nothing is lost on a crash: an event is either delivered, or in a row, or
- * after the checkpoint (read again).
+ * Sending: up to `pipeline` requests of a queue go out pipelined on its own connection, in log order. What
+ * an answer means is attempt-policy.ts's: delivered; refused (a 4xx other than 408/429: dead-lettered at
+ * once, the queue moves on); or the receiver is down (no answer, 5xx, 408, 429, a redirect): the queue
+ * pauses, keeps its position and probes the receiver with its head event with a capped backoff; when the
+ * receiver answers it drains its backlog, in order and pipelined. Only an event older than the maximum age
+ * is dead-lettered for an outage.
  *
- * Retry rule: a failed attempt is retried after an exponential backoff with jitter, unless the answer was a
- * 4xx other than 408/429; after the last attempt the delivery is dead (delivery log + store dead letter) and
- * the queue moves on. During a long outage a queue therefore dead-letters about one event per retry cycle
- * and holds the rest, which flow in order as soon as the endpoint answers again.
- *
- * Bounds: rows waiting per queue (`maxPendingPerQueue`; beyond it new events are not queued for that
- * webhook and the instance's log says so), dead rows per instance (`maxDeadPerInstance`, oldest removed),
- * and the bodies held in memory across all queues (`memoryMaxBytes`; beyond it rows stay in the table
- * until there is room).
+ * The reader's position (the `sink-webhook` subscription's checkpoint) moves past an event once it is
+ * delivered or dead-lettered, or once its queue is recorded as detached at an earlier position: so a crash
+ * loses nothing, and repeats only what was sent after the last recorded position (same event ids).
  */
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
-import type { EventStore, RecordedEvent } from '../../store/port.ts';
-import { backoffDelay, sleep } from '../backoff.ts';
-import type { SinkMetrics } from '../metrics.ts';
-import {
-  compareIds,
-  type AttemptOutcome,
-  type DeliveryLog,
-  type DeliveryRow,
-  type DeliveryTarget,
-  pendingRow,
-  type NewDelivery,
-} from './delivery-log.ts';
-import { isRetryable, type SendResult, type WebhookSender } from './sender.ts';
-import { DELIVERY_ID_HEADER, EVENT_ID_HEADER, signatureHeaders } from './signature.ts';
 import { Semaphore } from '../../async/semaphore.ts';
-
-export interface WebhookRetryPolicy {
-  /** Attempts per delivery, the first included (WEBHOOK_MAX_ATTEMPTS, default 8). */
-  readonly maxAttempts: number;
-  /** Per request (WEBHOOK_TIMEOUT_MS, default 10 000). */
-  readonly timeoutMs: number;
-  /** First retry delay (WEBHOOK_BACKOFF_BASE_MS, default 1 000); doubles per attempt. */
-  readonly backoffBaseMs: number;
-  /** Longest delay between attempts (WEBHOOK_BACKOFF_MAX_MS, default 300 000). */
-  readonly backoffMaxMs: number;
-}
-
-export const DEFAULT_RETRY_POLICY: WebhookRetryPolicy = {
-  maxAttempts: 8,
-  timeoutMs: 10_000,
-  backoffBaseMs: 1_000,
-  backoffMaxMs: 300_000,
-};
+import type { Checkpoint, EventStore } from '../../store/port.ts';
+import { sleep } from '../backoff.ts';
+import type { SinkMetrics } from '../metrics.ts';
+import { isExpired, probeDelay, verdictOf, type OutagePolicy, type Verdict } from './attempt-policy.ts';
+import type { BacklogReader } from './backlog.ts';
+import { recordedEventOf, type Delivery } from './delivery.ts';
+import { QueueItem, WebhookQueue, queueKey } from './queue.ts';
+import { HEALTHY, type DeliveryTarget, type QueueHealth, type QueueStore } from './queue-store.ts';
+import type { SendResult, WebhookSender } from './sender.ts';
+import { DELIVERY_ID_HEADER, EVENT_ID_HEADER, signatureHeaders } from './signature.ts';
 
 /** The dead-letter subscription names in the store, per target. */
 export const WEBHOOK_SUBSCRIPTION = 'sink-webhook';
 export const GLOBAL_WEBHOOK_DEAD_LETTERS = 'sink-webhook-global';
+export const deadLetterSubscriptionOf = (target: DeliveryTarget): string =>
+  target === 'global' ? GLOBAL_WEBHOOK_DEAD_LETTERS : WEBHOOK_SUBSCRIPTION;
 
 /** undefined: the secret cannot be found now (retry later); null: send unsigned. */
 export type SecretLookup = (instanceId: string, target: DeliveryTarget) => Promise<string | null | undefined>;
 
-/** A line for the instance's own log (GET /instance/logs/:id): a cap was hit. */
-export type InstanceLogLine = (instanceId: string, message: string, context: Record<string, unknown>) => void;
+/** A line for the instance's own log (GET /instance/logs/:id). */
+export type InstanceLogLine = (
+  instanceId: string,
+  level: 'warn' | 'error',
+  message: string,
+  context: Record<string, unknown>,
+) => void;
 
-export const DEFAULT_MAX_PENDING_PER_QUEUE = 10_000;
 export const DEFAULT_PIPELINE = 8;
-export const DEFAULT_MAX_DEAD_PER_INSTANCE = 1_000;
-export const DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024;
-
-export interface DispatcherOptions {
-  readonly log: DeliveryLog;
-  readonly sender: WebhookSender;
-  readonly store: EventStore;
-  readonly metrics: SinkMetrics;
-  readonly logger: Logger;
-  readonly policy: WebhookRetryPolicy;
-  readonly secretOf: SecretLookup;
-  /** Requests in flight across all queues. Default 64. */
-  readonly concurrency?: number;
-  /** Rows a queue loads at a time. Default 100. */
-  readonly pageSize?: number;
-  /**
-   * WEBHOOK_BATCH_MAX: up to this many waiting events of one queue go out in one POST, as a JSON array of
-   * envelopes in log order. Default 1: one event per request.
-   */
-  readonly batchMax?: number;
-  /**
-   * WEBHOOK_PIPELINE: requests a queue has in flight at once, pipelined in log order on the queue's one
-   * connection (the sender's `pipelining` must allow as many), so they reach the receiver in log order; a
-   * failed one is retried after those sent behind it. 1: the next request waits for the answer to the
-   * previous one (order kept across retries too). Default 8.
-   */
-  readonly pipeline?: number;
-  /** How long a batch of the log waits for its events to be delivered before parking the rest as rows. Default 250. */
-  readonly directWaitMs?: number;
-  /** WEBHOOK_MAX_PENDING: rows waiting per (instance, target). Default 10 000. */
-  readonly maxPendingPerQueue?: number;
-  /** WEBHOOK_MAX_DEAD: dead rows kept per instance, newest first. Default 1 000. */
-  readonly maxDeadPerInstance?: number;
-  /** WEBHOOK_MEMORY_MAX_MB: delivery bodies held in memory across all queues. Default 64 MiB. */
-  readonly memoryMaxBytes?: number;
-  /** Looks for rows other processes queued (and rows after a lease hand-over) this often. Default 10 s. */
-  readonly sweepMs?: number;
-  /** Where a hit cap is reported for the instance. */
-  readonly instanceLog?: InstanceLogLine;
-  readonly random?: () => number;
-}
-
-/** Coalesces "delivered" updates: one UPDATE for many rows keeps the log off the hot path. */
-class DeliveredMarks {
-  private pending: Array<{ outcome: AttemptOutcome; written: () => void }> = [];
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly log: DeliveryLog,
-    private readonly logger: Logger,
-  ) {}
-
-  /** `written` runs once the row's update is done (or failed: the row then stays pending and goes again). */
-  push(outcome: AttemptOutcome, written: () => void): void {
-    this.pending.push({ outcome, written });
-    if (this.pending.length >= 200) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), 25);
-  }
-
-  flush(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const batch = this.pending;
-    this.pending = [];
-    if (batch.length === 0) return this.flushing;
-    this.flushing = this.flushing.then(async () => {
-      try {
-        await this.log.markDelivered(batch.map((b) => b.outcome));
-      } catch (error) {
-        // The requests succeeded; the rows stay 'pending' and go out again (at-least-once).
-        this.logger.error({ err: error, count: batch.length }, 'webhook: could not record delivered rows');
-      }
-      for (const b of batch) b.written();
-    });
-    return this.flushing;
-  }
-}
-
-/** How an event taken from the log left memory. */
-type Settlement = 'delivered' | 'parked' | 'dropped' | 'abandoned';
-
-interface Item {
-  /** `id` is '' while the delivery exists only in memory (taken from the log, not parked as a row). */
-  row: DeliveryRow;
-  readonly bytes: number;
-  /** Set for an event taken from the log: `accept` waits for it. */
-  readonly settle?: (how: Settlement) => void;
-  settled?: Settlement;
-  /** The successful answer, kept for a row that parking writes after the event was delivered. */
-  success?: AttemptOutcome;
-}
-
-interface Queue {
-  readonly instanceId: string;
-  readonly target: DeliveryTarget;
-  /** Deliveries to send, in order; the head is the one being sent. */
-  buffer: Item[];
-  /** Body bytes held in `buffer`. */
-  bytes: number;
-  /** True while `buffer` holds every pending row of this queue that this process has not finished. */
-  synced: boolean;
-  /** While a table scan runs: the rows handed over meanwhile, merged with the scan's result after. */
-  scanning: DeliveryRow[] | undefined;
-  /** Bumped by notify(): a scan that overlapped one cannot conclude the queue is synced. */
-  notified: number;
-  /** Delivered here, "delivered" not written yet: a scan must not pick them up again. */
-  readonly unflushed: Set<string>;
-  /** Row ids recently finished here (bounded), so a late handover of the same row is not sent twice. */
-  readonly finished: Set<string>;
-  running: Promise<void> | undefined;
-  /** Parking runs one at a time per queue, so rows get ids in queue order. */
-  parking: Promise<void>;
-  /** Wakes the queue's retry wait early (stop, forget). */
-  wake: AbortController | undefined;
-  instanceName: string | undefined;
-}
-
-/** Deliveries a queue holds in memory; beyond that they wait in the table. */
-const MAX_BUFFER = 1_000;
-const FINISHED_MEMORY = 2_000;
-/** Per item, besides its body: the row's other fields and the bookkeeping. */
-const ITEM_OVERHEAD_BYTES = 512;
-/** A cap reported to an instance's log at most this often (per cap). */
-const CAP_REPORT_INTERVAL_MS = 60_000;
 /** Set on a batched request: the number of envelopes in the array. */
 export const BATCH_SIZE_HEADER = 'x-zapwire-batch-size';
 
-const key = (instanceId: string, target: DeliveryTarget): string => `${target}\u0000${instanceId}`;
-
-/** Deliveries grouped by their queue (instance and target), each group in the order given. */
-function byQueue<T extends { readonly instanceId: string; readonly target: DeliveryTarget }>(
-  items: readonly T[],
-): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const item of items) {
-    const k = key(item.instanceId, item.target);
-    const list = groups.get(k);
-    if (list) list.push(item);
-    else groups.set(k, [item]);
-  }
-  return groups;
+export interface DispatcherSettings {
+  /** Requests in flight across all queues. Default 64. */
+  readonly concurrency?: number;
+  /** WEBHOOK_BATCH_MAX: events per POST (a JSON array, log order) when several wait. Default 1. */
+  readonly batchMax?: number;
+  /** WEBHOOK_PIPELINE: requests a queue has in flight at once on its connection. Default 8. */
+  readonly pipeline?: number;
+  /** How long the reader waits for a batch's events before it detaches the queues still sending. Default 250. */
+  readonly directWaitMs?: number;
 }
 
-function itemOf(row: DeliveryRow, settle?: (how: Settlement) => void): Item {
-  return { row, bytes: row.body.length + ITEM_OVERHEAD_BYTES, ...(settle ? { settle } : {}) };
+export interface DispatcherOptions {
+  readonly store: Pick<EventStore, 'compareCheckpoints' | 'addDeadLetter'>;
+  readonly queues: QueueStore;
+  readonly backlog: BacklogReader;
+  readonly sender: WebhookSender;
+  readonly metrics: SinkMetrics;
+  readonly logger: Logger;
+  readonly policy: OutagePolicy;
+  readonly secretOf: SecretLookup;
+  /** concurrency, batchMax, pipeline and directWaitMs (index.ts WebhookSettings). */
+  readonly settings: DispatcherSettings;
+  /** Events a detached queue reads from the log at a time. Default 100. */
+  readonly pageSize?: number;
+  /** Queue positions are written at most this often (many queues in one statement). Default 500. */
+  readonly flushMs?: number;
+  /** At shutdown, requests in flight get this long for their answers before they are cut. Default 2 000. */
+  readonly shutdownGraceMs?: number;
+  readonly instanceLog?: InstanceLogLine;
+  readonly random?: () => number;
+  /** The clock (tests move it for the maximum age). */
+  readonly now?: () => number;
 }
 
-function newDeliveryOf(row: DeliveryRow): NewDelivery {
-  return {
-    instanceId: row.instanceId,
-    target: row.target,
-    url: row.url,
-    eventId: row.eventId,
-    eventName: row.eventName,
-    stream: row.stream,
-    streamPosition: row.streamPosition,
-    position: row.position,
-    eventType: row.eventType,
-    storedAt: row.storedAt,
-    body: row.body,
-  };
+type Outcome = 'sent' | 'stopped';
+
+/** The last request queued on a queue's connection, and its answer: the next one goes behind them. */
+interface RequestChain {
+  queued: Promise<void>;
+  answered: Promise<unknown> | undefined;
 }
 
 export class WebhookDispatcher {
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues = new Map<string, WebhookQueue>();
   private readonly semaphore: Semaphore;
-  private readonly marks: DeliveredMarks;
-  private readonly stopping = new AbortController();
-  private held = 0;
-  private activeSince: number | undefined;
-  private sweepTimer: NodeJS.Timeout | undefined;
-  /** After the first sweep: a queue not seen with rows then starts out synced (nothing of it waits in the table). */
-  private swept = false;
-  private firstSweep: Promise<void> = Promise.resolve();
-  private readonly reported = new Map<string, number>();
+  /** Aborts requests in flight (shutdown, lease lost). */
+  private stopping = new AbortController();
+  private running = false;
+  private loaded: Promise<void> = Promise.resolve();
+  /** The last stop, until it has finished. */
+  private stopped: Promise<void> = Promise.resolve();
+  private readonly dirty = new Set<WebhookQueue>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly now: () => number;
 
   constructor(private readonly options: DispatcherOptions) {
-    // Every request in flight listens on this one signal (removed when it ends); dozens at once are normal.
     setMaxListeners(0, this.stopping.signal);
-    this.semaphore = new Semaphore(options.concurrency ?? 64);
-    this.marks = new DeliveredMarks(options.log, options.logger);
+    this.semaphore = new Semaphore(options.settings.concurrency ?? 64);
+    this.now = options.now ?? Date.now;
   }
 
-  /** Body bytes held in memory across all queues (bounded by `memoryMaxBytes`). */
-  get bufferedBytes(): number {
-    return this.held;
-  }
-
-  /** True once this process works the queues (it holds the `sink-webhook` lease). */
+  /** True while this process works the queues (it holds the `sink-webhook` lease). */
   get active(): boolean {
-    return this.activeSince !== undefined;
+    return this.running;
   }
 
   /**
-   * Starts working the queues: resumes every queue with rows waiting, and looks for rows queued elsewhere
-   * every `sweepMs`. Called once this process holds the `sink-webhook` lease; idempotent.
+   * Starts working the queues: loads every queue's stored position and resumes the ones behind. Called
+   * when this process takes the `sink-webhook` lease; idempotent.
    */
-  start(): void {
-    if (this.activeSince !== undefined || this.stopping.signal.aborted) return;
-    this.activeSince = Date.now();
-    const sweep = async (): Promise<void> => {
-      try {
-        for (const { instanceId, target } of await this.options.log.pendingQueues()) {
-          const queue = this.queues.get(key(instanceId, target));
-          // A queue busy with its buffer reads the table again when the buffer runs dry.
-          if (!queue || queue.buffer.length === 0) this.notify(instanceId, target);
-        }
-        this.swept = true;
-      } catch (error) {
-        this.options.logger.error({ err: error }, 'webhook: cannot list the waiting deliveries; retrying');
+  start(): Promise<void> {
+    if (this.running) return this.loaded;
+    this.running = true;
+    // A stop still finishing (the lease went and came back) ends before the queues load again.
+    this.loaded = this.stopped.then(() => {
+      if (this.stopping.signal.aborted) {
+        this.stopping = new AbortController();
+        setMaxListeners(0, this.stopping.signal);
       }
-    };
-    this.firstSweep = sweep();
-    this.sweepTimer = setInterval(() => void sweep(), this.options.sweepMs ?? 10_000);
-    this.sweepTimer.unref();
+      return this.load();
+    });
+    return this.loaded;
   }
 
-  /** Rows of this queue may be waiting in the table that this process does not hold: scan for them. */
-  notify(instanceId: string, target: DeliveryTarget): void {
-    const queue = this.queue(instanceId, target);
-    if (!queue) return;
-    queue.synced = false;
-    queue.notified += 1;
-    this.ensureRunning(queue);
-  }
-
-  /**
-   * A batch of deliveries from the log, in log order. Resolves once each one is delivered or parked as a
-   * row (or dropped: a deleted instance, a full queue); throws when parking failed, so the subscription
-   * hands the batch over again.
-   */
-  async accept(deliveries: readonly NewDelivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
-    // Until the first sweep has said which queues have rows waiting, every queue would have to scan first.
-    await this.firstSweep;
-    const toStore: NewDelivery[] = [];
-    const waits: Array<Promise<Settlement>> = [];
-    const direct: Queue[] = [];
-    const now = new Date();
-    const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    for (const list of byQueue(deliveries).values()) {
-      const queue = this.queue(list[0]!.instanceId, list[0]!.target);
-      const items = list.map((d) => {
-        let settle!: (how: Settlement) => void;
-        const settled = new Promise<Settlement>((resolve) => (settle = resolve));
-        const item = itemOf(pendingRow(d, '', now), (how) => {
-          if (item.settled) return;
-          item.settled = how;
-          settle(how);
-        });
-        return { item, settled };
-      });
-      const bytes = items.reduce((sum, { item }) => sum + item.bytes, 0);
-      // Straight from memory only into an idle queue: behind rows (a retry, a slow receiver) these would
-      // only wait to be parked, holding the log's reader back each time.
-      if (
-        queue &&
-        queue.synced &&
-        !queue.scanning &&
-        queue.buffer.length === 0 &&
-        items.length <= MAX_BUFFER &&
-        this.held + bytes <= memoryMax
-      ) {
-        this.push(
-          queue,
-          items.map(({ item }) => item),
-        );
-        waits.push(...items.map(({ settled }) => settled));
-        direct.push(queue);
-        this.ensureRunning(queue);
-      } else {
-        // Rows wait in this queue (or there is no room in memory): these go behind them, as rows.
-        toStore.push(...list);
+  private async load(): Promise<void> {
+    for (;;) {
+      try {
+        for (const record of await this.options.queues.all()) {
+          const queue = this.queue(record.instanceId, record.target, record.cursor);
+          queue.health = pickHealth(record);
+          queue.storedAttached = record.attached;
+          if (record.attached) continue;
+          queue.mode = 'detached';
+          this.ensureRunning(queue);
+        }
+        return;
+      } catch (error) {
+        if (!this.running) return;
+        this.options.logger.error({ err: error }, 'webhook: cannot read the queue positions; retrying');
+        await sleep(1_000, this.stopping.signal);
       }
     }
-    if (toStore.length > 0) await this.store(toStore);
+  }
+
+  /**
+   * A batch of the log's deliveries, in log order. Resolves once each is delivered or dead-lettered, or its
+   * queue is recorded as detached before it (it will read the event from the log itself). Throws when that
+   * record cannot be written, so the subscription hands the batch over again.
+   */
+  async accept(deliveries: readonly Delivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    await this.start();
+    const waits: Array<Promise<void>> = [];
+    const fed = new Set<WebhookQueue>();
+    const unrecorded = new Set<WebhookQueue>();
+    for (const delivery of deliveries) {
+      const queue = this.queue(delivery.instanceId, delivery.target);
+      if (queue.forgotten) continue;
+      if (queue.mode === 'detached') {
+        queue.passed += 1;
+        // Safe to pass only once the table says the queue is behind.
+        if (queue.storedAttached !== false) unrecorded.add(queue);
+        continue;
+      }
+      if (this.options.store.compareCheckpoints(delivery.position, queue.taken) <= 0) continue;
+      const item = new QueueItem(delivery);
+      if (queue.mode === 'attaching') queue.holding.push(item);
+      else {
+        queue.window.push(item);
+        queue.taken = delivery.position;
+      }
+      waits.push(item.safe);
+      fed.add(queue);
+    }
+    for (const queue of fed) this.ensureRunning(queue);
+    for (const queue of unrecorded) await this.persist(queue);
     if (waits.length === 0) return;
     const all = Promise.all(waits);
-    const waited = new AbortController();
-    await Promise.race([
-      all,
-      sleep(this.options.directWaitMs ?? 250, AbortSignal.any([waited.signal, this.stopping.signal])),
+    const timer = new AbortController();
+    const inTime = await Promise.race([
+      all.then(() => true),
+      sleep(
+        this.options.settings.directWaitMs ?? 250,
+        AbortSignal.any([timer.signal, this.stopping.signal]),
+      ).then(() => false),
     ]);
-    waited.abort();
-    // What is not delivered by now is parked, so the log's reader goes on without waiting for it.
-    const parked = await Promise.allSettled(direct.map((queue) => this.park(queue)));
-    const outcomes = await all;
-    const failed = parked.find((p): p is PromiseRejectedResult => p.status === 'rejected');
-    if (failed || outcomes.includes('abandoned')) {
-      throw new Error(
-        `webhook: could not park undelivered events (${String(failed?.reason ?? 'abandoned')}); the batch goes again`,
-      );
+    timer.abort();
+    if (inTime) return;
+    // A slow receiver: its queue goes on from the log, and the reader moves on now.
+    for (const queue of fed) {
+      if (queue.window.some((item) => !item.done) || queue.holding.length > 0) await this.detach(queue);
     }
+    await all;
   }
 
-  /** Rows already stored (a redelivery): sent without reading them back. */
-  handoff(rows: readonly DeliveryRow[]): void {
-    const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    for (const list of byQueue(rows).values()) {
-      const queue = this.queue(list[0]!.instanceId, list[0]!.target);
-      if (!queue) continue;
-      const bytes = list.reduce((sum, r) => sum + r.body.length + ITEM_OVERHEAD_BYTES, 0);
-      if (queue.scanning) queue.scanning.push(...list);
-      else if (
-        queue.synced &&
-        queue.buffer.length + list.length <= MAX_BUFFER &&
-        this.held + bytes <= memoryMax
-      ) {
-        const held = new Set(queue.buffer.map((i) => i.row.id));
-        this.push(
-          queue,
-          list.filter((r) => !held.has(r.id) && !queue.finished.has(r.id)).map((r) => itemOf(r)),
-        );
-      } else queue.synced = false; // the next scan reads them from the table
-      this.ensureRunning(queue);
-    }
+  /**
+   * Whether the reader should hand the queue its next event: not when the queue reads its own backlog and
+   * the table says so (the event is only counted, for how far behind it is).
+   */
+  takes(instanceId: string, target: DeliveryTarget): boolean {
+    const queue = this.queues.get(queueKey(instanceId, target));
+    if (!queue || queue.mode !== 'detached' || queue.storedAttached !== false || !this.running) return true;
+    queue.passed += 1;
+    return false;
   }
 
-  /** Forgets a deleted instance's queues (their rows are purged by the caller). */
-  forget(instanceId: string): void {
+  /** A deleted instance: its queues stop and their rows go. */
+  async forget(instanceId: string): Promise<void> {
     for (const target of ['instance', 'global'] as const) {
-      const queue = this.queues.get(key(instanceId, target));
+      const queue = this.queues.get(queueKey(instanceId, target));
       if (!queue) continue;
-      this.queues.delete(key(instanceId, target));
-      for (const item of [...queue.buffer]) this.drop(queue, item, 'dropped');
-      queue.wake?.abort();
+      queue.forgotten = true;
+      for (const item of [...queue.window, ...queue.holding]) item.markSafe();
+      queue.window = [];
+      queue.holding = [];
+      queue.wake();
+      this.queues.delete(queue.key);
+      this.dirty.delete(queue);
     }
+    await this.options.queues.forget(instanceId);
   }
 
-  async stop(): Promise<void> {
+  /** The queue's state in memory, when this process works it. */
+  queueState(instanceId: string, target: DeliveryTarget): QueueSnapshot | undefined {
+    const queue = this.queues.get(queueKey(instanceId, target));
+    if (!queue || !this.running) return undefined;
+    const head = queue.head();
+    const pending = queue.unsettled() + queue.holding.length;
+    const counted = queue.counted;
+    const fromCount =
+      counted && this.options.store.compareCheckpoints(queue.taken, counted.upTo) < 0 ? counted : undefined;
+    return {
+      mode: queue.mode,
+      health: queue.health,
+      settled: queue.settled,
+      behind: pending + (fromCount ? fromCount.events : queue.mode === 'detached' ? queue.passed : 0),
+      behindExact: queue.mode !== 'detached' || (fromCount?.exact ?? queue.passed === 0),
+      oldestUndelivered: head?.delivery.storedAt,
+      nextProbeAt: queue.health.state === 'paused' ? new Date(queue.nextProbeAt) : undefined,
+      url: head?.delivery.url,
+    };
+  }
+
+  /** Every queue this process works. */
+  queueKeys(): Array<{ instanceId: string; target: DeliveryTarget }> {
+    return [...this.queues.values()].map((q) => ({ instanceId: q.instanceId, target: q.target }));
+  }
+
+  /** Counts a detached queue's backlog in the log (bounded), for the API and metrics. */
+  async countBacklog(instanceId: string, target: DeliveryTarget, max = 10_000): Promise<void> {
+    const queue = this.queues.get(queueKey(instanceId, target));
+    if (!queue || queue.mode === 'attached' || queue.counted) return;
+    const counted = await this.options.backlog.count(queue, queue.taken, max);
+    queue.counted = { upTo: counted.upTo, events: counted.events, exact: counted.exact };
+    queue.passed = 0;
+  }
+
+  /**
+   * Stops working the queues. `graceful` (shutdown): requests in flight get `shutdownGraceMs` for their
+   * answers, and every queue's position is written. Otherwise (the lease went to another process) they are
+   * cut at once and nothing more is written: the queues are that process's now.
+   */
+  stop(graceful = true): Promise<void> {
+    if (!this.running) return this.stopped.then(() => this.flushing);
+    this.running = false;
+    this.stopped = this.loaded.then(() => this.shutDown(graceful));
+    return this.stopped;
+  }
+
+  private async shutDown(graceful: boolean): Promise<void> {
+    const workers = [...this.queues.values()].map((q) => {
+      q.wake();
+      return q.worker;
+    });
+    const grace = graceful ? (this.options.shutdownGraceMs ?? 2_000) : 0;
+    const settledInTime = await Promise.race([
+      Promise.all(workers).then(() => true),
+      sleep(grace).then(() => false),
+    ]);
+    if (!settledInTime) this.stopping.abort();
+    await Promise.all(workers);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (graceful) {
+      for (const queue of this.queues.values()) {
+        queue.compact();
+        if (queue.storedAttached !== undefined || queue.mode !== 'attached' || queue.unsettled() > 0) {
+          // A queue stopped with events unsent resumes from the log at the next start.
+          if (queue.unsettled() > 0 && queue.mode === 'attached') queue.mode = 'detached';
+          this.dirty.add(queue);
+        }
+      }
+      await this.flush().catch((error: unknown) =>
+        this.options.logger.error({ err: error }, 'webhook: could not write the queue positions at shutdown'),
+      );
+    } else {
+      this.dirty.clear();
+    }
+    for (const queue of this.queues.values()) {
+      for (const item of [...queue.window, ...queue.holding]) item.markSafe();
+    }
+    this.queues.clear();
     this.stopping.abort();
-    clearInterval(this.sweepTimer);
-    for (const queue of this.queues.values()) queue.wake?.abort();
-    await Promise.all([...this.queues.values()].map((q) => q.running));
-    await this.marks.flush();
   }
 
-  /** Finishes the "delivered" writes in flight (tests, shutdown). */
-  flushMarks(): Promise<void> {
-    return this.marks.flush();
-  }
+  // ---- queues and their workers ----
 
-  private queue(instanceId: string, target: DeliveryTarget): Queue | undefined {
-    if (this.stopping.signal.aborted || this.activeSince === undefined) return undefined;
-    const k = key(instanceId, target);
-    let queue = this.queues.get(k);
+  private queue(instanceId: string, target: DeliveryTarget, cursor?: Checkpoint): WebhookQueue {
+    const key = queueKey(instanceId, target);
+    let queue = this.queues.get(key);
     if (!queue) {
-      queue = {
-        instanceId,
-        target,
-        buffer: [],
-        bytes: 0,
-        // Rows queued by another process later are found by the next sweep.
-        synced: this.swept,
-        scanning: undefined,
-        notified: 0,
-        unflushed: new Set(),
-        finished: new Set(),
-        running: undefined,
-        parking: Promise.resolve(),
-        wake: undefined,
-        instanceName: undefined,
-      };
-      this.queues.set(k, queue);
+      queue = new WebhookQueue(instanceId, target, cursor ?? ('' as Checkpoint));
+      this.queues.set(key, queue);
     }
     return queue;
   }
 
-  private push(queue: Queue, items: readonly Item[]): void {
-    for (const item of items) {
-      queue.buffer.push(item);
-      queue.bytes += item.bytes;
-      this.held += item.bytes;
+  private ensureRunning(queue: WebhookQueue): void {
+    if (queue.worker || !this.running || queue.forgotten) return;
+    queue.worker = this.work(queue)
+      .catch((error: unknown) =>
+        this.options.logger.error({ err: error, instanceId: queue.instanceId }, 'webhook queue failed'),
+      )
+      .finally(() => {
+        queue.worker = undefined;
+        // Work that arrived while the worker was finishing.
+        if (this.running && !queue.forgotten && this.hasWork(queue)) this.ensureRunning(queue);
+      });
+  }
+
+  private hasWork(queue: WebhookQueue): boolean {
+    return queue.mode !== 'attached' || queue.window.some((item) => !item.done && !item.sending);
+  }
+
+  private async work(queue: WebhookQueue): Promise<void> {
+    while (this.running && !queue.forgotten) {
+      queue.compact();
+      // A detached queue's cursor is where a restart resumes; an attached one's is the reader's checkpoint.
+      if (queue.mode !== 'attached') this.markDirty(queue);
+      if (queue.health.state === 'paused') {
+        if ((await this.probe(queue)) === 'stopped') return;
+        continue;
+      }
+      const sent = await this.sendWindow(queue);
+      if (sent === 'stopped') return;
+      if (sent === 'sent') continue;
+      if (queue.mode === 'attached') return;
+      const filled = await this.fill(queue);
+      if (filled === 'idle') return;
     }
-  }
-
-  private setBuffer(queue: Queue, items: Item[]): void {
-    this.held -= queue.bytes;
-    queue.buffer = items;
-    queue.bytes = items.reduce((sum, item) => sum + item.bytes, 0);
-    this.held += queue.bytes;
-  }
-
-  /** Takes an item out of its queue; an item from the log is told how it left. */
-  private drop(queue: Queue, item: Item, how: Settlement): void {
-    const at = queue.buffer.indexOf(item);
-    if (at >= 0) {
-      queue.buffer.splice(at, 1);
-      queue.bytes -= item.bytes;
-      this.held -= item.bytes;
-    }
-    item.settle?.(how);
-  }
-
-  private ensureRunning(queue: Queue): void {
-    if (queue.running) return;
-    queue.running = this.run(queue).finally(() => {
-      queue.running = undefined;
-      // Work that arrived while the worker was leaving.
-      if ((queue.buffer.length > 0 || !queue.synced) && this.alive(queue)) this.ensureRunning(queue);
-    });
-  }
-
-  private alive(queue: Queue): boolean {
-    return !this.stopping.signal.aborted && this.queues.get(key(queue.instanceId, queue.target)) === queue;
-  }
-
-  /** Writes a cap's line to the instance's log, at most once a minute per instance and cap. */
-  private report(instanceId: string, cap: string, message: string, context: Record<string, unknown>): void {
-    const k = `${cap}\u0000${instanceId}`;
-    const last = this.reported.get(k);
-    this.options.logger.warn({ instanceId, ...context }, message);
-    if (last !== undefined && Date.now() - last < CAP_REPORT_INTERVAL_MS) return;
-    this.reported.set(k, Date.now());
-    if (this.reported.size > 10_000) this.reported.delete(this.reported.keys().next().value!);
-    this.options.instanceLog?.(instanceId, message, context);
-  }
-
-  /** How many more rows this queue may hold (the pending cap). */
-  private async room(queue: Queue | undefined, instanceId: string, target: DeliveryTarget): Promise<number> {
-    const max = this.options.maxPendingPerQueue ?? DEFAULT_MAX_PENDING_PER_QUEUE;
-    const pending =
-      queue?.synced && !queue.scanning
-        ? queue.buffer.filter((i) => i.row.id !== '').length
-        : await this.options.log.countPending(instanceId, target);
-    return Math.max(0, max - pending);
-  }
-
-  private refuseOverCap(instanceId: string, target: DeliveryTarget, dropped: readonly NewDelivery[]): void {
-    if (dropped.length === 0) return;
-    const max = this.options.maxPendingPerQueue ?? DEFAULT_MAX_PENDING_PER_QUEUE;
-    const name = instanceNameOf(dropped[0]!.body) ?? instanceId;
-    for (let i = 0; i < dropped.length; i++) {
-      this.options.metrics.deadLetteredOne('webhook', { id: instanceId, name });
-    }
-    this.report(
-      instanceId,
-      `pending:${target}`,
-      `webhook: ${max} deliveries already wait for the ${target === 'global' ? 'global ' : ''}webhook; new events are not queued for it until they drain (WEBHOOK_MAX_PENDING)`,
-      { target, notQueued: dropped.length, firstEventId: dropped[0]!.eventId },
-    );
-  }
-
-  /** Stores deliveries as rows (respecting the pending cap) and hands them to their queues. */
-  private async store(deliveries: readonly NewDelivery[]): Promise<void> {
-    const kept: NewDelivery[] = [];
-    for (const [k, list] of byQueue(deliveries)) {
-      const { instanceId, target } = list[0]!;
-      const room = await this.room(this.queues.get(k), instanceId, target);
-      kept.push(...list.slice(0, room));
-      this.refuseOverCap(instanceId, target, list.slice(room));
-    }
-    this.handoff(await this.options.log.enqueue(kept));
   }
 
   /**
-   * Parks the queue's deliveries that exist only in memory as rows, in queue order: the one in flight
-   * keeps its place (its answer is then recorded on its row). Over the pending cap, the newest are dropped.
+   * Reads the queue's next events from the log. With nothing left unsettled, it first enters `attaching`,
+   * so that if the read finds nothing new the reader's events since then are waiting in `holding`.
    */
-  private park(queue: Queue): Promise<void> {
-    const run = queue.parking.then(() => this.parkNow(queue));
-    queue.parking = run.catch(() => undefined);
-    return run;
-  }
-
-  private async parkNow(queue: Queue): Promise<void> {
-    const items = queue.buffer.filter((i) => i.row.id === '' && i.settled === undefined);
-    if (items.length === 0) return;
-    let inserted: DeliveryRow[];
-    let kept: Item[];
+  private async fill(queue: WebhookQueue): Promise<'more' | 'idle'> {
+    const attaching = queue.window.every((item) => item.done) && queue.holding.length === 0;
+    if (attaching) queue.mode = 'attaching';
+    let page;
     try {
-      const room = await this.room(queue, queue.instanceId, queue.target);
-      kept = items.slice(0, room);
-      const over = items.slice(room);
-      for (const item of over) this.drop(queue, item, 'dropped');
-      this.refuseOverCap(
-        queue.instanceId,
-        queue.target,
-        over.map((i) => newDeliveryOf(i.row)),
-      );
-      inserted = await this.options.log.enqueue(kept.map((i) => newDeliveryOf(i.row)));
+      page = await this.options.backlog.read(queue, this.options.pageSize ?? 100);
     } catch (error) {
-      // The batch fails and goes again from the log: these events must not stay here as well.
-      for (const item of items) this.drop(queue, item, 'abandoned');
-      throw error;
+      this.options.logger.error(
+        { err: error, instanceId: queue.instanceId },
+        'webhook: cannot read the queue backlog from the log; retrying',
+      );
+      if (queue.mode === 'attaching') this.cancelAttach(queue);
+      await sleep(1_000, this.stopping.signal);
+      return 'more';
     }
-    const byEvent = new Map(inserted.map((r) => [r.eventId, r]));
-    for (const item of kept) {
-      const row = byEvent.get(item.row.eventId);
-      if (row) {
-        item.row = { ...row, attempts: item.row.attempts, nextAttemptAt: item.row.nextAttemptAt };
-        if (item.success) {
-          // Delivered while its row was being written: record that, or the row would be sent again.
-          const id = row.id;
-          queue.unflushed.add(id);
-          this.marks.push({ ...item.success, id }, () => queue.unflushed.delete(id));
-        }
-        item.settle?.('parked');
-      } else {
-        // Its row exists from an earlier run (a crash after parking): that row is the delivery.
-        this.drop(queue, item, 'dropped');
-      }
+    if (!this.running || queue.forgotten) return 'idle';
+    if (page.deleted) {
+      await this.forget(queue.instanceId);
+      return 'idle';
     }
+    for (const delivery of page.deliveries) queue.window.push(new QueueItem(delivery));
+    if (this.options.store.compareCheckpoints(page.next, queue.taken) > 0) queue.taken = page.next;
+    if (page.deliveries.length > 0 || !page.caughtUp) {
+      if (queue.mode === 'attaching') this.cancelAttach(queue);
+      return 'more';
+    }
+    if (queue.mode !== 'attaching') return 'more';
+    // Caught up with nothing pending: the reader feeds it from here on.
+    queue.mode = 'attached';
+    queue.passed = 0;
+    queue.counted = undefined;
+    for (const item of queue.holding) {
+      if (this.options.store.compareCheckpoints(item.delivery.position, queue.taken) > 0) {
+        queue.window.push(item);
+        queue.taken = item.delivery.position;
+      } else item.finish();
+    }
+    queue.holding = [];
+    queue.compact();
+    this.markDirty(queue);
+    return queue.window.length > 0 ? 'more' : 'idle';
   }
 
-  private async run(queue: Queue): Promise<void> {
-    const pageSize = this.options.pageSize ?? 100;
-    const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    while (this.alive(queue)) {
-      if (queue.buffer.length === 0) {
-        if (queue.synced) return;
-        // Over the memory cap, a queue still makes progress one row at a time.
-        await this.scan(queue, this.held >= memoryMax ? 1 : pageSize);
-        continue;
-      }
-      const requests = this.requestsAtHead(queue);
-      if (requests.length > 1 || requests[0]!.length > 1) {
-        // Several requests (pipelined) or several events in one (batched); a failure leaves its head at
-        // the head of the queue, charged with the attempt, and the loop then sends it alone.
-        if ((await this.deliverPipelined(queue, requests)) === 'stopped') return;
-        continue;
-      }
-      const item = queue.buffer[0]!;
-      if (!(await this.deliver(queue, item))) return;
-      this.finish(queue, item);
-    }
-  }
-
-  private finish(queue: Queue, item: Item): void {
-    this.drop(queue, item, 'delivered');
-    if (item.row.id === '') return;
-    queue.finished.add(item.row.id);
-    if (queue.finished.size > FINISHED_MEMORY) queue.finished.delete(queue.finished.values().next().value!);
+  /** The read found more: the queue stays detached; what the reader handed over meanwhile it reads itself. */
+  private cancelAttach(queue: WebhookQueue): void {
+    void this.detach(queue).catch(() => undefined);
   }
 
   /**
-   * The requests that can go out now from the head of the queue, in order: up to `pipeline` of them, each
-   * with up to `batchMax` deliveries. Only deliveries never tried yet and due take part (a retry goes alone,
-   * so its attempt count and backoff stay its own); the events of one request share its URL.
+   * Records the queue as detached at its settled position, then lets the reader pass the events it handed
+   * over (the queue reads them from the log itself). Rejects when the record cannot be written: the
+   * reader then hands its batch over again later.
    */
-  private requestsAtHead(queue: Queue): Item[][] {
-    const batchMax = this.options.batchMax ?? 1;
-    const pipeline = this.options.pipeline ?? DEFAULT_PIPELINE;
-    const head = queue.buffer[0]!;
-    if (head.row.attempts > 0 || queue.buffer.length < 2 || (batchMax <= 1 && pipeline <= 1)) return [[head]];
-    const now = Date.now();
-    const requests: Item[][] = [];
-    let current: Item[] = [];
-    for (const item of queue.buffer) {
-      const { row } = item;
-      if (row.attempts > 0 || row.nextAttemptAt.getTime() > now) break;
-      if (current.length > 0 && (current.length >= batchMax || row.url !== current[0]!.row.url)) {
-        requests.push(current);
-        current = [];
-        if (requests.length >= pipeline) break;
-      }
-      current.push(item);
+  private async detach(queue: WebhookQueue): Promise<void> {
+    const held = queue.holding;
+    queue.holding = [];
+    if (queue.mode !== 'detached') {
+      if (queue.mode === 'attached') queue.passed = 0;
+      queue.mode = 'detached';
+      this.ensureRunning(queue);
     }
-    if (current.length > 0 && requests.length < pipeline) requests.push(current);
-    return requests.length > 0 ? requests : [[head]];
-  }
-
-  private outcome(item: Item, result: SendResult, attempts: number, at = new Date()): AttemptOutcome {
-    return {
-      id: item.row.id,
-      attempts,
-      at,
-      statusCode: result.statusCode,
-      error: result.ok ? null : result.error,
-      durationMs: result.durationMs,
-    };
-  }
-
-  /** A successful attempt: a row is marked delivered (coalesced), an event from the log is done. */
-  private delivered(queue: Queue, item: Item, result: SendResult, attempts: number, at?: Date): void {
-    item.success = this.outcome(item, result, attempts, at);
-    if (item.row.id !== '') {
-      const id = item.row.id;
-      queue.unflushed.add(id);
-      this.marks.push(this.outcome(item, result, attempts, at), () => queue.unflushed.delete(id));
-    }
-    item.settle?.('delivered');
-    queue.instanceName ??= instanceNameOf(item.row.body);
-    this.options.metrics.deliveredOne(
-      'webhook',
-      { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId },
-      item.row.storedAt,
-    );
+    // Already recorded as behind (an attach that found more to read): nothing to write.
+    if (queue.storedAttached !== false) await this.persist(queue);
+    for (const item of [...queue.window, ...held]) item.markSafe();
   }
 
   /**
-   * Sends several requests of the queue (each one delivery, or a batch of them) with up to `pipeline` in
-   * flight, started in order. Successes are delivered, whatever happened to the requests before them. The
-   * first failed request counts as an attempt of its **head** (the other events of a batch, and the
-   * requests behind it that failed too, are not charged: they go out again), which then waits for its
-   * backoff at the head of the queue and is sent alone; a single delivery refused for good (a 4xx) is
-   * dead-lettered at once. A receiver that refuses batches therefore still gets every event, one by one.
+   * The next request for the queue: the first events not sent yet, one, or (WEBHOOK_BATCH_MAX) several for
+   * the same URL. Events past the maximum age are dead-lettered here instead of sent.
    */
-  private async deliverPipelined(queue: Queue, requests: readonly Item[][]): Promise<'sent' | 'stopped'> {
-    if (!this.alive(queue)) return 'stopped';
-    const results = await this.attemptInOrder(requests);
-    const at = new Date();
-    let failed: { request: readonly Item[]; result: SendResult & { ok: false } } | undefined;
+  private async nextRequest(queue: WebhookQueue): Promise<QueueItem[] | undefined> {
+    const batchMax = queue.sendAlone ? 1 : (this.options.settings.batchMax ?? 1);
+    const request: QueueItem[] = [];
+    for (const item of queue.window) {
+      if (item.done || item.sending) continue;
+      if (isExpired(this.options.policy, item.delivery.storedAt, this.now())) {
+        await this.deadLetter(queue, item, 'expired', `older than WEBHOOK_MAX_AGE, not sent`, undefined);
+        continue;
+      }
+      if (
+        request.length > 0 &&
+        (request.length >= batchMax || item.delivery.url !== request[0]!.delivery.url)
+      )
+        break;
+      request.push(item);
+    }
+    return request.length > 0 ? request : undefined;
+  }
+
+  /**
+   * Sends the queue's events with up to `pipeline` requests in flight on its connection, in log order: a
+   * sliding window (the next request goes out as soon as an answer comes back), so a busy number is limited
+   * by the receiver, not by round trips. Stops at the first failed request and lets the ones behind it
+   * finish; then that failure decides: refused → a single event is dead-lettered (a refused batch goes on
+   * one by one); receiver down → the queue pauses and is probed. Failed requests behind it are not charged:
+   * they go again. 'idle' when there was nothing to send.
+   */
+  private async sendWindow(queue: WebhookQueue): Promise<Outcome | 'idle'> {
+    const pipeline = (): number =>
+      queue.sendAlone ? 1 : (this.options.settings.pipeline ?? DEFAULT_PIPELINE);
+    const inFlight = new Set<Promise<void>>();
+    let failed: { request: readonly QueueItem[]; result: SendResult & { ok: false } } | undefined;
     let stopped = false;
-    for (const [index, request] of requests.entries()) {
-      const result = results[index]!;
-      if (result.ok) {
-        for (const item of request) this.delivered(queue, item, result, item.row.attempts + 1, at);
-        for (const item of request) this.finish(queue, item);
-      } else if (result.aborted)
-        stopped = true; // shutdown: not an attempt; parked or read again
-      else failed ??= { request, result };
+    let sentAny = false;
+    let wake: (() => void) | undefined;
+    const chain: RequestChain = { queued: Promise.resolve(), answered: undefined };
+    const earlier = (a: readonly QueueItem[], b: readonly QueueItem[]): boolean =>
+      this.options.store.compareCheckpoints(a[0]!.delivery.position, b[0]!.delivery.position) < 0;
+    for (;;) {
+      while (!failed && !stopped && this.running && !queue.forgotten && inFlight.size < pipeline()) {
+        const request = await this.nextRequest(queue);
+        if (!request) break;
+        sentAny = true;
+        for (const item of request) item.sending = true;
+        const done = this.attemptChained(queue, request, chain).then((result) => {
+          if (result.ok) {
+            for (const item of request) this.delivered(queue, item);
+            // The refused batch's head went alone and got through: batches again.
+            queue.sendAlone = false;
+            return;
+          }
+          for (const item of request) item.sending = false;
+          if (result.aborted) stopped = true;
+          // The first failure in log order decides (a request behind it may fail first).
+          else if (!failed || earlier(request, failed.request)) failed = { request, result };
+        });
+        inFlight.add(done);
+        void done.finally(() => {
+          inFlight.delete(done);
+          wake?.();
+        });
+      }
+      if (inFlight.size === 0) break;
+      await new Promise<void>((resolve) => (wake = resolve));
+      queue.compact();
+      if (queue.mode !== 'attached') this.markDirty(queue);
     }
     if (stopped) return 'stopped';
-    if (!failed) return 'sent';
-    const head = failed.request[0]!;
-    if (head.row.id === '') await this.park(queue).catch(() => undefined);
-    if (head.settled === 'dropped' || head.settled === 'abandoned' || head.row.id === '') return 'sent';
-    // A batch's head is retried alone before it can be dead-lettered.
-    const alone = failed.request.length === 1;
-    if ((await this.failedAttempt(queue, head, failed.result, head.row.attempts + 1, alone)) === 'dead')
-      this.finish(queue, head);
+    if (!sentAny) return 'idle';
+    if (!failed) {
+      queue.sendAlone = false;
+      if (queue.health.state !== 'delivering')
+        this.setHealth(queue, { ...queue.health, state: 'delivering', since: undefined, failures: 0 });
+      return 'sent';
+    }
+    const { request, result } = failed;
+    this.options.metrics.retriedOne('webhook', labelOf(queue, request[0]!));
+    const verdict = verdictOf(result);
+    if (verdict.kind === 'refused' && request.length > 1) {
+      queue.sendAlone = true;
+      return 'sent';
+    }
+    await this.judge(queue, request[0]!, result, verdict);
     return 'sent';
   }
 
-  /**
-   * A failed attempt of a delivery that has a row: dead-lettered when refused for good or out of attempts
-   * (unless `mayDie` is false), otherwise recorded with its next attempt time (backoff, or the answer's
-   * Retry-After), which the item's row then carries.
-   */
-  private async failedAttempt(
-    queue: Queue,
-    item: Item,
-    result: SendResult & { ok: false },
-    attempts: number,
-    mayDie = true,
-  ): Promise<'retry' | 'dead'> {
-    const { policy, metrics, logger } = this.options;
-    queue.instanceName ??= instanceNameOf(item.row.body);
-    const label = { id: queue.instanceId, name: queue.instanceName ?? queue.instanceId };
-    const outcome = this.outcome(item, result, attempts);
-    const retryable = isRetryable(result.statusCode);
-    if (mayDie && (!retryable || attempts >= policy.maxAttempts)) {
-      await this.deadLetter(queue, item.row, outcome, retryable ? 'attempts exhausted' : 'not retryable');
-      metrics.deadLetteredOne('webhook', label);
-      return 'dead';
+  /** A down receiver's queue waits for its probe time, then sends its head alone. */
+  private async probe(queue: WebhookQueue): Promise<Outcome> {
+    const wait = queue.nextProbeAt - this.now();
+    if (wait > 0) {
+      await queue.sleep(wait);
+      if (!this.running || queue.forgotten) return 'stopped';
+      if (queue.nextProbeAt > this.now()) return 'sent';
     }
-    let delay = retryable
-      ? backoffDelay(
-          { baseMs: policy.backoffBaseMs, maxMs: policy.backoffMaxMs },
-          attempts,
-          this.options.random,
-        )
-      : 0;
-    if (result.retryAfterSeconds !== undefined) {
-      delay = Math.min(policy.backoffMaxMs, Math.max(delay, result.retryAfterSeconds * 1000));
+    let head = queue.head();
+    if (!head) {
+      const filled = await this.fill(queue);
+      head = queue.head();
+      if (!head) {
+        // Nothing to send any more (the backlog was deleted, or replayed by other means).
+        this.setHealth(queue, HEALTHY);
+        return filled === 'idle' ? 'stopped' : 'sent';
+      }
     }
-    const nextAttemptAt = new Date(Date.now() + delay);
-    metrics.retriedOne('webhook', label);
-    logger.debug(
-      { instanceId: queue.instanceId, deliveryId: item.row.id, attempts, delay, error: outcome.error },
-      'webhook attempt failed; retrying',
-    );
-    await this.persist(() => this.options.log.recordFailure(outcome, nextAttemptAt));
-    item.row = { ...item.row, attempts, nextAttemptAt };
-    return 'retry';
-  }
-
-  /**
-   * Sends the requests over the queue's connection, each queued behind the one before it (the secret
-   * lookup and the concurrency cap come first, and must not reorder them), and waits for every answer.
-   */
-  private attemptInOrder(requests: readonly Item[][]): Promise<SendResult[]> {
-    let previousQueued: Promise<void> = Promise.resolve();
-    let previousAnswered: Promise<unknown> | undefined;
-    const results = requests.map((request) => {
-      let queued!: () => void;
-      const thisQueued = new Promise<void>((resolve) => (queued = resolve));
-      const after = previousQueued;
-      const timeoutFrom = previousAnswered;
-      previousQueued = thisQueued;
-      const result = after
-        .then(() =>
-          this.attempt(
-            request[0]!.row,
-            request.length > 1 ? request.map((i) => i.row) : undefined,
-            queued,
-            timeoutFrom,
-          ),
-        )
-        .finally(queued);
-      previousAnswered = result;
-      return result;
+    if (isExpired(this.options.policy, head.delivery.storedAt, this.now())) {
+      await this.deadLetter(queue, head, 'expired', 'older than WEBHOOK_MAX_AGE, not sent', undefined);
+      return 'sent';
+    }
+    head.sending = true;
+    const result = await this.attemptChained(queue, [head], {
+      queued: Promise.resolve(),
+      answered: undefined,
     });
-    return Promise.all(results);
+    head.sending = false;
+    if (!result.ok && result.aborted) return 'stopped';
+    if (result.ok) {
+      this.delivered(queue, head);
+      this.resumed(queue);
+      return 'sent';
+    }
+    this.options.metrics.retriedOne('webhook', labelOf(queue, head));
+    await this.judge(queue, head, result, verdictOf(result));
+    return 'sent';
   }
 
-  /**
-   * Reads the queue's pending rows from the table. Rows handed over during the read are kept aside and
-   * merged: a short page (everything pending was read) plus them is the whole queue, so the queue is synced
-   * again and later rows arrive by handover alone. A full page leaves it unsynced for another scan.
-   */
-  private async scan(queue: Queue, pageSize: number): Promise<void> {
-    const notified = queue.notified;
-    queue.scanning = [];
-    let rows: DeliveryRow[];
-    try {
-      rows = await this.options.log.nextPending(queue.instanceId, queue.target, pageSize, queue.unflushed);
-    } catch (error) {
-      queue.scanning = undefined;
-      this.options.logger.error(
-        { err: error, instanceId: queue.instanceId },
-        'webhook: cannot read the waiting deliveries; retrying',
+  /** A failed attempt of one event: dead-lettered when refused, the queue paused when the receiver is down. */
+  private async judge(
+    queue: WebhookQueue,
+    item: QueueItem,
+    result: SendResult & { ok: false },
+    verdict: Verdict,
+  ): Promise<void> {
+    const at = new Date(this.now());
+    const seen = {
+      lastError: result.error,
+      lastStatusCode: result.statusCode ?? undefined,
+      lastAttemptAt: at,
+    };
+    if (verdict.kind === 'refused') {
+      await this.deadLetter(
+        queue,
+        item,
+        'refused',
+        `refused by the receiver: ${result.error}`,
+        result.statusCode,
       );
-      await sleep(1_000, this.stopping.signal);
+      if (queue.health.state === 'paused') this.resumed(queue);
+      this.setHealth(queue, {
+        ...queue.health,
+        ...seen,
+        state: 'refusing',
+        since: queue.health.state === 'refusing' ? queue.health.since : at,
+        failures: 0,
+      });
       return;
     }
-    const aside = queue.scanning;
-    queue.scanning = undefined;
-    // Finished here while the read ran (its "delivered" mark landed after the read): not again.
-    const fresh = (row: DeliveryRow): boolean => !queue.unflushed.has(row.id) && !queue.finished.has(row.id);
-    // The memory cap: keep what fits (at least one row, so the queue moves); the rest waits in the table.
-    const memoryMax = this.options.memoryMaxBytes ?? DEFAULT_MEMORY_MAX_BYTES;
-    let room = memoryMax - this.held;
-    const fitting = rows
-      .filter(fresh)
-      .filter((r, i) => (room -= r.body.length + ITEM_OVERHEAD_BYTES) >= 0 || i === 0);
-    if (fitting.length < rows.filter(fresh).length) {
-      this.setBuffer(
-        queue,
-        fitting.map((r) => itemOf(r)),
+    if (verdict.kind !== 'down') return;
+    const failures = queue.health.state === 'paused' ? queue.health.failures + 1 : 1;
+    queue.nextProbeAt =
+      this.now() + probeDelay(this.options.policy, failures, verdict.retryAfterMs, this.options.random);
+    if (queue.health.state !== 'paused') {
+      this.options.logger.warn(
+        { instanceId: queue.instanceId, target: queue.target, error: result.error },
+        'webhook receiver down: its queue pauses and keeps its position',
       );
-      queue.synced = false;
-      return;
+      this.options.instanceLog?.(
+        queue.instanceId,
+        'warn',
+        `webhook receiver down (${result.error}): events are kept in order and sent when it answers again`,
+        { sink: 'webhook', target: queue.target },
+      );
     }
-    if (rows.length < pageSize) {
-      const byId = new Map<string, DeliveryRow>();
-      for (const row of [...rows, ...aside]) if (fresh(row)) byId.set(row.id, row);
-      this.setBuffer(
-        queue,
-        [...byId.values()].sort((a, b) => compareIds(a.id, b.id)).map((r) => itemOf(r)),
-      );
-      queue.synced = queue.notified === notified;
-    } else {
-      this.setBuffer(
-        queue,
-        rows.filter(fresh).map((r) => itemOf(r)),
-      );
-      queue.synced = false;
-    }
+    this.setHealth(queue, {
+      ...queue.health,
+      ...seen,
+      state: 'paused',
+      since: queue.health.state === 'paused' ? queue.health.since : at,
+      failures,
+    });
+    // Paused: the reader must not wait for this queue; it reads its events itself when it resumes.
+    if (queue.mode !== 'detached') await this.detach(queue);
   }
 
-  /**
-   * Sends one delivery until it is delivered, dead or dropped; false when the dispatcher stopped first. An
-   * event from the log that fails is parked (with every event behind it) before its retries.
-   */
-  private async deliver(queue: Queue, item: Item): Promise<boolean> {
-    let attempts = item.row.attempts;
-    let notBefore = item.row.nextAttemptAt.getTime();
-    for (;;) {
-      const wait = notBefore - Date.now();
-      if (wait > 0) {
-        queue.wake = new AbortController();
-        await sleep(wait, AbortSignal.any([queue.wake.signal, this.stopping.signal]));
-        queue.wake = undefined;
-      }
-      if (!this.alive(queue)) return false;
-      if (item.settled !== undefined && item.settled !== 'parked') return true;
-      const result = await this.attempt(item.row);
-      if (!result.ok && result.aborted) return false; // shutdown: not an attempt; parked or read again
-      attempts += 1;
-      if (result.ok) {
-        this.delivered(queue, item, result, attempts);
-        return true;
-      }
-      if (item.row.id === '') {
-        // The first failure of an event taken from the log: it needs a row for its retry state.
-        await this.park(queue).catch(() => undefined);
-        if (item.row.id === '') return true; // dropped or abandoned: not ours to send any more
-      }
-      if ((await this.failedAttempt(queue, item, result, attempts)) === 'dead') return true;
-      notBefore = item.row.nextAttemptAt.getTime();
-    }
+  private resumed(queue: WebhookQueue): void {
+    if (queue.health.state !== 'paused') return;
+    const since = queue.health.since;
+    this.options.logger.info(
+      { instanceId: queue.instanceId, target: queue.target, downSince: since },
+      'webhook receiver answers again: draining its queue',
+    );
+    this.setHealth(queue, { ...queue.health, state: 'delivering', since: undefined, failures: 0 });
   }
 
+  private delivered(queue: WebhookQueue, item: QueueItem): void {
+    item.finish();
+    const at = new Date(this.now());
+    queue.health = { ...queue.health, lastDeliveredAt: at, lastAttemptAt: at };
+    this.options.metrics.deliveredOne('webhook', labelOf(queue, item), item.delivery.storedAt, at.getTime());
+  }
+
+  private async deadLetter(
+    queue: WebhookQueue,
+    item: QueueItem,
+    reason: 'refused' | 'expired',
+    error: string,
+    statusCode: number | null | undefined,
+  ): Promise<void> {
+    const { delivery } = item;
+    this.options.logger.warn(
+      { instanceId: queue.instanceId, target: queue.target, eventId: delivery.eventId, reason, error },
+      'webhook delivery dead-lettered',
+    );
+    await this.retrying(() =>
+      this.options.store.addDeadLetter(
+        deadLetterSubscriptionOf(queue.target),
+        recordedEventOf(delivery),
+        error,
+        1,
+        {
+          instanceId: queue.instanceId,
+          detail: {
+            target: queue.target,
+            url: delivery.url,
+            eventName: delivery.eventName,
+            reason,
+            statusCode: statusCode ?? null,
+            storedAt: delivery.storedAt.toISOString(),
+          },
+        },
+      ),
+    );
+    this.options.metrics.deadLetteredOne('webhook', labelOf(queue, item));
+    item.finish();
+  }
+
+  private setHealth(queue: WebhookQueue, health: QueueHealth): void {
+    const changed = health.state !== queue.health.state;
+    queue.health = health;
+    this.markDirty(queue, changed);
+  }
+
+  // ---- requests ----
+
   /**
-   * One request: the row's body, or with `batch` the batch's bodies as one JSON array. `onQueued` runs
-   * once the request has its place on the queue's connection; its timeout runs from `timeoutFrom`.
+   * Sends one request over the queue's connection, queued behind the one before it in `chain` (the secret
+   * lookup and the concurrency cap come first, and must not reorder them); its timeout runs from the answer
+   * to the one before it.
    */
-  private async attempt(
-    row: DeliveryRow,
-    batch?: readonly DeliveryRow[],
-    onQueued?: () => void,
-    timeoutFrom?: Promise<unknown>,
+  private attemptChained(
+    queue: WebhookQueue,
+    request: readonly QueueItem[],
+    chain: RequestChain,
   ): Promise<SendResult> {
+    let queued!: () => void;
+    const thisQueued = new Promise<void>((resolve) => (queued = resolve));
+    const after = chain.queued;
+    const timeoutFrom = chain.answered;
+    chain.queued = thisQueued;
+    const result = after.then(() => this.attempt(queue, request, queued, timeoutFrom)).finally(queued);
+    chain.answered = result;
+    return result;
+  }
+
+  /** One request: one event's body, or several as one JSON array (log order). */
+  private async attempt(
+    queue: WebhookQueue,
+    request: readonly QueueItem[],
+    onQueued: () => void,
+    timeoutFrom: Promise<unknown> | undefined,
+  ): Promise<SendResult> {
+    const first = request[0]!.delivery;
     let secret: string | null | undefined;
     try {
-      secret = await this.options.secretOf(row.instanceId, row.target);
+      secret = await this.options.secretOf(first.instanceId, first.target);
     } catch (error) {
       return { ok: false, statusCode: null, error: `secret lookup failed: ${String(error)}`, durationMs: 0 };
     }
@@ -884,27 +723,28 @@ export class WebhookDispatcher {
         durationMs: 0,
       };
     }
-    const rows = batch ?? [row];
-    const body = batch ? `[${batch.map((r) => r.body).join(',')}]` : row.body;
+    const deliveries = request.map((item) => item.delivery);
+    const batched = deliveries.length > 1;
+    const body = batched ? `[${deliveries.map((d) => d.body).join(',')}]` : first.body;
     const headers: Record<string, string> = {
-      [EVENT_ID_HEADER]: rows.map((r) => r.eventId).join(','),
-      // A delivery sent straight from the log has no row: its id is the event's.
-      [DELIVERY_ID_HEADER]: rows.map((r) => r.id || r.eventId).join(','),
-      'x-zapwire-event': [...new Set(rows.map((r) => r.eventName))].join(','),
+      [EVENT_ID_HEADER]: deliveries.map((d) => d.eventId).join(','),
+      [DELIVERY_ID_HEADER]: deliveries.map((d) => d.eventId).join(','),
+      'x-zapwire-event': [...new Set(deliveries.map((d) => d.eventName))].join(','),
     };
-    if (batch) headers[BATCH_SIZE_HEADER] = String(batch.length);
+    if (batched) headers[BATCH_SIZE_HEADER] = String(deliveries.length);
     Object.assign(headers, signatureHeaders(body, secret));
     const release = await this.semaphore.acquire();
     try {
       return await this.options.sender.send({
-        url: row.url,
+        url: first.url,
         body,
         headers,
         timeoutMs: this.options.policy.timeoutMs,
         signal: this.stopping.signal,
         // One connection per queue: pipelined requests reach the receiver in the queue's order.
-        orderKey: key(row.instanceId, row.target),
-        ...(onQueued ? { onQueued } : {}),
+        orderKey: queue.key,
+        trusted: queue.target === 'global',
+        onQueued,
         ...(timeoutFrom ? { timeoutFrom } : {}),
       });
     } finally {
@@ -912,84 +752,92 @@ export class WebhookDispatcher {
     }
   }
 
-  private async deadLetter(
-    queue: Queue,
-    row: DeliveryRow,
-    outcome: AttemptOutcome,
-    why: string,
-  ): Promise<void> {
-    const error = `${why}: ${outcome.error ?? 'failed'}`;
-    this.options.logger.warn(
-      {
-        instanceId: queue.instanceId,
-        deliveryId: row.id,
-        eventId: row.eventId,
-        attempts: outcome.attempts,
-        error,
-      },
-      'webhook delivery dead-lettered',
-    );
-    await this.persist(() => this.options.log.markDead({ ...outcome, error }));
-    const subscription = row.target === 'global' ? GLOBAL_WEBHOOK_DEAD_LETTERS : WEBHOOK_SUBSCRIPTION;
-    await this.persist(() =>
-      this.options.store.addDeadLetter(subscription, recordedEventOf(row), error, outcome.attempts),
-    );
-    const maxDead = this.options.maxDeadPerInstance ?? DEFAULT_MAX_DEAD_PER_INSTANCE;
-    await this.persist(async () => {
-      const removed = await this.options.log.capDead(queue.instanceId, maxDead);
-      if (removed > 0) {
-        this.report(
-          queue.instanceId,
-          'dead',
-          `webhook: more than ${maxDead} dead deliveries; the oldest are removed from the delivery log (WEBHOOK_MAX_DEAD)`,
-          { removed },
-        );
-      }
-    });
+  // ---- positions in the table ----
+
+  /** Writes the queue's row soon (coalesced with others); `now` writes it with the next flush at once. */
+  private markDirty(queue: WebhookQueue, now = false): void {
+    if (!this.running || queue.forgotten) return;
+    const record = queue.record();
+    // Attached queues with nothing new to say need no row (the reader's checkpoint covers them).
+    if (queue.mode === 'attached' && queue.storedAttached === undefined && record.state === 'delivering')
+      return;
+    this.dirty.add(queue);
+    if (now) void this.flush().catch(() => undefined);
+    else
+      this.flushTimer ??= setTimeout(
+        () => void this.flush().catch(() => undefined),
+        this.options.flushMs ?? 500,
+      );
   }
 
-  /** Log writes retry until they succeed or the dispatcher stops: losing them would lose the retry state. */
-  private async persist(write: () => Promise<void>): Promise<void> {
+  /** Writes the queue's row with a flush that starts after this call; rejects when it cannot be written. */
+  private persist(queue: WebhookQueue): Promise<void> {
+    this.dirty.add(queue);
+    return this.flush();
+  }
+
+  private flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const run = this.flushing.then(async () => {
+      const batch = [...this.dirty].filter((q) => !q.forgotten);
+      this.dirty.clear();
+      if (batch.length === 0) return;
+      const records = batch.map((q) => ({ queue: q, record: q.record() }));
+      try {
+        await this.options.queues.save(records.map((r) => r.record));
+      } catch (error) {
+        for (const { queue } of records) this.dirty.add(queue);
+        this.options.logger.error({ err: error }, 'webhook: could not write queue positions; retrying');
+        this.flushTimer ??= setTimeout(() => void this.flush().catch(() => undefined), 1_000);
+        throw error;
+      }
+      for (const { queue, record } of records) queue.storedAttached = record.attached;
+    });
+    this.flushing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A dead-letter write retries until it lands or the dispatcher stops: losing it would lose the event. */
+  private async retrying(write: () => Promise<void>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await write();
         return;
       } catch (error) {
-        if (this.stopping.signal.aborted) return;
-        this.options.logger.error({ err: error }, 'webhook: delivery log write failed; retrying');
+        if (this.stopping.signal.aborted) throw error;
+        this.options.logger.error({ err: error }, 'webhook: dead-letter write failed; retrying');
         await sleep(Math.min(5_000, 100 * 2 ** attempt), this.stopping.signal);
       }
     }
   }
 }
 
-function instanceNameOf(body: string): string | undefined {
-  try {
-    // zapwire's envelope, or Evolution GO's shape (API_COMPAT=evolution-go).
-    const parsed = JSON.parse(body) as { instance?: { name?: unknown }; instanceName?: unknown };
-    const name = parsed.instance?.name ?? parsed.instanceName;
-    return typeof name === 'string' ? name : undefined;
-  } catch {
-    return undefined;
-  }
+export interface QueueSnapshot {
+  readonly mode: WebhookQueue['mode'];
+  readonly health: QueueHealth;
+  readonly settled: Checkpoint;
+  /** Events not delivered yet (an estimate while the queue reads its backlog: see `behindExact`). */
+  readonly behind: number;
+  readonly behindExact: boolean;
+  readonly oldestUndelivered: Date | undefined;
+  readonly nextProbeAt: Date | undefined;
+  /** Where the head goes. */
+  readonly url: string | undefined;
 }
 
-/** The stored event as far as a dead letter needs it, rebuilt from the delivery row. */
-export function recordedEventOf(row: DeliveryRow): RecordedEvent {
-  let data: Record<string, unknown> = {};
-  try {
-    data = (JSON.parse(row.body) as { data?: Record<string, unknown> }).data ?? {};
-  } catch {
-    // keep empty data: the row's body is the authority
-  }
+function labelOf(queue: WebhookQueue, item: QueueItem): { id: string; name: string } {
+  return { id: queue.instanceId, name: item.delivery.instanceName };
+}
+
+function pickHealth(record: QueueHealth): QueueHealth {
   return {
-    id: row.eventId,
-    stream: row.stream,
-    streamPosition: row.streamPosition,
-    position: row.position as RecordedEvent['position'],
-    type: row.eventType,
-    data,
-    metadata: {},
-    createdAt: row.storedAt,
+    state: record.state,
+    since: record.since,
+    failures: record.failures,
+    lastError: record.lastError,
+    lastStatusCode: record.lastStatusCode,
+    lastAttemptAt: record.lastAttemptAt,
+    lastDeliveredAt: record.lastDeliveredAt,
   };
 }

@@ -1,269 +1,496 @@
 /**
- * The webhook sink: subscription `sink-webhook` reads the log and hands each deliverable event (one per
- * target: the instance's webhookUrl, and WEBHOOK_GLOBAL_URL when set) to the dispatcher, which sends it
- * straight from memory; the checkpoint moves once every event of the batch is delivered or parked as a row
- * (dispatcher.ts). A crash before that reads the batch again: repeats carry the same event id, and the
- * unique (event, target) index keeps a parked event to one row.
- *
- * The subscription's lease makes one process in a cluster the reader; the dispatcher works the rows only in
- * the process that holds it (it starts with the first batch or once the subscription has caught up).
+ * The webhook sink. Subscription `sink-webhook` reads the log and hands each deliverable event (one per
+ * target: the instance's webhookUrl, and WEBHOOK_GLOBAL_URL when set) to the dispatcher, whose queues keep a
+ * position in the log rather than copies of events (dispatcher.ts). The subscription's lease makes one
+ * process in a cluster the sender; it follows CLUSTER_LEASE_MS, so webhooks resume as fast as instances do
+ * after a node fails. Around it: what the API shows of each queue (state, how far behind, why), rewinds
+ * (replays.ts), and the dead letters of refused or expired events.
  */
-import { processLogOnly, type InstanceLogWriter } from '../instance-log.ts';
 import type { Logger } from 'pino';
-import { isSubscribed } from '../../domain/event-names.ts';
 import { instanceIdOfStream } from '../../domain/events.ts';
 import { ZapwireError } from '../../domain/errors.ts';
-import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../../store/port.ts';
+import type {
+  DeadLetter,
+  EventStore,
+  RecordedEvent,
+  Subscription,
+  SubscriptionOptions,
+} from '../../store/port.ts';
+import { START, type Checkpoint } from '../../store/port.ts';
+import { justBefore } from '../../store/checkpoint.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import type { ConfigTimeline } from '../config-timeline.ts';
+import type { SinkDirectory } from '../directory.ts';
 import type { SinkMetrics } from '../metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from '../payload.ts';
-import { wants } from '../routing.ts';
 import { startSinkSubscription, type RoutedEvent } from '../subscription.ts';
+import { DEFAULT_OUTAGE_POLICY, type OutagePolicy } from './attempt-policy.ts';
+import { BacklogReader } from './backlog.ts';
+import { deliveriesOf, type Delivery, type DeliveryRules } from './delivery.ts';
 import {
-  DeliveryLog,
-  viewOf,
-  type DeliveryQuery,
-  type DeliveryTarget,
-  type DeliveryView,
-  type NewDelivery,
-} from './delivery-log.ts';
-import {
-  GLOBAL_WEBHOOK_DEAD_LETTERS,
   DEFAULT_PIPELINE,
+  GLOBAL_WEBHOOK_DEAD_LETTERS,
   WEBHOOK_SUBSCRIPTION,
   WebhookDispatcher,
+  deadLetterSubscriptionOf,
+  type InstanceLogLine,
+  type QueueSnapshot,
   type SecretLookup,
-  type WebhookRetryPolicy,
 } from './dispatcher.ts';
+import { QueueStore, type DeliveryTarget, type QueueState } from './queue-store.ts';
+import { WebhookReplays, type ReplayView } from './replays.ts';
 import { WebhookSender } from './sender.ts';
 
-/** The webhook sink's settings from the environment (WEBHOOK_*), besides the retry policy. */
-export interface WebhookTuning {
+export { WEBHOOK_SUBSCRIPTION, GLOBAL_WEBHOOK_DEAD_LETTERS } from './dispatcher.ts';
+export type { ReplayView } from './replays.ts';
+
+/** The webhook sink's settings: src/config.ts `webhook` (WEBHOOK_*), passed whole; every one optional. */
+export interface WebhookSettings {
+  /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
+  readonly globalUrl?: string | undefined;
+  /** WEBHOOK_GLOBAL_SECRET: signs global webhook bodies; without it they go unsigned. */
+  readonly globalSecret?: string | undefined;
+  readonly timeoutMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly probeMaxMs?: number;
+  readonly maxAgeMs?: number;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS (default true): false keeps instance webhooks on public addresses. */
   readonly allowPrivateNetworks?: boolean;
-  /** Requests in flight across all webhook queues. Default 64. */
-  readonly concurrency?: number;
   /** WEBHOOK_BATCH_MAX: events per POST (a JSON array) when several wait in one queue. Default 1. */
   readonly batchMax?: number;
   /** WEBHOOK_PIPELINE: requests in flight per queue, started in log order. Default 8. */
   readonly pipeline?: number;
-  /** Delivered rows older than this are pruned from the log (WEBHOOK_RETENTION_DELIVERED_HOURS). Default 7 days. */
-  readonly retentionMs?: number;
-  /** Dead rows whose last attempt is older than this are pruned (WEBHOOK_RETENTION_DEAD_HOURS). Default 30 days. */
+  /** Dead letters older than this are pruned (WEBHOOK_RETENTION_DEAD_HOURS). Default 30 days. */
   readonly deadRetentionMs?: number;
-  /** WEBHOOK_MAX_PENDING: rows waiting per instance and target. Default 10 000. */
-  readonly maxPending?: number;
-  /** WEBHOOK_MAX_DEAD: dead rows kept per instance. Default 1 000. */
+  /** WEBHOOK_MAX_DEAD: dead letters kept per instance. Default 1 000. */
   readonly maxDead?: number;
-  /** WEBHOOK_MEMORY_MAX_MB, in bytes: delivery bodies held in memory. Default 64 MiB. */
-  readonly memoryMaxBytes?: number;
-  /** WEBHOOK_REDELIVER_PER_MINUTE: redeliveries an instance may ask for per minute. Default 30. */
+  /** WEBHOOK_REDELIVER_PER_MINUTE: redeliveries and replays an instance may ask for per minute. Default 30. */
   readonly redeliverPerMinute?: number;
-  /** How long a batch of the log waits for its deliveries before parking the rest as rows. Default 250 ms. */
-  readonly directWaitMs?: number;
   /** WEBHOOK_CA_FILE's certificates (PEM), trusted beside the system's roots. */
-  readonly extraCaCertificates?: readonly string[];
+  readonly extraCaCertificates?: readonly string[] | undefined;
+  /** Requests in flight across all webhook queues. Default 64. */
+  readonly concurrency?: number;
+  /** How long the reader waits for a batch's deliveries before the slow queues read on their own. Default 250 ms. */
+  readonly directWaitMs?: number;
 }
 
-export interface WebhookSinkOptions extends WebhookTuning {
+export interface WebhookSinkOptions {
   readonly store: EventStore;
   readonly db: SqlDatabase;
   readonly timeline: ConfigTimeline;
+  readonly directory?: SinkDirectory;
   readonly metrics: SinkMetrics;
   readonly logger: Logger;
-  readonly policy: WebhookRetryPolicy;
+  readonly settings: WebhookSettings;
   readonly secretOf: SecretLookup;
   /** Builds the request body (the profile's shape). Default zapwire's envelope. */
   readonly payload?: PayloadRenderer;
-  /** Where cap lines go in the instance's own log. Default: the process log only. */
-  readonly instanceLog?: InstanceLogWriter;
-  /** WEBHOOK_GLOBAL_URL: receives every instance's subscribed events, besides the instance's own webhook. */
-  readonly globalUrl?: string;
+  /** Lines in the instance's own log (a receiver down, dead letters capped). Default: the process log only. */
+  readonly instanceLog?: InstanceLogLine;
   readonly subscription?: Partial<SubscriptionOptions>;
+  /** The clock (tests move it past WEBHOOK_MAX_AGE_HOURS). */
+  readonly now?: () => number;
+}
+
+/** The outage policy of the settings (defaults where unset). */
+export function outagePolicyOf(settings: WebhookSettings): OutagePolicy {
+  return {
+    timeoutMs: settings.timeoutMs ?? DEFAULT_OUTAGE_POLICY.timeoutMs,
+    probeBaseMs: settings.backoffBaseMs ?? DEFAULT_OUTAGE_POLICY.probeBaseMs,
+    probeMaxMs: settings.probeMaxMs ?? DEFAULT_OUTAGE_POLICY.probeMaxMs,
+    maxAgeMs: settings.maxAgeMs ?? DEFAULT_OUTAGE_POLICY.maxAgeMs,
+  };
+}
+
+/** What the API shows of one queue (GET /instance/:id/webhook). */
+export interface WebhookQueueView {
+  readonly target: DeliveryTarget;
+  /** Where the next attempt goes (the global URL is shown to the admin only). */
+  readonly url: string | null;
+  readonly state: QueueState;
+  /** Paused: since when the receiver is down; refusing: since when events are refused. */
+  readonly since: Date | null;
+  /** In words: why the queue is not delivering, or null. */
+  readonly reason: string | null;
+  /** `live`: fed by the log's reader; `catching-up`: reading its backlog from the log. */
+  readonly mode: 'live' | 'catching-up';
+  /** Events not delivered yet; with `behindExact` false, at least this many. */
+  readonly behind: number;
+  readonly behindExact: boolean;
+  readonly oldestUndeliveredAt: Date | null;
+  readonly lastError: string | null;
+  readonly lastStatusCode: number | null;
+  readonly lastAttemptAt: Date | null;
+  readonly lastDeliveredAt: Date | null;
+  readonly nextProbeAt: Date | null;
+  /** Every event of the queue at or before this log position is delivered or dead-lettered. */
+  readonly position: string;
+}
+
+export interface WebhookStatus {
+  readonly queues: readonly WebhookQueueView[];
+  /** Dead letters kept for the instance (refused or expired events). */
+  readonly deadLetters: number;
+  readonly replays: readonly ReplayView[];
+}
+
+export interface ReplayBounds {
+  /** A log position (exclusive) or an ISO time (events stored at or after it). */
+  readonly from: string;
+  /** A log position or an ISO time (inclusive); default: the newest event now. */
+  readonly to?: string;
 }
 
 export interface WebhookApi {
-  /** The delivery log of an instance, newest first. */
-  deliveries(instanceId: string, query?: DeliveryQuery): Promise<DeliveryView[]>;
-  /** One delivery of the instance; undefined when it does not exist or belongs to another instance. */
-  delivery(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined>;
+  status(instanceId: string): Promise<WebhookStatus>;
+  /** The instance's dead letters (both targets), newest first. */
+  deadLetters(instanceId: string, query?: { before?: string; limit?: number }): Promise<DeadLetter[]>;
+  /** One of the instance's webhook dead letters; undefined when it is not one. */
+  deadLetter(instanceId: string, id: string): Promise<DeadLetter | undefined>;
   /**
-   * Queues a delivery again, behind what is pending now, to the instance's current webhook URL (the
-   * original URL when the webhook is now unset). Removes the matching dead letter. A delivery that is still
-   * pending, or already has a pending copy, is answered with that one instead of a new copy. undefined when
-   * the delivery does not belong to the instance; a ZW_ERR_RATE_LIMITED error beyond
-   * `redeliverPerMinute` copies per instance and minute.
+   * Sends a dead-lettered event again, to the instance's current webhook URL, and removes the dead letter
+   * (a refusal records it again). undefined when the dead letter is not this instance's webhook's.
    */
-  redeliver(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined>;
+  redeliver(instanceId: string, deadLetterId: string, requestedBy: string): Promise<ReplayView | undefined>;
+  /** Sends a range of the instance's events again (rate-limited per instance). */
+  replay(instanceId: string, bounds: ReplayBounds, requestedBy: string): Promise<ReplayView>;
+  replays(instanceId: string): Promise<ReplayView[]>;
+  cancelReplay(instanceId: string, replayId: string): Promise<ReplayView | undefined>;
 }
 
 export class WebhookSink implements WebhookApi {
-  readonly log: DeliveryLog;
   readonly dispatcher: WebhookDispatcher;
+  readonly replayer: WebhookReplays;
   private readonly sender: WebhookSender;
+  private readonly queueStore: QueueStore;
+  private readonly readerRules: DeliveryRules;
   private subscription: Subscription | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
-  /** Redeliveries per instance in the current minute. */
-  private readonly redeliveries = new Map<string, { windowStart: number; count: number }>();
+  private stopping = false;
+  /** Redeliveries and replays per instance in the current minute. */
+  private readonly requests = new Map<string, { windowStart: number; count: number }>();
+  /** Instances that got dead letters since the last cap check. */
+  private readonly deadSince = new Set<string>();
 
   constructor(private readonly options: WebhookSinkOptions) {
-    this.log = new DeliveryLog(options.db);
+    const settings = options.settings;
+    const policy = outagePolicyOf(settings);
     this.sender = new WebhookSender({
-      allowPrivateNetworks: options.allowPrivateNetworks ?? true,
-      pipelining: options.pipeline ?? DEFAULT_PIPELINE,
-      trustedUrls: options.globalUrl ? [options.globalUrl] : [],
-      ...(options.extraCaCertificates ? { extraCaCertificates: options.extraCaCertificates } : {}),
+      allowPrivateNetworks: settings.allowPrivateNetworks ?? true,
+      pipelining: settings.pipeline ?? DEFAULT_PIPELINE,
+      ...(settings.extraCaCertificates ? { extraCaCertificates: settings.extraCaCertificates } : {}),
     });
+    this.queueStore = new QueueStore(options.db);
+    const payload = options.payload ?? DEFAULT_PAYLOAD;
+    this.readerRules = { payload, globalUrl: settings.globalUrl };
+    // A queue reading its backlog sends to the URL in force now (delivery.ts, DeliveryRules.currentUrl).
+    const backlogRules: DeliveryRules = {
+      payload,
+      globalUrl: settings.globalUrl,
+      currentUrl: (instanceId) => options.timeline.peek(instanceId)?.sinks.webhookUrl,
+    };
+    const store = this.deadLetterCounting(options.store);
     this.dispatcher = new WebhookDispatcher({
-      log: this.log,
+      store,
+      queues: this.queueStore,
+      backlog: new BacklogReader(options.store, backlogRules, options.directory, options.logger),
       sender: this.sender,
-      store: options.store,
       metrics: options.metrics,
       logger: options.logger,
-      policy: options.policy,
+      policy,
       secretOf: options.secretOf,
-      ...(options.concurrency ? { concurrency: options.concurrency } : {}),
-      ...(options.batchMax ? { batchMax: options.batchMax } : {}),
-      ...(options.pipeline ? { pipeline: options.pipeline } : {}),
-      ...(options.directWaitMs !== undefined ? { directWaitMs: options.directWaitMs } : {}),
-      ...(options.maxPending ? { maxPendingPerQueue: options.maxPending } : {}),
-      ...(options.maxDead ? { maxDeadPerInstance: options.maxDead } : {}),
-      ...(options.memoryMaxBytes ? { memoryMaxBytes: options.memoryMaxBytes } : {}),
-      instanceLog: (instanceId, message, context) => this.instanceLog(instanceId, message, context),
+      settings,
+      ...(options.instanceLog ? { instanceLog: options.instanceLog } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    this.replayer = new WebhookReplays({
+      db: options.db,
+      store,
+      rules: backlogRules,
+      directory: options.directory,
+      sender: this.sender,
+      secretOf: options.secretOf,
+      policy,
+      logger: options.logger,
+      ...(options.now ? { now: options.now } : {}),
     });
   }
 
-  /** An error line in the instance's own log (GET /instance/logs/:id). */
-  private instanceLog(instanceId: string, message: string, context: Record<string, unknown>): void {
-    const write = this.options.instanceLog ?? processLogOnly(this.options.logger);
-    write(instanceId, 'error', message, context).catch(() => undefined);
+  /** The store, with a note of which instances get dead letters (for WEBHOOK_MAX_DEAD). */
+  private deadLetterCounting(store: EventStore): EventStore {
+    const deadSince = this.deadSince;
+    return Object.assign(Object.create(store) as EventStore, {
+      addDeadLetter: (...args: Parameters<EventStore['addDeadLetter']>) => {
+        const instanceId = args[4]?.instanceId;
+        if (instanceId) deadSince.add(instanceId);
+        return store.addDeadLetter(...args);
+      },
+    });
   }
 
-  async start(): Promise<Subscription> {
+  /**
+   * Per instance and target, at every scrape: events behind, age of the oldest undelivered event, and
+   * whether the receiver is down (1) — from the queues this process works.
+   */
+  registerMetrics(metrics: SinkMetrics): void {
+    const samples = (pick: (state: QueueSnapshot, now: number) => number) => () => {
+      const now = Date.now();
+      const out: Array<{ labels: Record<string, string>; value: number }> = [];
+      for (const { instanceId, target } of this.dispatcher.queueKeys()) {
+        const state = this.dispatcher.queueState(instanceId, target);
+        if (!state) continue;
+        const name = this.options.timeline.peek(instanceId)?.name ?? instanceId;
+        out.push({ labels: { instance_id: instanceId, instance: name, target }, value: pick(state, now) });
+      }
+      return out;
+    };
+    const labelNames = ['instance_id', 'instance', 'target'];
+    metrics.registerGauge({
+      name: 'zapwire_webhook_queue_behind_events',
+      help: 'Webhook events not delivered yet, per instance and target (a lower bound while a queue counts its backlog)',
+      labelNames,
+      collect: samples((state) => state.behind),
+    });
+    metrics.registerGauge({
+      name: 'zapwire_webhook_queue_oldest_undelivered_seconds',
+      help: 'Age of the oldest webhook event not delivered yet, per instance and target (0 when none waits)',
+      labelNames,
+      collect: samples((state, now) =>
+        state.oldestUndelivered ? Math.max(0, (now - state.oldestUndelivered.getTime()) / 1000) : 0,
+      ),
+    });
+    metrics.registerGauge({
+      name: 'zapwire_webhook_queue_paused',
+      help: '1 while the webhook receiver is down (the queue pauses and probes it), per instance and target',
+      labelNames,
+      collect: samples((state) => (state.health.state === 'paused' ? 1 : 0)),
+    });
+  }
+
+  start(): Subscription {
     this.subscription = startSinkSubscription({
       store: this.options.store,
       name: WEBHOOK_SUBSCRIPTION,
       timeline: this.options.timeline,
       logger: this.options.logger,
-      ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
+      subscription: {
+        ...this.options.subscription,
+        // The queues are worked by the process holding the lease, and only while it does.
+        onActive: (active) => this.activate(active),
+      },
       handle: (routed, batch) => this.enqueue(routed, batch),
     });
-    // Caught up means the lease is ours: work the rows (a batch before that starts the dispatcher too).
-    void this.subscription.caughtUp.then(() => this.dispatcher.start());
     this.pruneTimer = setInterval(() => {
       this.prune().catch((error: unknown) => {
-        this.options.logger.warn({ err: error }, 'webhook: pruning the delivery log failed');
+        this.options.logger.warn({ err: error }, 'webhook: pruning the dead letters failed');
       });
-    }, 10 * 60_000);
+    }, 60_000);
     this.pruneTimer.unref();
     return this.subscription;
   }
 
-  /** Retention: removes delivered and dead rows older than their retention. Returns the rows removed. */
-  prune(now = new Date()): Promise<number> {
-    const delivered = this.options.retentionMs ?? 7 * 24 * 3600_000;
-    const dead = this.options.deadRetentionMs ?? 30 * 24 * 3600_000;
-    return this.log.prune(new Date(now.getTime() - delivered), new Date(now.getTime() - dead));
+  private activate(active: boolean): void {
+    if (this.stopping) return;
+    if (active) {
+      void this.dispatcher.start();
+      void this.replayer
+        .start()
+        .catch((error: unknown) =>
+          this.options.logger.error({ err: error }, 'webhook: cannot resume the replays'),
+        );
+    } else {
+      // The lease is another process's now: cut what is in flight, write nothing more.
+      void this.dispatcher.stop(false);
+      void this.replayer.stop();
+    }
+  }
+
+  /** Retention and WEBHOOK_MAX_DEAD. Returns the dead letters removed. */
+  async prune(now = new Date()): Promise<number> {
+    const retention = this.options.settings.deadRetentionMs ?? 30 * 24 * 3600_000;
+    const subscriptions = [WEBHOOK_SUBSCRIPTION, GLOBAL_WEBHOOK_DEAD_LETTERS];
+    let removed = await this.options.store.pruneDeadLetters(
+      subscriptions,
+      new Date(now.getTime() - retention),
+    );
+    const max = this.options.settings.maxDead ?? 1_000;
+    for (const instanceId of [...this.deadSince]) {
+      this.deadSince.delete(instanceId);
+      const capped = await this.options.store.capDeadLetters(subscriptions, instanceId, max);
+      removed += capped;
+      if (capped > 0) {
+        this.options.instanceLog?.(
+          instanceId,
+          'error',
+          `webhook: more than ${max} dead letters; the oldest ${capped} were removed (WEBHOOK_MAX_DEAD)`,
+          { sink: 'webhook', removed: capped },
+        );
+      }
+    }
+    return removed;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearInterval(this.pruneTimer);
     await this.subscription?.stop();
-    await this.dispatcher.stop();
+    await this.dispatcher.stop(true);
+    await this.replayer.stop();
     this.sender.close();
   }
 
   private async enqueue(routed: readonly RoutedEvent[], batch: readonly RecordedEvent[]): Promise<void> {
-    // Only the lease holder runs this handler: it works the queues from now on.
-    this.dispatcher.start();
     const deleted = new Set(
       batch
         .filter((e) => e.type === 'InstanceDeleted')
         .map((e) => instanceIdOfStream(e.stream))
         .filter((id): id is string => id !== undefined),
     );
-    const deliveries: NewDelivery[] = [];
-    const globalUrl = this.options.globalUrl;
+    const deliveries: Delivery[] = [];
     for (const { event, name, instance } of routed) {
       if (deleted.has(instance.id)) continue;
-      const targets: Array<[DeliveryTarget, string]> = [];
-      if (wants(instance.sinks, 'webhook', name) && instance.sinks.webhookUrl) {
-        targets.push(['instance', instance.sinks.webhookUrl]);
-      }
-      if (globalUrl && isSubscribed(instance.sinks.events, name)) targets.push(['global', globalUrl]);
-      if (targets.length === 0) continue;
-      const body = await (this.options.payload ?? DEFAULT_PAYLOAD).render(event, instance, name);
-      if (body === undefined) continue;
-      for (const [target, url] of targets) {
-        deliveries.push({
-          instanceId: instance.id,
-          target,
-          url,
-          eventId: event.id,
-          eventName: name,
-          stream: event.stream,
-          streamPosition: event.streamPosition,
-          position: event.position,
-          eventType: event.type,
-          storedAt: event.createdAt,
-          body,
-        });
-      }
+      // A queue reading its own backlog will read this event itself: no body to render for it here.
+      const takes = (target: DeliveryTarget): boolean => this.dispatcher.takes(instance.id, target);
+      deliveries.push(...(await deliveriesOf(this.readerRules, event, name, instance, takes)));
     }
-    for (const instanceId of deleted) {
-      this.dispatcher.forget(instanceId);
-      await this.log.purgeInstance(instanceId);
-      void this.options.metrics.forgetInstance(instanceId);
-    }
+    for (const instanceId of deleted) await this.forgetInstance(instanceId);
     await this.dispatcher.accept(deliveries);
   }
 
-  async deliveries(instanceId: string, query: DeliveryQuery = {}): Promise<DeliveryView[]> {
-    return (await this.log.list(instanceId, query)).map(viewOf);
-  }
-
-  async delivery(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined> {
-    const row = await this.log.get(instanceId, deliveryId);
-    return row ? viewOf(row) : undefined;
-  }
-
-  async redeliver(instanceId: string, deliveryId: string): Promise<DeliveryView | undefined> {
-    const original = await this.log.get(instanceId, deliveryId);
-    if (!original) return undefined;
-    // One copy at a time: asking again while one waits answers with it (no unbounded copies).
-    if (original.status === 'pending') return viewOf(original);
-    const waiting = await this.log.pendingCopyOf(instanceId, original.id);
-    if (waiting) return viewOf(waiting);
-    this.takeRedelivery(instanceId);
-    const current =
-      original.target === 'global'
-        ? this.options.globalUrl
-        : (this.options.timeline.peek(instanceId)?.sinks.webhookUrl ?? undefined);
-    const copy = await this.log.requeue(original, current || original.url);
-    if (original.status === 'dead') {
-      const subscription = original.target === 'global' ? GLOBAL_WEBHOOK_DEAD_LETTERS : WEBHOOK_SUBSCRIPTION;
-      await this.options.store.removeDeadLetter(subscription, original.eventId);
+  async status(instanceId: string): Promise<WebhookStatus> {
+    const stored = new Map((await this.queueStore.ofInstance(instanceId)).map((r) => [r.target, r]));
+    const settings = this.options.timeline.peek(instanceId)?.sinks;
+    const targets: DeliveryTarget[] = [];
+    if (settings?.webhookUrl || stored.has('instance')) targets.push('instance');
+    if (this.options.settings.globalUrl || stored.has('global')) targets.push('global');
+    const queues: WebhookQueueView[] = [];
+    for (const target of targets) {
+      await this.dispatcher.countBacklog(instanceId, target).catch(() => undefined);
+      const live = this.dispatcher.queueState(instanceId, target);
+      const record = stored.get(target);
+      const health = live?.health ?? record;
+      const state: QueueState = health?.state ?? 'delivering';
+      const since = health?.since ?? null;
+      const url =
+        live?.url ??
+        (target === 'global' ? (this.options.settings.globalUrl ?? null) : (settings?.webhookUrl ?? null));
+      queues.push({
+        target,
+        url,
+        state,
+        since,
+        reason: reasonOf(state, since, health?.lastError, live),
+        mode:
+          (live?.mode ?? (record && !record.attached ? 'detached' : 'attached')) === 'attached'
+            ? 'live'
+            : 'catching-up',
+        behind: live?.behind ?? 0,
+        behindExact: live?.behindExact ?? record === undefined,
+        oldestUndeliveredAt: live?.oldestUndelivered ?? null,
+        lastError: health?.lastError ?? null,
+        lastStatusCode: health?.lastStatusCode ?? null,
+        lastAttemptAt: health?.lastAttemptAt ?? null,
+        lastDeliveredAt: health?.lastDeliveredAt ?? null,
+        nextProbeAt: live?.nextProbeAt ?? null,
+        position: live?.settled ?? record?.cursor ?? '',
+      });
     }
-    this.dispatcher.handoff([copy]);
-    return viewOf(copy);
+    const deadLetters = await this.options.store.findDeadLetters({
+      subscriptions: [WEBHOOK_SUBSCRIPTION, GLOBAL_WEBHOOK_DEAD_LETTERS],
+      instanceId,
+      limit: 1_000,
+    });
+    return { queues, deadLetters: deadLetters.length, replays: await this.replayer.list(instanceId, 5) };
   }
 
-  /** Counts a redelivery against the instance's allowance for this minute; throws when it is used up. */
-  private takeRedelivery(instanceId: string): void {
-    const perMinute = this.options.redeliverPerMinute ?? 30;
+  deadLetters(instanceId: string, query: { before?: string; limit?: number } = {}): Promise<DeadLetter[]> {
+    return this.options.store.findDeadLetters({
+      subscriptions: [WEBHOOK_SUBSCRIPTION, GLOBAL_WEBHOOK_DEAD_LETTERS],
+      instanceId,
+      ...query,
+    });
+  }
+
+  async deadLetter(instanceId: string, id: string): Promise<DeadLetter | undefined> {
+    const dead = await this.options.store.deadLetter(id);
+    const ours = [WEBHOOK_SUBSCRIPTION, GLOBAL_WEBHOOK_DEAD_LETTERS].includes(dead?.subscription ?? '');
+    return dead && ours && dead.instanceId === instanceId ? dead : undefined;
+  }
+
+  async redeliver(
+    instanceId: string,
+    deadLetterId: string,
+    requestedBy: string,
+  ): Promise<ReplayView | undefined> {
+    const dead = await this.deadLetter(instanceId, deadLetterId);
+    if (!dead || dead.subscription !== deadLetterSubscriptionOf('instance')) return undefined;
+    this.takeRequest(instanceId);
+    const replay = await this.replayer.request(instanceId, {
+      after: justBefore(dead.position),
+      through: dead.position,
+      eventId: dead.eventId,
+      requestedBy,
+    });
+    await this.options.store.removeDeadLetter(dead.subscription, dead.eventId);
+    return replay;
+  }
+
+  async replay(instanceId: string, bounds: ReplayBounds, requestedBy: string): Promise<ReplayView> {
+    const from = await this.boundOf('from', bounds.from);
+    const to = bounds.to === undefined ? undefined : await this.boundOf('to', bounds.to);
+    const head = await this.options.store.headPosition();
+    this.takeRequest(instanceId);
+    return this.replayer.request(instanceId, {
+      after: from.position ?? START,
+      ...(from.time ? { fromTime: from.time } : {}),
+      through: to?.position ?? head,
+      ...(to?.time ? { toTime: to.time } : {}),
+      requestedBy,
+    });
+  }
+
+  /** A replay bound: a log position this store can read after, an ISO 8601 time, or (from) "start". */
+  private async boundOf(name: 'from' | 'to', value: string): Promise<{ position?: Checkpoint; time?: Date }> {
+    if (value === 'start' && name === 'from') return { position: START };
+    if (/^\d{4}-\d{2}-\d{2}T/.test(value)) {
+      const time = new Date(value);
+      if (!Number.isNaN(time.getTime())) return { time };
+    } else if (/^[\d:]{1,64}$/.test(value)) {
+      const readable = await this.options.store.readAll({ after: value as Checkpoint, limit: 1 }).then(
+        () => true,
+        () => false,
+      );
+      if (readable) return { position: value as Checkpoint };
+    }
+    throw new ZapwireError(
+      'ZW_ERR_VALIDATION',
+      `${name} must be a log position (an envelope's "position", e.g. 00000000000000000742:00000000000000001931), an ISO 8601 time (2026-12-01T12:00:00Z)${name === 'from' ? ' or "start"' : ''}`,
+    );
+  }
+
+  replays(instanceId: string): Promise<ReplayView[]> {
+    return this.replayer.list(instanceId);
+  }
+
+  cancelReplay(instanceId: string, replayId: string): Promise<ReplayView | undefined> {
+    return this.replayer.cancel(instanceId, replayId);
+  }
+
+  /** Counts a redelivery or replay against the instance's allowance for this minute; throws when it is used up. */
+  private takeRequest(instanceId: string): void {
+    const perMinute = this.options.settings.redeliverPerMinute ?? 30;
     const now = Date.now();
-    let window = this.redeliveries.get(instanceId);
+    let window = this.requests.get(instanceId);
     if (!window || now - window.windowStart >= 60_000) {
       window = { windowStart: now, count: 0 };
-      this.redeliveries.set(instanceId, window);
-      if (this.redeliveries.size > 10_000) this.redeliveries.delete(this.redeliveries.keys().next().value!);
+      this.requests.set(instanceId, window);
+      if (this.requests.size > 10_000) this.requests.delete(this.requests.keys().next().value!);
     }
     if (window.count >= perMinute) {
       const retryAfter = Math.max(1, Math.ceil((window.windowStart + 60_000 - now) / 1000));
       throw new ZapwireError(
         'ZW_ERR_RATE_LIMITED',
-        `at most ${perMinute} redeliveries per minute for an instance (WEBHOOK_REDELIVER_PER_MINUTE): try again in ${retryAfter} s`,
+        `at most ${perMinute} redeliveries and replays per minute for an instance (WEBHOOK_REDELIVER_PER_MINUTE): try again in ${retryAfter} s`,
         undefined,
         retryAfter,
       );
@@ -271,9 +498,26 @@ export class WebhookSink implements WebhookApi {
     window.count += 1;
   }
 
-  /** Removes a deleted instance's deliveries (the runtime calls it when it deletes the instance). */
+  /** Removes a deleted instance's queues and replays (the runtime calls it when it deletes the instance). */
   async forgetInstance(instanceId: string): Promise<void> {
-    this.dispatcher.forget(instanceId);
-    await this.log.purgeInstance(instanceId);
+    await this.dispatcher.forget(instanceId);
+    await this.replayer.forget(instanceId);
+    void this.options.metrics.forgetInstance(instanceId);
   }
+}
+
+function reasonOf(
+  state: QueueState,
+  since: Date | null,
+  lastError: string | undefined,
+  live: QueueSnapshot | undefined,
+): string | null {
+  if (state === 'paused') {
+    const behind = live ? `; ${live.behind}${live.behindExact ? '' : '+'} events waiting` : '';
+    return `receiver down since ${since?.toISOString() ?? 'unknown'}: ${lastError ?? 'no answer'}${behind}`;
+  }
+  if (state === 'refusing') return `the receiver refuses events: ${lastError ?? 'refused'}`;
+  if (live && live.mode !== 'attached' && live.behind > 0)
+    return `catching up: ${live.behind}${live.behindExact ? '' : '+'} events behind`;
+  return null;
 }

@@ -22,6 +22,11 @@ export interface SendRequest {
   readonly timeoutMs: number;
   /** Aborts the request (shutdown): the result is `aborted`, and the attempt does not count. */
   readonly signal?: AbortSignal;
+  /**
+   * The operator's own receiver (WEBHOOK_GLOBAL_URL): reached wherever it points. Never set for a tenant's
+   * URL, whatever it says: a tenant whose webhook names the same URL must not reach a private address by it.
+   */
+  readonly trusted?: boolean;
   /** Requests with the same key go over one connection, in the order `send` is called. */
   readonly orderKey?: string;
   /** Runs once the request has its place on its connection (the next one of the same key may follow). */
@@ -62,8 +67,6 @@ const WEDGED_GRACE_MS = 2_000;
 export interface SenderPolicy {
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: when false, only public addresses are reached. Default true. */
   readonly allowPrivateNetworks?: boolean;
-  /** URLs the operator configured (WEBHOOK_GLOBAL_URL): reached wherever they point. */
-  readonly trustedUrls?: readonly string[];
   /** Unanswered requests on one ordered connection (WEBHOOK_PIPELINE). Default 1. */
   readonly pipelining?: number;
   /** Ordered connections to one origin (as many instances as there are, up to this). Default 256. */
@@ -129,7 +132,6 @@ export class WebhookSender {
   /** Which connection each key (with its pool) sends over. */
   private readonly ordered = new Map<string, OrderedConnection>();
   private readonly pools = new Map<string, OrderedConnection[]>();
-  private readonly trusted: ReadonlySet<string>;
   private readonly sweep: NodeJS.Timeout;
 
   constructor(private readonly policy: SenderPolicy = {}) {
@@ -140,7 +142,6 @@ export class WebhookSender {
     this.guarded = connector({ lookup: publicOnlyLookup, ...(this.ca ? { ca: this.ca } : {}) });
     this.shared = new Agent({ connections: 256, connect: this.open });
     this.guardedShared = new Agent({ connections: 256, connect: this.guarded });
-    this.trusted = new Set(policy.trustedUrls ?? []);
     this.sweep = setInterval(() => this.closeIdle(), ORDERED_IDLE_MS / 2);
     this.sweep.unref();
   }
@@ -157,7 +158,7 @@ export class WebhookSender {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       return { ok: false, statusCode: null, error: `unsupported protocol ${url.protocol}`, durationMs: 0 };
     }
-    const guarded = this.policy.allowPrivateNetworks === false && !this.trusted.has(request.url);
+    const guarded = this.policy.allowPrivateNetworks === false && request.trusted !== true;
     const literal = url.hostname.replace(/^\[|\]$/g, '');
     if (guarded && isIP(literal) && isPrivateAddress(literal)) {
       return {
@@ -361,11 +362,4 @@ function describe(error: unknown): string {
     return `${error.message}: ${cause.message}`;
   }
   return error.message;
-}
-
-/** 4xx answers are final except 408 (timeout) and 429 (rate limited); everything else is retried. */
-export function isRetryable(statusCode: number | null): boolean {
-  if (statusCode === null) return true;
-  if (statusCode === 408 || statusCode === 429) return true;
-  return !(statusCode >= 400 && statusCode < 500);
 }

@@ -14,6 +14,8 @@ import {
   type Checkpoint,
   type Consumers,
   type DeadLetter,
+  type DeadLetterNote,
+  type DeadLetterQuery,
   type EventLog,
   type RecordedEvent,
   type Subscription,
@@ -46,6 +48,8 @@ class RunningSubscription implements Subscription {
   private resolveCaughtUp!: () => void;
   private stopped = false;
   private leaseLost = false;
+  /** As last told to onActive. */
+  private running = false;
   /** The follower's position is the checkpoint processed so far (also while the lease is elsewhere). */
   private readonly follower: LogFollower;
   private readonly owner: string;
@@ -100,6 +104,17 @@ class RunningSubscription implements Subscription {
     this.follower.settleWaiters();
   }
 
+  /** Tells onActive when this process starts or stops running the subscription (changes only). */
+  private active(active: boolean): void {
+    if (this.running === active) return;
+    this.running = active;
+    try {
+      this.options.onActive?.(active);
+    } catch (error) {
+      this.report(error);
+    }
+  }
+
   private report(error: unknown): void {
     try {
       this.options.onError?.(error);
@@ -119,19 +134,24 @@ class RunningSubscription implements Subscription {
           }
           const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
           if (claimed === undefined) {
+            this.active(false);
             // Someone else runs it: wait for their lease to end (a local stop() rings us at once).
             await this.follower.sleep(Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2));
             continue;
           }
           this.follower.moveTo(claimed);
           this.leaseLost = false;
+          this.active(true);
           await this.consumeWhileLeased();
+          // A failed read or write is retried under the same lease; only a lost lease ends this run.
+          if (this.leaseLost) this.active(false);
         } catch (error) {
           this.report(error);
           if (!this.stopped) await this.follower.sleep(this.options.retryDelayMs);
         }
       }
     } finally {
+      this.active(false);
       await tables.release(this.name, this.owner).catch(() => undefined);
       this.hub.released(this);
     }
@@ -275,12 +295,34 @@ export class SubscriptionHub implements Consumers {
     return this.tables.reset(subscription, to);
   }
 
-  addDeadLetter(subscription: string, event: RecordedEvent, error: string, attempts: number): Promise<void> {
-    return this.tables.addDeadLetter(subscription, event, error, attempts);
+  addDeadLetter(
+    subscription: string,
+    event: RecordedEvent,
+    error: string,
+    attempts: number,
+    note?: DeadLetterNote,
+  ): Promise<void> {
+    return this.tables.addDeadLetter(subscription, event, error, attempts, note);
   }
 
   listDeadLetters(subscription: string): Promise<DeadLetter[]> {
     return this.tables.listDeadLetters(subscription);
+  }
+
+  findDeadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
+    return this.tables.findDeadLetters(query);
+  }
+
+  deadLetter(id: string): Promise<DeadLetter | undefined> {
+    return this.tables.deadLetter(id);
+  }
+
+  capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number> {
+    return this.tables.capDeadLetters(subscriptions, instanceId, max);
+  }
+
+  pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number> {
+    return this.tables.pruneDeadLetters(subscriptions, failedBefore);
   }
 
   removeDeadLetter(subscription: string, eventId: string): Promise<void> {

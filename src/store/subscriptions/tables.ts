@@ -4,7 +4,14 @@
  * the SQL event store keeps these tables beside its events, the KurrentDB adapter keeps them in the
  * read-model database.
  */
-import { START, type Checkpoint, type DeadLetter, type RecordedEvent } from '../port.ts';
+import {
+  START,
+  type Checkpoint,
+  type DeadLetter,
+  type DeadLetterNote,
+  type DeadLetterQuery,
+  type RecordedEvent,
+} from '../port.ts';
 import type { SqlExecutor } from '../sql.ts';
 import { RELAXED_COMMIT } from '../relaxed-commit.ts';
 
@@ -119,34 +126,87 @@ export class SubscriptionTables {
     event: RecordedEvent,
     error: string,
     attempts: number,
+    note: DeadLetterNote = {},
   ): Promise<void> {
     await this.db.query(
-      `INSERT INTO es_dead_letters (subscription_id, event_id, stream_id, position, event_type, error, attempts)
-       VALUES ($1, $2::uuid, $3, $4, $5, $6, $7::int)
+      `INSERT INTO es_dead_letters
+         (subscription_id, event_id, stream_id, position, event_type, error, attempts, instance_id, detail)
+       VALUES ($1, $2::uuid, $3, $4, $5, $6, $7::int, $8, $9::jsonb)
        ON CONFLICT (subscription_id, event_id)
-       DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()`,
-      [subscription, event.id, event.stream, event.position, event.type, error.slice(0, 4000), attempts],
+       DO UPDATE SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now(),
+                     instance_id = EXCLUDED.instance_id, detail = EXCLUDED.detail`,
+      [
+        subscription,
+        event.id,
+        event.stream,
+        event.position,
+        event.type,
+        error.slice(0, 4000),
+        attempts,
+        note.instanceId ?? null,
+        JSON.stringify(note.detail ?? {}),
+      ],
     );
   }
 
   async listDeadLetters(subscription: string): Promise<DeadLetter[]> {
-    const { rows } = await this.db.query<{
-      event_id: string;
-      error: string;
-      attempts: number;
-      failed_at: Date;
-    }>(
-      `SELECT event_id::text AS event_id, error, attempts, failed_at FROM es_dead_letters
-        WHERE subscription_id = $1 ORDER BY position, event_id`,
+    const { rows } = await this.db.query<DeadLetterRow>(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM es_dead_letters WHERE subscription_id = $1 ORDER BY position, event_id`,
       [subscription],
     );
-    return rows.map((row) => ({
-      subscription,
-      eventId: row.event_id,
-      error: row.error,
-      attempts: Number(row.attempts),
-      failedAt: new Date(row.failed_at),
-    }));
+    return rows.map(deadLetterOf);
+  }
+
+  async findDeadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.subscriptions) {
+      params.push([...query.subscriptions]);
+      where.push(`subscription_id = ANY($${params.length}::text[])`);
+    }
+    if (query.instanceId !== undefined) {
+      params.push(query.instanceId);
+      where.push(`instance_id = $${params.length}`);
+    }
+    if (query.before !== undefined) {
+      params.push(query.before);
+      where.push(`id < $${params.length}::bigint`);
+    }
+    params.push(Math.min(Math.max(query.limit ?? 50, 1), 1_000));
+    const { rows } = await this.db.query<DeadLetterRow>(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM es_dead_letters
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(deadLetterOf);
+  }
+
+  async deadLetter(id: string): Promise<DeadLetter | undefined> {
+    if (!/^\d{1,18}$/.test(id)) return undefined;
+    const { rows } = await this.db.query<DeadLetterRow>(
+      `SELECT ${DEAD_LETTER_COLUMNS} FROM es_dead_letters WHERE id = $1::bigint`,
+      [id],
+    );
+    return rows[0] ? deadLetterOf(rows[0]) : undefined;
+  }
+
+  async capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `DELETE FROM es_dead_letters WHERE id IN (
+         SELECT id FROM es_dead_letters WHERE instance_id = $1 AND subscription_id = ANY($2::text[])
+          ORDER BY id DESC OFFSET $3)`,
+      [instanceId, [...subscriptions], max],
+    );
+    return rowCount ?? 0;
+  }
+
+  async pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number> {
+    const { rowCount } = await this.db.query(
+      'DELETE FROM es_dead_letters WHERE subscription_id = ANY($1::text[]) AND failed_at < $2',
+      [[...subscriptions], failedBefore],
+    );
+    return rowCount ?? 0;
   }
 
   async removeDeadLetter(subscription: string, eventId: string): Promise<void> {
@@ -160,4 +220,39 @@ export class SubscriptionTables {
   async removeDeadLettersOfStream(stream: string): Promise<void> {
     await this.db.query('DELETE FROM es_dead_letters WHERE stream_id = $1', [stream]);
   }
+}
+
+const DEAD_LETTER_COLUMNS = `id::text AS id, subscription_id, event_id::text AS event_id, stream_id, position,
+  event_type, instance_id, detail, error, attempts, failed_at`;
+
+interface DeadLetterRow {
+  id: string;
+  subscription_id: string;
+  event_id: string;
+  stream_id: string;
+  position: string;
+  event_type: string;
+  instance_id: string | null;
+  detail: Record<string, unknown> | string | null;
+  error: string;
+  attempts: number;
+  failed_at: Date | string;
+}
+
+function deadLetterOf(row: DeadLetterRow): DeadLetter {
+  const detail =
+    typeof row.detail === 'string' ? (JSON.parse(row.detail) as Record<string, unknown>) : row.detail;
+  return {
+    id: row.id,
+    subscription: row.subscription_id,
+    eventId: row.event_id,
+    stream: row.stream_id,
+    position: row.position as Checkpoint,
+    eventType: row.event_type,
+    instanceId: row.instance_id ?? undefined,
+    detail: detail ?? {},
+    error: row.error,
+    attempts: Number(row.attempts),
+    failedAt: new Date(row.failed_at),
+  };
 }

@@ -63,11 +63,11 @@ describe('webhook URLs at the API', () => {
   });
 });
 
-describe('the delivery log', () => {
+describe('what a tenant learns of its webhook', () => {
   it('shows an instance token the status of a failed delivery but not the body the receiver answered', async () => {
     const db = await createTestDatabase();
     // Private networks allowed (the default): the receiver is on 127.0.0.1.
-    const t = await startTestApp({ env: { DATABASE_URL: db.url, WEBHOOK_MAX_ATTEMPTS: '1' } });
+    const t = await startTestApp({ env: { DATABASE_URL: db.url } });
     try {
       receiver.respond({ status: 500, body: 'SSH-2.0-OpenSSH_9.6 internal-banner' });
       const created = await t.request<{ id: string; token: string }>('POST', '/instance/create', {
@@ -75,17 +75,46 @@ describe('the delivery log', () => {
       });
       const { id, token } = created.body;
       await t.request('POST', '/instance/connect', { apikey: token });
-      type Deliveries = { deliveries: Array<{ lastError: string | null; lastStatusCode: number | null }> };
+      type Status = {
+        queues: Array<{ lastError: string | null; lastStatusCode: number | null; reason: string }>;
+      };
       const admin = await eventually(async () => {
-        const r = await t.request<Deliveries>('GET', `/instance/${id}/webhook/deliveries`);
-        return r.body.deliveries.find((d) => d.lastStatusCode === 500) ? r : undefined;
+        const r = await t.request<Status>('GET', `/instance/${id}/webhook`);
+        return r.body.queues.find((q) => q.lastStatusCode === 500) ? r : undefined;
       }, 15_000);
       expect(JSON.stringify(admin.body)).toContain('internal-banner');
-      const tenant = await t.request<Deliveries>('GET', `/instance/${id}/webhook/deliveries`, {
+      const tenant = await t.request<Status>('GET', `/instance/${id}/webhook`, { apikey: token });
+      expect(tenant.status).toBe(200);
+      expect(tenant.body.queues.map((q) => q.lastError)).toEqual(['HTTP 500']);
+      expect(JSON.stringify(tenant.body)).not.toContain('internal-banner');
+    } finally {
+      await t.stop();
+      await db.drop();
+    }
+  });
+
+  it('a refused event: the tenant sees its dead letter with the status code, not the body', async () => {
+    const db = await createTestDatabase();
+    const t = await startTestApp({ env: { DATABASE_URL: db.url } });
+    try {
+      receiver.respond({ status: 403, body: 'internal-banner: admin console' });
+      const created = await t.request<{ id: string; token: string }>('POST', '/instance/create', {
+        body: { name: 'refused', webhookUrl: receiver.url(), events: ['ALL'] },
+      });
+      const { id, token } = created.body;
+      await t.request('POST', '/instance/connect', { apikey: token });
+      type Letters = { deadLetters: Array<{ error: string; statusCode: number | null }> };
+      await eventually(async () => {
+        const r = await t.request<Letters>('GET', `/instance/${id}/webhook/dead-letters`);
+        return r.body.deadLetters.length > 0 ? r : undefined;
+      }, 15_000);
+      const tenant = await t.request<Letters>('GET', `/instance/${id}/webhook/dead-letters`, {
         apikey: token,
       });
-      expect(tenant.status).toBe(200);
-      expect(tenant.body.deliveries.map((d) => d.lastError)).toContain('attempts exhausted: HTTP 500');
+      expect(tenant.body.deadLetters[0]).toMatchObject({
+        error: 'refused by the receiver: HTTP 403',
+        statusCode: 403,
+      });
       expect(JSON.stringify(tenant.body)).not.toContain('internal-banner');
     } finally {
       await t.stop();

@@ -26,8 +26,7 @@ beforeAll(async () => {
       WEBHOOK_CA_FILE: pki.caFile,
       WEBHOOK_PIPELINE: '8',
       WEBHOOK_BACKOFF_BASE_MS: '50',
-      WEBHOOK_BACKOFF_MAX_MS: '200',
-      WEBHOOK_MAX_ATTEMPTS: '100',
+      WEBHOOK_PROBE_MAX_MS: '200',
     },
   });
 });
@@ -82,20 +81,18 @@ describe('a tenant webhook on a failing TLS receiver', () => {
     receiver.mode('wrong-name');
     const { id, token } = await openInstance('tlscrash');
     for (let i = 0; i < 5; i += 1) t.fake.connection(id)!.deliver(message(`TLS-${i}`) as never);
-    // Enough retries that the pipelined connection fails to connect many times over.
+    // Enough probes that the pipelined connection fails to connect many times over.
+    type Status = { queues: { state: string; lastError: string | null; behind: number }[] };
     await eventually(async () => {
-      const log = await t.request<{ deliveries: { attempts: number; lastError: string | null }[] }>(
-        'GET',
-        `/instance/${id}/webhook/deliveries`,
-        { apikey: token },
-      );
-      return log.body.deliveries.some((d) => d.attempts >= 3);
+      const status = await t.request<Status>('GET', `/instance/${id}/webhook`, { apikey: token });
+      return status.body.queues[0]?.state === 'paused' && (status.body.queues[0]?.behind ?? 0) >= 5;
     }, 20_000);
-    const log = await t.request<{ deliveries: { lastError: string | null }[] }>(
-      'GET',
-      `/instance/${id}/webhook/deliveries`,
-    );
-    expect(log.body.deliveries.map((d) => d.lastError).join('\n')).toMatch(/altnames/);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const admin = await t.request<Status>('GET', `/instance/${id}/webhook`);
+    expect(admin.body.queues[0]!.lastError).toMatch(/altnames/);
+    // The tenant learns the kind of failure, not the certificate's names.
+    const tenant = await t.request<Status>('GET', `/instance/${id}/webhook`, { apikey: token });
+    expect(tenant.body.queues[0]!.lastError).toBe('TLS handshake failed (certificate not accepted)');
     expect(uncaught).toEqual([]);
     expect((await t.request('GET', '/health')).status).toBe(200);
 

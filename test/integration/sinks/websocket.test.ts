@@ -98,7 +98,7 @@ describe('WebSocket sink and the events routes', () => {
     webhook?: { readonly redeliverPerMinute?: number },
   ): Promise<void> => {
     store = new MemoryEventStore();
-    await db.query('TRUNCATE zw_webhook_deliveries RESTART IDENTITY');
+    await db.query('TRUNCATE zw_webhook_queues, zw_webhook_replays');
     sinks = await startSinks({
       store,
       db,
@@ -389,76 +389,91 @@ describe('WebSocket sink and the events routes', () => {
     expect(missing.statusCode).toBe(404);
   });
 
-  it('lists webhook deliveries and redelivers a dead one through HTTP', async () => {
-    await boot(undefined, undefined, { redeliverPerMinute: 1 });
+  it('shows the webhook queue, lists dead letters and redelivers one through HTTP', async () => {
+    await boot(undefined, undefined, { redeliverPerMinute: 2 });
     const receiver = await WebhookReceiver.start();
     try {
       const sinkSettings = settings({ webhookUrl: receiver.url('/hook'), events: ['MESSAGE'] });
       directory.set({ id: 'a1', name: 'alpha', sinks: sinkSettings, webhookSecret: 'sa' });
       await createInstance(store, 'a1', 'alpha', sinkSettings);
-      receiver.respond({ status: 410, body: 'gone' }); // not retried: dead at once
-      const [event] = await messages(store, 'a1', 1, 'http');
+      receiver.respond({ status: 410, body: 'gone' }); // refused: dead at once
+      const [event, second] = await messages(store, 'a1', 2, 'http');
       const list = async (query = '', key = 'token-alpha') =>
-        app.inject({ url: `/instance/alpha/webhook/deliveries${query}`, headers: { apikey: key } });
-      await eventually(
-        async () => (await list('?status=dead')).json().deliveries.length === 1,
-        5_000,
-        'dead',
-      );
-      const [dead] = (await list('?status=dead')).json().deliveries as Array<Record<string, unknown>>;
+        app.inject({ url: `/instance/alpha/webhook/dead-letters${query}`, headers: { apikey: key } });
+      await eventually(async () => (await list()).json().deadLetters.length === 2, 5_000, 'dead');
+      const [, dead] = (await list()).json().deadLetters as Array<Record<string, unknown>>;
       expect(dead).toMatchObject({
         eventId: event!.id,
         eventName: 'MESSAGE',
-        status: 'dead',
-        attempts: 1,
-        lastStatusCode: 410,
+        reason: 'refused',
+        statusCode: 410,
         target: 'instance',
         url: receiver.url('/hook'),
       });
       // The instance sees the status; the receiver's answer body stays with the admin.
-      expect(String(dead!['lastError'])).toBe('not retryable: HTTP 410');
-      const [asAdmin] = (await list('?status=dead', ADMIN)).json().deliveries as Array<
-        Record<string, unknown>
-      >;
-      expect(String(asAdmin!['lastError'])).toContain('HTTP 410: gone');
-      expect(new Date(String(dead!['createdAt'])).getTime()).toBeGreaterThan(0);
+      expect(String(dead!['error'])).toBe('refused by the receiver: HTTP 410');
+      const [, asAdmin] = (await list('', ADMIN)).json().deadLetters as Array<Record<string, unknown>>;
+      expect(String(asAdmin!['error'])).toContain('HTTP 410: gone');
       expect((await list('', 'token-beta')).statusCode).toBe(403);
-      expect((await list('?status=nope')).statusCode).toBe(400);
+      expect((await list('?limit=0')).statusCode).toBe(400);
+      // The compatibility view of earlier versions' delivery log.
+      const compat = await app.inject({
+        url: '/instance/alpha/webhook/deliveries?status=dead',
+        headers: { apikey: 'token-alpha' },
+      });
+      expect(
+        compat.json().deliveries.map((d: { eventId: string; status: string }) => [d.eventId, d.status]),
+      ).toEqual([
+        [second!.id, 'dead'],
+        [event!.id, 'dead'],
+      ]);
+      // The queue's state says why.
+      const status = await app.inject({ url: '/instance/alpha/webhook', headers: { apikey: 'token-alpha' } });
+      expect(status.json()).toMatchObject({
+        queues: [{ target: 'instance', state: 'refusing', lastStatusCode: 410, lastError: 'HTTP 410' }],
+        deadLetters: 2,
+      });
 
       receiver.respond({ status: 204 });
       const redeliver = (id: string, key = 'token-alpha') =>
         app.inject({
           method: 'POST',
-          url: `/instance/a1/webhook/deliveries/${id}/redeliver`,
+          url: `/instance/a1/webhook/dead-letters/${id}/redeliver`,
           headers: { apikey: key },
         });
       expect((await redeliver('999999')).statusCode).toBe(404);
       expect((await redeliver(String(dead!['id']), 'token-beta')).statusCode).toBe(403);
       const again = await redeliver(String(dead!['id']));
       expect(again.statusCode).toBe(202);
-      expect(again.json().delivery).toMatchObject({
-        status: 'pending',
-        redeliveryOf: dead!['id'],
-        eventId: event!.id,
-      });
+      expect(again.json().replay).toMatchObject({ state: 'running', eventId: event!.id });
       await receiver.waitUntil(() => receiver.accepted().length === 1, 5_000, 'redelivered');
-      await eventually(
-        async () => (await list('?status=delivered')).json().deliveries.length === 1,
-        5_000,
-        'logged',
-      );
+      expect(receiver.accepted()[0]!.headers['x-zapwire-event-id']).toBe(event!.id);
       const page = (await list('?limit=1')).json() as {
-        deliveries: Array<{ id: string }>;
+        deadLetters: Array<{ id: string }>;
         next: string | null;
       };
-      expect(page.deliveries).toHaveLength(1);
-      expect(page.next).toBe(page.deliveries[0]!.id);
-      const rest = (await list(`?limit=1&before=${page.next}`)).json() as {
-        deliveries: Array<{ id: string }>;
-      };
-      expect(rest.deliveries.map((d) => d.id)).toEqual([dead!['id']]);
-      // Beyond WEBHOOK_REDELIVER_PER_MINUTE copies, the instance is told when to come back.
-      const limited = await redeliver(String(dead!['id']));
+      expect(page.deadLetters).toHaveLength(1);
+      expect(page.next).toBe(page.deadLetters[0]!.id);
+      expect((await list(`?limit=1&before=${page.next}`)).json().deadLetters).toEqual([]);
+      // A replay of a range, by position.
+      const replay = await app.inject({
+        method: 'POST',
+        url: '/instance/a1/webhook/replay',
+        headers: { apikey: 'token-alpha' },
+        payload: { from: 'start' },
+      });
+      expect(replay.statusCode).toBe(202);
+      await receiver.waitUntil(() => receiver.accepted().length === 3, 5_000, 'replayed');
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/instance/a1/webhook/replay',
+        headers: { apikey: 'token-alpha' },
+        payload: { from: 'last tuesday' },
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.message).toMatch(/ISO 8601/);
+      // Beyond WEBHOOK_REDELIVER_PER_MINUTE, the instance is told when to come back.
+      const limited = await redeliver(page.deadLetters[0]!.id);
       expect(limited.statusCode).toBe(429);
       expect(limited.json().error.code).toBe('ZW_ERR_RATE_LIMITED');
       expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);

@@ -100,10 +100,12 @@ describe('WebhookSender with private networks off', () => {
     sender.close();
   });
 
-  it('still reaches a URL the operator configured (the global webhook), and everything when allowed', async () => {
-    const trusted = new WebhookSender({ allowPrivateNetworks: false, trustedUrls: [receiver.url()] });
-    expect((await trusted.send(request(receiver.url()))).ok).toBe(true);
-    trusted.close();
+  it("still reaches the operator's own receiver (the global webhook's requests), and everything when allowed", async () => {
+    const guarded = new WebhookSender({ allowPrivateNetworks: false });
+    expect((await guarded.send({ ...request(receiver.url()), trusted: true })).ok).toBe(true);
+    // The same URL asked for without the operator's say-so is refused.
+    expect((await guarded.send(request(receiver.url()))).ok).toBe(false);
+    guarded.close();
     const open = new WebhookSender({ allowPrivateNetworks: true });
     expect((await open.send(request(receiver.url()))).ok).toBe(true);
     open.close();

@@ -5,9 +5,11 @@ import { ConfigTimeline } from '../../../src/sinks/config-timeline.ts';
 import { CachedSinkDirectory, type InstanceSinkConfig } from '../../../src/sinks/directory.ts';
 import { buildEnvelope } from '../../../src/sinks/envelope.ts';
 import { amqpRoutingKey, natsSubject, routeOf, wants } from '../../../src/sinks/routing.ts';
-import { isRetryable } from '../../../src/sinks/webhook/sender.ts';
+import { isExpired, isRefusal, probeDelay, verdictOf } from '../../../src/sinks/webhook/attempt-policy.ts';
+import { deliveryErrorForTenant } from '../../../src/sinks/webhook/tenant-view.ts';
+import { encodeCheckpoint, justBefore } from '../../../src/store/checkpoint.ts';
+import { START } from '../../../src/store/port.ts';
 import { signPayload, signatureHeaders, verifySignature } from '../../../src/sinks/webhook/signature.ts';
-import { compareIds } from '../../../src/sinks/webhook/delivery-log.ts';
 import type { RecordedEvent } from '../../../src/store/port.ts';
 import { MemoryEventStore } from '../../integration/sinks/support/memory-store.ts';
 import {
@@ -49,17 +51,52 @@ describe('backoff', () => {
 });
 
 describe('webhook rules', () => {
-  it('retries 408, 429, 5xx and network errors, not other 4xx', () => {
-    expect([null, 408, 429, 500, 502, 503, 301].map(isRetryable)).toEqual([
-      true,
-      true,
-      true,
-      true,
-      true,
-      true,
-      true,
-    ]);
-    expect([400, 401, 403, 404, 409, 410, 422].map(isRetryable)).toEqual(Array(7).fill(false));
+  it('a 4xx other than 408 and 429 refuses the event; no answer, 5xx, 408, 429 and 3xx mean the receiver is down', () => {
+    expect([400, 401, 403, 404, 409, 410, 422].map(isRefusal)).toEqual(Array(7).fill(true));
+    expect([null, 408, 429, 500, 502, 503, 301].map(isRefusal)).toEqual(Array(7).fill(false));
+    expect(verdictOf({ ok: true, statusCode: 204, durationMs: 1 })).toEqual({ kind: 'delivered' });
+    expect(verdictOf({ ok: false, statusCode: 404, error: 'HTTP 404', durationMs: 1 })).toEqual({
+      kind: 'refused',
+      reason: 'HTTP 404',
+    });
+    expect(
+      verdictOf({ ok: false, statusCode: 503, error: 'HTTP 503', durationMs: 1, retryAfterSeconds: 7 }),
+    ).toEqual({ kind: 'down', reason: 'HTTP 503', retryAfterMs: 7_000 });
+    // A Retry-After of a day is not believed: ten minutes at most.
+    expect(
+      verdictOf({ ok: false, statusCode: 429, error: 'HTTP 429', durationMs: 1, retryAfterSeconds: 86_400 }),
+    ).toMatchObject({ kind: 'down', retryAfterMs: 600_000 });
+  });
+
+  it('probes a down receiver with a capped backoff, honouring Retry-After; an event past the maximum age is expired', () => {
+    const policy = { timeoutMs: 1_000, probeBaseMs: 1_000, probeMaxMs: 30_000, maxAgeMs: 3_600_000 };
+    expect(probeDelay(policy, 1, undefined, () => 0)).toBe(1_000);
+    expect(probeDelay(policy, 3, undefined, () => 0)).toBe(4_000);
+    expect(probeDelay(policy, 50, undefined, () => 0)).toBe(30_000);
+    expect(probeDelay(policy, 1, 45_000, () => 0)).toBe(45_000);
+    const now = Date.UTC(2026, 0, 1);
+    expect(isExpired(policy, new Date(now - 3_600_000), now)).toBe(false);
+    expect(isExpired(policy, new Date(now - 3_600_001), now)).toBe(true);
+  });
+
+  it("tells a tenant the kind of failure, never a receiver's body or a DNS answer", () => {
+    expect(deliveryErrorForTenant('HTTP 500: <html>internal admin panel</html>')).toBe('HTTP 500');
+    expect(deliveryErrorForTenant('refused by the receiver: HTTP 404: not here')).toBe(
+      'refused by the receiver: HTTP 404',
+    );
+    expect(
+      deliveryErrorForTenant('vm resolves to 127.0.0.1, a private, loopback or link-local address: set …'),
+    ).toMatch(/^the URL points at a private/);
+    expect(deliveryErrorForTenant('vm resolves to 127.0.0.1')).not.toContain('127.0.0.1');
+    expect(deliveryErrorForTenant('connect ECONNREFUSED 10.0.0.7:8080')).toBe('connection refused');
+    expect(deliveryErrorForTenant('getaddrinfo ENOTFOUND internal.corp')).toBe(
+      'the host name does not resolve',
+    );
+    expect(
+      deliveryErrorForTenant("Hostname/IP does not match certificate's altnames: Host: a. is not in …"),
+    ).toBe('TLS handshake failed (certificate not accepted)');
+    expect(deliveryErrorForTenant('timeout after 10000 ms')).toBe('timeout after 10000 ms');
+    expect(deliveryErrorForTenant(null)).toBeNull();
   });
 
   it('signs the timestamp with the raw body (HMAC-SHA256) and verifies in constant time', () => {
@@ -92,8 +129,12 @@ describe('webhook rules', () => {
     expect(verifySignature(body, 's3cret', sig, '17e8', { nowMs: now })).toBe(false);
   });
 
-  it('orders delivery ids numerically', () => {
-    expect(['10', '9', '100', '11'].sort(compareIds)).toEqual(['9', '10', '11', '100']);
+  it('justBefore: reading after it starts with the checkpoint itself', () => {
+    expect(justBefore(encodeCheckpoint(7, 12))).toBe(encodeCheckpoint(7, 11));
+    expect(justBefore(encodeCheckpoint(7, 0))).toBe(encodeCheckpoint(6, 10n ** 20n - 1n));
+    expect(justBefore(encodeCheckpoint(0, 0))).toBe(START);
+    expect(justBefore(START)).toBe(START);
+    expect(justBefore('000000000007' as typeof START)).toBe(START);
   });
 });
 

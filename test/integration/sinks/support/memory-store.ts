@@ -10,6 +10,8 @@ import {
   type BatchHandler,
   type Checkpoint,
   type DeadLetter,
+  type DeadLetterNote,
+  type DeadLetterQuery,
   type EventFilter,
   type EventStore,
   type NewEvent,
@@ -33,7 +35,8 @@ export class MemoryEventStore implements EventStore {
   readonly events: RecordedEvent[] = [];
   private readonly streams = new Map<string, number>();
   private readonly checkpoints = new Map<string, Checkpoint>();
-  private readonly deadLetters = new Map<string, DeadLetter & { event: RecordedEvent }>();
+  private readonly deadLetters = new Map<string, DeadLetter>();
+  private nextDeadLetterId = 0;
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
   /** Test hook: makes readAll fail while set. */
   failReads: Error | undefined;
@@ -114,6 +117,15 @@ export class MemoryEventStore implements EventStore {
         }
       }
     };
+    // No leases here: every subscriber runs from the start (a failing callback must not stop it).
+    const active = (running: boolean): void => {
+      try {
+        options.onActive?.(running);
+      } catch {
+        // as the SQL hub does
+      }
+    };
+    active(true);
     const loop = async (): Promise<void> => {
       while (!stopped) {
         let idle = false;
@@ -173,6 +185,7 @@ export class MemoryEventStore implements EventStore {
         unlisten();
         wake?.();
         await running;
+        active(false);
       },
     };
   }
@@ -190,23 +203,67 @@ export class MemoryEventStore implements EventStore {
     event: RecordedEvent,
     error: string,
     attempts: number,
+    note: DeadLetterNote = {},
   ): Promise<void> {
-    this.deadLetters.set(`${subscription}\u0000${event.id}`, {
+    const key = `${subscription}\u0000${event.id}`;
+    this.deadLetters.set(key, {
+      id: this.deadLetters.get(key)?.id ?? String((this.nextDeadLetterId += 1)),
       subscription,
       eventId: event.id,
+      stream: event.stream,
+      position: event.position,
+      eventType: event.type,
+      instanceId: note.instanceId,
+      detail: note.detail ?? {},
       error,
       attempts,
       failedAt: new Date(),
-      event,
     });
   }
 
   async listDeadLetters(subscription: string): Promise<DeadLetter[]> {
-    return [...this.deadLetters.values()].filter((d) => d.subscription === subscription);
+    return [...this.deadLetters.values()]
+      .filter((d) => d.subscription === subscription)
+      .sort((a, b) => this.compareCheckpoints(a.position, b.position));
+  }
+
+  async findDeadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
+    return [...this.deadLetters.values()]
+      .filter(
+        (d) =>
+          (!query.subscriptions || query.subscriptions.includes(d.subscription)) &&
+          (query.instanceId === undefined || d.instanceId === query.instanceId) &&
+          (query.before === undefined || Number(d.id) < Number(query.before)),
+      )
+      .sort((a, b) => Number(b.id) - Number(a.id))
+      .slice(0, query.limit ?? 50);
+  }
+
+  async deadLetter(id: string): Promise<DeadLetter | undefined> {
+    return [...this.deadLetters.values()].find((d) => d.id === id);
   }
 
   async removeDeadLetter(subscription: string, eventId: string): Promise<void> {
     this.deadLetters.delete(`${subscription}\u0000${eventId}`);
+  }
+
+  async capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number> {
+    const mine = [...this.deadLetters.entries()]
+      .filter(([, d]) => d.instanceId === instanceId && subscriptions.includes(d.subscription))
+      .sort(([, a], [, b]) => Number(b.id) - Number(a.id));
+    for (const [key] of mine.slice(max)) this.deadLetters.delete(key);
+    return Math.max(0, mine.length - max);
+  }
+
+  async pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number> {
+    let removed = 0;
+    for (const [key, d] of this.deadLetters) {
+      if (subscriptions.includes(d.subscription) && d.failedAt < failedBefore) {
+        this.deadLetters.delete(key);
+        removed += 1;
+      }
+    }
+    return removed;
   }
 
   compareCheckpoints(a: Checkpoint, b: Checkpoint): number {

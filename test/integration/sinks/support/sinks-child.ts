@@ -41,7 +41,7 @@ const sinks = await startSinks({
     amqpExchange: config.amqpExchange,
     natsUrl: config.natsUrl,
     natsSubjectPrefix: config.natsPrefix,
-    webhook: { maxAttempts: 100, timeoutMs: 2_000, backoffBaseMs: 50, backoffMaxMs: 500 },
+    webhook: { timeoutMs: 2_000, backoffBaseMs: 50, probeMaxMs: 500 },
     // A killed process keeps its leases until they expire: keep them short so the restart takes over soon.
     subscription: { pollIntervalMs: 50, retryDelayMs: 100, leaseMs: 1_500 },
   },
