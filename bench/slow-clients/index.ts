@@ -9,14 +9,14 @@
  * BENCH_DATABASE_URL's server. BENCH_SLOW_ROOT runs another checkout's build instead (before/after).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { freePort } from '../../test/support/cluster.ts';
+import { createTestDatabase } from '../../test/support/postgres.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -25,27 +25,6 @@ const CONNECTIONS = Number(env['BENCH_SLOW_CONNECTIONS'] ?? 700);
 const FD_LIMIT = Number(env['BENCH_SLOW_FD_LIMIT'] ?? 600);
 const SECONDS = Number(env['BENCH_SLOW_SECONDS'] ?? 45);
 const SERVER_URL = env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -74,10 +53,7 @@ export default async function slowClientsBench(): Promise<void> {
     stdio: 'inherit',
   });
   if (build.status !== 0) throw new Error('build failed');
-  const name = `zw_slow_${randomBytes(4).toString('hex')}`;
-  await admin(`CREATE DATABASE ${name}`);
-  const databaseUrl = new URL(SERVER_URL);
-  databaseUrl.pathname = `/${name}`;
+  const database = await createTestDatabase(SERVER_URL);
   const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-slow-'));
   const port = await freePort();
   const server = spawn(
@@ -92,7 +68,7 @@ export default async function slowClientsBench(): Promise<void> {
         PORT: String(port),
         HOST: '127.0.0.1',
         DATA_DIR: dataDir,
-        DATABASE_URL: databaseUrl.toString(),
+        DATABASE_URL: database.url,
         GLOBAL_API_KEY: 'bench-slow-admin-key-0123456789',
         LOG_LEVEL: 'warn',
       },
@@ -155,7 +131,7 @@ export default async function slowClientsBench(): Promise<void> {
       const timer = setTimeout(() => (server.kill('SIGKILL'), r()), 15_000);
       server.once('exit', () => (clearTimeout(timer), r()));
     });
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+    await database.drop().catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
