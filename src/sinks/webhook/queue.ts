@@ -81,6 +81,8 @@ export class WebhookQueue {
   counted: { readonly upTo: Checkpoint; readonly events: number; readonly exact: boolean } | undefined;
   /** The row's `attached` as last written; undefined while the queue has no row. */
   storedAttached: boolean | undefined;
+  /** The row's cursor as last written. */
+  storedCursor: Checkpoint | undefined;
   /** The queue's configuration fold, for its own reads of the log. */
   timeline: ConfigTimeline | undefined;
   worker: Promise<void> | undefined;
@@ -109,6 +111,19 @@ export class WebhookQueue {
   unsettled(): number {
     let count = 0;
     for (const item of this.window) if (!item.done) count += 1;
+    return count;
+  }
+
+  /**
+   * Events sent or delivered past the stored cursor: what a crash now would send again. Done events leave
+   * the window as `settled` moves, so those still in it are few (a failure ahead of them, or in flight).
+   */
+  sentSinceRecorded(compare: (a: Checkpoint, b: Checkpoint) => number): number {
+    const stored = this.storedCursor ?? ('' as Checkpoint);
+    let count = compare(this.settled, stored) > 0 ? 1 : 0;
+    for (const item of this.window) {
+      if ((item.done || item.sending) && compare(item.delivery.position, stored) > 0) count += 1;
+    }
     return count;
   }
 
