@@ -1,9 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { Errors, isZapwireError, type ZapwireError } from '../domain/errors.ts';
-import { FencedWriteError, isDatabaseUnavailable } from '../store/errors.ts';
-
-/** A restarted embedded PostgreSQL answers within a few seconds (docs/event-store.md). */
-const DATABASE_RETRY_AFTER_SECONDS = 5;
+import { FencedWriteError } from '../store/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Readonly<Record<string, unknown>> };
@@ -53,19 +50,13 @@ export function statusOf(error: ZapwireError): number {
 /**
  * Errors from below the domain that a client should see as a domain error. A write refused because this
  * node no longer holds the instance's lease (cluster mode: it moved to another node) is a 503 to retry,
- * never a 500: the next attempt reaches the new owner. So is a write that finds the database stopped,
- * restarting or out of disk: the same request can succeed a few seconds later.
+ * never a 500: the next attempt reaches the new owner.
  */
 export function asDomainError(error: FastifyError): FastifyError | ZapwireError {
   if (error instanceof FencedWriteError)
     return Errors.unavailable(
       `this node does not own instance ${error.instanceId} any more (it moved to another node, or is moving): retry`,
       1,
-    );
-  if (isDatabaseUnavailable(error))
-    return Errors.unavailable(
-      'the database is unavailable (stopped, restarting or out of disk space; see /health): retry in a few seconds',
-      DATABASE_RETRY_AFTER_SECONDS,
     );
   return error;
 }

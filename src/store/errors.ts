@@ -39,37 +39,3 @@ export const FENCED_SQLSTATE = 'ZW423';
 export function isWrongExpectedVersion(error: unknown): error is WrongExpectedVersionError {
   return error instanceof WrongExpectedVersionError;
 }
-
-/**
- * SQLSTATEs that say the database cannot serve now, not that the statement is wrong: connection
- * exceptions (class 08), the server shutting down or in crash recovery (57P01–57P03), a full disk (53100).
- */
-const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|53100)$/;
-/** Socket errors of a connection attempt to a server that is not there (or not reachable). */
-const UNREACHABLE_ERRNO = new Set([
-  'ECONNREFUSED',
-  'ENOENT',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-]);
-/** node-postgres' own errors for a connection lost under a query, or not made in time. */
-const LOST_CONNECTION =
-  /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect)/;
-
-/**
- * Whether an error means "the database is unavailable" (stopped, restarting, unreachable, out of disk):
- * the request may succeed later, so the edge answers 503 with Retry-After instead of 500. Looks through
- * `cause` chains.
- */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
-    const { code, syscall } = current as NodeJS.ErrnoException;
-    if (typeof code === 'string' && UNAVAILABLE_SQLSTATE.test(code)) return true;
-    if (syscall === 'connect' && typeof code === 'string' && UNREACHABLE_ERRNO.has(code)) return true;
-    if (LOST_CONNECTION.test(current.message)) return true;
-    current = current.cause;
-  }
-  return false;
-}
