@@ -108,6 +108,13 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // The pool listens for errors of idle clients only: a connection that dies during the transaction
+      // would emit 'error' with no listener, an uncaught exception. The failed query rejects anyway; the
+      // client is destroyed instead of pooled.
+      const onError = (error: Error): void => {
+        broken = error;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn({
@@ -125,6 +132,7 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
         }
         throw error;
       } finally {
+        client.removeListener('error', onError);
         client.release(broken);
       }
     },
