@@ -106,11 +106,13 @@ async function openEmbedded(
   });
   try {
     // Each PostgreSQL connection is a process of ~16–20 MB RSS: on the embedded default, connections
-    // opened for a burst close a second after it instead of ten.
+    // opened for a burst close a second after it instead of ten. One stays, so that the heartbeat every
+    // few seconds does not open (fork, authenticate) a new one each time.
     const db = await openPostgres({
       url: server.url,
       max: config.poolMax,
       idleTimeoutMs: 1_000,
+      minConnections: 1,
       preparedStatements: config.preparedStatements ?? true,
     });
     return {
