@@ -5,7 +5,8 @@
  *   checkpoints, leases and dead letters) on DATABASE_URL when set, else on the embedded PostgreSQL.
  * - else DATABASE_URL set → that PostgreSQL for both.
  * - else → a private native PostgreSQL that zapwire starts under `<dataDir>/postgres` (the embedded
- *   default), for both; closing the database stops it.
+ *   default; as root its cluster may live in /var/lib/zapwire-pg, see embedded-postgres/layout.ts), for
+ *   both; closing the database stops it, and it is restarted within a budget when it dies.
  *
  * Runs the migrations of the given directories (this module's own are always included) on the read-model
  * database before returning.
