@@ -158,6 +158,7 @@ export async function benchNpmStart(): Promise<void> {
     if (ref) run('git', ['checkout', '--quiet', ref], checkout);
     console.log(`  npm install in ${checkout} ...`);
     installMs = run('npm', ['install'], checkout);
+    console.log(`  npm install: ${s(installMs)} s`);
   } else {
     // The first start of a checkout builds dist/.
     rmSync(join(checkout, 'dist', '.build-stamp'), { force: true });
@@ -170,7 +171,31 @@ export async function benchNpmStart(): Promise<void> {
 
   try {
     const first = npmStart(checkout, env);
-    const firstMs = await untilHealthy(url, first);
+    let firstMs: number;
+    try {
+      firstMs = await untilHealthy(url, first);
+    } catch (error) {
+      // What a new user meets when it does not start: the time it took to fail and the reason.
+      const failedAfter = performance.now() - first.spawnedAt;
+      const reason = first
+        .output()
+        .split('\n')
+        .filter((line) => /zapwire|error|fail/i.test(line))
+        .slice(-3)
+        .join(' / ');
+      console.log(
+        `\nThe first ten minutes: ${checkout} as ${userInfo().username} (uid ${process.getuid?.()})\n` +
+          table(
+            ['step', 'measured'],
+            [
+              ...(installMs !== undefined ? [['`npm install`', `${s(installMs)} s`]] : []),
+              ['first `npm start` → `/health`', `fails after ${s(failedAfter)} s: ${reason}`],
+            ],
+          ),
+      );
+      if (first.child.exitCode === null) await stop(first);
+      throw error;
+    }
     const built = /(?:compiled|built) in ([\d.]+) s/.exec(first.output())?.[1];
     console.log(`  first npm start → /health: ${s(firstMs)} s (build ${built ?? '?'} s)`);
     await createInstance(url, dataDir);
