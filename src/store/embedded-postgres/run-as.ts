@@ -5,7 +5,16 @@
  * closed to it (a checkout under /root).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { PostgresBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
@@ -97,17 +106,32 @@ export function ensurePostgresHome(): string {
 }
 
 /**
+ * Names a copy of the binaries: the package's version and the binary's size, so that every checkout or
+ * reinstall of one version shares one copy (an mtime would make a new one per `npm install`).
+ */
+function copyTag(binaries: PostgresBinaries): string {
+  const size = statSync(binaries.postgres).size;
+  try {
+    const manifest = JSON.parse(
+      readFileSync(join(dirname(dirname(dirname(binaries.postgres))), 'package.json'), 'utf8'),
+    ) as { version?: unknown };
+    if (typeof manifest.version === 'string' && /^[\w.-]+$/.test(manifest.version)) {
+      return `${manifest.version}-${size}`;
+    }
+  } catch {
+    // not laid out as the npm package is: fall back to the file's own identity
+  }
+  return `${binaries.major}-${size}-${Math.round(statSync(binaries.postgres).mtimeMs)}`;
+}
+
+/**
  * As root, the binaries may sit where the dedicated user cannot go (a checkout under /root). Then they are
  * copied once, with their libraries, to a root-owned world-readable directory.
  */
 export function reachableBinaries(binaries: PostgresBinaries, runAs: RunAs): PostgresBinaries {
   if (!blockingDirectory(binaries.postgres, runAs)) return binaries;
   const native = dirname(dirname(binaries.postgres));
-  const stat = statSync(binaries.postgres);
-  const target = join(
-    ensurePostgresHome(),
-    `postgres-${binaries.major}-${stat.size}-${Math.round(stat.mtimeMs)}`,
-  );
+  const target = join(ensurePostgresHome(), `postgres-${copyTag(binaries)}`);
   if (!existsSync(join(target, 'bin', 'postgres'))) {
     rmSync(`${target}.partial`, { recursive: true, force: true });
     cpSync(native, `${target}.partial`, { recursive: true, verbatimSymlinks: true });
