@@ -138,6 +138,12 @@ export async function listInstances(db: SqlExecutor): Promise<InstanceView[]> {
   return rows.map(toView);
 }
 
+/** The id of every instance, nothing else (what the runtime and the cluster need to know). */
+export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM rm_instances');
+  return rows.map((row) => row.id);
+}
+
 export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string): Promise<string | undefined> {
   const { rows } = await db.query<{ instance_id: string }>(
     'SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1',

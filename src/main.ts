@@ -42,7 +42,7 @@ import { clearMessagesReadModel, messagesProjection } from '../projections/messa
 import {
   findInstance,
   instanceIdByTokenHash,
-  listInstances,
+  listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
 } from '../projections/queries.ts';
@@ -154,7 +154,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     movesPerTick: config.restoreConcurrency,
     // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
     exclusive: config.databaseUrl === undefined,
-    instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+    instanceIds: () => listInstanceIds(db),
   });
   clustered.member = cluster;
   const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
@@ -181,7 +181,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     inspect: inspection.observe,
     store,
     readModel: {
-      instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+      instanceIds: () => listInstanceIds(db),
       tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
       caughtUp: (position, timeoutMs, names) => projections.waitFor(position, timeoutMs, names),
     },
