@@ -144,6 +144,30 @@ export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
+/** Whether the audit table has the instance's deletion (InstanceDeletionAudited). */
+export async function deletionAudited(db: SqlExecutor, instanceId: string): Promise<boolean> {
+  const { rows } = await db.query(
+    'SELECT 1 FROM rm_instance_audit WHERE instance_id = $1 AND deleted_at IS NOT NULL',
+    [instanceId],
+  );
+  return rows.length > 0;
+}
+
+/** Audit rows without a deletion whose instance is gone from rm_instances (a delete cut short). */
+export async function unfinishedDeletions(
+  db: SqlExecutor,
+): Promise<{ instanceId: string; name: string; createdAt: string }[]> {
+  const { rows } = await db.query<{ instance_id: string; name: string; created_at: Date }>(
+    `SELECT a.instance_id, a.name, a.created_at FROM rm_instance_audit a
+      WHERE a.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM rm_instances i WHERE i.id = a.instance_id)`,
+  );
+  return rows.map((r) => ({
+    instanceId: r.instance_id,
+    name: r.name,
+    createdAt: new Date(r.created_at).toISOString(),
+  }));
+}
+
 export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string): Promise<string | undefined> {
   const { rows } = await db.query<{ instance_id: string }>(
     'SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1',
