@@ -138,6 +138,39 @@ export async function listInstances(db: SqlExecutor): Promise<InstanceView[]> {
   return rows.map(toView);
 }
 
+/** Where a page of instances ends: the creation time (as the view shows it) and id of its last one. */
+export interface InstancePosition {
+  readonly createdAt: string;
+  readonly id: string;
+}
+
+/**
+ * One page of instances in creation order, after `after` (from the start without it), and where the next
+ * page starts when there is one. Creation times are the InstanceCreated event's, to the millisecond, so
+ * the view's `createdAt` locates an instance exactly.
+ */
+export async function listInstancesPage(
+  db: SqlExecutor,
+  page: { readonly limit: number; readonly after?: InstancePosition | undefined },
+): Promise<{ views: InstanceView[]; next: InstancePosition | undefined }> {
+  const { limit, after } = page;
+  const { rows } = after
+    ? await db.query<InstanceRow>(
+        `SELECT ${COLUMNS} FROM rm_instances WHERE (created_at, id) > ($2::timestamptz, $3)
+          ORDER BY created_at, id LIMIT $1`,
+        [limit + 1, after.createdAt, after.id],
+      )
+    : await db.query<InstanceRow>(`SELECT ${COLUMNS} FROM rm_instances ORDER BY created_at, id LIMIT $1`, [
+        limit + 1,
+      ]);
+  const views = rows.slice(0, limit).map(toView);
+  const last = views.at(-1);
+  return {
+    views,
+    next: rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : undefined,
+  };
+}
+
 /** The id of every instance, nothing else (what the runtime and the cluster need to know). */
 export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>('SELECT id FROM rm_instances');
