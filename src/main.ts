@@ -201,6 +201,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
+    limits: config.instanceLimits,
     restoreConcurrency: config.restoreConcurrency,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
@@ -306,6 +307,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
+          runtime.commands.limit(instanceId, 'settings');
           const secret = generateWebhookSecret();
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;

@@ -32,7 +32,7 @@ import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
 import { NotConnectedError, type WhatsAppConnection, type WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
-import { WindowRateLimiter } from './rate-limit.ts';
+import { WindowRateLimiter, type InstanceRateLimits, type LimitedCommand } from './rate-limit.ts';
 import type { RuntimeReadModel } from './read-model.ts';
 import { normaliseRecipient } from './recipient.ts';
 import type { InstanceSecrets } from './secrets.ts';
@@ -69,6 +69,8 @@ export interface CommandsOptions {
   readonly now: () => Date;
   /** At most one user reconnect per instance in this window. */
   readonly reconnectRateLimitMs: number;
+  /** Per-instance token buckets of the other commands (rate-limit.ts). */
+  readonly limits: InstanceRateLimits;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs: number;
   /**
@@ -109,7 +111,7 @@ export class InstanceCommands implements InstanceService {
   }
 
   private async command(id: string, event: InstanceMachineEvent): Promise<LiveSnapshot> {
-    const { recorded, snapshot } = await this.options.host.dispatch(id, event);
+    const { recorded, snapshot } = await this.options.host.dispatch(id, event, { limited: true });
     await this.readYourWrites(recorded, 'instances');
     return snapshot;
   }
@@ -213,8 +215,17 @@ export class InstanceCommands implements InstanceService {
     return events.at(-1)?.data['instanceId'] === instanceId;
   }
 
+  /**
+   * Takes one action from the instance's bucket for this kind of command, or throws a 429. The webhook
+   * secret rotation, which is not a command, takes from the settings bucket through here.
+   */
+  limit(id: string, command: LimitedCommand): void {
+    this.options.limits.take(command, id);
+  }
+
   async connect(id: string, sinks?: Partial<SinkSettings>): Promise<InstanceStatus> {
     this.checkSinks(sinks);
+    this.limit(id, 'lifecycle');
     return statusOf(await this.command(id, { type: 'connect', at: this.at(), ...(sinks ? { sinks } : {}) }));
   }
 
@@ -225,10 +236,12 @@ export class InstanceCommands implements InstanceService {
   }
 
   async disconnect(id: string): Promise<InstanceStatus> {
+    this.limit(id, 'lifecycle');
     return statusOf(await this.command(id, { type: 'disconnect', at: this.at() }));
   }
 
   async logout(id: string): Promise<InstanceStatus> {
+    this.limit(id, 'lifecycle');
     const status = statusOf(await this.command(id, { type: 'logout', at: this.at() }));
     await this.options.connector.removeSession(id);
     return status;
@@ -244,6 +257,7 @@ export class InstanceCommands implements InstanceService {
     await deletion.begin(id, by);
     await deletion.complete(id);
     this.reconnectLimiter.forget(id);
+    this.options.limits.forget(id);
   }
 
   /**
@@ -254,6 +268,7 @@ export class InstanceCommands implements InstanceService {
     const { host } = this.options;
     if (this.closing.signal.aborted) throw Errors.unavailable(SHUTDOWN_PAIRING_MESSAGE, 5);
     const state = apiStateOf(await host.snapshot(id));
+    this.limit(id, 'pairing');
     if (state === 'open') throw Errors.alreadyConnected();
     if (state === 'created' || state === 'disconnected') await this.connect(id);
     let stop = (): void => undefined;
@@ -302,6 +317,7 @@ export class InstanceCommands implements InstanceService {
 
   // The machine merges a patch into its own context (the truth, under the mailbox): no read-model merge here.
   async changeAdvancedSettings(id: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings> {
+    this.limit(id, 'settings');
     return (await this.command(id, { type: 'changeAdvancedSettings', settings: patch, at: this.at() }))
       .context.advancedSettings;
   }
@@ -324,6 +340,7 @@ export class InstanceCommands implements InstanceService {
   async rotateToken(id: string): Promise<{ token: string }> {
     const { host, store, readModel } = this.options;
     await host.snapshot(id);
+    this.limit(id, 'settings');
     const token = generateToken();
     const tokenHash = this.options.tokens.digest(token);
     return host.inMailbox(id, async () => {
@@ -354,12 +371,14 @@ export class InstanceCommands implements InstanceService {
 
   async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
     this.checkSinks(patch);
+    this.limit(id, 'settings');
     return (await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() })).context.sinks;
   }
 
   async configureProxy(id: string, proxy: ProxyInput): Promise<ProxyView> {
     const { secrets } = this.options;
     await this.options.host.snapshot(id);
+    this.limit(id, 'settings');
     if (proxy.password) await secrets.put(id, 'proxy_password', proxy.password);
     else await secrets.remove(id, 'proxy_password');
     const view = proxyView(proxy);
@@ -368,6 +387,7 @@ export class InstanceCommands implements InstanceService {
   }
 
   async removeProxy(id: string): Promise<void> {
+    this.limit(id, 'settings');
     await this.command(id, { type: 'removeProxy', at: this.at() });
     await this.options.secrets.remove(id, 'proxy_password');
   }
@@ -382,6 +402,7 @@ export class InstanceCommands implements InstanceService {
     const { delayMs = 0, ...textOptions } = options;
     const mentions = textOptions.mentions?.map(normaliseRecipient);
     const snapshot = await this.options.host.snapshot(id);
+    this.limit(id, 'send');
     if (apiStateOf(snapshot) !== 'open') {
       throw snapshot.context.paired ? Errors.clientDisconnected() : Errors.noActiveSession();
     }

@@ -20,6 +20,9 @@ import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 import { WhatsAppStreams } from './whatsapp-stream.ts';
 import { InstanceDeletion } from './deletion.ts';
+import { StreamGrowthGuard } from './growth-guard.ts';
+import { InstanceRateLimits } from './rate-limit.ts';
+import type { InstanceLimits } from '../config.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
 
 export interface RuntimeOptions {
@@ -40,6 +43,8 @@ export interface RuntimeOptions {
   readonly logger: Logger;
   readonly qrMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
+  /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
+  readonly limits?: InstanceLimits;
   readonly restoreConcurrency: number;
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
@@ -97,6 +102,9 @@ export class InstanceRuntime {
         }),
       machineConfig: { qrMaxCount: options.qrMaxCount },
       reconnect: options.reconnect,
+      ...(options.limits
+        ? { growthGuard: new StreamGrowthGuard(options.store, options.limits.eventsPerDay) }
+        : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
     this.deletion = new InstanceDeletion({
@@ -122,6 +130,12 @@ export class InstanceRuntime {
       secrets: options.secrets,
       now,
       reconnectRateLimitMs: options.reconnect.userRateLimitMs,
+      limits: new InstanceRateLimits({
+        settings: options.limits?.settingsPerMinute ?? 0,
+        lifecycle: options.limits?.lifecyclePerMinute ?? 0,
+        pairing: options.limits?.pairingPerMinute ?? 0,
+        send: options.limits?.sendPerMinute ?? 0,
+      }),
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.ownership ? { onInstanceCreated: options.ownership.place } : {}),
