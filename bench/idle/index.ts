@@ -13,6 +13,8 @@
  *   BENCH_IDLE_SETTLE_MS     idle time after the creates before measuring (default 20000)
  *   BENCH_IDLE_WINDOW_MS     measuring window (default 60000)
  *   BENCH_IDLE_CONCURRENCY   creates in flight (default 8)
+ *   BENCH_IDLE_ENTRY         the compiled entry point to measure (default dist/src/main.js; another
+ *                            build's, to compare two versions on the same machine at the same time)
  *   BENCH_KEEP_DATA=1        keep the data directories (and the servers' logs)
  */
 import { randomBytes } from 'node:crypto';
@@ -39,6 +41,7 @@ const [SETTLE_MS] = numbers('BENCH_IDLE_SETTLE_MS', '20000') as [number];
 const [WINDOW_MS] = numbers('BENCH_IDLE_WINDOW_MS', '60000') as [number];
 const [CONCURRENCY] = numbers('BENCH_IDLE_CONCURRENCY', '8') as [number];
 const KEEP = process.env['BENCH_KEEP_DATA'] === '1';
+const ENTRY = process.env['BENCH_IDLE_ENTRY'];
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -61,6 +64,7 @@ async function measure(instances: number): Promise<IdleResult> {
     waWebSocketUrl: 'ws://127.0.0.1:9',
     waNoiseRootPublicKey: randomBytes(32).toString('hex'),
     logFile: join(dataDir, 'server.log'),
+    ...(ENTRY ? { entry: ENTRY } : {}),
   });
   try {
     const apikey = readFileSync(join(dataDir, 'global-api-key'), 'utf8').trim();
@@ -121,7 +125,7 @@ export default async function idleBench(): Promise<void> {
   process.once('exit', killAllServersNow);
   buildIfStale();
   console.log(
-    `idle cost: ${cpus().length} cores, load ${loadavg()
+    `idle cost of ${ENTRY ?? 'dist/src/main.js'}: ${cpus().length} cores, load ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')}; settle ${SETTLE_MS} ms, window ${WINDOW_MS} ms, ${CONCURRENCY} creates in flight`,
   );

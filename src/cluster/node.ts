@@ -138,7 +138,7 @@ export class ClusterMember implements ClusterView {
       // DATA_DIR's earlier runs, dead. Their leases are free now (their epochs still grow on take-over).
       await db.query(`DELETE FROM zw_cluster_nodes WHERE node_id <> $1`, [this.selfId]);
       await db.query(
-        `UPDATE zw_instance_leases SET freed_from = node_id, node_id = NULL, incarnation = NULL, lease_until = '-infinity'
+        `UPDATE zw_instance_leases SET freed_from = NULL, node_id = NULL, incarnation = NULL, lease_until = '-infinity'
           WHERE node_id IS NOT NULL`,
       );
     }

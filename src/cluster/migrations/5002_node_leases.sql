@@ -20,7 +20,7 @@ ALTER TABLE zw_cluster_nodes ADD COLUMN IF NOT EXISTS assigned bigint NOT NULL D
 ALTER TABLE zw_instance_leases ADD COLUMN IF NOT EXISTS incarnation text;
 ALTER TABLE zw_instance_leases ADD COLUMN IF NOT EXISTS freed_from text;
 -- Rows renewed the earlier way belong to no incarnation: free them (their epochs grow when taken).
-UPDATE zw_instance_leases SET freed_from = node_id, node_id = NULL, lease_until = '-infinity'
+UPDATE zw_instance_leases SET node_id = NULL, lease_until = '-infinity'
  WHERE node_id IS NOT NULL AND incarnation IS NULL;
 DROP INDEX IF EXISTS zw_instance_leases_node;
 CREATE INDEX IF NOT EXISTS zw_instance_leases_holder ON zw_instance_leases (node_id, incarnation);

@@ -8,12 +8,11 @@
  * restarted server. And after every restart each read model rebuilt from the log equals the live one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildOnce, freePort } from '../../support/cluster.ts';
 
 const ADMIN = 'delete-crash-admin-key-0123456789';
 const PER_ROUND = 24;
@@ -31,19 +30,7 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-beforeAll(() => {
-  execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { stdio: 'inherit' });
-}, 180_000);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+beforeAll(() => buildOnce(), 180_000);
 
 interface Server {
   readonly child: ChildProcess;
