@@ -67,6 +67,9 @@ export interface RuntimeOptions {
   };
 }
 
+/** Retries of finishing what a crash cut short (1 s, 2 s, … then every minute: about 20 minutes). */
+const MAX_FINISH_ATTEMPTS = 25;
+
 /** States a restore settles in (anything but `connecting`). */
 const SETTLED = ['created', 'disconnected', 'qr', 'open', 'deleted'];
 
@@ -241,6 +244,13 @@ export class InstanceRuntime {
         await this.options.connector.removeSession(id);
       return false;
     } catch (error) {
+      if (attempt >= MAX_FINISH_ATTEMPTS) {
+        this.options.logger.error(
+          { err: error, instanceId: id },
+          'could not finish what a crash cut short; the next start (or owner) tries again',
+        );
+        return true;
+      }
       this.options.logger.warn({ err: error, instanceId: id }, 'could not finish what a crash cut short');
       const retryMs = Math.min(60_000, 1_000 * 2 ** attempt);
       setTimeout(() => {
