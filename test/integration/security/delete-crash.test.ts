@@ -197,11 +197,17 @@ describe('SIGKILL during deletes', () => {
       for (const [i, instance] of instances.entries())
         if (fates[i] === 'whole')
           expect((await call(server, 'DELETE', `/instance/delete/${instance.id}`)).status).toBe(200);
-      // The name and the custom token of every deleted instance are free again.
+      // The name and the custom token of every deleted instance are free again, once the restarted
+      // server has finished the deletes the kill cut short (in the background, right after start).
       for (const instance of instances) {
-        const again = await call(server, 'POST', '/instance/create', {
-          body: { name: instance.name, token: instance.token },
-        });
+        let again = { status: 0, body: undefined as unknown };
+        for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+          again = await call(server, 'POST', '/instance/create', {
+            body: { name: instance.name, token: instance.token },
+          });
+          if (again.status !== 409) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
         expect(again.status, `${instance.name}: ${JSON.stringify(again.body)}`).toBe(201);
         const reborn = (again.body as { id: string }).id;
         expect((await call(server, 'DELETE', `/instance/delete/${reborn}`)).status).toBe(200);
