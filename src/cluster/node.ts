@@ -8,12 +8,13 @@
  * and it lasts as long as that node's own lease: renewing is one UPDATE of the node's row, whatever the
  * number of instances. A node whose lease expired is deleted by the next node that looks for work, which
  * frees its instances in the same statement; the node's renewal and that delete touch the same row, so
- * exactly one of them wins.
+ * exactly one of them wins. While its row is there, nobody else can have taken its instances.
  *
  * One tick (every CLUSTER_HEARTBEAT_MS, and at once when another node releases or places leases):
- *  1. renew this node's lease (one UPDATE). If it had expired, register again as a new incarnation: every
- *     instance held by the old one is dropped here (its socket closed) without writing anything. If another
- *     node placed instances here since the last tick, read this node's lease rows once;
+ *  1. renew this node's lease (one UPDATE). If another node deleted the row (the lease had expired), register
+ *     again as a new incarnation: every instance held by the old one is dropped here (its socket closed)
+ *     without writing anything. If another node placed instances here since the last tick, read this node's
+ *     lease rows once;
  *  2. now and then (not every tick): give every known instance a lease row, remove rows of deleted ones;
  *  3. free the instances of nodes whose lease expired, take free leases up to this node's share, release
  *     what is above it (hand-over).
@@ -191,8 +192,11 @@ export class ClusterMember implements ClusterView {
       `SELECT l.node_id, n.address, l.epoch::text AS epoch, n.incarnation, n.lease_until
          FROM zw_instance_leases l
          JOIN zw_cluster_nodes n ON n.node_id = l.node_id AND n.incarnation = l.incarnation
-        WHERE l.instance_id = $1 AND n.lease_until > now()`,
-      [instanceId],
+        WHERE l.instance_id = $1
+          AND (n.lease_until > now() OR (n.node_id = $2 AND n.incarnation = $3))`,
+      // This node's own row proves its leases (nobody can take them without deleting it), also in the
+      // moment its renewal is late.
+      [instanceId, this.selfId, this.currentIncarnation],
     );
     const row = rows[0];
     if (!row) return undefined;
@@ -338,10 +342,11 @@ export class ClusterMember implements ClusterView {
    */
   async place(instanceId: string): Promise<void> {
     const target = await this.leastLoaded();
-    if (!target) return;
-    const { rows } = await this.options.db.query<{ epoch: string }>(
+    const { db } = this.options;
+    const { rows } = await db.query<{ epoch: string }>(
       `WITH target AS (
-         SELECT node_id, incarnation FROM zw_cluster_nodes WHERE node_id = $2 AND lease_until > now()
+         SELECT node_id, incarnation FROM zw_cluster_nodes
+          WHERE node_id = $2 AND (lease_until > now() OR (node_id = $3 AND incarnation = $4))
        ), placed AS (
          INSERT INTO zw_instance_leases (instance_id, node_id, incarnation, epoch, lease_until, acquired_at)
          SELECT $1, node_id, incarnation, 1, '-infinity', now() FROM target
@@ -352,11 +357,20 @@ export class ClusterMember implements ClusterView {
           WHERE node_id = $2 AND node_id <> $3 AND EXISTS (SELECT 1 FROM placed)
        )
        SELECT epoch::text AS epoch FROM placed`,
-      [instanceId, target, this.selfId],
+      [instanceId, target ?? null, this.selfId, this.currentIncarnation],
     );
-    if (!rows[0]) return;
-    if (target === this.selfId) this.gained(instanceId, Number(rows[0].epoch), false);
-    else await this.notify();
+    const placed = rows[0];
+    if (placed && target === this.selfId) this.gained(instanceId, Number(placed.epoch), false);
+    else if (placed) await this.notify();
+    else {
+      // No live node to give it to right now (or it has a row already): a free row, taken at once by the
+      // next node that looks for work (this one, now).
+      await db.query('INSERT INTO zw_instance_leases (instance_id) VALUES ($1) ON CONFLICT DO NOTHING', [
+        instanceId,
+      ]);
+      this.kick();
+      await this.notify();
+    }
   }
 
   /** The instance was deleted: its lease row goes with it. */
@@ -415,8 +429,9 @@ export class ClusterMember implements ClusterView {
 
   /**
    * Renews this node's lease, which is the lease of every instance it holds: one UPDATE, whatever their
-   * number. It succeeds only while the lease has not expired; otherwise another node may have freed this
-   * node's instances already, so the node drops them all and registers again as a new incarnation.
+   * number. It succeeds while the node's row is there, also when the renewal comes late (a stall): nobody
+   * takes a node's instances without deleting its row first. When the row is gone, another node found
+   * the lease expired and freed them, so this node drops them all and registers as a new incarnation.
    */
   private async renew(): Promise<void> {
     const { db, leaseMs } = this.options;
@@ -425,7 +440,7 @@ export class ClusterMember implements ClusterView {
     try {
       ({ rows } = await db.query<{ assigned: string }>(
         `UPDATE zw_cluster_nodes SET heartbeat_at = now(), lease_until = now() + $3 * interval '1 millisecond'
-          WHERE node_id = $1 AND incarnation = $2 AND lease_until > now()
+          WHERE node_id = $1 AND incarnation = $2
         RETURNING assigned::text AS assigned`,
         [this.selfId, this.currentIncarnation, leaseMs],
       ));
@@ -437,12 +452,13 @@ export class ClusterMember implements ClusterView {
     }
     const renewed = rows[0];
     if (!renewed) {
-      // Expired (stalled past the lease, or cut off from the database): what the old incarnation held may
-      // be another node's now. Drop it all; whatever is still free is taken back below, with new epochs.
+      // Another node found this node's lease expired (a stall, or cut off from the database) and freed
+      // what it held: some may be another node's now. Drop it all; whatever is still free is taken back
+      // below, with new epochs.
       if (this.held.size > 0)
         this.options.logger.warn(
           { instances: this.held.size },
-          'this node’s lease expired before it could renew it: dropping its instances and joining again',
+          'this node’s lease expired and another node freed its instances: dropping them and joining again',
         );
       for (const id of [...this.held.keys()]) this.lose(id);
       this.currentIncarnation = newIncarnation();

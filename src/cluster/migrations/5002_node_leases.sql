@@ -7,8 +7,7 @@
 --   a run whose lease expired, are never mistaken for the current one's.
 -- lease_until: the node's lease, and so the lease of every instance it holds. Taking over another node's
 --   instances starts by deleting that node's row once this has passed; the delete and the node's own
---   renewal (`UPDATE … WHERE lease_until > now()`) touch the same row, so one waits for the other and never
---   both succeed.
+--   renewal (an UPDATE of the row) touch the same row, so one waits for the other and never both succeed.
 -- assigned: bumped when another node places a new instance on this node, so the node reads its lease rows
 --   only when they changed, not every heartbeat.
 ALTER TABLE zw_cluster_nodes ADD COLUMN IF NOT EXISTS incarnation text NOT NULL DEFAULT '';

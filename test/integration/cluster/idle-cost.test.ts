@@ -2,7 +2,8 @@
  * Issue 22 item 5: what a node does every heartbeat does not grow with its instances. With a few hundred
  * idle instances and a fast heartbeat, a node keeps every lease (it renews them) without rewriting a
  * single lease row, and it does not ask for the list of every instance each tick (only at start and then
- * every `reconcileMs`). Before, each heartbeat rewrote every lease row and read every instance.
+ * every `reconcileMs`). Before, each heartbeat rewrote every lease row and read every instance. A late
+ * renewal nobody noticed keeps everything; a node whose row another node deleted gives everything up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
@@ -34,9 +35,13 @@ describe('an idle node', () => {
     const ids = Array.from({ length: INSTANCES }, (_, i) => `idle-${i}`);
     let listed = 0;
     const adopted = new Set<string>();
+    let drops = 0;
     const owned: OwnedInstances = {
       adopt: (id) => void adopted.add(id),
-      drop: (id) => void adopted.delete(id),
+      drop: (id) => {
+        drops += 1;
+        adopted.delete(id);
+      },
       handOver: async () => undefined,
       connected: () => [],
       movable: () => true,
@@ -78,6 +83,26 @@ describe('an idle node', () => {
       expect(new Date(later[0]!.at).getTime()).toBeGreaterThan(new Date(heartbeat[0]!.at).getTime());
       const owner = await member.ownerOf('idle-7');
       expect(owner).toMatchObject({ nodeId: 'idle-node', self: true });
+
+      // A renewal that comes late (a stall nobody else noticed) keeps every instance: no drop, no churn.
+      await pg.db.query(`UPDATE zw_cluster_nodes SET lease_until = now() - interval '1 second'`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(drops).toBe(0);
+      expect(ids.every((id) => member.holds(id))).toBe(true);
+      expect((await leaseRowVersions()).size).toBe(INSTANCES);
+
+      // Another node that found the lease expired deletes the row and frees the leases in one statement:
+      // this node drops them all, joins as a new incarnation and takes them back with new epochs.
+      const epochs = new Map(member.heldInstances().map((h) => [h.instanceId, h.epoch]));
+      await pg.db.query(
+        `WITH dead AS (DELETE FROM zw_cluster_nodes RETURNING node_id, incarnation)
+         UPDATE zw_instance_leases l SET node_id = NULL, incarnation = NULL, lease_until = now()
+           FROM dead WHERE l.node_id = dead.node_id AND l.incarnation = dead.incarnation`,
+      );
+      await expect.poll(() => drops, { timeout: 5_000 }).toBe(INSTANCES);
+      await expect.poll(() => member.heldInstances().length, { timeout: 5_000 }).toBe(INSTANCES);
+      expect(member.heldInstances().every((h) => h.epoch === epochs.get(h.instanceId)! + 1)).toBe(true);
+      expect(adopted.size).toBe(INSTANCES);
     } finally {
       await member.stop();
     }
