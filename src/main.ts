@@ -32,6 +32,7 @@ import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
+import { PendingDeletions } from './runtime/pending-deletions.ts';
 import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
 import { tokenOwnerInLog } from './runtime/token-owner.ts';
 import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
@@ -40,11 +41,13 @@ import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { clearMessagesReadModel, messagesProjection } from '../projections/messages.ts';
 import {
+  deletionAudited,
   findInstance,
   instanceIdByTokenHash,
-  listInstances,
+  listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
+  unfinishedDeletions,
 } from '../projections/queries.ts';
 import { startSinks, type Sinks } from './sinks/index.ts';
 import { defaultProfile } from './http/profiles/default.ts';
@@ -153,6 +156,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
   );
   await projections.start();
+  // Deletes and token rotations not finished yet (a crash cut them short): finished on the owner node.
+  const pending = new PendingDeletions(db);
   const cluster = new ClusterMember({
     db,
     logger,
@@ -164,7 +169,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     movesPerTick: config.restoreConcurrency,
     // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
     exclusive: config.databaseUrl === undefined,
-    instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+    // An instance whose delete is still to finish keeps its lease row: its owner finishes the delete.
+    instanceIds: async () => [...(await listInstanceIds(db)), ...(await pending.ids())],
   });
   clustered.member = cluster;
   const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
@@ -181,18 +187,23 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         })
       : options.connector;
   const inspection = new InspectionLog();
-  // Bound after the sinks start; the runtime only calls it when an instance is deleted.
-  const late: { sinks?: Sinks } = {};
+  // The sinks start after the runtime; a delete finished at start (one a crash cut short) waits for them
+  // to drop the instance's delivery log and metrics.
+  let sinksStarted: (sinks: Sinks) => void = () => undefined;
+  const sinksReady = new Promise<Sinks>((resolve) => (sinksStarted = resolve));
   const runtime = new InstanceRuntime({
     onInstanceDeleted: async (instanceId) => {
       await cluster.forget(instanceId);
-      await late.sinks?.forgetInstance(instanceId);
+      await (await sinksReady).forgetInstance(instanceId);
     },
+    pending,
     inspect: inspection.observe,
     store,
     readModel: {
-      instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+      instanceIds: () => listInstanceIds(db),
       tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
+      deletionAudited: (instanceId) => deletionAudited(db, instanceId),
+      unfinishedDeletions: () => unfinishedDeletions(db),
       caughtUp: (position, timeoutMs, names) => projections.waitFor(position, timeoutMs, names),
     },
     connector,
@@ -200,6 +211,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
+    limits: config.instanceLimits,
     restoreConcurrency: config.restoreConcurrency,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
@@ -233,7 +245,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
   });
-  late.sinks = startedSinks;
+  sinksStarted(startedSinks);
   startedSinks.registerGauge({
     name: 'zapwire_instances',
     help: 'Instances by API state',
@@ -275,13 +287,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       ...authenticator,
       sessions,
       // The read model first; then the stream itself, so an instance stays reachable by id while its
-      // read model is being rebuilt.
+      // read model is being rebuilt. A stream that ends deleted is an instance whose delete is finishing.
       findInstance: async (idOrName) => {
         const instance = await findInstance(db, idOrName);
         if (instance) return { id: instance.id, name: instance.name };
-        return (await store.streamVersion(instanceStream(idOrName))) > 0
-          ? { id: idOrName, name: idOrName }
-          : undefined;
+        const [last] = await store.readStream(instanceStream(idOrName), { direction: 'backward', limit: 1 });
+        return last && last.type !== 'InstanceDeleted' ? { id: idOrName, name: idOrName } : undefined;
       },
     },
     cluster: () => cluster.health(),
@@ -314,6 +325,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
+          runtime.commands.limit(instanceId, 'settings');
           const secret = generateWebhookSecret();
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;

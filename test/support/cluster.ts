@@ -527,7 +527,9 @@ export async function ownersOf(cluster: TestCluster): Promise<Map<string, string
   await client.connect();
   try {
     const { rows } = await client.query<{ instance_id: string; node_id: string }>(
-      'SELECT instance_id, node_id FROM zw_instance_leases WHERE node_id IS NOT NULL AND lease_until > now()',
+      `SELECT l.instance_id, l.node_id FROM zw_instance_leases l
+         JOIN zw_cluster_nodes n ON n.node_id = l.node_id AND n.incarnation = l.incarnation
+        WHERE n.lease_until > now()`,
     );
     return new Map(rows.map((r) => [r.instance_id, r.node_id]));
   } finally {

@@ -117,6 +117,15 @@ describe('server start-up', () => {
     expect(((await all.json()) as Array<{ name: string }>).map((i) => i.name).sort()).toEqual(
       [...names].sort(),
     );
+    // Each read model rebuilt from the recovered log equals the live one.
+    for (const projection of ['instances', 'instance_logs']) {
+      const rebuilt = await fetch(`http://127.0.0.1:${port}/admin/projections/${projection}/rebuild`, {
+        method: 'POST',
+        headers: { apikey: env.GLOBAL_API_KEY },
+      });
+      const report = (await rebuilt.json()) as { equal: boolean; tables: unknown };
+      expect(report.equal, `${projection}: ${JSON.stringify(report.tables)}`).toBe(true);
+    }
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
   }, 240_000);
