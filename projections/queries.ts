@@ -138,6 +138,69 @@ export async function listInstances(db: SqlExecutor): Promise<InstanceView[]> {
   return rows.map(toView);
 }
 
+/** Where a page of instances ends: the creation time (as the view shows it) and id of its last one. */
+export interface InstancePosition {
+  readonly createdAt: string;
+  readonly id: string;
+}
+
+/**
+ * One page of instances in creation order, after `after` (from the start without it), and where the next
+ * page starts when there is one. Creation times are the InstanceCreated event's, to the millisecond, so
+ * the view's `createdAt` locates an instance exactly.
+ */
+export async function listInstancesPage(
+  db: SqlExecutor,
+  page: { readonly limit: number; readonly after?: InstancePosition | undefined },
+): Promise<{ views: InstanceView[]; next: InstancePosition | undefined }> {
+  const { limit, after } = page;
+  const { rows } = after
+    ? await db.query<InstanceRow>(
+        `SELECT ${COLUMNS} FROM rm_instances WHERE (created_at, id) > ($2::timestamptz, $3)
+          ORDER BY created_at, id LIMIT $1`,
+        [limit + 1, after.createdAt, after.id],
+      )
+    : await db.query<InstanceRow>(`SELECT ${COLUMNS} FROM rm_instances ORDER BY created_at, id LIMIT $1`, [
+        limit + 1,
+      ]);
+  const views = rows.slice(0, limit).map(toView);
+  const last = views.at(-1);
+  return {
+    views,
+    next: rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : undefined,
+  };
+}
+
+/** The id of every instance, nothing else (what the runtime and the cluster need to know). */
+export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>('SELECT id FROM rm_instances');
+  return rows.map((row) => row.id);
+}
+
+/** Whether the audit table has the instance's deletion (InstanceDeletionAudited). */
+export async function deletionAudited(db: SqlExecutor, instanceId: string): Promise<boolean> {
+  const { rows } = await db.query(
+    'SELECT 1 FROM rm_instance_audit WHERE instance_id = $1 AND deleted_at IS NOT NULL',
+    [instanceId],
+  );
+  return rows.length > 0;
+}
+
+/** Audit rows without a deletion whose instance is gone from rm_instances (a delete cut short). */
+export async function unfinishedDeletions(
+  db: SqlExecutor,
+): Promise<{ instanceId: string; name: string; createdAt: string }[]> {
+  const { rows } = await db.query<{ instance_id: string; name: string; created_at: Date }>(
+    `SELECT a.instance_id, a.name, a.created_at FROM rm_instance_audit a
+      WHERE a.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM rm_instances i WHERE i.id = a.instance_id)`,
+  );
+  return rows.map((r) => ({
+    instanceId: r.instance_id,
+    name: r.name,
+    createdAt: new Date(r.created_at).toISOString(),
+  }));
+}
+
 export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string): Promise<string | undefined> {
   const { rows } = await db.query<{ instance_id: string }>(
     'SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1',

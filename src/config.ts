@@ -8,6 +8,20 @@ import { join, resolve } from 'node:path';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** Per-instance limits (0 turns one off). */
+export interface InstanceLimits {
+  /** Settings writes (advanced settings, sinks, proxy, token and webhook secret rotation) per minute. */
+  readonly settingsPerMinute: number;
+  /** Connect, disconnect, logout per minute (reconnect has its own RECONNECT_RATE_LIMIT_MS). */
+  readonly lifecyclePerMinute: number;
+  /** Pairing codes asked for per minute. */
+  readonly pairingPerMinute: number;
+  /** Texts sent per minute. */
+  readonly sendPerMinute: number;
+  /** Events an instance's `instance-` stream may gain in any 24 hours before commands are refused. */
+  readonly eventsPerDay: number;
+}
+
 export interface Config {
   readonly port: number;
   readonly host: string;
@@ -17,6 +31,11 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** DATABASE_PREPARED_STATEMENTS: repeated statements run prepared (off behind a pooler that cannot). */
   readonly databasePreparedStatements: boolean;
+  /**
+   * EMBEDDED_POSTGRES_RESTARTS: how often, in any ten minutes, the embedded PostgreSQL is started again
+   * after it exits on its own before zapwire gives up and exits with 1 (0: exit at the first).
+   */
+  readonly embeddedPostgresRestarts: number;
   readonly eventStoreUrl: string | undefined;
   /** KURRENTDB_TOMBSTONE: delete a deleted instance's streams with a tombstone (hard delete). */
   readonly kurrentTombstone: boolean;
@@ -35,6 +54,8 @@ export interface Config {
   readonly waNoiseRootPublicKey: Buffer | undefined;
   readonly qrCodeMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
+  /** Per-instance limits on what tenants change (docs/security.md, "Limits per instance"). */
+  readonly instanceLimits: InstanceLimits;
   readonly restoreConcurrency: number;
   /**
    * MESSAGES_PROJECTION: keep rm_messages/rm_labels (every message and label in the read model). No route
@@ -265,6 +286,7 @@ export function loadConfig(env: Env = process.env): Config {
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
     databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
     databasePreparedStatements: r.flag('DATABASE_PREPARED_STATEMENTS', true),
+    embeddedPostgresRestarts: r.int('EMBEDDED_POSTGRES_RESTARTS', 5, 0, 100),
     eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
     kurrentTombstone: r.flag('KURRENTDB_TOMBSTONE', false),
     amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),
@@ -282,6 +304,13 @@ export function loadConfig(env: Env = process.env): Config {
       baseMs: r.int('RECONNECT_BASE_MS', 2_000, 100, 600_000),
       maxMs: r.int('RECONNECT_MAX_MS', 300_000, 1_000, 3_600_000),
       userRateLimitMs: r.int('RECONNECT_RATE_LIMIT_MS', 60_000, 0, 3_600_000),
+    },
+    instanceLimits: {
+      settingsPerMinute: r.int('RATE_LIMIT_SETTINGS_PER_MINUTE', 30, 0, 1_000_000),
+      lifecyclePerMinute: r.int('RATE_LIMIT_LIFECYCLE_PER_MINUTE', 30, 0, 1_000_000),
+      pairingPerMinute: r.int('RATE_LIMIT_PAIRING_PER_MINUTE', 5, 0, 1_000_000),
+      sendPerMinute: r.int('RATE_LIMIT_SEND_PER_MINUTE', 1_200, 0, 1_000_000),
+      eventsPerDay: r.int('INSTANCE_EVENTS_PER_DAY', 5_000, 0, 100_000_000),
     },
     restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
     messagesProjection: r.flag('MESSAGES_PROJECTION', false),

@@ -32,6 +32,7 @@ import { lazyConnector } from './whatsapp/lazy-connector.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
+import { PendingDeletions } from './runtime/pending-deletions.ts';
 import { SessionKeyMismatchError, verifySessionKey } from './runtime/key-check.ts';
 import { tokenOwnerInLog } from './runtime/token-owner.ts';
 import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
@@ -40,11 +41,13 @@ import { instancesProjection } from '../projections/instances.ts';
 import { instanceLogsProjection } from '../projections/instance-logs.ts';
 import { clearMessagesReadModel, messagesProjection } from '../projections/messages.ts';
 import {
+  deletionAudited,
   findInstance,
   instanceIdByTokenHash,
-  listInstances,
+  listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
+  unfinishedDeletions,
 } from '../projections/queries.ts';
 import { startSinks, type Sinks } from './sinks/index.ts';
 import { defaultProfile } from './http/profiles/default.ts';
@@ -69,6 +72,11 @@ export interface Zapwire {
   readonly globalApiKey: string;
   /** The listening URL once `listen` was asked for. */
   readonly url: string | undefined;
+  /**
+   * Settles when the process cannot go on and must exit non-zero for its supervisor to restart it: the
+   * embedded PostgreSQL exited and could not be started again within EMBEDDED_POSTGRES_RESTARTS.
+   */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -108,7 +116,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     tokenOf: (stream) => clustered.member?.appendFencing.tokenOf(stream) ?? Promise.resolve(undefined),
     refused: (token) => clustered.member?.appendFencing.refused(token),
   };
-  const { store, db } = await openEventStore({
+  let lost: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolveFailed) => (lost = resolveFailed));
+  const { store, db, databaseOutage } = await openEventStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     preparedStatements: config.databasePreparedStatements,
@@ -116,8 +126,10 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     // An instance's own streams are never reused (name and token reservations are: soft delete).
     ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),
     migrations: MIGRATION_DIRECTORIES,
-    notice: (message) => logger.info(message),
+    notice: (message, level = 'info') => logger[level](message),
     fence,
+    embeddedRestarts: config.embeddedPostgresRestarts,
+    onDatabaseLost: (reason) => lost(new Error(reason)),
   });
   try {
     const outcome = await verifySessionKey(db, secretKey, {
@@ -144,6 +156,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
   );
   await projections.start();
+  // Deletes and token rotations not finished yet (a crash cut them short): finished on the owner node.
+  const pending = new PendingDeletions(db);
   const cluster = new ClusterMember({
     db,
     logger,
@@ -155,7 +169,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     movesPerTick: config.restoreConcurrency,
     // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
     exclusive: config.databaseUrl === undefined,
-    instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+    // An instance whose delete is still to finish keeps its lease row: its owner finishes the delete.
+    instanceIds: async () => [...(await listInstanceIds(db)), ...(await pending.ids())],
   });
   clustered.member = cluster;
   const secrets = new InstanceSecrets(db, new SecretBox(secretKey));
@@ -172,18 +187,23 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         })
       : options.connector;
   const inspection = new InspectionLog();
-  // Bound after the sinks start; the runtime only calls it when an instance is deleted.
-  const late: { sinks?: Sinks } = {};
+  // The sinks start after the runtime; a delete finished at start (one a crash cut short) waits for them
+  // to drop the instance's delivery log and metrics.
+  let sinksStarted: (sinks: Sinks) => void = () => undefined;
+  const sinksReady = new Promise<Sinks>((resolve) => (sinksStarted = resolve));
   const runtime = new InstanceRuntime({
     onInstanceDeleted: async (instanceId) => {
       await cluster.forget(instanceId);
-      await late.sinks?.forgetInstance(instanceId);
+      await (await sinksReady).forgetInstance(instanceId);
     },
+    pending,
     inspect: inspection.observe,
     store,
     readModel: {
-      instanceIds: async () => (await listInstances(db)).map((instance) => instance.id),
+      instanceIds: () => listInstanceIds(db),
       tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
+      deletionAudited: (instanceId) => deletionAudited(db, instanceId),
+      unfinishedDeletions: () => unfinishedDeletions(db),
       caughtUp: (position, timeoutMs, names) => projections.waitFor(position, timeoutMs, names),
     },
     connector,
@@ -191,6 +211,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     qrMaxCount: config.qrCodeMaxCount,
     reconnect: config.reconnect,
+    limits: config.instanceLimits,
     restoreConcurrency: config.restoreConcurrency,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
@@ -224,7 +245,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
   });
-  late.sinks = startedSinks;
+  sinksStarted(startedSinks);
   startedSinks.registerGauge({
     name: 'zapwire_instances',
     help: 'Instances by API state',
@@ -268,16 +289,23 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       sessions,
       failedAuth: config.authFailures,
       // The read model first; then the stream itself, so an instance stays reachable by id while its
-      // read model is being rebuilt.
+      // read model is being rebuilt. A stream that ends deleted is an instance whose delete is finishing.
       findInstance: async (idOrName) => {
         const instance = await findInstance(db, idOrName);
         if (instance) return { id: instance.id, name: instance.name };
-        return (await store.streamVersion(instanceStream(idOrName))) > 0
-          ? { id: idOrName, name: idOrName }
-          : undefined;
+        const [last] = await store.readStream(instanceStream(idOrName), { direction: 'backward', limit: 1 });
+        return last && last.type !== 'InstanceDeleted' ? { id: idOrName, name: idOrName } : undefined;
       },
     },
     cluster: () => cluster.health(),
+    storeOutage: () => {
+      const outage = databaseOutage();
+      if (!outage) return undefined;
+      const since = outage.since.toISOString();
+      return outage.state === 'restarting'
+        ? `${outage.summary}; zapwire is restarting it (since ${since})`
+        : `${outage.summary}; zapwire gave up restarting it and is exiting (since ${since})`;
+    },
     // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
     alerts: async () => {
       const counts = new Map<string, number>();
@@ -299,6 +327,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
+          runtime.commands.limit(instanceId, 'settings');
           const secret = generateWebhookSecret();
           await secrets.put(instanceId, 'webhook_secret', secret);
           return secret;
@@ -345,6 +374,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     cluster,
     globalApiKey: key.value,
     url,
+    failed,
     stop() {
       stopped ??= (async () => {
         // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
@@ -405,7 +435,10 @@ async function main(): Promise<void> {
  * state half written, so the process stops cleanly instead (instances restore on the next start) and
  * exits with 1. SIGTERM and SIGINT stop it cleanly with 0; a stop that hangs is cut after 15 s.
  */
-export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Logger): void {
+export function installProcessPolicy(
+  zapwire: Pick<Zapwire, 'stop'> & Partial<Pick<Zapwire, 'failed'>>,
+  logger: Logger,
+): void {
   let shuttingDown = false;
   const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
@@ -429,6 +462,13 @@ export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Log
   process.on('uncaughtException', (error) => {
     logger.fatal({ err: error }, 'uncaught exception; shutting down');
     shutdown('uncaughtException', 1);
+  });
+  void zapwire.failed?.then((error) => {
+    logger.fatal(
+      { err: error },
+      'the embedded PostgreSQL cannot be restarted; exiting with 1 so that a supervisor restarts zapwire',
+    );
+    shutdown('database lost', 1);
   });
 }
 

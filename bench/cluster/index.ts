@@ -17,7 +17,6 @@
  * HTTP API, the sandbox and the subscription table).
  * Needs PostgreSQL at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres).
  */
-import pg from 'pg';
 import { WebhookReceiver } from '../../test/support/webhook-receiver.ts';
 import {
   buildOnce,
@@ -27,6 +26,8 @@ import {
   percentile,
   startCluster,
   waitReopened,
+  webhookFigures,
+  webhookSender,
   type ClusterNodeProcess,
   type PairedInstance,
   type TestCluster,
@@ -58,21 +59,6 @@ const seconds = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 1000).to
 
 const CUSTOMER = '5511955550000';
 
-/** The node whose process holds the `sink-webhook` lease (its owner is "<host>:<pid>/<random>"). */
-async function webhookSender(cluster: TestCluster): Promise<ClusterNodeProcess | undefined> {
-  const client = new pg.Client({ connectionString: cluster.database.url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ owner: string | null }>(
-      `SELECT owner FROM es_subscriptions WHERE subscription_id = 'sink-webhook' AND lease_until > now()`,
-    );
-    const pid = Number(/:(\d+)\//.exec(rows[0]?.owner ?? '')?.[1]);
-    return cluster.nodes.find((n) => n.running && n.pid === pid);
-  } finally {
-    await client.end();
-  }
-}
-
 /** The customer writes to the instances round-robin every 100 ms until stopped. */
 function traffic(cluster: TestCluster, instances: readonly PairedInstance[]): { stop(): Promise<void> } {
   let running = true;
@@ -90,31 +76,6 @@ function traffic(cluster: TestCluster, instances: readonly PairedInstance[]): { 
       await loop;
     },
   };
-}
-
-/**
- * What the receiver saw from `from` on: the longest silence (from `from` to the first arrival, or between
- * two arrivals), and the requests whose event id had arrived before.
- */
-function webhookFigures(
-  receiver: WebhookReceiver,
-  from: number,
-  until: number,
-): { gapMs: number; repeats: number } {
-  const seen = new Set<string>();
-  let repeats = 0;
-  let last = from;
-  let gapMs = 0;
-  for (const request of receiver.requests) {
-    const ids = String(request.headers['x-zapwire-event-id'] ?? '').split(',');
-    if (request.receivedAt >= from && request.receivedAt <= until) {
-      if (ids.some((id) => seen.has(id))) repeats += 1;
-      gapMs = Math.max(gapMs, request.receivedAt - last);
-      last = request.receivedAt;
-    }
-    for (const id of ids) seen.add(id);
-  }
-  return { gapMs, repeats };
 }
 
 export default async function bench(): Promise<void> {

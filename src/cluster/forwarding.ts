@@ -6,10 +6,13 @@
  * Between nodes, a forwarded request carries no client key. The forwarding node has authenticated the
  * caller already; it sends the principal it found (`admin` or `instance:<id>`) and an HMAC-SHA256, keyed
  * with CLUSTER_SECRET, over a version tag, the method, the URL, a SHA-256 of the body, a timestamp, a
- * nonce, its own node id, the target node id and the principal. The owner accepts the request only when
- * the signature holds, the target is itself, the timestamp is within the replay window and the nonce is
- * new. So a captured forwarded request cannot be replayed, sent to another node, or bent to another
- * method, path, body or principal, and the client's key never leaves the node it was sent to.
+ * nonce, its own node id, the target node id, the target's incarnation and the principal. The owner
+ * accepts the request only when the signature holds, the target is itself in its current incarnation
+ * (new at every start: the nonces it remembers live in memory, so a run must not accept what an earlier
+ * run of the same CLUSTER_NODE_ID saw), the timestamp is within the replay window and the nonce is new. So
+ * a captured forwarded request cannot be replayed, not even after the owner restarts, sent to another
+ * node, or bent to another method, path, body or principal, and the client's key never leaves the node
+ * it was sent to.
  *
  * No loops: a forwarded request is never forwarded again; when its receiver does not own the instance
  * (the lease moved in between) it answers 503 and the client retries. Nobody owning the instance yet, or
@@ -25,6 +28,7 @@ import type { ClusterView, InstanceOwner } from './port.ts';
 export const FORWARD_HEADER = {
   from: 'x-zapwire-forward-from',
   to: 'x-zapwire-forward-to',
+  toIncarnation: 'x-zapwire-forward-to-incarnation',
   timestamp: 'x-zapwire-forward-ts',
   nonce: 'x-zapwire-forward-nonce',
   principal: 'x-zapwire-forward-principal',
@@ -124,6 +128,8 @@ export interface SignedParts {
   readonly nonce: string;
   readonly from: string;
   readonly to: string;
+  /** The target node's incarnation (ClusterView.incarnation) the request is meant for. */
+  readonly toIncarnation: string;
   readonly principal: string;
 }
 
@@ -132,7 +138,7 @@ export function signForward(secret: string, parts: SignedParts): string {
   return createHmac('sha256', secret)
     .update(
       [
-        'zapwire-forward-v1',
+        'zapwire-forward-v2',
         parts.method.toUpperCase(),
         parts.url,
         bodyHash,
@@ -140,6 +146,7 @@ export function signForward(secret: string, parts: SignedParts): string {
         parts.nonce,
         parts.from,
         parts.to,
+        parts.toIncarnation,
         parts.principal,
       ].join('\n'),
     )
@@ -151,6 +158,7 @@ export function forwardHeaders(secret: string, parts: SignedParts): Record<strin
   return {
     [FORWARD_HEADER.from]: parts.from,
     [FORWARD_HEADER.to]: parts.to,
+    [FORWARD_HEADER.toIncarnation]: parts.toIncarnation,
     [FORWARD_HEADER.timestamp]: String(parts.timestamp),
     [FORWARD_HEADER.nonce]: parts.nonce,
     [FORWARD_HEADER.principal]: parts.principal,
@@ -172,8 +180,10 @@ const rejected = (why: string): ZapwireError =>
   new ZapwireError('ZW_ERR_UNAUTHORIZED', `forwarded request rejected: ${why}`);
 
 /**
- * Checks forwarded requests on the receiving node. Nonces are remembered for twice the replay window, so
- * a request seen once is refused for as long as its timestamp could still pass.
+ * Checks forwarded requests on the receiving node. Nonces are remembered (in memory) for twice the replay
+ * window, so a request seen once is refused for as long as its timestamp could still pass; a request signed
+ * for another incarnation of this node (an earlier run, whose memory is gone) is refused whatever its
+ * nonce.
  */
 export class ForwardVerifier {
   private readonly seen = new Map<string, number>();
@@ -183,6 +193,8 @@ export class ForwardVerifier {
   constructor(
     private readonly secret: string,
     private readonly selfId: string,
+    /** This node's current incarnation. */
+    private readonly incarnation: () => string,
     options: { replayWindowMs?: number; now?: () => number } = {},
   ) {
     this.windowMs = options.replayWindowMs ?? 30_000;
@@ -198,18 +210,36 @@ export class ForwardVerifier {
     };
     const from = header(FORWARD_HEADER.from);
     const to = header(FORWARD_HEADER.to);
+    const toIncarnation = header(FORWARD_HEADER.toIncarnation);
     const timestamp = Number(header(FORWARD_HEADER.timestamp));
     const nonce = header(FORWARD_HEADER.nonce);
     const principalHeader = header(FORWARD_HEADER.principal);
     const signature = header(FORWARD_HEADER.signature);
     const expected = Buffer.from(
-      signForward(this.secret, { method, url, body, timestamp, nonce, from, to, principal: principalHeader }),
+      signForward(this.secret, {
+        method,
+        url,
+        body,
+        timestamp,
+        nonce,
+        from,
+        to,
+        toIncarnation,
+        principal: principalHeader,
+      }),
       'hex',
     );
     const given = Buffer.from(signature, 'hex');
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       throw rejected('bad signature (is CLUSTER_SECRET the same on every node?)');
     if (to !== this.selfId) throw rejected(`addressed to node ${to}, this is ${this.selfId}`);
+    // Signed by a node, for a run of this one that is over (a restart with the same CLUSTER_NODE_ID, or a
+    // lease that expired): nothing runs. A node that read the owner just before the restart retries.
+    if (toIncarnation !== this.incarnation())
+      throw Errors.unavailable(
+        `forwarded request addressed to an earlier run of node ${this.selfId} (it restarted or rejoined the cluster since): retry`,
+        1,
+      );
     const now = this.now();
     if (!Number.isFinite(timestamp) || Math.abs(now - timestamp) > this.windowMs)
       throw rejected('timestamp outside the replay window (are the nodes’ clocks in sync?)');
@@ -294,7 +324,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
   const verifier =
     secret === undefined
       ? undefined
-      : new ForwardVerifier(secret, cluster.selfId, {
+      : new ForwardVerifier(secret, cluster.selfId, () => cluster.incarnation(), {
           ...(options.replayWindowMs !== undefined ? { replayWindowMs: options.replayWindowMs } : {}),
           now,
         });
@@ -382,6 +412,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
       nonce,
       from: cluster.selfId,
       to: owner.nodeId,
+      toIncarnation: owner.incarnation,
       principal: principalHeaderOf(principal),
     });
     if (body !== undefined) headers['content-type'] = request.headers['content-type'] ?? 'application/json';

@@ -1,15 +1,23 @@
 /**
- * This node's part in the cluster (docs/cluster.md): membership (a heartbeat row in zw_cluster_nodes),
- * instance leases with fencing epochs (zw_instance_leases), placement and rebalancing, failover and
- * hand-over. It implements the ClusterView port and gives the store and the WhatsApp adapter their
- * fencing tokens. Every time comparison uses the database's clock, so nodes need not agree on time.
+ * This node's part in the cluster (docs/cluster.md): membership and the node's lease (its row in
+ * zw_cluster_nodes), instance leases with fencing epochs (zw_instance_leases), placement and rebalancing,
+ * failover and hand-over. It implements the ClusterView port and gives the store and the WhatsApp adapter
+ * their fencing tokens. Every time comparison uses the database's clock, so nodes need not agree on time.
  *
- * One tick (every CLUSTER_HEARTBEAT_MS, and at once when another node releases leases):
- *  1. renew every lease this node holds, in one UPDATE; a lease missing from the answer was taken over:
- *     the instance is dropped here (its socket closed) without writing anything;
- *  2. heartbeat;
- *  3. give every known instance a lease row (unplaced instances are free to take);
- *  4. take free or expired leases up to this node's share, release what is above it (hand-over).
+ * An instance lease is held by a node incarnation (a node id and a random value new at each registration),
+ * and it lasts as long as that node's own lease: renewing is one UPDATE of the node's row, whatever the
+ * number of instances. A node whose lease expired is deleted by the next node that looks for work, which
+ * frees its instances in the same statement; the node's renewal and that delete touch the same row, so
+ * exactly one of them wins. While its row is there, nobody else can have taken its instances.
+ *
+ * One tick (every CLUSTER_HEARTBEAT_MS, and at once when another node releases or places leases):
+ *  1. renew this node's lease (one UPDATE). If another node deleted the row (the lease had expired), register
+ *     again as a new incarnation: every instance held by the old one is dropped here (its socket closed)
+ *     without writing anything. If another node placed instances here since the last tick, read this node's
+ *     lease rows once;
+ *  2. now and then (not every tick): give every known instance a lease row, remove rows of deleted ones;
+ *  3. free the instances of nodes whose lease expired, take free leases up to this node's share, release
+ *     what is above it (hand-over).
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -63,8 +71,10 @@ export interface ClusterNodeOptions {
    * an earlier, crashed run are taken at once instead of after they expire.
    */
   readonly exclusive?: boolean;
-  /** Every instance that exists (the read model). */
+  /** Every instance that exists (the read model), and those whose deletion is still to finish. */
   readonly instanceIds: () => Promise<string[]>;
+  /** How often lease rows are matched against instanceIds (default 60 s); at start, always. */
+  readonly reconcileMs?: number;
 }
 
 interface Held {
@@ -78,6 +88,10 @@ const ORPHAN_ROW_AGE_MS = 60_000;
 
 export function defaultNodeId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+function newIncarnation(): string {
+  return randomBytes(12).toString('hex');
 }
 
 export interface ClusterCounters {
@@ -100,9 +114,20 @@ export class ClusterMember implements ClusterView {
   /** performance.now() until which every lease this node renewed is certainly still its own. */
   private validUntil = 0;
   private lastTickError: string | undefined;
+  /** This run's registration; a new one whenever the node's lease expired before it was renewed. */
+  private currentIncarnation = newIncarnation();
+  /** zw_cluster_nodes.assigned as last seen: another node placed instances here when it changed. */
+  private assignedSeen: string | undefined;
+  /** performance.now() of the last match of lease rows against the instances that exist. */
+  private reconciledAt = -Infinity;
 
   constructor(private readonly options: ClusterNodeOptions) {
     this.selfId = options.nodeId;
+  }
+
+  /** This node's current registration: forwarded requests are signed for it (src/cluster/forwarding.ts). */
+  incarnation(): string {
+    return this.currentIncarnation;
   }
 
   /** Registers the node and runs the first tick (leases taken, instances adopted), then keeps ticking. */
@@ -114,11 +139,11 @@ export class ClusterMember implements ClusterView {
       // DATA_DIR's earlier runs, dead. Their leases are free now (their epochs still grow on take-over).
       await db.query(`DELETE FROM zw_cluster_nodes WHERE node_id <> $1`, [this.selfId]);
       await db.query(
-        `UPDATE zw_instance_leases SET node_id = NULL, lease_until = '-infinity' WHERE node_id IS DISTINCT FROM $1`,
-        [this.selfId],
+        `UPDATE zw_instance_leases SET freed_from = NULL, node_id = NULL, incarnation = NULL, lease_until = '-infinity'
+          WHERE node_id IS NOT NULL`,
       );
     }
-    await this.heartbeat();
+    await this.register(performance.now());
     // Other nodes' releases wake this one at once. Alone on the embedded database there are none, and
     // a LISTEN would keep a PostgreSQL connection (a process of ~16 MB) open for nothing.
     if (db.listen && !this.options.exclusive) {
@@ -139,8 +164,16 @@ export class ClusterMember implements ClusterView {
     if (this.timer) clearTimeout(this.timer);
     await this.ticking?.catch(() => undefined);
     await Promise.all([...this.held.keys()].map((id) => this.release(id)));
+    // Whatever is still held (a release that failed) is freed with the node's row.
     await this.options.db
-      .query('DELETE FROM zw_cluster_nodes WHERE node_id = $1', [this.selfId])
+      .query(
+        `WITH freed AS (
+           UPDATE zw_instance_leases SET node_id = NULL, incarnation = NULL, lease_until = now()
+            WHERE node_id = $1 AND incarnation = $2
+         )
+         DELETE FROM zw_cluster_nodes WHERE node_id = $1 AND incarnation = $2`,
+        [this.selfId, this.currentIncarnation],
+      )
       .catch(() => undefined);
     await this.notify();
     await this.unlisten?.().catch(() => undefined);
@@ -153,12 +186,17 @@ export class ClusterMember implements ClusterView {
       node_id: string;
       address: string;
       epoch: string;
+      incarnation: string;
       lease_until: Date;
     }>(
-      `SELECT l.node_id, n.address, l.epoch::text AS epoch, l.lease_until
-         FROM zw_instance_leases l JOIN zw_cluster_nodes n ON n.node_id = l.node_id
-        WHERE l.instance_id = $1 AND l.lease_until > now()`,
-      [instanceId],
+      `SELECT l.node_id, n.address, l.epoch::text AS epoch, n.incarnation, n.lease_until
+         FROM zw_instance_leases l
+         JOIN zw_cluster_nodes n ON n.node_id = l.node_id AND n.incarnation = l.incarnation
+        WHERE l.instance_id = $1
+          AND (n.lease_until > now() OR (n.node_id = $2 AND n.incarnation = $3))`,
+      // This node's own row proves its leases (nobody can take them without deleting it), also in the
+      // moment its renewal is late.
+      [instanceId, this.selfId, this.currentIncarnation],
     );
     const row = rows[0];
     if (!row) return undefined;
@@ -167,8 +205,9 @@ export class ClusterMember implements ClusterView {
       nodeId: row.node_id,
       address: row.address,
       epoch: Number(row.epoch),
+      incarnation: row.incarnation,
       leaseUntil: new Date(row.lease_until),
-      self: row.node_id === this.selfId,
+      self: row.node_id === this.selfId && row.incarnation === this.currentIncarnation,
     };
   }
 
@@ -182,11 +221,10 @@ export class ClusterMember implements ClusterView {
     }>(
       `SELECT n.node_id, n.address, n.started_at, n.heartbeat_at,
               (SELECT count(*)::int FROM zw_instance_leases l
-                WHERE l.node_id = n.node_id AND l.lease_until > now()) AS instances
+                WHERE l.node_id = n.node_id AND l.incarnation = n.incarnation) AS instances
          FROM zw_cluster_nodes n
-        WHERE n.heartbeat_at > now() - $1 * interval '1 millisecond'
+        WHERE n.lease_until > now()
         ORDER BY n.started_at, n.node_id`,
-      [this.options.leaseMs],
     );
     return rows.map((r) => ({
       nodeId: r.node_id,
@@ -222,18 +260,25 @@ export class ClusterMember implements ClusterView {
       node_id: string | null;
       epoch: string;
       held_ms: number | null;
-      expires_in_ms: number;
+      expires_in_ms: number | null;
     }>(
-      `SELECT instance_id, node_id, epoch::text AS epoch,
-              (extract(epoch FROM now() - acquired_at) * 1000)::bigint::int AS held_ms,
-              greatest(-1, least(2147483647, (extract(epoch FROM lease_until - now()) * 1000)))::int AS expires_in_ms
-         FROM zw_instance_leases ORDER BY instance_id`,
+      `SELECT l.instance_id, n.node_id, l.epoch::text AS epoch,
+              (extract(epoch FROM now() - l.acquired_at) * 1000)::bigint::int AS held_ms,
+              greatest(-1, least(2147483647, (extract(epoch FROM n.lease_until - now()) * 1000)))::int AS expires_in_ms
+         FROM zw_instance_leases l
+         LEFT JOIN zw_cluster_nodes n ON n.node_id = l.node_id AND n.incarnation = l.incarnation
+        ORDER BY l.instance_id`,
     );
     const live = new Set(nodes.map((n) => n.nodeId));
     const byNode = new Map<string, ClusterOverviewInstance[]>();
     const unowned: string[] = [];
     for (const row of rows) {
-      if (row.node_id === null || row.expires_in_ms <= 0 || !live.has(row.node_id)) {
+      if (
+        row.node_id === null ||
+        row.expires_in_ms === null ||
+        row.expires_in_ms <= 0 ||
+        !live.has(row.node_id)
+      ) {
         unowned.push(row.instance_id);
         continue;
       }
@@ -292,21 +337,40 @@ export class ClusterMember implements ClusterView {
 
   /**
    * Places a new instance on the least-loaded live node (this one in a tie), unless it has a lease row
-   * already. In single mode that is the oldest node, the one that owns everything.
+   * already. In single mode that is the oldest node, the one that owns everything. Another node learns of
+   * it from its `assigned` count (and at once from the NOTIFY).
    */
   async place(instanceId: string): Promise<void> {
     const target = await this.leastLoaded();
-    if (!target) return;
-    const { rows } = await this.options.db.query<{ epoch: string }>(
-      `INSERT INTO zw_instance_leases (instance_id, node_id, epoch, lease_until, acquired_at)
-       VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', now())
-       ON CONFLICT (instance_id) DO NOTHING
-       RETURNING epoch::text AS epoch`,
-      [instanceId, target, this.options.leaseMs],
+    const { db } = this.options;
+    const { rows } = await db.query<{ epoch: string }>(
+      `WITH target AS (
+         SELECT node_id, incarnation FROM zw_cluster_nodes
+          WHERE node_id = $2 AND (lease_until > now() OR (node_id = $3 AND incarnation = $4))
+       ), placed AS (
+         INSERT INTO zw_instance_leases (instance_id, node_id, incarnation, epoch, lease_until, acquired_at)
+         SELECT $1, node_id, incarnation, 1, '-infinity', now() FROM target
+         ON CONFLICT (instance_id) DO NOTHING
+         RETURNING epoch
+       ), told AS (
+         UPDATE zw_cluster_nodes SET assigned = assigned + 1
+          WHERE node_id = $2 AND node_id <> $3 AND EXISTS (SELECT 1 FROM placed)
+       )
+       SELECT epoch::text AS epoch FROM placed`,
+      [instanceId, target ?? null, this.selfId, this.currentIncarnation],
     );
-    if (!rows[0]) return;
-    if (target === this.selfId) this.gained(instanceId, Number(rows[0].epoch), false);
-    else await this.notify();
+    const placed = rows[0];
+    if (placed && target === this.selfId) this.gained(instanceId, Number(placed.epoch), false);
+    else if (placed) await this.notify();
+    else {
+      // No live node to give it to right now (or it has a row already): a free row, taken at once by the
+      // next node that looks for work (this one, now).
+      await db.query('INSERT INTO zw_instance_leases (instance_id) VALUES ($1) ON CONFLICT DO NOTHING', [
+        instanceId,
+      ]);
+      this.kick();
+      await this.notify();
+    }
   }
 
   /** The instance was deleted: its lease row goes with it. */
@@ -358,21 +422,27 @@ export class ClusterMember implements ClusterView {
     if (this.stopping) return;
     await this.renew();
     if (this.stopping) return;
-    await this.heartbeat();
-    await this.placeKnown();
+    if (performance.now() - this.reconciledAt >= (this.options.reconcileMs ?? ORPHAN_ROW_AGE_MS))
+      await this.placeKnown();
     await this.balance();
   }
 
+  /**
+   * Renews this node's lease, which is the lease of every instance it holds: one UPDATE, whatever their
+   * number. It succeeds while the node's row is there, also when the renewal comes late (a stall): nobody
+   * takes a node's instances without deleting its row first. When the row is gone, another node found
+   * the lease expired and freed them, so this node drops them all and registers as a new incarnation.
+   */
   private async renew(): Promise<void> {
     const { db, leaseMs } = this.options;
     const sent = performance.now();
-    let rows: { instance_id: string; epoch: string }[];
+    let rows: { assigned: string }[];
     try {
-      ({ rows } = await db.query<{ instance_id: string; epoch: string }>(
-        `UPDATE zw_instance_leases SET lease_until = now() + $2 * interval '1 millisecond'
-          WHERE node_id = $1
-        RETURNING instance_id, epoch::text AS epoch`,
-        [this.selfId, leaseMs],
+      ({ rows } = await db.query<{ assigned: string }>(
+        `UPDATE zw_cluster_nodes SET heartbeat_at = now(), lease_until = now() + $3 * interval '1 millisecond'
+          WHERE node_id = $1 AND incarnation = $2
+        RETURNING assigned::text AS assigned`,
+        [this.selfId, this.currentIncarnation, leaseMs],
       ));
     } catch (error) {
       this.counters.renewFailures += 1;
@@ -380,15 +450,27 @@ export class ClusterMember implements ClusterView {
       if (performance.now() >= this.validUntil) for (const id of [...this.held.keys()]) this.lose(id);
       throw error;
     }
-    // The database set lease_until from its now(), which is after `sent`.
-    this.validUntil = sent + leaseMs;
-    const renewed = new Map(rows.map((r) => [r.instance_id, Number(r.epoch)]));
-    for (const [id, held] of [...this.held]) {
-      // A lease taken while the renewal was on its way (placed at create) is not in its answer.
-      if (held.acquiredAt < sent && renewed.get(id) !== held.epoch) this.lose(id);
+    const renewed = rows[0];
+    if (!renewed) {
+      // Another node found this node's lease expired (a stall, or cut off from the database) and freed
+      // what it held: some may be another node's now. Drop it all; whatever is still free is taken back
+      // below, with new epochs.
+      if (this.held.size > 0)
+        this.options.logger.warn(
+          { instances: this.held.size },
+          'this node’s lease expired and another node freed its instances: dropping them and joining again',
+        );
+      for (const id of [...this.held.keys()]) this.lose(id);
+      this.currentIncarnation = newIncarnation();
+      await this.register(sent);
+    } else {
+      // The database set lease_until from its now(), which is after `sent`.
+      this.validUntil = sent + leaseMs;
+      if (renewed.assigned !== this.assignedSeen) {
+        this.assignedSeen = renewed.assigned;
+        await this.readHeld(sent);
+      }
     }
-    // Leases another node gave this one (a new instance placed here).
-    for (const [id, epoch] of renewed) if (!this.held.has(id)) this.gained(id, epoch, true);
     // A safety net: no connection stays open here without a lease (e.g. a restore that raced a hand-over).
     for (const id of this.owned?.connected() ?? []) {
       if (!this.held.has(id)) {
@@ -398,15 +480,52 @@ export class ClusterMember implements ClusterView {
     }
   }
 
-  private async heartbeat(): Promise<void> {
-    await this.options.db.query(
-      `INSERT INTO zw_cluster_nodes (node_id, address, mode) VALUES ($1, $2, $3)
-       ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), address = EXCLUDED.address, mode = EXCLUDED.mode`,
-      [this.selfId, this.options.address, this.options.mode],
+  /**
+   * Joins as the current incarnation (a new node as far as the others can tell: started now). Leases an
+   * earlier incarnation of this node id held are freed.
+   */
+  private async register(sent: number): Promise<void> {
+    const { db, leaseMs } = this.options;
+    const { rows } = await db.query<{ assigned: string }>(
+      `INSERT INTO zw_cluster_nodes (node_id, address, mode, incarnation, lease_until, started_at, heartbeat_at)
+       VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', now(), now())
+       ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, mode = EXCLUDED.mode,
+         incarnation = EXCLUDED.incarnation, lease_until = EXCLUDED.lease_until,
+         started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at
+       RETURNING assigned::text AS assigned`,
+      [this.selfId, this.options.address, this.options.mode, this.currentIncarnation, leaseMs],
+    );
+    this.validUntil = sent + leaseMs;
+    this.assignedSeen = rows[0]?.assigned;
+    await db.query(
+      `UPDATE zw_instance_leases SET freed_from = node_id, node_id = NULL, incarnation = NULL, lease_until = now()
+        WHERE node_id = $1 AND incarnation IS DISTINCT FROM $2`,
+      [this.selfId, this.currentIncarnation],
     );
   }
 
-  /** Every instance gets a lease row (free when new); rows of deleted instances go. */
+  /**
+   * Reads this incarnation's lease rows: instances other nodes placed here are adopted, and a lease gone
+   * from the table (deleted meanwhile) is dropped.
+   */
+  private async readHeld(sent: number): Promise<void> {
+    const { rows } = await this.options.db.query<{ instance_id: string; epoch: string }>(
+      `SELECT instance_id, epoch::text AS epoch FROM zw_instance_leases WHERE node_id = $1 AND incarnation = $2`,
+      [this.selfId, this.currentIncarnation],
+    );
+    const current = new Map(rows.map((r) => [r.instance_id, Number(r.epoch)]));
+    for (const [id, held] of [...this.held]) {
+      // A lease taken while the read was on its way (placed at create) is not in its answer.
+      if (held.acquiredAt < sent && current.get(id) !== held.epoch) this.lose(id);
+    }
+    for (const [id, epoch] of current) if (!this.held.has(id)) this.gained(id, epoch, true);
+  }
+
+  /**
+   * Every instance gets a lease row (free when new); rows of deleted instances go, and so do leases whose
+   * node row is gone without freeing them. Runs at start and then every `reconcileMs`, not every tick:
+   * instances get their row when they are created (place), this only repairs what a crash left.
+   */
   private async placeKnown(): Promise<void> {
     const ids = await this.options.instanceIds();
     const { db } = this.options;
@@ -415,29 +534,40 @@ export class ClusterMember implements ClusterView {
       [ids],
     );
     await db.query(
-      `DELETE FROM zw_instance_leases
-        WHERE instance_id <> ALL ($1::text[])
-          AND created_at < now() - $2 * interval '1 millisecond'
-          AND (node_id IS NULL OR lease_until < now())`,
+      `DELETE FROM zw_instance_leases l
+        WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS known(id) WHERE known.id = l.instance_id)
+          AND l.created_at < now() - $2 * interval '1 millisecond'
+          AND l.node_id IS NULL`,
       [ids, ORPHAN_ROW_AGE_MS],
     );
+    await db.query(
+      `UPDATE zw_instance_leases l SET freed_from = l.node_id, node_id = NULL, incarnation = NULL, lease_until = now()
+        WHERE l.node_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM zw_cluster_nodes n WHERE n.node_id = l.node_id AND n.incarnation = l.incarnation)`,
+    );
+    this.reconciledAt = performance.now();
   }
 
-  private async liveNodes(): Promise<{ nodeId: string; count: number; mode: string }[]> {
+  /** Live nodes, oldest first; with the number of leases each holds when `counted`. */
+  private async liveNodes(counted: boolean): Promise<{ nodeId: string; count: number; mode: string }[]> {
     const { rows } = await this.options.db.query<{ node_id: string; mode: string; count: number }>(
       `SELECT n.node_id, n.mode,
-              (SELECT count(*)::int FROM zw_instance_leases l
-                WHERE l.node_id = n.node_id AND l.lease_until > now()) AS count
+              ${
+                counted
+                  ? `(SELECT count(*)::int FROM zw_instance_leases l
+                       WHERE l.node_id = n.node_id AND l.incarnation = n.incarnation)`
+                  : '0'
+              } AS count
          FROM zw_cluster_nodes n
-        WHERE n.heartbeat_at > now() - $1 * interval '1 millisecond' OR n.node_id = $2
+        WHERE n.lease_until > now() OR n.node_id = $1
         ORDER BY n.started_at, n.node_id`,
-      [this.options.leaseMs, this.selfId],
+      [this.selfId],
     );
     return rows.map((r) => ({ nodeId: r.node_id, count: r.count, mode: r.mode }));
   }
 
   private async leastLoaded(): Promise<string | undefined> {
-    const nodes = await this.liveNodes();
+    const nodes = await this.liveNodes(this.options.mode === 'cluster');
     if (this.options.mode === 'single') return nodes[0]?.nodeId;
     let best: { nodeId: string; count: number } | undefined;
     for (const node of nodes) {
@@ -448,22 +578,45 @@ export class ClusterMember implements ClusterView {
     return best?.nodeId;
   }
 
-  private async balance(): Promise<void> {
-    const { db, leaseMs, heartbeatMs, movesPerTick } = this.options;
-    const nodes = await this.liveNodes();
-    const { rows } = await db.query<{ total: number }>(
-      'SELECT count(*)::int AS total FROM zw_instance_leases',
+  /**
+   * Frees the instances of every node whose lease expired: deleting the node's row is what decides it (its
+   * renewal needs the row), and its leases are freed in the same statement. Returns how many were freed.
+   */
+  private async reapExpired(): Promise<number> {
+    const { rows } = await this.options.db.query<{ freed: number }>(
+      `WITH dead AS (
+         DELETE FROM zw_cluster_nodes WHERE node_id <> $1 AND lease_until < now()
+         RETURNING node_id, incarnation, lease_until
+       ), freed AS (
+         UPDATE zw_instance_leases l
+            SET freed_from = l.node_id, node_id = NULL, incarnation = NULL, lease_until = dead.lease_until
+           FROM dead
+          WHERE l.node_id = dead.node_id AND l.incarnation = dead.incarnation
+         RETURNING 1
+       )
+       SELECT count(*)::int AS freed FROM freed`,
+      [this.selfId],
     );
-    const total = rows[0]?.total ?? 0;
+    return rows[0]?.freed ?? 0;
+  }
+
+  private async balance(): Promise<void> {
+    const { db, heartbeatMs, movesPerTick } = this.options;
+    await this.reapExpired();
     const mine = this.held.size;
     let room: number;
     let eager: boolean;
     if (this.options.mode === 'single') {
       // The oldest live node owns everything; the others follow (a second process started by mistake).
-      const leader = nodes[0]?.nodeId === this.selfId;
-      room = leader ? total : 0;
+      const nodes = await this.liveNodes(false);
+      room = nodes[0]?.nodeId === this.selfId ? Number.MAX_SAFE_INTEGER : 0;
       eager = true;
     } else {
+      const nodes = await this.liveNodes(true);
+      const { rows } = await db.query<{ total: number }>(
+        'SELECT count(*)::int AS total FROM zw_instance_leases',
+      );
+      const total = rows[0]?.total ?? 0;
       const n = Math.max(1, nodes.length);
       const high = Math.ceil(total / n);
       const low = Math.floor(total / n);
@@ -483,19 +636,19 @@ export class ClusterMember implements ClusterView {
     const staleMs = eager ? 0 : Math.round(heartbeatMs * 1.5);
     const { rows: taken } = await db.query<{ instance_id: string; epoch: string; previous: string | null }>(
       `WITH free AS (
-         SELECT instance_id, node_id FROM zw_instance_leases
-          WHERE node_id IS NULL OR lease_until < now() - $4 * interval '1 millisecond'
+         SELECT instance_id, freed_from FROM zw_instance_leases
+          WHERE node_id IS NULL AND lease_until < now() - $4 * interval '1 millisecond'
           ORDER BY lease_until, instance_id
           LIMIT $3
           FOR UPDATE SKIP LOCKED
        )
        UPDATE zw_instance_leases l
-          SET node_id = $1, epoch = l.epoch + 1, lease_until = now() + $2 * interval '1 millisecond',
-              acquired_at = now()
+          SET node_id = $1, incarnation = $2, epoch = l.epoch + 1, lease_until = '-infinity',
+              acquired_at = now(), freed_from = NULL
          FROM free
-        WHERE l.instance_id = free.instance_id
-       RETURNING l.instance_id, l.epoch::text AS epoch, free.node_id AS previous`,
-      [this.selfId, leaseMs, room, staleMs],
+        WHERE l.instance_id = free.instance_id AND l.node_id IS NULL
+       RETURNING l.instance_id, l.epoch::text AS epoch, free.freed_from AS previous`,
+      [this.selfId, this.currentIncarnation, Math.min(room, 2_147_483_647), staleMs],
     );
     for (const row of taken) {
       if (row.previous !== null && row.previous !== this.selfId) {
@@ -538,7 +691,7 @@ export class ClusterMember implements ClusterView {
     this.owned?.drop(instanceId);
     await this.options.db
       .query(
-        `UPDATE zw_instance_leases SET node_id = NULL, lease_until = now()
+        `UPDATE zw_instance_leases SET node_id = NULL, incarnation = NULL, lease_until = now(), freed_from = NULL
           WHERE instance_id = $1 AND node_id = $2 AND epoch = $3`,
         [instanceId, this.selfId, held.epoch],
       )
@@ -578,9 +731,10 @@ export class ClusterMember implements ClusterView {
     const held = this.held.get(instanceId);
     if (held) return { nodeId: this.selfId, epoch: held.epoch };
     const { rows } = await this.options.db.query<{ epoch: string }>(
-      `SELECT epoch::text AS epoch FROM zw_instance_leases
-        WHERE instance_id = $1 AND node_id = $2 AND lease_until > now()`,
-      [instanceId, this.selfId],
+      `SELECT l.epoch::text AS epoch FROM zw_instance_leases l
+         JOIN zw_cluster_nodes n ON n.node_id = l.node_id AND n.incarnation = l.incarnation
+        WHERE l.instance_id = $1 AND l.node_id = $2 AND l.incarnation = $3 AND n.lease_until > now()`,
+      [instanceId, this.selfId, this.currentIncarnation],
     );
     const row = rows[0];
     if (!row) return { nodeId: this.selfId, epoch: 0 };

@@ -21,6 +21,11 @@ export interface InstanceOwner {
   readonly address: string;
   /** Fencing epoch: grows by one every time the lease changes hands. */
   readonly epoch: number;
+  /**
+   * The owner's current registration (new at each start of the node, and when its lease expired): a
+   * request forwarded to the owner is signed for it, so it cannot be replayed to a later run.
+   */
+  readonly incarnation: string;
   readonly leaseUntil: Date;
   /** True when this node is the owner. */
   readonly self: boolean;
@@ -29,6 +34,8 @@ export interface InstanceOwner {
 export interface ClusterView {
   /** This node's id (stable for the life of the process). */
   readonly selfId: string;
+  /** This node's current registration (see InstanceOwner.incarnation). */
+  incarnation(): string;
   /** The live owner of an instance, or undefined when no node holds a live lease on it. */
   ownerOf(instanceId: string): Promise<InstanceOwner | undefined>;
   /** Live nodes (heartbeat not expired), this one included. */

@@ -21,6 +21,7 @@ import {
   type InstanceMachineConfig,
   type InstanceMachineEvent,
 } from '../../machines/instance/index.ts';
+import type { StreamGrowthGuard } from './growth-guard.ts';
 import { Mailboxes } from './mailbox.ts';
 
 type LiveMachine = ReturnType<typeof instanceMachine.provide>;
@@ -51,6 +52,16 @@ export interface ActorHostOptions {
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number };
   /** Receives the XState inspection stream of every instance actor (the visualizer's live feed). */
   readonly inspect?: (instanceId: string, event: InspectionEvent) => void;
+  /** Refuses a tenant's command once the instance's stream grew too fast (growth-guard.ts). */
+  readonly growthGuard?: StreamGrowthGuard;
+}
+
+export interface DispatchOptions {
+  /**
+   * A tenant's command: refused (429) when its events would grow the stream past the growth guard's cap.
+   * What WhatsApp reports and what the server itself records (restore, shutdown, delete) is never refused.
+   */
+  readonly limited?: boolean;
 }
 
 export class ActorHost {
@@ -85,14 +96,19 @@ export class ActorHost {
   dispatch(
     id: string,
     event: InstanceMachineEvent,
+    options: DispatchOptions = {},
   ): Promise<{ recorded: Recorded | undefined; snapshot: LiveSnapshot }> {
     return this.mailboxes.run(id, async () => {
-      const recorded = await this.dispatchNow(id, event);
+      const recorded = await this.dispatchNow(id, event, options);
       return { recorded, snapshot: (await this.host(id)).actor.getSnapshot() };
     });
   }
 
-  private async dispatchNow(id: string, event: InstanceMachineEvent): Promise<Recorded | undefined> {
+  private async dispatchNow(
+    id: string,
+    event: InstanceMachineEvent,
+    options: DispatchOptions,
+  ): Promise<Recorded | undefined> {
     let host = await this.host(id);
     for (let attempt = 0; ; attempt += 1) {
       const { emitted } = decide(host.actor.getSnapshot(), event);
@@ -101,6 +117,7 @@ export class ActorHost {
         if (host.actor.getSnapshot().status === 'active') host.actor.send(event);
         return undefined;
       }
+      if (options.limited) await this.options.growthGuard?.check(id, host.version, emitted.length);
       try {
         const append = await this.options.store.append(instanceStream(id), emitted.map(toNewEvent), {
           expectedVersion: host.version,

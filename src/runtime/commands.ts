@@ -1,20 +1,19 @@
 /**
  * The commands of the API (InstanceService): each is one machine event through the actor host, and
- * answers from the write side, the live actor's state right after its events were appended. Also the two
- * sagas that span several streams: create (name and token reservations) and delete.
+ * answers from the write side, the live actor's state right after its events were appended. Also the
+ * sagas that span several streams: create (name and token reservations), token rotation and delete (whose
+ * steps live in deletion.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { Errors, type ZapwireError } from '../domain/errors.ts';
 import {
-  AUDIT_STREAM,
   DEFAULT_ADVANCED_SETTINGS,
   DEFAULT_SINK_SETTINGS,
   instanceStream,
   nameReservationStream,
   pickAdvancedSettings,
   tokenStream,
-  whatsappStream,
   type AdvancedSettings,
   type InstanceEvent,
   type InstanceEventMap,
@@ -34,7 +33,7 @@ import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
 import { NotConnectedError, type WhatsAppConnection, type WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
-import { WindowRateLimiter } from './rate-limit.ts';
+import { WindowRateLimiter, type InstanceRateLimits, type LimitedCommand } from './rate-limit.ts';
 import type { RuntimeReadModel } from './read-model.ts';
 import { normaliseRecipient } from './recipient.ts';
 import type { InstanceSecrets } from './secrets.ts';
@@ -47,13 +46,16 @@ import type {
   SentMessage,
 } from './service.ts';
 import type { Traffic } from './traffic.ts';
-import type { WhatsAppStreams } from './whatsapp-stream.ts';
+import type { InstanceDeletion } from './deletion.ts';
+import type { PendingDeletions } from './pending-deletions.ts';
 
 export interface CommandsOptions {
   readonly host: ActorHost;
   readonly traffic: Traffic;
-  /** Closed for an instance before its `wa-` stream is deleted, so nothing late writes it again. */
-  readonly whatsappStreams: Pick<WhatsAppStreams, 'close'>;
+  /** The delete saga. */
+  readonly deletion: InstanceDeletion;
+  /** Records of sagas cut short (token rotation notes the tokens it retires here first). */
+  readonly pending: Pick<PendingDeletions, 'retire' | 'forgetRetired'>;
   readonly readModel: RuntimeReadModel;
   readonly store: EventLog;
   /** For removing a WhatsApp session (logout, delete). */
@@ -68,6 +70,8 @@ export interface CommandsOptions {
   readonly now: () => Date;
   /** At most one user reconnect per instance in this window. */
   readonly reconnectRateLimitMs: number;
+  /** Per-instance token buckets of the other commands (rate-limit.ts). */
+  readonly limits: InstanceRateLimits;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs: number;
   /**
@@ -77,8 +81,6 @@ export interface CommandsOptions {
   readonly reservationGraceMs?: number;
   /** How long POST /instance/pair waits for WhatsApp's code. */
   readonly pairingCodeTimeoutMs?: number;
-  /** Called after an instance and its streams are gone (sinks drop its delivery log and metrics). */
-  readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
   /** Called once a new instance's first event is stored (cluster mode places it on a node). */
   readonly onInstanceCreated?: (instanceId: string) => Promise<void>;
 }
@@ -110,7 +112,7 @@ export class InstanceCommands implements InstanceService {
   }
 
   private async command(id: string, event: InstanceMachineEvent): Promise<LiveSnapshot> {
-    const { recorded, snapshot } = await this.options.host.dispatch(id, event);
+    const { recorded, snapshot } = await this.options.host.dispatch(id, event, { limited: true });
     await this.readYourWrites(recorded, 'instances');
     return snapshot;
   }
@@ -216,8 +218,17 @@ export class InstanceCommands implements InstanceService {
     return events.at(-1)?.data['instanceId'] === instanceId;
   }
 
+  /**
+   * Takes one action from the instance's bucket for this kind of command, or throws a 429. The webhook
+   * secret rotation, which is not a command, takes from the settings bucket through here.
+   */
+  limit(id: string, command: LimitedCommand): void {
+    this.options.limits.take(command, id);
+  }
+
   async connect(id: string, sinks?: Partial<SinkSettings>): Promise<InstanceStatus> {
     this.checkSinks(sinks);
+    this.limit(id, 'lifecycle');
     return statusOf(await this.command(id, { type: 'connect', at: this.at(), ...(sinks ? { sinks } : {}) }));
   }
 
@@ -228,43 +239,28 @@ export class InstanceCommands implements InstanceService {
   }
 
   async disconnect(id: string): Promise<InstanceStatus> {
+    this.limit(id, 'lifecycle');
     return statusOf(await this.command(id, { type: 'disconnect', at: this.at() }));
   }
 
   async logout(id: string): Promise<InstanceStatus> {
+    this.limit(id, 'lifecycle');
     const status = statusOf(await this.command(id, { type: 'logout', at: this.at() }));
     await this.options.connector.removeSession(id);
     return status;
   }
 
   /**
-   * Records InstanceDeleted, waits until every projection removed the instance's rows, then deletes its
-   * streams, sealed secrets and WhatsApp session, and appends who deleted it to the audit stream.
+   * Records the delete, then runs it to the end (deletion.ts): InstanceDeleted, the audit record, then the
+   * instance's streams, reservations, sealed secrets, WhatsApp session, lease and sinks' rows. A crash on
+   * the way leaves the record, and the instance's owner finishes the delete when it starts or adopts it.
    */
   async delete(id: string, by: string): Promise<void> {
-    const { host, readModel, store } = this.options;
-    const { name, createdAt } = (await host.snapshot(id)).context;
-    const tokenHashes = await readModel.tokenHashesOf(id);
-    const { recorded } = await host.dispatch(id, { type: 'delete', at: this.at() });
-    if (recorded) await readModel.caughtUp(recorded.append.position, 30_000);
-    await host.inMailbox(id, async () => {
-      host.forget(id);
-      await this.options.connector.removeSession(id);
-      await this.options.secrets.remove(id);
-      await this.options.whatsappStreams.close(id);
-      await store.deleteStream(whatsappStream(id));
-      await store.deleteStream(instanceStream(id));
-      await store.deleteStream(nameReservationStream(name));
-      for (const tokenHash of tokenHashes) await store.deleteStream(tokenStream(tokenHash));
-      const audit = await store.append(
-        AUDIT_STREAM,
-        [{ type: 'InstanceDeletionAudited', data: { at: this.at(), instanceId: id, name, createdAt, by } }],
-        { expectedVersion: 'any' },
-      );
-      await readModel.caughtUp(audit.position, 30_000);
-    });
+    const { deletion } = this.options;
+    await deletion.begin(id, by);
+    await deletion.complete(id);
     this.reconnectLimiter.forget(id);
-    await this.options.onInstanceDeleted?.(id);
+    this.options.limits.forget(id);
   }
 
   /**
@@ -275,6 +271,7 @@ export class InstanceCommands implements InstanceService {
     const { host } = this.options;
     if (this.closing.signal.aborted) throw Errors.unavailable(SHUTDOWN_PAIRING_MESSAGE, 5);
     const state = apiStateOf(await host.snapshot(id));
+    this.limit(id, 'pairing');
     if (state === 'open') throw Errors.alreadyConnected();
     if (state === 'created' || state === 'disconnected') await this.connect(id);
     let stop = (): void => undefined;
@@ -323,6 +320,7 @@ export class InstanceCommands implements InstanceService {
 
   // The machine merges a patch into its own context (the truth, under the mailbox): no read-model merge here.
   async changeAdvancedSettings(id: string, patch: Partial<AdvancedSettings>): Promise<AdvancedSettings> {
+    this.limit(id, 'settings');
     return (await this.command(id, { type: 'changeAdvancedSettings', settings: patch, at: this.at() }))
       .context.advancedSettings;
   }
@@ -338,11 +336,14 @@ export class InstanceCommands implements InstanceService {
   /**
    * Replaces every token of the instance with a new, generated one (shown once). The new token is bound
    * first, then each old one is revoked (an event the instances projection removes it on) and its stream
-   * deleted, so there is no moment without a working token and none after it with the old one.
+   * deleted, so there is no moment without a working token and none after it with the old one. The old
+   * ones are noted before they are revoked: a rotation cut short is finished when the instance's owner
+   * starts (deletion.ts), or the revoked streams would outlive even a delete of the instance.
    */
   async rotateToken(id: string): Promise<{ token: string }> {
     const { host, store, readModel } = this.options;
     await host.snapshot(id);
+    this.limit(id, 'settings');
     const token = generateToken();
     const tokenHash = this.options.tokens.digest(token);
     return host.inMailbox(id, async () => {
@@ -356,6 +357,8 @@ export class InstanceCommands implements InstanceService {
       // nothing: never the old one, which stops working below.
       if ((await this.options.secrets.get(id, 'instance_token')) !== undefined)
         await this.options.secrets.put(id, 'instance_token', token);
+      // Only once the new token is bound: the old ones are to go from here on, whatever happens.
+      await this.options.pending.retire(id, old);
       let last: Checkpoint | undefined;
       for (const hash of old) {
         const revoked = await store.append(
@@ -368,18 +371,21 @@ export class InstanceCommands implements InstanceService {
       const head = last ?? (await store.headPosition());
       await readModel.caughtUp(head, this.options.readYourWritesTimeoutMs, ['instances']);
       for (const hash of old) await store.deleteStream(tokenStream(hash));
+      await this.options.pending.forgetRetired(old);
       return { token };
     });
   }
 
   async configureSinks(id: string, patch: Partial<SinkSettings>): Promise<SinkSettings> {
     this.checkSinks(patch);
+    this.limit(id, 'settings');
     return (await this.command(id, { type: 'configureSinks', sinks: patch, at: this.at() })).context.sinks;
   }
 
   async configureProxy(id: string, proxy: ProxyInput): Promise<ProxyView> {
     const { secrets } = this.options;
     await this.options.host.snapshot(id);
+    this.limit(id, 'settings');
     if (proxy.password) await secrets.put(id, 'proxy_password', proxy.password);
     else await secrets.remove(id, 'proxy_password');
     const view = proxyView(proxy);
@@ -388,6 +394,7 @@ export class InstanceCommands implements InstanceService {
   }
 
   async removeProxy(id: string): Promise<void> {
+    this.limit(id, 'settings');
     await this.command(id, { type: 'removeProxy', at: this.at() });
     await this.options.secrets.remove(id, 'proxy_password');
   }
@@ -402,6 +409,7 @@ export class InstanceCommands implements InstanceService {
     const { delayMs = 0, ...textOptions } = options;
     const mentions = textOptions.mentions?.map(normaliseRecipient);
     const snapshot = await this.options.host.snapshot(id);
+    this.limit(id, 'send');
     if (apiStateOf(snapshot) !== 'open') {
       throw snapshot.context.paired ? Errors.clientDisconnected() : Errors.noActiveSession();
     }

@@ -19,6 +19,11 @@ import { Semaphore } from '../async/semaphore.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 import { WhatsAppStreams } from './whatsapp-stream.ts';
+import { InstanceDeletion } from './deletion.ts';
+import { StreamGrowthGuard } from './growth-guard.ts';
+import { InstanceRateLimits } from './rate-limit.ts';
+import type { InstanceLimits } from '../config.ts';
+import type { PendingDeletions } from './pending-deletions.ts';
 
 export interface RuntimeOptions {
   /**
@@ -29,6 +34,8 @@ export interface RuntimeOptions {
   readonly readModel: RuntimeReadModel;
   readonly connector: WhatsAppConnector;
   readonly secrets: InstanceSecrets;
+  /** Records of deletes and token rotations until they finish (deletion.ts). */
+  readonly pending: PendingDeletions;
   /** How tokens are stored (HMAC under the server pepper). */
   readonly tokens: TokenDigests;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
@@ -36,6 +43,8 @@ export interface RuntimeOptions {
   readonly logger: Logger;
   readonly qrMaxCount: number;
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
+  /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
+  readonly limits?: InstanceLimits;
   readonly restoreConcurrency: number;
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
@@ -58,6 +67,9 @@ export interface RuntimeOptions {
   };
 }
 
+/** Retries of finishing what a crash cut short (1 s, 2 s, … then every minute: about 20 minutes). */
+const MAX_FINISH_ATTEMPTS = 25;
+
 /** States a restore settles in (anything but `connecting`). */
 const SETTLED = ['created', 'disconnected', 'qr', 'open', 'deleted'];
 
@@ -69,6 +81,7 @@ export class InstanceRuntime {
   private readonly traffic: Traffic;
   private readonly log: RuntimeLog;
   private readonly restorePacer: Semaphore;
+  private readonly deletion: InstanceDeletion;
   private readonly now: () => Date;
   private stopping = false;
 
@@ -92,12 +105,27 @@ export class InstanceRuntime {
         }),
       machineConfig: { qrMaxCount: options.qrMaxCount },
       reconnect: options.reconnect,
+      ...(options.limits
+        ? { growthGuard: new StreamGrowthGuard(options.store, options.limits.eventsPerDay) }
+        : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
+    });
+    this.deletion = new InstanceDeletion({
+      host: this.host,
+      store: options.store,
+      readModel: options.readModel,
+      pending: options.pending,
+      connector: options.connector,
+      secrets: options.secrets,
+      whatsappStreams,
+      now,
+      ...(options.onInstanceDeleted ? { onInstanceDeleted: options.onInstanceDeleted } : {}),
     });
     this.commands = new InstanceCommands({
       host: this.host,
       traffic: this.traffic,
-      whatsappStreams,
+      deletion: this.deletion,
+      pending: options.pending,
       readModel: options.readModel,
       store: options.store,
       connector: options.connector,
@@ -105,9 +133,14 @@ export class InstanceRuntime {
       secrets: options.secrets,
       now,
       reconnectRateLimitMs: options.reconnect.userRateLimitMs,
+      limits: new InstanceRateLimits({
+        settings: options.limits?.settingsPerMinute ?? 0,
+        lifecycle: options.limits?.lifecyclePerMinute ?? 0,
+        pairing: options.limits?.pairingPerMinute ?? 0,
+        send: options.limits?.sendPerMinute ?? 0,
+      }),
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
-      ...(options.onInstanceDeleted ? { onInstanceDeleted: options.onInstanceDeleted } : {}),
       ...(options.ownership ? { onInstanceCreated: options.ownership.place } : {}),
       tokens: options.tokens,
       ...(options.allowPrivateWebhooks !== undefined
@@ -128,8 +161,16 @@ export class InstanceRuntime {
   async start(): Promise<void> {
     const { readModel, store } = this.options;
     await readModel.caughtUp(await store.headPosition(), 60_000);
+    // Deletes cut short before they kept a record get one now; the instance's owner finishes them below.
+    const interrupted = await this.deletion.recordInterrupted();
+    if (interrupted.length > 0)
+      this.options.logger.warn(
+        { instances: interrupted },
+        'found deletes that stopped half-way (before deletes were recorded): finishing them',
+      );
     if (this.options.ownership) return;
     for (const id of await readModel.instanceIds()) void this.restorePaced(id);
+    for (const id of await this.options.pending.ids()) void this.restorePaced(id);
   }
 
   /** Cluster mode: this node took the instance's lease; restore it (paced, as at boot). */
@@ -173,12 +214,55 @@ export class InstanceRuntime {
       if (this.stopping) return;
       // Cluster mode: the lease may have moved on while this restore waited for its turn.
       if (this.options.ownership && !this.options.ownership.holds(id)) return;
+      if (await this.finishCutShort(id)) return;
       await this.host.dispatch(id, { type: 'restore', at: this.at() });
       await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
     } catch (error) {
       this.options.logger.warn({ err: error, instanceId: id }, 'restore failed');
     } finally {
       release();
+    }
+  }
+
+  /**
+   * What a crash may have cut short for this instance is finished before it is restored: a delete (then
+   * there is nothing to restore: true), a token rotation, a logout whose session removal did not happen
+   * (the next connect would log in again without a QR). A failed attempt is retried while this node owns
+   * the instance.
+   */
+  private async finishCutShort(id: string, attempt = 0): Promise<boolean> {
+    try {
+      if (await this.deletion.isPending(id)) {
+        this.options.logger.warn({ instanceId: id }, 'finishing a delete that stopped half-way');
+        await this.deletion.complete(id);
+        this.options.logger.info({ instanceId: id }, 'finished a delete that stopped half-way');
+        return true;
+      }
+      await this.deletion.finishRetirements(id);
+      const { context } = await this.host.snapshot(id);
+      if (!context.paired && context.lastClose?.reason === 'user_logout')
+        await this.options.connector.removeSession(id);
+      return false;
+    } catch (error) {
+      if (attempt >= MAX_FINISH_ATTEMPTS) {
+        this.options.logger.error(
+          { err: error, instanceId: id },
+          'could not finish what a crash cut short; the next start (or owner) tries again',
+        );
+        return true;
+      }
+      this.options.logger.warn({ err: error, instanceId: id }, 'could not finish what a crash cut short');
+      const retryMs = Math.min(60_000, 1_000 * 2 ** attempt);
+      setTimeout(() => {
+        if (this.stopping || (this.options.ownership && !this.options.ownership.holds(id))) return;
+        void this.finishCutShort(id, attempt + 1).then(
+          (deleted) => {
+            if (!deleted) this.adopt(id);
+          },
+          () => undefined,
+        );
+      }, retryMs).unref();
+      return true;
     }
   }
 

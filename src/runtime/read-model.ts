@@ -9,6 +9,13 @@ export interface RuntimeReadModel {
   instanceIds(): Promise<string[]>;
   /** The hashes of the tokens that open this instance (their reservation streams go with it). */
   tokenHashesOf(instanceId: string): Promise<string[]>;
+  /** Whether the audit read model has the instance's deletion record. */
+  deletionAudited(instanceId: string): Promise<boolean>;
+  /**
+   * Instances whose `InstanceDeleted` removed them from the read model while their audit row never got
+   * its deletion record: deletes that stopped half-way.
+   */
+  unfinishedDeletions(): Promise<{ instanceId: string; name: string; createdAt: string }[]>;
   /**
    * Resolves once the named projections (every one when omitted) have passed `position`, so a read right
    * after sees the write; false on timeout.

@@ -13,10 +13,11 @@ import type { SqlExecutor } from '../../store/sql.ts';
 import {
   findInstance,
   instanceLogs,
-  listInstances,
+  listInstancesPage,
   type InstanceView,
 } from '../../../projections/queries.ts';
 import { errorResponseSchema } from '../errors.ts';
+import { instancePageOf, instancePageQuery, linkNextPage } from '../instance-pages.ts';
 import {
   INSTANCE_NAME_PATTERN,
   INSTANCE_NAME_RULE,
@@ -224,17 +225,24 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
   );
 
-  app.get(
+  app.get<{ Querystring: FromSchema<typeof instancePageQuery> }>(
     '/instance/all',
     {
       config: { access: 'admin' },
       schema: {
         tags: ['instances'],
-        summary: 'Every instance (admin); tokens are never listed',
+        summary:
+          'Instances in creation order, a page at a time (admin); tokens are never listed. `limit` (default 500, at most 1000); `after=<createdAt>,<id>` of the last instance of the previous page; a `Link: <…>; rel="next"` header when more follow',
+        querystring: instancePageQuery,
         response: { 200: { type: 'array', items: instanceView }, ...errorResponses },
       },
     },
-    async () => (await listInstances(db)).map(publicView),
+    async (request, reply) => {
+      const { limit, after } = instancePageOf(request.query);
+      const page = await listInstancesPage(db, { limit, after });
+      linkNextPage(reply, '/instance/all', limit, page.next);
+      return page.views.map(publicView);
+    },
   );
 
   app.get<{ Params: IdParam }>(

@@ -32,9 +32,21 @@
   const liveAt = new Map();
   const LIVE_WINS_MS = 5000;
 
+  // GET /instance/all comes a page at a time: the next page starts after the last instance of this one.
+  async function listAll() {
+    const all = [];
+    for (let after = ''; ;) {
+      const page = await api('GET', `/instance/all?limit=1000${after}`);
+      all.push(...page);
+      const last = page[page.length - 1];
+      if (page.length < 1000 || !last) return all;
+      after = `&after=${encodeURIComponent(`${last.createdAt},${last.id}`)}`;
+    }
+  }
+
   async function refresh() {
     const asked = Date.now();
-    const list = await attempt('Could not list the instances', () => api('GET', '/instance/all'));
+    const list = await attempt('Could not list the instances', listAll);
     if (!list) return;
     const shown = new Map(instances);
     instances.clear();

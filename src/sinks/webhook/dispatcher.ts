@@ -106,6 +106,8 @@ export class WebhookDispatcher {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly now: () => number;
+  private readonly compare = (a: Checkpoint, b: Checkpoint): number =>
+    this.options.store.compareCheckpoints(a, b);
 
   constructor(private readonly options: DispatcherOptions) {
     setMaxListeners(0, this.stopping.signal);
@@ -143,6 +145,7 @@ export class WebhookDispatcher {
           const queue = this.queue(record.instanceId, record.target, record.cursor);
           queue.health = pickHealth(record);
           queue.storedAttached = record.attached;
+          queue.storedCursor = record.cursor;
           if (record.attached) continue;
           queue.mode = 'detached';
           this.ensureRunning(queue);
@@ -478,6 +481,13 @@ export class WebhookDispatcher {
       this.options.store.compareCheckpoints(a[0]!.delivery.position, b[0]!.delivery.position) < 0;
     for (;;) {
       while (!failed && !stopped && this.running && !queue.forgotten && inFlight.size < pipeline()) {
+        // A queue that reads its own backlog records its position before it runs a window ahead of it: a
+        // crash then sends again at most what was in flight or answered since (two windows).
+        if (queue.mode !== 'attached' && queue.sentSinceRecorded(this.compare) >= pipeline()) {
+          queue.compact();
+          await this.persist(queue).catch(() => undefined);
+          if (queue.sentSinceRecorded(this.compare) >= pipeline()) break;
+        }
         const request = await this.nextRequest(queue);
         if (!request) break;
         sentAny = true;
@@ -792,7 +802,10 @@ export class WebhookDispatcher {
         this.flushTimer ??= setTimeout(() => void this.flush().catch(() => undefined), 1_000);
         throw error;
       }
-      for (const { queue, record } of records) queue.storedAttached = record.attached;
+      for (const { queue, record } of records) {
+        queue.storedAttached = record.attached;
+        queue.storedCursor = record.cursor;
+      }
     });
     this.flushing = run.catch(() => undefined);
     return run;

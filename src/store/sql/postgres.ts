@@ -15,6 +15,8 @@ export interface PostgresOptions {
   readonly max?: number;
   /** How long an unused pooled connection stays open. Default 10 s (pg's). */
   readonly idleTimeoutMs?: number;
+  /** Connections kept open however long unused (the idle timeout closes only those above). Default 0. */
+  readonly minConnections?: number;
   readonly applicationName?: string;
   /**
    * DATABASE_PREPARED_STATEMENTS: run repeated statements as named prepared statements. Default true; turn
@@ -85,6 +87,7 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
     connectionString: options.url,
     max: options.max ?? 10,
     idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
+    min: options.minConnections ?? 0,
     application_name: options.applicationName ?? 'zapwire',
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that would

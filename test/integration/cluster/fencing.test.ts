@@ -259,6 +259,11 @@ describe('cluster fencing with real processes', () => {
     const survivor = await firstToOpen(last, id, 30_000, 'failover');
     const failoverMs = Date.now() - killed;
     expect((await lease(id)).node_id).toBe(survivor.nodeId);
+    // After the pause, the hand-over and the kill, each read model rebuilt from the log equals the live one.
+    for (const projection of ['instances', 'instance_logs']) {
+      const report = await request(`${survivor.url}/admin/projections/${projection}/rebuild`, ADMIN_KEY);
+      expect(report['equal'], `${projection}: ${JSON.stringify(report['tables'])}`).toBe(true);
+    }
 
     console.log(
       `cluster fencing (lease ${LEASE_MS} ms, heartbeat ${HEARTBEAT_MS} ms): take-over after SIGSTOP ${pauseTakeOverMs} ms; ` +

@@ -2,8 +2,10 @@
  * Forwarding with the real app: two zapwire nodes in cluster mode on one PostgreSQL (HTTP on 127.0.0.1,
  * the fake WhatsApp connector). Commands sent to the node that does not own an instance run on the one
  * that does (its connector opens the socket), reads are answered where they arrive, and every write
- * route of the app is classified (or the nodes would not start).
+ * route of the app is classified (or the nodes would not start). A forwarded request captured on the
+ * wire cannot be replayed to the owner after it restarts with the same CLUSTER_NODE_ID.
  */
+import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,21 +32,29 @@ interface Node {
 let database: TestDatabase;
 const nodes: Node[] = [];
 
-async function startNode(id: string): Promise<Node> {
-  const fake = new FakeWhatsAppConnector();
+async function startNode(
+  id: string,
+  options: {
+    database?: TestDatabase;
+    port?: number;
+    advertiseUrl?: string;
+    fake?: FakeWhatsAppConnector;
+  } = {},
+): Promise<Node> {
+  const fake = options.fake ?? new FakeWhatsAppConnector();
   const dataDir = mkdtempSync(join(tmpdir(), `zw-fwd-${id}-`));
   // A fixed port per node: the advertised address must be known before the node listens.
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = options.port ?? 20_000 + Math.floor(Math.random() * 20_000);
   const config = loadConfig({
     GLOBAL_API_KEY: ADMIN,
     DATA_DIR: dataDir,
-    DATABASE_URL: database.url,
+    DATABASE_URL: (options.database ?? database).url,
     TOKEN_PEPPER: 'shared-token-pepper-0123456789',
     SESSION_ENCRYPTION_KEY: '11'.repeat(32),
     CLUSTER_ENABLED: 'true',
     CLUSTER_SECRET: 'cluster-secret-for-tests-0123456789abcdef',
     CLUSTER_NODE_ID: id,
-    CLUSTER_ADVERTISE_URL: `http://127.0.0.1:${port}`,
+    CLUSTER_ADVERTISE_URL: options.advertiseUrl ?? `http://127.0.0.1:${port}`,
     CLUSTER_LEASE_MS: '3000',
     CLUSTER_HEARTBEAT_MS: '500',
     PORT: String(port),
@@ -191,3 +201,130 @@ describe('one instance per request: the forwarding decision and the handler agre
     expect(JSON.parse(answer.body)).toMatchObject({ id: instance.id, state: 'connecting' });
   });
 });
+
+/** What an eavesdropper on the nodes' network keeps of one forwarded request. */
+interface Captured {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+}
+
+/** An HTTP relay in front of a node that keeps a copy of every request it passes on. */
+async function recordingRelay(
+  target: () => string,
+): Promise<{ url: string; seen: Captured[]; server: Server }> {
+  const seen: Captured[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(request.headers))
+        if (typeof value === 'string' && name !== 'host' && name !== 'connection') headers[name] = value;
+      const body = Buffer.concat(chunks);
+      seen.push({ method: request.method ?? 'GET', url: request.url ?? '/', headers, body });
+      void fetch(`${target()}${request.url ?? '/'}`, {
+        method: request.method ?? 'GET',
+        headers,
+        ...(body.length > 0 ? { body } : {}),
+      }).then(
+        async (answer) => {
+          response.writeHead(answer.status, Object.fromEntries(answer.headers));
+          response.end(Buffer.from(await answer.arrayBuffer()));
+        },
+        () => {
+          response.writeHead(502);
+          response.end();
+        },
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, seen, server };
+}
+
+describe('replaying a forwarded request', () => {
+  it('is refused by the owner after it restarts with the same CLUSTER_NODE_ID (issue 22 item 10)', async () => {
+    const own = await createTestDatabase();
+    const ownerPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const relay = await recordingRelay(() => `http://127.0.0.1:${ownerPort}`);
+    try {
+      // The owner's advertised address is the relay: what the forwarder sends it passes there.
+      let owner = await startNode('replay-owner', {
+        database: own,
+        port: ownerPort,
+        advertiseUrl: relay.url,
+      });
+      const created = await call(owner, 'POST', '/instance/create', {
+        body: { name: 'replayed', token: 'replayed-token-0123456789' },
+      });
+      const id = created.body['id'] as string;
+      await call(owner, 'POST', '/instance/connect', { apikey: 'replayed-token-0123456789', body: {} });
+      (await waitFor(() => owner.fake.connections(id)[0])).scan();
+      await expect
+        .poll(
+          async () =>
+            (await call(owner, 'GET', '/instance/status', { apikey: 'replayed-token-0123456789' })).body[
+              'state'
+            ],
+        )
+        .toBe('open');
+      const forwarder = await startNode('replay-forwarder', { database: own });
+      const sent = await call(forwarder, 'POST', '/send/text', {
+        apikey: 'replayed-token-0123456789',
+        body: { number: '5511999990000', text: 'sent once' },
+      });
+      expect(sent).toMatchObject({ status: 200, servedBy: 'replay-owner' });
+      const captured = relay.seen.find((r) => r.url === '/send/text');
+      expect(captured?.headers['x-zapwire-forward-signature']).toBeDefined();
+
+      // The owner restarts with the same node id, alone (the forwarder is gone), and owns the instance again.
+      await forwarder.zapwire.stop();
+      await owner.zapwire.stop();
+      // The phone side keeps the session, so the instance opens again after the restart.
+      const phones = new FakeWhatsAppConnector();
+      phones.saveSession(id);
+      owner = await startNode('replay-owner', {
+        database: own,
+        port: ownerPort,
+        advertiseUrl: relay.url,
+        fake: phones,
+      });
+      await expect
+        .poll(
+          async () =>
+            (await call(owner, 'GET', '/instance/status', { apikey: 'replayed-token-0123456789' })).body[
+              'state'
+            ],
+          { timeout: 10_000 },
+        )
+        .toBe('open');
+      expect(owner.zapwire.cluster.holds(id)).toBe(true);
+
+      // The captured bytes, sent again straight to the owner, inside the replay window.
+      const replay = await fetch(`http://127.0.0.1:${ownerPort}${captured!.url}`, {
+        method: captured!.method,
+        headers: captured!.headers,
+        body: captured!.body,
+      });
+      const answer = await replay.text();
+      expect(replay.status, answer).toBeGreaterThanOrEqual(400);
+      expect(owner.fake.sent.map((s) => s.text)).not.toContain('sent once');
+    } finally {
+      relay.server.close();
+      await own.drop().catch(() => undefined);
+    }
+  }, 90_000);
+});
+
+async function waitFor<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

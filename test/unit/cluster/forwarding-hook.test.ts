@@ -31,6 +31,7 @@ class StaticCluster {
   view(selfId: string): ClusterView {
     return {
       selfId,
+      incarnation: () => `${selfId}-run`,
       ownerOf: async (instanceId): Promise<InstanceOwner | undefined> => {
         const nodeId = this.owners.get(instanceId);
         if (!nodeId) return undefined;
@@ -39,6 +40,7 @@ class StaticCluster {
           nodeId,
           address: this.addresses.get(nodeId) ?? 'http://127.0.0.1:1',
           epoch: 1,
+          incarnation: `${nodeId}-run`,
           leaseUntil: new Date(Date.now() + 10_000),
           self: nodeId === selfId,
         };
@@ -248,6 +250,7 @@ describe('forwarding to the owner node', () => {
       nonce,
       from: 'b',
       to,
+      toIncarnation: `${to}-run`,
       principal: 'instance:i-1',
     };
     return {

@@ -25,6 +25,7 @@ function signed(overrides: Partial<SignedParts> = {}): {
     nonce: 'nonce-1',
     from: 'node-a',
     to: 'node-b',
+    toIncarnation: 'run-1',
     principal: 'instance:i-1',
     ...overrides,
   };
@@ -36,8 +37,8 @@ function signed(overrides: Partial<SignedParts> = {}): {
   };
 }
 
-const verifier = (now = NOW): ForwardVerifier =>
-  new ForwardVerifier(SECRET, 'node-b', { replayWindowMs: 30_000, now: () => now });
+const verifier = (now = NOW, incarnation = 'run-1'): ForwardVerifier =>
+  new ForwardVerifier(SECRET, 'node-b', () => incarnation, { replayWindowMs: 30_000, now: () => now });
 
 describe('ForwardVerifier', () => {
   it('accepts a signed request once and returns the principal it carries', () => {
@@ -55,6 +56,23 @@ describe('ForwardVerifier', () => {
     expect(verifier().verify(parts.method, parts.url, headers, parts.body).principal).toEqual({
       role: 'admin',
     });
+  });
+
+  it('refuses, after a restart with the same node id, what the earlier run accepted (issue 22 item 10)', () => {
+    const { parts, headers } = signed();
+    expect(verifier(NOW, 'run-1').verify(parts.method, parts.url, headers, parts.body).nodeId).toBe('node-a');
+    // The same CLUSTER_NODE_ID started again: a new incarnation, and no memory of the nonces seen before.
+    const restarted = verifier(NOW + 1_000, 'run-2');
+    expect(() => restarted.verify(parts.method, parts.url, headers, parts.body)).toThrow(/earlier run/);
+    // A changed incarnation header breaks the signature.
+    expect(() =>
+      restarted.verify(
+        parts.method,
+        parts.url,
+        { ...headers, [FORWARD_HEADER.toIncarnation]: 'run-2' },
+        parts.body,
+      ),
+    ).toThrow(/bad signature/);
   });
 
   it('refuses a changed body, URL, method or principal', () => {
@@ -78,7 +96,9 @@ describe('ForwardVerifier', () => {
 
   it('refuses another secret, another target node, and a missing header', () => {
     const { parts, headers } = signed();
-    const other = new ForwardVerifier('another-secret-0123456789abcdef0123', 'node-b', { now: () => NOW });
+    const other = new ForwardVerifier('another-secret-0123456789abcdef0123', 'node-b', () => 'run-1', {
+      now: () => NOW,
+    });
     expect(() => other.verify(parts.method, parts.url, headers, parts.body)).toThrow(/bad signature/);
     const toC = signed({ to: 'node-c' });
     expect(() => verifier().verify(parts.method, parts.url, toC.headers, parts.body)).toThrow(
@@ -101,7 +121,10 @@ describe('ForwardVerifier', () => {
 
   it('forgets nonces only after they could no longer pass the window', () => {
     let now = NOW;
-    const v = new ForwardVerifier(SECRET, 'node-b', { replayWindowMs: 30_000, now: () => now });
+    const v = new ForwardVerifier(SECRET, 'node-b', () => 'run-1', {
+      replayWindowMs: 30_000,
+      now: () => now,
+    });
     const first = signed({ nonce: 'n-1' });
     v.verify(first.parts.method, first.parts.url, first.headers, first.parts.body);
     now = NOW + 29_000;

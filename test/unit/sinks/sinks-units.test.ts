@@ -162,7 +162,7 @@ describe('routing and envelope', () => {
 
   it('names routing keys and subjects, and honours enable flags and subscriptions', () => {
     expect(amqpRoutingKey('sales', 'MESSAGE')).toBe('sales.MESSAGE');
-    expect(natsSubject('zapwire', 'a.b*c', 'CALL')).toBe('zapwire.a_b_c.CALL');
+    expect(natsSubject('zapwire', 'a.b*c', 'CALL')).toBe('zapwire.a%2Eb%2Ac.CALL');
     const s = settings({ events: ['ALL'], rabbitmqEnable: true });
     expect(wants(s, 'rabbitmq', 'LABEL')).toBe(true);
     expect(wants(s, 'nats', 'LABEL')).toBe(false);

@@ -21,12 +21,13 @@ import QRCode from 'qrcode';
 import {
   findInstance,
   instanceLogs,
-  listInstances,
+  listInstancesPage,
   type InstanceView,
 } from '../../../../projections/queries.ts';
 import type { InstanceService } from '../../../runtime/service.ts';
 import type { SqlExecutor } from '../../../store/sql.ts';
 import { installCors } from '../cors.ts';
+import { instancePageOf, linkNextPage } from '../../instance-pages.ts';
 import type { EdgeProfile } from '../profile.ts';
 import { evolutionErrorOf, NOT_AUTHORIZED } from './errors.ts';
 import { sinkEventsOf } from './event-names.ts';
@@ -200,9 +201,13 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
     },
     'GET /instance/all': {
       scope: 'admin',
-      handle: async () => {
-        const [views, known] = await Promise.all([listInstances(db), tokens.all()]);
-        return success(await Promise.all(views.map((view) => instanceJson(view, known.get(view.id)))));
+      // Paged as in the default profile (src/http/instance-pages.ts); the body keeps Evolution GO's shape.
+      handle: async (request, reply) => {
+        const { limit, after } = instancePageOf(request.query as Row);
+        const page = await listInstancesPage(db, { limit, after });
+        linkNextPage(reply, '/instance/all', limit, page.next);
+        const known = await Promise.all(page.views.map((view) => tokens.get(view.id)));
+        return success(await Promise.all(page.views.map((view, i) => instanceJson(view, known[i]))));
       },
     },
     'GET /instance/info/:': {
