@@ -87,6 +87,22 @@ export interface Config {
     /** WEBHOOK_CA_FILE: PEM certificates trusted for webhook receivers beside the system's roots. */
     readonly extraCaCertificates: readonly string[] | undefined;
   };
+  /** Limits against clients that hold connections (docs/security.md, "Slow clients and connection caps"). */
+  readonly http: {
+    /** HTTP_REQUEST_TIMEOUT_MS: a request (headers and body) must arrive whole within this. */
+    readonly requestTimeoutMs: number;
+    /** HTTP_MAX_CONNECTIONS: open connections at once, WebSockets included. */
+    readonly maxConnections: number;
+    /** HTTP_MAX_CONNECTIONS_PER_ADDRESS: the same per client address (an IPv6 /64 is one address). */
+    readonly maxConnectionsPerAddress: number;
+  };
+  /** Wrong API keys per client address (docs/security.md, "Guessing keys"). */
+  readonly authFailures: {
+    /** AUTH_FAILURES_BURST: wrong keys an address may send before it gets 429. */
+    readonly burst: number;
+    /** AUTH_FAILURES_PER_MINUTE: tries an address regains per minute. */
+    readonly perMinute: number;
+  };
   /** Caps per API key on /ws (docs/events.md "Limits"). */
   readonly websocket: { readonly maxConnectionsPerKey: number; readonly maxReplaysPerKey: number };
   readonly logLevel: LogLevel;
@@ -315,6 +331,15 @@ export function loadConfig(env: Env = process.env): Config {
       redeliverPerMinute: r.int('WEBHOOK_REDELIVER_PER_MINUTE', 30, 1, 100_000),
       extraCaCertificates: r.pemCertificates('WEBHOOK_CA_FILE'),
     },
+    http: {
+      requestTimeoutMs: r.int('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1_000, 3_600_000),
+      maxConnections: r.int('HTTP_MAX_CONNECTIONS', defaultMaxConnections(), 1, 1_000_000),
+      maxConnectionsPerAddress: r.int('HTTP_MAX_CONNECTIONS_PER_ADDRESS', 64, 1, 1_000_000),
+    },
+    authFailures: {
+      burst: r.int('AUTH_FAILURES_BURST', 20, 1, 1_000_000),
+      perMinute: r.int('AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
+    },
     websocket: {
       maxConnectionsPerKey: r.int('WS_MAX_CONNECTIONS_PER_KEY', 16, 1, 10_000),
       maxReplaysPerKey: r.int('WS_MAX_REPLAYS_PER_KEY', 2, 1, 1_000),
@@ -364,6 +389,26 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   return config;
+}
+
+/**
+ * Half the process's file-descriptor limit (`ulimit -n`, read from /proc on Linux), at most 10,000: the
+ * other half stays for the database pool, the sinks and one WhatsApp socket per instance, so a flood of
+ * HTTP connections cannot make them fail with EMFILE. 1024 where the limit cannot be read.
+ */
+export function defaultMaxConnections(limits?: string): number {
+  let text = limits;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      return 1024;
+    }
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1];
+  if (soft === undefined) return 1024;
+  if (soft === 'unlimited') return 10_000;
+  return Math.max(64, Math.min(10_000, Math.floor(Number(soft) / 2)));
 }
 
 function trustProxyOf(value: string | undefined): boolean | string | undefined {

@@ -281,11 +281,13 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     logger,
     store,
     trustProxy: config.trustProxy,
+    connectionLimits: config.http,
     forwarding: { cluster, secret: config.cluster.secret },
     profile: edgeProfileOf(config, runtime.commands, db, secrets),
     auth: {
       ...authenticator,
       sessions,
+      failedAuth: config.authFailures,
       // The read model first; then the stream itself, so an instance stays reachable by id while its
       // read model is being rebuilt. A stream that ends deleted is an instance whose delete is finishing.
       findInstance: async (idOrName) => {

@@ -260,32 +260,15 @@ export class ForwardVerifier {
   }
 }
 
-/** The instance reference a request names, where the routes take it from (path, body, query). */
-function referenceOf(request: FastifyRequest): string | undefined {
-  const pick = (source: unknown, key: string): string | undefined => {
-    if (!source || typeof source !== 'object') return undefined;
-    const value = (source as Record<string, unknown>)[key];
-    return typeof value === 'string' && value.trim() !== '' ? value : undefined;
-  };
-  return (
-    pick(request.params, 'id') ??
-    pick(request.params, 'instanceId') ??
-    pick(request.body, 'instanceName') ??
-    pick(request.query, 'instanceName')
-  );
-}
-
 /**
  * The instance an owner-bound request acts on, or undefined when it names none or one it may not see:
- * the route's handler then answers with its own error (400, 403, 404), exactly as on a single node.
+ * the route's handler then answers with its own error (400, 403, 404), exactly as on a single node. The
+ * same resolution the handler gets (`request.instance()`, once per request), so the two cannot disagree.
  */
 async function instanceOfRequest(request: FastifyRequest): Promise<string | undefined> {
-  const principal = request.principal;
-  if (!principal) return undefined;
+  if (!request.principal) return undefined;
   try {
-    const reference = referenceOf(request);
-    if (principal.role === 'admin' && !reference) return undefined;
-    return (await request.instanceOf(reference)).id;
+    return (await request.instance()).id;
   } catch {
     return undefined;
   }
@@ -351,10 +334,12 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
   // forward (CLUSTER_SECRET set) does not start: a new command route left local would act on an instance
   // this node does not own. Without the secret nothing is forwarded, and nothing is asked.
   app.addHook('onRoute', (route) => {
-    if (secret === undefined) return;
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      if (method === 'GET' || method === 'HEAD') continue;
       const key = routeKey(method, route.url);
+      // Forwarding needs the instance before the handler runs, from where the handler reads it.
+      if (OWNER_ROUTES.has(key) && route.config?.instanceFrom === undefined)
+        throw new Error(`route ${key} runs on the instance's owner node but declares no config.instanceFrom`);
+      if (secret === undefined || method === 'GET' || method === 'HEAD') continue;
       if (!OWNER_ROUTES.has(key) && !LOCAL_WRITE_ROUTES.has(key))
         throw new Error(
           `route ${key} is in neither OWNER_ROUTES nor LOCAL_WRITE_ROUTES (src/cluster/forwarding.ts): say whether it needs the instance's owner node`,

@@ -23,6 +23,20 @@ export function legacyTokenHash(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
+/** The least a caller-chosen token must have: length, and variety (`aaaa…` is long but one guess). */
+export const MIN_TOKEN_LENGTH = 16;
+export const MIN_TOKEN_DISTINCT_CHARACTERS = 8;
+
+/**
+ * Why a caller-chosen instance token is too easy to guess, or undefined when it is not. Tokens zapwire
+ * generates (256 bits) always pass; a UUID or `openssl rand -hex 16` does too.
+ */
+export function weakTokenReason(token: string): string | undefined {
+  if (token.length >= MIN_TOKEN_LENGTH && new Set(token).size >= MIN_TOKEN_DISTINCT_CHARACTERS)
+    return undefined;
+  return `token: at least ${MIN_TOKEN_LENGTH} characters with at least ${MIN_TOKEN_DISTINCT_CHARACTERS} different ones (a UUID, or openssl rand -hex 16), or leave it out to get a generated one: a short or repetitive token can be guessed`;
+}
+
 /** 32 random bytes: 43 characters, 256 bits. */
 export function generateToken(): string {
   return randomBytes(32).toString('base64url');

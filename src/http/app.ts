@@ -17,6 +17,15 @@ import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
 import { defaultProfile } from './profiles/default.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
+import { trustedProxies } from './client-address.ts';
+import {
+  DEFAULT_CONNECTION_LIMITS,
+  capConnections,
+  clientErrorHandler,
+  closeUnreadRequests,
+  requestTimeouts,
+  type ConnectionLimits,
+} from './connection-limits.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -50,6 +59,8 @@ export interface AppOptions {
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
   readonly profile?: EdgeProfile;
+  /** Timeouts and connection caps against clients that hold connections (src/http/connection-limits.ts). */
+  readonly connectionLimits?: ConnectionLimits;
   /** Cluster mode: requests for instances other nodes own go to them (src/cluster/forwarding.ts). */
   readonly forwarding?: ForwardingOptions;
   /** Registers route groups after the built-in ones (each `app.register` call is encapsulated). */
@@ -57,11 +68,21 @@ export interface AppOptions {
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const profile = options.profile ?? defaultProfile();
+  const limits = options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS;
+  const timeouts = requestTimeouts(limits);
   const app: FastifyInstance = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
+    http: timeouts,
+    requestTimeout: timeouts.requestTimeout,
+    clientErrorHandler: clientErrorHandler(limits, (code, message) => profile.clientErrorBody(code, message)),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // An absolute-form target (`POST http://host/instance/connect HTTP/1.1`, RFC 9112 3.2.2) becomes its
+    // origin form before routing, so every hook, handler and forwarded request sees one spelling of the
+    // path.
+    rewriteUrl: (request) => originForm(request.url ?? '/'),
     // A malformed URL ('/instance/info/%') fails before routing, where Fastify would answer in its own
     // shape and quote the whole URL, query keys included: give the profile's error handler a 400 that
     // names no part of it.
@@ -77,6 +98,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Fastify's own request log prints the raw URL; ours redacts secrets a browser may put in the query.
     logController: new LogController({ disableRequestLogging: true }),
   });
+  capConnections(app.server, limits, trustedProxies(options.trustProxy));
+  closeUnreadRequests(app);
   const routeTable: RouteEntry[] = [];
   app.decorate('routeTable', routeTable);
   // Before any route is registered, so every one is seen (hooks reach encapsulated plugins).
@@ -111,7 +134,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installQueryCoercion(app);
   installKnownKeysOnly(app);
   installStorableText(app);
-  await (options.profile ?? defaultProfile()).install(app);
+  await profile.install(app);
   await app.register(swagger, {
     openapi: {
       info: {
@@ -134,6 +157,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await options.routes?.(app);
   return app;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/[^/?#]*(.*)$/is;
+
+/** The path and query of a request target; an origin-form target (`/path?query`) as it is. */
+export function originForm(target: string): string {
+  const rest = ABSOLUTE_FORM.exec(target)?.[1];
+  if (rest === undefined) return target;
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 const SECRET_QUERY_PARAMETERS = /([?&](?:apikey|token|password|secret)=)[^&#]*/gi;

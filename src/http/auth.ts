@@ -22,7 +22,9 @@ import { Errors } from '../domain/errors.ts';
 import type { Principal } from '../domain/principal.ts';
 import { secretsEqual, type TokenDigests } from '../domain/tokens.ts';
 import type { BrowserSessions } from '../visualizer/browser-session.ts';
+import { DEFAULT_FAILED_AUTH_LIMITS, FailedAuthThrottle, type FailedAuthLimits } from './auth-throttle.ts';
 import { requireBrowserAdmin, type BrowserCheck } from './browser-auth.ts';
+import { clientKeyOf } from './client-address.ts';
 
 export type { Principal } from '../domain/principal.ts';
 
@@ -34,6 +36,9 @@ export interface InstanceRef {
   readonly name: string;
 }
 
+/** Where a route's request names the instance it acts on. */
+export type ReferenceSource = 'params.id' | 'body.instanceName' | 'query.instanceName';
+
 export interface Authenticator {
   /** undefined when the key is neither the global key nor a live instance token. */
   authenticate(apikey: string): Promise<Principal | undefined>;
@@ -44,21 +49,43 @@ export interface AuthOptions extends Authenticator {
   findInstance(idOrName: string): Promise<InstanceRef | undefined>;
   /** The browser sessions, for routes with `{ browser }` access. */
   readonly sessions?: BrowserSessions;
+  /** How many wrong keys a client address may send (src/http/auth-throttle.ts). */
+  readonly failedAuth?: FailedAuthLimits;
+}
+
+/** Wrong keys per client address, for routes that check a key themselves (the manager's sign-in). */
+export interface KeyGuesses {
+  /** Throws the 429 when the request's address must wait before trying a key. */
+  check(request: FastifyRequest): void;
+  /** Counts a wrong key from the request's address. */
+  failed(request: FastifyRequest): void;
 }
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    readonly keyGuesses: KeyGuesses;
+  }
   interface FastifyContextConfig {
     access?: Access;
     /** Also read the key from `?apikey=` / `?token=` (WebSocket handshakes). */
     keyInQuery?: boolean;
+    /**
+     * Where the request names the instance the route acts on (`request.instance()`); a route that must run
+     * on the instance's owner node declares it, or the app does not start (src/cluster/forwarding.ts).
+     */
+    instanceFrom?: readonly ReferenceSource[];
   }
   interface FastifyRequest {
     principal: Principal | undefined;
     /**
-     * The instance this request acts on: an instance token's own (a reference to any other one is a 403,
-     * existing or not, so a token learns nothing about other instances), or the one the admin key names
-     * (400 without a reference, 404 for an unknown one).
+     * The instance this request acts on, named where the route's `config.instanceFrom` says, resolved once
+     * per request: the cluster's forwarding decision and the handler get the same answer. An instance
+     * token's own instance (a reference to any other one is a 403, existing or not, so a token learns
+     * nothing about other instances), or the one the admin key names (400 without a reference, 404 for an
+     * unknown one).
      */
+    instance(): Promise<InstanceRef>;
+    /** The same rule for a reference a route reads itself (an optional one: `/ws?instance=`). */
     instanceOf(reference: string | undefined): Promise<InstanceRef>;
   }
 }
@@ -123,18 +150,48 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): void {
   app.decorateRequest('instanceOf', async function (this: FastifyRequest, reference: string | undefined) {
     return instanceOf(this, reference, options.findInstance);
   });
+  const resolved = new WeakMap<FastifyRequest, Promise<InstanceRef>>();
+  app.decorateRequest('instance', function (this: FastifyRequest): Promise<InstanceRef> {
+    let instance = resolved.get(this);
+    if (!instance) {
+      const sources = this.routeOptions.config.instanceFrom;
+      instance =
+        sources === undefined
+          ? Promise.reject(new Error(`route ${this.routeOptions.url ?? ''} declares no config.instanceFrom`))
+          : (async () => instanceOf(this, referenceOf(this, sources), options.findInstance))();
+      resolved.set(this, instance);
+    }
+    return instance;
+  });
+
+  const throttle = new FailedAuthThrottle(options.failedAuth ?? DEFAULT_FAILED_AUTH_LIMITS);
+  const keyGuesses: KeyGuesses = {
+    check(request) {
+      const refusal = throttle.refusal(clientKeyOf(request.ip));
+      if (refusal) throw refusal;
+    },
+    failed: (request) => throttle.failed(clientKeyOf(request.ip)),
+  };
+  app.decorate('keyGuesses', keyGuesses);
 
   app.addHook('preParsing', async (request) => {
     const config = request.routeOptions.config;
+    const access = config.access ?? 'anyone';
     const key = apikeyOf(request, config.keyInQuery === true);
+    request.principal = undefined;
     // A request another cluster node forwarded carries the principal that node authenticated, checked
     // by src/cluster/forwarding.ts before this hook (it never carries the client's key).
-    request.principal = request.forwarded
-      ? request.forwarded.principal
-      : key
-        ? await options.authenticate(key)
-        : undefined;
-    const access = config.access ?? 'anyone';
+    if (request.forwarded) request.principal = request.forwarded.principal;
+    else if (key) {
+      // Routes anyone may call answer the same with or without a key: a key there is no guess.
+      const guarded = access !== 'anyone';
+      const refusal = throttle.refusal(clientKeyOf(request.ip));
+      if (refusal && guarded) throw refusal;
+      if (!refusal) {
+        request.principal = await options.authenticate(key);
+        if (!request.principal && guarded) keyGuesses.failed(request);
+      }
+    }
     if (access === 'anyone') return;
     if (access === 'caller') requirePrincipal(request);
     else if (access === 'admin') requireAdmin(request);
@@ -144,6 +201,32 @@ export function installAuth(app: FastifyInstance, options: AuthOptions): void {
         request.principal = { role: 'admin' };
     }
   });
+}
+
+/**
+ * The reference a request gives in the places its route reads: a blank value counts as none, and two
+ * places naming different instances are a 400 rather than a guess at which one was meant.
+ */
+export function referenceOf(
+  request: FastifyRequest,
+  sources: readonly ReferenceSource[],
+): string | undefined {
+  const named = new Map<string, string>();
+  for (const source of sources) {
+    const [part, key] = source.split('.') as ['params' | 'body' | 'query', string];
+    const container: unknown = request[part];
+    const value =
+      container && typeof container === 'object' ? (container as Record<string, unknown>)[key] : undefined;
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string') throw Errors.validation(`${key}: expected one text value`);
+    const trimmed = value.trim();
+    if (trimmed) named.set(trimmed.toLowerCase(), trimmed);
+  }
+  if (named.size > 1)
+    throw Errors.validation(
+      `instanceName is given twice with different values (${sources.map((s) => s.split('.')[0]).join(' and ')}): name the instance once`,
+    );
+  return [...named.values()][0];
 }
 
 async function instanceOf(

@@ -24,6 +24,7 @@ import {
   generateToken,
   generateWebhookSecret,
   legacyTokenHash,
+  weakTokenReason,
   type TokenDigests,
 } from '../domain/tokens.ts';
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
@@ -121,6 +122,8 @@ export class InstanceCommands implements InstanceService {
   ): Promise<{ instance: InstanceStatus; token: string; webhookSecret: string }> {
     const { store, secrets } = this.options;
     this.checkSinks(input.sinks);
+    const weakToken = input.token === undefined ? undefined : weakTokenReason(input.token);
+    if (weakToken) throw Errors.validation(weakToken);
     const id = input.id ?? randomUUID();
     const at = this.at();
     const token = input.token ?? generateToken();
@@ -350,6 +353,10 @@ export class InstanceCommands implements InstanceService {
         { type: 'InstanceTokenAssigned', data: { at: this.at(), instanceId: id, tokenHash } },
         () => Errors.tokenTaken(),
       );
+      // A sealed copy kept for the admin (Evolution GO's listings show tokens) is the working token or
+      // nothing: never the old one, which stops working below.
+      if ((await this.options.secrets.get(id, 'instance_token')) !== undefined)
+        await this.options.secrets.put(id, 'instance_token', token);
       // Only once the new token is bound: the old ones are to go from here on, whatever happens.
       await this.options.pending.retire(id, old);
       let last: Checkpoint | undefined;

@@ -1,12 +1,15 @@
 /**
  * Browser sessions for the manager and the visualizer. A browser cannot put the `apikey` header on a page
  * load or a WebSocket handshake, and a key in the URL ends up in logs, history and Referer headers. So the
- * admin types the key once into a form (POST body), and gets a short-lived signed cookie instead:
+ * admin types the key once into a form (POST body), and gets a short-lived session cookie instead:
  *
- *   zapwire_session = v1.<expires ms>.<nonce>.<HMAC-SHA256(server secret, "v1.<expires>.<nonce>")>
+ *   zapwire_session = v2.<session id: 32 random bytes, base64url>
  *
- * HttpOnly, SameSite=Strict, Path=/. The secret is random per process: a restart ends every session.
- * Requests that change something also carry `x-zapwire-csrf`, a second HMAC of the nonce that only pages
+ * HttpOnly, SameSite=Strict, Path=/. The server holds the live sessions (in this process's memory: a
+ * restart ends every session), so a cookie is worth exactly what the server says: sign-out revokes it at
+ * once, and a session renewed by opening the page is a new session (new cookie, new CSRF token) with the
+ * old one revoked, so a cookie copied at some point stops working the next time the page is opened.
+ * Requests that change something also carry `x-zapwire-csrf`, an HMAC of the session id that only pages
  * served to the cookie's holder learn (GET /manager/session).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -15,8 +18,11 @@ export const SESSION_COOKIE = 'zapwire_session';
 export const CSRF_HEADER = 'x-zapwire-csrf';
 export const DEFAULT_SESSION_TTL_MS = 30 * 60_000;
 
+/** Live sessions held at once; beyond it the oldest is revoked (only the admin key opens sessions). */
+const MAX_LIVE_SESSIONS = 10_000;
+
 export interface BrowserSession {
-  readonly nonce: string;
+  readonly id: string;
   readonly expiresAt: Date;
 }
 
@@ -28,6 +34,8 @@ function equal(a: string, b: string): boolean {
 
 export class BrowserSessions {
   private readonly secret: Buffer;
+  /** Session id → expiry (ms), in the order they were issued. */
+  private readonly live = new Map<string, number>();
 
   constructor(
     readonly ttlMs = DEFAULT_SESSION_TTL_MS,
@@ -41,31 +49,45 @@ export class BrowserSessions {
     return createHmac('sha256', this.secret).update(text).digest('base64url');
   }
 
-  /**
-   * A new session, or with `renew` the same one (same nonce, so the same CSRF token for pages already
-   * open) with a later expiry: the cookie value and when it expires.
-   */
-  issue(renew?: BrowserSession): { value: string; session: BrowserSession } {
+  /** A new session: the cookie value and when it expires. */
+  issue(): { value: string; session: BrowserSession } {
+    this.forgetExpired();
+    if (this.live.size >= MAX_LIVE_SESSIONS) {
+      const oldest = this.live.keys().next().value;
+      if (oldest !== undefined) this.live.delete(oldest);
+    }
+    const id = randomBytes(32).toString('base64url');
     const expires = this.now() + this.ttlMs;
-    const nonce = renew?.nonce ?? randomBytes(16).toString('base64url');
-    const body = `v1.${expires}.${nonce}`;
-    return { value: `${body}.${this.mac(body)}`, session: { nonce, expiresAt: new Date(expires) } };
+    this.live.set(id, expires);
+    return { value: `v2.${id}`, session: { id, expiresAt: new Date(expires) } };
   }
 
-  /** The session a cookie value proves, or undefined (forged, malformed or expired). */
+  /** Replaces a session with a new one (a later expiry, a new CSRF token); the old one stops working. */
+  rotate(session: BrowserSession): { value: string; session: BrowserSession } {
+    this.revoke(session);
+    return this.issue();
+  }
+
+  /** Ends a session on the server: its cookie opens nothing from now on. */
+  revoke(session: BrowserSession): void {
+    this.live.delete(session.id);
+  }
+
+  /** The live session a cookie value names, or undefined (never issued, revoked, expired, malformed). */
   verify(value: string | undefined): BrowserSession | undefined {
-    if (!value) return undefined;
-    const parts = value.split('.');
-    if (parts.length !== 4 || parts[0] !== 'v1') return undefined;
-    const [version, expiresText, nonce, mac] = parts as [string, string, string, string];
-    if (!equal(mac, this.mac(`${version}.${expiresText}.${nonce}`))) return undefined;
-    const expires = Number(expiresText);
-    if (!Number.isSafeInteger(expires) || expires <= this.now()) return undefined;
-    return { nonce, expiresAt: new Date(expires) };
+    const id = /^v2\.([A-Za-z0-9_-]{43})$/.exec(value ?? '')?.[1];
+    if (id === undefined) return undefined;
+    const expires = this.live.get(id);
+    if (expires === undefined) return undefined;
+    if (expires <= this.now()) {
+      this.live.delete(id);
+      return undefined;
+    }
+    return { id, expiresAt: new Date(expires) };
   }
 
   csrfToken(session: BrowserSession): string {
-    return this.mac(`csrf.${session.nonce}`);
+    return this.mac(`csrf.${session.id}`);
   }
 
   checkCsrf(session: BrowserSession, token: string | undefined): boolean {
@@ -83,6 +105,11 @@ export class BrowserSessions {
       `Max-Age=${maxAge}`,
       ...(options.secure ? ['Secure'] : []),
     ].join('; ');
+  }
+
+  private forgetExpired(): void {
+    const now = this.now();
+    for (const [id, expires] of this.live) if (expires <= now) this.live.delete(id);
   }
 }
 

@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../src/main.ts';
@@ -54,6 +55,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     LOG_LEVEL: 'silent',
     RECONNECT_BASE_MS: '100',
     RECONNECT_MAX_MS: '1000',
+    // Every injected request comes from 127.0.0.1, and many tests send wrong keys on purpose: the
+    // throttling of wrong keys is tested where it is set low (test/integration/security/key-guessing.test.ts).
+    AUTH_FAILURES_BURST: '100000',
     ...options.env,
   });
   const zapwire = await startZapwire({
@@ -129,4 +133,20 @@ export async function eventually<T>(
       throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** Signs a browser in to the manager (POST /manager/session): its cookie and CSRF page token. */
+export async function signInManager(
+  app: FastifyInstance,
+  apikey: string = ADMIN_KEY,
+): Promise<{ status: number; cookie: string; csrf: string; setCookie: string }> {
+  const r = await app.inject({
+    method: 'POST',
+    url: '/manager/session',
+    headers: { 'content-type': 'application/json' },
+    payload: JSON.stringify({ apikey }),
+  });
+  const body = r.statusCode === 200 ? (r.json() as { csrf?: string }) : {};
+  const setCookie = String(r.headers['set-cookie'] ?? '');
+  return { status: r.statusCode, cookie: setCookie.split(';')[0] ?? '', csrf: body.csrf ?? '', setCookie };
 }

@@ -4,10 +4,29 @@
  */
 import type { FastifyInstance } from 'fastify';
 
-const ALLOWED_HEADERS = 'Origin, Content-Type, Content-Length, Accept, Authorization, apikey';
+/**
+ * The request headers a preflight allows: the ones zapwire reads, and what browsers and HTTP libraries
+ * add on their own (a fetch with `cache: 'no-cache'`, jQuery's X-Requested-With). A header missing here
+ * makes the browser refuse the call before it is sent.
+ */
+export const ZAPWIRE_CORS_HEADERS = [
+  'Origin',
+  'Content-Type',
+  'Content-Length',
+  'Accept',
+  'Accept-Encoding',
+  'Authorization',
+  'Cache-Control',
+  'X-Requested-With',
+  'apikey',
+] as const;
 const ALLOWED_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 
-export function installCors(app: FastifyInstance, origins: readonly string[]): void {
+export function installCors(
+  app: FastifyInstance,
+  origins: readonly string[],
+  allowedHeaders: readonly string[] = ZAPWIRE_CORS_HEADERS,
+): void {
   if (origins.length === 0) return;
   const any = origins.includes('*');
   app.addHook('onRequest', async (request, reply) => {
@@ -18,7 +37,7 @@ export function installCors(app: FastifyInstance, origins: readonly string[]): v
     else if (request.method !== 'OPTIONS') return;
     void reply
       .header('Access-Control-Allow-Methods', ALLOWED_METHODS)
-      .header('Access-Control-Allow-Headers', ALLOWED_HEADERS)
+      .header('Access-Control-Allow-Headers', allowedHeaders.join(', '))
       .header('Access-Control-Max-Age', '600');
     // A preflight is answered here, before auth and routing: it carries no key.
     if (request.method === 'OPTIONS') return reply.status(200).send();

@@ -10,5 +10,6 @@ export function defaultProfile(corsOrigins: readonly string[] = []): EdgeProfile
       installCors(app, corsOrigins);
       installErrorHandler(app);
     },
+    clientErrorBody: (code, message) => ({ error: { code, message } }),
   };
 }

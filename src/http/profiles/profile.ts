@@ -10,4 +10,9 @@ export interface EdgeProfile {
   readonly name: ApiCompat;
   /** Runs on the root instance before any route is registered (so `onRoute` sees every route). */
   install(app: FastifyInstance): Promise<void> | void;
+  /**
+   * The body of an error answered outside Fastify's request cycle (Node's parser refused the request, or
+   * it did not arrive in time): the shape every other error of the profile has.
+   */
+  clientErrorBody(code: string, message: string): unknown;
 }

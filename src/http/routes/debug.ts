@@ -125,7 +125,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
   app.get<{ Params: IdParam }>(
     '/debug/instances/:id/state',
     {
-      config: admin,
+      config: { ...admin, instanceFrom: ['params.id'] },
       schema: {
         tags: ['debug'],
         summary: 'Current machine state and the live transition timeline (admin)',
@@ -133,7 +133,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const current = await currentOf(id);
       return {
         instance: { id, name: current.context.name },
@@ -147,7 +147,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof historyQuery> }>(
     '/debug/instances/:id/history',
     {
-      config: admin,
+      config: { ...admin, instanceFrom: ['params.id'] },
       schema: {
         tags: ['debug'],
         summary: 'The replayed history (as GET /instance/:id/history), for the scrubber (admin)',
@@ -156,7 +156,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const history = await readHistoryPage(
         store,
         id,
@@ -177,7 +177,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
     '/debug/instances/:id/live',
     {
       websocket: true,
-      config: { access: { browser: { sameOrigin: true } } },
+      config: { access: { browser: { sameOrigin: true } }, instanceFrom: ['params.id'] },
       schema: {
         tags: ['debug'],
         summary:
@@ -185,7 +185,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
         params: idParam,
       },
       preValidation: async (request) => {
-        liveIds.set(request, (await request.instanceOf(request.params.id)).id);
+        liveIds.set(request, (await request.instance()).id);
       },
     },
     (socket, request) => {

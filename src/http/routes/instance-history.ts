@@ -96,7 +96,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof historyQuery> }>(
     '/instance/:id/history',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['replay'],
         summary:
@@ -107,7 +107,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const { at, from, limit } = request.query;
       if (at !== undefined) {
         const moment = new Date(at);

@@ -28,7 +28,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
   app.get<{ Params: IdParam }>(
     '/instance/:id/advanced-settings',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['settings'],
         params: idParam,
@@ -36,7 +36,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const view = await findInstance(db, id);
       if (!view) throw Errors.instanceNotFound(request.params.id);
       return view.advancedSettings;
@@ -46,7 +46,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
   app.route<{ Params: IdParam; Body: AdvancedSettingsBody }>({
     method: ['PUT', 'POST'],
     url: '/instance/:id/advanced-settings',
-    config: { access: 'caller' },
+    config: { access: 'caller', instanceFrom: ['params.id'] },
     schema: {
       tags: ['settings'],
       params: idParam,
@@ -55,7 +55,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       body: advancedSettingsSchema,
     },
     handler: async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       if (!request.body || Object.keys(request.body).length === 0) {
         throw Errors.validation(
           'send at least one setting: alwaysOnline, rejectCall, msgRejectCall, readMessages, ignoreGroups, ignoreStatus',
@@ -68,7 +68,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
   app.route<{ Params: IdParam; Body: SinkBody }>({
     method: ['PUT', 'POST'],
     url: '/instance/:id/events',
-    config: { access: 'caller' },
+    config: { access: 'caller', instanceFrom: ['params.id'] },
     schema: {
       tags: ['settings'],
       summary:
@@ -78,7 +78,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       response: { 200: { type: 'object', additionalProperties: true }, ...errorResponses },
     },
     handler: async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const sinks = parseSinks(request.body ?? {});
       if (Object.keys(sinks).length === 0)
         throw Errors.validation(

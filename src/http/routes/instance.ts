@@ -7,6 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import QRCode from 'qrcode';
 import { Errors } from '../../domain/errors.ts';
+import { MIN_TOKEN_DISTINCT_CHARACTERS, MIN_TOKEN_LENGTH } from '../../domain/tokens.ts';
 import type { InstanceService, InstanceStatus } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
 import {
@@ -53,10 +54,10 @@ const createBody = {
     },
     token: {
       type: 'string',
-      minLength: 8,
+      minLength: MIN_TOKEN_LENGTH,
       maxLength: 256,
       pattern: '^[\\x21-\\x7e]+$',
-      description: 'printable ASCII, no spaces; generated when absent',
+      description: `printable ASCII, no spaces, at least ${MIN_TOKEN_LENGTH} characters with at least ${MIN_TOKEN_DISTINCT_CHARACTERS} different ones; generated when absent`,
     },
     ...sinkProperties,
     proxy: proxyInputSchema,
@@ -265,7 +266,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Querystring: InstanceNameQuery }>(
     '/instance/status',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['query.instanceName'] },
       schema: {
         tags: ['instances'],
         summary: 'Connection state',
@@ -274,7 +275,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await viewOf((await request.instanceOf(request.query.instanceName)).id);
+      const i = await viewOf((await request.instance()).id);
       return {
         id: i.id,
         instanceName: i.name,
@@ -291,7 +292,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Body: FromSchema<typeof connectBody> }>(
     '/instance/connect',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -302,7 +303,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
     async (request) => {
       const body = request.body ?? {};
-      const { id } = await request.instanceOf(body.instanceName);
+      const { id } = await request.instance();
       const sinks = parseSinks(body);
       const after = await service.connect(id, Object.keys(sinks).length > 0 ? sinks : undefined);
       return stateOf(
@@ -317,7 +318,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Querystring: InstanceNameQuery }>(
     '/instance/qr',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['query.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary: 'The current QR code: "<png data url>|<code>"',
@@ -326,7 +327,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await viewOf((await request.instanceOf(request.query.instanceName)).id);
+      const i = await viewOf((await request.instance()).id);
       if (i.state === 'open') throw Errors.alreadyConnected();
       if (!i.qrcode || i.state !== 'qr') throw Errors.qrNotReady(i.state);
       const png = await QRCode.toDataURL(i.qrcode.code, { errorCorrectionLevel: 'L', margin: 2, width: 300 });
@@ -343,7 +344,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Body: FromSchema<typeof pairBody> }>(
     '/instance/pair',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary: 'Pair with an 8-character code typed on the phone instead of scanning the QR code',
@@ -355,7 +356,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.body.instanceName);
+      const { id } = await request.instance();
       const phone = request.body.phone.replace(/\D/g, '');
       if (phone.length < 8 || phone.length > 15)
         throw Errors.validation('phone: expected 8 to 15 digits with the country code, e.g. 5511999999999');
@@ -372,7 +373,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     app.route<{ Body: FromSchema<typeof instanceNameBody> | undefined; Querystring: InstanceNameQuery }>({
       method,
       url: path,
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName', 'query.instanceName'] },
       schema: {
         tags: ['lifecycle'],
         summary,
@@ -381,7 +382,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         response: { 200: stateResponse, 429: errorResponseSchema, ...errorResponses },
       },
       handler: async (request) => {
-        const { id } = await request.instanceOf(request.body?.instanceName ?? request.query.instanceName);
+        const { id } = await request.instance();
         return stateOf(await run(id));
       },
     });
@@ -404,7 +405,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam; Body: { number?: string } | null }>(
     '/instance/forcereconnect/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -415,7 +416,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       await service.disconnect(id);
       return stateOf(await service.connect(id));
     },
@@ -424,7 +425,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/delete/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary: 'Delete an instance and everything it holds (admin, irreversible)',
@@ -439,7 +440,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await request.instanceOf(request.params.id);
+      const i = await request.instance();
       await service.delete(i.id, 'admin');
       return { id: i.id, name: i.name, deleted: true };
     },
@@ -448,7 +449,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam }>(
     '/instance/:id/token/rotate',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary:
@@ -461,7 +462,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await request.instanceOf(request.params.id);
+      const i = await request.instance();
       const { token } = await service.rotateToken(i.id);
       return { id: i.id, token };
     },
@@ -470,7 +471,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam; Body: ProxyBody }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['settings'],
         summary: 'Set the proxy (admin); applies on the next connection: reconnect to use it',
@@ -483,7 +484,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const proxy = await service.configureProxy(id, parseProxy(request.body));
       return { proxy, message: 'proxy saved: it applies on the next connection (POST /instance/reconnect)' };
     },
@@ -492,7 +493,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['settings'],
         summary: 'Remove the proxy (admin); applies on the next connection',
@@ -504,7 +505,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       await service.removeProxy(id);
       return { proxy: null, message: 'proxy removed: direct connection from the next connection on' };
     },
@@ -513,7 +514,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Params: IdParam; Querystring: FromSchema<typeof logsQuery> }>(
     '/instance/logs/:id',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary: 'Instance log, newest first; level=ERROR gives errors, WARN warnings and errors, ...',
@@ -523,7 +524,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.params.id);
+      const { id } = await request.instance();
       const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
       if (limit < 1 || limit > 1000) throw Errors.validation('limit: expected 1 to 1000');
       const wanted = request.query.level?.toLowerCase().replace('warning', 'warn');

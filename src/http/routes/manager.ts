@@ -3,11 +3,11 @@
  * disconnect, logout, delete, advanced settings; links to the visualizer and the history. Plain HTML, CSS
  * and JavaScript served by the app (no framework, no CDN).
  *
- * Sign-in: the admin key is typed once (POST /manager/session, in the body) and exchanged for a signed,
- * short-lived, HttpOnly cookie. The page then calls the REST API through /manager/api/<route>, which
- * accepts that cookie plus the CSRF header and forwards the request, unchanged, to the REST route with the
- * admin key: one API, one set of checks and error messages, and the key never reaches the browser's
- * JavaScript or a URL.
+ * Sign-in: the admin key is typed once (POST /manager/session, in the body) and exchanged for a
+ * short-lived, HttpOnly session cookie the server holds (sign-out revokes it; opening the page rotates
+ * it). The page then calls the REST API through /manager/api/<route>, which accepts that cookie plus the
+ * CSRF header and forwards the request, unchanged, to the REST route with the admin key: one API, one
+ * set of checks and error messages, and the key never reaches the browser's JavaScript or a URL.
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Errors } from '../../domain/errors.ts';
@@ -66,12 +66,12 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
       schema: { tags: ['manager'], summary: 'Manager page (admin)' },
     },
     async (request, reply) => {
-      // Using the pages keeps the session alive (sliding expiry).
+      // Using the pages keeps the signed-in browser signed in (sliding expiry), each time with a new session.
       const session = sessionOf(request, sessions);
       if (session)
         reply.header(
           'set-cookie',
-          sessions.cookie(sessions.issue(session).value, { secure: secure(request) }),
+          sessions.cookie(sessions.rotate(session).value, { secure: secure(request) }),
         );
       return pageHeaders(reply, request).send(page('manager.html'));
     },
@@ -98,7 +98,9 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
+      app.keyGuesses.check(request);
       if (!(await options.isAdminKey(request.body.apikey.trim()))) {
+        app.keyGuesses.failed(request);
         request.log.warn('manager sign-in refused');
         throw Errors.unauthorized();
       }
@@ -129,6 +131,8 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
     '/manager/session',
     { config: { access: 'anyone' }, schema: { tags: ['manager'], summary: 'Sign out' } },
     async (request, reply) => {
+      const session = sessionOf(request, sessions);
+      if (session) sessions.revoke(session);
       reply.header('set-cookie', sessions.cookie('', { secure: secure(request) }));
       return reply.status(204).send();
     },

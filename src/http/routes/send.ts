@@ -37,7 +37,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
   app.post<{ Body: FromSchema<typeof textBody> }>(
     '/send/text',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       schema: {
         tags: ['messages'],
         summary: 'Send a text message (instance token, or the admin key with instanceName)',
@@ -46,7 +46,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.body.instanceName);
+      const { id } = await request.instance();
       return service.sendText(id, request.body.number, request.body.text);
     },
   );

@@ -22,7 +22,7 @@ const zapwire = (() => {
     }
   }
   /** Calls a REST route (path as in the API docs) through /manager/api with the cookie and CSRF token. */
-  async function api(method, path, body) {
+  async function api(method, path, body, retried = false) {
     const headers = { 'x-zapwire-csrf': await token() };
     const init = { method, headers, credentials: 'same-origin' };
     if (body !== undefined) {
@@ -38,6 +38,11 @@ const zapwire = (() => {
       parsed = text;
     }
     if (response.status === 401) location.reload();
+    // Opening a page in another tab rotates the session, and with it the page token: fetch it again once.
+    if (response.status === 403 && !retried) {
+      csrf = undefined;
+      return api(method, path, body, true);
+    }
     if (!response.ok) throw new ApiError(response.status, parsed);
     return parsed;
   }

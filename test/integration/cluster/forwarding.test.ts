@@ -14,8 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../../src/main.ts';
 import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
+import { SERVED_BY_HEADER } from '../../../src/cluster/forwarding.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { callNode, type NodeAnswer } from '../../support/cluster.ts';
+import { rawExchange } from '../../support/slow-client.ts';
 
 const ADMIN = 'test-admin-key-0123456789abcdef';
 
@@ -158,6 +160,45 @@ describe('forwarding between real nodes', () => {
     expect(deleted).toMatchObject({ status: 200, servedBy: 'node-a', body: { deleted: true } });
     expect((await call(b, 'GET', `/instance/info/${instance.id}`)).status).toBe(404);
     expect(b.fake.connections(instance.id)).toHaveLength(0);
+  });
+});
+
+describe('one instance per request: the forwarding decision and the handler agree (issue #22, item 11)', () => {
+  it('a blank instanceName in the body does not hide the one in the query', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const mine = await instanceOwnedBy(b, a);
+    const theirs = await instanceOwnedBy(b, a);
+    // A tenant naming another instance in the query is refused, whichever node it asks and whatever
+    // blank value the body carries: before, node-a ran the command itself for the tenant's own instance.
+    const tenant = await call(a, 'POST', `/instance/disconnect?instanceName=${theirs.name}`, {
+      apikey: mine.token,
+      body: { instanceName: ' ' },
+    });
+    expect(tenant.status).toBe(403);
+    // The admin names it in the query: the owner runs it.
+    const admin = await call(a, 'POST', `/instance/disconnect?instanceName=${mine.name}`, {
+      body: { instanceName: ' ' },
+    });
+    expect(admin).toMatchObject({ status: 200, servedBy: 'node-b', body: { id: mine.id } });
+    // Two different names are a 400 on every node, never a guess.
+    const twice = await call(a, 'POST', `/instance/disconnect?instanceName=${theirs.name}`, {
+      body: { instanceName: mine.name },
+    });
+    expect(twice.status).toBe(400);
+    expect(JSON.stringify(twice.body)).toMatch(/instanceName.*once/);
+  });
+
+  it('an absolute-form request target is forwarded to the owner like any other', async () => {
+    const [a, b] = nodes as [Node, Node];
+    const instance = await instanceOwnedBy(b, a);
+    // fetch cannot send an absolute-form target: written by hand.
+    const port = Number(new URL(a.url).port);
+    const answer = await rawExchange(
+      port,
+      `POST http://zapwire.example/instance/connect HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\napikey: ${instance.token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+    );
+    expect(answer).toMatchObject({ status: 200, headers: { [SERVED_BY_HEADER]: 'node-b' } });
+    expect(JSON.parse(answer.body)).toMatchObject({ id: instance.id, state: 'connecting' });
   });
 });
 

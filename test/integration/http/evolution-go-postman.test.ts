@@ -207,7 +207,7 @@ describe('the Postman collection, request by request', () => {
           id: variables['instance'],
           token: variables['token'],
           connected: false,
-          events: 'MESSAGE',
+          events: '',
           rabbitmqEnable: anyString,
         }),
       ]),

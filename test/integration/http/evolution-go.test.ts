@@ -23,7 +23,7 @@ let serial = 0;
 async function create(extra: Body = {}): Promise<{ id: string; name: string; token: string; data: Body }> {
   serial += 1;
   const name = `Loja ${serial}`;
-  const token = `tok-${serial}`;
+  const token = `tok-${serial}-${randomUUID()}`;
   const r = await t.request('POST', '/instance/create', { body: { name, token, ...extra } });
   expect(r.status).toBe(200);
   expect(r.body['message']).toBe('success');
@@ -105,6 +105,28 @@ describe('server and CORS', () => {
     expect(get.headers['access-control-allow-origin']).toBe('*');
   });
 
+  it('allows every request header Evolution GO allows: its manager sends Cache-Control (issue #22)', async () => {
+    // As Evolution GO's CORS middleware spells it.
+    const evolutionGo =
+      'Origin, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token, Authorization, Accept, Cache-Control, X-Requested-With, apikey, ApiKey'.split(
+        ', ',
+      );
+    const r = await t.zapwire.app.inject({
+      method: 'OPTIONS',
+      url: '/instance/all',
+      headers: {
+        origin: 'https://manager.example',
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'apikey,cache-control',
+      },
+    });
+    expect(r.statusCode).toBe(200);
+    const allowed = String(r.headers['access-control-allow-headers'])
+      .split(',')
+      .map((h) => h.trim().toLowerCase());
+    for (const header of evolutionGo) expect(allowed, header).toContain(header.toLowerCase());
+  });
+
   it('an unknown route is a 404 with an error field', async () => {
     const r = await t.request('GET', '/nope');
     expect(r.status).toBe(404);
@@ -156,7 +178,7 @@ describe('keys', () => {
 });
 
 describe('POST /instance/create', () => {
-  it('200 with the flat instance JSON, including the token; any non-empty name and token', async () => {
+  it('200 with the flat instance JSON, including the token; any non-empty name, a token hard to guess', async () => {
     const i = await create();
     expect(Object.keys(i.data).sort()).toEqual(INSTANCE_FIELDS);
     expect(i.data).toMatchObject({
@@ -171,15 +193,18 @@ describe('POST /instance/create', () => {
       connected: false,
       expiration: 0,
       disconnect_reason: '',
-      events: 'MESSAGE',
+      // Evolution GO stores no subscription until the first connect (issue #22).
+      events: '',
       proxy: '',
       alwaysOnline: false,
       rejectCall: false,
       msgRejectCall: '',
     });
     expect(i.data['createdAt']).toMatch(/^\d{4}-\d{2}-\d{2}T/);
-    const short = await t.request('POST', '/instance/create', { body: { name: 'a.b c!', token: 'x' } });
-    expect(short.status).toBe(200);
+    const anyName = await t.request('POST', '/instance/create', {
+      body: { name: 'a.b c!', token: randomUUID() },
+    });
+    expect(anyName.status).toBe(200);
   });
 
   it('honours instanceId, proxy (port as a string) and advancedSettings', async () => {
@@ -201,7 +226,7 @@ describe('POST /instance/create', () => {
 
   it('reads the body as JSON whatever the content type (curl -d)', async () => {
     const r = await t.request('POST', '/instance/create', {
-      rawBody: JSON.stringify({ name: 'curl-form', token: 'curl-form-token' }),
+      rawBody: JSON.stringify({ name: 'curl-form', token: 'curl-form-token-0123456789' }),
       contentType: 'application/x-www-form-urlencoded',
     });
     expect(r.status).toBe(200);
@@ -228,7 +253,9 @@ describe('POST /instance/create', () => {
       expect({ rawBody, status: r.status, body: r.body }).toEqual({ rawBody, status, body: { error } });
     }
     const taken = await create();
-    const again = await t.request('POST', '/instance/create', { body: { name: taken.name, token: 'other' } });
+    const again = await t.request('POST', '/instance/create', {
+      body: { name: taken.name, token: 'other-token-0123456789' },
+    });
     expect(again.body).toEqual({ error: 'instance already exists' });
     expect(again.status).toBe(409);
   });
@@ -250,6 +277,29 @@ describe('GET /instance/all and /instance/info/:id', () => {
 
     const unknown = await t.request('GET', `/instance/info/${randomUUID()}`);
     expect(unknown).toMatchObject({ status: 404, body: { error: 'record not found' } });
+  });
+});
+
+describe('token rotation (issue #22, item 8)', () => {
+  it('the admin listings show the rotated token, the one that works', async () => {
+    const i = await create();
+    const rotated = await t.request('POST', `/instance/${i.id}/token/rotate`, { apikey: i.token });
+    expect(rotated.status).toBe(200);
+    const token = rotated.body['token'] as string;
+    expect(token).not.toBe(i.token);
+    const info = dataOf((await t.request('GET', `/instance/info/${i.id}`)).body);
+    expect(info['token']).toBe(token);
+    const listed = ((await t.request('GET', '/instance/all')).body['data'] as Body[]).find(
+      (x) => x['id'] === i.id,
+    );
+    expect(listed?.['token']).toBe(token);
+    expect((await t.request('GET', '/instance/status', { apikey: token })).status).toBe(200);
+    expect((await t.request('GET', '/instance/status', { apikey: i.token })).status).toBe(401);
+    // Rotated by the admin, the same.
+    const again = await t.request('POST', `/instance/${i.id}/token/rotate`);
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['token']).toBe(
+      again.body['token'],
+    );
   });
 });
 
@@ -290,12 +340,41 @@ describe('connect, QR, pairing code, status', () => {
     );
   });
 
-  it('connect refuses an empty body, null and unknown event names (0.7)', async () => {
+  it('a fresh instance subscribes to MESSAGE at its first connect without a subscription (0.7)', async () => {
+    const i = await create();
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe('');
+    const connected = await t.request('POST', '/instance/connect', { apikey: i.token, body: {} });
+    expect(dataOf(connected.body)['eventString']).toBe('MESSAGE');
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe('MESSAGE');
+  });
+
+  it('connect drops unknown event names while a valid one remains, and refuses a list of none (0.7)', async () => {
+    const i = await create();
+    const mixed = await t.request('POST', '/instance/connect', {
+      apikey: i.token,
+      body: { subscribe: ['QRCODE', 'invalid', 'CONNECTION', 'nope'] },
+    });
+    expect(mixed.status).toBe(200);
+    expect(dataOf(mixed.body)['eventString']).toBe('CONNECTION,QRCODE');
+    const none = await t.request('POST', '/instance/connect', {
+      apikey: i.token,
+      body: { subscribe: ['invalid', 'nope'] },
+    });
+    expect(none).toMatchObject({
+      status: 400,
+      body: { error: 'invalid connect settings: subscribe must contain a valid event or ALL' },
+    });
+    expect(dataOf((await t.request('GET', `/instance/info/${i.id}`)).body)['events']).toBe(
+      'CONNECTION,QRCODE',
+    );
+  });
+
+  it('connect refuses an empty body, null and a list of unknown event names (0.7)', async () => {
     const i = await create();
     for (const [rawBody, error] of [
       [undefined, 'EOF'],
       ['null', 'json: cannot unmarshal null into Go value of type ConnectStruct'],
-      ['{"subscribe":["invalid"]}', 'invalid event type(s): INVALID'],
+      ['{"subscribe":["invalid"]}', 'invalid connect settings: subscribe must contain a valid event or ALL'],
       ['{"natsEnable":"maybe"}', 'natsEnable: expected "enabled", "disabled" or ""'],
     ] as const) {
       const r = await t.request('POST', '/instance/connect', {

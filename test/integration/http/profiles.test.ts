@@ -120,7 +120,9 @@ describe('the default profile on the routes of the Evolution GO contract', () =>
     expect(ok.status).toBe(404);
     expect(codeOf(ok.body)).toBe('ZW_ERR_ROUTE_NOT_FOUND');
     expect(ok.headers['access-control-allow-origin']).toBeUndefined();
-    const name = await t.request('POST', '/instance/create', { body: { name: 'com espaço', token: 'x' } });
+    const name = await t.request('POST', '/instance/create', {
+      body: { name: 'com espaço', token: 'com-espaco-token-0123' },
+    });
     expect(name.status).toBe(400);
     expect(codeOf(name.body)).toBe('ZW_ERR_VALIDATION');
   });

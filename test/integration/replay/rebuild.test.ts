@@ -154,11 +154,12 @@ describe('rebuild equality', () => {
 
   it('is admin only, and names the projections on a typo', async () => {
     const created = await t.request('POST', '/instance/create', {
-      body: { name: 'rb-token', token: 'rb-token-abcdef' },
+      body: { name: 'rb-token', token: 'rb-token-abcdef01' },
     });
     expect(created.status).toBe(201);
     expect(
-      (await t.request('POST', '/admin/projections/instances/rebuild', { apikey: 'rb-token-abcdef' })).status,
+      (await t.request('POST', '/admin/projections/instances/rebuild', { apikey: 'rb-token-abcdef01' }))
+        .status,
     ).toBe(403);
     expect((await t.request('POST', '/admin/projections/instances/rebuild', { apikey: null })).status).toBe(
       401,

@@ -14,7 +14,7 @@ import { instanceMachine } from '../../../machines/instance/index.ts';
 import { STATIC_DIR } from '../../../src/http/static-files.ts';
 import { BrowserSessions } from '../../../src/visualizer/browser-session.ts';
 import { InspectionLog } from '../../../src/visualizer/inspection-log.ts';
-import { ADMIN_KEY, eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { ADMIN_KEY, eventually, signInManager, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
 let t: TestApp;
 let base: string;
@@ -44,17 +44,12 @@ afterAll(async () => {
 });
 
 async function signIn(): Promise<{ cookie: string; csrf: string }> {
-  const r = await t.zapwire.app.inject({
-    method: 'POST',
-    url: '/manager/session',
-    payload: { apikey: ADMIN_KEY },
-  });
-  expect(r.statusCode).toBe(200);
-  const setCookie = String(r.headers['set-cookie']);
+  const { status, cookie, csrf, setCookie } = await signInManager(t.zapwire.app);
+  expect(status).toBe(200);
   expect(setCookie).toMatch(/HttpOnly/);
   expect(setCookie).toMatch(/SameSite=Strict/);
   expect(setCookie).toMatch(/Max-Age=1800/);
-  return { cookie: setCookie.split(';')[0] ?? '', csrf: r.json<{ csrf: string }>().csrf };
+  return { cookie, csrf };
 }
 
 describe('the diagram', () => {
@@ -104,21 +99,21 @@ describe('browser sign-in', () => {
     const { cookie } = await signIn();
     const page = await t.zapwire.app.inject({ method: 'GET', url: '/manager', headers: { cookie } });
     expect(page.statusCode).toBe(200);
-    // opening the page renews the cookie, keeping the session (and so the CSRF token of open pages)
+    // opening the page renews the session: a new cookie (the old one is revoked; test/integration/security/manager-session.test.ts)
     const renewed = String(page.headers['set-cookie']).split(';')[0] ?? '';
-    expect(renewed.split('.')[2]).toBe(cookie.split('.')[2]);
+    expect(renewed).not.toBe(cookie);
     expect(page.body).toContain('id="instances"');
     const viz = await t.zapwire.app.inject({
       method: 'GET',
       url: '/debug/instances/anything',
-      headers: { cookie },
+      headers: { cookie: renewed },
     });
     expect(viz.statusCode).toBe(200);
     expect(viz.body).toContain('id="diagram"');
     const svg = await t.zapwire.app.inject({
       method: 'GET',
       url: '/debug/machines/instance.svg',
-      headers: { cookie },
+      headers: { cookie: renewed },
     });
     expect(svg.statusCode).toBe(200);
   });

@@ -30,7 +30,8 @@ import { REDACTED_PATHS } from '../../../src/logger.ts';
 import type { RouteEntry } from '../../../src/http/app.ts';
 import { instanceStream, whatsappStream } from '../../../src/domain/events.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
-import { ADMIN_KEY, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { ADMIN_KEY, signInManager, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { getFrom, slowBody, type SlowBodyOutcome } from '../../support/slow-client.ts';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = process.env['FUZZ_SEED'] ? Number(process.env['FUZZ_SEED']) : (Date.now() ^ 0x5eed) | 0;
@@ -214,10 +215,14 @@ function fitting(schemaValue: unknown, key: string, depth = 0): fc.Arbitrary<unk
       const maxLength = Math.min(Number(schema['maxLength'] ?? 64), 200);
       if (schema['format'] === 'date-time')
         return fc.date({ noInvalidDate: true }).map((d) => d.toISOString());
-      if (typeof schema['pattern'] === 'string')
+      if (typeof schema['pattern'] === 'string') {
+        const minLength = Number(schema['minLength'] ?? 0);
+        // fast-check's default size repeats a pattern's `+` a dozen times at most: a minimum above that
+        // (a custom token's 16 characters) would leave the filter nothing to pass.
         return fc
-          .stringMatching(new RegExp(schema['pattern']))
-          .filter((s) => s.length <= maxLength && s.length >= Number(schema['minLength'] ?? 0));
+          .stringMatching(new RegExp(schema['pattern']), minLength > 8 ? { size: 'medium' } : {})
+          .filter((s) => s.length <= maxLength && s.length >= minLength);
+      }
       if (/url/i.test(key))
         return fc.constantFrom(
           'https://receiver.example.com/x',
@@ -548,6 +553,8 @@ async function send(request: FuzzRequest): Promise<Sent> {
     url: `${path}${query ? `?${query}` : ''}`,
     headers,
     ...(payload === undefined ? {} : { payload }),
+    // Wrong keys are throttled per address: the guesser gets its 429s, everyone else is served.
+    ...(request.auth === 'garbage' ? { remoteAddress: GUESSER_ADDRESS } : {}),
   });
   const principal = request.auth === 'other' ? other : own;
   return {
@@ -567,6 +574,26 @@ function jsonOf(text: string): Record<string, unknown> {
   } catch {
     return {};
   }
+}
+
+/** Signs the manager's browser in: the cookie and page token 'browser' requests carry. */
+async function signInBrowser(): Promise<void> {
+  const { cookie, csrf } = await signInManager(t.zapwire.app);
+  browser = { cookie, csrf };
+}
+
+/** As a browser does: a rotated session cookie replaces the old one; after a sign-out, sign in again. */
+async function followBrowser(sent: Sent, request: FuzzRequest): Promise<void> {
+  if (request.auth !== 'browser') return;
+  const rotated = /^zapwire_session=[^;]+/.exec(String(sent.headers['set-cookie'] ?? ''))?.[0];
+  if (rotated) {
+    const session = await t.zapwire.app.inject({
+      method: 'GET',
+      url: '/manager/session',
+      headers: { cookie: rotated },
+    });
+    browser = { cookie: rotated, csrf: (jsonOf(session.body)['csrf'] as string | undefined) ?? '' };
+  } else if (/Max-Age=0/.test(String(sent.headers['set-cookie'] ?? ''))) await signInBrowser();
 }
 
 /** After a request the tenants' tokens may have changed (rotation) or gone (delete). */
@@ -657,6 +684,95 @@ function checkLogs(from: number): void {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Slow clients (issue #22): while the random requests run, connections from another address send a
+// request's body one byte at a time, to random POST and PUT routes with every kind of key. Each must be
+// cut, a refused one at once and any other within the request timeout, and /health keeps answering a
+// third address all along.
+
+const SLOW_REQUEST_TIMEOUT_MS = 2_000;
+const SLOW_CLIENT_LIMITS = {
+  HTTP_REQUEST_TIMEOUT_MS: String(SLOW_REQUEST_TIMEOUT_MS),
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: '16',
+  AUTH_FAILURES_BURST: '20',
+};
+const SLOW_CLIENTS = 24;
+const SLOW_CLIENT_ADDRESS = '127.0.0.3';
+const GUESSER_ADDRESS = '192.0.2.66';
+let port = 0;
+
+type SlowOutcome = SlowBodyOutcome & { readonly target: string };
+
+function slowBodyAttack(): Promise<SlowOutcome[]> {
+  const targets = routes.filter((r) => (r.method === 'POST' || r.method === 'PUT') && !r.url.includes('*'));
+  const keys: Array<Record<string, string>> = [
+    {},
+    { apikey: 'slow-garbage-key-0123456789' },
+    { apikey: tenants[0]!.token },
+    { apikey: ADMIN_KEY },
+  ];
+  return Promise.all(
+    Array.from({ length: SLOW_CLIENTS }, async (_, index) => {
+      const route = targets[(index * 7) % targets.length]!;
+      const path = route.url.replace(/:[A-Za-z]+/g, tenants[0]!.id);
+      const headers = keys[index % keys.length]!;
+      const outcome = await slowBody({
+        port,
+        method: route.method,
+        path,
+        headers,
+        localAddress: SLOW_CLIENT_ADDRESS,
+        byteEveryMs: 150,
+        giveUpAfterMs: 60_000,
+      });
+      return {
+        ...outcome,
+        target: `${route.method} ${path} (${Object.keys(headers)[0] ? 'key' : 'no key'})`,
+      };
+    }),
+  );
+}
+
+function checkSlowBodies(outcomes: readonly SlowOutcome[]): void {
+  for (const outcome of outcomes) {
+    const where = `slow body ${outcome.target} → ${outcome.status ?? 'no answer'} after ${outcome.closedAfterMs ?? 'never'} ms`;
+    // The request timeout, Node's check interval, and a busy machine.
+    expect(outcome.closedAfterMs, where).toBeLessThan(SLOW_REQUEST_TIMEOUT_MS + 10_000);
+    // Over the per-address cap a connection is closed unanswered; every answer is an error in the shape.
+    if (outcome.status !== undefined) {
+      expect(outcome.status, where).toBeGreaterThanOrEqual(400);
+      expect(outcome.status, where).toBeLessThan(500);
+      if (outcome.body) profile.checkError(JSON.parse(outcome.body) as unknown, where);
+    }
+  }
+}
+
+/** GETs /health from another address every 200 ms until stopped: how many answered, and what failed. */
+function healthProbe(): { stop(): Promise<{ answered: number; failed: string[] }> } {
+  let running = true;
+  let answered = 0;
+  const failed: string[] = [];
+  const loop = (async () => {
+    while (running) {
+      try {
+        const health = await getFrom('127.0.0.2', port, '/health', 3_000);
+        if (health.status === 200) answered += 1;
+        else failed.push(`status ${health.status}`);
+      } catch (error) {
+        failed.push(String(error));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { answered, failed };
+    },
+  };
+}
+
 function fuzz(under: Profile): void {
   describe(`route fuzzer (${under.name} profile)`, () => {
     beforeAll(async () => {
@@ -668,21 +784,20 @@ function fuzz(under: Profile): void {
       for (const secret of [ADMIN_KEY, SESSION_KEY, PEPPER, PROXY_PASSWORD]) standingSecrets.add(secret);
       process.on('unhandledRejection', onUnhandled);
       t = await startTestApp({
-        env: { SESSION_ENCRYPTION_KEY: SESSION_KEY, TOKEN_PEPPER: PEPPER, LOG_LEVEL: 'trace', ...under.env },
+        env: {
+          SESSION_ENCRYPTION_KEY: SESSION_KEY,
+          TOKEN_PEPPER: PEPPER,
+          LOG_LEVEL: 'trace',
+          ...SLOW_CLIENT_LIMITS,
+          ...under.env,
+        },
         logger: pino({ level: 'trace', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, logSink),
       });
       routes = t.zapwire.app.routeTable;
+      // The random requests are injected; the slow clients need a socket.
+      port = Number(new URL(await t.zapwire.app.listen({ port: 0, host: '127.0.0.1' })).port);
       tenants.push(await under.createTenant('a'), await under.createTenant('b'));
-      const signIn = await t.zapwire.app.inject({
-        method: 'POST',
-        url: '/manager/session',
-        headers: { 'content-type': 'application/json' },
-        payload: JSON.stringify({ apikey: ADMIN_KEY }),
-      });
-      browser = {
-        cookie: String(signIn.headers['set-cookie']).split(';')[0] ?? '',
-        csrf: (jsonOf(signIn.body)['csrf'] as string | undefined) ?? '',
-      };
+      await signInBrowser();
     }, 120_000);
 
     afterAll(async () => {
@@ -712,6 +827,8 @@ function fuzz(under: Profile): void {
         const started = Date.now();
         /** Answers by status class, to see the run got past authentication and validation. */
         const outcomes = new Map<string, number>();
+        const slow = slowBodyAttack();
+        const health = healthProbe();
         await fc.assert(
           fc.asyncProperty(requestArbitrary(), async (request) => {
             const logFrom = logLines.length;
@@ -722,6 +839,7 @@ function fuzz(under: Profile): void {
             outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
             checkAnswer(request, sent, before, after);
             await followTenants(sent, request);
+            await followBrowser(sent, request);
             checkLogs(logFrom);
             expect(unhandled, 'an unhandled rejection').toEqual([]);
           }),
@@ -733,6 +851,9 @@ function fuzz(under: Profile): void {
             ...(process.env['FUZZ_PATH'] ? { path: process.env['FUZZ_PATH'] } : {}),
           },
         );
+        checkSlowBodies(await slow);
+        // Another client was answered all along, whatever the slow clients held.
+        expect(await health.stop()).toEqual({ answered: expect.any(Number) as number, failed: [] });
         // The app still answers.
         expect((await t.request('GET', '/health', { apikey: null })).status).toBe(200);
         console.info(

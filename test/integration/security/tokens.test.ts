@@ -30,14 +30,14 @@ const status = async (apikey: string): Promise<number> =>
 
 describe('tokens', () => {
   it('stores no unsalted SHA-256 of a token, and generates 256-bit tokens', async () => {
-    const custom = await create('peppered', 'short-custom-1');
-    expect(await t.zapwire.store.streamVersion(`token-${sha256('short-custom-1')}`)).toBe(0);
+    const custom = await create('peppered', 'short-custom-0001');
+    expect(await t.zapwire.store.streamVersion(`token-${sha256('short-custom-0001')}`)).toBe(0);
     const { rows } = await t.zapwire.db.query<{ token_hash: string }>(
       'SELECT token_hash FROM rm_instance_tokens WHERE instance_id = $1',
       [custom.id],
     );
-    expect(rows.map((r) => r.token_hash)).not.toContain(sha256('short-custom-1'));
-    expect(await status('short-custom-1')).toBe(200);
+    expect(rows.map((r) => r.token_hash)).not.toContain(sha256('short-custom-0001'));
+    expect(await status('short-custom-0001')).toBe(200);
     const generated = await create('generated');
     expect(generated.token.length).toBeGreaterThanOrEqual(43);
   });

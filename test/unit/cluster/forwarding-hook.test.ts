@@ -71,9 +71,9 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
   installErrorHandler(app);
   app.post<{ Body: { instanceName?: string; text: string } }>(
     '/send/text',
-    { config: { access: 'caller' } },
+    { config: { access: 'caller', instanceFrom: ['body.instanceName'] } },
     async (request) => {
-      const { id } = await request.instanceOf(request.body.instanceName);
+      const { id } = await request.instance();
       ran.push(`${id}:${request.body.text}`);
       return { ranOn: nodeId, instance: id, principal: request.principal };
     },
@@ -83,23 +83,23 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
   app.post<{ Body: { instanceName?: string; phone: string } }>(
     '/instance/pair',
     {
-      config: { access: 'caller' },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
       preValidation: async (request) => {
         request.body.phone = `${request.body.phone}!`;
       },
     },
     async (request) => {
-      const { id } = await request.instanceOf(request.body.instanceName);
+      const { id } = await request.instance();
       ran.push(`${id}:pair:${request.body.phone}`);
       return { ranOn: nodeId, phone: request.body.phone };
     },
   );
   app.get<{ Querystring: { instanceName?: string } }>(
     '/instance/status',
-    { config: { access: 'caller' } },
+    { config: { access: 'caller', instanceFrom: ['query.instanceName'] } },
     async (request) => ({
       ranOn: nodeId,
-      instance: (await request.instanceOf(request.query.instanceName)).id,
+      instance: (await request.instance()).id,
     }),
   );
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -291,6 +291,10 @@ describe('forwarding to the owner node', () => {
     installForwarding(app, { cluster: cluster.view('x'), secret: SECRET });
     expect(() => app.post('/instance/:id/something-new', async () => ({}))).toThrow(
       /POST \/instance\/:id\/something-new is in neither/,
+    );
+    // A route that runs on the owner must say where its request names the instance.
+    expect(() => app.post('/instance/connect', { config: { access: 'caller' } }, async () => ({}))).toThrow(
+      /POST \/instance\/connect runs on the instance's owner node but declares no config.instanceFrom/,
     );
     await app.close();
   });

@@ -110,6 +110,13 @@ describe('serializers', () => {
       'MESSAGE_SENT',
     ]);
     expect(connectRequest({ subscribe: ['NEWSLETTER'] }).subscribe).toBeUndefined();
+    // 0.7: unknown names are dropped while a known one remains; none known is a 400.
+    expect(connectRequest({ subscribe: ['bogus', 'call', 'x'] }).subscribe).toEqual(['CALL']);
+    expect(connectRequest({ subscribe: 'bogus,ALL' }).subscribe).toEqual(['ALL']);
+    expect(() => connectRequest({ subscribe: ['bogus'] })).toThrow(
+      /subscribe must contain a valid event or ALL/,
+    );
+    expect(connectRequest({ subscribe: [] }).subscribe).toBeUndefined();
   });
 });
 

@@ -30,6 +30,7 @@ import { installCors } from '../cors.ts';
 import { instancePageOf, linkNextPage } from '../../instance-pages.ts';
 import type { EdgeProfile } from '../profile.ts';
 import { evolutionErrorOf, NOT_AUTHORIZED } from './errors.ts';
+import { sinkEventsOf } from './event-names.ts';
 import {
   advancedSettingsPatch,
   connectRequest,
@@ -73,6 +74,21 @@ export interface EvolutionGoOptions {
   readonly clientName?: string;
   readonly now?: () => Date;
 }
+
+/** Evolution GO's CORS middleware allows exactly these (its manager sends Cache-Control: no-cache). */
+const EVOLUTION_GO_CORS_HEADERS = [
+  'Origin',
+  'Content-Type',
+  'Content-Length',
+  'Accept-Encoding',
+  'X-CSRF-Token',
+  'Authorization',
+  'Accept',
+  'Cache-Control',
+  'X-Requested-With',
+  'apikey',
+  'ApiKey',
+];
 
 type Scope = 'admin' | 'instance';
 
@@ -172,6 +188,8 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
           ...(input.instanceId ? { id: input.instanceId } : {}),
           name: input.name,
           token: input.token,
+          // Evolution GO stores no subscription (`events: ""`) until the first connect gives one.
+          sinks: { events: [] },
           ...(input.proxy ? { proxy: input.proxy } : {}),
           ...(input.advancedSettings ? { advancedSettings: input.advancedSettings } : {}),
         });
@@ -202,8 +220,13 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
     'DELETE /instance/delete/:': { scope: 'admin', reply: successOnly },
     'POST /instance/connect': {
       scope: 'instance',
-      request: (request) => {
-        request.body = connectRequest(bodyOf(request));
+      request: async (request) => {
+        const connect = connectRequest(bodyOf(request));
+        // 0.7: a connect without a subscription keeps the stored one, and gives MESSAGE to an instance
+        // that has none yet.
+        if (connect.subscribe === undefined && (await own(request)).events.length === 0)
+          request.body = { ...connect, subscribe: sinkEventsOf(['MESSAGE']) };
+        else request.body = connect;
       },
       reply: async (_payload, request) => success(toEvolutionConnect(await own(request))),
     },
@@ -332,7 +355,7 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
   return {
     name: 'evolution-go',
     install(app: FastifyInstance) {
-      installCors(app, options.corsOrigins);
+      installCors(app, options.corsOrigins, EVOLUTION_GO_CORS_HEADERS);
       installJsonLikeGo(app);
       app.setErrorHandler<FastifyError>((error, request, reply) => {
         const answer = evolutionErrorOf(error);
@@ -352,6 +375,7 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
       app.get('/server/ok', { config: anyone }, async () => ({ status: 'ok' }));
       app.get('/license/status', { config: anyone }, async () => ({ status: 'active' }));
     },
+    clientErrorBody: (_code, message) => ({ error: message }),
   };
 }
 

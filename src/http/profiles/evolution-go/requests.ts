@@ -198,8 +198,9 @@ export interface ConnectRequest {
 }
 
 /**
- * POST /instance/connect, as Evolution GO 0.7 reads it: empty values keep the stored ones, an unknown
- * event name is a 400, `["ALL"]` subscribes to everything.
+ * POST /instance/connect, as Evolution GO 0.7 reads it: empty values keep the stored ones, unknown event
+ * names are dropped while a known one remains (a list of none is a 400), `"ALL"` subscribes to
+ * everything.
  */
 export function connectRequest(value: unknown): ConnectRequest {
   const body = objectBody(value, 'ConnectStruct');
@@ -220,12 +221,13 @@ export function connectRequest(value: unknown): ConnectRequest {
           : undefined;
     if (!names) throw typeError('ConnectStruct', 'subscribe', subscribe, '[]string');
     const upper = names.map((n) => n.trim().toUpperCase()).filter(Boolean);
-    const unknown = upper.filter((n) => n !== 'ALL' && !isEvolutionEventName(n));
-    if (unknown.length > 0) throw bad(`invalid event type(s): ${unknown.join(', ')}`);
-    if (upper.length > 0) {
-      const events = upper.includes('ALL')
+    const known = upper.filter((n) => n === 'ALL' || isEvolutionEventName(n));
+    if (upper.length > 0 && known.length === 0)
+      throw bad('invalid connect settings: subscribe must contain a valid event or ALL');
+    if (known.length > 0) {
+      const events = known.includes('ALL')
         ? ['ALL']
-        : sinkEventsOf(upper.filter(isEvolutionEventName) as EvolutionEventName[]);
+        : sinkEventsOf(known.filter(isEvolutionEventName) as EvolutionEventName[]);
       // Only kinds zapwire never produces (HISTORY_SYNC, NEWSLETTER): nothing to subscribe to, keep.
       if (events.length > 0) out.subscribe = events;
     }
