@@ -6,7 +6,13 @@
  */
 import type { Logger } from 'pino';
 import type { SinkEventName } from '../domain/event-names.ts';
-import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type {
+  BatchRange,
+  EventStore,
+  RecordedEvent,
+  Subscription,
+  SubscriptionOptions,
+} from '../store/port.ts';
 import type { ConfigTimeline, InstanceSinkState } from './config-timeline.ts';
 import { SINK_EVENT_FILTER, routeOf } from './routing.ts';
 
@@ -30,19 +36,14 @@ export interface SinkSubscriptionOptions {
 
 export function startSinkSubscription(options: SinkSubscriptionOptions): Subscription {
   const { store, timeline, logger, handle } = options;
-  // The handler reads the subscription's position, and the subscription needs the handler first.
-  const self: { subscription?: Subscription } = {};
 
-  const handler = async (batch: readonly RecordedEvent[]): Promise<void> => {
+  const handler = async (batch: readonly RecordedEvent[], range: BatchRange): Promise<void> => {
     const first = batch[0];
     if (!first) return;
     timeline.begin();
     try {
-      const lower = self.subscription?.position();
-      const contiguous =
-        lower !== undefined &&
-        store.compareCheckpoints(lower, first.position) < 0 &&
-        store.compareCheckpoints(timeline.position(), lower) >= 0;
+      // The fold has every configuration event up to the batch's start: no read needed.
+      const contiguous = store.compareCheckpoints(timeline.position(), range.from) >= 0;
       if (!contiguous) await timeline.catchUpBefore(first.position);
       const routed: RoutedEvent[] = [];
       for (const event of batch) {
@@ -53,6 +54,8 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
         if (instance) routed.push({ event, name: route.name, instance });
       }
       await handle(routed, batch);
+      // The batch held every instance-stream event up to range.to, configuration events included.
+      timeline.passedThrough(range.to);
       timeline.commit();
     } catch (error) {
       timeline.rollback();
@@ -67,7 +70,7 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
       batchSize: 256,
       startAt: 'end',
       // Short: an event can become visible without an append signal (an older transaction ending), and
-      // only this poll finds it then. One indexed read per interval per sink.
+      // only a poll finds it then. The shared reader polls at the shortest interval of its processors.
       pollIntervalMs: 250,
       retryDelayMs: 1_000,
       onError: (error) =>
@@ -76,6 +79,5 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
     },
     handler,
   );
-  self.subscription = subscription;
   return subscription;
 }
