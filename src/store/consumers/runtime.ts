@@ -44,6 +44,16 @@ export interface ConsumerRuntimeOptions {
   readonly pageSize?: number;
 }
 
+/** One processor as the runtime sees it (metrics, tests). */
+export interface ProcessorOverview {
+  readonly name: string;
+  readonly mode: ProcessorMode;
+  readonly position: Checkpoint;
+  /** Times it joined the shared reader, and left it (slow, failed, paused, moved, lease lost). */
+  readonly joins: number;
+  readonly departures: number;
+}
+
 const DEFAULT_BATCH_SIZE = 100;
 const DEFAULT_POLL_MS = 500;
 const DEFAULT_PAGE_SIZE = 500;
@@ -79,6 +89,9 @@ class Slot implements ProcessorHandle {
   readonly follower: LogFollower;
   state: ProcessorMode = 'starting';
   inbox: Inbox = { events: [], through: START, caughtUp: false };
+  /** Times it joined and left the shared reader. */
+  joins = 0;
+  departures = 0;
   private resolveCaughtUp!: () => void;
   private stopping = false;
   private leaseHeld = false;
@@ -193,10 +206,12 @@ class Slot implements ProcessorHandle {
   joined(position: Checkpoint): void {
     this.inbox = { events: [], through: position, caughtUp: false };
     this.state = 'live';
+    this.joins += 1;
   }
 
   /** Left the shared reader (slow, failed, moved, paused, stopped): it reads on its own now. */
   left(): void {
+    this.departures += 1;
     this.inbox = { events: [], through: this.follower.position(), caughtUp: false };
     if (this.state === 'live') this.state = 'catching-up';
     this.follower.wake();
@@ -559,7 +574,7 @@ export class ConsumerRuntime {
   overview(): {
     readonly reader: Checkpoint;
     readonly live: number;
-    readonly processors: ReadonlyArray<{ name: string; mode: ProcessorMode; position: Checkpoint }>;
+    readonly processors: ReadonlyArray<ProcessorOverview>;
   } {
     return {
       reader: this.reader.position(),
@@ -568,6 +583,8 @@ export class ConsumerRuntime {
         name: slot.name,
         mode: slot.mode(),
         position: slot.position(),
+        joins: slot.joins,
+        departures: slot.departures,
       })),
     };
   }
