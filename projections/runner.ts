@@ -1,5 +1,12 @@
 import type { Logger } from 'pino';
-import type { Checkpoint, DeadLetterRetry, EventStore, Processor, ProcessorHandle, RecordedEvent } from '../src/store/port.ts';
+import type {
+  Checkpoint,
+  DeadLetterRetry,
+  EventStore,
+  Processor,
+  ProcessorHandle,
+  RecordedEvent,
+} from '../src/store/port.ts';
 import { START } from '../src/store/port.ts';
 import { Errors } from '../src/domain/errors.ts';
 import { handleUnderPolicy } from '../src/store/consumers/failure.ts';

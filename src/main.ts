@@ -241,7 +241,10 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     help: 'Events a projection skipped because it could not apply them (see /health)',
     labelNames: ['projection'],
     collect: async () =>
-      [...(await projections.poisonCounts())].map(([projection, value]) => ({ labels: { projection }, value })),
+      [...(await projections.poisonCounts())].map(([projection, value]) => ({
+        labels: { projection },
+        value,
+      })),
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
   // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).

@@ -8,12 +8,13 @@ import type { Logger } from 'pino';
 import type { SinkEventName } from '../domain/event-names.ts';
 import type {
   BatchRange,
+  EventLog,
   EventStore,
   RecordedEvent,
   Subscription,
   SubscriptionOptions,
 } from '../store/port.ts';
-import type { ConfigTimeline, InstanceSinkState } from './config-timeline.ts';
+import { ConfigTimeline, type InstanceSinkState } from './config-timeline.ts';
 import { SINK_EVENT_FILTER, routeOf } from './routing.ts';
 
 export interface RoutedEvent {
@@ -80,4 +81,21 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
     handler,
   );
   return subscription;
+}
+
+/**
+ * One event as a sink saw it: routed, with its instance's configuration as of the event (folded from the
+ * instance's own stream only). undefined when no sink delivers it. For a dead letter sent again.
+ */
+export async function routeAsOf(
+  store: Pick<EventLog, 'readAll' | 'compareCheckpoints'>,
+  event: RecordedEvent,
+): Promise<RoutedEvent | undefined> {
+  const route = routeOf(event);
+  if (!route) return undefined;
+  const timeline = new ConfigTimeline(store, undefined, undefined, route.instanceId);
+  await timeline.catchUpBefore(event.position);
+  timeline.apply(event);
+  const instance = await timeline.get(route.instanceId);
+  return instance ? { event, name: route.name, instance } : undefined;
 }

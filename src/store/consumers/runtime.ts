@@ -338,7 +338,11 @@ class Slot implements ProcessorHandle {
   }
 
   /** Hands a batch to the processor under its failure policy. false: it failed; tried again later. */
-  private async deliver(events: readonly RecordedEvent[], from: Checkpoint, to: Checkpoint): Promise<boolean> {
+  private async deliver(
+    events: readonly RecordedEvent[],
+    from: Checkpoint,
+    to: Checkpoint,
+  ): Promise<boolean> {
     try {
       await handleUnderPolicy(
         this.processor,

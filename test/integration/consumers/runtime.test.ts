@@ -111,7 +111,8 @@ describe('consumer runtime', () => {
         if (recorder.gate) await recorder.gate;
         // While it catches up on its own, the reader moves on: its join then lands inside or past the
         // reader's last page, the seam's hard cases.
-        const jitter = recorder.handle.mode() === 'catching-up' ? recorder.catchUpJitterMs : recorder.jitterMs;
+        const jitter =
+          recorder.handle.mode() === 'catching-up' ? recorder.catchUpJitterMs : recorder.jitterMs;
         if (jitter > 0) await sleep(Math.random() * jitter);
         recorder.seen.push(...events);
         checkpoint = range.to;
