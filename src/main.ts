@@ -303,7 +303,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
-      await server.register(adminRoutes, { db, projections, cluster });
+      await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });
       await server.register(debugRoutes, {
         store,
         inspection,
