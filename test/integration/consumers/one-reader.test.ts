@@ -10,6 +10,7 @@ import amqp from 'amqplib';
 import { connect as natsConnect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { EventLog, ReadAllOptions, ReadAllResult } from '../../../src/store/port.ts';
+import type * as SqlEventStore from '../../../src/store/sql-event-store.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
@@ -21,7 +22,7 @@ interface ReadRecord {
 const reads = vi.hoisted(() => ({ log: [] as ReadRecord[] }));
 
 vi.mock('../../../src/store/sql-event-store.ts', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../../../src/store/sql-event-store.ts')>();
+  const original = await importOriginal<typeof SqlEventStore>();
   const counted = (log: EventLog): EventLog =>
     new Proxy(log, {
       get(target, key, receiver) {
