@@ -24,6 +24,7 @@ import type {
   SubscriptionOptions,
 } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
+import { sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
@@ -65,8 +66,6 @@ interface Outgoing {
   readonly routingKey: string;
   readonly body: string;
 }
-
-const DEFAULT_RETRY: BackoffPolicy = { baseMs: 500, maxMs: 30_000 };
 
 /** One connection and confirm channel, re-established on demand after a loss, with backoff. */
 class AmqpPublisher {
@@ -270,33 +269,25 @@ export class AmqpSink {
   private async publishOutgoing(outgoing: readonly Outgoing[], { once = false } = {}): Promise<Set<string>> {
     const { logger, metrics } = this.options;
     const returned = new Map<string, string>();
-    let pending = outgoing;
-    // After a failure only the first unconfirmed message goes out (a probe), until the broker confirms it: a
-    // paused sink sends nothing else, and what a failed try sent besides is sent again once, not every time.
-    let probing = false;
-    for (let attempt = 1; pending.length > 0; attempt += 1) {
-      const batch = probing ? pending.slice(0, 1) : pending;
-      const { confirmed, failure } = await this.publishOnce(batch, returned);
-      pending = pending.slice(confirmed);
-      if (failure === undefined) {
-        if (probing) logger.info({ attempts: attempt }, 'RabbitMQ confirms again; the sink resumed');
-        probing = false;
-        attempt = 0;
-        continue;
-      }
-      if (once) throw failure;
-      if (!probing) {
-        logger.warn(
-          { err: failure, waiting: pending.length },
-          'RabbitMQ did not confirm; the sink is paused and keeps its position, retrying (nothing is dropped)',
-        );
-      }
-      probing = true;
-      metrics.retriedOne('rabbitmq', pending[0]!.item.instance);
-      await sleep(backoffDelay(this.options.retry ?? DEFAULT_RETRY, attempt), this.stopping.signal);
-      if (this.stopping.signal.aborted)
-        throw new Error('RabbitMQ sink stopped; the batch is sent again later');
-    }
+    await sendPausing(
+      outgoing,
+      async (batch) => {
+        const { confirmed, failure } = await this.publishOnce(batch, returned);
+        return { settled: confirmed, failure };
+      },
+      {
+        retry: this.options.retry,
+        signal: this.stopping.signal,
+        once,
+        paused: (failure, waiting) =>
+          logger.warn(
+            { err: failure, waiting },
+            'RabbitMQ did not confirm; the sink is paused and keeps its position, retrying (nothing is dropped)',
+          ),
+        resumed: (attempts) => logger.info({ attempts }, 'RabbitMQ confirms again; the sink resumed'),
+        probing: (head) => metrics.retriedOne('rabbitmq', head.item.instance),
+      },
+    );
     const now = Date.now();
     const unroutable = new Set<string>();
     for (const { item, routingKey } of outgoing) {

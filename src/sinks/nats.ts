@@ -31,6 +31,7 @@ import type {
   SubscriptionOptions,
 } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
+import { sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
@@ -62,8 +63,6 @@ export interface NatsSinkOptions {
   readonly retry?: BackoffPolicy;
   readonly subscription?: Partial<SubscriptionOptions>;
 }
-
-const DEFAULT_RETRY: BackoffPolicy = { baseMs: 500, maxMs: 30_000 };
 
 /**
  * What the server says it will never accept, so the event is dead-lettered: a message larger than the
@@ -270,32 +269,18 @@ export class NatsSink {
   private async publishOutgoing(outgoing: readonly Outgoing[], { once = false } = {}): Promise<Set<string>> {
     const { logger, metrics } = this.options;
     const refused = new Set<string>();
-    let pending = outgoing;
-    // After a failure only the first message waiting goes out (a probe), until the server takes it: a paused
-    // sink sends nothing else, and what a failed try sent besides is sent again once, not at every retry.
-    let probing = false;
-    for (let attempt = 1; pending.length > 0; attempt += 1) {
-      const batch = probing ? pending.slice(0, 1) : pending;
-      const { settled, failure } = await this.publishOnce(batch, refused);
-      pending = pending.slice(settled);
-      if (failure === undefined) {
-        if (probing) logger.info({ attempts: attempt }, 'NATS takes messages again; the sink resumed');
-        probing = false;
-        attempt = 0;
-        continue;
-      }
-      if (once) throw failure;
-      if (!probing) {
+    await sendPausing(outgoing, (batch) => this.publishOnce(batch, refused), {
+      retry: this.options.retry,
+      signal: this.closing.signal,
+      once,
+      paused: (failure, waiting) =>
         logger.warn(
-          { err: failure, waiting: pending.length },
+          { err: failure, waiting },
           'NATS did not take a message; the sink is paused and keeps its position, retrying (nothing is dropped)',
-        );
-      }
-      probing = true;
-      metrics.retriedOne('nats', pending[0]!.item.instance);
-      await sleep(backoffDelay(this.options.retry ?? DEFAULT_RETRY, attempt), this.closing.signal);
-      if (this.closing.signal.aborted) throw new Error('NATS sink stopped; the batch is sent again later');
-    }
+        ),
+      resumed: (attempts) => logger.info({ attempts }, 'NATS takes messages again; the sink resumed'),
+      probing: (head) => metrics.retriedOne('nats', head.item.instance),
+    });
     const now = Date.now();
     for (const { item } of outgoing) {
       if (!refused.has(item.event.id)) metrics.deliveredOne('nats', item.instance, item.event.createdAt, now);

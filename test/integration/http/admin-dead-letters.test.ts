@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import { connect as natsConnect, type NatsConnection, type JetStreamManager } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendPoisonInstance } from '../../support/poison.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
@@ -245,35 +246,11 @@ describe('admin dead letters', () => {
   });
 
   it('projection: applies it again in its own transaction; failing again it stays, then it lands and goes', async () => {
-    // A second InstanceCreated with a name already taken breaks rm_instances_name_key every time.
     const poisonId = randomUUID();
     const taken = `taken${tag}`;
     const first = await t.request<{ id: string }>('POST', '/instance/create', { body: { name: taken } });
     expect(first.status).toBe(201);
-    const poison = await t.zapwire.store.append(
-      `instance-${poisonId}`,
-      [
-        {
-          type: 'InstanceCreated',
-          data: {
-            at: new Date().toISOString(),
-            instanceId: poisonId,
-            name: taken,
-            createdBy: 'admin',
-            advancedSettings: {},
-            sinks: {
-              webhookUrl: null,
-              events: ['MESSAGE'],
-              rabbitmqEnable: false,
-              websocketEnable: false,
-              natsEnable: false,
-            },
-            proxy: null,
-          },
-        },
-      ],
-      { expectedVersion: 'no_stream' },
-    );
+    const poison = await appendPoisonInstance(t.zapwire.store, poisonId, taken);
     expect(await t.zapwire.projections.waitFor(poison.position, 10_000)).toBe(true);
     const dead = await eventually(async () => (await list('?subscription=projection:instances'))[0]);
     expect(dead).toMatchObject({ eventId: poison.events[0]!.id, instanceId: null, attempts: 3 });
