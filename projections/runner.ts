@@ -269,7 +269,10 @@ export class ProjectionRunner {
     events: readonly RecordedEvent[],
     to: Checkpoint,
   ): Promise<Checkpoint> {
-    if (events.length === 0) return to;
+    if (events.length === 0) {
+      state.lastError = undefined;
+      return to;
+    }
     try {
       await this.db.transaction(async (tx) => {
         await this.saveCheckpoint(tx, state, to);

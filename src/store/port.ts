@@ -3,8 +3,10 @@
  *
  * - `EventLog`: storage. Append, read a stream or the whole log, delete, positions and wake-ups. Every
  *   adapter (PostgreSQL, embedded or external; KurrentDB) implements it and nothing else.
- * - `Consumers`: consumer management. Named subscriptions with checkpoints, leases and dead letters,
- *   implemented once (src/store/subscriptions/hub.ts) on top of any EventLog plus the SQL subscription tables.
+ * - `Consumers`: every reader of the log. Processors run by the one consumer runtime of the process (one
+ *   shared reader at the head, src/store/consumers/runtime.ts), named subscriptions with leased checkpoints,
+ *   and the one dead-letter store with its retries; implemented once (src/store/subscriptions/hub.ts) on top
+ *   of any EventLog plus the SQL tables es_subscriptions and es_dead_letters.
  * - `EventStore`: both on one object, what `openEventStore` hands to code that needs both (the sinks).
  *
  * All of them pass test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
