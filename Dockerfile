@@ -14,4 +14,5 @@ VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s CMD node -e "fetch('http://127.0.0.1:8080/health').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/src/main.js"]
+# The heap flag is npm start's (package.json): a young generation of 2 × 4 MB instead of V8's 2 × 16 MB.
+CMD ["node", "--max-semi-space-size=4", "dist/src/main.js"]

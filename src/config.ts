@@ -17,6 +17,11 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** DATABASE_PREPARED_STATEMENTS: repeated statements run prepared (off behind a pooler that cannot). */
   readonly databasePreparedStatements: boolean;
+  /**
+   * EMBEDDED_POSTGRES_RESTARTS: how often, in any ten minutes, the embedded PostgreSQL is started again
+   * after it exits on its own before zapwire gives up and exits with 1 (0: exit at the first).
+   */
+  readonly embeddedPostgresRestarts: number;
   readonly eventStoreUrl: string | undefined;
   /** KURRENTDB_TOMBSTONE: delete a deleted instance's streams with a tombstone (hard delete). */
   readonly kurrentTombstone: boolean;
@@ -249,6 +254,7 @@ export function loadConfig(env: Env = process.env): Config {
     globalApiKey: r.apiKey('GLOBAL_API_KEY'),
     databaseUrl: r.url('DATABASE_URL', ['postgres', 'postgresql']),
     databasePreparedStatements: r.flag('DATABASE_PREPARED_STATEMENTS', true),
+    embeddedPostgresRestarts: r.int('EMBEDDED_POSTGRES_RESTARTS', 5, 0, 100),
     eventStoreUrl: r.url('EVENTSTORE_URL', ['kurrentdb', 'esdb', 'kurrentdb+discover', 'esdb+discover']),
     kurrentTombstone: r.flag('KURRENTDB_TOMBSTONE', false),
     amqpUrl: r.url('AMQP_URL', ['amqp', 'amqps']),

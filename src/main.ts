@@ -69,6 +69,11 @@ export interface Zapwire {
   readonly globalApiKey: string;
   /** The listening URL once `listen` was asked for. */
   readonly url: string | undefined;
+  /**
+   * Settles when the process cannot go on and must exit non-zero for its supervisor to restart it: the
+   * embedded PostgreSQL exited and could not be started again within EMBEDDED_POSTGRES_RESTARTS.
+   */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -108,7 +113,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     tokenOf: (stream) => clustered.member?.appendFencing.tokenOf(stream) ?? Promise.resolve(undefined),
     refused: (token) => clustered.member?.appendFencing.refused(token),
   };
-  const { store, db } = await openEventStore({
+  let lost: (error: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolveFailed) => (lost = resolveFailed));
+  const { store, db, databaseOutage } = await openEventStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     preparedStatements: config.databasePreparedStatements,
@@ -116,8 +123,10 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     // An instance's own streams are never reused (name and token reservations are: soft delete).
     ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),
     migrations: MIGRATION_DIRECTORIES,
-    notice: (message) => logger.info(message),
+    notice: (message, level = 'info') => logger[level](message),
     fence,
+    embeddedRestarts: config.embeddedPostgresRestarts,
+    onDatabaseLost: (reason) => lost(new Error(reason)),
   });
   try {
     const outcome = await verifySessionKey(db, secretKey, {
@@ -275,6 +284,14 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
     cluster: () => cluster.health(),
+    storeOutage: () => {
+      const outage = databaseOutage();
+      if (!outage) return undefined;
+      const since = outage.since.toISOString();
+      return outage.state === 'restarting'
+        ? `${outage.summary}; zapwire is restarting it (since ${since})`
+        : `${outage.summary}; zapwire gave up restarting it and is exiting (since ${since})`;
+    },
     // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
     alerts: async () =>
       [...(await projections.poisonCounts())]
@@ -340,6 +357,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     cluster,
     globalApiKey: key.value,
     url,
+    failed,
     stop() {
       stopped ??= (async () => {
         // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
@@ -400,7 +418,10 @@ async function main(): Promise<void> {
  * state half written, so the process stops cleanly instead (instances restore on the next start) and
  * exits with 1. SIGTERM and SIGINT stop it cleanly with 0; a stop that hangs is cut after 15 s.
  */
-export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Logger): void {
+export function installProcessPolicy(
+  zapwire: Pick<Zapwire, 'stop'> & Partial<Pick<Zapwire, 'failed'>>,
+  logger: Logger,
+): void {
   let shuttingDown = false;
   const shutdown = (signal: string, exitCode = 0): void => {
     if (shuttingDown) return;
@@ -424,6 +445,13 @@ export function installProcessPolicy(zapwire: Pick<Zapwire, 'stop'>, logger: Log
   process.on('uncaughtException', (error) => {
     logger.fatal({ err: error }, 'uncaught exception; shutting down');
     shutdown('uncaughtException', 1);
+  });
+  void zapwire.failed?.then((error) => {
+    logger.fatal(
+      { err: error },
+      'the embedded PostgreSQL cannot be restarted; exiting with 1 so that a supervisor restarts zapwire',
+    );
+    shutdown('database lost', 1);
   });
 }
 

@@ -10,11 +10,14 @@
  *             environment as a user would; instances
  *             created over HTTP with a webhook to the receiver, linked by QR scanned through the sandbox
  *
- * For each instance count (BENCH_E2E_INSTANCES, default 1,50): the phones of BENCH_E2E_SENDERS customers
- * send texts round-robin to the linked accounts, first at BENCH_E2E_RATE msg/s (100) for
- * BENCH_E2E_SECONDS (5), then as fast as the sandbox takes them (BENCH_E2E_WINDOW control calls in flight)
- * for BENCH_E2E_SECONDS again. Latency = sandbox send call → the receiver has the POST. Saturation =
- * messages received / (last arrival − first send). Every figure is also given as a ratio to bare.
+ * For each instance count (BENCH_E2E_INSTANCES, default 1,50) and each number of senders (BENCH_E2E_SENDERS,
+ * default 1,4: one busy chat, the common case for a bot, and several): the senders' phones send texts
+ * round-robin to the linked accounts, first at BENCH_E2E_RATE msg/s (100) for BENCH_E2E_SECONDS (30: long
+ * enough that a queue which builds shows), then as fast as the sandbox takes them (BENCH_E2E_WINDOW control
+ * calls in flight) for BENCH_E2E_SECONDS again. Latency = sandbox send call → the receiver has the POST.
+ * Saturation = messages received / (last arrival − first send). Every figure is also given as a ratio to bare.
+ * With BENCH_E2E_STAGES=1, zapwire's 100 msg/s latency is split at the log: send → the event stored
+ * (es_events.created_at) and stored → the receiver has the POST.
  *
  * Stores (BENCH_STORE, default postgres,embedded): `postgres` = a fresh database on BENCH_DATABASE_URL's
  * server (default postgres://postgres@127.0.0.1:5432/postgres), dropped afterwards; `embedded` = no
@@ -43,9 +46,13 @@ const STORES = (env['BENCH_STORE'] ?? 'postgres,embedded').split(',').map((s) =>
   'postgres' | 'embedded'
 >;
 const RATE = Number(env['BENCH_E2E_RATE'] ?? 100);
-const SECONDS = Number(env['BENCH_E2E_SECONDS'] ?? 5);
+const SECONDS = Number(env['BENCH_E2E_SECONDS'] ?? 30);
 const WINDOW = Number(env['BENCH_E2E_WINDOW'] ?? 48);
-const SENDERS = Number(env['BENCH_E2E_SENDERS'] ?? 4);
+const SENDER_COUNTS = (env['BENCH_E2E_SENDERS'] ?? '1,4')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
+const STAGES = env['BENCH_E2E_STAGES'] === '1';
 /** Each instance count is measured this many times (bare and zapwire again each time); medians at the end. */
 const ROUNDS = Math.max(1, Number(env['BENCH_E2E_ROUNDS'] ?? 1));
 /** How long to wait for stragglers after the last send before counting a message as lost. */
@@ -117,6 +124,8 @@ async function newPhone(sandbox: Sandbox): Promise<string> {
 /** Arrival time of each bench message at the receiver, by its text. */
 class Receiver {
   readonly arrivals = new Map<string, number>();
+  /** When zapwire stored each message (the envelope's `timestamp`), on the same clock as `arrivals`. */
+  readonly stored = new Map<string, number>();
   private server!: http.Server;
   url = '';
 
@@ -131,7 +140,11 @@ class Receiver {
           // zapwire: one envelope, or an array of them when batching is on; bare: { text }.
           for (const item of Array.isArray(body) ? body : [body]) {
             const text = textOf(item);
-            if (text?.startsWith('e2e:') && !this.arrivals.has(text)) this.arrivals.set(text, at);
+            if (text?.startsWith('e2e:') && !this.arrivals.has(text)) {
+              this.arrivals.set(text, at);
+              const storedAt = Date.parse(String((item as { timestamp?: unknown }).timestamp));
+              if (Number.isFinite(storedAt)) this.stored.set(text, storedAt - performance.timeOrigin);
+            }
           }
         } catch {
           // not a bench message
@@ -418,6 +431,8 @@ interface Phase {
   readonly p50: number;
   readonly p99: number;
   readonly msgsPerSecond: number;
+  /** zapwire: sent → stored in the log, and stored → at the receiver (p50, p99), when the envelope says. */
+  readonly stages?: { readonly toLog: [number, number]; readonly fromLog: [number, number] };
 }
 
 interface Load {
@@ -473,6 +488,8 @@ async function drain(load: Load, sent: Map<string, number>): Promise<void> {
 
 function summarize(load: Load, sent: Map<string, number>): Phase {
   const latencies: number[] = [];
+  const toLog: number[] = [];
+  const fromLog: number[] = [];
   let first = Infinity;
   let last = -Infinity;
   for (const [text, t0] of sent) {
@@ -481,6 +498,11 @@ function summarize(load: Load, sent: Map<string, number>): Phase {
     if (at === undefined) continue;
     latencies.push(at - t0);
     last = Math.max(last, at);
+    const stored = load.receiver.stored.get(text);
+    if (stored !== undefined) {
+      toLog.push(stored - t0);
+      fromLog.push(at - stored);
+    }
   }
   return {
     sent: sent.size,
@@ -488,6 +510,14 @@ function summarize(load: Load, sent: Map<string, number>): Phase {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     msgsPerSecond: latencies.length / ((last - first) / 1000),
+    ...(toLog.length > 0
+      ? {
+          stages: {
+            toLog: [percentile(toLog, 50), percentile(toLog, 99)] as [number, number],
+            fromLog: [percentile(fromLog, 50), percentile(fromLog, 99)] as [number, number],
+          },
+        }
+      : {}),
   };
 }
 
@@ -552,6 +582,8 @@ async function saturation(load: Load, phase: string): Promise<Phase> {
 
 interface Row {
   readonly n: number;
+  /** Customers writing (BENCH_E2E_SENDERS). */
+  readonly senders: number;
   /** 1.., when BENCH_E2E_ROUNDS repeats the measurement. */
   readonly round: number;
   readonly label: string;
@@ -588,6 +620,7 @@ function render(rows: readonly Row[]): string {
     out.push([
       ROUNDS > 1 ? `${row.n} #${row.round}` : String(row.n),
       row.label,
+      String(row.senders),
       `${ms(row.paced.p50)} / ${ms(row.paced.p99)}${delta(row.paced.p99, bare?.paced.p99)}${lost(row.paced)}`,
       `${ms(row.firstContact.p50)} / ${ms(row.firstContact.p99)}${delta(row.firstContact.p99, bare?.firstContact.p99)}${lost(row.firstContact)}`,
       `${ms(row.saturated.p50)} / ${ms(row.saturated.p99)}`,
@@ -598,6 +631,7 @@ function render(rows: readonly Row[]): string {
   return table(out, [
     'inst',
     'path',
+    'senders',
     `${RATE} msg/s: p50 / p99 ms (Δp99)`,
     'first contact: p50 / p99 ms (Δp99)',
     'saturated: p50 / p99 ms',
@@ -606,28 +640,57 @@ function render(rows: readonly Row[]): string {
   ]);
 }
 
-/** The bare Baileys row measured beside `row` (same instance count, same round). */
+/** The bare Baileys row measured beside `row` (same instance count, senders and round). */
 function bareOf(rows: readonly Row[], row: Row): Row | undefined {
-  return rows.find((r) => r.n === row.n && r.round === row.round && r.label.startsWith('bare'));
+  return rows.find(
+    (r) => r.n === row.n && r.senders === row.senders && r.round === row.round && r.label.startsWith('bare'),
+  );
+}
+
+/** zapwire's 100 msg/s latency split at the log (BENCH_E2E_STAGES=1). */
+function renderStages(rows: readonly Row[]): string {
+  const out: string[][] = [];
+  for (const row of rows) {
+    const stages = row.paced.stages;
+    if (!stages) continue;
+    out.push([
+      String(row.n),
+      row.label,
+      String(row.senders),
+      `${ms(row.paced.p50)} / ${ms(row.paced.p99)}`,
+      `${ms(stages.toLog[0])} / ${ms(stages.toLog[1])}`,
+      `${ms(stages.fromLog[0])} / ${ms(stages.fromLog[1])}`,
+    ]);
+  }
+  return table(out, [
+    'inst',
+    'path',
+    'senders',
+    'send → receiver p50 / p99',
+    'send → stored in the log',
+    'stored → receiver',
+  ]);
 }
 
 /** With several rounds: each path's saturation ratio per round and their median. */
 function renderMedians(rows: readonly Row[]): string {
   const out: string[][] = [];
   const keys = [
-    ...new Set(rows.filter((r) => !r.label.startsWith('bare')).map((r) => `${r.n}\u0000${r.label}`)),
+    ...new Set(
+      rows.filter((r) => !r.label.startsWith('bare')).map((r) => `${r.n}\u0000${r.label}\u0000${r.senders}`),
+    ),
   ];
   for (const k of keys) {
-    const [n, label] = k.split('\u0000') as [string, string];
+    const [n, label, senders] = k.split('\u0000') as [string, string, string];
     const ratios = rows
-      .filter((r) => String(r.n) === n && r.label === label)
+      .filter((r) => String(r.n) === n && r.label === label && String(r.senders) === senders)
       .map((r) => r.saturated.msgsPerSecond / (bareOf(rows, r)?.saturated.msgsPerSecond ?? NaN))
       .filter(Number.isFinite);
     // The lower of the middle two for an even number of rounds.
     const median = percentile(ratios, 50);
     out.push([
       n,
-      label,
+      `${label}, ${senders} sender(s)`,
       ratios.map((r) => `${r.toFixed(2)}×`).join(', '),
       Number.isFinite(median) ? `${median.toFixed(2)}×` : '–',
     ]);
@@ -651,7 +714,7 @@ function renderCpu(rows: readonly Row[]): string {
     const bareTotal = bare ? sum(bare.cpuPerMessage).cpuMs : undefined;
     out.push([
       ROUNDS > 1 ? `${row.n} #${row.round}` : String(row.n),
-      row.label,
+      `${row.label}, ${row.senders} sender(s)`,
       fmt(c['path']),
       fmt(c['postgres']),
       fmt(c['sandbox']),
@@ -696,7 +759,7 @@ export default async function benchE2e(): Promise<void> {
   const run = randomBytes(3).toString('hex');
   try {
     const customers: string[] = [];
-    for (let i = 0; i < SENDERS; i++) customers.push(await newPhone(sandbox));
+    for (let i = 0; i < Math.max(...SENDER_COUNTS); i++) customers.push(await newPhone(sandbox));
     for (const n of INSTANCE_COUNTS)
       for (let round = 1; round <= ROUNDS; round++) {
         const variants: Array<() => Promise<Variant>> = [
@@ -706,58 +769,62 @@ export default async function benchE2e(): Promise<void> {
         for (const start of variants) {
           const t0 = Date.now();
           const variant = await start();
-          const load: Load = {
-            sandbox,
-            receiver,
-            customers,
-            accounts: variant.accounts,
-            run: `${run}${rows.length}`,
-          };
           try {
-            const warm = new Map<string, number>();
-            // Every (customer, account) pair the phases use writes once first: its Signal session is set up
-            // (a pre-key message, pre-key refills) here rather than inside the measured phases.
-            for (let i = 0; i < Math.max(20, lcm(n, SENDERS)); i++) await send(load, 'warm', i, warm);
-            await drain(load, warm);
-            await variant.sqlCounts?.();
-            const pacedPhase = await paced(load, 'paced');
-            if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
-            const firstContact = await firstContacts(load, 'first');
-            await variant.sqlCounts?.();
-            const groups: CpuGroups = {
-              trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
-              ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
-            };
-            const cpuBefore = snapshotCpu(groups);
-            const saturated = await saturation(load, 'sat');
-            const cpu = cpuBetween(cpuBefore, snapshotCpu(groups));
-            if (variant.sqlCounts) {
-              console.log('  saturated phase:');
-              printSqlCounts(await variant.sqlCounts(), saturated.received, n);
+            // Each number of senders against the same running path.
+            for (const senders of SENDER_COUNTS) {
+              const load: Load = {
+                sandbox,
+                receiver,
+                customers: customers.slice(0, senders),
+                accounts: variant.accounts,
+                run: `${run}${rows.length}`,
+              };
+              const warm = new Map<string, number>();
+              // Every (customer, account) pair the phases use writes once first: its Signal session is set
+              // up (a pre-key message, pre-key refills) here rather than inside the measured phases.
+              for (let i = 0; i < Math.max(20, lcm(n, senders)); i++) await send(load, 'warm', i, warm);
+              await drain(load, warm);
+              await variant.sqlCounts?.();
+              const pacedPhase = await paced(load, 'paced');
+              if (variant.sqlCounts) printSqlCounts(await variant.sqlCounts(), pacedPhase.sent, n);
+              const firstContact = await firstContacts(load, 'first');
+              await variant.sqlCounts?.();
+              const groups: CpuGroups = {
+                trees: { bench: [process.pid], sandbox: [sandbox.child.pid!], path: [variant.pid!] },
+                ...(variant.externalPostgres ? { externalPostgres: 'postgres' } : {}),
+              };
+              const cpuBefore = snapshotCpu(groups);
+              const saturated = await saturation(load, 'sat');
+              const cpu = cpuBetween(cpuBefore, snapshotCpu(groups));
+              if (variant.sqlCounts) {
+                console.log('  saturated phase:');
+                printSqlCounts(await variant.sqlCounts(), saturated.received, n);
+              }
+              const cpuPerMessage = Object.fromEntries(
+                Object.entries(cpu).map(([group, spent]) => [
+                  group,
+                  {
+                    cpuMs: spent.cpuMs / Math.max(1, saturated.received),
+                    sysMs: spent.sysMs / Math.max(1, saturated.received),
+                  },
+                ]),
+              );
+              rows.push({
+                n,
+                senders,
+                round,
+                label: variant.label,
+                paced: pacedPhase,
+                firstContact,
+                saturated,
+                rssMb: variant.rssMb(),
+                cpuPerMessage,
+              });
+              console.log(
+                `  N=${n} ${variant.label}, ${senders} sender(s): ${Math.round((Date.now() - t0) / 1000)} s; ` +
+                  `paced ${pacedPhase.received}/${pacedPhase.sent}, first contact ${firstContact.received}/${firstContact.sent}, saturated ${saturated.received}/${saturated.sent}`,
+              );
             }
-            const cpuPerMessage = Object.fromEntries(
-              Object.entries(cpu).map(([group, spent]) => [
-                group,
-                {
-                  cpuMs: spent.cpuMs / Math.max(1, saturated.received),
-                  sysMs: spent.sysMs / Math.max(1, saturated.received),
-                },
-              ]),
-            );
-            rows.push({
-              n,
-              round,
-              label: variant.label,
-              paced: pacedPhase,
-              firstContact,
-              saturated,
-              rssMb: variant.rssMb(),
-              cpuPerMessage,
-            });
-            console.log(
-              `  N=${n} ${variant.label}: ${Math.round((Date.now() - t0) / 1000)} s; ` +
-                `paced ${pacedPhase.received}/${pacedPhase.sent}, first contact ${firstContact.received}/${firstContact.sent}, saturated ${saturated.received}/${saturated.sent}`,
-            );
           } finally {
             await variant.stop();
           }
@@ -770,6 +837,12 @@ export default async function benchE2e(): Promise<void> {
   }
   console.log('');
   console.log(render(rows));
+  if (STAGES) {
+    console.log(
+      `\nzapwire at ${RATE} msg/s, split at the log (the envelope's timestamp is when the event was stored):\n`,
+    );
+    console.log(renderStages(rows));
+  }
   if (ROUNDS > 1) {
     console.log(`\nSaturation over ${ROUNDS} rounds (each against bare Baileys of its own round):\n`);
     console.log(renderMedians(rows));

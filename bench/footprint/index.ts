@@ -14,7 +14,8 @@
  *   one-off ~30 MB of code to every instance, while bare Baileys has it loaded before its first socket;
  * - restart with the N paired instances: SIGTERM, start again, until every instance reports `open`.
  *
- * The targets of issue #10 are printed beside the figures. Settings (environment):
+ * The targets of issue #10 are printed beside the figures. BENCH_FOOTPRINT=npm-start measures the first ten
+ * minutes through `npm install && npm start` instead (./npm-start.ts). Settings (environment):
  *   BENCH_INSTANCES          N (default 100, at least 2; of a list such as "50,200", the first)
  *   BENCH_SETTLE_MS          idle time before memory is read (default 10000)
  *   BENCH_SAMPLES            memory readings 1 s apart after settling; the median is kept (default 5)
@@ -33,6 +34,7 @@ import {
   buildIfStale,
   freePort,
   killAllServersNow,
+  removeServerData,
   root,
   startServer,
   stopAllServers,
@@ -40,6 +42,7 @@ import {
 } from './server.ts';
 import type { FromBareBaileys, ToBareBaileys } from './bare-baileys.ts';
 import { PHASES, startPhases, type Phase } from './start-phases.ts';
+import { benchNpmStart } from './npm-start.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -285,6 +288,7 @@ interface ZapwireMemory {
 }
 
 export default async function benchFootprint(): Promise<void> {
+  if (process.env['BENCH_FOOTPRINT'] === 'npm-start') return benchNpmStart();
   const scratch = mkdtempSync(join(tmpdir(), 'zapwire-footprint-'));
   // As root the embedded PostgreSQL runs as a dedicated user, which must pass through (not list) this
   // directory to reach the DATA_DIRs inside it.
@@ -296,7 +300,10 @@ export default async function benchFootprint(): Promise<void> {
     process.stderr.write(`\n  footprint: ${signal}: stopping the servers it started\n`);
     bare?.child.kill('SIGKILL');
     void stopAllServers().finally(() => {
-      if (!KEEP) rmSync(scratch, { recursive: true, force: true });
+      if (!KEEP) {
+        removeServerData();
+        rmSync(scratch, { recursive: true, force: true });
+      }
       process.exit(130);
     });
   };
@@ -632,7 +639,10 @@ export default async function benchFootprint(): Promise<void> {
     process.removeListener('SIGTERM', onSignal);
     process.removeListener('exit', killAllServersNow);
     if (KEEP) console.log(`  data and logs kept in ${scratch}`);
-    else rmSync(scratch, { recursive: true, force: true });
+    else {
+      removeServerData();
+      rmSync(scratch, { recursive: true, force: true });
+    }
   }
 }
 

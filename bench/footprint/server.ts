@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs
 import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 import { descendantsOf, treeCpuMs } from './process-tree.ts';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -56,6 +57,20 @@ export interface RunningServer {
   /** SIGTERM, then wait for the process and its PostgreSQL to exit; resolves with the ms it took. */
   stop(): Promise<number>;
 }
+
+/** The node flags of `npm start` (package.json), so that the server here runs with the same heap. */
+const NODE_FLAGS: readonly string[] = (() => {
+  const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>;
+  };
+  return (
+    /node ((?:--\S+ )*)dist\/src\/main\.js/
+      .exec(scripts['start'] ?? '')?.[1]
+      ?.trim()
+      .split(/\s+/)
+      .filter(Boolean) ?? []
+  );
+})();
 
 /** Running servers and their DATA_DIR. */
 const live = new Map<ChildProcess, string>();
@@ -158,7 +173,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const spawnedAtEpochMs = Date.now();
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [options.entry ?? join(root, 'dist/src/main.js')], {
+    child = spawn(process.execPath, [...NODE_FLAGS, options.entry ?? join(root, 'dist/src/main.js')], {
       cwd: root,
       env,
       stdio: ['ignore', log, log],
@@ -252,6 +267,14 @@ export async function stopAllServers(): Promise<void> {
     }
     if (!(await waitGone(postmaster, 5_000))) process.kill(postmaster, 'SIGKILL');
   }
+}
+
+/**
+ * Removes the data of every server started here (stopped by then): as root a cluster lives outside its
+ * DATA_DIR, under /var/lib/zapwire-pg, and would outlive the scratch directory.
+ */
+export function removeServerData(): void {
+  for (const dataDir of dataDirs) removeEmbeddedPostgres(join(dataDir, 'postgres'));
 }
 
 /** Last resort when the bench process itself exits abruptly: synchronous, no waiting. */

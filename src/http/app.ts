@@ -44,6 +44,8 @@ export interface AppOptions {
   readonly alerts?: () => Promise<readonly string[]>;
   /** Shown by /health: this node in the cluster. */
   readonly cluster?: () => ClusterHealth;
+  /** Shown by /health when the store is unreachable: why, when zapwire knows (its embedded PostgreSQL). */
+  readonly storeOutage?: () => string | undefined;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
@@ -128,6 +130,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     startedAt: options.startedAt ?? new Date(),
     ...(options.alerts ? { alerts: options.alerts } : {}),
     ...(options.cluster ? { cluster: options.cluster } : {}),
+    ...(options.storeOutage ? { storeOutage: options.storeOutage } : {}),
   });
   await options.routes?.(app);
   return app;

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { Errors, isZapwireError, type ZapwireError } from '../domain/errors.ts';
-import { FencedWriteError } from '../store/errors.ts';
+import { FencedWriteError, isStoreUnavailable } from '../store/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Readonly<Record<string, unknown>> };
@@ -49,16 +49,25 @@ export function statusOf(error: ZapwireError): number {
   return STATUS_OF_CODE[error.code] ?? 400;
 }
 
+/** Seconds a client is asked to wait while the database cannot be reached. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
+
 /**
- * Errors from below the domain that a client should see as a domain error. A write refused because this
- * node no longer holds the instance's lease (cluster mode: it moved to another node) is a 503 to retry,
- * never a 500: the next attempt reaches the new owner.
+ * Errors from below the domain that a client should see as a domain error, never as a 500: a write
+ * refused because this node no longer holds the instance's lease (cluster mode: it moved to another
+ * node; the next attempt reaches the new owner), and a database that cannot be reached (the request
+ * was fine: retry once it is back).
  */
 export function asDomainError(error: FastifyError): FastifyError | ZapwireError {
   if (error instanceof FencedWriteError)
     return Errors.unavailable(
       `this node does not own instance ${error.instanceId} any more (it moved to another node, or is moving): retry`,
       1,
+    );
+  if (isStoreUnavailable(error))
+    return Errors.unavailable(
+      'the database cannot be reached right now: retry in a moment (the operator sees why in the server log)',
+      DATABASE_RETRY_AFTER_SECONDS,
     );
   return error;
 }

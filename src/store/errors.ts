@@ -62,3 +62,40 @@ export class DeadLetterRetryUnavailableError extends Error {
     );
   }
 }
+
+/** SQLSTATE classes and codes of a database that cannot serve right now (not of a wrong statement). */
+const UNAVAILABLE_SQLSTATE = /^(08|53)|^57P0[1-4]$|^58030$/;
+/** Socket errors of a database that cannot be reached, or of a process out of file descriptors. */
+const UNAVAILABLE_SYSTEM_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOENT',
+  'EMFILE',
+  'ENFILE',
+]);
+/** node-postgres says these in words only. */
+const UNAVAILABLE_PG_MESSAGES =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end)/;
+/** KurrentDB client error types of a node that cannot serve now. */
+const UNAVAILABLE_KURRENT_TYPES = new Set(['unavailable', 'deadline-exceeded', 'timeout', 'not-leader']);
+
+/**
+ * Whether an error says the store (PostgreSQL or KurrentDB) could not be reached or could not serve: an
+ * outage to wait out, not a fault of the request. Follows `cause` (errors wrapped on their way up).
+ */
+export function isStoreUnavailable(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const { code, type } = e as Error & { code?: unknown; type?: unknown };
+    if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_SYSTEM_CODES.has(code)))
+      return true;
+    if (typeof type === 'string' && UNAVAILABLE_KURRENT_TYPES.has(type)) return true;
+    if (UNAVAILABLE_PG_MESSAGES.test(e.message)) return true;
+  }
+  return false;
+}

@@ -19,6 +19,7 @@ export function composeEventStore(log: EventLog, consumers: SubscriptionHub): Ev
   const consumerPort: Consumers = consumers;
   return {
     kind: log.kind,
+    ...(log.announcesEveryAppend !== undefined ? { announcesEveryAppend: log.announcesEveryAppend } : {}),
     append: (stream, events, options) => log.append(stream, events, options),
     readStream: (stream, options) => log.readStream(stream, options),
     readAll: (options) => log.readAll(options),

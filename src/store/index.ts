@@ -5,7 +5,8 @@
  *   checkpoints, leases and dead letters) on DATABASE_URL when set, else on the embedded PostgreSQL.
  * - else DATABASE_URL set → that PostgreSQL for both.
  * - else → a private native PostgreSQL that zapwire starts under `<dataDir>/postgres` (the embedded
- *   default), for both; closing the database stops it.
+ *   default; as root its cluster may live in /var/lib/zapwire-pg, see embedded-postgres/layout.ts), for
+ *   both; closing the database stops it, and it is restarted within a budget when it dies.
  *
  * Runs the migrations of the given directories (this module's own are always included) on the read-model
  * database before returning.
@@ -19,7 +20,11 @@ import { migrate } from './migrate.ts';
 import { openPostgres, type PostgresDatabase } from './sql/postgres.ts';
 import { createSqlEventLog } from './sql-event-store.ts';
 import { composeEventStore, createConsumers } from './event-store.ts';
-import { startEmbeddedPostgres } from './embedded-postgres/server.ts';
+import {
+  startEmbeddedPostgres,
+  type EmbeddedPostgres,
+  type EmbeddedPostgresOutage,
+} from './embedded-postgres/server.ts';
 import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 
 /** The event store's own migrations (0001_event_store.sql, ...). */
@@ -40,8 +45,8 @@ export interface EventStoreConfig {
   readonly poolMax?: number;
   /** Repeated statements run as named prepared statements (default true; see sql/postgres.ts). */
   readonly preparedStatements?: boolean;
-  /** One-line notices about the embedded PostgreSQL (initialised, recovered after a crash). */
-  readonly notice?: (message: string) => void;
+  /** One-line notices about the embedded PostgreSQL (initialised, recovered after a crash, restarted). */
+  readonly notice?: (message: string, level?: 'info' | 'warn') => void;
   /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
   readonly allowLegacyPglite?: boolean;
   /** Cluster mode: fence appends to instance streams by lease (PostgreSQL stores; see sql-event-store.ts). */
@@ -50,6 +55,10 @@ export interface EventStoreConfig {
   readonly attachToRunningServer?: boolean;
   /** KurrentDB only: streams whose delete is a tombstone (KURRENTDB_TOMBSTONE; see kurrentdb.ts). */
   readonly tombstonePrefixes?: readonly string[];
+  /** Embedded only: restarts of a PostgreSQL that exits on its own, in ten minutes (default 5). */
+  readonly embeddedRestarts?: number;
+  /** Embedded only: it exited on its own and could not be restarted within the budget. */
+  readonly onDatabaseLost?: (reason: string) => void;
 }
 
 export interface OpenedEventStore {
@@ -66,6 +75,8 @@ export interface OpenedEventStore {
   readonly db: SqlDatabase;
   /** True when the database is the embedded PostgreSQL this process started. */
   readonly embedded: boolean;
+  /** Embedded only: why the database is not answering (it exited and is being restarted, or was given up). */
+  databaseOutage(): EmbeddedPostgresOutage | undefined;
 }
 
 /** The directory of the embedded PostgreSQL under DATA_DIR. */
@@ -78,7 +89,9 @@ export function legacyPgliteDirectory(dataDir: string): string {
   return join(dataDir, 'pglite');
 }
 
-async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase> {
+async function openEmbedded(
+  config: EventStoreConfig,
+): Promise<{ db: PostgresDatabase; server: EmbeddedPostgres }> {
   const legacy = legacyPgliteDirectory(config.dataDir);
   if (!config.allowLegacyPglite && existsSync(join(legacy, 'PG_VERSION'))) {
     throw new EmbeddedPostgresError(
@@ -89,24 +102,31 @@ async function openEmbedded(config: EventStoreConfig): Promise<PostgresDatabase>
     directory: embeddedPostgresDirectory(config.dataDir),
     attach: config.attachToRunningServer ?? false,
     ...(config.notice ? { notice: config.notice } : {}),
+    ...(config.embeddedRestarts !== undefined ? { restarts: config.embeddedRestarts } : {}),
+    ...(config.onDatabaseLost ? { onGiveUp: config.onDatabaseLost } : {}),
   });
   try {
     // Each PostgreSQL connection is a process of ~16–20 MB RSS: on the embedded default, connections
-    // opened for a burst close a second after it instead of ten.
+    // opened for a burst close a second after it instead of ten. One stays, so that the heartbeat every
+    // few seconds does not open (fork, authenticate) a new one each time.
     const db = await openPostgres({
       url: server.url,
       max: config.poolMax,
       idleTimeoutMs: 1_000,
+      minConnections: 1,
       preparedStatements: config.preparedStatements ?? true,
     });
     return {
-      ...db,
-      async close() {
-        try {
-          await db.close();
-        } finally {
-          await server.stop();
-        }
+      server,
+      db: {
+        ...db,
+        async close() {
+          try {
+            await db.close();
+          } finally {
+            await server.stop();
+          }
+        },
       },
     };
   } catch (error) {
@@ -121,12 +141,15 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     ...(config.migrations ?? []).filter((d) => d !== STORE_MIGRATIONS_DIR),
   ];
   const embedded = !config.databaseUrl;
-  const db = config.databaseUrl
-    ? await openPostgres({
-        url: config.databaseUrl,
-        max: config.poolMax,
-        preparedStatements: config.preparedStatements ?? true,
-      })
+  const { db, server } = config.databaseUrl
+    ? {
+        db: await openPostgres({
+          url: config.databaseUrl,
+          max: config.poolMax,
+          preparedStatements: config.preparedStatements ?? true,
+        }),
+        server: undefined,
+      }
     : await openEmbedded(config);
   try {
     await migrate(db, directories);
@@ -146,7 +169,14 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
     }
     // Consumers live on the read-model database for every adapter (beside the events on PostgreSQL).
     const consumers = createConsumers(log, db, config.ownerId);
-    return { log, consumers, store: composeEventStore(log, consumers), db, embedded };
+    return {
+      log,
+      consumers,
+      store: composeEventStore(log, consumers),
+      db,
+      embedded,
+      databaseOutage: () => server?.outage(),
+    };
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error;
@@ -163,3 +193,4 @@ export { composeEventStore, createConsumers } from './event-store.ts';
 export { migrate } from './migrate.ts';
 export { openPostgres } from './sql/postgres.ts';
 export { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
+export type { EmbeddedPostgresOutage } from './embedded-postgres/server.ts';

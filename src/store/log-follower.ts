@@ -6,7 +6,8 @@
  * batch size), the caller handles the page and then moves the position with `advance` (at-least-once: the
  * caller decides when a page counts as done). Between pages it sleeps until the log announces new events
  * (`onAppended` in this process, or `onNewEvents`, which also covers other processes when the adapter can
- * tell) or until the poll interval ends, the fallback for everything else.
+ * tell) or until the poll interval ends, the fallback for everything else (only a safety net on a log no
+ * other process appends to: SAFETY_NET_POLL_MS).
  *
  * Gap-safe: `readAll` never returns an event that a still-running older transaction could precede, so an
  * announced append may not be visible yet. While the follower knows of a position past its own (announced,
@@ -26,6 +27,15 @@ export { eventMatches } from './filter.ts';
 
 /** The first retry delay while an announced position is not visible yet. */
 const MIN_BACKOFF_MS = 5;
+
+/**
+ * A poll interval spread by ±20 %. Followers started together with one interval would otherwise poll in the
+ * same tick forever, each on a connection of its own: on the embedded PostgreSQL every connection is a
+ * process of ~18 MB, opened again and again as the pool's idle timeout closes it between the bursts.
+ */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.8 + Math.random() * 0.4));
+}
 
 /** A sleep that a wake-up ends early; a wake-up that arrives while awake is remembered, never lost. */
 export class Alarm {
@@ -83,7 +93,14 @@ export interface LogFollowerOptions {
 
 /** What a follower needs of the log (the announcements only for its `wakeOn`). */
 export type FollowedLog = Pick<EventLog, 'readAll' | 'compareCheckpoints'> &
-  Partial<Pick<EventLog, 'onAppended' | 'onNewEvents'>>;
+  Partial<Pick<EventLog, 'onAppended' | 'onNewEvents' | 'announcesEveryAppend'>>;
+
+/**
+ * The poll interval of a log that announces every append: nothing to find between announcements, so a
+ * poll is only a safety net. Idle followers then cost neither queries nor (embedded PostgreSQL) the extra
+ * connections, each a process of ~18 MB, that polls landing in the same tick open.
+ */
+export const SAFETY_NET_POLL_MS = 10_000;
 
 export class LogFollower {
   private checkpoint: Checkpoint;
@@ -161,7 +178,10 @@ export class LogFollower {
       this.backoffMs = Math.min(this.backoffMs * 2, pollIntervalMs);
     } else {
       this.backoffMs = MIN_BACKOFF_MS;
-      await this.alarm.sleep(pollIntervalMs);
+      const interval = this.log.announcesEveryAppend
+        ? Math.max(pollIntervalMs, SAFETY_NET_POLL_MS)
+        : pollIntervalMs;
+      await this.alarm.sleep(jittered(interval));
     }
   }
 

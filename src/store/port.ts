@@ -305,6 +305,11 @@ export interface DeadLetterQuery {
 /** The log itself: what every adapter implements. */
 export interface EventLog {
   readonly kind: 'embedded-postgres' | 'postgres' | 'kurrentdb';
+  /**
+   * True when no process but this one can append (the embedded PostgreSQL serves one zapwire), so that
+   * onAppended hears of every append: followers then poll only as a safety net (log-follower.ts).
+   */
+  readonly announcesEveryAppend?: boolean;
   append(
     stream: string,
     events: readonly NewEvent[],

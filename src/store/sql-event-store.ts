@@ -162,6 +162,7 @@ export function createSqlEventStore(db: SqlDatabase, options: SqlEventStoreOptio
 
 class SqlEventLog implements EventLog {
   readonly kind: 'embedded-postgres' | 'postgres';
+  readonly announcesEveryAppend: boolean;
   private readonly announcer = new AppendAnnouncer();
   private readonly notify: boolean;
   private readonly fence: AppendFencing | undefined;
@@ -173,6 +174,7 @@ class SqlEventLog implements EventLog {
     options: SqlEventStoreOptions,
   ) {
     this.kind = options.kind ?? 'postgres';
+    this.announcesEveryAppend = this.kind === 'embedded-postgres';
     this.notify = options.notify === true;
     this.fence = options.fence;
     if (this.notify && db.listen) {

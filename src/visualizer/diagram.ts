@@ -163,12 +163,13 @@ export function machineDot(machine: AnyStateMachine): string {
   return lines.join('\n');
 }
 
-type Renderer = { renderString(dot: string, options: { format: 'svg' }): string };
-let rendererPromise: Promise<Renderer> | undefined;
-
-async function renderer(): Promise<Renderer> {
-  rendererPromise ??= import('@viz-js/viz').then((viz) => viz.instance());
-  return rendererPromise;
+/**
+ * Graphviz compiled to WebAssembly, for one render: its instance holds ~15 MB of WebAssembly memory, and
+ * the server renders one diagram per machine version (cached below), so nothing keeps it afterwards.
+ */
+async function renderOnce(dot: string): Promise<string> {
+  const viz = await import('@viz-js/viz');
+  return (await viz.instance()).renderString(dot, { format: 'svg' });
 }
 
 export interface RenderedDiagram {
@@ -191,7 +192,7 @@ export function machineDiagram(machine: AnyStateMachine): Promise<RenderedDiagra
     rendered = (async () => {
       const started = performance.now();
       const dot = machineDot(machine);
-      const raw = (await renderer()).renderString(dot, { format: 'svg' });
+      const raw = await renderOnce(dot);
       const svg = raw
         .replace(/^<\?xml[^>]*>\s*/, '')
         .replace(/<!DOCTYPE[^>]*>\s*/, '')

@@ -62,18 +62,36 @@ export async function runAndKillWriter(
   return acks;
 }
 
-/** Every acknowledged event is stored where it was acknowledged; streams and readAll are consistent. */
-export async function verifyAfterCrash(
-  store: EventStore,
-  acks: readonly Ack[],
-): Promise<{ stored: number; acked: number }> {
+async function readEverything(store: EventStore): Promise<RecordedEvent[]> {
   const all: RecordedEvent[] = [];
   let after: Checkpoint = START;
   for (;;) {
     const page = await store.readAll({ after, limit: 500 });
     all.push(...page.events);
     after = page.next;
-    if (page.caughtUp) break;
+    if (page.caughtUp) return all;
+  }
+}
+
+/**
+ * Every acknowledged event is stored where it was acknowledged; streams and readAll are consistent.
+ *
+ * The killed writer's backends may still hold a transaction open until the server notices the dead
+ * client (on a loaded machine, seconds), and readAll by design returns nothing a running older transaction
+ * could precede: the log is read again until the server has rolled them back (at most 30 s), then checked.
+ */
+export async function verifyAfterCrash(
+  store: EventStore,
+  acks: readonly Ack[],
+): Promise<{ stored: number; acked: number }> {
+  const ackedIds = acks.flatMap((ack) => ack.ids);
+  const deadline = Date.now() + 30_000;
+  let all = await readEverything(store);
+  while (Date.now() < deadline) {
+    const seen = new Set(all.map((event) => event.id));
+    if (ackedIds.every((id) => seen.has(id))) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    all = await readEverything(store);
   }
   const byId = new Map(all.map((event) => [event.id, event]));
   expect(byId.size).toBe(all.length);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEventStore } from '../../src/store/index.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 import { listMigrations } from '../../src/store/migrate.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 
@@ -22,6 +23,8 @@ describe('openEventStore', () => {
   });
   afterAll(async () => {
     await database?.drop();
+    // As root its cluster may live outside (/var/lib/zapwire-pg): removed with it.
+    removeEmbeddedPostgres(join(work, 'data', 'postgres'));
     rmSync(work, { recursive: true, force: true });
   });
 

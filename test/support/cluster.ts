@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from './postgres.ts';
+import type { WebhookReceiver } from './webhook-receiver.ts';
 
 export const CLUSTER_ADMIN_KEY = 'cluster-admin-key-0123456789abcdef';
 export const CLUSTER_SECRET_FOR_TESTS = 'cluster-secret-for-tests-0123456789abcdef';
@@ -380,7 +381,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
           RECONNECT_MAX_MS: '5000',
           RECONNECT_RATE_LIMIT_MS: '0',
           WEBHOOK_BACKOFF_BASE_MS: '100',
-          WEBHOOK_BACKOFF_MAX_MS: '2000',
+          WEBHOOK_PROBE_MAX_MS: '2000',
           ...options.env,
         },
         logFile,
@@ -586,4 +587,47 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+// ---- the webhook's sender across failovers ----------------------------------------------------------
+
+/** The node whose process holds the `sink-webhook` lease (its owner is "<host>:<pid>/<random>"). */
+export async function webhookSender(cluster: TestCluster): Promise<ClusterNodeProcess | undefined> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: cluster.database.url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ owner: string | null }>(
+      `SELECT owner FROM es_subscriptions WHERE subscription_id = 'sink-webhook' AND lease_until > now()`,
+    );
+    const pid = Number(/:(\d+)\//.exec(rows[0]?.owner ?? '')?.[1]);
+    return cluster.nodes.find((n) => n.running && n.pid === pid);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * What the receiver saw from `from` on: the longest silence (from `from` to the first arrival, or between
+ * two arrivals), and the requests whose event id had arrived before.
+ */
+export function webhookFigures(
+  receiver: Pick<WebhookReceiver, 'requests'>,
+  from: number,
+  until: number,
+): { gapMs: number; repeats: number } {
+  const seen = new Set<string>();
+  let repeats = 0;
+  let last = from;
+  let gapMs = 0;
+  for (const request of receiver.requests) {
+    const ids = String(request.headers['x-zapwire-event-id'] ?? '').split(',');
+    if (request.receivedAt >= from && request.receivedAt <= until) {
+      if (ids.some((id) => seen.has(id))) repeats += 1;
+      gapMs = Math.max(gapMs, request.receivedAt - last);
+      last = request.receivedAt;
+    }
+    for (const id of ids) seen.add(id);
+  }
+  return { gapMs, repeats };
 }

@@ -34,9 +34,15 @@ describe('configuration', () => {
     [{ QRCODE_MAX_COUNT: '0' }, /QRCODE_MAX_COUNT/],
     [{ WA_WEBSOCKET_URL: 'ws://127.0.0.1:1' }, /WA_WEBSOCKET_URL and WA_NOISE_ROOT_PUBLIC_KEY go together/],
     [{ RECONNECT_BASE_MS: '5000', RECONNECT_MAX_MS: '1000' }, /RECONNECT_BASE_MS must not be larger/],
+    [{ EMBEDDED_POSTGRES_RESTARTS: '-1' }, /EMBEDDED_POSTGRES_RESTARTS="-1": expected a whole number/],
   ])('rejects %o with a message naming the variable', (env, message) => {
     const problems = problemsOf(env);
     expect(problems.join('\n')).toMatch(message);
+  });
+
+  it('restarts the embedded PostgreSQL 5 times in ten minutes unless told otherwise', () => {
+    expect(loadConfig({}).embeddedPostgresRestarts).toBe(5);
+    expect(loadConfig({ EMBEDDED_POSTGRES_RESTARTS: '0' }).embeddedPostgresRestarts).toBe(0);
   });
 
   it('MESSAGES_PROJECTION is off unless turned on', () => {

@@ -8,6 +8,8 @@ export interface HealthRoutesOptions {
   readonly alerts?: () => Promise<readonly string[]>;
   /** Cluster mode: this node's id and whether it holds its leases (src/cluster). */
   readonly cluster?: () => ClusterHealth;
+  /** Why the store is unreachable, when zapwire knows (it restarts its embedded PostgreSQL); no paths. */
+  readonly storeOutage?: () => string | undefined;
 }
 
 export interface ClusterHealth {
@@ -21,7 +23,7 @@ export interface ClusterHealth {
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts, cluster },
+  { store, startedAt, alerts, cluster, storeOutage },
 ) => {
   app.get(
     '/health',
@@ -67,11 +69,17 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
       } catch (error) {
         // The driver's message may name hosts, users or paths: it goes to the log, not to anonymous callers.
         request.log.error({ err: error }, 'health: the event store is unreachable');
-        return reply.status(503).send({
-          status: 'unavailable',
-          store: store.kind,
-          error: 'the event store is unreachable; see the server log',
-        });
+        const known = storeOutage?.();
+        return reply
+          .status(503)
+          .header('Retry-After', '5')
+          .send({
+            status: 'unavailable',
+            store: store.kind,
+            error: known
+              ? `the event store is unreachable: ${known}; see the server log`
+              : 'the event store is unreachable; see the server log',
+          });
       }
       const raised = [
         ...(alerts ? await alerts().catch(() => ['could not read the alerts; see the server log']) : []),

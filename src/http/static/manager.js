@@ -103,8 +103,94 @@
     render();
     $('detail-title').focus();
     $('pair-code').textContent = '';
-    await loadSettings();
+    $('webhook-status').textContent = '';
+    await Promise.all([loadSettings(), loadWebhook()]);
   }
+
+  // ------------------------------------------------------------------ webhook
+
+  function ago(iso) {
+    if (!iso) return '';
+    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    if (seconds < 120) return `${seconds} s`;
+    if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+    return `${Math.round(seconds / 3600)} h`;
+  }
+
+  /** Each queue's state (delivering, paused: receiver down, refusing), why, and how far behind. */
+  async function loadWebhook() {
+    const id = selected;
+    if (!id) return;
+    const status = await api('GET', `/instance/${encodeURIComponent(id)}/webhook`).catch(() => undefined);
+    if (!status || id !== selected) return;
+    const queues = status.queues.map((q) =>
+      el(
+        'div',
+        { class: 'stack' },
+        el(
+          'p',
+          {},
+          el('span', { text: q.target === 'global' ? 'Global webhook ' : 'Webhook ' }),
+          badge(q.state),
+          el('span', { class: 'muted', text: q.url ? ` ${q.url}` : '' }),
+        ),
+        el('p', {
+          text:
+            `${q.behind}${q.behindExact ? '' : '+'} events waiting` +
+            (q.oldestUndeliveredAt ? `, the oldest ${ago(q.oldestUndeliveredAt)} old` : '') +
+            (q.lastDeliveredAt ? ` · last delivered ${time(q.lastDeliveredAt)}` : ''),
+        }),
+        q.reason ? el('p', { class: 'muted', text: q.reason }) : el('span', {}),
+      ),
+    );
+    $('webhook-queues').replaceChildren(
+      ...(queues.length ? queues : [el('p', { class: 'muted', text: 'No webhook.' })]),
+    );
+    $('webhook-dead').hidden = status.deadLetters === 0;
+    $('webhook-dead-count').textContent = `(${status.deadLetters})`;
+    if (status.deadLetters === 0) return;
+    const dead = await api('GET', `/instance/${encodeURIComponent(id)}/webhook/dead-letters?limit=5`).catch(
+      () => undefined,
+    );
+    if (!dead || id !== selected) return;
+    $('webhook-dead-list').replaceChildren(
+      ...dead.deadLetters.map((d) => {
+        const again = el('button', { type: 'button', text: 'Send again' });
+        again.disabled = d.target === 'global';
+        again.addEventListener('click', async () => {
+          const done = await attempt('Could not send it again', () =>
+            api('POST', `/instance/${encodeURIComponent(id)}/webhook/dead-letters/${d.id}/redeliver`),
+          );
+          if (done) $('webhook-status').textContent = `Sending ${d.eventName ?? 'the event'} again.`;
+          await loadWebhook();
+        });
+        return el(
+          'li',
+          {},
+          el('span', {
+            text: `${d.eventName ?? d.eventType} · ${d.reason ?? ''} · ${d.error} · ${time(d.failedAt)} `,
+          }),
+          again,
+        );
+      }),
+    );
+  }
+
+  $('webhook-replay').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const id = selected;
+    const started = await attempt('Replay failed', () =>
+      api('POST', `/instance/${encodeURIComponent(id)}/webhook/replay`, {
+        from: $('webhook-replay-from').value.trim(),
+      }),
+    );
+    if (started) $('webhook-status').textContent = `Replay ${started.replay.id} started.`;
+    await loadWebhook();
+  });
+
+  setInterval(() => {
+    if (selected && !$('detail').hidden) loadWebhook();
+  }, 5000);
 
   function renderDetail() {
     const view = instances.get(selected);

@@ -60,7 +60,9 @@ export class BacklogReader {
       if (!route) continue;
       const instance = await timeline.get(instanceId);
       if (!instance) continue;
-      deliveries.push(...(await deliveriesOf(this.rules, event, route.name, instance, queue.target)));
+      deliveries.push(
+        ...(await deliveriesOf(this.rules, event, route.name, instance, (target) => target === queue.target)),
+      );
     }
     return { deliveries, next: page.next, caughtUp: page.caughtUp, deleted: false };
   }

@@ -44,21 +44,22 @@ export function instanceUrl(rules: DeliveryRules, instance: InstanceSinkState): 
 
 /**
  * The event's deliveries, per target, by the instance's configuration as of the event (`instance`), or
- * none. `only` restricts them to one target (a queue reading its own backlog).
+ * none. `only` restricts them to the targets it accepts (a queue reading its own backlog; the reader
+ * leaves out queues that read their own): the body is rendered only when one remains.
  */
 export async function deliveriesOf(
   rules: DeliveryRules,
   event: RecordedEvent,
   name: SinkEventName,
   instance: InstanceSinkState,
-  only?: DeliveryTarget,
+  only: (target: DeliveryTarget) => boolean = () => true,
 ): Promise<Delivery[]> {
   const targets: Array<[DeliveryTarget, string]> = [];
-  if ((only ?? 'instance') === 'instance' && wants(instance.sinks, 'webhook', name)) {
+  if (wants(instance.sinks, 'webhook', name) && only('instance')) {
     const url = instanceUrl(rules, instance);
     if (url) targets.push(['instance', url]);
   }
-  if ((only ?? 'global') === 'global' && rules.globalUrl && isSubscribed(instance.sinks.events, name)) {
+  if (rules.globalUrl && isSubscribed(instance.sinks.events, name) && only('global')) {
     targets.push(['global', rules.globalUrl]);
   }
   if (targets.length === 0) return [];

@@ -75,7 +75,7 @@ export interface DispatcherOptions {
   readonly settings: DispatcherSettings;
   /** Events a detached queue reads from the log at a time. Default 100. */
   readonly pageSize?: number;
-  /** Queue positions are written at most this often (many queues in one statement). Default 100. */
+  /** Queue positions are written at most this often (many queues in one statement). Default 500. */
   readonly flushMs?: number;
   /** At shutdown, requests in flight get this long for their answers before they are cut. Default 2 000. */
   readonly shutdownGraceMs?: number;
@@ -87,6 +87,12 @@ export interface DispatcherOptions {
 
 type Outcome = 'sent' | 'stopped';
 
+/** The last request queued on a queue's connection, and its answer: the next one goes behind them. */
+interface RequestChain {
+  queued: Promise<void>;
+  answered: Promise<unknown> | undefined;
+}
+
 export class WebhookDispatcher {
   private readonly queues = new Map<string, WebhookQueue>();
   private readonly semaphore: Semaphore;
@@ -94,10 +100,14 @@ export class WebhookDispatcher {
   private stopping = new AbortController();
   private running = false;
   private loaded: Promise<void> = Promise.resolve();
+  /** The last stop, until it has finished. */
+  private stopped: Promise<void> = Promise.resolve();
   private readonly dirty = new Set<WebhookQueue>();
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly now: () => number;
+  private readonly compare = (a: Checkpoint, b: Checkpoint): number =>
+    this.options.store.compareCheckpoints(a, b);
 
   constructor(private readonly options: DispatcherOptions) {
     setMaxListeners(0, this.stopping.signal);
@@ -117,11 +127,14 @@ export class WebhookDispatcher {
   start(): Promise<void> {
     if (this.running) return this.loaded;
     this.running = true;
-    if (this.stopping.signal.aborted) {
-      this.stopping = new AbortController();
-      setMaxListeners(0, this.stopping.signal);
-    }
-    this.loaded = this.load();
+    // A stop still finishing (the lease went and came back) ends before the queues load again.
+    this.loaded = this.stopped.then(() => {
+      if (this.stopping.signal.aborted) {
+        this.stopping = new AbortController();
+        setMaxListeners(0, this.stopping.signal);
+      }
+      return this.load();
+    });
     return this.loaded;
   }
 
@@ -132,6 +145,7 @@ export class WebhookDispatcher {
           const queue = this.queue(record.instanceId, record.target, record.cursor);
           queue.health = pickHealth(record);
           queue.storedAttached = record.attached;
+          queue.storedCursor = record.cursor;
           if (record.attached) continue;
           queue.mode = 'detached';
           this.ensureRunning(queue);
@@ -196,6 +210,17 @@ export class WebhookDispatcher {
     await all;
   }
 
+  /**
+   * Whether the reader should hand the queue its next event: not when the queue reads its own backlog and
+   * the table says so (the event is only counted, for how far behind it is).
+   */
+  takes(instanceId: string, target: DeliveryTarget): boolean {
+    const queue = this.queues.get(queueKey(instanceId, target));
+    if (!queue || queue.mode !== 'detached' || queue.storedAttached !== false || !this.running) return true;
+    queue.passed += 1;
+    return false;
+  }
+
   /** A deleted instance: its queues stop and their rows go. */
   async forget(instanceId: string): Promise<void> {
     for (const target of ['instance', 'global'] as const) {
@@ -252,12 +277,14 @@ export class WebhookDispatcher {
    * answers, and every queue's position is written. Otherwise (the lease went to another process) they are
    * cut at once and nothing more is written: the queues are that process's now.
    */
-  async stop(graceful = true): Promise<void> {
-    if (!this.running) {
-      await this.flushing;
-      return;
-    }
+  stop(graceful = true): Promise<void> {
+    if (!this.running) return this.stopped.then(() => this.flushing);
     this.running = false;
+    this.stopped = this.loaded.then(() => this.shutDown(graceful));
+    return this.stopped;
+  }
+
+  private async shutDown(graceful: boolean): Promise<void> {
     const workers = [...this.queues.values()].map((q) => {
       q.wake();
       return q.worker;
@@ -331,11 +358,9 @@ export class WebhookDispatcher {
         if ((await this.probe(queue)) === 'stopped') return;
         continue;
       }
-      const requests = await this.nextRequests(queue);
-      if (requests.length > 0) {
-        if ((await this.sendPipelined(queue, requests)) === 'stopped') return;
-        continue;
-      }
+      const sent = await this.sendWindow(queue);
+      if (sent === 'stopped') return;
+      if (sent === 'sent') continue;
       if (queue.mode === 'attached') return;
       const filled = await this.fill(queue);
       if (filled === 'idle') return;
@@ -407,74 +432,105 @@ export class WebhookDispatcher {
       queue.mode = 'detached';
       this.ensureRunning(queue);
     }
-    await this.persist(queue);
+    // Already recorded as behind (an attach that found more to read): nothing to write.
+    if (queue.storedAttached !== false) await this.persist(queue);
     for (const item of [...queue.window, ...held]) item.markSafe();
   }
 
   /**
-   * The next requests for the queue's head: up to `pipeline` of them, each one event or (WEBHOOK_BATCH_MAX)
-   * several for the same URL. Events past the maximum age are dead-lettered here instead of sent.
+   * The next request for the queue: the first events not sent yet, one, or (WEBHOOK_BATCH_MAX) several for
+   * the same URL. Events past the maximum age are dead-lettered here instead of sent.
    */
-  private async nextRequests(queue: WebhookQueue): Promise<QueueItem[][]> {
+  private async nextRequest(queue: WebhookQueue): Promise<QueueItem[] | undefined> {
     const batchMax = queue.sendAlone ? 1 : (this.options.settings.batchMax ?? 1);
-    const pipeline = queue.sendAlone ? 1 : (this.options.settings.pipeline ?? DEFAULT_PIPELINE);
-    const requests: QueueItem[][] = [];
-    let current: QueueItem[] = [];
+    const request: QueueItem[] = [];
     for (const item of queue.window) {
-      if (item.done) continue;
-      if (item.sending) break;
+      if (item.done || item.sending) continue;
       if (isExpired(this.options.policy, item.delivery.storedAt, this.now())) {
         await this.deadLetter(queue, item, 'expired', `older than WEBHOOK_MAX_AGE, not sent`, undefined);
         continue;
       }
       if (
-        current.length > 0 &&
-        (current.length >= batchMax || item.delivery.url !== current[0]!.delivery.url)
-      ) {
-        requests.push(current);
-        current = [];
-        if (requests.length >= pipeline) break;
-      }
-      current.push(item);
+        request.length > 0 &&
+        (request.length >= batchMax || item.delivery.url !== request[0]!.delivery.url)
+      )
+        break;
+      request.push(item);
     }
-    if (current.length > 0 && requests.length < pipeline) requests.push(current);
-    return requests;
+    return request.length > 0 ? request : undefined;
   }
 
   /**
-   * Sends the requests pipelined, in order, and settles what was delivered. The first failed request
-   * decides: refused → a single event is dead-lettered (a refused batch goes on one by one); receiver
-   * down → the queue pauses and is probed. Failed requests behind it are not charged: they go again.
+   * Sends the queue's events with up to `pipeline` requests in flight on its connection, in log order: a
+   * sliding window (the next request goes out as soon as an answer comes back), so a busy number is limited
+   * by the receiver, not by round trips. Stops at the first failed request and lets the ones behind it
+   * finish; then that failure decides: refused → a single event is dead-lettered (a refused batch goes on
+   * one by one); receiver down → the queue pauses and is probed. Failed requests behind it are not charged:
+   * they go again. 'idle' when there was nothing to send.
    */
-  private async sendPipelined(queue: WebhookQueue, requests: readonly QueueItem[][]): Promise<Outcome> {
-    for (const request of requests) for (const item of request) item.sending = true;
-    const results = await this.attemptInOrder(queue, requests);
+  private async sendWindow(queue: WebhookQueue): Promise<Outcome | 'idle'> {
+    const pipeline = (): number =>
+      queue.sendAlone ? 1 : (this.options.settings.pipeline ?? DEFAULT_PIPELINE);
+    const inFlight = new Set<Promise<void>>();
     let failed: { request: readonly QueueItem[]; result: SendResult & { ok: false } } | undefined;
     let stopped = false;
-    for (const [index, request] of requests.entries()) {
-      const result = results[index]!;
-      if (result.ok) {
-        for (const item of request) this.delivered(queue, item);
-      } else {
-        for (const item of request) item.sending = false;
-        if (result.aborted) stopped = true;
-        else failed ??= { request, result };
+    let sentAny = false;
+    let wake: (() => void) | undefined;
+    const chain: RequestChain = { queued: Promise.resolve(), answered: undefined };
+    const earlier = (a: readonly QueueItem[], b: readonly QueueItem[]): boolean =>
+      this.options.store.compareCheckpoints(a[0]!.delivery.position, b[0]!.delivery.position) < 0;
+    for (;;) {
+      while (!failed && !stopped && this.running && !queue.forgotten && inFlight.size < pipeline()) {
+        // A queue that reads its own backlog records its position before it runs a window ahead of it: a
+        // crash then sends again at most what was in flight or answered since (two windows).
+        if (queue.mode !== 'attached' && queue.sentSinceRecorded(this.compare) >= pipeline()) {
+          queue.compact();
+          await this.persist(queue).catch(() => undefined);
+          if (queue.sentSinceRecorded(this.compare) >= pipeline()) break;
+        }
+        const request = await this.nextRequest(queue);
+        if (!request) break;
+        sentAny = true;
+        for (const item of request) item.sending = true;
+        const done = this.attemptChained(queue, request, chain).then((result) => {
+          if (result.ok) {
+            for (const item of request) this.delivered(queue, item);
+            // The refused batch's head went alone and got through: batches again.
+            queue.sendAlone = false;
+            return;
+          }
+          for (const item of request) item.sending = false;
+          if (result.aborted) stopped = true;
+          // The first failure in log order decides (a request behind it may fail first).
+          else if (!failed || earlier(request, failed.request)) failed = { request, result };
+        });
+        inFlight.add(done);
+        void done.finally(() => {
+          inFlight.delete(done);
+          wake?.();
+        });
       }
+      if (inFlight.size === 0) break;
+      await new Promise<void>((resolve) => (wake = resolve));
+      queue.compact();
+      if (queue.mode !== 'attached') this.markDirty(queue);
     }
     if (stopped) return 'stopped';
+    if (!sentAny) return 'idle';
     if (!failed) {
       queue.sendAlone = false;
       if (queue.health.state !== 'delivering')
         this.setHealth(queue, { ...queue.health, state: 'delivering', since: undefined, failures: 0 });
       return 'sent';
     }
-    this.options.metrics.retriedOne('webhook', labelOf(queue, failed.request[0]!));
-    const verdict = verdictOf(failed.result);
-    if (verdict.kind === 'refused' && failed.request.length > 1) {
+    const { request, result } = failed;
+    this.options.metrics.retriedOne('webhook', labelOf(queue, request[0]!));
+    const verdict = verdictOf(result);
+    if (verdict.kind === 'refused' && request.length > 1) {
       queue.sendAlone = true;
       return 'sent';
     }
-    await this.judge(queue, failed.request[0]!, failed.result, verdict);
+    await this.judge(queue, request[0]!, result, verdict);
     return 'sent';
   }
 
@@ -501,9 +557,12 @@ export class WebhookDispatcher {
       return 'sent';
     }
     head.sending = true;
-    const [result] = await this.attemptInOrder(queue, [[head]]);
+    const result = await this.attemptChained(queue, [head], {
+      queued: Promise.resolve(),
+      answered: undefined,
+    });
     head.sending = false;
-    if (!result || (!result.ok && result.aborted)) return 'stopped';
+    if (!result.ok && result.aborted) return 'stopped';
     if (result.ok) {
       this.delivered(queue, head);
       this.resumed(queue);
@@ -633,23 +692,23 @@ export class WebhookDispatcher {
   // ---- requests ----
 
   /**
-   * Sends the requests over the queue's connection, each queued behind the one before it (the secret
-   * lookup and the concurrency cap come first, and must not reorder them), and waits for every answer.
+   * Sends one request over the queue's connection, queued behind the one before it in `chain` (the secret
+   * lookup and the concurrency cap come first, and must not reorder them); its timeout runs from the answer
+   * to the one before it.
    */
-  private attemptInOrder(queue: WebhookQueue, requests: readonly QueueItem[][]): Promise<SendResult[]> {
-    let previousQueued: Promise<void> = Promise.resolve();
-    let previousAnswered: Promise<unknown> | undefined;
-    const results = requests.map((request) => {
-      let queued!: () => void;
-      const thisQueued = new Promise<void>((resolve) => (queued = resolve));
-      const after = previousQueued;
-      const timeoutFrom = previousAnswered;
-      previousQueued = thisQueued;
-      const result = after.then(() => this.attempt(queue, request, queued, timeoutFrom)).finally(queued);
-      previousAnswered = result;
-      return result;
-    });
-    return Promise.all(results);
+  private attemptChained(
+    queue: WebhookQueue,
+    request: readonly QueueItem[],
+    chain: RequestChain,
+  ): Promise<SendResult> {
+    let queued!: () => void;
+    const thisQueued = new Promise<void>((resolve) => (queued = resolve));
+    const after = chain.queued;
+    const timeoutFrom = chain.answered;
+    chain.queued = thisQueued;
+    const result = after.then(() => this.attempt(queue, request, queued, timeoutFrom)).finally(queued);
+    chain.answered = result;
+    return result;
   }
 
   /** One request: one event's body, or several as one JSON array (log order). */
@@ -717,7 +776,7 @@ export class WebhookDispatcher {
     else
       this.flushTimer ??= setTimeout(
         () => void this.flush().catch(() => undefined),
-        this.options.flushMs ?? 100,
+        this.options.flushMs ?? 500,
       );
   }
 
@@ -743,7 +802,10 @@ export class WebhookDispatcher {
         this.flushTimer ??= setTimeout(() => void this.flush().catch(() => undefined), 1_000);
         throw error;
       }
-      for (const { queue, record } of records) queue.storedAttached = record.attached;
+      for (const { queue, record } of records) {
+        queue.storedAttached = record.attached;
+        queue.storedCursor = record.cursor;
+      }
     });
     this.flushing = run.catch(() => undefined);
     return run;

@@ -275,9 +275,6 @@ export class WebhookSink implements WebhookApi {
       timeline: this.options.timeline,
       logger: this.options.logger,
       subscription: {
-        // A killed sender's successor sends again what was delivered in the batch it was working on: small
-        // batches keep that few (at 100 msg/s a batch holds an event or two anyway).
-        batchSize: 32,
         ...this.options.subscription,
         // The queues are worked by the process holding the lease, and only while it does.
         onActive: (active) => this.activate(active),
@@ -353,7 +350,9 @@ export class WebhookSink implements WebhookApi {
     const deliveries: Delivery[] = [];
     for (const { event, name, instance } of routed) {
       if (deleted.has(instance.id)) continue;
-      deliveries.push(...(await deliveriesOf(this.readerRules, event, name, instance)));
+      // A queue reading its own backlog will read this event itself: no body to render for it here.
+      const takes = (target: DeliveryTarget): boolean => this.dispatcher.takes(instance.id, target);
+      deliveries.push(...(await deliveriesOf(this.readerRules, event, name, instance, takes)));
     }
     for (const instanceId of deleted) await this.forgetInstance(instanceId);
     await this.dispatcher.accept(deliveries);

@@ -81,6 +81,8 @@ export class WebhookQueue {
   counted: { readonly upTo: Checkpoint; readonly events: number; readonly exact: boolean } | undefined;
   /** The row's `attached` as last written; undefined while the queue has no row. */
   storedAttached: boolean | undefined;
+  /** The row's cursor as last written. */
+  storedCursor: Checkpoint | undefined;
   /** The queue's configuration fold, for its own reads of the log. */
   timeline: ConfigTimeline | undefined;
   worker: Promise<void> | undefined;
@@ -112,6 +114,19 @@ export class WebhookQueue {
     return count;
   }
 
+  /**
+   * Events sent or delivered past the stored cursor: what a crash now would send again. Done events leave
+   * the window as `settled` moves, so those still in it are few (a failure ahead of them, or in flight).
+   */
+  sentSinceRecorded(compare: (a: Checkpoint, b: Checkpoint) => number): number {
+    const stored = this.storedCursor ?? ('' as Checkpoint);
+    let count = compare(this.settled, stored) > 0 ? 1 : 0;
+    for (const item of this.window) {
+      if ((item.done || item.sending) && compare(item.delivery.position, stored) > 0) count += 1;
+    }
+    return count;
+  }
+
   /** Removes the done events at the front, moving `settled` past them. */
   compact(): void {
     let removed = 0;
@@ -139,13 +154,12 @@ export class WebhookQueue {
   sleep(ms: number): Promise<void> {
     if (ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
-        if (self.wakeUp === done) self.wakeUp = undefined;
+        if (this.wakeUp === done) this.wakeUp = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wakeUp = done;
     });
   }

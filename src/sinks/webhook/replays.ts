@@ -256,7 +256,7 @@ export class WebhookReplays {
         const instance = route ? await timeline.get(replay.instanceId) : undefined;
         const [delivery] =
           route && instance
-            ? await deliveriesOf(this.options.rules, event, route.name, instance, replay.target)
+            ? await deliveriesOf(this.options.rules, event, route.name, instance, (t) => t === replay.target)
             : [];
         if (delivery) {
           const outcome = await this.send(replay, delivery);

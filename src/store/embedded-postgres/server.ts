@@ -1,25 +1,28 @@
 /**
  * A private native PostgreSQL that zapwire starts itself when no DATABASE_URL is given (the embedded
  * default). It is zapwire's child process, listens on a Unix socket in a 0700 directory only (no TCP),
- * keeps its data and log under the directory it is given, and is tuned for a small footprint.
+ * keeps its password and log under the directory it is given and its cluster there too, or where the
+ * dedicated user can reach it when zapwire runs as root (layout.ts), and is tuned for a small footprint.
  *
  * Lifecycle:
  * - first start: initdb into a temporary directory, renamed into place only when complete, so a crash
  *   during initialisation leaves nothing half-made;
  * - every start: a PostgreSQL left running by a zapwire that was killed (SIGKILL, OOM) is stopped, and a
  *   stale postmaster.pid whose pid now belongs to another process is removed; a zapwire that is still
- *   running on the same directory is refused;
+ *   running on the same cluster is refused;
+ * - while running: a server that exits on its own (killed, or stopped by a full disk) is started again,
+ *   at most `restarts` times in ten minutes; past that budget `onGiveUp` is told, and zapwire exits
+ *   non-zero so that its supervisor restarts both. `outage()` says what happened meanwhile;
  * - stop: fast shutdown (SIGINT: open transactions roll back, a checkpoint is written), SIGQUIT then
  *   SIGKILL if it does not exit in time. A process exit that skips stop() still sends SIGINT.
  * - as root: PostgreSQL refuses to run as root, so it runs as a dedicated system user (created when
- *   missing) that owns only the cluster and socket directories.
+ *   missing) that owns only the cluster and socket directories (run-as.ts).
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
-  cpSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -28,14 +31,13 @@ import {
   readdirSync,
   renameSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 import { findPostgresBinaries, type PostgresBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
+import { linkCluster, prepareLayout, resolveLayout, type Layout } from './layout.ts';
 import {
   commandLineOf,
   identityOf,
@@ -44,74 +46,68 @@ import {
   waitForExit,
   type ProcessIdentity,
 } from './processes.ts';
+import { reachableBinaries, resolveRunAs, type RunAs } from './run-as.ts';
 
-/** The system user PostgreSQL runs as when zapwire runs as root. */
-export const EMBEDDED_POSTGRES_USER = 'zapwire-pg';
+export { EMBEDDED_POSTGRES_USER, EMBEDDED_POSTGRES_HOME } from './run-as.ts';
+
 const DATABASE = 'zapwire';
 const ROLE = 'zapwire';
-/** Unix socket paths are limited to 107 bytes; `.s.PGSQL.5432` takes 13 of them plus a slash. */
-const MAX_SOCKET_DIRECTORY_LENGTH = 90;
+/** The window of the restart budget. */
+const RESTART_WINDOW_MS = 10 * 60_000;
 
 export interface EmbeddedPostgresOptions {
-  /** Holds the cluster, its socket, password and log; created when missing. */
+  /** Holds the password, log and (or a link to) the cluster; created when missing. */
   readonly directory: string;
   /** Default 40: the app's pool, LISTEN connections and a replay CLI beside it. */
   readonly maxConnections?: number;
   /** Extra server settings (`-c name=value`), applied after the defaults. */
   readonly settings?: Readonly<Record<string, string>>;
-  /** One-line notices: initialised, recovered after a crash, stopped. */
-  readonly notice?: (message: string) => void;
+  /**
+   * One-line notices: initialised, where the database is, recovered after a crash ('info'); exited on its
+   * own, a restart failed, given up ('warn').
+   */
+  readonly notice?: (message: string, level?: 'info' | 'warn') => void;
   readonly startTimeoutMs?: number;
   /**
    * When a running zapwire owns the server, connect to it instead of refusing (tools beside the server,
    * such as the replay CLI). The returned stop() then leaves it running.
    */
   readonly attach?: boolean;
+  /**
+   * Restarts of a server that exits on its own, in any ten minutes, before giving up (default 5; 0 gives
+   * up at the first exit).
+   */
+  readonly restarts?: number;
+  /** The server exited on its own and the restart budget is spent (or a restart failed for good). */
+  readonly onGiveUp?: (reason: string) => void;
+}
+
+/** Why the server is not answering, while it is being restarted or after giving up. */
+export interface EmbeddedPostgresOutage {
+  /** One line for the log: how it exited, with the last problem of its log. */
+  readonly reason: string;
+  /** The same without paths or log lines, for anyone who reads /health. */
+  readonly summary: string;
+  readonly since: Date;
+  /** 'restarting' while the budget lasts, then 'failed'. */
+  readonly state: 'restarting' | 'failed';
 }
 
 export interface EmbeddedPostgres {
   /** A node-postgres connection string (Unix socket, password included). */
   readonly url: string;
+  /** The postmaster's pid (the current one: a restart changes it). */
   readonly pid: number;
   readonly major: number;
   /** True when this start ran initdb. */
   readonly initialised: boolean;
   readonly logFile: string;
+  /** The cluster directory; outside the given directory when zapwire runs as root and must keep it apart. */
+  readonly cluster: string;
+  /** Undefined while the server runs. */
+  outage(): EmbeddedPostgresOutage | undefined;
   /** Fast shutdown; resolves when the server has exited. Safe to call twice. */
   stop(): Promise<void>;
-}
-
-interface Layout {
-  readonly directory: string;
-  readonly cluster: string;
-  readonly socketDirectory: string;
-  readonly passwordFile: string;
-  readonly logFile: string;
-  readonly ownerFile: string;
-}
-
-interface RunAs {
-  readonly uid: number;
-  readonly gid: number;
-}
-
-function layoutOf(directory: string): Layout {
-  const root = resolve(directory);
-  let socketDirectory = join(root, 'run');
-  if (socketDirectory.length > MAX_SOCKET_DIRECTORY_LENGTH) {
-    // A deep DATA_DIR would overflow the socket path: use a short private directory instead, named after
-    // the cluster so that a restart finds the same one.
-    const tag = Buffer.from(root).toString('base64url').slice(-24);
-    socketDirectory = join(tmpdir(), `zapwire-pg-${tag}`);
-  }
-  return {
-    directory: root,
-    cluster: join(root, 'cluster'),
-    socketDirectory,
-    passwordFile: join(root, 'password'),
-    logFile: join(root, 'postgres.log'),
-    ownerFile: join(root, 'owner.json'),
-  };
 }
 
 /** The settings that keep an idle embedded server small; the caller's settings override them. */
@@ -148,104 +144,6 @@ export function defaultSettings(
   };
 }
 
-function resolveRunAs(notice: (message: string) => void): RunAs | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const ids = (): RunAs | undefined => {
-    try {
-      const uid = Number(execFileSync('id', ['-u', EMBEDDED_POSTGRES_USER], { stdio: 'pipe' }).toString());
-      const gid = Number(execFileSync('id', ['-g', EMBEDDED_POSTGRES_USER], { stdio: 'pipe' }).toString());
-      return { uid, gid };
-    } catch {
-      return undefined;
-    }
-  };
-  const existing = ids();
-  if (existing) return existing;
-  try {
-    execFileSync(
-      'useradd',
-      [
-        '--system',
-        '--user-group',
-        '--no-create-home',
-        '--home-dir',
-        '/nonexistent',
-        '--shell',
-        '/usr/sbin/nologin',
-        EMBEDDED_POSTGRES_USER,
-      ],
-      { stdio: 'pipe' },
-    );
-  } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new EmbeddedPostgresError(
-      `PostgreSQL cannot run as root and the system user "${EMBEDDED_POSTGRES_USER}" could not be created (${reason}): create it, run zapwire as a non-root user, or set DATABASE_URL`,
-    );
-  }
-  notice(
-    `created the system user "${EMBEDDED_POSTGRES_USER}" to run the embedded PostgreSQL (PostgreSQL refuses to run as root)`,
-  );
-  const created = ids();
-  if (!created)
-    throw new EmbeddedPostgresError(
-      `the system user "${EMBEDDED_POSTGRES_USER}" was created but cannot be looked up`,
-    );
-  return created;
-}
-
-/** The first directory on the way to `path` that the dedicated user cannot enter, if any. */
-function blockingDirectory(path: string, runAs: RunAs): { dir: string; mode: number } | undefined {
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    const stat = statSync(dir);
-    const bit = stat.uid === runAs.uid ? 0o100 : stat.gid === runAs.gid ? 0o010 : 0o001;
-    if ((stat.mode & bit) === 0) return { dir, mode: stat.mode & 0o777 };
-    if (dir === dirname(dir)) return undefined;
-  }
-}
-
-function checkReachable(path: string, runAs: RunAs): void {
-  const blocked = blockingDirectory(path, runAs);
-  if (blocked) {
-    throw new EmbeddedPostgresError(
-      `the embedded PostgreSQL runs as "${EMBEDDED_POSTGRES_USER}" (zapwire runs as root) and cannot enter ${blocked.dir} (mode ${blocked.mode.toString(8)}): set DATA_DIR to a directory it can reach (e.g. /var/lib/zapwire), run zapwire as a non-root user, or set DATABASE_URL`,
-    );
-  }
-}
-
-/**
- * As root, the binaries may sit where the dedicated user cannot go (a checkout under /root). Then they are
- * copied once, with their libraries, to a root-owned world-readable directory.
- */
-function reachableBinaries(binaries: PostgresBinaries, runAs: RunAs): PostgresBinaries {
-  if (!blockingDirectory(binaries.postgres, runAs)) return binaries;
-  const native = dirname(dirname(binaries.postgres));
-  const stat = statSync(binaries.postgres);
-  const target = join(
-    '/var/lib/zapwire',
-    `postgres-${binaries.major}-${stat.size}-${Math.round(stat.mtimeMs)}`,
-  );
-  if (!existsSync(join(target, 'bin', 'postgres'))) {
-    rmSync(`${target}.partial`, { recursive: true, force: true });
-    cpSync(native, `${target}.partial`, { recursive: true, verbatimSymlinks: true });
-    execFileSync('chmod', ['-R', 'a+rX', `${target}.partial`]);
-    renameSync(`${target}.partial`, target);
-    chmodSync(dirname(target), 0o755);
-  }
-  const copied = {
-    ...binaries,
-    initdb: join(target, 'bin', 'initdb'),
-    postgres: join(target, 'bin', 'postgres'),
-  };
-  checkReachable(copied.postgres, runAs);
-  return copied;
-}
-
-function ensureDirectory(path: string, mode: number, runAs: RunAs | undefined): void {
-  mkdirSync(path, { recursive: true, mode });
-  chmodSync(path, mode);
-  if (runAs) chownSync(path, runAs.uid, runAs.gid);
-}
-
 function readOwner(file: string): ProcessIdentity | undefined {
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<ProcessIdentity>;
@@ -257,15 +155,15 @@ function readOwner(file: string): ProcessIdentity | undefined {
   }
 }
 
-/**
- * Makes sure no PostgreSQL is left on the cluster from an earlier run, and that no other zapwire uses it.
- */
 /** The pid of a live zapwire that owns the server in this directory, if any. */
 function liveOwner(layout: Layout): number | undefined {
   const owner = readOwner(layout.ownerFile);
   return owner && owner.pid !== process.pid && isAlive(owner) ? owner.pid : undefined;
 }
 
+/**
+ * Makes sure no PostgreSQL is left on the cluster from an earlier run, and that no other zapwire uses it.
+ */
 async function recover(layout: Layout, notice: (message: string) => void): Promise<void> {
   const owner = readOwner(layout.ownerFile);
   if (owner && owner.pid !== process.pid && isAlive(owner)) {
@@ -308,8 +206,10 @@ function runInitdb(
   rmSync(staging, { recursive: true, force: true });
   // Made by us (initdb accepts an empty directory): as root, the dedicated user cannot create entries in
   // our directory.
-  ensureDirectory(staging, 0o700, runAs);
-  const pwfile = join(layout.directory, `initdb-password-${randomBytes(4).toString('hex')}`);
+  mkdirSync(staging, { mode: 0o700 });
+  if (runAs) chownSync(staging, runAs.uid, runAs.gid);
+  // Beside the cluster: the dedicated user reads it, and may not be able to enter layout.directory.
+  const pwfile = join(dirname(layout.cluster), `initdb-password-${randomBytes(4).toString('hex')}`);
   writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
   if (runAs) chownSync(pwfile, runAs.uid, runAs.gid);
   try {
@@ -334,6 +234,7 @@ function runInitdb(
     rmSync(pwfile, { force: true });
   }
   renameSync(staging, layout.cluster);
+  linkCluster(layout);
 }
 
 /** The last FATAL/PANIC/ERROR line of the server log, for a one-line start-up failure. */
@@ -399,66 +300,23 @@ function urlOf(layout: Layout, password: string, database: string): string {
   return `postgresql://${ROLE}:${encodeURIComponent(password)}@localhost/${database}?host=${encodeURIComponent(layout.socketDirectory)}`;
 }
 
-export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const notice = options.notice ?? (() => undefined);
-  const layout = layoutOf(options.directory);
-  const runAs = resolveRunAs(notice);
-  const found = await findPostgresBinaries();
-  const binaries = runAs ? reachableBinaries(found, runAs) : found;
-  // As root the dedicated user needs to pass through our directory (execute bit only, no listing).
-  ensureDirectory(layout.directory, runAs ? 0o711 : 0o700, undefined);
-  if (runAs) {
-    // DATA_DIR is 0700; the dedicated user needs to pass through it (execute only, no listing).
-    const parent = dirname(layout.directory);
-    const parentStat = statSync(parent);
-    if (parentStat.uid === process.getuid?.() && (parentStat.mode & 0o001) === 0) {
-      chmodSync(parent, (parentStat.mode & 0o777) | 0o011);
-    }
-    checkReachable(layout.cluster, runAs);
-  }
-  ensureDirectory(layout.socketDirectory, 0o700, runAs);
+/** A started postmaster: its process, and a promise that settles when it exits. */
+interface Postmaster {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+}
 
-  if (options.attach && liveOwner(layout) !== undefined) {
-    const password = readFileSync(layout.passwordFile, 'utf8').trim();
-    const [pidLine] = readFileSync(join(layout.cluster, 'postmaster.pid'), 'utf8').split('\n');
-    return {
-      url: urlOf(layout, password, DATABASE),
-      pid: Number(pidLine),
-      major: binaries.major,
-      initialised: false,
-      logFile: layout.logFile,
-      stop: () => Promise.resolve(),
-    };
-  }
-  await recover(layout, notice);
-  // A first start interrupted during initdb leaves its password file; the next initdb makes a new one.
-  for (const name of readdirSync(layout.directory)) {
-    if (name.startsWith('initdb-password-')) rmSync(join(layout.directory, name), { force: true });
-  }
-  writeFileSync(layout.ownerFile, JSON.stringify(identityOf(process.pid)), { mode: 0o600 });
-
-  let password: string;
-  let initialised = false;
-  if (!existsSync(join(layout.cluster, 'PG_VERSION'))) {
-    password = randomBytes(24).toString('base64url');
-    runInitdb(binaries, layout, password, runAs);
-    writeFileSync(layout.passwordFile, `${password}\n`, { mode: 0o600 });
-    initialised = true;
-  } else {
-    try {
-      password = readFileSync(layout.passwordFile, 'utf8').trim();
-    } catch {
-      throw new EmbeddedPostgresError(
-        `${layout.passwordFile} is missing: the embedded PostgreSQL in ${layout.cluster} cannot be opened without it (restore it from a backup of DATA_DIR)`,
-      );
-    }
-  }
-  chmodSync(layout.passwordFile, 0o600);
-
-  const settings = {
-    ...defaultSettings(layout, binaries.major, options.maxConnections ?? 40),
-    ...options.settings,
-  };
+/** Spawns the postmaster and waits until it accepts connections; on failure it is gone again. */
+async function startPostmaster(
+  binaries: PostgresBinaries,
+  layout: Layout,
+  settings: Readonly<Record<string, string>>,
+  password: string,
+  runAs: RunAs | undefined,
+  timeoutMs: number,
+): Promise<Postmaster> {
   const logFd = openSync(layout.logFile, 'a', 0o600);
   chmodSync(layout.logFile, 0o600);
   let child: ChildProcess;
@@ -487,57 +345,205 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     throw new EmbeddedPostgresError(`the embedded PostgreSQL could not be started (${binaries.postgres})`);
   }
   let exited = false;
-  const exitedPromise = new Promise<void>((resolveExit) =>
-    child.once('exit', () => {
+  const exitedPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) =>
+    child.once('exit', (code, signal) => {
       exited = true;
-      resolveExit();
+      resolveExit({ code, signal });
     }),
   );
-  // If zapwire exits without stop() (process.exit after a fatal error), PostgreSQL still shuts down.
-  const onExit = (): void => {
-    if (!exited) child.kill('SIGINT');
-  };
-  process.once('exit', onExit);
-
   try {
-    await waitUntilReady(
-      urlOf(layout, password, 'postgres'),
-      child,
-      layout.logFile,
-      options.startTimeoutMs ?? 30_000,
-    );
+    await waitUntilReady(urlOf(layout, password, 'postgres'), child, layout.logFile, timeoutMs);
     await ensureDatabase(urlOf(layout, password, 'postgres'));
   } catch (error) {
-    process.removeListener('exit', onExit);
     if (!exited) child.kill('SIGKILL');
     await exitedPromise;
     throw error instanceof EmbeddedPostgresError
       ? error
       : new EmbeddedPostgresError(`the embedded PostgreSQL did not start: ${(error as Error).message}`);
   }
+  return { child, pid, exited: exitedPromise, hasExited: () => exited };
+}
+
+/**
+ * After a postmaster died: its backends may still run (they notice a dead postmaster only when they next
+ * wait) and hold the shared memory a new one needs. They are in its process group.
+ */
+function killLeftovers(postmaster: Postmaster, layout: Layout): void {
+  try {
+    process.kill(-postmaster.pid, 'SIGKILL');
+  } catch {
+    // none left
+  }
+  const pidFile = join(layout.cluster, 'postmaster.pid');
+  if (existsSync(pidFile) && !isRunning(Number(readFileSync(pidFile, 'utf8').split('\n')[0]))) {
+    rmSync(pidFile, { force: true });
+  }
+}
+
+function diskFull(logFile: string): boolean {
+  return /No space left on device/i.test(lastProblem(logFile) ?? '');
+}
+
+function describeExit(
+  exit: { code: number | null; signal: NodeJS.Signals | null },
+  logFile: string,
+): Pick<EmbeddedPostgresOutage, 'reason' | 'summary'> {
+  const how = exit.signal ? `was killed (${exit.signal})` : `exited with code ${exit.code}`;
+  const problem = lastProblem(logFile);
+  return {
+    reason: `the embedded PostgreSQL ${how}${problem ? `: ${problem}` : ''}`,
+    summary: `the embedded PostgreSQL ${how}${diskFull(logFile) ? ' (the disk is full)' : ''}`,
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  const notice = options.notice ?? (() => undefined);
+  const runAs = resolveRunAs(notice);
+  const layout = resolveLayout(options.directory, runAs);
+  const found = await findPostgresBinaries();
+  const binaries = runAs ? reachableBinaries(found, runAs) : found;
+
+  if (options.attach && liveOwner(layout) !== undefined) {
+    const password = readFileSync(layout.passwordFile, 'utf8').trim();
+    const [pidLine] = readFileSync(join(layout.cluster, 'postmaster.pid'), 'utf8').split('\n');
+    return {
+      url: urlOf(layout, password, DATABASE),
+      pid: Number(pidLine),
+      major: binaries.major,
+      initialised: false,
+      logFile: layout.logFile,
+      cluster: layout.cluster,
+      outage: () => undefined,
+      stop: () => Promise.resolve(),
+    };
+  }
+  prepareLayout(layout, runAs, notice);
+  await recover(layout, notice);
+  // A first start interrupted during initdb leaves its password file; the next initdb makes a new one.
+  for (const directory of new Set([layout.directory, dirname(layout.cluster)])) {
+    for (const name of readdirSync(directory)) {
+      if (name.startsWith('initdb-password-')) rmSync(join(directory, name), { force: true });
+    }
+  }
+  writeFileSync(layout.ownerFile, JSON.stringify(identityOf(process.pid)), { mode: 0o600 });
+
+  let password: string;
+  let initialised = false;
+  if (!existsSync(join(layout.cluster, 'PG_VERSION'))) {
+    password = randomBytes(24).toString('base64url');
+    // Written before initdb: a cluster is never in place without its password.
+    writeFileSync(layout.passwordFile, `${password}\n`, { mode: 0o600 });
+    runInitdb(binaries, layout, password, runAs);
+    initialised = true;
+  } else {
+    try {
+      password = readFileSync(layout.passwordFile, 'utf8').trim();
+    } catch {
+      throw new EmbeddedPostgresError(
+        `${layout.passwordFile} is missing: the embedded PostgreSQL in ${layout.cluster} cannot be opened without it (restore it from a backup of DATA_DIR)`,
+      );
+    }
+  }
+  chmodSync(layout.passwordFile, 0o600);
+
+  const settings = {
+    ...defaultSettings(layout, binaries.major, options.maxConnections ?? 40),
+    ...options.settings,
+  };
+  const timeoutMs = options.startTimeoutMs ?? 30_000;
+  const start = (): Promise<Postmaster> =>
+    startPostmaster(binaries, layout, settings, password, runAs, timeoutMs);
+  let current = await start();
   if (initialised) notice(`initialised the embedded PostgreSQL ${binaries.major} in ${layout.cluster}`);
 
   let stopping: Promise<void> | undefined;
+  /** A restart in progress: stop() waits for it, then stops what it started. */
+  let pendingStart: Promise<Postmaster> | undefined;
+  let outage: EmbeddedPostgresOutage | undefined;
+  const restartBudget = options.restarts ?? 5;
+  const restartTimes: number[] = [];
+
+  // If zapwire exits without stop() (process.exit after a fatal error), PostgreSQL still shuts down.
+  const onExit = (): void => {
+    if (!current.hasExited()) current.child.kill('SIGINT');
+  };
+  process.once('exit', onExit);
+
+  const giveUp = (last: Pick<EmbeddedPostgresOutage, 'reason' | 'summary'>): void => {
+    outage = { ...last, since: outage?.since ?? new Date(), state: 'failed' };
+    notice(`${last.reason}; giving up after ${restartTimes.length} restart(s) in ten minutes`, 'warn');
+    options.onGiveUp?.(last.reason);
+  };
+
+  /** The server exited on its own: start it again while the budget lasts, backing off 0.5, 1, 2, 4 s … */
+  const supervise = async (postmaster: Postmaster): Promise<void> => {
+    const exit = await postmaster.exited;
+    if (stopping) return;
+    let last = describeExit(exit, layout.logFile);
+    const since = new Date();
+    outage = { ...last, since, state: 'restarting' };
+    notice(`${last.reason}; restarting it`, 'warn');
+    killLeftovers(postmaster, layout);
+    for (let attempt = 1; ; attempt++) {
+      const now = Date.now();
+      while (restartTimes.length > 0 && restartTimes[0]! < now - RESTART_WINDOW_MS) restartTimes.shift();
+      if (restartTimes.length >= restartBudget) return giveUp(last);
+      restartTimes.push(now);
+      await sleep(Math.min(500 * 2 ** (attempt - 1), 8_000));
+      if (stopping) return;
+      try {
+        pendingStart = start();
+        current = await pendingStart;
+      } catch (error) {
+        pendingStart = undefined;
+        last = {
+          reason: (error as Error).message,
+          summary: `the embedded PostgreSQL does not start again${diskFull(layout.logFile) ? ' (the disk is full)' : ''}`,
+        };
+        outage = { ...last, since, state: 'restarting' };
+        notice(`restart ${attempt} of the embedded PostgreSQL failed: ${last.reason}`, 'warn');
+        continue;
+      }
+      pendingStart = undefined;
+      if (stopping) return;
+      notice(
+        `restarted the embedded PostgreSQL (pid ${current.pid}) after ${Date.now() - since.getTime()} ms`,
+      );
+      outage = undefined;
+      void supervise(current);
+      return;
+    }
+  };
+  void supervise(current);
+
   return {
     url: urlOf(layout, password, DATABASE),
-    pid,
+    get pid() {
+      return current.pid;
+    },
     major: binaries.major,
     initialised,
     logFile: layout.logFile,
+    cluster: layout.cluster,
+    outage: () => outage,
     stop() {
       stopping ??= (async () => {
         process.removeListener('exit', onExit);
-        if (!exited) {
-          child.kill('SIGINT');
+        await pendingStart?.catch(() => undefined);
+        const postmaster = current;
+        if (!postmaster.hasExited()) {
+          postmaster.child.kill('SIGINT');
           const timedOut = await Promise.race([
-            exitedPromise.then(() => false),
+            postmaster.exited.then(() => false),
             new Promise<boolean>((r) => setTimeout(() => r(true), 10_000).unref()),
           ]);
-          if (timedOut && !exited) {
-            child.kill('SIGQUIT');
-            await Promise.race([exitedPromise, new Promise((r) => setTimeout(r, 3_000).unref())]);
-            if (!exited) child.kill('SIGKILL');
-            await exitedPromise;
+          if (timedOut && !postmaster.hasExited()) {
+            postmaster.child.kill('SIGQUIT');
+            await Promise.race([postmaster.exited, sleep(3_000)]);
+            if (!postmaster.hasExited()) postmaster.child.kill('SIGKILL');
+            await postmaster.exited;
           }
         }
         rmSync(layout.ownerFile, { force: true });

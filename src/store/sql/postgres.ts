@@ -15,6 +15,8 @@ export interface PostgresOptions {
   readonly max?: number;
   /** How long an unused pooled connection stays open. Default 10 s (pg's). */
   readonly idleTimeoutMs?: number;
+  /** Connections kept open however long unused (the idle timeout closes only those above). Default 0. */
+  readonly minConnections?: number;
   readonly applicationName?: string;
   /**
    * DATABASE_PREPARED_STATEMENTS: run repeated statements as named prepared statements. Default true; turn
@@ -85,6 +87,7 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
     connectionString: options.url,
     max: options.max ?? 10,
     idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
+    min: options.minConnections ?? 0,
     application_name: options.applicationName ?? 'zapwire',
   });
   // An idle client that loses its connection emits 'error' on the pool; without a listener that would
@@ -108,6 +111,13 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
     async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // The pool listens for errors of idle clients only: a connection that dies during the transaction
+      // would emit 'error' with no listener, an uncaught exception. The failed query rejects anyway; the
+      // client is destroyed instead of pooled.
+      const onError = (error: Error): void => {
+        broken = error;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const result = await fn({
@@ -125,6 +135,7 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresDa
         }
         throw error;
       } finally {
+        client.removeListener('error', onError);
         client.release(broken);
       }
     },

@@ -1,5 +1,6 @@
 /**
- * The manager and the visualizer in headless Chromium (Debian's /usr/bin/chromium via playwright-core):
+ * The manager and the visualizer in headless Chromium (CHROMIUM_PATH, which `npm test` finds, else Debian's
+ * /usr/bin/chromium; driven by playwright-core):
  * sign in, create an instance, connect, see the QR as an image (and follow a rotation), turn open after a
  * scripted scan on the fake phone, and see the visualizer highlight the open state. Screenshots are kept
  * in test-artifacts/browser/.
@@ -15,7 +16,7 @@ import { ADMIN_KEY, eventually, startTestApp, type TestApp } from '../../support
 /** Runs in the page (the callbacks below are serialised to Chromium); declared for the compiler only. */
 declare const getComputedStyle: (element: unknown) => { stroke: string; strokeDasharray: string };
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'browser');
 
 let t: TestApp;

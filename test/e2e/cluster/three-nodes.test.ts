@@ -16,6 +16,8 @@ import {
   percentile,
   startCluster,
   waitReopened,
+  webhookFigures,
+  webhookSender,
   type ClusterNodeProcess,
   type PairedInstance,
   type TestCluster,
@@ -41,6 +43,8 @@ afterAll(async () => {
 interface Inbound {
   readonly text: string;
   readonly instance: PairedInstance;
+  /** When the sandbox accepted it (it has written it to the device's socket by then, or queued it). */
+  readonly sentAt: number;
 }
 
 /** API calls and inbound messages, round-robin, until stopped; counts what every node answered. */
@@ -85,7 +89,7 @@ function startTraffic(c: TestCluster, instances: readonly PairedInstance[]) {
       n++;
       try {
         await c.sandbox.sendText(CUSTOMER, instance.phone, text);
-        inbound.push({ text, instance });
+        inbound.push({ text, instance, sentAt: Date.now() });
       } catch (error) {
         serverErrors.push(`sandbox send ${text}: ${String(error)}`);
       }
@@ -197,6 +201,7 @@ describe('three nodes', () => {
       expect(instances.every((i) => owners.has(i.id))).toBe(true);
       const killed = ownedBy(owners, one, instances);
       let before = await loginsOf(c, killed);
+      const killedTheSender = (await webhookSender(c)) === one;
       const killAt = Date.now();
       await one.kill();
       const failover = await waitReopened(c, killed, before, killAt, 60_000);
@@ -206,16 +211,19 @@ describe('three nodes', () => {
       // Restart it: it joins again and takes its share.
       await one.start();
       await new Promise((r) => setTimeout(r, 3 * LEASE_MS));
+      const killHook = webhookFigures(receiver, killAt, Date.now());
 
       // SIGTERM node-2: it hands its instances over, the others open them within 5 s.
       owners = await ownersOf(c);
       const handed = ownedBy(owners, two, instances);
       before = await loginsOf(c, handed);
+      const terminatedTheSender = (await webhookSender(c)) === two;
       const termAt = Date.now();
       expect(await two.terminate()).toBe(0);
       const handover = await waitReopened(c, handed, before, termAt, 60_000);
 
-      await new Promise((r) => setTimeout(r, 2_000));
+      await new Promise((r) => setTimeout(r, 2 * LEASE_MS));
+      const termHook = webhookFigures(receiver, termAt, Date.now());
       await traffic.stop();
       watching = false;
       await watcher;
@@ -256,6 +264,10 @@ describe('three nodes', () => {
           max: Math.max(...handover.values()),
         },
         inbound: inbound.length,
+        webhook: {
+          sigkill: { ofTheSender: killedTheSender, ...killHook },
+          sigterm: { ofTheSender: terminatedTheSender, ...termHook },
+        },
         twoConnectionsForOneDevice: violations,
         serverErrors: traffic.serverErrors.length,
         statuses: Object.fromEntries(traffic.statuses),
@@ -264,13 +276,29 @@ describe('three nodes', () => {
       console.log(`three-node test: ${JSON.stringify(summary)}`);
 
       let deliveredUnderSeveralIds: string[] = [];
+      // The one loss the system allows: a message written to a device's socket just before its node was
+      // SIGKILLed. Baileys sends WhatsApp the delivery receipt before it hands the message to zapwire, so a
+      // kill in between loses it as it would with WhatsApp (which does not send a received message again),
+      // and the sandbox drops a message once written (docs/sandbox.md). Only messages to the killed node's
+      // instances, sent in the 2 s before the kill and never recorded in the log, count as that.
+      const inKillWindow = (m: Inbound): boolean =>
+        killed.some((i) => i.id === m.instance.id) && m.sentAt >= killAt - 2_000 && m.sentAt <= killAt;
+      let lostAtTheKill: string[] = [];
       try {
         await receiver.waitUntil(
-          () => inbound.every((m) => idsOf(m.text).size > 0),
+          () => inbound.every((m) => idsOf(m.text).size > 0 || inKillWindow(m)),
           90_000,
           `${inbound.length} inbound messages at the webhook`,
         );
         deliveredUnderSeveralIds = inbound.filter((m) => idsOf(m.text).size > 1).map((m) => m.text);
+        const missing = inbound.filter((m) => idsOf(m.text).size === 0);
+        const logged = await textsInLog(
+          c,
+          missing.map((m) => m.text),
+        );
+        lostAtTheKill = missing.map((m) => m.text);
+        // Anything missing that the log has was lost by the webhook, not at the device: a failure.
+        expect(missing.filter((m) => logged.has(m.text)).map((m) => m.text)).toEqual([]);
       } catch (error) {
         // Where the missing ones stopped: never recorded in the log, or recorded and not delivered.
         const missing = inbound.filter((m) => idsOf(m.text).size === 0);
@@ -280,11 +308,22 @@ describe('three nodes', () => {
         );
         throw new Error(
           `${String(error)}; missing ${missing.length}: ${missing
-            .map((m) => `${m.text} (${logged.has(m.text) ? 'in the log, not delivered' : 'not in the log'})`)
+            .map(
+              (m) =>
+                `${m.text} (${logged.has(m.text) ? 'in the log, not delivered' : 'not in the log'}${inKillWindow(m) ? ', sent in the second before the kill' : ''})`,
+            )
             .join(', ')}`,
         );
       }
+      if (lostAtTheKill.length > 0)
+        console.log(`three-node test: lost at the SIGKILL: ${lostAtTheKill.join(', ')}`);
+      expect(lostAtTheKill.length).toBeLessThanOrEqual(2);
 
+      // The webhook resumes within the instances' failover (its lease follows CLUSTER_LEASE_MS), and a
+      // clean hand-over of the node sending it repeats nothing.
+      if (killedTheSender && killed.length > 0)
+        expect(killHook.gapMs).toBeLessThanOrEqual(summary.failoverMs.max + 5_000);
+      if (terminatedTheSender) expect(termHook.repeats).toBe(0);
       expect(violations).toEqual([]);
       expect(traffic.serverErrors).toEqual([]);
       expect(deliveredUnderSeveralIds).toEqual([]);

@@ -14,7 +14,6 @@ import { WebhookReceiver, type ReceivedRequest } from '../../support/webhook-rec
 import {
   StaticDirectory,
   createInstance,
-  eventually,
   messages,
   mixedEvents,
   silentLogger,

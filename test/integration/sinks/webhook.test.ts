@@ -253,7 +253,11 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     const rows = await db.query<{ instance_id: string; attached: boolean; state: string }>(
       'SELECT instance_id, attached, state FROM zw_webhook_queues',
     );
-    expect(rows.rows).toEqual([{ instance_id: iid('a1'), attached: false, state: 'paused' }]);
+    // (beta may have a row too: on a loaded machine its 20 events can take longer than the 50 ms wait.)
+    expect(rows.rows.filter((r) => r.instance_id === iid('a1'))).toEqual([
+      { instance_id: iid('a1'), attached: false, state: 'paused' },
+    ]);
+    expect(rows.rows.every((r) => r.instance_id === iid('a1') || r.state === 'delivering')).toBe(true);
     const paused = await queueOf(sinks, iid('a1'));
     expect(paused).toMatchObject({ state: 'paused', mode: 'catching-up', behind: 1_000 });
     // Down for a while: probes only, with the capped backoff.

@@ -4,113 +4,25 @@
  * stops cleanly on SIGTERM (sent to npm itself, as a supervisor would) leaving no process behind, and after
  * a SIGKILL starts again with every acknowledged write.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRunning } from '../../../src/store/embedded-postgres/processes.ts';
+import {
+  buildOnce,
+  descendants,
+  embeddedServerPid,
+  freePort,
+  serverProcesses,
+  waitHealthy,
+} from '../../support/server-process.ts';
 
-const children: ChildProcess[] = [];
-const dataDirs: string[] = [];
-// A failed test must not leave a server behind: end each started process with all its descendants, and
-// any embedded PostgreSQL left running by a server this file killed.
-afterAll(() => {
-  const pids = children.flatMap((child) => (child.pid ? [child.pid, ...descendants(child.pid)] : []));
-  for (const dataDir of dataDirs) {
-    try {
-      pids.push(embeddedServerPid(dataDir));
-    } catch {
-      // never started, or stopped cleanly
-    }
-  }
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-beforeAll(() => {
-  // What `npm start` does first (prestart); done here once so the timings below are the server's own.
-  execFileSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { stdio: 'inherit' });
-}, 180_000);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function start(env: Record<string, string>, command: 'node' | 'npm' = 'node'): Started {
-  if (env['DATA_DIR']) dataDirs.push(env['DATA_DIR']);
-  const [file, args] =
-    command === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, ['dist/src/main.js']];
-  const child = spawn(file, args, {
-    cwd: process.cwd(),
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '/root', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited };
-}
-
-async function waitHealthy(port: number, timeoutMs: number): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health`);
-      if (r.ok) return Date.now() - started;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() - started > timeoutMs) throw new Error(`no /health within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The running descendants of a process (npm's server, the server's PostgreSQL and its workers). */
-function descendants(root: number): number[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,ppid=,stat='], { encoding: 'utf8' });
-  const rows = out
-    .trim()
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([, , stat]) => !stat?.startsWith('Z'))
-    .map(([pid, ppid]) => [Number(pid), Number(ppid)] as const);
-  const found: number[] = [];
-  const walk = (parent: number): void => {
-    for (const [pid, ppid] of rows) {
-      if (ppid === parent) {
-        found.push(pid);
-        walk(pid);
-      }
-    }
-  };
-  walk(root);
-  return found;
-}
-
-function embeddedServerPid(dataDir: string): number {
-  return Number(readFileSync(join(dataDir, 'postgres', 'cluster', 'postmaster.pid'), 'utf8').split('\n')[0]);
-}
+const servers = serverProcesses();
+const start = servers.start;
+// A failed test must not leave a server behind.
+afterAll(() => servers.cleanUp());
+beforeAll(buildOnce, 180_000);
 
 describe('server start-up', () => {
   it('starts with no configuration, keeps its generated key, and shuts down cleanly', async () => {
@@ -122,7 +34,8 @@ describe('server start-up', () => {
     expect(key).toBeDefined();
     const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as Record<string, unknown>;
     expect(health).toMatchObject({ status: 'ok', store: 'embedded-postgres' });
-    expect(statSync(dataDir).mode & 0o077 & ~0o011).toBe(0);
+    // As root too: the embedded PostgreSQL's own user never needs to enter it.
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dataDir, 'global-api-key')).mode & 0o777).toBe(0o600);
 
     const created = await fetch(`http://127.0.0.1:${port}/instance/create`, {

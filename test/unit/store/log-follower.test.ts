@@ -1,9 +1,10 @@
 /**
  * LogFollower on a log double: the wake-up rules (relevant appends only, none lost while reading), the
- * short retries while an announced position is not visible yet, waitFor and stop.
+ * short retries while an announced position is not visible yet, the poll interval (a safety net only on a
+ * log that announces every append), waitFor and stop.
  */
 import { describe, expect, it } from 'vitest';
-import { LogFollower, type FollowedLog } from '../../../src/store/log-follower.ts';
+import { LogFollower, SAFETY_NET_POLL_MS, type FollowedLog } from '../../../src/store/log-follower.ts';
 import {
   START,
   type AppendResult,
@@ -16,6 +17,7 @@ import { compareCheckpoints, encodeCheckpoint } from '../../../src/store/checkpo
 import { eventMatches } from '../../../src/store/filter.ts';
 
 class FakeLog implements FollowedLog {
+  constructor(readonly announcesEveryAppend = false) {}
   readonly events: RecordedEvent[] = [];
   /** Events at or after this index are committed but not visible yet (an older transaction is open). */
   visibleUpTo = Number.POSITIVE_INFINITY;
@@ -136,6 +138,40 @@ describe('LogFollower', () => {
     expect(done).toBe('sleeping');
     follower.stop();
     await idle;
+  });
+
+  it('polls at its interval, spread ±20 %, unless the log announces every append: then only as a safety net', async () => {
+    const intervals = async (log: FakeLog, pollIntervalMs: number, ms: number): Promise<number> => {
+      const follower = new LogFollower(log, { batchSize: 10, pollIntervalMs, wakeOn: 'appended' });
+      const reads = log.reads;
+      const deadline = Date.now() + ms;
+      const loop = (async () => {
+        while (!follower.isStopped && Date.now() < deadline) {
+          follower.advance((await follower.read()).next);
+          await follower.idle();
+        }
+      })();
+      await sleep(ms);
+      follower.stop();
+      await loop;
+      return log.reads - reads;
+    };
+    // 600 ms at 50 ms (40–60 ms apart): 10 to 16 reads.
+    const shared = await intervals(new FakeLog(false), 50, 600);
+    expect(shared).toBeGreaterThanOrEqual(8);
+    expect(shared).toBeLessThanOrEqual(16);
+    // The same follower on a single-writer log reads once, then sleeps SAFETY_NET_POLL_MS …
+    expect(SAFETY_NET_POLL_MS).toBeGreaterThanOrEqual(5_000);
+    const single = new FakeLog(true);
+    expect(await intervals(single, 50, 600)).toBe(1);
+    // … and an append still wakes it at once.
+    const follower = new LogFollower(single, { batchSize: 10, pollIntervalMs: 50, wakeOn: 'appended' });
+    follower.advance((await follower.read()).next);
+    const idle = follower.idle();
+    single.append('s-1');
+    expect(await elapsed(idle)).toBeLessThan(100);
+    expect((await follower.read()).events.map((e) => e.id)).toEqual(['e1']);
+    follower.stop();
   });
 
   it('waitFor resolves when the position is passed, false on timeout or stop', async () => {
