@@ -61,6 +61,8 @@ class ConfirmTimeoutError extends Error {
   override readonly name = 'ConfirmTimeoutError';
 }
 
+const RABBITMQ = { kind: 'rabbitmq', name: 'RabbitMQ' } as const;
+
 interface Outgoing {
   readonly item: RoutedEvent;
   readonly routingKey: string;
@@ -275,18 +277,7 @@ export class AmqpSink {
         const { confirmed, failure } = await this.publishOnce(batch, returned);
         return { settled: confirmed, failure };
       },
-      {
-        retry: this.options.retry,
-        signal: this.stopping.signal,
-        once,
-        paused: (failure, waiting) =>
-          logger.warn(
-            { err: failure, waiting },
-            'RabbitMQ did not confirm; the sink is paused and keeps its position, retrying (nothing is dropped)',
-          ),
-        resumed: (attempts) => logger.info({ attempts }, 'RabbitMQ confirms again; the sink resumed'),
-        probing: (head) => metrics.retriedOne('rabbitmq', head.item.instance),
-      },
+      { sink: RABBITMQ, logger, metrics, retry: this.options.retry, signal: this.stopping.signal, once },
     );
     const now = Date.now();
     const unroutable = new Set<string>();

@@ -78,6 +78,8 @@ export function isPermanentRefusal(error: unknown): boolean {
   return api !== undefined && api.code >= 400 && api.code < 500 && api.code !== 408 && api.code !== 429;
 }
 
+const NATS = { kind: 'nats', name: 'NATS' } as const;
+
 interface Outgoing {
   readonly item: RoutedEvent;
   readonly subject: string;
@@ -270,16 +272,12 @@ export class NatsSink {
     const { logger, metrics } = this.options;
     const refused = new Set<string>();
     await sendPausing(outgoing, (batch) => this.publishOnce(batch, refused), {
+      sink: NATS,
+      logger,
+      metrics,
       retry: this.options.retry,
       signal: this.closing.signal,
       once,
-      paused: (failure, waiting) =>
-        logger.warn(
-          { err: failure, waiting },
-          'NATS did not take a message; the sink is paused and keeps its position, retrying (nothing is dropped)',
-        ),
-      resumed: (attempts) => logger.info({ attempts }, 'NATS takes messages again; the sink resumed'),
-      probing: (head) => metrics.retriedOne('nats', head.item.instance),
     });
     const now = Date.now();
     for (const { item } of outgoing) {

@@ -181,7 +181,7 @@ describe('RabbitMQ sink', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(got).toEqual(appended.map((e) => e.id));
     expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
-    expect(logs()).toContain('RabbitMQ confirms again; the sink resumed');
+    expect(logs()).toContain('RabbitMQ takes messages again; the sink resumed');
     await channel.deleteExchange(refusing);
   });
 
