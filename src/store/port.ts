@@ -117,9 +117,10 @@ export interface SubscriptionOptions {
   /**
    * Told when this process starts (true) and stops (false) running the subscription: it took the lease, or
    * lost it (another process runs it now) or gave it back. A consumer with work of its own besides the
-   * batches (the webhook's queues) starts and stops it here.
+   * batches (the webhook's queues) starts and stops it here. When this process gives the lease back (stop),
+   * a promise returned for `false` is awaited first: work flushed there is seen by the next owner.
    */
-  readonly onActive?: (active: boolean) => void;
+  readonly onActive?: (active: boolean) => void | Promise<void>;
 }
 
 /**

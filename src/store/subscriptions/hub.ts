@@ -149,7 +149,7 @@ class RunningSubscription implements Subscription {
     const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
     if (claimed === undefined) {
       // Someone else runs it: the runtime tries again (a local stop() wakes us at once).
-      this.active(false);
+      void this.active(false);
       return false;
     }
     this.claimed = claimed;
@@ -168,27 +168,30 @@ class RunningSubscription implements Subscription {
       },
       Math.max(10, leaseMs / 3),
     );
-    this.active(true);
+    void this.active(true);
     return true;
   }
 
   private leaseGone(): void {
     clearInterval(this.renewal);
     this.renewal = undefined;
-    this.active(false);
+    void this.active(false);
   }
 
+  /** Gives the lease back, once what onActive(false) does (the webhook's queue positions) is done. */
   private async release(): Promise<void> {
-    this.leaseGone();
+    clearInterval(this.renewal);
+    this.renewal = undefined;
+    await this.active(false);
     await this.hub.tables.release(this.name, this.owner);
   }
 
   /** Tells onActive when this process starts or stops running the subscription (changes only). */
-  private active(active: boolean): void {
+  private async active(active: boolean): Promise<void> {
     if (this.running === active) return;
     this.running = active;
     try {
-      this.options.onActive?.(active);
+      await this.options.onActive?.(active);
     } catch (error) {
       this.report(error);
     }
