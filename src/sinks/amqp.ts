@@ -15,7 +15,6 @@ import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
 import { whatsappStream } from '../domain/events.ts';
-import { Errors } from '../domain/errors.ts';
 import type {
   DeadLetterRetryResult,
   EventStore,
@@ -24,12 +23,12 @@ import type {
   SubscriptionOptions,
 } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
-import { sendPausing } from './outage.ts';
+import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { amqpRoutingKey, wants } from './routing.ts';
-import { routeAsOf, startSinkSubscription, type RoutedEvent } from './subscription.ts';
+import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 
 export const AMQP_SUBSCRIPTION = 'sink-rabbitmq';
 export const DEFAULT_AMQP_EXCHANGE = 'zapwire.events';
@@ -205,39 +204,14 @@ export class AmqpSink {
    * Publishes a dead-lettered event again (POST /admin/dead-letters/:id/retry), judged by the configuration
    * as of the event. Published: the dead letter goes; unroutable again: it stays, with the new error.
    */
-  async retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
-    const routed = await routeAsOf(this.options.store, event);
-    if (!routed) {
-      return {
-        outcome: 'failed',
-        message: `event ${event.id} is not one the RabbitMQ sink sends (no instance configuration for it in the log)`,
-      };
-    }
-    const outgoing = await this.outgoing([routed], { all: true });
-    const first = outgoing[0];
-    if (!first) {
-      return { outcome: 'failed', message: `the payload profile has no RabbitMQ message for ${routed.name}` };
-    }
-    let unroutable: Set<string>;
-    try {
-      unroutable = await this.publishOutgoing(outgoing, { once: true });
-    } catch (error) {
-      throw Errors.unavailable(
-        `RabbitMQ did not confirm the message: ${String((error as Error).message)}`,
-        5,
-      );
-    }
-    if (unroutable.has(event.id)) {
-      return {
-        outcome: 'failed',
-        message: `RabbitMQ returned it as unroutable again: no queue is bound to exchange ${this.exchange} for routing key ${first.routingKey}`,
-      };
-    }
-    await this.options.store.removeDeadLetter(AMQP_SUBSCRIPTION, event.id);
-    return {
-      outcome: 'retried',
-      message: `published to exchange ${this.exchange} with routing key ${first.routingKey}`,
-    };
+  retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
+    return sendAgain(event, {
+      sink: { name: 'RabbitMQ', subscription: AMQP_SUBSCRIPTION },
+      store: this.options.store,
+      message: async (routed) => (await this.outgoing([routed], { all: true }))[0],
+      publish: (message) => this.publishOutgoing([message], { once: true }),
+      where: (message) => `(exchange ${this.exchange}, routing key ${message.routingKey})`,
+    });
   }
 
   /** The batch's messages for RabbitMQ, in order (events the profile has no message for are left out). */

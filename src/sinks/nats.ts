@@ -21,7 +21,6 @@ import {
   type NatsConnection,
   type NatsError,
 } from 'nats';
-import { Errors } from '../domain/errors.ts';
 import type { Logger } from 'pino';
 import type {
   DeadLetterRetryResult,
@@ -31,12 +30,12 @@ import type {
   SubscriptionOptions,
 } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
-import { sendPausing } from './outage.ts';
+import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { natsSubject, wants } from './routing.ts';
-import { routeAsOf, startSinkSubscription, type RoutedEvent } from './subscription.ts';
+import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 
 export const NATS_SUBSCRIPTION = 'sink-nats';
 export const DEFAULT_NATS_PREFIX = 'zapwire';
@@ -212,29 +211,14 @@ export class NatsSink {
    * Publishes a dead-lettered event again (POST /admin/dead-letters/:id/retry), judged by the configuration
    * as of the event. Taken: the dead letter goes; refused again for good: it stays, with the new error.
    */
-  async retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
-    const routed = await routeAsOf(this.options.store, event);
-    if (!routed) {
-      return {
-        outcome: 'failed',
-        message: `event ${event.id} is not one the NATS sink sends (no instance configuration for it in the log)`,
-      };
-    }
-    const outgoing = await this.outgoing([routed], { all: true });
-    const first = outgoing[0];
-    if (!first)
-      return { outcome: 'failed', message: `the payload profile has no NATS message for ${routed.name}` };
-    let refused: Set<string>;
-    try {
-      refused = await this.publishOutgoing(outgoing, { once: true });
-    } catch (error) {
-      throw Errors.unavailable(`NATS did not take the message: ${String((error as Error).message)}`, 5);
-    }
-    if (refused.has(event.id)) {
-      return { outcome: 'failed', message: `NATS refused it again on subject ${first.subject}` };
-    }
-    await this.options.store.removeDeadLetter(NATS_SUBSCRIPTION, event.id);
-    return { outcome: 'retried', message: `published on subject ${first.subject}` };
+  retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
+    return sendAgain(event, {
+      sink: { name: 'NATS', subscription: NATS_SUBSCRIPTION },
+      store: this.options.store,
+      message: async (routed) => (await this.outgoing([routed], { all: true }))[0],
+      publish: (message) => this.publishOutgoing([message], { once: true }),
+      where: (message) => `(subject ${message.subject})`,
+    });
   }
 
   private async publish(routed: readonly RoutedEvent[]): Promise<void> {

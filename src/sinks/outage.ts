@@ -4,12 +4,15 @@
  * position and probes with the first message not taken, with a capped backoff, forever, then sends the rest.
  * Only the first message goes out while paused, so a message a failed try sent besides is sent once more,
  * not at every retry. What a broker refuses for good is the sink's business (a dead letter) and counts as
- * taken here.
+ * taken here. And a dead letter of a broker sink sent again by the admin (sendAgain).
  */
 import type { Logger } from 'pino';
+import { Errors } from '../domain/errors.ts';
+import type { DeadLetterRetryResult, EventStore, RecordedEvent } from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import type { InstanceSinkState } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
+import { routeAsOf, type RoutedEvent } from './subscription.ts';
 
 export const DEFAULT_OUTAGE_RETRY: BackoffPolicy = { baseMs: 500, maxMs: 30_000 };
 
@@ -61,4 +64,53 @@ export async function sendPausing<T extends { readonly item: { readonly instance
     await sleep(backoffDelay(options.retry ?? DEFAULT_OUTAGE_RETRY, attempt), options.signal);
     if (options.signal.aborted) throw new Error('the sink stopped; the batch is sent again later');
   }
+}
+
+/** How a broker sink sends one dead-lettered event again (sendAgain). */
+export interface SendAgain<T> {
+  readonly sink: { readonly name: string; readonly subscription: string };
+  readonly store: Pick<EventStore, 'readAll' | 'compareCheckpoints' | 'removeDeadLetter'>;
+  /** The event's message, whatever the instance's settings say now (the admin asks for it). */
+  readonly message: (routed: RoutedEvent) => Promise<T | undefined>;
+  /** One try; resolves with the ids the broker refused for good (dead-lettered again). */
+  readonly publish: (message: T) => Promise<Set<string>>;
+  /** Where it goes, in words: "(subject …)". */
+  readonly where: (message: T) => string;
+}
+
+/**
+ * POST /admin/dead-letters/:id/retry for a broker sink: the event, judged by its instance's configuration as
+ * of the event, is published once more. Taken: the dead letter goes; refused again: it stays (with the new
+ * error); the broker away: 503, the dead letter stays.
+ */
+export async function sendAgain<T>(event: RecordedEvent, how: SendAgain<T>): Promise<DeadLetterRetryResult> {
+  const { sink } = how;
+  const routed = await routeAsOf(how.store, event);
+  if (!routed) {
+    return {
+      outcome: 'failed',
+      message: `event ${event.id} is not one the ${sink.name} sink sends (no instance configuration for it in the log)`,
+    };
+  }
+  const message = await how.message(routed);
+  if (message === undefined) {
+    return {
+      outcome: 'failed',
+      message: `the payload profile has no ${sink.name} message for ${routed.name}`,
+    };
+  }
+  let refused: Set<string>;
+  try {
+    refused = await how.publish(message);
+  } catch (error) {
+    throw Errors.unavailable(`${sink.name} did not take the message: ${String((error as Error).message)}`, 5);
+  }
+  if (refused.has(event.id)) {
+    return {
+      outcome: 'failed',
+      message: `${sink.name} refused it again ${how.where(message)}; the dead letter stays`,
+    };
+  }
+  await how.store.removeDeadLetter(sink.subscription, event.id);
+  return { outcome: 'retried', message: `published ${how.where(message)}` };
 }

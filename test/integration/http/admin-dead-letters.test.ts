@@ -199,7 +199,7 @@ describe('admin dead letters', () => {
     const again = await retry(dead.id);
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ outcome: 'failed', deadLetter: { id: dead.id } });
-    expect(again.body.message).toMatch(/unroutable again/);
+    expect(again.body.message).toMatch(/RabbitMQ refused it again \(exchange .*, routing key .*\)/);
     expect((await one('sink-rabbitmq')).id).toBe(dead.id);
     const channel = await broker.createChannel();
     const { queue } = await channel.assertQueue('', { exclusive: true });
