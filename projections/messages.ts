@@ -6,7 +6,7 @@ import {
   instanceIdOfStream,
 } from '../src/domain/events.ts';
 import type { SqlDatabase } from '../src/store/sql.ts';
-import type { Projection } from './projection.ts';
+import { projectionSubscription, type Projection } from './projection.ts';
 
 /**
  * Messages and labels of every instance; both are removed with the instance. Opt-in (MESSAGES_PROJECTION):
@@ -102,6 +102,8 @@ export async function clearMessagesReadModel(db: SqlDatabase): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.query('DELETE FROM rm_messages');
     await tx.query('DELETE FROM rm_labels');
-    await tx.query(`DELETE FROM rm_projection_checkpoints WHERE projection = $1`, [messagesProjection.name]);
+    await tx.query('DELETE FROM es_subscriptions WHERE subscription_id = $1', [
+      projectionSubscription(messagesProjection.name),
+    ]);
   });
 }

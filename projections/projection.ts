@@ -19,3 +19,8 @@ export function field<T>(event: RecordedEvent, key: string): T {
   if (!(key in event.data)) throw new Error(`${event.type} ${event.id}: missing field "${key}"`);
   return event.data[key] as T;
 }
+
+/** A projection's name in the store's tables: its checkpoint (es_subscriptions) and its dead letters. */
+export function projectionSubscription(name: string): string {
+  return `projection:${name}`;
+}

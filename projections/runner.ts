@@ -1,10 +1,20 @@
 import type { Logger } from 'pino';
-import type { Checkpoint, EventLog, RecordedEvent } from '../src/store/port.ts';
+import type {
+  Checkpoint,
+  DeadLetterRetry,
+  EventStore,
+  Processor,
+  ProcessorHandle,
+  RecordedEvent,
+} from '../src/store/port.ts';
 import { START } from '../src/store/port.ts';
-import { LogFollower } from '../src/store/log-follower.ts';
-import { RELAXED_COMMIT } from '../src/store/relaxed-commit.ts';
+import { Errors } from '../src/domain/errors.ts';
+import { handleUnderPolicy } from '../src/store/consumers/failure.ts';
+import { SubscriptionTables } from '../src/store/subscriptions/tables.ts';
 import type { SqlDatabase, SqlExecutor } from '../src/store/sql.ts';
-import type { Projection } from './projection.ts';
+import { projectionSubscription, type Projection } from './projection.ts';
+
+export { projectionSubscription } from './projection.ts';
 import { isTransientFailure } from './transient.ts';
 
 const BATCH_SIZE = 500;
@@ -12,21 +22,22 @@ const BATCH_SIZE = 500;
 const POISON_ATTEMPTS = 3;
 const POISON_RETRY_DELAY_MS = 100;
 
-interface RunningProjection {
+interface ProjectionState {
   readonly projection: Projection;
-  /** Follows the log with the projection's filter; its position is the projection's checkpoint. */
-  readonly follower: LogFollower;
+  /** `projection:<name>`. */
+  readonly subscription: string;
+  /** Set by start(). Its position is the projection's checkpoint as handled. */
+  handle: ProcessorHandle | undefined;
   /**
-   * The checkpoint in the read model, when it lags behind `checkpoint`: the loop moved past events the
-   * filter left out without a transaction (nothing to write), and saves the position with the next batch
-   * that writes, or at stop. Reading those events again after a restart changes nothing.
+   * The checkpoint in es_subscriptions, when it lags behind the handled one: batches with nothing for the
+   * projection (events its filter left out) move it in memory only, and the stored one catches up with the
+   * next batch that writes, or at stop. Reading those events again after a restart changes nothing.
    */
   saved: Checkpoint;
-  running: Promise<void> | undefined;
-  /** Set during a rebuild: the loop pauses at the next batch boundary. */
-  paused: Promise<void> | undefined;
   lastError: string | undefined;
 }
+
+type RunningProjection = ProjectionState & { readonly processor: Processor };
 
 /** Reads both sides of a rebuild at one checkpoint (see ProjectionRunner.rebuild). */
 export interface RebuildCheck {
@@ -40,7 +51,7 @@ export interface ProjectionStatus {
   readonly lastError: string | undefined;
 }
 
-/** An event a projection skipped because applying it failed every time (rm_projection_poison). */
+/** An event a projection skipped because applying it failed every time (a dead letter of `projection:<name>`). */
 export interface PoisonEvent {
   readonly projection: string;
   readonly position: string;
@@ -51,68 +62,62 @@ export interface PoisonEvent {
   readonly skippedAt: Date;
 }
 
+/** What the runner needs of the store: reads for a rebuild, and the consumer runtime. */
+export type ProjectionStore = Pick<EventStore, 'readAll' | 'compareCheckpoints' | 'process' | 'onRetry'>;
+
 /**
- * Keeps the read model up to date. Each projection reads the log after its checkpoint and applies a batch
- * and the new checkpoint in ONE read-model transaction, so a crash never applies a batch twice or skips
- * one. Each follows the log with a LogFollower: woken by this process's appends that hold an event its
- * filter lets through, polling as a fallback (other processes).
+ * Keeps the read model up to date. Each projection is a processor of the store's consumer runtime: fed by
+ * the one shared reader at the head of the log, reading on its own when behind. It applies a batch and the
+ * new checkpoint (its row in es_subscriptions) in ONE read-model transaction, so a crash never applies a
+ * batch twice or skips one; the checkpoint update is a compare-and-set, so several nodes running the same
+ * projection apply each batch once (CheckpointMoved). An event that fails POISON_ATTEMPTS times on its own
+ * is skipped and recorded as a dead letter, in the same transaction as the checkpoint that passes it.
  */
 export class ProjectionRunner {
   private readonly running = new Map<string, RunningProjection>();
+  private readonly unregister: Array<() => void> = [];
   private stopped = false;
 
   constructor(
-    private readonly store: Pick<EventLog, 'readAll' | 'compareCheckpoints' | 'onAppended'>,
+    private readonly store: ProjectionStore,
     private readonly db: SqlDatabase,
     private readonly projections: readonly Projection[],
     private readonly logger: Logger,
     private readonly pollIntervalMs = 500,
-  ) {}
-
-  async start(): Promise<void> {
-    for (const projection of this.projections) {
-      const { rows } = await this.db.query<{ checkpoint: string }>(
-        `INSERT INTO rm_projection_checkpoints (projection) VALUES ($1)
-         ON CONFLICT (projection) DO UPDATE SET projection = EXCLUDED.projection RETURNING checkpoint`,
-        [projection.name],
-      );
-      const checkpoint = (rows[0]?.checkpoint ?? START) as Checkpoint;
-      const state: RunningProjection = {
+  ) {
+    for (const projection of projections) {
+      const state: ProjectionState = {
         projection,
-        // Only appends holding an event of this projection wake it: the others would read nothing.
-        follower: new LogFollower(this.store, {
-          after: checkpoint,
-          filter: projection.filter,
-          batchSize: BATCH_SIZE,
-          pollIntervalMs: this.pollIntervalMs,
-          wakeOn: 'appended',
-        }),
-        saved: checkpoint,
-        running: undefined,
-        paused: undefined,
+        subscription: projectionSubscription(projection.name),
+        handle: undefined,
+        saved: START,
         lastError: undefined,
       };
-      this.running.set(projection.name, state);
+      this.running.set(projection.name, Object.assign(state, { processor: this.processorOf(state) }));
     }
-    for (const state of this.running.values()) state.running = this.loop(state);
+  }
+
+  async start(): Promise<void> {
+    // Every checkpoint row exists before any projection runs (a rebuild or a status read may come first).
+    for (const state of this.running.values()) {
+      state.saved = await new SubscriptionTables(this.db).ensureCheckpoint(state.subscription);
+    }
+    for (const state of this.running.values()) {
+      state.handle = this.store.process(state.processor);
+      this.unregister.push(this.store.onRetry(state.subscription, this.retryOf(state)));
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const unregister of this.unregister.splice(0)) unregister();
+    await Promise.all([...this.running.values()].map((s) => s.handle?.stop()));
     for (const state of this.running.values()) {
-      state.follower.stop();
-      state.follower.settleWaiters();
-    }
-    await Promise.all([...this.running.values()].map((s) => s.running));
-    for (const state of this.running.values()) {
-      if (state.saved === state.follower.position()) continue;
+      const position = state.handle?.position();
+      if (position === undefined || state.saved === position) continue;
       // Only forward, and only from where this node saw it: another node may have moved on meanwhile.
-      await this.db
-        .query(
-          `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
-            WHERE projection = $1 AND checkpoint = $3`,
-          [state.projection.name, state.follower.position(), state.saved],
-        )
+      await new SubscriptionTables(this.db)
+        .moveCheckpoint(state.subscription, state.saved, position)
         .catch((error: unknown) =>
           this.logger.warn({ err: error, projection: state.projection.name }, 'could not save a checkpoint'),
         );
@@ -122,7 +127,7 @@ export class ProjectionRunner {
   status(): ProjectionStatus[] {
     return [...this.running.values()].map((s) => ({
       name: s.projection.name,
-      checkpoint: s.follower.position(),
+      checkpoint: s.handle?.position() ?? s.saved,
       lastError: s.lastError,
     }));
   }
@@ -131,177 +136,167 @@ export class ProjectionRunner {
     return this.projections.map((p) => p.name);
   }
 
-  /** Every event a projection skipped, oldest first (for /health, /metrics and an operator). */
+  /** Skipped events per projection (its dead letters), for /health, /metrics and the admin. */
+  async poisonCounts(): Promise<Map<string, number>> {
+    const names = this.names();
+    const counts = await new SubscriptionTables(this.db).countDeadLetters(names.map(projectionSubscription));
+    return new Map(names.map((name) => [name, counts.get(projectionSubscription(name)) ?? 0]));
+  }
+
+  /** The events projections skipped, oldest first (at most 1 000). */
   async poisonEvents(): Promise<PoisonEvent[]> {
-    const { rows } = await this.db.query<{
-      projection: string;
-      position: string;
-      event_id: string;
-      stream: string;
-      event_type: string;
-      error: string;
-      skipped_at: Date;
-    }>('SELECT * FROM rm_projection_poison ORDER BY skipped_at, projection, position');
-    return rows.map((r) => ({
-      projection: r.projection,
-      position: r.position,
-      eventId: r.event_id,
-      stream: r.stream,
-      eventType: r.event_type,
-      error: r.error,
-      skippedAt: new Date(r.skipped_at),
+    const letters = await new SubscriptionTables(this.db).findDeadLetters({
+      subscriptions: this.names().map(projectionSubscription),
+      limit: 1_000,
+    });
+    return letters.reverse().map((d) => ({
+      projection: d.subscription.slice('projection:'.length),
+      position: d.position,
+      eventId: d.eventId,
+      stream: d.stream,
+      eventType: d.eventType,
+      error: d.error,
+      skippedAt: d.failedAt,
     }));
   }
 
   /** Resolves true once the named projections (default: all) have passed `position`; false on timeout. */
   async waitFor(position: Checkpoint, timeoutMs = 10_000, names?: readonly string[]): Promise<boolean> {
     const targets = [...this.running.values()].filter((s) => !names || names.includes(s.projection.name));
-    const results = await Promise.all(targets.map((state) => this.waitForOne(state, position, timeoutMs)));
+    const results = await Promise.all(
+      targets.map((state) =>
+        state.handle ? state.handle.waitFor(position, timeoutMs) : Promise.resolve(false),
+      ),
+    );
     return results.every(Boolean);
   }
 
-  private waitForOne(state: RunningProjection, position: Checkpoint, timeoutMs: number): Promise<boolean> {
-    if (this.stopped && this.store.compareCheckpoints(state.follower.position(), position) < 0) {
-      return Promise.resolve(false);
-    }
-    return state.follower.waitFor(position, timeoutMs);
-  }
-
   /**
-   * Empties the projection's tables and replays the whole log into them, while the app runs. The loop is
-   * paused for the duration so no live batch interleaves with the replay.
+   * Empties the projection's tables and replays the whole log into them, while the app runs. The projection
+   * is paused for the duration (the runtime hands it nothing), so no live batch interleaves with the
+   * replay; afterwards it catches up on its own and joins the shared reader again.
    *
    * With `check`, the replay stops at the checkpoint the live model had when it was paused, so both sides
    * of a comparison describe the same events: `check.live` sees the live tables before they are emptied,
-   * `check.rebuilt` the rebuilt ones at that same checkpoint; then the loop resumes and catches up.
+   * `check.rebuilt` the rebuilt ones at that same checkpoint; then the projection resumes and catches up.
    */
   async rebuild(name: string, check?: RebuildCheck): Promise<{ events: number; durationMs: number }> {
     const state = this.running.get(name);
-    if (!state) throw new Error(`no projection named ${name}`);
-    let release!: () => void;
-    state.paused = new Promise<void>((resolve) => (release = resolve));
+    const handle = state?.handle;
+    if (!state || !handle) throw new Error(`no projection named ${name}`);
     const started = Date.now();
     let events = 0;
-    state.follower.wake();
+    const liveCheckpoint = await handle.pause();
     try {
-      await state.running?.catch(() => undefined);
-      state.running = undefined;
-      const liveCheckpoint = state.follower.position();
       await check?.live(state.projection, liveCheckpoint);
       await this.db.transaction(async (tx) => {
         for (const table of state.projection.tables) await tx.query(`DELETE FROM ${table}`);
         await tx.query(
-          `UPDATE rm_projection_checkpoints SET checkpoint = '', updated_at = now() WHERE projection = $1`,
-          [name],
+          `UPDATE es_subscriptions SET checkpoint = '', updated_at = now() WHERE subscription_id = $1`,
+          [state.subscription],
         );
       });
-      state.follower.moveTo(START);
       state.saved = START;
+      handle.moveTo(START);
+      const upTo = check ? liveCheckpoint : undefined;
+      let position: Checkpoint = START;
       for (;;) {
-        const applied = await this.applyNextBatch(state, check ? liveCheckpoint : undefined);
-        events += applied.count;
-        if (applied.caughtUp) break;
+        const page = await this.store.readAll({
+          after: position,
+          limit: BATCH_SIZE,
+          filter: state.projection.filter,
+        });
+        let { events: batch, next, caughtUp } = page;
+        if (upTo !== undefined && (caughtUp || this.store.compareCheckpoints(next, upTo) >= 0)) {
+          batch = batch.filter((e) => this.store.compareCheckpoints(e.position, upTo) <= 0);
+          next = upTo;
+          caughtUp = true;
+        }
+        if (batch.length > 0 || next !== position) {
+          position = await handleUnderPolicy(
+            state.processor,
+            batch,
+            { from: position, to: next },
+            {
+              moved: (at) => handle.moveTo(at),
+              sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+              stopping: () => this.stopped,
+            },
+          );
+          events += batch.length;
+        }
+        if (caughtUp) break;
       }
       await check?.rebuilt(state.projection, liveCheckpoint);
     } finally {
-      state.paused = undefined;
-      release();
-      if (!this.stopped) state.running = this.loop(state);
+      handle.resume();
     }
     return { events, durationMs: Date.now() - started };
   }
 
-  private async loop(state: RunningProjection): Promise<void> {
-    while (!this.stopped && !state.paused) {
-      let caughtUp = false;
-      try {
-        caughtUp = (await this.applyNextBatch(state)).caughtUp;
-        state.lastError = undefined;
-      } catch (error) {
-        state.lastError = error instanceof Error ? error.message : String(error);
-        this.logger.error(
-          { err: error, projection: state.projection.name },
-          'projection batch failed; retrying',
-        );
-        caughtUp = true;
-      }
-      if (caughtUp && !this.stopped && !state.paused) await state.follower.idle();
-    }
+  /** The projection as a processor of the consumer runtime. */
+  private processorOf(state: ProjectionState): Processor {
+    const { projection } = state;
+    return {
+      name: state.subscription,
+      filter: projection.filter,
+      batchSize: BATCH_SIZE,
+      pollIntervalMs: this.pollIntervalMs,
+      checkpoint: {
+        load: async () => {
+          state.saved = await new SubscriptionTables(this.db).ensureCheckpoint(state.subscription);
+          return state.saved;
+        },
+      },
+      failure: {
+        // Only a failure of the events counts toward skipping one; the database being away never does.
+        maxAttempts: POISON_ATTEMPTS,
+        transient: isTransientFailure,
+        retryDelayMs: (attempt) => Math.min(POISON_RETRY_DELAY_MS * attempt, this.pollIntervalMs),
+        giveUp: (event, error, _attempts, range) => this.skipPoison(state, event, error, range.to),
+        onError: (error) => {
+          state.lastError = error instanceof Error ? error.message : String(error);
+          this.logger.error({ err: error, projection: projection.name }, 'projection batch failed; retrying');
+        },
+      },
+      handle: (events, range) => this.applyBatch(state, events, range.to),
+    };
   }
 
-  /** Applies the next batch; with `upTo`, nothing past that checkpoint (it then counts as caught up). */
-  private async applyNextBatch(
-    state: RunningProjection,
-    upTo?: Checkpoint,
-  ): Promise<{ count: number; caughtUp: boolean }> {
-    const { projection, follower } = state;
-    const checkpoint = follower.position();
-    const result = await follower.read();
-    let { events, next, caughtUp } = result;
-    if (upTo !== undefined && (caughtUp || this.store.compareCheckpoints(next, upTo) >= 0)) {
-      events = events.filter((e) => this.store.compareCheckpoints(e.position, upTo) <= 0);
-      next = upTo;
-      caughtUp = true;
+  /** Applies a batch and moves the checkpoint to `to`, in one transaction. */
+  private async applyBatch(
+    state: ProjectionState,
+    events: readonly RecordedEvent[],
+    to: Checkpoint,
+  ): Promise<Checkpoint> {
+    if (events.length === 0) {
+      state.lastError = undefined;
+      return to;
     }
-    if (events.length === 0 && next === checkpoint) return { count: 0, caughtUp: true };
-    if (events.length > 0) {
-      try {
-        await this.db.transaction(async (tx) => {
-          await this.saveCheckpoint(tx, projection, state.saved, next);
-          for (const event of events) await projection.apply(tx, event);
-        });
-      } catch (error) {
-        if (error instanceof CheckpointMoved) return this.followMoved(state);
-        if (isTransientFailure(error)) throw error;
-        try {
-          await this.applyOneByOne(state, events, next);
-        } catch (oneByOne) {
-          if (oneByOne instanceof CheckpointMoved) return this.followMoved(state);
-          throw oneByOne;
-        }
-      }
-      state.saved = next;
+    try {
+      await this.db.transaction(async (tx) => {
+        await this.saveCheckpoint(tx, state, to);
+        for (const event of events) await state.projection.apply(tx, event);
+      });
+    } catch (error) {
+      if (error instanceof CheckpointMoved) return this.followMoved(state);
+      throw error;
     }
-    follower.moveTo(next);
-    return { count: events.length, caughtUp };
+    state.saved = to;
+    state.lastError = undefined;
+    return to;
   }
 
   /**
-   * A batch failed for a reason that is not the database being away: apply its events one at a time, so
-   * the one that fails every time (a poison event, e.g. one breaking a unique constraint) is recorded and
-   * skipped instead of wedging the projection, and every other event still lands.
+   * An event failed every time (a poison event, e.g. one breaking a unique constraint): recorded as a dead
+   * letter of `projection:<name>` and skipped, in the transaction that moves the checkpoint past it.
    */
-  private async applyOneByOne(
-    state: RunningProjection,
-    events: readonly RecordedEvent[],
-    next: Checkpoint,
-  ): Promise<void> {
-    const { projection } = state;
-    for (const event of events) {
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          await this.db.transaction(async (tx) => {
-            await this.saveCheckpoint(tx, projection, state.saved, event.position);
-            await projection.apply(tx, event);
-          });
-          state.saved = event.position;
-          break;
-        } catch (error) {
-          if (isTransientFailure(error)) throw error;
-          if (attempt < POISON_ATTEMPTS) {
-            await new Promise((resolve) => setTimeout(resolve, POISON_RETRY_DELAY_MS * attempt));
-            continue;
-          }
-          await this.skipPoison(state, event, error);
-          break;
-        }
-      }
-      state.follower.moveTo(event.position);
-    }
-    await this.db.transaction((tx) => this.saveCheckpoint(tx, projection, state.saved, next));
-  }
-
-  private async skipPoison(state: RunningProjection, event: RecordedEvent, error: unknown): Promise<void> {
+  private async skipPoison(
+    state: ProjectionState,
+    event: RecordedEvent,
+    error: unknown,
+    to: Checkpoint,
+  ): Promise<Checkpoint> {
     const { projection } = state;
     const message = error instanceof Error ? error.message : String(error);
     this.logger.error(
@@ -312,53 +307,72 @@ export class ProjectionRunner {
         type: event.type,
         error: message,
       },
-      'projection skipped an event it cannot apply (see rm_projection_poison, /health)',
+      `projection skipped an event it cannot apply (see GET /admin/dead-letters?subscription=${state.subscription}, /health)`,
     );
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO rm_projection_poison (projection, position, event_id, stream, event_type, error)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (projection, position) DO UPDATE SET error = EXCLUDED.error, skipped_at = now()`,
-        [projection.name, event.position, event.id, event.stream, event.type, message.slice(0, 1000)],
-      );
-      await this.saveCheckpoint(tx, projection, state.saved, event.position);
-    });
-    state.saved = event.position;
+    try {
+      await this.db.transaction(async (tx) => {
+        await new SubscriptionTables(tx).addDeadLetter(state.subscription, event, message, POISON_ATTEMPTS, {
+          detail: { projection: projection.name },
+        });
+        await this.saveCheckpoint(tx, state, to);
+      });
+    } catch (failure) {
+      if (failure instanceof CheckpointMoved) return this.followMoved(state);
+      throw failure;
+    }
+    state.saved = to;
+    return to;
   }
 
   /**
-   * Moves the checkpoint from `from` to `to`, first thing in the batch's transaction. Several zapwire
-   * nodes run every projection (each needs its own read-your-writes), so this is a compare-and-set: the
-   * first node to move the row holds its lock until it commits, the others then find it moved, roll back
-   * without applying anything (CheckpointMoved) and follow. A batch is applied once in the cluster and a
-   * checkpoint never moves backwards.
+   * A dead letter sent through the projection again (POST /admin/dead-letters/:id/retry): applied in its own
+   * transaction, which also removes the entry; a failure leaves the entry, with the new error.
    */
-  private async saveCheckpoint(
-    tx: SqlExecutor,
-    projection: Projection,
-    from: Checkpoint,
-    to: Checkpoint,
-  ): Promise<void> {
-    // The read model is rebuilt from the log, so its commit need not wait for an fsync (RELAXED_COMMIT):
-    // a database crash loses the rows and their checkpoint together, and they are applied again.
-    const { rowCount } = await tx.query(
-      `UPDATE rm_projection_checkpoints SET checkpoint = $2, updated_at = now()
-         FROM ${RELAXED_COMMIT} WHERE projection = $1 AND checkpoint = $3`,
-      [projection.name, to, from],
-    );
-    if (rowCount === 0) throw new CheckpointMoved(projection.name);
+  private retryOf(state: ProjectionState): DeadLetterRetry {
+    return async (dead, event) => {
+      const { projection } = state;
+      try {
+        await this.db.transaction(async (tx) => {
+          await projection.apply(tx, event);
+          await new SubscriptionTables(tx).removeDeadLetter(dead.subscription, dead.eventId);
+        });
+      } catch (error) {
+        if (isTransientFailure(error))
+          throw Errors.unavailable('the read-model database cannot be reached now: retry', 5);
+        const message = error instanceof Error ? error.message : String(error);
+        await new SubscriptionTables(this.db).addDeadLetter(
+          dead.subscription,
+          event,
+          message,
+          dead.attempts + 1,
+          { detail: dead.detail },
+        );
+        return { outcome: 'failed', message: `projection ${projection.name} cannot apply it: ${message}` };
+      }
+      return {
+        outcome: 'retried',
+        message: `projection ${projection.name} applied event ${event.id}; the dead letter is removed`,
+      };
+    };
+  }
+
+  /**
+   * Moves the checkpoint from the saved one to `to`, first thing in the batch's transaction. Several
+   * zapwire nodes run every projection (each needs its own read-your-writes), so this is a compare-and-set:
+   * the first node to move the row holds its lock until it commits, the others then find it moved, roll
+   * back without applying anything (CheckpointMoved) and follow. A batch is applied once in the cluster and
+   * a checkpoint never moves backwards. The read model is rebuilt from the log, so its commit need not wait
+   * for an fsync: a database crash loses the rows and their checkpoint together, and they are applied again.
+   */
+  private async saveCheckpoint(tx: SqlExecutor, state: ProjectionState, to: Checkpoint): Promise<void> {
+    if (!(await new SubscriptionTables(tx).moveCheckpoint(state.subscription, state.saved, to)))
+      throw new CheckpointMoved(state.projection.name);
   }
 
   /** Another node applied past this one: continue from the stored checkpoint. */
-  private async followMoved(state: RunningProjection): Promise<{ count: number; caughtUp: boolean }> {
-    const { rows } = await this.db.query<{ checkpoint: string }>(
-      'SELECT checkpoint FROM rm_projection_checkpoints WHERE projection = $1',
-      [state.projection.name],
-    );
-    const stored = (rows[0]?.checkpoint ?? START) as Checkpoint;
-    state.saved = stored;
-    state.follower.moveTo(stored);
-    return { count: 0, caughtUp: false };
+  private async followMoved(state: ProjectionState): Promise<Checkpoint> {
+    state.saved = await new SubscriptionTables(this.db).read(state.subscription);
+    return state.saved;
   }
 }
 

@@ -261,12 +261,11 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     name: 'zapwire_projection_poison_events',
     help: 'Events a projection skipped because it could not apply them (see /health)',
     labelNames: ['projection'],
-    collect: async () => {
-      const counts = new Map<string, number>(projections.names().map((name) => [name, 0]));
-      for (const poison of await projections.poisonEvents())
-        counts.set(poison.projection, (counts.get(poison.projection) ?? 0) + 1);
-      return [...counts].map(([projection, value]) => ({ labels: { projection }, value }));
-    },
+    collect: async () =>
+      [...(await projections.poisonCounts())].map(([projection, value]) => ({
+        labels: { projection },
+        value,
+      })),
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
   // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
@@ -307,15 +306,13 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         : `${outage.summary}; zapwire gave up restarting it and is exiting (since ${since})`;
     },
     // Anonymous callers read /health: counts only (stream names hold token hashes; errors name tables).
-    alerts: async () => {
-      const counts = new Map<string, number>();
-      for (const p of await projections.poisonEvents())
-        counts.set(p.projection, (counts.get(p.projection) ?? 0) + 1);
-      return [...counts].map(
-        ([projection, n]) =>
-          `projection ${projection} skipped ${n} event(s) it could not apply; see the server log and rm_projection_poison`,
-      );
-    },
+    alerts: async () =>
+      [...(await projections.poisonCounts())]
+        .filter(([, n]) => n > 0)
+        .map(
+          ([projection, n]) =>
+            `projection ${projection} skipped ${n} event(s) it could not apply; see the server log and GET /admin/dead-letters?subscription=projection:${projection}`,
+        ),
     routes: async (server) => {
       // Once, at the root: two registrations would each answer every WebSocket upgrade.
       if (!server.hasDecorator('websocketServer')) {
@@ -337,7 +334,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
-      await server.register(adminRoutes, { db, projections, cluster });
+      await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });
       await server.register(debugRoutes, {
         store,
         inspection,

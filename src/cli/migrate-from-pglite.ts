@@ -279,6 +279,8 @@ export async function migrateFromPglite(
         )
       : [];
     for (const subscription of subscriptions) {
+      // The read model is not copied but rebuilt: a projection's checkpoint would skip the rebuild.
+      if (subscription.subscription_id.startsWith('projection:')) continue;
       await tx.query(
         `INSERT INTO es_subscriptions (subscription_id, checkpoint, status, last_error) VALUES ($1, $2, $3, $4)`,
         [
@@ -292,7 +294,8 @@ export async function migrateFromPglite(
     const webhookDeliveries = await convertWebhookDeliveries(reader, tx, (old) =>
       translateCheckpoint(old, order, copyTransaction, lastPosition),
     );
-    return { events, streams, secrets, sessionKeys, webhookDeliveries, checkpoints: subscriptions.length };
+    const checkpoints = subscriptions.filter((s) => !s.subscription_id.startsWith('projection:')).length;
+    return { events, streams, secrets, sessionKeys, webhookDeliveries, checkpoints };
   });
 }
 

@@ -73,7 +73,8 @@ export const OWNER_ROUTES: ReadonlySet<string> = new Set([
  * Non-GET routes that run on any node, each for a reason: create appends to fresh streams under
  * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row, and a
  * redelivery or replay a row in the shared database that the node sending webhooks picks up; projection
- * rebuilds run under their own lease;
+ * rebuilds run under their own lease; a dead letter's retry goes through this node's reader of its kind
+ * (a projection's transaction, a broker publish, or a webhook replay row);
  * the manager's session is this node's cookie, and its API proxy re-enters this node's routes (and so
  * this hook). A node with CLUSTER_SECRET refuses to start with a non-GET route in neither list.
  */
@@ -85,6 +86,7 @@ export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
   'POST /instance/:id/webhook/replay',
   'DELETE /instance/:id/webhook/replays/:replayId',
   'POST /admin/projections/:name/rebuild',
+  'POST /admin/dead-letters/:id/retry',
   'POST /manager/session',
   'DELETE /manager/session',
   'DELETE /manager/api/*',

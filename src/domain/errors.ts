@@ -96,6 +96,12 @@ export const Errors = {
     (deliveryId: string, instance: string) =>
       `delivery ${deliveryId} not found for this instance: list them with GET /instance/${instance}/webhook/deliveries`,
   ),
+  deadLetterNotFound: define(
+    'ZW_ERR_DEAD_LETTER_NOT_FOUND',
+    (id: string) => `dead letter ${id} not found: list them with GET /admin/dead-letters`,
+  ),
+  /** No reader of this node sends the dead letter's event again (its sink is off here, for instance). */
+  retryUnavailable: (message: string) => new ZapwireError('ZW_ERR_RETRY_UNAVAILABLE', message),
   projectionNotFound: define(
     'ZW_ERR_PROJECTION_NOT_FOUND',
     (name: string, known: readonly string[]) => `no projection named "${name}": one of ${known.join(', ')}`,

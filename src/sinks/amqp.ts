@@ -2,18 +2,28 @@
  * The RabbitMQ sink (subscription `sink-rabbitmq`): each deliverable event of an instance with
  * rabbitmqEnable goes to a durable topic exchange (default `zapwire.events`) with routing key
  * `<instanceName>.<EVENT>`, as a persistent message whose messageId is the event id. The batch's checkpoint
- * moves only after the broker confirmed every message of it (publisher confirms). A lost connection fails
- * the batch; the subscription retries it after reconnecting with exponential backoff, so a broker outage
- * delays delivery but never drops an event (repeats carry the same messageId). Messages are published
- * `mandatory`: one the broker cannot route (no queue bound) comes back and is dead-lettered, counted and
- * noted in the instance log instead of vanishing silently.
+ * moves only after the broker confirmed every message of it (publisher confirms).
+ *
+ * An outage is not a failure of the event: a broker that cannot be reached, closes the connection, or nacks
+ * (e.g. a queue full with `x-overflow: reject-publish`) pauses the sink, which keeps its position and
+ * publishes again from the first unconfirmed message with a capped backoff, forever. Nothing is dropped or
+ * dead-lettered for it; repeats carry the same messageId. The one refusal that is the event's is an
+ * unroutable message: published `mandatory`, a message no queue is bound for comes back and is
+ * dead-lettered, counted and noted in the instance log instead of vanishing silently.
  */
 import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Logger } from 'pino';
 import { whatsappStream } from '../domain/events.ts';
-import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type {
+  DeadLetterRetryResult,
+  EventStore,
+  RecordedEvent,
+  Subscription,
+  SubscriptionOptions,
+} from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
+import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
@@ -39,6 +49,8 @@ export interface AmqpSinkOptions {
   /** Shown by RabbitMQ as the connection's name. Default `zapwire-sinks`. */
   readonly connectionName?: string;
   readonly reconnect?: BackoffPolicy;
+  /** Between two tries of a batch the broker did not confirm (down, nacking). Default 0.5 s → 30 s. */
+  readonly retry?: BackoffPolicy;
   /** How long a batch waits for the broker's confirms before it is retried. Default 15 s. */
   readonly confirmTimeoutMs?: number;
   readonly subscription?: Partial<SubscriptionOptions>;
@@ -46,6 +58,14 @@ export interface AmqpSinkOptions {
 
 class ConfirmTimeoutError extends Error {
   override readonly name = 'ConfirmTimeoutError';
+}
+
+const RABBITMQ = { kind: 'rabbitmq', name: 'RabbitMQ' } as const;
+
+interface Outgoing {
+  readonly item: RoutedEvent;
+  readonly routingKey: string;
+  readonly body: string;
 }
 
 /** One connection and confirm channel, re-established on demand after a loss, with backoff. */
@@ -84,10 +104,13 @@ class AmqpPublisher {
         clientProperties: { connection_name: this.options.connectionName ?? 'zapwire-sinks' },
         timeout: 10_000,
       });
+      // Listeners first: the broker may close the channel while the exchange is declared (e.g. declared
+      // before with other arguments), and an 'error' event nobody listens to would end the process.
+      connection.on('error', (error: Error) => logger.warn({ err: error }, 'RabbitMQ connection error'));
       const channel = await connection.createConfirmChannel();
+      channel.on('error', (error: Error) => logger.warn({ err: error }, 'RabbitMQ channel error'));
       await channel.assertExchange(this.exchange, 'topic', { durable: true });
       const current = connection;
-      connection.on('error', (error: Error) => logger.warn({ err: error }, 'RabbitMQ connection error'));
       connection.on('close', () => {
         if (this.connection !== current) return;
         this.connection = undefined;
@@ -95,7 +118,6 @@ class AmqpPublisher {
         metrics.setConnected('rabbitmq', false);
         if (!this.closing.signal.aborted) logger.warn('RabbitMQ connection closed; will reconnect');
       });
-      channel.on('error', (error: Error) => logger.warn({ err: error }, 'RabbitMQ channel error'));
       channel.on('close', () => {
         if (this.channel !== channel) return;
         this.channel = undefined;
@@ -142,6 +164,8 @@ export class AmqpSink {
   private subscription: Subscription | undefined;
   /** When each instance's log last got an "unroutable" line (one a minute at most). */
   private readonly loggedUnroutable = new Map<string, number>();
+  /** Ends the retries of a paused batch (stop). */
+  private readonly stopping = new AbortController();
   readonly exchange: string;
 
   constructor(private readonly options: AmqpSinkOptions) {
@@ -160,7 +184,9 @@ export class AmqpSink {
       timeline: this.options.timeline,
       logger: this.options.logger,
       ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
-      handle: (routed) => this.publish(routed),
+      handle: async (routed) => {
+        await this.publish(routed);
+      },
     });
     // Connect now rather than on the first event, so that event does not pay for the handshake.
     this.publisher.ready().catch(() => undefined);
@@ -168,25 +194,96 @@ export class AmqpSink {
   }
 
   async stop(): Promise<void> {
+    // A batch paused by an outage stops retrying (it is not acknowledged: sent again on the next start).
+    this.stopping.abort();
     await this.subscription?.stop();
     await this.publisher.close();
   }
 
-  private async publish(routed: readonly RoutedEvent[]): Promise<void> {
-    const selected = routed.filter((r) => wants(r.instance.sinks, 'rabbitmq', r.name));
-    if (selected.length === 0) return;
+  /**
+   * Publishes a dead-lettered event again (POST /admin/dead-letters/:id/retry), judged by the configuration
+   * as of the event. Published: the dead letter goes; unroutable again: it stays, with the new error.
+   */
+  retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
+    return sendAgain(event, {
+      sink: { name: 'RabbitMQ', subscription: AMQP_SUBSCRIPTION },
+      store: this.options.store,
+      message: async (routed) => (await this.outgoing([routed], { all: true }))[0],
+      publish: (message) => this.publishOutgoing([message], { once: true }),
+      where: (message) => `(exchange ${this.exchange}, routing key ${message.routingKey})`,
+    });
+  }
+
+  /** The batch's messages for RabbitMQ, in order (events the profile has no message for are left out). */
+  private async outgoing(
+    routed: readonly RoutedEvent[],
+    { all = false }: { all?: boolean } = {},
+  ): Promise<Outgoing[]> {
+    const selected = all ? routed : routed.filter((r) => wants(r.instance.sinks, 'rabbitmq', r.name));
     const payload = this.options.payload ?? DEFAULT_PAYLOAD;
-    const bodies: Array<{ item: RoutedEvent; body: string }> = [];
+    const out: Outgoing[] = [];
     for (const item of selected) {
       const body = await payload.render(item.event, item.instance, item.name);
-      // Events the profile has no message for (Evolution GO's shape) are not sent.
-      if (body !== undefined) bodies.push({ item, body });
+      if (body !== undefined)
+        out.push({ item, routingKey: amqpRoutingKey(item.instance.name, item.name), body });
     }
-    if (bodies.length === 0) return;
-    const channel = await this.publisher.ready();
+    return out;
+  }
+
+  private async publish(routed: readonly RoutedEvent[]): Promise<void> {
+    const outgoing = await this.outgoing(routed);
+    if (outgoing.length > 0) await this.publishOutgoing(outgoing);
+  }
+
+  /**
+   * Publishes until the broker confirmed every message. After a nack, a confirm timeout or a lost connection
+   * it probes with the first unconfirmed message, with a capped backoff, until the broker confirms it, then
+   * sends the rest; until stop() (then it throws: the batch is not acknowledged). `once`: one try, throwing
+   * when it is not confirmed. Dead-letters the messages the broker returned as unroutable; resolves with
+   * their event ids.
+   */
+  private async publishOutgoing(outgoing: readonly Outgoing[], { once = false } = {}): Promise<Set<string>> {
+    const { logger, metrics } = this.options;
+    const returned = new Map<string, string>();
+    await sendPausing(
+      outgoing,
+      async (batch) => {
+        const { confirmed, failure } = await this.publishOnce(batch, returned);
+        return { settled: confirmed, failure };
+      },
+      { sink: RABBITMQ, logger, metrics, retry: this.options.retry, signal: this.stopping.signal, once },
+    );
+    const now = Date.now();
+    const unroutable = new Set<string>();
+    for (const { item, routingKey } of outgoing) {
+      const { event, instance } = item;
+      const why = returned.get(event.id);
+      if (why === undefined) {
+        metrics.deliveredOne('rabbitmq', instance, event.createdAt, now);
+        continue;
+      }
+      unroutable.add(event.id);
+      await this.unroutable(event, instance, routingKey, why);
+    }
+    return unroutable;
+  }
+
+  /**
+   * One try: publishes the messages in order and waits for the broker's confirms. Resolves with how many
+   * messages from the first on were confirmed, and why the next one was not (undefined: all were).
+   */
+  private async publishOnce(
+    outgoing: readonly Outgoing[],
+    returned: Map<string, string>,
+  ): Promise<{ confirmed: number; failure?: unknown }> {
+    let channel: ConfirmChannel;
+    try {
+      channel = await this.publisher.ready();
+    } catch (error) {
+      return { confirmed: 0, failure: error };
+    }
     // The broker answers a mandatory message it cannot route with basic.return before its ack, so every
     // return of this batch has arrived once the confirms have.
-    const returned = new Map<string, string>();
     const onReturn = (message: amqp.Message): void => {
       const id: unknown = message.properties.messageId;
       const fields = message.fields as amqp.MessageFields & { replyCode?: number; replyText?: string };
@@ -194,12 +291,17 @@ export class AmqpSink {
         returned.set(id, `${fields.replyCode ?? ''} ${fields.replyText ?? 'returned'}`.trim());
     };
     channel.on('return', onReturn);
+    const results: Array<{ error: unknown } | 'confirmed' | undefined> = outgoing.map(() => undefined);
+    const confirms: Array<Promise<void>> = [];
+    let failure: unknown;
     try {
-      for (const { item, body } of bodies) {
+      for (const [index, { item, routingKey, body }] of outgoing.entries()) {
         const { event, name, instance } = item;
+        let settle!: () => void;
+        confirms.push(new Promise<void>((resolve) => (settle = resolve)));
         const accepted = channel.publish(
           this.exchange,
-          amqpRoutingKey(instance.name, name),
+          routingKey,
           Buffer.from(body, 'utf8'),
           {
             persistent: true,
@@ -212,24 +314,30 @@ export class AmqpSink {
             appId: 'zapwire',
             headers: { 'x-zapwire-instance-id': instance.id, 'x-zapwire-position': event.position },
           },
+          (error: unknown) => {
+            results[index] = error ? { error } : 'confirmed';
+            settle();
+          },
         );
         if (!accepted) await drained(channel);
       }
-      await this.withTimeout(channel.waitForConfirms());
+      await this.withTimeout(Promise.all(confirms).then(() => undefined));
     } catch (error) {
-      // Some messages of the batch may be confirmed: the retry repeats them with the same messageId.
+      // Some messages may be confirmed: the next try starts at the first that is not (same messageId).
+      failure = error;
       if (error instanceof ConfirmTimeoutError) this.publisher.reset();
-      throw error;
     } finally {
       channel.off('return', onReturn);
     }
-    const now = Date.now();
-    for (const { item } of bodies) {
-      const { event, name, instance } = item;
-      const why = returned.get(event.id);
-      if (why === undefined) this.options.metrics.deliveredOne('rabbitmq', instance, event.createdAt, now);
-      else await this.unroutable(event, instance, amqpRoutingKey(instance.name, name), why);
-    }
+    const confirmed = results.findIndex((result) => result !== 'confirmed');
+    if (confirmed === -1) return { confirmed: outgoing.length };
+    const result = results[confirmed];
+    return {
+      confirmed,
+      failure:
+        failure ??
+        (typeof result === 'object' ? result.error : new Error('RabbitMQ did not confirm the message')),
+    };
   }
 
   /**
@@ -251,7 +359,10 @@ export class AmqpSink {
       { eventId: event.id, instanceId: instance.id, routingKey },
       'RabbitMQ message unroutable; dead-lettered',
     );
-    await store.addDeadLetter(AMQP_SUBSCRIPTION, event, error, 1);
+    await store.addDeadLetter(AMQP_SUBSCRIPTION, event, error, 1, {
+      instanceId: instance.id,
+      detail: { exchange: this.exchange, routingKey, reason: 'unroutable' },
+    });
     const now = Date.now();
     if ((this.loggedUnroutable.get(instance.id) ?? 0) > now - 60_000) return;
     this.loggedUnroutable.set(instance.id, now);

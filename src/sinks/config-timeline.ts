@@ -89,6 +89,14 @@ export class ConfigTimeline {
     }
   }
 
+  /**
+   * The caller has applied every configuration event up to `position` (it handed over every event of the
+   * instance streams up to there, as a sink's batch does): the fold moves there without reading.
+   */
+  passedThrough(position: Checkpoint): void {
+    if (this.store.compareCheckpoints(position, this.upTo) > 0) this.upTo = position;
+  }
+
   /** Folds one event (any type; non-configuration events only move the position). */
   apply(event: RecordedEvent): void {
     if (this.store.compareCheckpoints(event.position, this.upTo) > 0) this.upTo = event.position;

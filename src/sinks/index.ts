@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type { DeadLetterRetry, EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { START } from '../store/port.ts';
 import { AMQP_SUBSCRIPTION, AmqpSink } from './amqp.ts';
@@ -17,7 +17,13 @@ import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
 import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
 import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
 import { payloadRenderer, type PayloadProfile } from './payload.ts';
-import { WEBHOOK_SUBSCRIPTION, WebhookSink, type WebhookApi, type WebhookSettings } from './webhook/index.ts';
+import {
+  GLOBAL_WEBHOOK_DEAD_LETTERS,
+  WEBHOOK_SUBSCRIPTION,
+  WebhookSink,
+  type WebhookApi,
+  type WebhookSettings,
+} from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
 
 /** The sinks' migrations (the webhook's queue positions and replays), for the shared migration runner. */
@@ -198,6 +204,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   );
   metrics.setConnected('rabbitmq', false);
   metrics.setConnected('nats', false);
+  const unregisterRetries = registerRetries(store, webhook, amqp, nats);
   log.info(
     {
       webhookGlobal: Boolean(w.globalUrl),
@@ -229,12 +236,48 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     }),
     stop() {
       stopped ??= (async () => {
+        for (const unregister of unregisterRetries) unregister();
         await Promise.allSettled([webhook.stop(), amqp?.stop(), nats?.stop(), websocketHub.stop()]);
         log.info('sinks stopped');
       })();
       return stopped;
     },
   };
+}
+
+/**
+ * How each sink sends a dead letter again (POST /admin/dead-letters/:id/retry): the brokers publish the
+ * event again; the webhook queues a redelivery to the target that refused it (the instance's webhook, or
+ * the global one). Returns the functions that unregister them.
+ */
+function registerRetries(
+  store: EventStore,
+  webhook: WebhookSink,
+  amqp: AmqpSink | undefined,
+  nats: NatsSink | undefined,
+): Array<() => void> {
+  const redeliver: DeadLetterRetry = async (dead, _event, requestedBy) => {
+    const replay = dead.instanceId
+      ? await webhook.redeliver(dead.instanceId, dead.id, requestedBy)
+      : undefined;
+    if (!replay) {
+      return {
+        outcome: 'failed',
+        message: `dead letter ${dead.id} is not a webhook delivery of an instance`,
+      };
+    }
+    return {
+      outcome: 'queued',
+      message: `queued as webhook replay ${replay.id} to the ${replay.target} webhook; GET /instance/${replay.instanceId}/webhook shows how it went`,
+      detail: { replayId: replay.id, instanceId: replay.instanceId, target: replay.target },
+    };
+  };
+  return [
+    store.onRetry(WEBHOOK_SUBSCRIPTION, redeliver),
+    store.onRetry(GLOBAL_WEBHOOK_DEAD_LETTERS, redeliver),
+    ...(amqp ? [store.onRetry(AMQP_SUBSCRIPTION, (_dead, event) => amqp.retry(event))] : []),
+    ...(nats ? [store.onRetry(NATS_SUBSCRIPTION, (_dead, event) => nats.retry(event))] : []),
+  ];
 }
 
 export type { SinkDirectory, InstanceSinkConfig } from './directory.ts';

@@ -6,20 +6,31 @@
  * the stream's acks; otherwise it is a core publish (header `Nats-Msg-Id` set all the same) and the batch
  * ends with a flush: the server has it, and core NATS promises nothing beyond that.
  *
- * A lost connection fails the batch; the client reconnects (and this sink reconnects from scratch, with
- * backoff, if the client gave up), and the batch is published again.
+ * An outage is not a failure of the event: a server that cannot be reached, a lost connection, a timeout,
+ * no responders, or a stream that refuses for a while (full with `discard: new`: JetStream answers 503)
+ * pause the sink, which keeps its position and publishes again from the first message not acknowledged,
+ * with a capped backoff, forever. Only what the server says it will never accept is dead-lettered and
+ * skipped (isPermanentRefusal): a message larger than the server's max_payload or the stream's
+ * max_msg_size, or another JetStream 4xx answer.
  */
 import {
+  ErrorCode,
   connect,
   headers as natsHeaders,
-  type JetStreamClient,
   type JetStreamManager,
   type NatsConnection,
   type NatsError,
 } from 'nats';
 import type { Logger } from 'pino';
-import type { EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type {
+  DeadLetterRetryResult,
+  EventStore,
+  RecordedEvent,
+  Subscription,
+  SubscriptionOptions,
+} from '../store/port.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
+import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
 import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
@@ -47,17 +58,35 @@ export interface NatsSinkOptions {
   readonly streamLookupTtlMs?: number;
   /** Per JetStream ack / flush. Default 10 s. */
   readonly publishTimeoutMs?: number;
-  /**
-   * Attempts for an event a stream refuses (e.g. the stream is full): after these it is dead-lettered
-   * (`sink-nats`) so one instance's stream cannot hold back the others. Default 5.
-   */
-  readonly maxRejections?: number;
+  /** Between two tries of a batch the server did not take (down, a stream full). Default 0.5 s → 30 s. */
+  readonly retry?: BackoffPolicy;
   readonly subscription?: Partial<SubscriptionOptions>;
 }
 
-function isStreamRejection(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as NatsError).api_error !== undefined;
+/**
+ * What the server says it will never accept, so the event is dead-lettered: a message larger than the
+ * server's max_payload (the client refuses it), or a JetStream answer in the 4xx range other than 408 and
+ * 429 (e.g. 400, err_code 10054: larger than the stream's max_msg_size). Everything else is an outage:
+ * no connection, a timeout, no responders, a full stream (503, err_code 10077: maximum messages, bytes or
+ * messages per subject exceeded), a storage failure.
+ */
+export function isPermanentRefusal(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, api_error: api } = error as NatsError;
+  if (code === ErrorCode.MaxPayloadExceeded) return true;
+  return api !== undefined && api.code >= 400 && api.code < 500 && api.code !== 408 && api.code !== 429;
 }
+
+const NATS = { kind: 'nats', name: 'NATS' } as const;
+
+interface Outgoing {
+  readonly item: RoutedEvent;
+  readonly subject: string;
+  readonly data: Uint8Array;
+}
+
+/** How one message of a try ended. */
+type Outcome = 'sent' | 'core' | { readonly error: unknown };
 
 export class NatsSink {
   private connection: NatsConnection | undefined;
@@ -93,8 +122,9 @@ export class NatsSink {
   }
 
   async stop(): Promise<void> {
-    await this.subscription?.stop();
+    // A batch paused by an outage stops retrying (it is not acknowledged: sent again on the next start).
     this.closing.abort();
+    await this.subscription?.stop();
     const connection = this.connection;
     this.connection = undefined;
     await connection?.close().catch(() => undefined);
@@ -177,83 +207,155 @@ export class NatsSink {
     return stream;
   }
 
+  /**
+   * Publishes a dead-lettered event again (POST /admin/dead-letters/:id/retry), judged by the configuration
+   * as of the event. Taken: the dead letter goes; refused again for good: it stays, with the new error.
+   */
+  retry(event: RecordedEvent): Promise<DeadLetterRetryResult> {
+    return sendAgain(event, {
+      sink: { name: 'NATS', subscription: NATS_SUBSCRIPTION },
+      store: this.options.store,
+      message: async (routed) => (await this.outgoing([routed], { all: true }))[0],
+      publish: (message) => this.publishOutgoing([message], { once: true }),
+      where: (message) => `(subject ${message.subject})`,
+    });
+  }
+
   private async publish(routed: readonly RoutedEvent[]): Promise<void> {
-    const selected = routed.filter((r) => wants(r.instance.sinks, 'nats', r.name));
-    if (selected.length === 0) return;
-    const connection = await this.ready();
-    const js = connection.jetstream({ timeout: this.options.publishTimeoutMs ?? 10_000 });
-    const acks: Array<{ item: RoutedEvent; subject: string; data: Uint8Array; ack: Promise<unknown> }> = [];
-    let core = 0;
-    // Events the profile has no message for (Evolution GO's shape): not sent, not counted.
-    const skipped = new Set<string>();
+    const outgoing = await this.outgoing(routed);
+    if (outgoing.length > 0) await this.publishOutgoing(outgoing);
+  }
+
+  /** The batch's messages for NATS, in order (events the profile has no message for are left out). */
+  private async outgoing(
+    routed: readonly RoutedEvent[],
+    { all = false }: { all?: boolean } = {},
+  ): Promise<Outgoing[]> {
+    const selected = all ? routed : routed.filter((r) => wants(r.instance.sinks, 'nats', r.name));
+    const out: Outgoing[] = [];
     for (const item of selected) {
       const { event, name, instance } = item;
-      const subject = natsSubject(this.prefix, instance.name, name);
       const body = await (this.options.payload ?? DEFAULT_PAYLOAD).render(event, instance, name);
-      if (body === undefined) {
-        skipped.add(event.id);
-        continue;
-      }
-      const data = new TextEncoder().encode(body);
-      const stream = await this.streamFor(connection, subject);
-      if (stream) {
-        acks.push({ item, subject, data, ack: js.publish(subject, data, { msgID: event.id }) });
-      } else {
-        const h = natsHeaders();
-        h.set('Nats-Msg-Id', event.id);
-        connection.publish(subject, data, { headers: h });
-        core += 1;
-      }
+      if (body === undefined) continue;
+      out.push({
+        item,
+        subject: natsSubject(this.prefix, instance.name, name),
+        data: new TextEncoder().encode(body),
+      });
     }
-    const settled = await Promise.allSettled(acks.map((a) => a.ack));
-    const deadLettered = new Set<string>();
-    for (const [i, result] of settled.entries()) {
-      if (result.status === 'fulfilled') continue;
-      // A connection problem fails the batch; a stream refusing one message is that message's problem.
-      if (!isStreamRejection(result.reason)) throw result.reason;
-      const { item, subject, data } = acks[i]!;
-      if (!(await this.retryRefused(js, item, subject, data, result.reason))) deadLettered.add(item.event.id);
-    }
-    if (core > 0) await this.flush(connection);
-    const now = Date.now();
-    for (const { event, instance } of selected) {
-      if (deadLettered.has(event.id) || skipped.has(event.id)) continue;
-      this.options.metrics.deliveredOne('nats', instance, event.createdAt, now);
-    }
+    return out;
   }
 
   /**
-   * Publishes a message its stream refused again, a few times with backoff, in place: retrying the whole
-   * batch would repeat every other instance's messages. false once it is dead-lettered.
+   * Publishes until the server took every message (or refused one for good: dead-lettered). After an outage
+   * it probes with the first message not acknowledged, with a capped backoff, until the server takes it, then
+   * sends the rest; until stop() (then it throws: the batch is not acknowledged). `once`: one try, throwing
+   * on an outage. Resolves with the event ids it dead-lettered.
    */
-  private async retryRefused(
-    js: JetStreamClient,
-    { event, instance }: RoutedEvent,
-    subject: string,
-    data: Uint8Array,
-    firstReason: unknown,
-  ): Promise<boolean> {
-    const attempts = this.options.maxRejections ?? 5;
-    let reason = firstReason;
-    for (let attempt = 2; attempt <= attempts; attempt++) {
-      this.options.metrics.retriedOne('nats', instance);
-      await sleep(backoffDelay({ baseMs: 100, maxMs: 2_000 }, attempt - 1), this.closing.signal);
+  private async publishOutgoing(outgoing: readonly Outgoing[], { once = false } = {}): Promise<Set<string>> {
+    const { logger, metrics } = this.options;
+    const refused = new Set<string>();
+    await sendPausing(outgoing, (batch) => this.publishOnce(batch, refused), {
+      sink: NATS,
+      logger,
+      metrics,
+      retry: this.options.retry,
+      signal: this.closing.signal,
+      once,
+    });
+    const now = Date.now();
+    for (const { item } of outgoing) {
+      if (!refused.has(item.event.id)) metrics.deliveredOne('nats', item.instance, item.event.createdAt, now);
+    }
+    return refused;
+  }
+
+  /**
+   * One try: publishes the messages in order (JetStream acks awaited together, core ones flushed at the
+   * end). Messages refused for good are dead-lettered. Resolves with how many messages from the first on are
+   * settled (taken or dead-lettered), and why the next one is not (undefined: all are).
+   */
+  private async publishOnce(
+    outgoing: readonly Outgoing[],
+    refused: Set<string>,
+  ): Promise<{ settled: number; failure?: unknown }> {
+    let connection: NatsConnection;
+    try {
+      connection = await this.ready();
+    } catch (error) {
+      return { settled: 0, failure: error };
+    }
+    const js = connection.jetstream({ timeout: this.options.publishTimeoutMs ?? 10_000 });
+    const outcomes: Array<Promise<Outcome>> = [];
+    for (const { item, subject, data } of outgoing) {
+      const { event } = item;
+      let stream: string | null;
       try {
-        await js.publish(subject, data, { msgID: event.id });
-        return true;
+        stream = await this.streamFor(connection, subject);
       } catch (error) {
-        if (!isStreamRejection(error)) throw error;
-        reason = error;
+        outcomes.push(Promise.resolve({ error }));
+        break;
+      }
+      if (stream) {
+        outcomes.push(
+          js.publish(subject, data, { msgID: event.id }).then(
+            () => 'sent' as const,
+            (error: unknown) => ({ error }),
+          ),
+        );
+        continue;
+      }
+      try {
+        const h = natsHeaders();
+        h.set('Nats-Msg-Id', event.id);
+        connection.publish(subject, data, { headers: h });
+        outcomes.push(Promise.resolve('core' as const));
+      } catch (error) {
+        outcomes.push(Promise.resolve({ error }));
       }
     }
-    const message = `JetStream refused the message ${attempts} times: ${String((reason as Error).message)}`;
-    await this.options.store.addDeadLetter(NATS_SUBSCRIPTION, event, message, attempts);
+    const results = await Promise.all(outcomes);
+    const flushed = results.includes('core')
+      ? await this.flush(connection).then(
+          () => undefined,
+          (error: unknown) => error,
+        )
+      : undefined;
+    for (const [index, result] of results.entries()) {
+      if (result === 'sent') continue;
+      if (result === 'core') {
+        if (flushed === undefined) continue;
+        return { settled: index, failure: flushed };
+      }
+      if (!isPermanentRefusal(result.error)) return { settled: index, failure: result.error };
+      await this.refuse(outgoing[index]!, result.error);
+      refused.add(outgoing[index]!.item.event.id);
+    }
+    return results.length === outgoing.length
+      ? { settled: outgoing.length }
+      : { settled: results.length, failure: new Error('NATS: the publish was cut short') };
+  }
+
+  /** The server will never take this message: dead-lettered (`sink-nats`), counted, logged; the rest goes on. */
+  private async refuse({ item, subject }: Outgoing, reason: unknown): Promise<void> {
+    const { event, instance } = item;
+    const api = (reason as NatsError).api_error;
+    const message = `NATS refused the message for good: ${String((reason as Error).message)}${api ? ` (JetStream ${api.code}, err_code ${api.err_code ?? '?'}: ${api.description})` : ''}`;
+    await this.options.store.addDeadLetter(NATS_SUBSCRIPTION, event, message, 1, {
+      instanceId: instance.id,
+      detail: {
+        subject,
+        reason: 'refused',
+        ...(api
+          ? { statusCode: api.code, errCode: api.err_code ?? null }
+          : { errorCode: (reason as NatsError).code ?? null }),
+      },
+    });
     this.options.metrics.deadLetteredOne('nats', instance);
     this.options.logger.warn(
-      { eventId: event.id, instanceId: instance.id, error: message },
+      { eventId: event.id, instanceId: instance.id, subject, error: message },
       'NATS event dead-lettered',
     );
-    return false;
   }
 
   private async flush(connection: NatsConnection): Promise<void> {

@@ -6,8 +6,15 @@
  */
 import type { Logger } from 'pino';
 import type { SinkEventName } from '../domain/event-names.ts';
-import type { EventStore, RecordedEvent, Subscription, SubscriptionOptions } from '../store/port.ts';
-import type { ConfigTimeline, InstanceSinkState } from './config-timeline.ts';
+import type {
+  BatchRange,
+  EventLog,
+  EventStore,
+  RecordedEvent,
+  Subscription,
+  SubscriptionOptions,
+} from '../store/port.ts';
+import { ConfigTimeline, type InstanceSinkState } from './config-timeline.ts';
 import { SINK_EVENT_FILTER, routeOf } from './routing.ts';
 
 export interface RoutedEvent {
@@ -30,19 +37,14 @@ export interface SinkSubscriptionOptions {
 
 export function startSinkSubscription(options: SinkSubscriptionOptions): Subscription {
   const { store, timeline, logger, handle } = options;
-  // The handler reads the subscription's position, and the subscription needs the handler first.
-  const self: { subscription?: Subscription } = {};
 
-  const handler = async (batch: readonly RecordedEvent[]): Promise<void> => {
+  const handler = async (batch: readonly RecordedEvent[], range: BatchRange): Promise<void> => {
     const first = batch[0];
     if (!first) return;
     timeline.begin();
     try {
-      const lower = self.subscription?.position();
-      const contiguous =
-        lower !== undefined &&
-        store.compareCheckpoints(lower, first.position) < 0 &&
-        store.compareCheckpoints(timeline.position(), lower) >= 0;
+      // The fold has every configuration event up to the batch's start: no read needed.
+      const contiguous = store.compareCheckpoints(timeline.position(), range.from) >= 0;
       if (!contiguous) await timeline.catchUpBefore(first.position);
       const routed: RoutedEvent[] = [];
       for (const event of batch) {
@@ -53,6 +55,8 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
         if (instance) routed.push({ event, name: route.name, instance });
       }
       await handle(routed, batch);
+      // The batch held every instance-stream event up to range.to, configuration events included.
+      timeline.passedThrough(range.to);
       timeline.commit();
     } catch (error) {
       timeline.rollback();
@@ -67,7 +71,7 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
       batchSize: 256,
       startAt: 'end',
       // Short: an event can become visible without an append signal (an older transaction ending), and
-      // only this poll finds it then. One indexed read per interval per sink.
+      // only a poll finds it then. The shared reader polls at the shortest interval of its processors.
       pollIntervalMs: 250,
       retryDelayMs: 1_000,
       onError: (error) =>
@@ -76,6 +80,22 @@ export function startSinkSubscription(options: SinkSubscriptionOptions): Subscri
     },
     handler,
   );
-  self.subscription = subscription;
   return subscription;
+}
+
+/**
+ * One event as a sink saw it: routed, with its instance's configuration as of the event (folded from the
+ * instance's own stream only). undefined when no sink delivers it. For a dead letter sent again.
+ */
+export async function routeAsOf(
+  store: Pick<EventLog, 'readAll' | 'compareCheckpoints'>,
+  event: RecordedEvent,
+): Promise<RoutedEvent | undefined> {
+  const route = routeOf(event);
+  if (!route) return undefined;
+  const timeline = new ConfigTimeline(store, undefined, undefined, route.instanceId);
+  await timeline.catchUpBefore(event.position);
+  timeline.apply(event);
+  const instance = await timeline.get(route.instanceId);
+  return instance ? { event, name: route.name, instance } : undefined;
 }

@@ -40,6 +40,29 @@ export function isWrongExpectedVersion(error: unknown): error is WrongExpectedVe
   return error instanceof WrongExpectedVersionError;
 }
 
+/**
+ * A processor's lease turned out to be another process's (its checkpoint update found another owner): the
+ * runtime stops handing it batches and waits for the lease again. The batch may be delivered again.
+ */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+  readonly code = 'ZW_ERR_LEASE_LOST';
+  constructor(readonly processor: string) {
+    super(`${processor}: the lease is another process's now; the batch may be delivered again`);
+  }
+}
+
+/** No processor of this process retries the dead letters of this subscription (e.g. its sink is off here). */
+export class DeadLetterRetryUnavailableError extends Error {
+  override readonly name = 'DeadLetterRetryUnavailableError';
+  readonly code = 'ZW_ERR_RETRY_UNAVAILABLE';
+  constructor(readonly subscription: string) {
+    super(
+      `no reader of this process retries dead letters of ${subscription} (is its sink configured on this node?)`,
+    );
+  }
+}
+
 /** SQLSTATE classes and codes of a database that cannot serve right now (not of a wrong statement). */
 const UNAVAILABLE_SQLSTATE = /^(08|53)|^57P0[1-4]$|^58030$/;
 /** Socket errors of a database that cannot be reached, or of a process out of file descriptors. */

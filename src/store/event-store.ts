@@ -48,5 +48,8 @@ export function composeEventStore(log: EventLog, consumers: SubscriptionHub): Ev
     removeDeadLetter: (name, eventId) => consumerPort.removeDeadLetter(name, eventId),
     capDeadLetters: (names, instanceId, max) => consumerPort.capDeadLetters(names, instanceId, max),
     pruneDeadLetters: (names, before) => consumerPort.pruneDeadLetters(names, before),
+    process: (processor) => consumerPort.process(processor),
+    onRetry: (name, retry) => consumerPort.onRetry(name, retry),
+    retryDeadLetter: (id, requestedBy) => consumerPort.retryDeadLetter(id, requestedBy),
   };
 }

@@ -1,6 +1,6 @@
 /**
- * One way to follow the log, used by every reader that tails it: subscriptions (subscriptions/hub.ts), the
- * projection runner (projections/runner.ts) and the WebSocket sink (sinks/websocket/hub.ts).
+ * One way to follow the log: the consumer runtime's shared reader and each processor's own reads when it is
+ * behind (consumers/runtime.ts), and the WebSocket sink's replays (sinks/websocket/hub.ts).
  *
  * A follower is a cursor over `readAll`: it reads the next page after its position (with its filter and
  * batch size), the caller handles the page and then moves the position with `advance` (at-least-once: the
@@ -38,7 +38,7 @@ function jittered(ms: number): number {
 }
 
 /** A sleep that a wake-up ends early; a wake-up that arrives while awake is remembered, never lost. */
-class Alarm {
+export class Alarm {
   private pending = false;
   private ring: (() => void) | undefined;
 
@@ -138,9 +138,9 @@ export class LogFollower {
   }
 
   /** Reads the page after the position (wake-ups from before this read are used up by it). */
-  read(limit = this.options.batchSize): Promise<ReadAllResult> {
+  read(limit = this.options.batchSize, filter = this.options.filter): Promise<ReadAllResult> {
     this.alarm.clear();
-    return this.log.readAll({ after: this.checkpoint, limit, filter: this.options.filter });
+    return this.log.readAll({ after: this.checkpoint, limit, filter });
   }
 
   /** Moves the position (forward after a page, or anywhere on a reset) and answers the waiters it reached. */
@@ -168,21 +168,32 @@ export class LogFollower {
    * Sleeps after a caught-up read: until a wake-up or the poll interval, or only briefly (doubling) while a
    * position past the follower's is known to exist but is not visible yet.
    */
-  async idle(): Promise<void> {
+  async idle(pollIntervalMs = this.options.pollIntervalMs): Promise<void> {
     if (this.stopped) return;
     const behind =
       this.log.compareCheckpoints(this.announced, this.checkpoint) > 0 ||
       this.waiters.some((waiter) => this.log.compareCheckpoints(waiter.position, this.checkpoint) > 0);
     if (behind) {
       await this.alarm.sleep(this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, this.options.pollIntervalMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, pollIntervalMs);
     } else {
       this.backoffMs = MIN_BACKOFF_MS;
       const interval = this.log.announcesEveryAppend
-        ? Math.max(this.options.pollIntervalMs, SAFETY_NET_POLL_MS)
-        : this.options.pollIntervalMs;
+        ? Math.max(pollIntervalMs, SAFETY_NET_POLL_MS)
+        : pollIntervalMs;
       await this.alarm.sleep(jittered(interval));
     }
+  }
+
+  /** The furthest position a waiter waits for, when past the follower's position. */
+  waitingFor(): Checkpoint | undefined {
+    let furthest: Checkpoint | undefined;
+    for (const waiter of this.waiters) {
+      if (this.log.compareCheckpoints(waiter.position, this.checkpoint) <= 0) continue;
+      if (furthest === undefined || this.log.compareCheckpoints(waiter.position, furthest) > 0)
+        furthest = waiter.position;
+    }
+    return furthest;
   }
 
   /** Sleeps up to `ms`; a wake-up (or stop) ends it early. */

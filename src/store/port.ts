@@ -3,8 +3,10 @@
  *
  * - `EventLog`: storage. Append, read a stream or the whole log, delete, positions and wake-ups. Every
  *   adapter (PostgreSQL, embedded or external; KurrentDB) implements it and nothing else.
- * - `Consumers`: consumer management. Named subscriptions with checkpoints, leases and dead letters,
- *   implemented once (src/store/subscriptions/hub.ts) on top of any EventLog plus the SQL subscription tables.
+ * - `Consumers`: every reader of the log. Processors run by the one consumer runtime of the process (one
+ *   shared reader at the head, src/store/consumers/runtime.ts), named subscriptions with leased checkpoints,
+ *   and the one dead-letter store with its retries; implemented once (src/store/subscriptions/hub.ts) on top
+ *   of any EventLog plus the SQL tables es_subscriptions and es_dead_letters.
  * - `EventStore`: both on one object, what `openEventStore` hands to code that needs both (the sinks).
  *
  * All of them pass test/contract. Nothing outside src/store and src/main.ts knows which adapter runs.
@@ -115,16 +117,142 @@ export interface SubscriptionOptions {
   /**
    * Told when this process starts (true) and stops (false) running the subscription: it took the lease, or
    * lost it (another process runs it now) or gave it back. A consumer with work of its own besides the
-   * batches (the webhook's queues) starts and stops it here.
+   * batches (the webhook's queues) starts and stops it here. When this process gives the lease back (stop),
+   * a promise returned for `false` is awaited first: work flushed there is seen by the next owner.
    */
-  readonly onActive?: (active: boolean) => void;
+  readonly onActive?: (active: boolean) => void | Promise<void>;
+}
+
+/**
+ * What a batch covers: the events after `from` through `to` that the reader's filter lets through. `to` may
+ * lie past the last event (events the filter left out were skipped), and a batch may hold no event at all.
+ */
+export interface BatchRange {
+  readonly from: Checkpoint;
+  readonly to: Checkpoint;
 }
 
 /**
  * Handles a batch in order. The checkpoint moves past the batch only after the promise resolves
  * (at-least-once). Throwing retries the same batch later.
  */
-export type BatchHandler = (events: readonly RecordedEvent[]) => Promise<void>;
+export type BatchHandler = (events: readonly RecordedEvent[], range: BatchRange) => Promise<void>;
+
+/**
+ * One reader of the log, run by the consumer runtime (src/store/consumers/runtime.ts): a batch handler, a
+ * checkpoint, a failure policy and, when one process in the cluster must run it, a lease. At the head of
+ * the log every processor of a process is fed by one shared reader; a processor that is behind (it just
+ * started, failed, or was too slow) reads on its own after its own checkpoint until it has caught up, then
+ * joins the shared reader again. Projections, sink subscriptions and the WebSocket tail are processors.
+ */
+export interface Processor {
+  /** Names it in errors and in its stored checkpoint and dead letters. */
+  readonly name: string;
+  readonly filter?: EventFilter;
+  /** The most events handed to `handle` at once, and the page of its own reads. Default 100. */
+  readonly batchSize?: number;
+  /** How long the shared reader may sleep when nothing announces new events. Default 500 ms. */
+  readonly pollIntervalMs?: number;
+  readonly checkpoint: ProcessorCheckpoint;
+  /** Absent: every process runs it (projections, each process's WebSocket tail). */
+  readonly lease?: ProcessorLease;
+  /** Absent: a failing batch is retried forever, a second apart. */
+  readonly failure?: FailurePolicy;
+  /**
+   * The batch handler: handles `events` and moves the processor's checkpoint from `range.from` to
+   * `range.to`, in the same transaction as its work (a projection) or once its work is done (a sink,
+   * at-least-once). Resolves with the checkpoint it holds now: `range.to`, or where another process moved
+   * it (the runtime then continues from there). Throwing hands the batch to the failure policy.
+   */
+  handle(events: readonly RecordedEvent[], range: BatchRange): Promise<Checkpoint>;
+}
+
+export interface ProcessorCheckpoint {
+  /** Where the processor resumes: read when it starts, and each time it took its lease again. */
+  load(): Promise<Checkpoint>;
+}
+
+export interface ProcessorLease {
+  /**
+   * Takes the lease when it is free, expired or already ours: true when this process runs the processor
+   * now. `lost` is called when the lease is lost later (a renewal found another owner).
+   */
+  acquire(lost: () => void): Promise<boolean>;
+  /** Gives the lease back (the processor stopped). */
+  release(): Promise<void>;
+  /** How long to wait before trying to take a lease someone else holds. Default the poll interval. */
+  readonly retryMs?: number;
+}
+
+/** What a failing batch gets. */
+export interface FailurePolicy {
+  /**
+   * Turns on giving up: a failing batch is handled again one event at a time, and an event that fails this
+   * many times on its own is handed to `giveUp` and skipped. Unset: the batch is retried forever.
+   */
+  readonly maxAttempts?: number;
+  /** The wait before retry number `attempt` (1 = the first). Default 1 000 ms. */
+  readonly retryDelayMs?: number | ((attempt: number) => number);
+  /** A failure that says nothing about the events (the database is away): retried forever, never given up on. */
+  transient?(error: unknown): boolean;
+  /**
+   * Records the event given up on (a dead letter) and moves the checkpoint from `range.from` to `range.to`
+   * (the event's position, or past it). Resolves with the checkpoint, as `handle` does. Required with
+   * maxAttempts.
+   */
+  giveUp?(event: RecordedEvent, error: unknown, attempts: number, range: BatchRange): Promise<Checkpoint>;
+  /** Told of every failure (to log it). */
+  onError?(error: unknown): void;
+}
+
+/**
+ * `starting`: waiting for its lease or checkpoint; `catching-up`: reading on its own; `live`: fed by the
+ * shared reader; `paused`: handed nothing (a rebuild works on it); `stopped`.
+ */
+export type ProcessorMode = 'starting' | 'catching-up' | 'live' | 'paused' | 'stopped';
+
+/** A processor running on the consumer runtime. */
+export interface ProcessorHandle {
+  readonly name: string;
+  /** Resolves the first time the processor has handled everything visible. */
+  readonly caughtUp: Promise<void>;
+  /** Its checkpoint as handled so far (START before it loaded one). */
+  position(): Checkpoint;
+  mode(): ProcessorMode;
+  /** Resolves true once it has handled every event up to `position`; false on timeout or stop. */
+  waitFor(position: Checkpoint, timeoutMs?: number): Promise<boolean>;
+  /** Stops handing it batches once the one in progress is done; resolves with its position then. */
+  pause(): Promise<Checkpoint>;
+  /** While paused: its checkpoint moved (a rebuild replays the log into it). Waiters follow it. */
+  moveTo(position: Checkpoint): void;
+  /** Hands it batches again, from its position. */
+  resume(): void;
+  /** Ends a wait for the lease early (another consumer of this process gave it back). */
+  wake(): void;
+  /** Stops it after the batch in progress (whose checkpoint still moves) and gives its lease back. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Sends a dead letter's event through the processor that gave up on it again (registered with
+ * `Consumers.onRetry`). Throws a ZapwireError-like error for a refusal the caller should see.
+ */
+export type DeadLetterRetry = (
+  deadLetter: DeadLetter,
+  event: RecordedEvent,
+  requestedBy: string,
+) => Promise<DeadLetterRetryResult>;
+
+export interface DeadLetterRetryResult {
+  /**
+   * `retried`: handled again and the entry removed; `queued`: a redelivery was queued (the webhook's
+   * replays) and the entry removed; `failed`: it failed again and the entry stays, with the new error.
+   */
+  readonly outcome: 'retried' | 'queued' | 'failed';
+  readonly message: string;
+  /** What the processor adds (e.g. the webhook replay's id). */
+  readonly detail?: Readonly<Record<string, unknown>>;
+}
 
 export interface Subscription {
   readonly name: string;
@@ -236,6 +364,19 @@ export interface Consumers {
   capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number>;
   /** Removes these subscriptions' dead letters recorded before `failedBefore` (retention); returns how many went. */
   pruneDeadLetters(subscriptions: readonly string[], failedBefore: Date): Promise<number>;
+  /**
+   * Runs a processor on this process's consumer runtime: one shared reader feeds every processor at the
+   * head of the log; a processor behind reads on its own until it has caught up (docs/event-store.md).
+   */
+  process(processor: Processor): ProcessorHandle;
+  /** Registers how the dead letters of `subscription` are retried. Returns the function that unregisters it. */
+  onRetry(subscription: string, retry: DeadLetterRetry): () => void;
+  /**
+   * Sends a dead letter's event through the processor that gave up on it again. undefined when no dead
+   * letter has this id; throws DeadLetterRetryUnavailableError when no processor of this process retries
+   * its subscription.
+   */
+  retryDeadLetter(id: string, requestedBy: string): Promise<DeadLetterRetryResult | undefined>;
 }
 
 /**

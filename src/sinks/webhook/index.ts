@@ -148,8 +148,9 @@ export interface WebhookApi {
   /** One of the instance's webhook dead letters; undefined when it is not one. */
   deadLetter(instanceId: string, id: string): Promise<DeadLetter | undefined>;
   /**
-   * Sends a dead-lettered event again, to the instance's current webhook URL, and removes the dead letter
-   * (a refusal records it again). undefined when the dead letter is not this instance's webhook's.
+   * Sends a dead-lettered event again, to the instance's current webhook URL (or the global webhook, for a
+   * dead letter of it), and removes the dead letter (a refusal records it again). undefined when the dead
+   * letter is not one of this instance's webhooks.
    */
   redeliver(instanceId: string, deadLetterId: string, requestedBy: string): Promise<ReplayView | undefined>;
   /** Sends a range of the instance's events again (rate-limited per instance). */
@@ -423,12 +424,14 @@ export class WebhookSink implements WebhookApi {
     requestedBy: string,
   ): Promise<ReplayView | undefined> {
     const dead = await this.deadLetter(instanceId, deadLetterId);
-    if (!dead || dead.subscription !== deadLetterSubscriptionOf('instance')) return undefined;
+    if (!dead) return undefined;
+    const target = dead.subscription === deadLetterSubscriptionOf('global') ? 'global' : 'instance';
     this.takeRequest(instanceId);
     const replay = await this.replayer.request(instanceId, {
       after: justBefore(dead.position),
       through: dead.position,
       eventId: dead.eventId,
+      target,
       requestedBy,
     });
     await this.options.store.removeDeadLetter(dead.subscription, dead.eventId);

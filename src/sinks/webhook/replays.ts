@@ -18,7 +18,8 @@ import type { SinkDirectory } from '../directory.ts';
 import { routeOf } from '../routing.ts';
 import { isExpired, probeDelay, verdictOf, type OutagePolicy } from './attempt-policy.ts';
 import { deliveriesOf, recordedEventOf, type Delivery, type DeliveryRules } from './delivery.ts';
-import { WEBHOOK_SUBSCRIPTION, type SecretLookup } from './dispatcher.ts';
+import { deadLetterSubscriptionOf, type SecretLookup } from './dispatcher.ts';
+import type { DeliveryTarget } from './queue-store.ts';
 import type { WebhookSender } from './sender.ts';
 import { DELIVERY_ID_HEADER, EVENT_ID_HEADER, signatureHeaders } from './signature.ts';
 
@@ -34,6 +35,8 @@ export interface ReplayView {
   readonly toTime: Date | undefined;
   /** Only this event (a redelivery). */
   readonly eventId: string | undefined;
+  /** The instance's webhook, or the global one (an admin's redelivery of a global dead letter). */
+  readonly target: DeliveryTarget;
   /** How far it got (exclusive). */
   readonly cursor: string;
   readonly state: ReplayState;
@@ -52,6 +55,8 @@ export interface ReplayRequest {
   readonly through: Checkpoint;
   readonly toTime?: Date;
   readonly eventId?: string;
+  /** Default the instance's webhook. */
+  readonly target?: DeliveryTarget;
   readonly requestedBy: string;
 }
 
@@ -77,6 +82,7 @@ interface Row {
   from_time: Date | string | null;
   to_time: Date | string | null;
   event_id: string | null;
+  target: string;
   cursor: string;
   state: ReplayState;
   sent: number;
@@ -98,6 +104,7 @@ function viewOf(row: Row): ReplayView {
     fromTime: date(row.from_time),
     toTime: date(row.to_time),
     eventId: row.event_id ?? undefined,
+    target: row.target === 'global' ? 'global' : 'instance',
     cursor: row.cursor,
     state: row.state,
     sent: Number(row.sent),
@@ -168,8 +175,8 @@ export class WebhookReplays {
     }
     const { rows } = await this.options.db.query<Row>(
       `INSERT INTO zw_webhook_replays
-         (instance_id, after_pos, through_pos, from_time, to_time, event_id, cursor, requested_by)
-       VALUES ($1, $2, $3, $4, $5, $6, $2, $7) RETURNING *`,
+         (instance_id, after_pos, through_pos, from_time, to_time, event_id, cursor, requested_by, target)
+       VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8) RETURNING *`,
       [
         instanceId,
         request.after,
@@ -178,6 +185,7 @@ export class WebhookReplays {
         request.toTime ?? null,
         request.eventId ?? null,
         request.requestedBy,
+        request.target ?? 'instance',
       ],
     );
     const view = viewOf(rows[0]!);
@@ -248,7 +256,7 @@ export class WebhookReplays {
         const instance = route ? await timeline.get(replay.instanceId) : undefined;
         const [delivery] =
           route && instance
-            ? await deliveriesOf(this.options.rules, event, route.name, instance, (t) => t === 'instance')
+            ? await deliveriesOf(this.options.rules, event, route.name, instance, (t) => t === replay.target)
             : [];
         if (delivery) {
           const outcome = await this.send(replay, delivery);
@@ -281,7 +289,7 @@ export class WebhookReplays {
       if (isExpired(this.options.policy, delivery.storedAt, now()) && replay.eventId === undefined) {
         return { refused: 'older than WEBHOOK_MAX_AGE, not sent' };
       }
-      const secret = await this.options.secretOf(delivery.instanceId, 'instance').catch(() => undefined);
+      const secret = await this.options.secretOf(delivery.instanceId, replay.target).catch(() => undefined);
       const result =
         secret === undefined
           ? {
@@ -310,14 +318,14 @@ export class WebhookReplays {
       if (verdict.kind === 'refused') {
         if (replay.eventId !== undefined) {
           await this.options.store.addDeadLetter(
-            WEBHOOK_SUBSCRIPTION,
+            deadLetterSubscriptionOf(replay.target),
             recordedEventOf(delivery),
             `refused by the receiver: ${verdict.reason}`,
             1,
             {
               instanceId: delivery.instanceId,
               detail: {
-                target: 'instance',
+                target: replay.target,
                 url: delivery.url,
                 eventName: delivery.eventName,
                 reason: 'refused',

@@ -14,15 +14,22 @@
  *   `maxConnectionsPerPrincipal` sockets and `maxReplaysPerPrincipal` replays at once; /ws answers 429 over
  *   the limit (4029 if a race gets past that check). A replay scoped to one instance (an instance token, or
  *   the admin key with `?instance=`) reads only that instance's two streams, at the database.
- * - The tail and every replay follow the log with a LogFollower (src/store/log-follower.ts).
+ * - The live tail is a processor of the store's consumer runtime (src/store/consumers/runtime.ts) with a
+ *   checkpoint in memory: at the head it is fed by the process's one shared reader of the log, like the
+ *   projections and the other sinks. Each replay follows the log with a LogFollower of its own.
  */
 import type { Logger } from 'pino';
 import type { SinkEventName } from '../../domain/event-names.ts';
 import { instanceStream, whatsappStream } from '../../domain/events.ts';
 import type { Principal } from '../../domain/principal.ts';
-import type { Checkpoint, EventFilter, EventLog, RecordedEvent } from '../../store/port.ts';
+import type {
+  Checkpoint,
+  EventFilter,
+  EventStore,
+  ProcessorHandle,
+  RecordedEvent,
+} from '../../store/port.ts';
 import { LogFollower } from '../../store/log-follower.ts';
-import { sleep } from '../backoff.ts';
 import { ConfigTimeline, type InstanceSinkState } from '../config-timeline.ts';
 import { buildEnvelope, serializeEnvelope } from '../envelope.ts';
 import type { SinkMetrics } from '../metrics.ts';
@@ -65,7 +72,7 @@ export interface HubClientOptions {
 }
 
 export interface WebSocketHubOptions {
-  readonly store: Pick<EventLog, 'readAll' | 'headPosition' | 'compareCheckpoints' | 'onAppended'>;
+  readonly store: Pick<EventStore, 'readAll' | 'headPosition' | 'compareCheckpoints' | 'process'>;
   readonly metrics: SinkMetrics;
   readonly logger: Logger;
   /** A live client with more unsent bytes than this is closed with 4008. Default 4 MiB. */
@@ -120,15 +127,16 @@ class HubClient {
   }
 }
 
+/** The live tail's name in the consumer runtime (its checkpoint is in memory). */
+export const WEBSOCKET_TAIL = 'sink-websocket-tail';
+
 export class WebSocketHub {
   private readonly clients = new Set<HubClient>();
   private readonly timeline: ConfigTimeline;
-  /** The live tail; its position is the tail's. Set by start(). */
-  private follower: LogFollower | undefined;
-  private running: Promise<void> | undefined;
-  /** No client: the tail does not read; it jumps to the head when the next client comes. */
-  private idle = false;
-  private resuming: Promise<void> | undefined;
+  /** The live tail, a processor of the consumer runtime. Set by start(). */
+  private tailProcessor: ProcessorHandle | undefined;
+  /** Every event up to here has been broadcast (moved in the same synchronous step as the broadcast). */
+  private tailPosition: Checkpoint | undefined;
   private stopped = false;
   /** Sockets and running replays per principal (see principalKey). */
   private readonly held = new Map<string, { connections: number; replays: number }>();
@@ -139,11 +147,11 @@ export class WebSocketHub {
 
   /** The tail's position: a client without `from` starts live from here. */
   position(): Checkpoint | undefined {
-    return this.follower?.position();
+    return this.tailPosition;
   }
 
   private get tail(): Checkpoint {
-    return this.follower!.position();
+    return this.tailPosition!;
   }
 
   /**
@@ -151,7 +159,7 @@ export class WebSocketHub {
    * behind the tail); undefined when it may. The message says what to do (docs/events.md "Limits").
    */
   refusal(principal: Principal, from?: Checkpoint): string | undefined {
-    const tail = this.follower?.position();
+    const tail = this.tailPosition;
     const replay =
       from !== undefined && (tail === undefined || this.options.store.compareCheckpoints(from, tail) < 0);
     const held = this.held.get(principalKey(principal)) ?? { connections: 0, replays: 0 };
@@ -211,37 +219,33 @@ export class WebSocketHub {
   async start(): Promise<void> {
     const head = await this.options.store.headPosition();
     await this.timeline.catchUpThrough(head);
-    this.follower = new LogFollower(this.options.store, {
-      after: head,
+    this.tailPosition = head;
+    this.tailProcessor = this.options.store.process({
+      name: WEBSOCKET_TAIL,
       filter: SINK_EVENT_FILTER,
       batchSize: this.options.pageSize ?? 500,
       pollIntervalMs: this.options.pollIntervalMs ?? 250,
-      wakeOn: 'appended',
+      // In memory: a client's durable checkpoint is its own (`?from=`); the tail resumes where it is.
+      checkpoint: { load: () => Promise.resolve(this.tail) },
+      handle: (events, range) => Promise.resolve(this.passOn(events, range.to)),
     });
-    this.running = this.loop();
   }
 
-  private ring(): void {
-    this.follower?.wake();
-  }
-
-  /** Brings an idle tail to the head (configuration included) before a client joins. */
-  private resume(): Promise<void> {
-    this.resuming ??= (async () => {
-      const head = await this.options.store.headPosition();
-      await this.timeline.catchUpThrough(head);
-      this.follower!.advance(head);
-      this.idle = false;
-    })().finally(() => {
-      this.resuming = undefined;
-    });
-    return this.resuming;
+  /** Broadcasts a batch and moves the tail past it, in one synchronous step (the replays' seam). */
+  private passOn(events: readonly RecordedEvent[], to: Checkpoint): Checkpoint {
+    const { store } = this.options;
+    for (const event of events) {
+      if (store.compareCheckpoints(event.position, this.tail) <= 0) continue;
+      this.broadcast(event);
+      this.tailPosition = event.position;
+    }
+    if (store.compareCheckpoints(to, this.tail) > 0) this.tailPosition = to;
+    return to;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.follower?.stop();
-    await this.running;
+    await this.tailProcessor?.stop();
     for (const client of this.clients)
       this.close(client, WS_CLOSE.GOING_AWAY, 'server shutting down; reconnect with ?from=');
   }
@@ -265,16 +269,7 @@ export class WebSocketHub {
 
   /** Adds the client (true), or closes the socket when the hub cannot serve it (false). */
   private async join(socket: HubSocket, options: HubClientOptions): Promise<boolean> {
-    if (this.idle && !this.stopped) {
-      try {
-        await this.resume();
-      } catch (error) {
-        this.options.logger.warn({ err: error }, 'websocket hub: cannot read the log head');
-        socket.close(WS_CLOSE.REPLAY_FAILED, 'cannot read the log; try again');
-        return false;
-      }
-    }
-    const tail = this.follower?.position();
+    const tail = this.tailPosition;
     if (tail === undefined || this.stopped || socket.readyState !== OPEN) {
       if (socket.readyState === OPEN) socket.close(WS_CLOSE.GOING_AWAY, 'not ready');
       return false;
@@ -291,7 +286,6 @@ export class WebSocketHub {
     const client = new HubClient(socket, options, options.from ?? tail);
     this.clients.add(client);
     this.options.metrics.websocketClients(this.clients.size);
-    this.ring();
     socket.on('close', () => {
       client.closed = true;
       this.forget(client);
@@ -309,33 +303,6 @@ export class WebSocketHub {
       })
       .finally(() => this.endReplay(client));
     return true;
-  }
-
-  private async loop(): Promise<void> {
-    const { store, logger } = this.options;
-    const follower = this.follower!;
-    while (!this.stopped) {
-      if (this.clients.size === 0 && !this.resuming) {
-        // Nobody listens: reading the log would be wasted. attach() brings the tail to the head first.
-        this.idle = true;
-        await follower.sleep(60_000);
-        continue;
-      }
-      if (this.resuming) await this.resuming.catch(() => undefined);
-      let caughtUp = false;
-      try {
-        const page = await follower.read();
-        // From here to the move of the tail nothing awaits: joining clients see a consistent seam.
-        for (const event of page.events) this.broadcast(event);
-        if (store.compareCheckpoints(page.next, follower.position()) > 0) follower.moveTo(page.next);
-        caughtUp = page.caughtUp;
-      } catch (error) {
-        logger.warn({ err: error }, 'websocket hub: reading the log failed; retrying');
-        await sleep(1_000);
-        continue;
-      }
-      if (caughtUp && !this.stopped) await follower.idle();
-    }
   }
 
   private broadcast(event: RecordedEvent): void {

@@ -1,28 +1,35 @@
 /**
- * Consumers (the `Consumers` port), implemented once for every adapter on top of its EventLog: catch-up then
- * live, one consumer at a time per name (a lease in es_subscriptions), at-least-once (the checkpoint moves
- * only after the handler's promise resolves), retries with onError, optional dead letters. The log supplies
- * a gap-safe `readAll`, `headPosition` and its `onNewEvents` announcements (in-process appends, NOTIFY, a
- * KurrentDB live subscription); each subscription follows the log with a LogFollower, which polls as a
- * fallback.
+ * Consumers (the `Consumers` port), implemented once for every adapter on top of its EventLog: the consumer
+ * runtime (../consumers/runtime.ts) that runs every processor of the process from one shared reader of the
+ * log, and named subscriptions as processors of it: catch-up then live, one consumer at a time per name (a
+ * lease in es_subscriptions), at-least-once (the checkpoint moves only after the handler's promise
+ * resolves), retries with onError, optional dead letters. The log supplies a gap-safe `readAll`,
+ * `headPosition` and its `onNewEvents` announcements (in-process appends, NOTIFY, a KurrentDB live
+ * subscription), which wake the shared reader; it polls as a fallback.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import {
   START,
   type BatchHandler,
+  type BatchRange,
   type Checkpoint,
   type Consumers,
   type DeadLetter,
   type DeadLetterNote,
   type DeadLetterQuery,
+  type DeadLetterRetry,
+  type DeadLetterRetryResult,
   type EventLog,
+  type Processor,
+  type ProcessorHandle,
   type RecordedEvent,
   type Subscription,
   type SubscriptionOptions,
 } from '../port.ts';
-import { compareCheckpoints, decodeCheckpoint } from '../checkpoint.ts';
-import { LogFollower } from '../log-follower.ts';
+import { decodeCheckpoint, justBefore } from '../checkpoint.ts';
+import { DeadLetterRetryUnavailableError, LeaseLostError } from '../errors.ts';
+import { ConsumerRuntime } from '../consumers/runtime.ts';
 import { SubscriptionTables } from './tables.ts';
 import type { SqlExecutor } from '../sql.ts';
 
@@ -39,22 +46,21 @@ const DEFAULTS = {
   retryDelayMs: 1_000,
 };
 
-function describe(error: unknown): string {
+export function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
+/** A named subscription: a processor with a leased, stored checkpoint and at-least-once delivery. */
 class RunningSubscription implements Subscription {
   readonly caughtUp: Promise<void>;
-  private resolveCaughtUp!: () => void;
-  private stopped = false;
-  private leaseLost = false;
-  /** As last told to onActive. */
-  private running = false;
-  /** The follower's position is the checkpoint processed so far (also while the lease is elsewhere). */
-  private readonly follower: LogFollower;
+  private readonly handle: ProcessorHandle;
   private readonly owner: string;
   private readonly options: SubscriptionOptions & typeof DEFAULTS & { readonly startAt: 'start' | 'end' };
-  private readonly done: Promise<void>;
+  /** As last told to onActive. */
+  private running = false;
+  private renewal: NodeJS.Timeout | undefined;
+  /** The checkpoint the lease came with (the processor starts there). */
+  private claimed: Checkpoint = START;
 
   constructor(
     readonly name: string,
@@ -70,46 +76,122 @@ class RunningSubscription implements Subscription {
       retryDelayMs: options.retryDelayMs ?? DEFAULTS.retryDelayMs,
       startAt: options.startAt ?? 'start',
     };
-    // Woken by the hub (one onNewEvents listener for all subscriptions), so 'none' here.
-    this.follower = new LogFollower(hub.source, {
-      filter: options.filter,
+    this.owner = `${hub.ownerId}/${randomBytes(4).toString('hex')}`;
+    const { tables } = hub;
+    const processor: Processor = {
+      name,
+      ...(options.filter ? { filter: options.filter } : {}),
       batchSize: this.options.batchSize,
       pollIntervalMs: this.options.pollIntervalMs,
-    });
-    this.owner = `${hub.ownerId}/${randomBytes(4).toString('hex')}`;
-    this.caughtUp = new Promise((resolve) => (this.resolveCaughtUp = resolve));
-    this.done = this.run();
+      checkpoint: { load: () => Promise.resolve(this.claimed) },
+      lease: {
+        acquire: (lost) => this.acquire(lost),
+        release: () => this.release(),
+        retryMs: Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2),
+      },
+      failure: {
+        retryDelayMs: this.options.retryDelayMs,
+        ...(options.maxAttempts !== undefined ? { maxAttempts: options.maxAttempts } : {}),
+        onError: (error) => {
+          this.report(error);
+          if (error instanceof LeaseLostError) return;
+          void tables.recordError(name, this.owner, describeError(error)).catch(() => undefined);
+        },
+        giveUp: async (event, error, attempts, range) => {
+          await tables.addDeadLetter(name, event, describeError(error), attempts);
+          return this.advance(range);
+        },
+      },
+      handle: async (events, range) => {
+        if (events.length > 0) await this.handler(events, range);
+        return this.advance(range);
+      },
+    };
+    this.handle = hub.runtime.process(processor);
+    this.caughtUp = this.handle.caughtUp;
   }
 
   position(): Checkpoint {
-    return this.follower.position();
-  }
-
-  /** New events may be visible; `position`, when known, is the newest one announced. */
-  wake(position?: Checkpoint): void {
-    this.follower.wake(position);
+    return this.handle.position();
   }
 
   waitFor(position: Checkpoint, timeoutMs = 10_000): Promise<boolean> {
-    if (this.stopped && compareCheckpoints(this.follower.position(), position) < 0) {
-      return Promise.resolve(false);
-    }
-    return this.follower.waitFor(position, timeoutMs);
+    return this.handle.waitFor(position, timeoutMs);
+  }
+
+  /** Another local subscription of this name gave the lease back: try to take it now. */
+  wake(): void {
+    this.handle.wake();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.follower.stop();
-    await this.done;
-    this.follower.settleWaiters();
+    await this.handle.stop();
+    this.hub.released(this);
+  }
+
+  /** Moves the stored checkpoint while we hold the lease; a lost lease ends this run (the batch may repeat). */
+  private async advance(range: BatchRange): Promise<Checkpoint> {
+    if (range.to === range.from) return range.to;
+    const { leaseMs } = this.options;
+    if (!(await this.hub.tables.advance(this.name, this.owner, range.from, range.to, leaseMs))) {
+      this.leaseGone();
+      throw new LeaseLostError(`subscription ${this.name}`);
+    }
+    return range.to;
+  }
+
+  private async acquire(lost: () => void): Promise<boolean> {
+    const { tables } = this.hub;
+    if (!(await tables.exists(this.name))) {
+      const initial = this.options.startAt === 'end' ? await this.hub.source.headPosition() : START;
+      await tables.ensure(this.name, initial);
+    }
+    const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
+    if (claimed === undefined) {
+      // Someone else runs it: the runtime tries again (a local stop() wakes us at once).
+      void this.active(false);
+      return false;
+    }
+    this.claimed = claimed;
+    const { leaseMs } = this.options;
+    clearInterval(this.renewal);
+    this.renewal = setInterval(
+      () => {
+        tables.renew(this.name, this.owner, leaseMs).then(
+          (held) => {
+            if (held || this.renewal === undefined) return;
+            this.leaseGone();
+            lost();
+          },
+          (error: unknown) => this.report(error),
+        );
+      },
+      Math.max(10, leaseMs / 3),
+    );
+    void this.active(true);
+    return true;
+  }
+
+  private leaseGone(): void {
+    clearInterval(this.renewal);
+    this.renewal = undefined;
+    void this.active(false);
+  }
+
+  /** Gives the lease back, once what onActive(false) does (the webhook's queue positions) is done. */
+  private async release(): Promise<void> {
+    clearInterval(this.renewal);
+    this.renewal = undefined;
+    await this.active(false);
+    await this.hub.tables.release(this.name, this.owner);
   }
 
   /** Tells onActive when this process starts or stops running the subscription (changes only). */
-  private active(active: boolean): void {
+  private async active(active: boolean): Promise<void> {
     if (this.running === active) return;
     this.running = active;
     try {
-      this.options.onActive?.(active);
+      await this.options.onActive?.(active);
     } catch (error) {
       this.report(error);
     }
@@ -122,120 +204,6 @@ class RunningSubscription implements Subscription {
       // a failing error callback must not stop the subscription
     }
   }
-
-  private async run(): Promise<void> {
-    const { tables } = this.hub;
-    try {
-      while (!this.stopped) {
-        try {
-          if (!(await tables.exists(this.name))) {
-            const initial = this.options.startAt === 'end' ? await this.hub.source.headPosition() : START;
-            await tables.ensure(this.name, initial);
-          }
-          const claimed = await tables.claim(this.name, this.owner, this.options.leaseMs);
-          if (claimed === undefined) {
-            this.active(false);
-            // Someone else runs it: wait for their lease to end (a local stop() rings us at once).
-            await this.follower.sleep(Math.min(this.options.pollIntervalMs, this.options.leaseMs / 2));
-            continue;
-          }
-          this.follower.moveTo(claimed);
-          this.leaseLost = false;
-          this.active(true);
-          await this.consumeWhileLeased();
-          // A failed read or write is retried under the same lease; only a lost lease ends this run.
-          if (this.leaseLost) this.active(false);
-        } catch (error) {
-          this.report(error);
-          if (!this.stopped) await this.follower.sleep(this.options.retryDelayMs);
-        }
-      }
-    } finally {
-      this.active(false);
-      await tables.release(this.name, this.owner).catch(() => undefined);
-      this.hub.released(this);
-    }
-  }
-
-  private async consumeWhileLeased(): Promise<void> {
-    const { leaseMs } = this.options;
-    const renewal = setInterval(
-      () => {
-        this.hub.tables.renew(this.name, this.owner, leaseMs).then(
-          (held) => {
-            if (!held) {
-              this.leaseLost = true;
-              this.follower.wake();
-            }
-          },
-          (error: unknown) => this.report(error),
-        );
-      },
-      Math.max(10, leaseMs / 3),
-    );
-    try {
-      await this.consume();
-    } finally {
-      clearInterval(renewal);
-    }
-  }
-
-  private async consume(): Promise<void> {
-    const { tables } = this.hub;
-    const follower = this.follower;
-    const { batchSize, maxAttempts, retryDelayMs, leaseMs } = this.options;
-    /** While set, events up to this position are handled one at a time (to single out a failing one). */
-    let isolateUntil: Checkpoint | undefined;
-    let failures = 0;
-    while (!this.stopped && !this.leaseLost) {
-      const checkpoint = follower.position();
-      const isolating = isolateUntil !== undefined && compareCheckpoints(checkpoint, isolateUntil) < 0;
-      const page = await follower.read(isolating ? 1 : batchSize);
-      // Asked to stop while reading: do not start a new batch (one already running is finished, though).
-      if (this.stopped) return;
-      const next = page.next;
-      if (page.events.length > 0) {
-        try {
-          await this.handler(page.events);
-          failures = 0;
-        } catch (error) {
-          failures += 1;
-          this.report(error);
-          await tables.recordError(this.name, this.owner, describe(error)).catch(() => undefined);
-          if (maxAttempts === undefined) {
-            if (!this.stopped) await follower.sleep(retryDelayMs);
-            continue;
-          }
-          const [only] = page.events;
-          if (page.events.length > 1 || !only) {
-            isolateUntil = page.events.at(-1)?.position;
-            failures = 0;
-            continue;
-          }
-          if (failures < maxAttempts) {
-            if (!this.stopped) await follower.sleep(retryDelayMs);
-            continue;
-          }
-          // Given up on: park it and move past it (page.next is its position, or the head when caught up).
-          await tables.addDeadLetter(this.name, only, describe(error), failures);
-          failures = 0;
-        }
-      }
-      if (next !== checkpoint) {
-        if (!(await tables.advance(this.name, this.owner, checkpoint, next, leaseMs))) {
-          this.leaseLost = true;
-          this.report(new Error(`subscription ${this.name}: lease lost; the batch may be delivered again`));
-          return;
-        }
-        follower.moveTo(next);
-      }
-      if (page.caughtUp) {
-        this.resolveCaughtUp();
-        if (this.stopped || this.leaseLost) continue;
-        await follower.idle();
-      }
-    }
-  }
 }
 
 /**
@@ -245,8 +213,9 @@ class RunningSubscription implements Subscription {
 export class SubscriptionHub implements Consumers {
   readonly tables: SubscriptionTables;
   readonly ownerId: string;
+  /** The one consumer runtime of this log in this process. */
+  readonly runtime: ConsumerRuntime;
   private readonly active = new Set<RunningSubscription>();
-  private unlisten: (() => void) | undefined;
   private closed = false;
 
   constructor(
@@ -256,20 +225,48 @@ export class SubscriptionHub implements Consumers {
   ) {
     this.tables = new SubscriptionTables(db);
     this.ownerId = ownerId ?? `${hostname()}:${process.pid}`;
+    this.runtime = new ConsumerRuntime(source);
   }
 
   subscribe(name: string, options: SubscriptionOptions, handler: BatchHandler): Subscription {
     if (this.closed) throw new Error('the event store is closed');
-    // Listen from the first subscription on (on KurrentDB this opens the live subscription to $all).
-    this.unlisten ??= this.source.onNewEvents((position) => this.wake(position));
     const subscription = new RunningSubscription(name, options, handler, this);
     this.active.add(subscription);
     return subscription;
   }
 
-  /** New events may be visible (up to `position`, when known): every running subscription reads again now. */
-  wake(position?: Checkpoint): void {
-    for (const subscription of this.active) subscription.wake(position);
+  process(processor: Processor): ProcessorHandle {
+    return this.runtime.process(processor);
+  }
+
+  onRetry(subscription: string, retry: DeadLetterRetry): () => void {
+    return this.runtime.onRetry(subscription, retry);
+  }
+
+  async retryDeadLetter(id: string, requestedBy: string): Promise<DeadLetterRetryResult | undefined> {
+    const dead = await this.tables.deadLetter(id);
+    if (!dead) return undefined;
+    const retry = this.runtime.retryOf(dead.subscription);
+    if (!retry) throw new DeadLetterRetryUnavailableError(dead.subscription);
+    const event = await this.eventOf(dead);
+    if (!event) {
+      return {
+        outcome: 'failed',
+        message: `event ${dead.eventId} is no longer in the log (its stream ${dead.stream} was deleted); remove the dead letter`,
+      };
+    }
+    return retry(dead, event, requestedBy);
+  }
+
+  /** A dead letter's event, read from the log (the dead letter keeps no payload). */
+  private async eventOf(dead: DeadLetter): Promise<RecordedEvent | undefined> {
+    const page = await this.source.readAll({
+      after: justBefore(dead.position),
+      limit: 1,
+      filter: { streams: [dead.stream] },
+    });
+    const event = page.events[0];
+    return event?.id === dead.eventId ? event : undefined;
   }
 
   /** A subscription ended and gave its lease back: a local one of the same name may take over at once. */
@@ -278,12 +275,11 @@ export class SubscriptionHub implements Consumers {
     for (const other of this.active) if (other.name === subscription.name) other.wake();
   }
 
-  /** Stops every subscription; no new one starts afterwards. */
+  /** Stops every subscription and processor; no new one starts afterwards. */
   async close(): Promise<void> {
     this.closed = true;
-    this.unlisten?.();
-    this.unlisten = undefined;
-    await Promise.all([...this.active].map((subscription) => subscription.stop()));
+    await this.runtime.close();
+    this.active.clear();
   }
 
   readCheckpoint(subscription: string): Promise<Checkpoint> {

@@ -86,6 +86,34 @@ export class SubscriptionTables {
     return rows.length > 0;
   }
 
+  /**
+   * The checkpoint of a reader that runs on every node without a lease (a projection), its row created at
+   * START when missing.
+   */
+  async ensureCheckpoint(name: string): Promise<Checkpoint> {
+    const { rows } = await this.db.query<{ checkpoint: string }>(
+      `INSERT INTO es_subscriptions (subscription_id) VALUES ($1)
+       ON CONFLICT (subscription_id) DO UPDATE SET subscription_id = EXCLUDED.subscription_id
+       RETURNING checkpoint`,
+      [name],
+    );
+    return (rows[0]?.checkpoint ?? START) as Checkpoint;
+  }
+
+  /**
+   * Compare-and-set of a lease-free reader's checkpoint (a projection, in its batch's transaction): moves it
+   * from `from` to `to`; false when another node moved it first. The first writer holds the row's lock until
+   * it commits, so the others find it moved and roll back. Relaxed: a lost commit loses the batch with it.
+   */
+  async moveCheckpoint(name: string, from: Checkpoint, to: Checkpoint): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE es_subscriptions SET checkpoint = $2, updated_at = now()
+         FROM ${RELAXED_COMMIT} WHERE subscription_id = $1 AND checkpoint = $3`,
+      [name, to, from],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
   async recordError(name: string, owner: string, error: string): Promise<void> {
     await this.db.query(
       `UPDATE es_subscriptions SET last_error = $3, updated_at = now() WHERE subscription_id = $1 AND owner = $2`,
@@ -189,6 +217,18 @@ export class SubscriptionTables {
       [id],
     );
     return rows[0] ? deadLetterOf(rows[0]) : undefined;
+  }
+
+  /** How many dead letters each of these subscriptions holds (0 for none). */
+  async countDeadLetters(subscriptions: readonly string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>(subscriptions.map((name) => [name, 0]));
+    const { rows } = await this.db.query<{ subscription_id: string; count: number }>(
+      `SELECT subscription_id, count(*)::int AS count FROM es_dead_letters
+        WHERE subscription_id = ANY($1::text[]) GROUP BY subscription_id`,
+      [[...subscriptions]],
+    );
+    for (const row of rows) counts.set(row.subscription_id, Number(row.count));
+    return counts;
   }
 
   async capDeadLetters(subscriptions: readonly string[], instanceId: string, max: number): Promise<number> {

@@ -23,12 +23,12 @@ beforeAll(async () => {
     CREATE TABLE t_checkpoint_regressions (projection text, old text, new text);
     CREATE FUNCTION t_no_regression() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF NEW.checkpoint COLLATE "C" < OLD.checkpoint COLLATE "C" THEN
-        INSERT INTO t_checkpoint_regressions VALUES (NEW.projection, OLD.checkpoint, NEW.checkpoint);
+      IF NEW.subscription_id LIKE 'projection:%' AND NEW.checkpoint COLLATE "C" < OLD.checkpoint COLLATE "C" THEN
+        INSERT INTO t_checkpoint_regressions VALUES (NEW.subscription_id, OLD.checkpoint, NEW.checkpoint);
       END IF;
       RETURN NEW;
     END $$;
-    CREATE TRIGGER t_no_regression BEFORE UPDATE ON rm_projection_checkpoints
+    CREATE TRIGGER t_no_regression BEFORE UPDATE ON es_subscriptions
       FOR EACH ROW EXECUTE FUNCTION t_no_regression();
   `);
 });

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendPoisonInstance } from '../../support/poison.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
 import { startTestApp, type TestApp } from '../../support/zapwire.ts';
 
@@ -45,30 +46,7 @@ describe('instances projection', () => {
   it('skips and records an event it cannot apply, alerts, and goes on projecting', async () => {
     // A second InstanceCreated with a name already taken breaks rm_instances_name_key every time.
     const poisonId = randomUUID();
-    await t.zapwire.store.append(
-      `instance-${poisonId}`,
-      [
-        {
-          type: 'InstanceCreated',
-          data: {
-            at: new Date().toISOString(),
-            instanceId: poisonId,
-            name: 'after-the-race',
-            createdBy: 'admin',
-            advancedSettings: {},
-            sinks: {
-              webhookUrl: null,
-              events: ['MESSAGE'],
-              rabbitmqEnable: false,
-              websocketEnable: false,
-              natsEnable: false,
-            },
-            proxy: null,
-          },
-        },
-      ],
-      { expectedVersion: 'no_stream' },
-    );
+    await appendPoisonInstance(t.zapwire.store, poisonId, 'after-the-race');
     await createWorks('after-the-poison');
     const poison = await t.zapwire.projections.poisonEvents();
     expect(poison).toHaveLength(1);

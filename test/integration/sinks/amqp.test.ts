@@ -19,6 +19,7 @@ import {
   sinks as settings,
 } from './support/fixtures.ts';
 import { MemoryEventStore } from './support/memory-store.ts';
+import { TcpProxy } from './support/tcp-proxy.ts';
 
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const run = promisify(execFile);
@@ -41,17 +42,19 @@ describe('RabbitMQ sink', () => {
 
   const startSink = (
     connectionName = `zapwire-test-${randomUUID()}`,
+    { url = AMQP_URL, to = exchange }: { url?: string; to?: string } = {},
   ): { sink: AmqpSink; logs: () => string[] } => {
     const { logger, messages: logs } = capturingLogger();
     sink = new AmqpSink({
-      url: AMQP_URL,
-      exchange,
+      url,
+      exchange: to,
       connectionName,
       store,
       timeline: new ConfigTimeline(store, undefined, logger),
       metrics: new SinkMetrics({ processMetrics: false }),
       logger,
       reconnect: { baseMs: 100, maxMs: 500 },
+      retry: { baseMs: 50, maxMs: 200 },
       subscription: { pollIntervalMs: 50, retryDelayMs: 100 },
     });
     sink.start();
@@ -150,5 +153,81 @@ describe('RabbitMQ sink', () => {
     }
     expect(logs().filter((l) => l === 'RabbitMQ sink connected').length).toBeGreaterThanOrEqual(2);
     expect(logs()).toContain('RabbitMQ connection closed; will reconnect');
+  });
+
+  it('a queue that refuses (full, reject-publish) pauses the sink: nothing dead-lettered, the position kept, all delivered in order once it has room', async () => {
+    // An exchange of its own, with one queue that holds one message and nacks the rest.
+    const refusing = `zapwire.test.${randomUUID()}`;
+    await channel.assertExchange(refusing, 'topic', { durable: true });
+    const { queue } = await channel.assertQueue('', {
+      exclusive: true,
+      autoDelete: true,
+      arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' },
+    });
+    await channel.bindQueue(queue, refusing, '#');
+    const { logs } = startSink(undefined, { to: refusing });
+    await createInstance(store, 'r1', 'rabbit', settings({ rabbitmqEnable: true, events: ['MESSAGE'] }));
+    const appended = await messages(store, 'r1', 5, 'q');
+    await eventually(() => logs().some((l) => l.includes('the sink is paused')), 10_000, 'paused');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
+    expect(store.compareCheckpoints(await store.readCheckpoint('sink-rabbitmq'), appended[1]!.position)).toBe(
+      -1,
+    );
+    // A consumer makes room: the probe gets through, then the rest, in log order, each once.
+    const got: string[] = [];
+    await channel.consume(queue, (m) => m && got.push(m.properties.messageId as string), { noAck: true });
+    await eventually(() => got.length >= 5, 15_000, 'all five');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got).toEqual(appended.map((e) => e.id));
+    expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
+    expect(logs()).toContain('RabbitMQ takes messages again; the sink resumed');
+    await channel.deleteExchange(refusing);
+  });
+
+  it('a broker down for a while pauses the sink: nothing dead-lettered or dropped, all delivered in order after', async () => {
+    const proxy = await TcpProxy.start(Number(new URL(AMQP_URL).port || 5672));
+    const auth = new URL(AMQP_URL);
+    try {
+      startSink(undefined, { url: `amqp://${auth.username}:${auth.password}@127.0.0.1:${proxy.port}` });
+      await createInstance(store, 'r1', 'rabbit', settings({ rabbitmqEnable: true, events: ['MESSAGE'] }));
+      const before = await messages(store, 'r1', 5, 'a');
+      await eventually(() => received.length >= 5, 10_000, 'before the outage');
+      proxy.down();
+      const during = [];
+      for (let i = 0; i < 5; i++) {
+        during.push(...(await messages(store, 'r1', 4, `d${i}-`)));
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
+      expect(received).toHaveLength(5);
+      proxy.up();
+      await eventually(() => received.length >= 25, 20_000, 'after the outage');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(received.map((m) => m.properties.messageId as string)).toEqual(
+        [...before, ...during].map((e) => e.id),
+      );
+      expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
+    } finally {
+      await sink?.stop();
+      sink = undefined;
+      await proxy.close();
+    }
+  });
+
+  it('an exchange the broker will not let it declare (declared before with other arguments): the sink waits and retries, the process goes on', async () => {
+    const other = `zapwire.test.${randomUUID()}`;
+    await channel.assertExchange(other, 'topic', { durable: false, autoDelete: true });
+    const { logs } = startSink(undefined, { to: other });
+    await createInstance(store, 'r1', 'rabbit', settings({ rabbitmqEnable: true, events: ['MESSAGE'] }));
+    await messages(store, 'r1', 2, 'x');
+    // The broker closes the channel on the declaration, again and again; nothing is dropped meanwhile.
+    await eventually(
+      () => logs().filter((l) => l === 'RabbitMQ connect failed').length >= 2,
+      10_000,
+      'two refused declarations',
+    );
+    expect(await store.listDeadLetters('sink-rabbitmq')).toEqual([]);
+    expect(await store.readCheckpoint('sink-rabbitmq')).not.toBe(await store.headPosition());
   });
 });

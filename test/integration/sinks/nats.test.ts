@@ -51,6 +51,7 @@ describe('NATS sink', () => {
       logger,
       publishTimeoutMs: 2_000,
       reconnect: { baseMs: 100, maxMs: 500 },
+      retry: { baseMs: 50, maxMs: 200 },
       subscription: { pollIntervalMs: 50, retryDelayMs: 100 },
     });
     sink.start();
@@ -187,33 +188,95 @@ describe('NATS sink', () => {
     expect(logs()).toContain('NATS sink reconnected');
   });
 
-  it('dead-letters an event its stream keeps refusing, without holding back other instances', async () => {
+  /** The ids a stream holds, in its order. */
+  const streamIds = async (stream: string): Promise<string[]> => {
+    const info = await jsm.streams.info(stream);
+    const out: string[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+      if (m) out.push(m.header.get('Nats-Msg-Id'));
+    }
+    return out;
+  };
+
+  it('a stream that keeps refusing (full, discard: new) pauses the sink: nothing dead-lettered, the position kept, all delivered in order once it has room', async () => {
     const stream = `ZT_${prefix}`;
     streams.push(stream);
-    // Only "full"'s subjects are captured, by a stream that takes one message and refuses the rest.
     await jsm.streams.add({
       name: stream,
-      subjects: [`${prefix}.full.>`],
+      subjects: [`${prefix}.>`],
       max_msgs: 1,
       discard: DiscardPolicy.New,
+      duplicate_window: 120_000_000_000,
     });
-    observer.subscribe(`${prefix}.open.>`, { callback: (_e, m) => record(m) });
-    await observer.flush();
-    startSink();
+    const { logs } = startSink();
     await createInstance(store, 'f1', 'full', settings({ natsEnable: true, events: ['MESSAGE'] }));
     await createInstance(store, 'o1', 'open', settings({ natsEnable: true, events: ['MESSAGE'] }));
     const full = await messages(store, 'f1', 2, 'f');
     const open = [...(await messages(store, 'o1', 3, 'o')), ...(await messages(store, 'o1', 3, 'p'))];
-    await eventually(() => received.length >= open.length, 10_000, 'the open instance keeps flowing');
+    await eventually(() => logs().some((l) => l.includes('the sink is paused')), 10_000, 'paused');
+    // Probed with the refused event, with a capped backoff: no dead letter, the position stays before it.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await store.listDeadLetters('sink-nats')).toEqual([]);
+    expect(store.compareCheckpoints(await store.readCheckpoint('sink-nats'), full[1]!.position)).toBe(-1);
+    expect(await streamIds(stream)).toEqual([full[0]!.id]);
+    // Room again (the limit raised): everything arrives, in log order, each once.
+    await jsm.streams.update(stream, { subjects: [`${prefix}.>`], max_msgs: -1, discard: DiscardPolicy.New });
+    await eventually(async () => (await streamIds(stream)).length === 8, 10_000, 'all stored');
+    expect(await streamIds(stream)).toEqual([...full, ...open].map((e) => e.id));
+    expect(await store.listDeadLetters('sink-nats')).toEqual([]);
+    expect(logs()).toContain('NATS takes messages again; the sink resumed');
+  });
+
+  it('a server down for a while pauses the sink: nothing dead-lettered or dropped, all delivered in order after', async () => {
+    const stream = `ZT_${prefix}`;
+    streams.push(stream);
+    await jsm.streams.add({ name: stream, subjects: [`${prefix}.>`], duplicate_window: 120_000_000_000 });
+    proxy = await TcpProxy.start(NATS_PORT);
+    startSink(`nats://127.0.0.1:${proxy.port}`);
+    await createInstance(store, 'n1', 'natty', settings({ natsEnable: true, events: ['MESSAGE'] }));
+    const before = await messages(store, 'n1', 5, 'a');
+    await eventually(async () => (await streamIds(stream)).length === 5, 10_000, 'before the outage');
+    proxy.down();
+    const during = [];
+    for (let i = 0; i < 5; i++) {
+      during.push(...(await messages(store, 'n1', 4, `d${i}-`)));
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(await store.listDeadLetters('sink-nats')).toEqual([]);
+    expect(await streamIds(stream)).toEqual(before.map((e) => e.id));
+    proxy.up();
+    await eventually(async () => (await streamIds(stream)).length === 25, 20_000, 'after the outage');
+    expect(await streamIds(stream)).toEqual([...before, ...during].map((e) => e.id));
+    expect(await store.listDeadLetters('sink-nats')).toEqual([]);
+  });
+
+  it('dead-letters only what the server will never take (larger than the stream allows); the rest flows', async () => {
+    const stream = `ZT_${prefix}`;
+    streams.push(stream);
+    // Only "tiny"'s subjects are captured, by a stream that takes messages of 10 bytes at most.
+    await jsm.streams.add({ name: stream, subjects: [`${prefix}.tiny.>`], max_msg_size: 10 });
+    observer.subscribe(`${prefix}.open.>`, { callback: (_e, m) => record(m) });
+    await observer.flush();
+    startSink();
+    await createInstance(store, 't1', 'tiny', settings({ natsEnable: true, events: ['MESSAGE'] }));
+    await createInstance(store, 'o1', 'open', settings({ natsEnable: true, events: ['MESSAGE'] }));
+    const tiny = await messages(store, 't1', 2, 't');
+    const open = await messages(store, 'o1', 3, 'o');
+    await eventually(() => received.length >= open.length, 10_000, 'the open instance flows');
     expect(received.map((g) => g.id)).toEqual(open.map((e) => e.id));
     await eventually(
-      async () => (await store.listDeadLetters('sink-nats')).length === 1,
+      async () => (await store.listDeadLetters('sink-nats')).length === 2,
       10_000,
-      'dead letter',
+      'dead letters',
     );
-    const [dead] = await store.listDeadLetters('sink-nats');
-    expect(dead).toMatchObject({ eventId: full[1]!.id, attempts: 5 });
-    expect(dead!.error).toMatch(/JetStream refused/);
-    expect((await jsm.streams.info(stream)).state.messages).toBe(1);
+    const dead = await store.listDeadLetters('sink-nats');
+    expect(dead.map((d) => d.eventId)).toEqual(tiny.map((e) => e.id));
+    expect(dead[0]).toMatchObject({
+      attempts: 1,
+      instanceId: 't1',
+      detail: { statusCode: 400, errCode: 10054 },
+    });
+    expect(dead[0]!.error).toMatch(/refused the message for good.*message size exceeds maximum allowed/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * An in-memory EventStore for the sinks' tests: the port's semantics (gap-free positions, filtered reads,
  * subscriptions that move their checkpoint only after the handler resolves, dead letters), no durability.
- * Crash tests use the real adapters instead.
+ * Processors (`process`) run on the real consumer runtime, over this log. Crash tests use the real adapters
+ * instead.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -12,9 +13,13 @@ import {
   type DeadLetter,
   type DeadLetterNote,
   type DeadLetterQuery,
+  type DeadLetterRetry,
+  type DeadLetterRetryResult,
   type EventFilter,
   type EventStore,
   type NewEvent,
+  type Processor,
+  type ProcessorHandle,
   type ReadAllOptions,
   type ReadAllResult,
   type RecordedEvent,
@@ -22,6 +27,7 @@ import {
   type SubscriptionOptions,
 } from '../../../../src/store/port.ts';
 import { eventMatches } from '../../../../src/store/filter.ts';
+import { ConsumerRuntime } from '../../../../src/store/consumers/runtime.ts';
 
 const pos = (n: number): Checkpoint => String(n).padStart(12, '0') as Checkpoint;
 const num = (c: Checkpoint): number => (c === START ? 0 : Number(c));
@@ -40,6 +46,7 @@ export class MemoryEventStore implements EventStore {
   private readonly listeners = new Set<(result: AppendResult, stream: string) => void>();
   /** Test hook: makes readAll fail while set. */
   failReads: Error | undefined;
+  readonly runtime = new ConsumerRuntime(this);
 
   async append(stream: string, events: readonly NewEvent[]): Promise<AppendResult> {
     let version = this.streams.get(stream) ?? 0;
@@ -135,7 +142,8 @@ export class MemoryEventStore implements EventStore {
             limit: options.batchSize ?? 100,
             filter: options.filter,
           });
-          if (page.events.length > 0) await handler(page.events);
+          const from = this.checkpoints.get(name) ?? START;
+          if (page.events.length > 0) await handler(page.events, { from, to: page.next });
           if (stopped) break;
           this.checkpoints.set(name, page.next);
           settle();
@@ -188,6 +196,22 @@ export class MemoryEventStore implements EventStore {
         active(false);
       },
     };
+  }
+
+  process(processor: Processor): ProcessorHandle {
+    return this.runtime.process(processor);
+  }
+
+  onRetry(subscription: string, retry: DeadLetterRetry): () => void {
+    return this.runtime.onRetry(subscription, retry);
+  }
+
+  async retryDeadLetter(id: string, requestedBy: string): Promise<DeadLetterRetryResult | undefined> {
+    const dead = await this.deadLetter(id);
+    const event = dead && this.events.find((e) => e.id === dead.eventId);
+    const retry = dead && this.runtime.retryOf(dead.subscription);
+    if (!dead || !event || !retry) return undefined;
+    return retry(dead, event, requestedBy);
   }
 
   async readCheckpoint(subscription: string): Promise<Checkpoint> {
@@ -284,5 +308,7 @@ export class MemoryEventStore implements EventStore {
   }
 
   async ping(): Promise<void> {}
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.runtime.close();
+  }
 }

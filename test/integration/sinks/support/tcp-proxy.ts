@@ -1,6 +1,7 @@
 /**
  * A TCP relay on 127.0.0.1 in front of a broker, so a test can cut a client's connection the way a
- * broker restart or a network drop would: `dropAll()` resets every relayed connection at once.
+ * broker restart or a network drop would: `dropAll()` resets every relayed connection at once, and
+ * `down()` keeps refusing new ones (a broker that is down) until `up()`.
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -8,10 +9,15 @@ import type { AddressInfo } from 'node:net';
 export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   private readonly server: net.Server;
+  private refusing = false;
   drops = 0;
 
   private constructor(upstreamPort: number) {
     this.server = net.createServer((client) => {
+      if (this.refusing) {
+        client.resetAndDestroy();
+        return;
+      }
       const upstream = net.connect(upstreamPort, '127.0.0.1');
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -43,6 +49,16 @@ export class TcpProxy {
   dropAll(): void {
     this.drops += 1;
     for (const s of this.sockets) s.resetAndDestroy();
+  }
+
+  /** The broker is down: every relayed connection is reset, and new ones are reset as they come. */
+  down(): void {
+    this.refusing = true;
+    this.dropAll();
+  }
+
+  up(): void {
+    this.refusing = false;
   }
 
   async close(): Promise<void> {
