@@ -290,8 +290,14 @@ export class WebhookSink implements WebhookApi {
     return this.subscription;
   }
 
-  private activate(active: boolean): void {
-    if (this.stopping) return;
+  /**
+   * The lease came (start working the queues) or went. When this process stops, the queues' positions are
+   * written before the lease is given back, so the next holder resumes exactly there (a clean hand-over
+   * repeats nothing); when the lease was lost, another process holds the queues already: cut what is in
+   * flight and write nothing more.
+   */
+  private activate(active: boolean): Promise<void> | undefined {
+    if (this.stopping) return active ? undefined : this.dispatcher.stop(true);
     if (active) {
       void this.dispatcher.start();
       void this.replayer
@@ -299,11 +305,10 @@ export class WebhookSink implements WebhookApi {
         .catch((error: unknown) =>
           this.options.logger.error({ err: error }, 'webhook: cannot resume the replays'),
         );
-    } else {
-      // The lease is another process's now: cut what is in flight, write nothing more.
-      void this.dispatcher.stop(false);
-      void this.replayer.stop();
+      return undefined;
     }
+    void this.replayer.stop();
+    return this.dispatcher.stop(false);
   }
 
   /** Retention and WEBHOOK_MAX_DEAD. Returns the dead letters removed. */
