@@ -6,7 +6,10 @@
  * nesting, invalid JSON, other content types).
  *
  * Properties, checked after every request:
- * - no 5xx, and the process keeps running (no unhandled rejection while the run lasts);
+ * - no 5xx, and the process keeps running (no unhandled rejection nor uncaught exception while the run
+ *   lasts), while tenant a's webhook is an https receiver whose TLS fails in every way in turn (a name the
+ *   certificate does not cover, expired, self-signed, an unknown CA, a reset handshake) and slow-body clients
+ *   hold connections;
  * - an error answer has the documented shape `{ error: { code, message, details? } }` (the browser pages
  *   answer a refusal with their sign-in page instead);
  * - no secret (tokens, the admin key, the session key, the token pepper, proxy passwords, webhook secrets)
@@ -32,6 +35,7 @@ import { instanceStream, whatsappStream } from '../../../src/domain/events.ts';
 import { rebuildEqualityCheck } from '../../../projections/rebuild-check.ts';
 import { ADMIN_KEY, signInManager, startTestApp, type TestApp } from '../../support/zapwire.ts';
 import { getFrom, slowBody, type SlowBodyOutcome } from '../../support/slow-client.ts';
+import { TLS_FAILURES, TlsReceiver, makeTestPki, type TestPki } from '../../support/tls-receiver.ts';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = process.env['FUZZ_SEED'] ? Number(process.env['FUZZ_SEED']) : (Date.now() ^ 0x5eed) | 0;
@@ -68,6 +72,10 @@ const instanceTokens = new Set<string>();
 const everySecret = new Set<string>(standingSecrets);
 let browser: { cookie: string; csrf: string };
 const unhandled: unknown[] = [];
+/** A webhook receiver whose TLS fails (issue #22 item 1), and its test CA. */
+let pki: TestPki;
+let tlsReceiver: TlsReceiver;
+let tlsRotation: NodeJS.Timeout | undefined;
 const onUnhandled = (reason: unknown): void => {
   unhandled.push(reason);
 };
@@ -226,6 +234,7 @@ function fitting(schemaValue: unknown, key: string, depth = 0): fc.Arbitrary<unk
       if (/url/i.test(key))
         return fc.constantFrom(
           'https://receiver.example.com/x',
+          tlsReceiver.url(),
           'http://127.0.0.1:9/',
           'http://169.254.169.254/latest/meta-data/',
           'http://exa mple/',
@@ -783,12 +792,22 @@ function fuzz(under: Profile): void {
       standingSecrets.clear();
       for (const secret of [ADMIN_KEY, SESSION_KEY, PEPPER, PROXY_PASSWORD]) standingSecrets.add(secret);
       process.on('unhandledRejection', onUnhandled);
+      process.on('uncaughtException', onUnhandled);
+      pki = makeTestPki();
+      tlsReceiver = await TlsReceiver.start(pki);
+      let failure = 0;
+      tlsReceiver.mode(TLS_FAILURES[0]!);
+      tlsRotation = setInterval(() => tlsReceiver.mode(TLS_FAILURES[++failure % TLS_FAILURES.length]!), 300);
       t = await startTestApp({
         env: {
           SESSION_ENCRYPTION_KEY: SESSION_KEY,
           TOKEN_PEPPER: PEPPER,
           LOG_LEVEL: 'trace',
           ...SLOW_CLIENT_LIMITS,
+          // The TLS receiver's certificates come from a test CA: trusted, so the name check is reached.
+          WEBHOOK_CA_FILE: pki.caFile,
+          WEBHOOK_BACKOFF_BASE_MS: '20',
+          WEBHOOK_PROBE_MAX_MS: '200',
           ...under.env,
         },
         logger: pino({ level: 'trace', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, logSink),
@@ -797,12 +816,21 @@ function fuzz(under: Profile): void {
       // The random requests are injected; the slow clients need a socket.
       port = Number(new URL(await t.zapwire.app.listen({ port: 0, host: '127.0.0.1' })).port);
       tenants.push(await under.createTenant('a'), await under.createTenant('b'));
+      // Tenant a's every event goes to the failing TLS receiver (in either profile).
+      await t.zapwire.runtime.commands.configureSinks(tenants[0]!.id, {
+        webhookUrl: tlsReceiver.url(),
+        events: ['ALL'],
+      });
       await signInBrowser();
     }, 120_000);
 
     afterAll(async () => {
       process.off('unhandledRejection', onUnhandled);
+      process.off('uncaughtException', onUnhandled);
+      clearInterval(tlsRotation);
       await t?.stop();
+      await tlsReceiver?.close();
+      pki?.remove();
     });
 
     it('walks every registered route', () => {
@@ -852,6 +880,10 @@ function fuzz(under: Profile): void {
           },
         );
         checkSlowBodies(await slow);
+        // The TLS receiver was tried (tenant a's connects and settings changes are events) and failed.
+        expect(tlsReceiver.connections).toBeGreaterThan(0);
+        expect(tlsReceiver.bodies).toEqual([]);
+        expect(unhandled, 'an unhandled rejection or uncaught exception').toEqual([]);
         // Another client was answered all along, whatever the slow clients held.
         expect(await health.stop()).toEqual({ answered: expect.any(Number) as number, failed: [] });
         // The app still answers.
