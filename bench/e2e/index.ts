@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { freePort, serverEnv } from '../support/server-env.ts';
 import { cpuBetween, processTree, snapshotCpu, type CpuGroups, type CpuSpent } from './cpu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -257,14 +258,6 @@ async function startBare(sandbox: Sandbox, receiver: Receiver, n: number): Promi
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `zw_bench_${randomBytes(5).toString('hex')}`;
   const admin = async (sql: string): Promise<void> => {
@@ -291,22 +284,19 @@ async function startZapwire(
   const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-e2e-'));
   const database = store === 'postgres' ? await freshDatabase() : undefined;
   const port = await freePort();
-  const childEnv: NodeJS.ProcessEnv = {
-    PATH: env['PATH'],
-    HOME: env['HOME'],
-    NODE_ENV: 'production',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
-    GLOBAL_API_KEY: ADMIN_KEY,
-    LOG_LEVEL: 'warn',
-    WA_WEBSOCKET_URL: sandbox.wsUrl,
-    WA_NOISE_ROOT_PUBLIC_KEY: sandbox.rootPublicKeyBase64,
-    RECONNECT_RATE_LIMIT_MS: '0',
-    ...(database ? { DATABASE_URL: database.url } : {}),
-    // Sink options under test (e.g. WEBHOOK_BATCH) pass through from the bench's environment.
-    ...Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('WEBHOOK_'))),
-  };
+  const childEnv = serverEnv({
+    port,
+    dataDir,
+    adminKey: ADMIN_KEY,
+    ...(database ? { databaseUrl: database.url } : {}),
+    // Sink options under test (e.g. WEBHOOK_BATCH_MAX) pass through from the bench's environment.
+    passWebhook: true,
+    extra: {
+      WA_WEBSOCKET_URL: sandbox.wsUrl,
+      WA_NOISE_ROOT_PUBLIC_KEY: sandbox.rootPublicKeyBase64,
+      RECONNECT_RATE_LIMIT_MS: '0',
+    },
+  });
   const countSql = env['BENCH_E2E_SQL'] === '1';
   const preload = countSql ? ['--import', 'tsx', '--import', './bench/e2e/count-sql.ts'] : [];
   const profile = env['BENCH_E2E_CPU_PROF']

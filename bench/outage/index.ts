@@ -31,6 +31,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { processTree } from '../e2e/cpu.ts';
+import { freePort, serverEnv } from '../support/server-env.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -145,14 +146,6 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
 async function admin(sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: SERVER_URL });
   await client.connect();
@@ -201,20 +194,15 @@ async function startServer(): Promise<Server> {
   const port = await freePort();
   const child = spawn(process.execPath, ['dist/src/main.js'], {
     cwd: ROOT,
-    env: {
-      PATH: env['PATH'],
-      HOME: env['HOME'],
-      NODE_ENV: 'production',
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      GLOBAL_API_KEY: ADMIN_KEY,
-      LOG_LEVEL: 'warn',
-      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    env: serverEnv({
+      port,
+      dataDir,
+      adminKey: ADMIN_KEY,
+      ...(databaseUrl ? { databaseUrl } : {}),
+      passWebhook: true,
       // e.g. --max-old-space-size=64: whether what the heap grows by is garbage or held
-      ...(env['BENCH_NODE_OPTIONS'] ? { NODE_OPTIONS: env['BENCH_NODE_OPTIONS'] } : {}),
-      ...Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('WEBHOOK_'))),
-    },
+      ...(env['BENCH_NODE_OPTIONS'] ? { extra: { NODE_OPTIONS: env['BENCH_NODE_OPTIONS'] } } : {}),
+    }),
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;

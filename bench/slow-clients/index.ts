@@ -8,6 +8,7 @@
  * health checks were answered. The server runs with its defaults, on a fresh database on
  * BENCH_DATABASE_URL's server. BENCH_SLOW_ROOT runs another checkout's build instead (before/after).
  */
+import { serverEnv } from '../support/server-env.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -61,17 +62,12 @@ export default async function slowClientsBench(): Promise<void> {
     ['-c', 'ulimit -n "$1" && exec "$2" dist/src/main.js', 'sh', String(FD_LIMIT), process.execPath],
     {
       cwd: ROOT,
-      env: {
-        PATH: env['PATH'],
-        HOME: env['HOME'],
-        NODE_ENV: 'production',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        DATABASE_URL: database.url,
-        GLOBAL_API_KEY: 'bench-slow-admin-key-0123456789',
-        LOG_LEVEL: 'warn',
-      },
+      env: serverEnv({
+        port,
+        dataDir,
+        databaseUrl: database.url,
+        adminKey: 'bench-slow-admin-key-0123456789',
+      }),
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   );

@@ -5,9 +5,8 @@
  *
  * Real services: a fresh PostgreSQL database (the store and the delivery log), RabbitMQ, NATS.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
@@ -17,11 +16,11 @@ import { SINK_MIGRATIONS_DIR } from '../../../src/sinks/index.ts';
 import { openEventStore, type OpenedEventStore } from '../../../src/store/index.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import { createInstance, eventually, messages, sinks as settings } from './support/fixtures.ts';
+import { exited, spawnSinksProcess } from './support/sinks-process.ts';
 
 const PG_ADMIN_URL = process.env['SINK_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_URL = process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
-const CHILD = fileURLToPath(new URL('./support/sinks-child.ts', import.meta.url));
 const BURST = 5_000;
 
 /** Every body seen per id; `sets` of repeats must all be identical. */
@@ -60,28 +59,13 @@ describe('sinks survive SIGKILL during a burst', () => {
   const wsSeen = new Seen();
 
   const spawnChild = (): Promise<{ process: ChildProcess; port: number }> =>
-    new Promise((resolve, reject) => {
-      const proc = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-        env: {
-          ...process.env,
-          SINKS_CHILD_CONFIG: JSON.stringify({
-            databaseUrl: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${database}`),
-            amqpUrl: AMQP_URL,
-            amqpExchange: exchange,
-            natsUrl: NATS_URL,
-            natsPrefix,
-            instances: instances.map((instance) => ({ ...instance, sinks: sinksOf() })),
-          }),
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      proc.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        const match = /ready (\d+)/.exec(out);
-        if (match) resolve({ process: proc, port: Number(match[1]) });
-      });
-      proc.once('exit', (code) => reject(new Error(`sinks child exited early (${code}): ${out}`)));
+    spawnSinksProcess({
+      databaseUrl: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${database}`),
+      amqpUrl: AMQP_URL,
+      amqpExchange: exchange,
+      natsUrl: NATS_URL,
+      natsPrefix,
+      instances: instances.map((instance) => ({ ...instance, sinks: sinksOf() })),
     });
 
   const sinksOf = () =>
@@ -181,9 +165,7 @@ describe('sinks survive SIGKILL during a burst', () => {
         if (ids.length === BURST / 2) child.kill('SIGKILL');
       }
       phase('burst appended');
-      await new Promise<void>((resolve) =>
-        child!.exitCode !== null || child!.signalCode ? resolve() : child!.once('exit', () => resolve()),
-      );
+      await exited(child);
       const beforeRestart = {
         webhook: webhook.bodies.size,
         rabbit: rabbitSeen.bodies.size,

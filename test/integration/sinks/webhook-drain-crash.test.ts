@@ -6,18 +6,17 @@
  *
  * Real services: a fresh PostgreSQL database, a real HTTP receiver, the sinks in a process of their own.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SINK_MIGRATIONS_DIR } from '../../../src/sinks/index.ts';
 import { openEventStore, type OpenedEventStore } from '../../../src/store/index.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import { createInstance, eventually, messages, sinks as settings } from './support/fixtures.ts';
+import { exited, spawnSinksProcess } from './support/sinks-process.ts';
 
 const PG_ADMIN_URL = process.env['SINK_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const CHILD = fileURLToPath(new URL('./support/sinks-child.ts', import.meta.url));
 const PER_INSTANCE = 400;
 
 describe('SIGKILL while a webhook backlog drains', () => {
@@ -32,29 +31,17 @@ describe('SIGKILL while a webhook backlog drains', () => {
   let receiver: WebhookReceiver;
   let child: ChildProcess | undefined;
 
-  const spawnChild = (): Promise<ChildProcess> =>
-    new Promise((resolve, reject) => {
-      const proc = spawn(process.execPath, ['--import', 'tsx', CHILD], {
-        env: {
-          ...process.env,
-          SINKS_CHILD_CONFIG: JSON.stringify({
-            databaseUrl: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${database}`),
-            amqpUrl: 'amqp://guest:guest@127.0.0.1:5672',
-            amqpExchange: `zapwire.test.drain.${randomUUID()}`,
-            natsUrl: 'nats://127.0.0.1:4222',
-            natsPrefix: `zd${randomUUID().slice(0, 8)}`,
-            instances: instances.map((instance) => ({ ...instance, sinks: sinksOf() })),
-          }),
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      proc.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        if (/ready \d+/.test(out)) resolve(proc);
-      });
-      proc.once('exit', (code) => reject(new Error(`sinks child exited early (${code}): ${out}`)));
-    });
+  const spawnChild = async (): Promise<ChildProcess> =>
+    (
+      await spawnSinksProcess({
+        databaseUrl: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${database}`),
+        amqpUrl: 'amqp://guest:guest@127.0.0.1:5672',
+        amqpExchange: `zapwire.test.drain.${randomUUID()}`,
+        natsUrl: 'nats://127.0.0.1:4222',
+        natsPrefix: `zd${randomUUID().slice(0, 8)}`,
+        instances: instances.map((instance) => ({ ...instance, sinks: sinksOf() })),
+      })
+    ).process;
   const sinksOf = () => settings({ webhookUrl: receiver.url('/drain'), events: ['MESSAGE'] });
 
   beforeAll(async () => {
@@ -109,9 +96,7 @@ describe('SIGKILL while a webhook backlog drains', () => {
         new Set(receiver.accepted('/drain').map((r) => String(r.headers['x-zapwire-event-id'])));
       await eventually(() => unique().size >= total * 0.4, 60_000, 'the drain under way');
       child.kill('SIGKILL');
-      await new Promise<void>((resolve) =>
-        child!.exitCode !== null ? resolve() : child!.once('exit', () => resolve()),
-      );
+      await exited(child);
       const beforeKill = unique().size;
       expect(beforeKill).toBeLessThan(total);
 
