@@ -10,6 +10,7 @@
  * socket is open, and runs until stdin closes.
  */
 import pino from 'pino';
+import { Agent } from 'undici';
 import makeWASocket, { type AuthenticationState } from '@whiskeysockets/baileys';
 import { silenceLibsignalConsole } from '../../src/whatsapp/baileys/quiet.ts';
 import { trustNoiseRoot } from '../../src/whatsapp/baileys/server.ts';
@@ -17,6 +18,12 @@ import { memoryAuth } from '../support/memory-auth.ts';
 
 const [wsUrl, rootKey, controlUrl, receiverUrl, ...phones] = process.argv.slice(2);
 const silent = pino({ level: 'silent' });
+/**
+ * Keep-alive connections to the receiver, at most 64 (as zapwire's webhook sends at most 64 requests at
+ * once): fetch's global pool opens a new connection whenever every one is busy, and over a 30 s saturated
+ * phase that ran the receiver out of file descriptors.
+ */
+const receiverPool = new Agent({ connections: 64 });
 
 type Sock = ReturnType<typeof makeWASocket>;
 
@@ -62,6 +69,7 @@ function forward(sock: Sock): void {
       if (message.key.fromMe) continue;
       const text = message.message?.conversation ?? message.message?.extendedTextMessage?.text ?? null;
       void fetch(receiverUrl!, {
+        dispatcher: receiverPool,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ id: message.key.id, chat: message.key.remoteJid, text }),
