@@ -10,7 +10,7 @@
  * socket is open, and runs until stdin closes.
  */
 import pino from 'pino';
-import { Agent } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
 import makeWASocket, { type AuthenticationState } from '@whiskeysockets/baileys';
 import { silenceLibsignalConsole } from '../../src/whatsapp/baileys/quiet.ts';
 import { trustNoiseRoot } from '../../src/whatsapp/baileys/server.ts';
@@ -68,7 +68,7 @@ function forward(sock: Sock): void {
     for (const message of messages) {
       if (message.key.fromMe) continue;
       const text = message.message?.conversation ?? message.message?.extendedTextMessage?.text ?? null;
-      void fetch(receiverUrl!, {
+      void undiciFetch(receiverUrl!, {
         dispatcher: receiverPool,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
