@@ -24,6 +24,10 @@ import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { generateWebhookSecret, secretsEqual, tokenDigests } from './domain/tokens.ts';
 import { INSTANCE_STREAM_PREFIX, instanceStream, whatsappStream } from './domain/events.ts';
+import { OUTBOX_STREAM_PREFIX } from './domain/outbox.ts';
+import { OutboxIndex } from './runtime/outbox/outbox-index.ts';
+import { registerOutboxMetrics } from './runtime/outbox/metrics.ts';
+import { sendsRoutes } from './http/routes/sends.ts';
 import { EmbeddedPostgresError, openEventStore } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -124,7 +128,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     preparedStatements: config.databasePreparedStatements,
     eventStoreUrl: config.eventStoreUrl,
     // An instance's own streams are never reused (name and token reservations are: soft delete).
-    ...(config.kurrentTombstone ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream('')] } : {}),
+    ...(config.kurrentTombstone
+      ? { tombstonePrefixes: [INSTANCE_STREAM_PREFIX, whatsappStream(''), OUTBOX_STREAM_PREFIX] }
+      : {}),
     migrations: MIGRATION_DIRECTORIES,
     notice: (message, level = 'info') => logger[level](message),
     fence,
@@ -213,6 +219,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     reconnect: config.reconnect,
     limits: config.instanceLimits,
     restoreConcurrency: config.restoreConcurrency,
+    outbox: { index: new OutboxIndex(db), ...config.outbox },
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
     ownership: {
@@ -268,6 +275,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       })),
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
+  registerOutboxMetrics(startedSinks.metricsRegistry, runtime.outbox);
   // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
   const authenticator = createAuthenticator(
     key.value,
@@ -332,6 +340,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
       await server.register(sendRoutes, { service: runtime.commands });
+      await server.register(sendsRoutes, { sends: runtime.commands.sends });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
       await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });

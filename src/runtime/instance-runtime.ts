@@ -24,6 +24,9 @@ import { StreamGrowthGuard } from './growth-guard.ts';
 import { InstanceRateLimits } from './rate-limit.ts';
 import type { InstanceLimits } from '../config.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
+import type { OutboxIndex } from './outbox/outbox-index.ts';
+import { pairedAt } from './outbox/paired-at.ts';
+import { SendOutbox } from './outbox/send-outbox.ts';
 
 export interface RuntimeOptions {
   /**
@@ -46,6 +49,14 @@ export interface RuntimeOptions {
   /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
   readonly limits?: InstanceLimits;
   readonly restoreConcurrency: number;
+  /** The outbox: its index, how long a send route waits, the pause after a restriction (config.outbox). */
+  readonly outbox: {
+    readonly index: OutboxIndex;
+    readonly waitMs: number;
+    readonly restrictionBackoffMs: number;
+    readonly restrictionBackoffMaxMs: number;
+    readonly maxInFlight: number;
+  };
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
@@ -77,6 +88,8 @@ export class InstanceRuntime {
   /** What the HTTP layer calls. */
   readonly commands: InstanceCommands;
   readonly connections = new ConnectionRegistry();
+  /** The outboxes of the instances this node owns (src/runtime/outbox). */
+  readonly outbox: SendOutbox;
   private readonly host: ActorHost;
   private readonly traffic: Traffic;
   private readonly log: RuntimeLog;
@@ -110,7 +123,31 @@ export class InstanceRuntime {
         : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
+    this.outbox = new SendOutbox({
+      store: options.store,
+      index: options.outbox.index,
+      connection: (id) => {
+        const snapshot = this.host.liveSnapshot(id);
+        return snapshot && apiStateOf(snapshot) === 'open' ? this.connections.get(id) : undefined;
+      },
+      recordSent: (id, to, text, sent) => this.traffic.sent(id, to, text, sent),
+      recordVerdict: (id, events) => whatsappStreams.append(id, events),
+      log: (id, level, message, context) => void this.log.write(id, level, message, context),
+      pairedAt: (id) => pairedAt(options.store, id),
+      restrictionBackoff: {
+        baseMs: options.outbox.restrictionBackoffMs,
+        maxMs: options.outbox.restrictionBackoffMaxMs,
+      },
+      maxInFlight: options.outbox.maxInFlight,
+      keyRetentionMs: 48 * 3_600_000,
+      owns: (id) => !options.ownership || options.ownership.holds(id),
+      watchOpened: (id, opened) =>
+        this.host.onRecorded(id, (recorded) => {
+          if (recorded.events.some((event) => event.type === 'InstanceOpened')) opened();
+        }),
+    });
     this.deletion = new InstanceDeletion({
+      outbox: this.outbox,
       host: this.host,
       store: options.store,
       readModel: options.readModel,
@@ -123,13 +160,13 @@ export class InstanceRuntime {
     });
     this.commands = new InstanceCommands({
       host: this.host,
-      traffic: this.traffic,
       deletion: this.deletion,
       pending: options.pending,
       readModel: options.readModel,
       store: options.store,
       connector: options.connector,
-      connection,
+      outbox: this.outbox,
+      sendWaitMs: options.outbox.waitMs,
       secrets: options.secrets,
       now,
       reconnectRateLimitMs: options.reconnect.userRateLimitMs,
@@ -183,6 +220,7 @@ export class InstanceRuntime {
    * the socket; nothing is recorded (the new owner writes the instance now).
    */
   drop(id: string): void {
+    this.outbox.drop(id);
     this.host.forget(id);
     void this.host.inMailbox(id, async () => this.host.forget(id));
   }
@@ -202,6 +240,7 @@ export class InstanceRuntime {
 
   /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
   async handOver(id: string): Promise<void> {
+    this.outbox.drop(id);
     if (this.host.liveSnapshot(id))
       await this.host
         .dispatch(id, { type: 'shutdown', at: this.at() })
@@ -215,6 +254,8 @@ export class InstanceRuntime {
       // Cluster mode: the lease may have moved on while this restore waited for its turn.
       if (this.options.ownership && !this.options.ownership.holds(id)) return;
       if (await this.finishCutShort(id)) return;
+      // What a crash or the previous owner left unsent goes once the connection opens.
+      this.outbox.adopt(id);
       await this.host.dispatch(id, { type: 'restore', at: this.at() });
       await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
     } catch (error) {
@@ -273,6 +314,7 @@ export class InstanceRuntime {
   beginShutdown(): void {
     this.stopping = true;
     this.commands.abortWaits();
+    this.outbox.stop();
   }
 
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */

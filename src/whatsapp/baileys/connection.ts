@@ -35,6 +35,7 @@ import {
 import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
+import { DEFAULT_SERVER_ACK_WAIT_MS, refusalOf, ServerAcks } from './server-acks.ts';
 import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
 import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
 
@@ -51,7 +52,11 @@ export interface SocketLike {
     on<E extends keyof BaileysEventMap>(event: E, listener: (data: BaileysEventMap[E]) => void): void;
     process(handler: (events: Partial<BaileysEventMap>) => void | Promise<void>): () => void;
   };
-  readonly ws: { on(event: 'open', listener: () => void): unknown };
+  readonly ws: {
+    on(event: 'open', listener: () => void): unknown;
+    /** WhatsApp's server acknowledgement of a message this device sent (`error` set when refused). */
+    on(event: 'CB:ack,class:message', listener: (node: { attrs: Record<string, string> }) => void): unknown;
+  };
   readonly user: { id: string; lid?: string; name?: string } | undefined;
   sendMessage(
     jid: string,
@@ -82,6 +87,8 @@ export interface ConnectionSettings {
   readonly connectTimeoutMs: number | undefined;
   readonly alwaysOnlineIntervalMs: number;
   readonly pairingCodeWaitMs: number;
+  /** How long a send with a chosen message id waits for the server's acknowledgement (default 10 s). */
+  readonly serverAckWaitMs?: number;
   readonly baileysLogLevel: 'warn' | 'error' | 'silent';
   readonly browser: WABrowserDescription | undefined;
   readonly now: () => Date;
@@ -109,6 +116,8 @@ export class BaileysConnection implements WhatsAppConnection {
    * the writes) per message.
    */
   private readonly knownContacts = new Map<string, string>();
+  /** Sends waiting for WhatsApp's server to acknowledge them, by message id. */
+  private readonly serverAcks = new ServerAcks();
   private firstQr: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void };
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
@@ -175,6 +184,7 @@ export class BaileysConnection implements WhatsAppConnection {
       socket.ws.on('open', () => {
         this.webSocketOpened = true;
       });
+      socket.ws.on('CB:ack,class:message', (ack) => this.serverAcks.settle(ack.attrs));
       socket.ev.on('creds.update', () => {
         auth.saveCreds().catch((error: unknown) => {
           this.deps.logger.error(
@@ -305,6 +315,7 @@ export class BaileysConnection implements WhatsAppConnection {
     this.auth?.release();
     this.auth = undefined;
     this.socket = undefined;
+    this.serverAcks.clear();
     return true;
   }
 
@@ -371,20 +382,32 @@ export class BaileysConnection implements WhatsAppConnection {
           message: { conversation: '' },
         }
       : undefined;
-    const sent = await socket.sendMessage(
-      to,
-      { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
-      {
-        ...(quoted ? { quoted } : {}),
-        ...(options.messageId ? { messageId: options.messageId } : {}),
-      },
-    );
+    // With an id chosen beforehand (the outbox's), the send waits for the server's acknowledgement, which
+    // is where WhatsApp refuses a send (463, a rate limit): Baileys itself resolves once the stanza is written.
+    const acked = options.messageId
+      ? this.serverAcks.expect(options.messageId, this.deps.serverAckWaitMs ?? DEFAULT_SERVER_ACK_WAIT_MS)
+      : undefined;
+    let sent: WAMessage | undefined;
+    try {
+      sent = await socket.sendMessage(
+        to,
+        { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
+        {
+          ...(quoted ? { quoted } : {}),
+          ...(options.messageId ? { messageId: options.messageId } : {}),
+        },
+      );
+    } catch (error) {
+      if (options.messageId) this.serverAcks.forget(options.messageId);
+      throw refusalOf(error) ?? error;
+    }
     if (!sent?.key.id) throw new Error('WhatsApp did not accept the message');
+    const ack = acked ? await acked : undefined;
     const now = this.deps.now().toISOString();
     return {
       id: sent.key.id,
       timestamp: isoFromSeconds(sent.messageTimestamp, now),
-      status: statusName(sent.status) ?? 'PENDING',
+      status: ack === 'acknowledged' ? 'SERVER_ACK' : (statusName(sent.status) ?? 'PENDING'),
       ...(mentions.size > 0 ? { mentions: [...mentions] } : {}),
     };
   }

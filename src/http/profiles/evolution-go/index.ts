@@ -26,6 +26,7 @@ import {
 } from '../../../../projections/queries.ts';
 import type { InstanceService } from '../../../runtime/service.ts';
 import type { SqlExecutor } from '../../../store/sql.ts';
+import { sendOptionsOf } from '../../routes/send.ts';
 import { installCors } from '../cors.ts';
 import { instancePageOf, linkNextPage } from '../../instance-pages.ts';
 import type { EdgeProfile } from '../profile.ts';
@@ -293,13 +294,26 @@ export function evolutionGoProfile(options: EvolutionGoOptions): EdgeProfile {
       handle: async (request) => {
         const input = sendTextRequest(bodyOf(request));
         const view = await own(request);
-        const sent = await service.sendText(view.id, input.number, input.text, {
+        const outcome = await service.sendText(view.id, input.number, input.text, {
           delayMs: input.delayMs,
           mentions: input.mentionedJid,
           mentionAll: input.mentionAll,
           ...(input.id ? { messageId: input.id } : {}),
           ...(input.quoted ? { quoted: input.quoted } : {}),
+          // Harmless to Evolution GO's clients, which never send it: a retry answers with the first send.
+          ...sendOptionsOf(request),
         });
+        // Evolution GO answers a send with the message: one still on its way (paced, paused) is answered
+        // with the id it will go out with and the time it was asked for.
+        const sent =
+          outcome.state === 'sent'
+            ? outcome.message
+            : {
+                id: outcome.send.messageId,
+                to: outcome.send.to,
+                timestamp: outcome.send.requestedAt,
+                mentions: undefined,
+              };
         return success(
           toEvolutionSentText({
             id: sent.id,
