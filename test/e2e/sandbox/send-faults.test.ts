@@ -1,8 +1,8 @@
 /**
  * The sandbox's send faults (src/sandbox/send-faults.ts) with real Baileys: what a recipient's phone sees
  * when the same message id arrives twice (once, as WhatsApp's clients show it), and a restricted account
- * whose messages the server refuses in their ack, as Baileys surfaces it (`messages.update` ERROR with the
- * error code, Socket/messages-recv.js handleBadAck).
+ * whose messages the server refuses in their ack (`<ack class="message" error="463">`, which Baileys' own
+ * handleBadAck and zapwire's adapter read).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startSandbox, type AccountInfo, type Sandbox } from '../../../src/sandbox/index.ts';
@@ -46,24 +46,30 @@ describe('the same message id twice', () => {
 });
 
 describe('a restricted account', () => {
-  test('its message is refused in the ack (error 463) and reaches no one; the restriction lifts after its count', async () => {
+  test('its message is refused in the server ack (error 463) and reaches no one; the restriction lifts after its count', async () => {
     sandbox.control.restrictSending(alice.phoneNumber, { code: '463', count: 1 });
     expect(sandbox.control.sendingRestriction(alice.phoneNumber)).toMatchObject({
       code: '463',
       remaining: 1,
     });
-    const from = aliceDevice.events.length;
+    // What zapwire's adapter listens to (src/whatsapp/baileys/server-acks.ts): the server's ack, by id.
+    const acks: Array<Record<string, string>> = [];
+    const ws = aliceDevice.sock.ws as unknown as {
+      on(event: string, listener: (node: { attrs: Record<string, string> }) => void): void;
+    };
+    ws.on('CB:ack,class:message', (node) => acks.push(node.attrs));
     const refused = await aliceDevice.sock.sendMessage(bob.jid, { text: 'reaching out' });
-    const update = await aliceDevice.waitFor(
-      'messages.update',
-      (u) => u.some((x) => x.key.id === refused?.key.id && x.update.messageStubParameters?.[0] === '463'),
-      { from },
-    );
-    expect(update.find((x) => x.key.id === refused?.key.id)?.update.status).toBe(0); // WAMessageStatus.ERROR
+    await expect.poll(() => acks.find((a) => a.id === refused?.key.id)).toMatchObject({ error: '463' });
     const delivered = await aliceDevice.sock.sendMessage(bob.jid, { text: 'after the restriction' });
     await sandbox.control.waitForMessage(bob.phoneNumber, { text: 'after the restriction' });
-    expect(delivered?.key.id).toBeTruthy();
+    await expect.poll(() => acks.find((a) => a.id === delivered?.key.id)).toBeDefined();
+    expect(acks.find((a) => a.id === delivered?.key.id)?.error).toBeUndefined();
     expect(sandbox.control.received(bob.phoneNumber).some((m) => m.text === 'reaching out')).toBe(false);
+    expect(sandbox.control.sendingRestriction(alice.phoneNumber)).toBeNull();
+    expect(sandbox.control.restrictSending(alice.phoneNumber, { code: '429', durationMs: 1 }).code).toBe(
+      '429',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 5));
     expect(sandbox.control.sendingRestriction(alice.phoneNumber)).toBeNull();
   });
 });
