@@ -51,6 +51,26 @@ const sentResponse = {
   },
 } as const;
 
+/** A send WhatsApp refused: `details` says which send, the code and why (the shared error schema drops it). */
+const sendFailedResponse = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        details: {
+          type: 'object',
+          properties: { sendId: { type: 'string' }, code: { type: 'string' }, reason: { type: 'string' } },
+        },
+      },
+      required: ['code', 'message'],
+    },
+  },
+  required: ['error'],
+} as const;
+
 const sendHeaders = {
   type: 'object',
   properties: {
@@ -78,7 +98,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
           202: sendViewSchema,
           ...errorResponses,
           422: errorResponseSchema,
-          502: errorResponseSchema,
+          502: sendFailedResponse,
         },
       },
     },

@@ -202,6 +202,9 @@ describe('pacing', () => {
     check(async () => {
       const c = cluster!;
       const instance = instances[3]!;
+      // The first message to a contact sets up the Signal session (prekeys): slower than the rest, so it
+      // goes before pacing is measured.
+      expect((await send(node(), instance, { text: 'before pacing' })).status).toBe(200);
       const settings = await node().request('PUT', `/instance/${instance.id}/send-settings`, {
         apikey: instance.token,
         body: { messagesPerMinute: 100, typingMsPerChar: 20, typingMaxMs: 300 },
@@ -231,9 +234,10 @@ describe('pacing', () => {
         return inbox.length === texts.length ? inbox : undefined;
       });
       expect(arrived.map((m) => m.text)).toEqual(texts);
-      // 100 a minute: a send every 600 ms, so four gaps take at least 2.4 s (a loaded machine only adds).
+      // 100 a minute: a send starts every 600 ms, so four gaps take 2.4 s; each arrival may lag its start
+      // by a little more or less on a loaded machine.
       const span = arrived.at(-1)!.receivedAt - arrived[0]!.receivedAt;
-      expect(span).toBeGreaterThanOrEqual(2_400 - 100);
+      expect(span).toBeGreaterThanOrEqual(2_400 - 300);
       const composing = (
         await c.sandbox.control<Array<{ from: string; state: string; at: number }>>(
           'GET',
