@@ -13,7 +13,7 @@
  * time, in the outbox). BENCH_SEND_ROUNDS (2) rounds, bare and zapwire alternating; medians.
  * Targets (issue 27): zapwire's p50/p99 within bare + 10 ms; zapwire's throughput ≥ 0.8 × bare.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -304,6 +304,12 @@ const median = (values: readonly number[]): number => percentile(values, 50);
 const f1 = (n: number): string => n.toFixed(1);
 
 export default async function sendBench(): Promise<void> {
+  // The app runs as `npm start` runs it: compiled, from dist/ (rebuilt only when a source is newer).
+  const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (build.status !== 0) throw new Error('npm run build failed');
   const sandbox = await startSandbox();
   const senders: Sender[] = [];
   try {
