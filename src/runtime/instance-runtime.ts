@@ -130,7 +130,7 @@ export class InstanceRuntime {
         const snapshot = this.host.liveSnapshot(id);
         return snapshot && apiStateOf(snapshot) === 'open' ? this.connections.get(id) : undefined;
       },
-      recordSent: (id, to, text, sent) => this.traffic.sent(id, to, text, sent),
+      recordSent: (id, sends) => this.traffic.sentAll(id, sends),
       recordVerdict: (id, events) => whatsappStreams.append(id, events),
       log: (id, level, message, context) => void this.log.write(id, level, message, context),
       pairedAt: (id) => pairedAt(options.store, id),

@@ -75,8 +75,11 @@ export interface OutboxDependencies {
   readonly store: Pick<EventLog, 'append' | 'readStream'>;
   readonly index: OutboxIndex;
   readonly connection: (instanceId: string) => WhatsAppConnection | undefined;
-  /** Records a text sent (MessageSent in `wa-<id>`, which the sinks carry). */
-  readonly recordSent: (instanceId: string, to: string, text: string, sent: SentText) => Promise<unknown>;
+  /** Records texts sent (MessageSent in `wa-<id>`, which the sinks carry), in one append. */
+  readonly recordSent: (
+    instanceId: string,
+    sends: ReadonlyArray<{ readonly to: string; readonly text: string; readonly sent: SentText }>,
+  ) => Promise<unknown>;
   /** Appends SendingRestricted / SendingResumed to `wa-<id>`. */
   readonly recordVerdict: (instanceId: string, events: readonly NewEvent[]) => Promise<unknown>;
   readonly log: (
@@ -110,6 +113,8 @@ interface SendRecord {
   outcome: Record<string, unknown> | null;
   /** A cancel is being recorded: the queue leaves it alone. */
   cancelling: boolean;
+  /** WhatsApp acknowledged it; its SendSent is on its way to the log. */
+  unrecorded?: boolean;
 }
 
 type Waiter = (view: SendView) => void;
@@ -156,6 +161,15 @@ export class InstanceOutbox {
     reject: (error: unknown) => void;
   }> = [];
   private appendingNow: Promise<void> | undefined;
+  /** MessageSent appends waiting for the one on its way. */
+  private readonly traffic: Array<{
+    to: string;
+    text: string;
+    sent: SentText;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }> = [];
+  private trafficNow: Promise<void> | undefined;
   readonly ready: Promise<void>;
 
   constructor(
@@ -273,12 +287,26 @@ export class InstanceOutbox {
     outcome: Record<string, unknown> | null,
   ): void {
     const record = this.sends.get(sendId);
+    if (record?.state === 'sent' && record.unrecorded && state === 'sent') {
+      // Its SendSent landed: the index may say so now.
+      record.unrecorded = false;
+      record.content = null;
+      this.dirty.add(sendId);
+      return;
+    }
     if (!record || !isOpenOrSending(record.state)) return;
     record.state = state;
     record.finishedAt = at;
     record.outcome = outcome;
-    record.content = null;
     this.queue = this.queue.filter((r) => r !== record);
+    // Acknowledged, not recorded yet: the index waits for SendSent (finish is called again then), and the
+    // text stays until then, in case it has to go again.
+    if (record.unrecorded) {
+      this.notify(record);
+      if (this.loaded) this.deps.counted?.('sent');
+      return;
+    }
+    record.content = null;
     if (this.loaded && (state === 'sent' || state === 'failed' || state === 'cancelled'))
       this.deps.counted?.(state);
     this.dirty.add(sendId);
@@ -668,45 +696,88 @@ export class InstanceOutbox {
       await this.failed(record, error);
       return;
     }
-    // Recorded also while stopping (a clean shutdown, a hand-over): the next owner then has nothing to
-    // send again. A node that lost the lease is refused by the fence.
-    try {
-      await Promise.all([
-        this.record([
-          {
-            type: 'SendSent',
-            data: {
-              at: new Date().toISOString(),
-              sendId: record.sendId,
-              messageId: sent.id,
-              timestamp: sent.timestamp,
-              status: sent.status,
-              ...(sent.mentions ? { mentions: sent.mentions } : {}),
-            },
-          },
-        ]),
-        this.deps.recordSent(this.instanceId, record.to, content.text, sent),
-      ]);
-    } catch (error) {
-      // WhatsApp has it, the log does not say so: the send goes again with its id, and the recipient's
-      // phone drops the repeat (a lost lease lands here too; the next owner does the same).
-      if (this.closed || !isOpenOrSending(record.state)) return;
-      record.state = 'queued';
-      this.deps.log(
-        this.instanceId,
-        'warn',
-        'could not record a send WhatsApp took; it goes again with its id',
-        {
-          sendId: record.sendId,
-          error: error instanceof Error ? error.message : String(error),
-        },
-      );
-      this.arm(Date.now() + RETRY_MS);
-      return;
-    }
+    this.acknowledged(record, content.text, sent);
+  }
+
+  /**
+   * WhatsApp took the message: the send is done, and a caller waiting for it hears so now. Its record
+   * (`SendSent`, and `MessageSent` for the sinks) follows, in the next group append: a crash before it lands
+   * leaves the send to go again with its id, which the recipient's phone drops, so the answer need not wait
+   * for the disk. Recorded also while stopping (a clean shutdown, a hand-over), so the next owner has nothing
+   * to send again; a node that lost the lease is refused by the fence.
+   */
+  private acknowledged(record: SendRecord, text: string, sent: SentText): void {
+    const at = new Date().toISOString();
+    const outcome = {
+      timestamp: sent.timestamp,
+      status: sent.status,
+      ...(sent.mentions ? { mentions: sent.mentions } : {}),
+    };
+    record.unrecorded = true;
+    this.finish(record.sendId, 'sent', at, outcome);
     if (this.pauseStreak > 0) {
       this.pauseStreak = 0;
       void this.deps.index.setPause(this.instanceId, null, 0).catch(() => undefined);
+    }
+    const recording = Promise.all([
+      this.record([
+        { type: 'SendSent', data: { at, sendId: record.sendId, messageId: sent.id, ...outcome } },
+      ]),
+      this.recordTraffic(record.to, text, sent),
+    ]).then(
+      () => undefined,
+      (error: unknown) => {
+        if (this.closed || !record.unrecorded) return;
+        // WhatsApp has it, the log does not say so: it goes again with its id (the phone drops the repeat).
+        record.unrecorded = false;
+        record.state = record.sendAt ? 'scheduled' : 'queued';
+        record.finishedAt = null;
+        record.outcome = null;
+        this.requeue(record);
+        this.deps.log(
+          this.instanceId,
+          'warn',
+          'could not record a send WhatsApp took; it goes again with its id',
+          {
+            sendId: record.sendId,
+            error: error instanceof Error ? error.message : String(error),
+          },
+        );
+        this.arm(Date.now() + RETRY_MS);
+      },
+    );
+    this.executing.add(recording);
+    void recording.finally(() => this.executing.delete(recording));
+  }
+
+  /** Back in the queue at its place (request order). */
+  private requeue(record: SendRecord): void {
+    const at = this.queue.findIndex((other) => other.requestedAt > record.requestedAt);
+    if (at < 0) this.queue.push(record);
+    else this.queue.splice(at, 0, record);
+  }
+
+  /** MessageSent for the sinks, several sends in one append when they come together. */
+  private recordTraffic(to: string, text: string, sent: SentText): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.traffic.push({ to, text, sent, resolve, reject });
+      if (this.trafficNow === undefined) this.trafficNow = this.appendTraffic();
+    });
+  }
+
+  private async appendTraffic(): Promise<void> {
+    try {
+      while (this.traffic.length > 0) {
+        const batch = this.traffic.splice(0, MAX_BATCH);
+        try {
+          await this.deps.recordSent(this.instanceId, batch);
+          for (const item of batch) item.resolve();
+        } catch (error) {
+          for (const item of batch) item.reject(error);
+        }
+      }
+    } finally {
+      this.trafficNow = undefined;
     }
   }
 
@@ -849,15 +920,15 @@ function indexed(record: SendRecord): IndexedSend {
     sendId: record.sendId,
     messageId: record.messageId,
     to: record.to,
-    // In flight is not a state of the log: it is queued until its outcome is recorded.
-    state: record.state === 'sending' ? (record.sendAt ? 'scheduled' : 'queued') : record.state,
+    // In flight, or acknowledged and not recorded yet, is not a state of the log: queued until it is.
+    ...(record.state === 'sending' || record.unrecorded
+      ? { state: record.sendAt ? 'scheduled' : 'queued', finishedAt: null, outcome: null }
+      : { state: record.state, finishedAt: record.finishedAt, outcome: record.outcome }),
     requestedAt: record.requestedAt,
     sendAt: record.sendAt,
-    finishedAt: record.finishedAt,
     idempotencyKey: record.idempotencyKey,
     requestHash: record.requestHash,
     content: record.content,
-    outcome: record.outcome,
   };
 }
 

@@ -5,7 +5,7 @@
  * (`applied_version`), and the owner reads the stream on from there.
  */
 import type { SendContent, SendPacing } from '../../domain/outbox.ts';
-import type { SqlDatabase, SqlExecutor } from '../../store/sql.ts';
+import type { SqlDatabase } from '../../store/sql.ts';
 
 export type SendState = 'queued' | 'scheduled' | 'sent' | 'failed' | 'cancelled';
 
@@ -116,23 +116,48 @@ export class OutboxIndex {
     return rows[0] ? sendOf(rows[0]) : undefined;
   }
 
-  /** Writes sends as they stand now and how far the stream was read, in one transaction. */
+  /** Writes sends as they stand now and how far the stream was read: one statement, one round trip. */
   async write(
     instanceId: string,
     appliedVersion: number,
     sends: readonly IndexedSend[],
     pacing: SendPacing | undefined,
   ): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      for (const send of sends) await upsertSend(tx, instanceId, send);
-      await tx.query(
-        `INSERT INTO zw_outbox_instances (instance_id, applied_version, pacing) VALUES ($1, $2, $3)
-         ON CONFLICT (instance_id) DO UPDATE SET
-           applied_version = GREATEST(zw_outbox_instances.applied_version, EXCLUDED.applied_version),
-           pacing = COALESCE(EXCLUDED.pacing, zw_outbox_instances.pacing)`,
-        [instanceId, appliedVersion, pacing ? JSON.stringify(pacing) : null],
-      );
+    const rows = sends.map((send) => {
+      const done = send.state !== 'queued' && send.state !== 'scheduled';
+      return {
+        send_id: send.sendId,
+        message_id: send.messageId,
+        recipient: send.to,
+        state: send.state,
+        requested_at: send.requestedAt,
+        send_at: send.sendAt,
+        finished_at: send.finishedAt,
+        idempotency_key: send.idempotencyKey,
+        request_hash: send.requestHash,
+        request: done ? null : send.content,
+        outcome: send.outcome,
+      };
     });
+    await this.db.query(
+      `WITH given AS (
+         SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(send_id text, message_id text, recipient text,
+           state text, requested_at timestamptz, send_at timestamptz, finished_at timestamptz,
+           idempotency_key text, request_hash text, request jsonb, outcome jsonb)
+       ), sends AS (
+         INSERT INTO zw_outbox_sends (instance_id, send_id, message_id, recipient, state, requested_at, send_at,
+           finished_at, idempotency_key, request_hash, request, outcome)
+         SELECT $1, send_id, message_id, recipient, state, requested_at, send_at, finished_at, idempotency_key,
+           request_hash, request, outcome FROM given
+         ON CONFLICT (instance_id, send_id) DO UPDATE SET state = EXCLUDED.state,
+           finished_at = EXCLUDED.finished_at, request = EXCLUDED.request, outcome = EXCLUDED.outcome
+       )
+       INSERT INTO zw_outbox_instances (instance_id, applied_version, pacing) VALUES ($1, $3, $4)
+       ON CONFLICT (instance_id) DO UPDATE SET
+         applied_version = GREATEST(zw_outbox_instances.applied_version, EXCLUDED.applied_version),
+         pacing = COALESCE(EXCLUDED.pacing, zw_outbox_instances.pacing)`,
+      [instanceId, JSON.stringify(rows), appliedVersion, pacing ? JSON.stringify(pacing) : null],
+    );
   }
 
   async setPause(instanceId: string, pause: IndexedPause | null, streak: number): Promise<void> {
@@ -159,29 +184,4 @@ export class OutboxIndex {
     await this.db.query('DELETE FROM zw_outbox_sends WHERE instance_id = $1', [instanceId]);
     await this.db.query('DELETE FROM zw_outbox_instances WHERE instance_id = $1', [instanceId]);
   }
-}
-
-async function upsertSend(tx: SqlExecutor, instanceId: string, send: IndexedSend): Promise<void> {
-  const done = send.state !== 'queued' && send.state !== 'scheduled';
-  await tx.query(
-    `INSERT INTO zw_outbox_sends (instance_id, send_id, message_id, recipient, state, requested_at, send_at,
-       finished_at, idempotency_key, request_hash, request, outcome)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-     ON CONFLICT (instance_id, send_id) DO UPDATE SET state = EXCLUDED.state,
-       finished_at = EXCLUDED.finished_at, request = EXCLUDED.request, outcome = EXCLUDED.outcome`,
-    [
-      instanceId,
-      send.sendId,
-      send.messageId,
-      send.to,
-      send.state,
-      send.requestedAt,
-      send.sendAt,
-      send.finishedAt,
-      send.idempotencyKey,
-      send.requestHash,
-      done || !send.content ? null : JSON.stringify(send.content),
-      send.outcome ? JSON.stringify(send.outcome) : null,
-    ],
-  );
 }
