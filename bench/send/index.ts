@@ -12,6 +12,9 @@
  * flight, to BENCH_SEND_RECIPIENTS recipients (8) round-robin (one recipient's sends go in order, one at a
  * time, in the outbox). BENCH_SEND_ROUNDS (2) rounds, bare and zapwire alternating; medians.
  * Targets (issue 27): zapwire's p50/p99 within bare + 10 ms; zapwire's throughput ≥ 0.8 × bare.
+ *
+ * BENCH_SEND_COMPARE_ROOT=<a built checkout of another version> adds that version's `dist/src/main.js` as a
+ * third path, on a database of its own (e.g. the commit before the outbox, which sent directly).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +37,7 @@ const RECIPIENTS = Number(env['BENCH_SEND_RECIPIENTS'] ?? 8);
 const ROUNDS = Math.max(1, Number(env['BENCH_SEND_ROUNDS'] ?? 2));
 const SERVER_URL = env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const ADMIN_KEY = 'bench-send-admin-key-0123456789';
+const COMPARE_ROOT = env['BENCH_SEND_COMPARE_ROOT'];
 
 interface Sandbox {
   readonly child: ChildProcess;
@@ -196,12 +200,12 @@ async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void>
   return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
-async function startZapwire(sandbox: Sandbox, phone: string): Promise<Sender> {
+async function startZapwire(sandbox: Sandbox, phone: string, appRoot = root): Promise<Sender> {
   const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-send-'));
   const database = await freshDatabase();
   const port = await freePort();
   const child = spawn(process.execPath, ['dist/src/main.js'], {
-    cwd: root,
+    cwd: appRoot,
     env: serverEnv({
       port,
       dataDir,
@@ -303,6 +307,14 @@ function percentile(values: readonly number[], p: number): number {
 const median = (values: readonly number[]): number => percentile(values, 50);
 const f1 = (n: number): string => n.toFixed(1);
 
+type PathName = 'bare' | 'zapwire' | 'compare';
+
+const LABELS: Record<PathName, string> = {
+  bare: 'bare Baileys sendMessage',
+  zapwire: 'zapwire POST /send/text (outbox, pacing off)',
+  compare: `zapwire of ${COMPARE_ROOT ?? ''} POST /send/text`,
+};
+
 export default async function sendBench(): Promise<void> {
   // The app runs as `npm start` runs it: compiled, from dist/ (rebuilt only when a source is newer).
   const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], {
@@ -313,52 +325,47 @@ export default async function sendBench(): Promise<void> {
   const sandbox = await startSandbox();
   const senders: Sender[] = [];
   try {
-    const [barePhone, zapwirePhone] = [await newPhone(sandbox), await newPhone(sandbox)];
+    const phones = [await newPhone(sandbox), await newPhone(sandbox), await newPhone(sandbox)];
     const recipients: string[] = [];
     for (let i = 0; i < RECIPIENTS; i++) recipients.push(`${await newPhone(sandbox)}@s.whatsapp.net`);
-    const bare = await startBare(sandbox, barePhone);
-    senders.push(bare);
-    const zapwire = await startZapwire(sandbox, zapwirePhone);
-    senders.push(zapwire);
+    const paths: Array<[PathName, Sender]> = [];
+    paths.push(['bare', await startBare(sandbox, phones[0]!)]);
+    paths.push(['zapwire', await startZapwire(sandbox, phones[1]!)]);
+    if (COMPARE_ROOT) paths.push(['compare', await startZapwire(sandbox, phones[2]!, COMPARE_ROOT)]);
+    senders.push(...paths.map(([, sender]) => sender));
     // Warm-up: Signal sessions with every recipient, JIT, connection pools.
-    for (const sender of [bare, zapwire]) for (const to of recipients) await sender.latency(to, 5, 'warm-');
-    const results = {
-      bare: { p50: [] as number[], p99: [] as number[], rate: [] as number[] },
-      zapwire: { p50: [] as number[], p99: [] as number[], rate: [] as number[] },
-    };
+    for (const [, sender] of paths) for (const to of recipients) await sender.latency(to, 5, 'warm-');
+    const results = new Map<PathName, { p50: number[]; p99: number[]; rate: number[] }>(
+      paths.map(([name]) => [name, { p50: [], p99: [], rate: [] }]),
+    );
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, sender] of [
-        ['bare', bare],
-        ['zapwire', zapwire],
-      ] as const) {
+      for (const [name, sender] of paths) {
+        const figures = results.get(name)!;
         const ms = await sender.latency(recipients[0]!, N, `lat-${round}-`);
-        results[name].p50.push(percentile(ms, 50));
-        results[name].p99.push(percentile(ms, 99));
+        figures.p50.push(percentile(ms, 50));
+        figures.p99.push(percentile(ms, 99));
         const elapsed = await sender.throughput(recipients, M, WINDOW, `thr-${round}-`);
-        results[name].rate.push((M / elapsed) * 1000);
+        figures.rate.push((M / elapsed) * 1000);
       }
     }
-    const b = {
-      p50: median(results.bare.p50),
-      p99: median(results.bare.p99),
-      rate: median(results.bare.rate),
-    };
-    const z = {
-      p50: median(results.zapwire.p50),
-      p99: median(results.zapwire.p99),
-      rate: median(results.zapwire.rate),
-    };
+    const medians = new Map(
+      [...results].map(([name, r]) => [
+        name,
+        { p50: median(r.p50), p99: median(r.p99), rate: median(r.rate) },
+      ]),
+    );
+    const b = medians.get('bare')!;
+    const z = medians.get('zapwire')!;
     console.log(
       `\nSend: ${N} sends one at a time (latency), then ${M} with ${WINDOW} in flight to ${RECIPIENTS} recipients (throughput); ${ROUNDS} round(s), medians`,
     );
     console.table([
-      { path: 'bare Baileys sendMessage', 'p50 ms': f1(b.p50), 'p99 ms': f1(b.p99), 'sends/s': f1(b.rate) },
-      {
-        path: 'zapwire POST /send/text (outbox, pacing off)',
-        'p50 ms': f1(z.p50),
-        'p99 ms': f1(z.p99),
-        'sends/s': f1(z.rate),
-      },
+      ...[...medians].map(([name, m]) => ({
+        path: LABELS[name],
+        'p50 ms': f1(m.p50),
+        'p99 ms': f1(m.p99),
+        'sends/s': f1(m.rate),
+      })),
       {
         path: 'zapwire − bare / zapwire ÷ bare',
         'p50 ms': `+${f1(z.p50 - b.p50)}`,
@@ -369,7 +376,7 @@ export default async function sendBench(): Promise<void> {
     console.log(
       `targets: latency within bare + 10 ms (p50 ${z.p50 - b.p50 <= 10 ? 'met' : 'MISSED'}, p99 ${z.p99 - b.p99 <= 10 ? 'met' : 'MISSED'}); throughput ≥ 0.8 × bare (${z.rate / b.rate >= 0.8 ? 'met' : 'MISSED'})`,
     );
-    console.log('per round:', JSON.stringify(results));
+    console.log('per round:', JSON.stringify(Object.fromEntries(results)));
   } finally {
     for (const sender of senders.reverse()) await sender.stop().catch(() => undefined);
     sandbox.child.kill('SIGKILL');
