@@ -4,8 +4,8 @@
  * both sides: the Baileys event and what the sandbox recorded.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startSandbox, type AccountInfo, type Sandbox } from '../../../src/sandbox/index.ts';
-import { linkDevice, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type AccountInfo, type Sandbox } from '../src/index.ts';
+import { linkDevice, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 let alice: AccountInfo;

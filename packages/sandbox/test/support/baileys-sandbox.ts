@@ -14,8 +14,8 @@ import makeWASocket, {
   type SocketConfig,
   type WASocket,
 } from '@whiskeysockets/baileys';
-import type { Sandbox } from '../../src/sandbox/index.ts';
-import { quietLibsignal } from '../../src/sandbox/quiet.ts';
+import type { Sandbox } from '../../src/index.ts';
+import { quietLibsignal } from '../../src/quiet.ts';
 import { memoryAuth, type MemoryAuth } from './baileys-auth.ts';
 
 type ILogger = NonNullable<SocketConfig['logger']>;

@@ -7,15 +7,17 @@ import type { ClientConnection } from './connection.ts';
 import { node, type BinaryNode } from './nodes.ts';
 import { handleEncryptIq } from './prekeys.ts';
 import { handleUsyncIq } from './usync.ts';
-import { handleMdIq } from './pairing.ts';
-import { handleAppStateIq } from './app-state.ts';
-import { handleGroupIq } from './groups.ts';
+import { handleMdIq, type PairingContext } from './pairing.ts';
+import { handleAppStateIq, type AppStateContext } from './app-state.ts';
+import { handleGroupIq, type GroupContext } from './groups.ts';
 import { SERVER_JID } from './model.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+
+/** Every namespace's handler gets the same view: the handlers' common one, and what pairing, groups and app state add. */
+export type IqContext = PairingContext & GroupContext & AppStateContext;
 
 type IqHandler = (
-  server: SandboxServer,
+  server: IqContext,
   conn: ClientConnection,
   iq: BinaryNode,
 ) => Promise<BinaryNode[] | undefined> | BinaryNode[] | undefined;
@@ -69,7 +71,7 @@ const handlers: Record<string, IqHandler> = {
   disappearing_mode: () => [],
 };
 
-export async function handleIq(server: SandboxServer, conn: ClientConnection, iq: BinaryNode): Promise<void> {
+export async function handleIq(server: IqContext, conn: ClientConnection, iq: BinaryNode): Promise<void> {
   const { id, type, xmlns } = iq.attrs;
   if (type === 'result' || type === 'error') return; // answers to queries nobody waits for
   const reply = (t: 'result' | 'error', content?: BinaryNode[]): void =>

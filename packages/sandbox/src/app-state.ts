@@ -9,7 +9,7 @@ import type { ClientConnection } from './connection.ts';
 import { stanzaId } from './ids.ts';
 import { SERVER_JID, type Account } from './model.ts';
 import { child, children, node, unixSeconds, bytes, type BinaryNode } from './nodes.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import { proto } from './wa.ts';
 import type { LTHashState } from '@whiskeysockets/baileys/lib/Types/Auth.js';
 import type { WAPatchCreate, WAPatchName } from '@whiskeysockets/baileys/lib/Types/Chat.js';
@@ -43,13 +43,18 @@ export interface AppStateMutation {
   readonly at: number;
 }
 
+/** What app-state queries need beyond the handlers' common view: the accounts' collections. */
+export interface AppStateContext extends SandboxContext {
+  readonly appStates: AppStates;
+}
+
 export class AppStates {
   private readonly byAccount = new Map<Account, Promise<Map<WAPatchName, Collection>>>();
   readonly mutations = new Map<Account, AppStateMutation[]>();
   /** One chain per account: patches must be numbered and hashed one after another. */
   private readonly chains = new Map<Account, Promise<unknown>>();
 
-  constructor(private readonly server: SandboxServer) {}
+  constructor(private readonly server: SandboxContext) {}
 
   /** Applies `patch` on the phone and tells the account's devices to sync. */
   push(account: Account, patch: WAPatchCreate): Promise<number> {
@@ -203,7 +208,7 @@ export class AppStates {
 }
 
 export function handleAppStateIq(
-  server: SandboxServer,
+  server: AppStateContext,
   conn: ClientConnection,
   iq: BinaryNode,
 ): Promise<BinaryNode[]> {

@@ -11,13 +11,14 @@ import { randomBytes } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ClientConnection, streamErrorNode, type ConnectionHandler } from './connection.ts';
 import { createServerIdentity, type ServerIdentity } from './certs.ts';
+import type { ResolvedOptions } from './context.ts';
 import { generateKeyPair } from './crypto.ts';
 import { lidUser, phoneNumber, stanzaId } from './ids.ts';
 import type { Companion } from './model.ts';
 import { Account, LID_SERVER, PN_SERVER, SERVER_JID, type Device } from './model.ts';
 import { node, unixSeconds, type BinaryNode } from './nodes.ts';
 import type { HandshakeResult } from './noise.ts';
-import { handleIq } from './iq.ts';
+import { handleIq, type IqContext } from './iq.ts';
 import { beginRegistration, dropRegistration, Pairings } from './pairing.ts';
 import { handleClientMessage, handleClientReceipt } from './routing.ts';
 import { handleClientCall, handleClientChatState, handleClientPresence } from './signals.ts';
@@ -35,15 +36,9 @@ import {
   type SandboxOptions,
 } from './types.ts';
 
-export interface ResolvedOptions {
-  readonly smallPreKeyBatches: boolean;
-  readonly historySync: boolean;
-  readonly closeGraceMs: number;
-}
-
 const MAX_OFFLINE_QUEUE = 1000;
 
-export class SandboxServer implements ConnectionHandler {
+export class SandboxServer implements ConnectionHandler, IqContext {
   readonly identity: ServerIdentity;
   readonly options: ResolvedOptions;
   readonly logger: SandboxLogger;

@@ -18,12 +18,16 @@ import {
 } from './nodes.ts';
 import type { PreKeyBundle } from './signal-device.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 
 const LOW_PREKEY_COUNT = 5;
 const KEY_TYPE = Buffer.from([5]);
 
-export function handleEncryptIq(server: SandboxServer, conn: ClientConnection, iq: BinaryNode): BinaryNode[] {
+export function handleEncryptIq(
+  server: SandboxContext,
+  conn: ClientConnection,
+  iq: BinaryNode,
+): BinaryNode[] {
   const companion = conn.companion!;
   const type = iq.attrs.type;
   if (type === 'get' && child(iq, 'count')) {
@@ -76,7 +80,7 @@ function readSignedPreKey(skey: BinaryNode | undefined): Companion['signedPreKey
   return { keyId, publicKey, signature };
 }
 
-function fetchBundles(server: SandboxServer, users: BinaryNode[]): BinaryNode[] {
+function fetchBundles(server: SandboxContext, users: BinaryNode[]): BinaryNode[] {
   const out: BinaryNode[] = [];
   for (const user of users) {
     const jid = user.attrs.jid;
@@ -89,7 +93,7 @@ function fetchBundles(server: SandboxServer, users: BinaryNode[]): BinaryNode[] 
 }
 
 /** A bundle to start a session with `device`; for a companion this consumes one of its prekeys. */
-export function takeBundle(server: SandboxServer, device: Device): PreKeyBundle {
+export function takeBundle(server: SandboxContext, device: Device): PreKeyBundle {
   if (device.kind === 'phone') return device.account.signal.bundle();
   const bundle = device.takeBundle();
   if (device.preKeys.size < LOW_PREKEY_COUNT) {

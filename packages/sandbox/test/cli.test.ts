@@ -1,13 +1,16 @@
 /**
- * `npm run sandbox` (src/sandbox/main.ts) as a process: it prints the two exports the gateway needs,
+ * `npm run sandbox` (src/main.ts) as a process: it prints the two exports the gateway needs,
  * serves the control API on loopback, and stops cleanly on SIGTERM. Also: starting a sandbox takes
  * well under a second once the modules are loaded.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { expect, test } from 'vitest';
-import { startSandbox } from '../../../src/sandbox/index.ts';
-import { testRootKeyPair } from '../../../src/sandbox/certs.ts';
+import { startSandbox } from '../src/index.ts';
+import { testRootKeyPair } from '../src/certs.ts';
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 
 test('startSandbox resolves in under a second', async () => {
   const started = performance.now();
@@ -21,7 +24,7 @@ test(
   'the CLI prints the exports, answers on the control port and exits on SIGTERM',
   { timeout: 30_000 },
   async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--port', '0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {

@@ -7,7 +7,7 @@ import { callId as newCallId, stanzaId } from './ids.ts';
 import type { Account } from './model.ts';
 import { firstChild, node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import type { Addressing, CallRecord, ChatState, PresenceState } from './types.ts';
 
 // ---- calls ------------------------------------------------------------------------------------------
@@ -19,16 +19,16 @@ interface CallState {
   readonly creatorJid: string;
 }
 
-const CALLS = new WeakMap<SandboxServer, Map<string, CallState>>();
+const CALLS = new WeakMap<SandboxContext, Map<string, CallState>>();
 
-function calls(server: SandboxServer): Map<string, CallState> {
+function calls(server: SandboxContext): Map<string, CallState> {
   let map = CALLS.get(server);
   if (!map) CALLS.set(server, (map = new Map()));
   return map;
 }
 
 export function startCall(
-  server: SandboxServer,
+  server: SandboxContext,
   caller: Account,
   callee: Account,
   opts: { video?: boolean; addressing?: Addressing } = {},
@@ -70,7 +70,7 @@ export function startCall(
 }
 
 /** The caller hangs up (or the call times out, which Baileys reports as a missed call). */
-export function endCall(server: SandboxServer, callId: string, reason?: 'timeout'): CallRecord {
+export function endCall(server: SandboxContext, callId: string, reason?: 'timeout'): CallRecord {
   const state = calls(server).get(callId);
   if (!state) throw new SandboxError(404, `no call ${callId}`);
   state.record.status = 'terminated';
@@ -83,7 +83,7 @@ export function endCall(server: SandboxServer, callId: string, reason?: 'timeout
 }
 
 /** Companions answer a call offer with `<call><reject/></call>`, a query that waits for this ack. */
-export function handleClientCall(server: SandboxServer, conn: ClientConnection, stanza: BinaryNode): void {
+export function handleClientCall(server: SandboxContext, conn: ClientConnection, stanza: BinaryNode): void {
   const companion = conn.companion;
   const action = firstChild(stanza);
   conn.send(node('ack', { class: 'call', id: stanza.attrs.id, from: stanza.attrs.to, type: action?.tag }));
@@ -113,7 +113,7 @@ function presenceStanza(account: Account): BinaryNode {
   });
 }
 
-export function setPresence(server: SandboxServer, account: Account, presence: PresenceState): void {
+export function setPresence(server: SandboxContext, account: Account, presence: PresenceState): void {
   account.presence = presence;
   if (presence === 'unavailable') account.lastSeen = unixSeconds();
   for (const other of server.accounts()) {
@@ -125,7 +125,7 @@ export function setPresence(server: SandboxServer, account: Account, presence: P
 }
 
 export function handleClientPresence(
-  server: SandboxServer,
+  server: SandboxContext,
   conn: ClientConnection,
   stanza: BinaryNode,
 ): void {
@@ -152,12 +152,12 @@ function chatStateChild(state: ChatState): BinaryNode {
 }
 
 /** `from`'s phone shows "typing…" (or recording, or stops) in the chat with `to`. */
-export function sendChatState(server: SandboxServer, from: Account, to: Account, state: ChatState): void {
+export function sendChatState(server: SandboxContext, from: Account, to: Account, state: ChatState): void {
   server.deliverToAccount(to, () => node('chatstate', { from: from.pnJid }, [chatStateChild(state)]));
 }
 
 export function handleClientChatState(
-  server: SandboxServer,
+  server: SandboxContext,
   conn: ClientConnection,
   stanza: BinaryNode,
 ): void {

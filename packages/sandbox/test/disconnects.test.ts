@@ -4,8 +4,8 @@
  * on WhatsApp.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startSandbox, type KickReason, type Sandbox } from '../../../src/sandbox/index.ts';
-import { connectBaileys, linkDevice, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type KickReason, type Sandbox } from '../src/index.ts';
+import { connectBaileys, linkDevice, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 const clients: BaileysClient[] = [];

@@ -19,7 +19,7 @@ import {
   type BinaryNode,
 } from './nodes.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import type { GroupInfo } from './types.ts';
 import { jidDecode } from './wa.ts';
 
@@ -57,10 +57,15 @@ export class Group {
   }
 }
 
+/** What group queries need beyond the handlers' common view: the groups. */
+export interface GroupContext extends SandboxContext {
+  readonly groups: GroupRegistry;
+}
+
 export class GroupRegistry {
   private readonly groups = new Map<string, Group>();
 
-  constructor(private readonly server: SandboxServer) {}
+  constructor(private readonly server: SandboxContext) {}
 
   create(owner: Account, subject: string, members: Account[]): Group {
     let user = groupUser();
@@ -216,7 +221,7 @@ export function groupInfo(group: Group): GroupInfo {
 
 const PARTICIPANT_ACTIONS = new Set<string>(['add', 'remove', 'promote', 'demote']);
 
-export function handleGroupIq(server: SandboxServer, conn: ClientConnection, iq: BinaryNode): BinaryNode[] {
+export function handleGroupIq(server: GroupContext, conn: ClientConnection, iq: BinaryNode): BinaryNode[] {
   const actor = conn.companion!.account;
   const registry = server.groups;
   const action = firstChild(iq);

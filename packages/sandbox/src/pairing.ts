@@ -25,7 +25,7 @@ import { qrRef, stanzaId } from './ids.ts';
 import { Companion, LID_SERVER, PN_SERVER, SERVER_JID, type Account, type SignedPreKey } from './model.ts';
 import { child, childBytes, node, readUint, unixSeconds, type BinaryNode } from './nodes.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import { jidDecode, proto } from './wa.ts';
 
 const ADV_ACCOUNT_SIG_PREFIX = Buffer.from([6, 0]);
@@ -59,6 +59,11 @@ interface Registration {
   linking: boolean;
 }
 
+/** What pairing needs beyond the handlers' common view: the clients waiting to be linked. */
+export interface PairingContext extends SandboxContext {
+  readonly pairings: Pairings;
+}
+
 export class Pairings {
   readonly byConn = new Map<ClientConnection, Registration>();
   readonly byRef = new Map<string, Registration>();
@@ -70,7 +75,7 @@ export class Pairings {
 }
 
 export function beginRegistration(
-  server: SandboxServer,
+  server: PairingContext,
   conn: ClientConnection,
   payload: proto.ClientPayload,
 ): void {
@@ -114,7 +119,7 @@ export function beginRegistration(
     .catch(() => undefined);
 }
 
-export function dropRegistration(server: SandboxServer, conn: ClientConnection): void {
+export function dropRegistration(server: PairingContext, conn: ClientConnection): void {
   const registration = server.pairings.byConn.get(conn);
   if (!registration) return;
   server.pairings.byConn.delete(conn);
@@ -125,7 +130,7 @@ export function dropRegistration(server: SandboxServer, conn: ClientConnection):
 }
 
 /** The phone scans a QR code the client displayed. */
-export async function scanQr(server: SandboxServer, account: Account, qr: string): Promise<Companion> {
+export async function scanQr(server: PairingContext, account: Account, qr: string): Promise<Companion> {
   // Accept the bare string, or an image data URL with the string after a '|' (as gateways show QRs).
   const value = qr.includes('|') ? qr.slice(qr.lastIndexOf('|') + 1) : qr;
   const payload = value.startsWith(QR_PREFIX) ? value.slice(QR_PREFIX.length) : value;
@@ -145,7 +150,7 @@ export async function scanQr(server: SandboxServer, account: Account, qr: string
 
 /** `md` iqs: pairing-code stages and the client unlinking itself. */
 export async function handleMdIq(
-  server: SandboxServer,
+  server: PairingContext,
   conn: ClientConnection,
   iq: BinaryNode,
 ): Promise<BinaryNode[] | undefined> {
@@ -164,7 +169,7 @@ export async function handleMdIq(
   return [];
 }
 
-function companionHello(server: SandboxServer, conn: ClientConnection, stage: BinaryNode): BinaryNode[] {
+function companionHello(server: PairingContext, conn: ClientConnection, stage: BinaryNode): BinaryNode[] {
   const registration = server.pairings.byConn.get(conn);
   const wrapped = childBytes(stage, 'link_code_pairing_wrapped_companion_ephemeral_pub');
   const pn = jidDecode(stage.attrs.jid ?? '')?.user;
@@ -178,7 +183,7 @@ function companionHello(server: SandboxServer, conn: ClientConnection, stage: Bi
 
 /** The phone's user types the code the client showed. Resolves with the linked device. */
 export async function enterPairingCode(
-  server: SandboxServer,
+  server: PairingContext,
   account: Account,
   code: string,
 ): Promise<Companion> {
@@ -235,7 +240,7 @@ export async function enterPairingCode(
  * The client that asked for a code for this number. `requestPairingCode` returns before its stanza
  * reaches the server, so a caller that types the code at once may be a little early: wait briefly.
  */
-async function waitingForCode(server: SandboxServer, account: Account): Promise<Registration | undefined> {
+async function waitingForCode(server: PairingContext, account: Account): Promise<Registration | undefined> {
   const deadline = Date.now() + CODE_REQUEST_WAIT_MS;
   for (;;) {
     const registration = [...server.pairings.byConn.values()]
@@ -246,7 +251,7 @@ async function waitingForCode(server: SandboxServer, account: Account): Promise<
   }
 }
 
-function companionFinish(server: SandboxServer, conn: ClientConnection, stage: BinaryNode): void {
+function companionFinish(server: PairingContext, conn: ClientConnection, stage: BinaryNode): void {
   const registration = server.pairings.byConn.get(conn);
   const primary = registration?.linkCode?.primary;
   const bundle = childBytes(stage, 'link_code_pairing_wrapped_key_bundle');
@@ -285,7 +290,7 @@ function companionFinish(server: SandboxServer, conn: ClientConnection, stage: B
 
 /** ADV: the phone vouches for the new device's identity; the client countersigns; then 515. */
 async function linkDevice(
-  server: SandboxServer,
+  server: PairingContext,
   registration: Registration,
   account: Account,
   advSecret: Buffer,

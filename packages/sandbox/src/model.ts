@@ -2,7 +2,6 @@
  * What the sandbox knows about the world: accounts (a phone number, a LID and a simulated primary
  * phone) and the companion devices linked to them (the Baileys clients).
  */
-import type { ClientConnection } from './connection.ts';
 import type { KeyPair } from './crypto.ts';
 import type { BinaryNode } from './nodes.ts';
 import { SignalDevice, type PreKeyBundle } from './signal-device.ts';
@@ -49,6 +48,23 @@ export class PhoneDevice {
   }
 }
 
+/**
+ * A logged-in companion's socket, as the server drives it. `ClientConnection` implements it; the model
+ * names only this, so the connection module (which records into a companion's log) is not imported here.
+ */
+export interface CompanionConnection {
+  readonly isOpen: boolean;
+  /** The client said `passive/active`: stanzas go out live instead of waiting in the offline queue. */
+  readonly active: boolean;
+  /** The companion logged in on this socket; cleared when another socket takes its place. */
+  companion: Companion | undefined;
+  send(stanza: BinaryNode): void;
+  /** Sends a `<stream:error>` (or `<failure>`) and closes after the grace period. */
+  streamError(stanza: BinaryNode): void;
+  close(): void;
+  closeAfterGrace(): void;
+}
+
 export interface SignedPreKey {
   readonly keyId: number;
   readonly publicKey: Buffer;
@@ -61,7 +77,7 @@ export class Companion {
   readonly preKeys = new Map<number, Buffer>();
   /** How many one-time prekeys the device ever uploaded. */
   preKeysUploaded = 0;
-  connection: ClientConnection | undefined;
+  connection: CompanionConnection | undefined;
   /** Logins of this device (every socket that got `success`). */
   logins = 0;
   /**

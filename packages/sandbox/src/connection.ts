@@ -13,7 +13,7 @@ import {
   type NoiseTransport,
 } from './noise.ts';
 import type { ServerIdentity } from './certs.ts';
-import type { Companion } from './model.ts';
+import type { Companion, CompanionConnection } from './model.ts';
 import { node, type BinaryNode } from './nodes.ts';
 import { decodeBinaryNode, encodeBinaryNode } from './wa.ts';
 import type { SandboxLogger } from './types.ts';
@@ -28,7 +28,7 @@ export interface ConnectionHandler {
 let connectionCounter = 0;
 const HANDSHAKE_TIMEOUT_MS = 20_000;
 
-export class ClientConnection {
+export class ClientConnection implements CompanionConnection {
   readonly id = ++connectionCounter;
   private readonly frames = new FrameReader();
   private handshake: ServerHandshake | undefined;

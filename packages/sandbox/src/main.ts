@@ -55,7 +55,7 @@ process.stdout.write(
     `  export WA_WEBSOCKET_URL=${sandbox.wsUrl}`,
     `  export WA_NOISE_ROOT_PUBLIC_KEY=${sandbox.rootPublicKeyBase64}`,
     '',
-    `Control API: ${sandbox.controlUrl}/control  (docs/sandbox.md)`,
+    `Control API: ${sandbox.controlUrl}/control  (packages/sandbox/README.md)`,
     `  curl -s -X POST ${sandbox.controlUrl}/control/accounts -H 'content-type: application/json' -d '{"name":"Alice"}'`,
     '',
   ].join('\n'),

@@ -6,9 +6,9 @@
 import type { ClientConnection } from './connection.ts';
 import { PN_SERVER, type Account } from './model.ts';
 import { allChildren, child, children, node, text, type BinaryNode } from './nodes.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 
-export function handleUsyncIq(server: SandboxServer, _conn: ClientConnection, iq: BinaryNode): BinaryNode[] {
+export function handleUsyncIq(server: SandboxContext, _conn: ClientConnection, iq: BinaryNode): BinaryNode[] {
   const usync = child(iq, 'usync');
   const protocols = allChildren(child(usync, 'query')).map((p) => p.tag);
   const users = children(child(usync, 'list'), 'user').map((user) => {

@@ -4,8 +4,8 @@
  * once and log back in.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startSandbox, type AccountInfo, type Sandbox } from '../../../src/sandbox/index.ts';
-import { connectBaileys, linkDevice, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type AccountInfo, type Sandbox } from '../src/index.ts';
+import { connectBaileys, linkDevice, type BaileysClient } from './support/baileys-sandbox.ts';
 
 // Two batches of six links at once, and one re-login of all twelve at once: as concurrent as thirty were,
 // at 40 % of the CPU (each link is a Signal and Noise handshake); numbers are bench/sandbox's job (500).

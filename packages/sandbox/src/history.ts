@@ -7,13 +7,13 @@
 import { deflateSync } from 'node:zlib';
 import type { Account, Companion } from './model.ts';
 import { phoneSendPeer } from './phone.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import type { PhoneMessage } from './types.ts';
 import { proto } from './wa.ts';
 
 const MESSAGES_PER_CHAT = 20;
 
-export async function pushFirstLoginSync(server: SandboxServer, companion: Companion): Promise<void> {
+export async function pushFirstLoginSync(server: SandboxContext, companion: Companion): Promise<void> {
   const account = companion.account;
   const key = account.appStateKey;
   await phoneSendPeer(server, account, companion, {
@@ -47,7 +47,7 @@ export async function pushFirstLoginSync(server: SandboxServer, companion: Compa
   });
 }
 
-function initialHistory(server: SandboxServer, account: Account): proto.IHistorySync {
+function initialHistory(server: SandboxContext, account: Account): proto.IHistorySync {
   const byChat = new Map<string, PhoneMessage[]>();
   for (const message of [...account.sent.list(), ...account.inbox.list()]) {
     if (!message.chat.endsWith('@s.whatsapp.net')) continue;

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { BaileysEventMap, WAMessage } from '@whiskeysockets/baileys';
-import { startSandbox, type AccountInfo, type Sandbox } from '../../../src/sandbox/index.ts';
-import { connectBaileys, linkDevice, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type AccountInfo, type Sandbox } from '../src/index.ts';
+import { connectBaileys, linkDevice, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 let alice: AccountInfo;

@@ -4,8 +4,8 @@
  * holding events back after a first login instead of waiting 20 s for it.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
-import { linkDevice, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type Sandbox } from '../src/index.ts';
+import { linkDevice, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 let device: BaileysClient | undefined;

@@ -9,8 +9,8 @@ import {
   type DeviceInfo,
   type PhoneMessage,
   type Sandbox,
-} from '../../../src/sandbox/index.ts';
-import { connectBaileys, type BaileysClient } from '../../support/baileys-sandbox.ts';
+} from '../src/index.ts';
+import { connectBaileys, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 const clients: BaileysClient[] = [];

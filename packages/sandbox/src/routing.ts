@@ -6,7 +6,7 @@
 import type { ClientConnection } from './connection.ts';
 import { bytes, child, children, node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { messageStanza, phoneReceive, phoneResend, type StanzaMeta } from './phone.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import type { CipherType } from './signal-device.ts';
 import type { PhoneReceipt } from './types.ts';
 
@@ -14,7 +14,7 @@ import type { PhoneReceipt } from './types.ts';
 const SILENT_RECEIPTS = new Set(['peer_msg', 'hist_sync', 'sender', 'server-error']);
 
 export async function handleClientMessage(
-  server: SandboxServer,
+  server: SandboxContext,
   conn: ClientConnection,
   stanza: BinaryNode,
 ): Promise<void> {
@@ -54,7 +54,11 @@ export async function handleClientMessage(
   );
 }
 
-export function handleClientReceipt(server: SandboxServer, conn: ClientConnection, stanza: BinaryNode): void {
+export function handleClientReceipt(
+  server: SandboxContext,
+  conn: ClientConnection,
+  stanza: BinaryNode,
+): void {
   const sender = conn.companion;
   if (!sender) return;
   const { id, to, type } = stanza.attrs;

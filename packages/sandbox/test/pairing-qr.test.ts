@@ -5,9 +5,9 @@
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WebSocket } from 'ws';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
-import { memoryAuth } from '../../support/baileys-auth.ts';
-import { connectBaileys, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type Sandbox } from '../src/index.ts';
+import { memoryAuth } from './support/baileys-auth.ts';
+import { connectBaileys, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 const clients: BaileysClient[] = [];

@@ -9,7 +9,7 @@ import { node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { takeBundle } from './prekeys.ts';
 import { padMessage, unpadMessage, type CipherType } from './signal-device.ts';
 import { SandboxError } from './errors.ts';
-import type { SandboxServer } from './server.ts';
+import type { SandboxContext } from './context.ts';
 import type { Addressing, PhoneMessage } from './types.ts';
 import { proto } from './wa.ts';
 
@@ -48,7 +48,7 @@ function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
  * needed; `newSession` drops the current one first (the device asked again: it could not decrypt).
  */
 export function encryptFromPhone(
-  server: SandboxServer,
+  server: SandboxContext,
   sender: Account,
   target: Device,
   message: proto.IMessage,
@@ -116,7 +116,7 @@ export interface PhoneSendOptions {
 
 /** `from`'s phone sends `message` to the user `toJid`. */
 export async function phoneSend(
-  server: SandboxServer,
+  server: SandboxContext,
   from: Account,
   toJid: string,
   message: proto.IMessage,
@@ -162,7 +162,7 @@ const retriesAnswered = new Map<string, number>();
  * WhatsApp has the sender do. False when it was asked too often.
  */
 export async function phoneResend(
-  server: SandboxServer,
+  server: SandboxContext,
   account: Account,
   companion: Companion,
   record: PhoneMessage,
@@ -192,7 +192,7 @@ export async function phoneResend(
 
 /** A peer message from an account's phone to one of its own companions (history sync, app-state keys). */
 export async function phoneSendPeer(
-  server: SandboxServer,
+  server: SandboxContext,
   account: Account,
   companion: Companion,
   message: proto.IMessage,
@@ -213,7 +213,7 @@ export async function phoneSendPeer(
 
 /** `account`'s phone receives a message from `sender`: decrypt, record, acknowledge delivery. */
 export async function phoneReceive(
-  server: SandboxServer,
+  server: SandboxContext,
   account: Account,
   sender: Device,
   enc: Encrypted,

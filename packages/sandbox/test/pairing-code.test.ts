@@ -3,8 +3,8 @@
  * the two sides derive the ADV secret through the wrapped ephemeral keys; a wrong code links nothing.
  */
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
-import { connectBaileys, type BaileysClient } from '../../support/baileys-sandbox.ts';
+import { startSandbox, type Sandbox } from '../src/index.ts';
+import { connectBaileys, type BaileysClient } from './support/baileys-sandbox.ts';
 
 let sandbox: Sandbox;
 const clients: BaileysClient[] = [];
