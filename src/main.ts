@@ -13,13 +13,11 @@ import { createAuthenticator } from './http/auth.ts';
 import websocket from '@fastify/websocket';
 import { adminRoutes } from './http/routes/admin.ts';
 import { debugRoutes } from './http/routes/debug.ts';
-import { instanceRoutes } from './http/routes/instance.ts';
 import { instanceHistoryRoutes } from './http/routes/instance-history.ts';
 import { instanceSettingsRoutes } from './http/routes/instance-settings.ts';
 import { instanceWebhookRoutes } from './http/routes/instance-webhook.ts';
 import { managerRoutes } from './http/routes/manager.ts';
 import { metricsRoutes } from './http/routes/metrics.ts';
-import { sendRoutes } from './http/routes/send.ts';
 import { wsRoutes } from './http/routes/ws.ts';
 import { BrowserSessions, InspectionLog } from './visualizer/index.ts';
 import { generateWebhookSecret, secretsEqual, tokenDigests } from './domain/tokens.ts';
@@ -43,7 +41,7 @@ import { clearMessagesReadModel, messagesProjection } from '../projections/messa
 import {
   deletionAudited,
   findInstance,
-  instanceIdByTokenHash,
+  instanceByTokenHash,
   listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
@@ -269,11 +267,12 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
   // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
-  const authenticator = createAuthenticator(
-    key.value,
-    tokens,
-    async (hash) => (await instanceIdByTokenHash(db, hash)) ?? (await tokenOwnerInLog(store, hash)),
-  );
+  const authenticator = createAuthenticator(key.value, tokens, async (hash) => {
+    const view = await instanceByTokenHash(db, hash);
+    if (view) return { id: view.id, name: view.name, view };
+    const id = await tokenOwnerInLog(store, hash);
+    return id === undefined ? undefined : { id, name: id };
+  });
   const sessions = new BrowserSessions();
 
   const app = await buildApp({
@@ -291,7 +290,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       // read model is being rebuilt. A stream that ends deleted is an instance whose delete is finishing.
       findInstance: async (idOrName) => {
         const instance = await findInstance(db, idOrName);
-        if (instance) return { id: instance.id, name: instance.name };
+        if (instance) return { id: instance.id, name: instance.name, view: instance };
         const [last] = await store.readStream(instanceStream(idOrName), { direction: 'backward', limit: 1 });
         return last && last.type !== 'InstanceDeleted' ? { id: idOrName, name: idOrName } : undefined;
       },
@@ -319,8 +318,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
       const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-      await server.register(instanceRoutes, { service: runtime.commands, db });
-      await server.register(instanceSettingsRoutes, { service: runtime.commands, db });
+      await server.register(instanceSettingsRoutes, { service: runtime.commands });
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
         rotateWebhookSecret: async (instanceId) => {
@@ -331,7 +329,6 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         },
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
-      await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks: startedSinks });
       await server.register(metricsRoutes, { sinks: startedSinks });
       await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });
@@ -490,7 +487,7 @@ function edgeProfileOf(
   db: SqlDatabase,
   secrets: InstanceSecrets,
 ): EdgeProfile {
-  if (config.apiCompat === 'default') return defaultProfile(config.corsOrigins);
+  if (config.apiCompat === 'default') return defaultProfile(config.corsOrigins, { service, db });
   return evolutionGoProfile({
     service,
     db,
