@@ -243,7 +243,10 @@ export function referenceOf(
     const value =
       container && typeof container === 'object' ? (container as Record<string, unknown>)[key] : undefined;
     if (value === undefined || value === null) continue;
-    if (typeof value !== 'string') throw Errors.validation(`${key}: expected one text value`);
+    if (typeof value !== 'string')
+      throw Errors.validation(
+        `${key}: give it once, as text (it came ${Array.isArray(value) ? 'repeated' : 'as another type'})`,
+      );
     const trimmed = value.trim();
     if (trimmed) named.set(trimmed.toLowerCase(), trimmed);
   }

@@ -86,6 +86,10 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
         summary: 'Live events over WebSocket; ?from=<position> replays first (see docs/events.md)',
         querystring: wsQuery,
       },
+      // Before validation, so a repeated key is a 400 that says so.
+      preValidation: async (request) => {
+        checkedQuery(request.query);
+      },
       // After the instance is resolved (a preHandler of the app's, which runs before the route's own).
       preHandler: async (request) => {
         const principal = requirePrincipal(request);
