@@ -8,7 +8,7 @@
  * Bodies and queries are read the way Evolution GO's Go handlers read them (requests.ts) in each route's
  * preValidation, so a malformed request is a 400 before the instance is looked up, as in Evolution GO.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import QRCode from 'qrcode';
 import {
   findInstance,
@@ -73,6 +73,13 @@ export interface EvolutionGoRoutesOptions {
 const admin = { access: 'admin' } as const;
 const ownToken = { access: 'instance', instanceFrom: ['token'] } as const;
 const tags = ['evolution-go'];
+
+/** Reads the body as Evolution GO's handler does, before validation: a malformed one is a 400 before any lookup. */
+const goBody =
+  <T>(read: (body: unknown) => T) =>
+  async (request: FastifyRequest): Promise<void> => {
+    request.body = read(request.body);
+  };
 
 export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = async (app, options) => {
   const { service, db, tokens } = options;
@@ -161,9 +168,7 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     {
       config: { ...ownToken, runsOn: 'owner' },
       schema: { tags, summary: 'Start connecting; the QR code follows at GET /instance/qr' },
-      preValidation: async (request) => {
-        request.body = connectRequest(request.body);
-      },
+      preValidation: goBody(connectRequest),
     },
     async (request) => {
       const { id, view } = request.instance;
@@ -195,9 +200,7 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     {
       config: { ...ownToken, runsOn: 'owner' },
       schema: { tags, summary: 'A pairing code to type on the phone' },
-      preValidation: async (request) => {
-        request.body = pairRequest(request.body);
-      },
+      preValidation: goBody(pairRequest),
     },
     async (request) => {
       const { pairingCode } = await service.requestPairingCode(
@@ -282,9 +285,7 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     {
       config: { ...admin, instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: { tags, summary: 'Set the proxy (admin)', params: idParam },
-      preValidation: async (request) => {
-        request.body = proxyOf(request.body, '');
-      },
+      preValidation: goBody((body) => proxyOf(body, '')),
     },
     async (request) =>
       success(toEvolutionProxy(await service.configureProxy(request.instance.id, request.body))),
@@ -307,9 +308,7 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     {
       config: { ...admin, instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: { tags, summary: 'Drop the connection and connect again (admin)', params: idParam },
-      preValidation: async (request) => {
-        request.body = forceReconnectRequest(request.body);
-      },
+      preValidation: goBody(forceReconnectRequest),
     },
     async (request) => {
       await service.disconnect(request.instance.id);
@@ -339,9 +338,7 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     {
       config: { ...ownToken, runsOn: 'owner' },
       schema: { tags, summary: 'Send a text message' },
-      preValidation: async (request) => {
-        request.body = sendTextRequest(request.body);
-      },
+      preValidation: goBody(sendTextRequest),
     },
     async (request) => {
       const input = request.body;
