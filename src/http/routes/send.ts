@@ -87,7 +87,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
   app.post<{ Body: FromSchema<typeof textBody> }>(
     '/send/text',
     {
-      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' },
       schema: {
         tags: ['messages'],
         summary: 'Send a text message (instance token, or the admin key with instanceName)',
@@ -103,7 +103,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
       },
     },
     async (request, reply) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const sendAt = parseSendAt(request.body.sendAt);
       const outcome = await service.sendText(id, request.body.number, request.body.text, {
         ...sendOptionsOf(request),

@@ -1,6 +1,7 @@
 /**
  * The outbox of an instance (src/runtime/outbox): one send's state, cancelling a send still waiting, the
- * queue, and the pacing settings (applied at once, kept in the instance's log).
+ * queue, and the pacing settings (applied at once, kept in the instance's log). Every route runs on the
+ * instance's owner, reads included: the outbox lives in its memory. Shared by both profiles.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
@@ -122,7 +123,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
   app.get<{ Params: FromSchema<typeof sendParams> }>(
     '/instance/:id/sends/:sendId',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['messages'],
         summary:
@@ -132,7 +133,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       return sends.send(id, request.params.sendId);
     },
   );
@@ -140,7 +141,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
   app.delete<{ Params: FromSchema<typeof sendParams> }>(
     '/instance/:id/sends/:sendId',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['messages'],
         summary: 'Cancel a send that is still queued or scheduled (409 once it is on its way or done)',
@@ -149,7 +150,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       return sends.cancel(id, request.params.sendId);
     },
   );
@@ -157,7 +158,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
   app.get<{ Params: IdParam }>(
     '/instance/:id/outbox',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['messages'],
         summary:
@@ -167,7 +168,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       return sends.status(id);
     },
   );
@@ -175,7 +176,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
   app.get<{ Params: IdParam }>(
     '/instance/:id/send-settings',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['settings'],
         summary: "The instance's pacing of what it sends (all 0: no pacing, the default)",
@@ -184,7 +185,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       return sends.pacing(id);
     },
   );
@@ -192,7 +193,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
   app.route<{ Params: IdParam; Body: FromSchema<typeof pacingSchema> }>({
     method: ['PUT', 'POST'],
     url: '/instance/:id/send-settings',
-    config: { access: 'caller', instanceFrom: ['params.id'] },
+    config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
     schema: {
       tags: ['settings'],
       summary: 'Change the pacing of what the instance sends; applies to the next send, no reconnect',
@@ -201,7 +202,7 @@ export const sendsRoutes: FastifyPluginAsync<SendsRoutesOptions> = async (app, {
       response: { 200: pacingSchema, ...errorResponses },
     },
     handler: async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const patch = request.body ?? {};
       if (Object.keys(patch).length === 0)
         throw Errors.validation(

@@ -2,10 +2,12 @@
  * Prometheus metrics of the outboxes this node holds: per instance (`instance_id`), what waits, how long
  * the oldest has waited, whether sending is paused; and what became of the sends since the start.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import type { MetricsRegistry } from '../../metrics.ts';
 import type { SendOutbox } from './send-outbox.ts';
 
-export function registerOutboxMetrics(registry: Registry, outbox: SendOutbox): void {
+export function registerOutboxMetrics(metrics: MetricsRegistry, outbox: SendOutbox): void {
+  const registry = metrics.prometheus;
   const gauges: Array<[string, string, (s: ReturnType<SendOutbox['statuses']>[number]) => number]> = [
     [
       'zapwire_outbox_queued',
