@@ -145,7 +145,6 @@ export class InstanceOutbox {
   private stopped = false;
   /** Deleted: nothing may be appended (the stream would come back). */
   private closed = false;
-  private readonly executing = new Set<Promise<void>>();
   private loaded = false;
   private noConnection = false;
   /** Index bookkeeping: stream versions appended, and how far the index may say it has read. */
@@ -573,11 +572,15 @@ export class InstanceOutbox {
     for (const record of this.queue) if (isOpen(record.state)) this.notify(record);
   }
 
-  /** The instance is being deleted: nothing is appended any more; resolves once sends in flight ended. */
+  /**
+   * The instance is being deleted: nothing is appended any more (a send still on its way finds the outbox
+   * closed when it comes back); resolves once the appends already on their way have landed, so none lands
+   * after the stream is deleted.
+   */
   async close(): Promise<void> {
     this.stop();
     this.closed = true;
-    await Promise.allSettled([...this.executing]);
+    await Promise.allSettled([this.appendingNow, this.trafficNow]);
   }
 
   // ------------------------------------------------------------------ sending
@@ -660,12 +663,10 @@ export class InstanceOutbox {
   private start(record: SendRecord): void {
     record.state = 'sending';
     this.sendingTo.add(record.to);
-    const execution = this.execute(record).finally(() => {
-      this.executing.delete(execution);
+    void this.execute(record).finally(() => {
       this.sendingTo.delete(record.to);
       this.pump();
     });
-    this.executing.add(execution);
   }
 
   private async execute(record: SendRecord): Promise<void> {
@@ -719,7 +720,7 @@ export class InstanceOutbox {
       this.pauseStreak = 0;
       void this.deps.index.setPause(this.instanceId, null, 0).catch(() => undefined);
     }
-    const recording = Promise.all([
+    void Promise.all([
       this.record([
         { type: 'SendSent', data: { at, sendId: record.sendId, messageId: sent.id, ...outcome } },
       ]),
@@ -746,8 +747,6 @@ export class InstanceOutbox {
         this.arm(Date.now() + RETRY_MS);
       },
     );
-    this.executing.add(recording);
-    void recording.finally(() => this.executing.delete(recording));
   }
 
   /** Back in the queue at its place (request order). */
