@@ -49,7 +49,7 @@ interface Sandbox {
 async function startSandbox(): Promise<Sandbox> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+    ['--import', 'tsx', 'packages/sandbox/src/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
     { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

@@ -122,6 +122,8 @@ type Waiter = (view: SendView) => void;
 /** Retry of a send that found no open connection, and of an index write that failed. */
 const RETRY_MS = 2_000;
 const READ_PAGE = 500;
+/** How long index writes gather before they go. */
+const INDEX_DELAY_MS = 50;
 /** Events in one append at most. */
 const MAX_BATCH = 256;
 /** Finished sends stay in the index this long (GET /instance/:id/sends/:sendId). */
@@ -356,6 +358,9 @@ export class InstanceOutbox {
     if (this.flushing || this.stopped) return;
     this.flushing = (async () => {
       try {
+        // A moment's wait gathers a burst of sends (their request and their outcome) into one write: the
+        // index is only a shortcut for the next owner, which reads the stream on from it anyway.
+        await sleep(INDEX_DELAY_MS);
         while (this.dirty.size > 0 || this.pacingDirty) {
           const ids = [...this.dirty];
           this.dirty.clear();
