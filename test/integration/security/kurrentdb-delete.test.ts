@@ -1,11 +1,12 @@
 /**
  * Finding 11: a delete on KurrentDB is soft (the events stay until a scavenge, and a late append brings
  * the stream back). KURRENTDB_TOMBSTONE=true hard-deletes a deleted instance's own streams (`instance-`,
- * `wa-`): nothing can write them again; name and token reservations stay soft-deleted, so a name can be
+ * `wa-`, `outbox-`): nothing can write them again; name and token reservations stay soft-deleted, so a name can be
  * used again. Runs the whole app on the KurrentDB stand-in (test/support/kurrentdb-standin).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instanceStream, whatsappStream } from '../../../src/domain/events.ts';
+import { outboxStream } from '../../../src/domain/outbox.ts';
 import { startKurrentStandIn, type KurrentStandIn } from '../../support/kurrentdb-standin/server.ts';
 import { startTestApp, type TestApp } from '../../support/zapwire.ts';
 
@@ -41,13 +42,17 @@ describe('deleting an instance on KurrentDB', () => {
     try {
       const before = standIn.calls['tombstone'] ?? 0;
       const id = await createAndDelete(t, 'tombstoned');
-      expect((standIn.calls['tombstone'] ?? 0) - before).toBe(2);
+      // instance-, wa- and outbox- (the outbox's, tombstoned even though this instance never sent anything).
+      expect((standIn.calls['tombstone'] ?? 0) - before).toBe(3);
       // A writer this process does not control (another node, a tool) cannot recreate it either.
       await expect(
         t.zapwire.store.append(whatsappStream(id), note('too late'), { expectedVersion: 'any' }),
       ).rejects.toThrow();
       expect(await t.zapwire.store.streamVersion(whatsappStream(id))).toBe(0);
       expect(await t.zapwire.store.readStream(instanceStream(id))).toEqual([]);
+      await expect(
+        t.zapwire.store.append(outboxStream(id), note('too late'), { expectedVersion: 'any' }),
+      ).rejects.toThrow();
       // The name reservation was soft-deleted: the name can be used again.
       const again = await t.request('POST', '/instance/create', { body: { name: 'tombstoned' } });
       expect(again.status).toBe(201);
