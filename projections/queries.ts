@@ -217,6 +217,19 @@ export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string):
   return rows[0]?.instance_id;
 }
 
+/** The instance a token digest opens, read with the token in one round trip. */
+export async function instanceByTokenHash(
+  db: SqlExecutor,
+  tokenHash: string,
+): Promise<InstanceView | undefined> {
+  const { rows } = await db.query<InstanceRow>(
+    `SELECT ${COLUMNS} FROM rm_instances
+      WHERE id = (SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1)`,
+    [tokenHash],
+  );
+  return rows[0] ? toView(rows[0]) : undefined;
+}
+
 /** The hashes of the tokens that open an instance. */
 export async function tokenHashesOf(db: SqlExecutor, instanceId: string): Promise<string[]> {
   const { rows } = await db.query<{ token_hash: string }>(

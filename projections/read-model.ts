@@ -13,6 +13,7 @@ import {
   deletionAudited,
   findInstance,
   instanceCountsByState,
+  instanceByTokenHash,
   instanceIdByTokenHash,
   listInstanceIds,
   sinkSettingsOf,
@@ -22,10 +23,11 @@ import {
 } from './queries.ts';
 import type { ProjectionRunner } from './runner.ts';
 
-/** An instance as the HTTP edge names it. */
+/** An instance as the HTTP edge names it, with its read-model row when the read model has it. */
 export interface InstanceName {
   readonly id: string;
   readonly name: string;
+  readonly view?: InstanceView;
 }
 
 export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
@@ -41,7 +43,7 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
    */
   async findInstance(idOrName: string): Promise<InstanceName | undefined> {
     const instance = await findInstance(this.db, idOrName);
-    if (instance) return { id: instance.id, name: instance.name };
+    if (instance) return { id: instance.id, name: instance.name, view: instance };
     const [last] = await this.log.readStream(instanceStream(idOrName), { direction: 'backward', limit: 1 });
     return last && last.type !== 'InstanceDeleted' ? { id: idOrName, name: idOrName } : undefined;
   }
@@ -59,6 +61,21 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
   async instanceIdByTokenHash(tokenHash: string): Promise<string | undefined> {
     const known = await instanceIdByTokenHash(this.db, tokenHash);
     if (known) return known;
+    return this.tokenOwnerInLog(tokenHash);
+  }
+
+  /**
+   * The instance a token opens with its row, read with the token in one round trip (the request path's
+   * lookup); from the log, as `instanceIdByTokenHash` does, when the read model does not have it.
+   */
+  async instanceByTokenHash(tokenHash: string): Promise<InstanceName | undefined> {
+    const view = await instanceByTokenHash(this.db, tokenHash);
+    if (view) return { id: view.id, name: view.name, view };
+    const id = await this.tokenOwnerInLog(tokenHash);
+    return id === undefined ? undefined : { id, name: id };
+  }
+
+  private async tokenOwnerInLog(tokenHash: string): Promise<string | undefined> {
     const [last] = await this.log.readStream(tokenStream(tokenHash), { direction: 'backward', limit: 1 });
     if (last?.type !== 'InstanceTokenAssigned') return undefined;
     const instanceId = (last.data as { instanceId?: unknown }).instanceId;

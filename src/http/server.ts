@@ -26,13 +26,11 @@ import { evolutionGoProfile } from './profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { debugRoutes } from './routes/debug.ts';
-import { instanceRoutes } from './routes/instance.ts';
 import { instanceHistoryRoutes } from './routes/instance-history.ts';
 import { instanceSettingsRoutes } from './routes/instance-settings.ts';
 import { instanceWebhookRoutes } from './routes/instance-webhook.ts';
 import { managerRoutes } from './routes/manager.ts';
 import { metricsRoutes } from './routes/metrics.ts';
-import { sendRoutes } from './routes/send.ts';
 import { wsRoutes } from './routes/ws.ts';
 
 export interface ServerParts {
@@ -67,7 +65,7 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
     profile: edgeProfileOf(parts),
     auth: {
       // The read model first, then the log: a token keeps working while `instances` is rebuilt.
-      ...createAuthenticator(keys.globalApiKey, keys.tokens, (hash) => readModel.instanceIdByTokenHash(hash)),
+      ...createAuthenticator(keys.globalApiKey, keys.tokens, (hash) => readModel.instanceByTokenHash(hash)),
       findInstance: (idOrName) => readModel.findInstance(idOrName),
       sessions,
       failedAuth: config.authFailures,
@@ -80,8 +78,7 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
       if (!server.hasDecorator('websocketServer')) {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
-      await server.register(instanceRoutes, { service: runtime.commands, db });
-      await server.register(instanceSettingsRoutes, { service: runtime.commands, db });
+      await server.register(instanceSettingsRoutes, { service: runtime.commands });
       await server.register(instanceWebhookRoutes, {
         sinks,
         rotateWebhookSecret: async (instanceId) => {
@@ -92,7 +89,6 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
         },
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
-      await server.register(sendRoutes, { service: runtime.commands });
       await server.register(wsRoutes, { sinks });
       await server.register(metricsRoutes, { metrics: parts.metrics });
       await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });
@@ -114,7 +110,8 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
 
 /** The wire format API_COMPAT asks for. Evolution GO's keeps instance tokens sealed to show them to the admin. */
 function edgeProfileOf({ config, runtime, db, secrets }: ServerParts): EdgeProfile {
-  if (config.apiCompat === 'default') return defaultProfile(config.corsOrigins);
+  if (config.apiCompat === 'default')
+    return defaultProfile(config.corsOrigins, { service: runtime.commands, db });
   return evolutionGoProfile({
     service: runtime.commands,
     db,
