@@ -72,7 +72,10 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
     const view = await instanceByTokenHash(this.db, tokenHash);
     if (view) return { id: view.id, name: view.name, view };
     const id = await this.tokenOwnerInLog(tokenHash);
-    return id === undefined ? undefined : { id, name: id };
+    if (id === undefined) return undefined;
+    // The token is missing from the read model (rebuilt, or behind); its instance's row may be there.
+    const row = await findInstance(this.db, id);
+    return row ? { id: row.id, name: row.name, view: row } : { id, name: id };
   }
 
   private async tokenOwnerInLog(tokenHash: string): Promise<string | undefined> {

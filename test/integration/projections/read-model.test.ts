@@ -72,8 +72,16 @@ describe('ReadModel', () => {
     await create('i-known', 'Known', 'hash-known');
     expect(await readModel.caughtUp(await store.headPosition(), 10_000)).toBe(true);
 
-    expect(await readModel.findInstance('i-known')).toEqual({ id: 'i-known', name: 'Known' });
-    expect(await readModel.findInstance('KNOWN')).toEqual({ id: 'i-known', name: 'Known' });
+    expect(await readModel.findInstance('i-known')).toMatchObject({
+      id: 'i-known',
+      name: 'Known',
+      view: { id: 'i-known' },
+    });
+    expect(await readModel.findInstance('KNOWN')).toMatchObject({
+      id: 'i-known',
+      name: 'Known',
+      view: { id: 'i-known' },
+    });
     expect(await readModel.instanceIdByTokenHash('hash-known')).toBe('i-known');
     expect(await readModel.tokenHashesOf('i-known')).toEqual(['hash-known']);
     expect(await readModel.instanceIds()).toEqual(['i-known']);
