@@ -177,6 +177,14 @@ export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
+/** How many instances are in each API state. */
+export async function instanceCountsByState(db: SqlExecutor): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ state: string; count: number }>(
+    'SELECT state, count(*)::int AS count FROM rm_instances GROUP BY state',
+  );
+  return new Map(rows.map((row) => [row.state, row.count]));
+}
+
 /** Whether the audit table has the instance's deletion (InstanceDeletionAudited). */
 export async function deletionAudited(db: SqlExecutor, instanceId: string): Promise<boolean> {
   const { rows } = await db.query(

@@ -125,7 +125,7 @@ describe('WebSocket sink and the events routes', () => {
     });
     await app.register(websocket);
     await app.register(wsRoutes, { sinks });
-    await app.register(metricsRoutes, { sinks });
+    await app.register(metricsRoutes, { metrics: sinks.metrics });
     await app.register(instanceWebhookRoutes, {
       sinks,
       rotateWebhookSecret: async (id) => {
@@ -351,7 +351,7 @@ describe('WebSocket sink and the events routes', () => {
     expect(metrics.headers['content-type']).toMatch(/text\/plain/);
     expect(metrics.body).toContain('zapwire_sink_delivered_total');
     expect(metrics.body).toContain('zapwire_process_cpu_user_seconds_total');
-    sinks.registerGauge({
+    sinks.metrics.registerGauge({
       name: 'zapwire_instances',
       help: 'instances per state',
       labelNames: ['state'],
