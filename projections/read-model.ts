@@ -66,16 +66,16 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
 
   /**
    * The instance a token opens with its row, read with the token in one round trip (the request path's
-   * lookup); from the log, as `instanceIdByTokenHash` does, when the read model does not have it.
+   * lookup). When the read model does not know the token, the log says whose it is (as
+   * `instanceIdByTokenHash`), and the instance is then found as `findInstance` finds it: the token rows may
+   * be missing while the instance's row is there (a rebuild that has not reached them yet).
    */
   async instanceByTokenHash(tokenHash: string): Promise<InstanceName | undefined> {
     const view = await instanceByTokenHash(this.db, tokenHash);
     if (view) return { id: view.id, name: view.name, view };
     const id = await this.tokenOwnerInLog(tokenHash);
     if (id === undefined) return undefined;
-    // The token is missing from the read model (rebuilt, or behind); its instance's row may be there.
-    const row = await findInstance(this.db, id);
-    return row ? { id: row.id, name: row.name, view: row } : { id, name: id };
+    return (await this.findInstance(id)) ?? { id, name: id };
   }
 
   private async tokenOwnerInLog(tokenHash: string): Promise<string | undefined> {
