@@ -85,6 +85,8 @@ export async function handleIq(server: SandboxServer, conn: ClientConnection, iq
     reply('error', [node('error', { code: 401, text: 'not-authorized' })]);
     return;
   }
+  // A device whose pings are dropped hears nothing back, as behind a half-dead route.
+  if (xmlns === 'w:p' && conn.companion && server.faults.has(conn.companion, 'dropPings')) return;
   const handler = (xmlns && handlers[xmlns]) || undefined;
   try {
     const content = handler ? await handler(server, conn, iq) : [];
