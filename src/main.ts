@@ -15,6 +15,8 @@ import { adminRoutes } from './http/routes/admin.ts';
 import { debugRoutes } from './http/routes/debug.ts';
 import { instanceRoutes } from './http/routes/instance.ts';
 import { instanceHistoryRoutes } from './http/routes/instance-history.ts';
+import { instanceHealthRoutes } from './http/routes/instance-health.ts';
+import { startHealth } from './health/wiring.ts';
 import { instanceSettingsRoutes } from './http/routes/instance-settings.ts';
 import { instanceWebhookRoutes } from './http/routes/instance-webhook.ts';
 import { managerRoutes } from './http/routes/manager.ts';
@@ -246,6 +248,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     },
   });
   sinksStarted(startedSinks);
+  const health = startHealth({ settings: config.health, runtime, sinks: startedSinks, store, logger });
   startedSinks.registerGauge({
     name: 'zapwire_instances',
     help: 'Instances by API state',
@@ -297,6 +300,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
     cluster: () => cluster.health(),
+    instanceHealth: () => health.monitor.counts(),
     storeOutage: () => {
       const outage = databaseOutage();
       if (!outage) return undefined;
@@ -319,7 +323,18 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
         await server.register(websocket, { options: { maxPayload: 64 * 1024 } });
       }
       const machineConfig = { qrMaxCount: config.qrCodeMaxCount };
-      await server.register(instanceRoutes, { service: runtime.commands, db });
+      await server.register(instanceRoutes, {
+        service: runtime.commands,
+        db,
+        health: (id, state) => health.monitor.health(id, runtime.apiStateOf(id) ?? state),
+      });
+      await server.register(instanceHealthRoutes, {
+        health: async (id) =>
+          health.monitor.health(
+            id,
+            runtime.apiStateOf(id) ?? (await findInstance(db, id))?.state ?? 'created',
+          ),
+      });
       await server.register(instanceSettingsRoutes, { service: runtime.commands, db });
       await server.register(instanceWebhookRoutes, {
         sinks: startedSinks,
@@ -376,6 +391,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       stopped ??= (async () => {
         // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
         runtime.beginShutdown();
+        health.stop();
         await app.close();
         // Hand-over first: every instance's close is recorded and its lease freed for the other nodes.
         await cluster.stop();

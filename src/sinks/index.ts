@@ -25,6 +25,7 @@ import {
   type WebhookSettings,
 } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
+import type { QueueSnapshot } from './webhook/dispatcher.ts';
 
 /** The sinks' migrations (the webhook's queue positions and replays), for the shared migration runner. */
 export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -96,6 +97,8 @@ export interface Sinks {
     readonly rabbitmq?: Subscription;
     readonly nats?: Subscription;
   };
+  /** The instance's own webhook queue as this process works it (health reads its lag); undefined: none. */
+  webhookQueue(instanceId: string): QueueSnapshot | undefined;
   /** Adds a gauge computed at scrape time (the runtime's instance states). */
   registerGauge(definition: GaugeDefinition): void;
   /** Drops cached directory answers (call after rotating an instance's webhook secret). */
@@ -223,6 +226,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     metricsRegistry: metrics.registry,
     subscriptions,
     registerGauge: (definition) => metrics.registerGauge(definition),
+    webhookQueue: (instanceId) => webhook.dispatcher.queueState(instanceId, 'instance'),
     invalidate: (instanceId) => directory.invalidate(instanceId),
     async forgetInstance(instanceId) {
       directory.invalidate(instanceId);
