@@ -191,7 +191,7 @@ export class HealthMonitor {
       return {
         state,
         since: new Date(memory?.recordedSince ?? now).toISOString(),
-        reason: state === 'healthy' && apiState === 'open' ? null : reason,
+        reason,
         needsAttention: memory?.needsAttention ?? false,
         links: LINK_NAMES.map((link) => ({
           link,
@@ -216,7 +216,7 @@ export class HealthMonitor {
       };
     });
     const state = overallState(links.map((l) => l.state));
-    const reason = reasonOf(links);
+    const reason = reasonOf(links) ?? this.unmeasured(watch);
     return {
       state,
       since: new Date(
@@ -227,6 +227,18 @@ export class HealthMonitor {
       links,
       checkedAt: watch.checkedAt === null ? null : new Date(watch.checkedAt).toISOString(),
     };
+  }
+
+  /** Healthy so far, but the links that prove it were not measured yet: say so. */
+  private unmeasured(watch: Watch): string | null {
+    if (!watch.probe) return 'this connection cannot be probed: transport and delivery are not measured';
+    const pending = [
+      ...(watch.links.transport.judgement.state === 'unknown' ? ['transport'] : []),
+      ...(this.settings.probeIntervalMs > 0 && watch.links.delivery.judgement.state === 'unknown'
+        ? ['delivery']
+        : []),
+    ];
+    return pending.length > 0 ? `not measured yet: ${pending.join(', ')}` : null;
   }
 
   /** Counts per state over the instances watched here (open on this node). */
@@ -279,9 +291,12 @@ export class HealthMonitor {
     const links = Object.fromEntries(LINK_NAMES.map((l) => [l, unknownTrack()])) as Record<LinkName, Track>;
     // Spread the first checks over an interval so instances opened together do not probe together.
     const firstPing = now + Math.floor(this.random() * Math.min(this.settings.pingIntervalMs, 5_000));
+    // The first probe soon after the connection opened (within two pings), so that an instance is not
+    // shown healthy on its transport alone for a whole probe interval.
     const firstProbe = memory.probeSoon
       ? now + 1_000
-      : now + Math.floor(this.random() * this.settings.probeIntervalMs);
+      : now +
+        Math.floor(this.random() * Math.min(this.settings.probeIntervalMs, 2 * this.settings.pingIntervalMs));
     return {
       id,
       probe,

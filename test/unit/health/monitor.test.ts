@@ -105,7 +105,11 @@ function setup(overrides: Partial<HealthSettings> = {}) {
 describe('HealthMonitor', () => {
   it('a working connection is healthy, with figures, and records nothing', async () => {
     const t = setup();
+    expect(t.monitor.health('i1', 'open')).toMatchObject({ state: 'healthy', reason: 'not measured yet' });
+    t.monitor.sweep();
+    expect(t.monitor.health('i1', 'open').reason).toBe('not measured yet: transport, delivery');
     await t.run(3_000);
+    expect(t.monitor.health('i1', 'open').reason).toBeNull();
     const h = t.monitor.health('i1', 'open');
     expect(h.state).toBe('healthy');
     expect(h.links.find((l) => l.link === 'transport')).toMatchObject({
