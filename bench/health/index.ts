@@ -34,7 +34,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startSandbox, type Sandbox } from '../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { treeCpuMs, treeMemory } from '../footprint/process-tree.ts';
 import {
   buildIfStale,

@@ -7,7 +7,7 @@
  * here asserts a duration (the detection targets are measured by `npm run bench -- health`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { whatsappStream } from '../../../src/domain/events.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
 import { eventually, startE2eApp, waitForQr, waitForState, type E2eApp } from './harness.ts';
