@@ -234,6 +234,10 @@ async function fault(
         );
       } catch {
         missed += 1;
+        const last = await api
+          .call<HealthReply>('GET', `/instance/${instance.id}/health`)
+          .catch(() => undefined);
+        console.log(`    ${instance.name}: not detected; last health ${JSON.stringify(last?.body)}`);
         lift(instance);
         return;
       }
