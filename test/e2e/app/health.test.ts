@@ -147,6 +147,12 @@ describe('instance health on the sandbox', () => {
       apikey: null,
     });
     expect(service.body.instanceHealth.healthy).toBeGreaterThanOrEqual(1);
+    const metrics = await app.request<string>('GET', '/metrics');
+    expect(metrics.body).toContain(`zapwire_instance_health{instance_id="${id}",needs_attention="false"} 0`);
+    expect(metrics.body).toMatch(
+      new RegExp(`zapwire_instance_health_link\\{instance_id="${id}",link="transport",unit="ms"\\} \\d+`),
+    );
+    expect(metrics.body).toContain(`zapwire_instance_health_link_ok{instance_id="${id}",link="delivery"} 1`);
     // The probe shows nothing to the user: no chat entry on the phone, no message event on the instance.
     expect(sandbox.control.received('5511955550001').filter((m) => m.text !== undefined)).toHaveLength(0);
   }, 90_000);
