@@ -8,6 +8,7 @@ import { instanceIdOfStream } from '../domain/events.ts';
 import type { InstanceRuntime } from '../runtime/instance-runtime.ts';
 import type { Sinks } from '../sinks/index.ts';
 import type { EventLog } from '../store/port.ts';
+import type { MetricsRegistry } from '../metrics.ts';
 import { HealthMonitor } from './monitor.ts';
 import type { HealthSettings, HealthState } from './types.ts';
 
@@ -23,6 +24,7 @@ export function startHealth(options: {
   readonly runtime: InstanceRuntime;
   readonly sinks: Sinks;
   readonly store: Pick<EventLog, 'onAppended'>;
+  readonly metrics: MetricsRegistry;
   readonly logger: Logger;
 }): StartedHealth {
   const { runtime, sinks, logger } = options;
@@ -59,7 +61,7 @@ export function startHealth(options: {
       else monitor.observe(instanceId, event.type, event.data);
     }
   });
-  sinks.registerGauge({
+  options.metrics.registerGauge({
     name: 'zapwire_instance_health',
     help: 'Health of each open instance on this node: 0 healthy, 1 degraded, 2 down',
     labelNames: ['instance_id', 'needs_attention'],
@@ -69,7 +71,7 @@ export function startHealth(options: {
         value: STATE_CODE[health.state],
       })),
   });
-  sinks.registerGauge({
+  options.metrics.registerGauge({
     name: 'zapwire_instance_health_link',
     help: 'Figure of each measured health link: transport and delivery round trip (ms), decryption failure share (0-1), pipeline append latency (ms) or webhook events behind',
     labelNames: ['instance_id', 'link', 'unit'],
@@ -83,7 +85,7 @@ export function startHealth(options: {
           })),
       ),
   });
-  sinks.registerGauge({
+  options.metrics.registerGauge({
     name: 'zapwire_instance_health_link_ok',
     help: 'Whether each health link of an open instance is ok (1), failing (0); unmeasured links are left out',
     labelNames: ['instance_id', 'link'],

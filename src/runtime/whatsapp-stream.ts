@@ -1,6 +1,7 @@
 /**
- * The runtime's one writer of `wa-<id>` streams (traffic, sent messages, runtime log lines; the RabbitMQ
- * sink writes its unroutable note on its own, after checking the stream exists). Every append there is
+ * The one writer of `wa-<id>` streams: traffic, sent messages and runtime log lines, the sinks' lines
+ * included (a webhook cap reached, a RabbitMQ message returned as unroutable: main.ts gives the sinks a
+ * runtime log on this same writer). Every append there is
  * `expectedVersion: 'any'`, so an append that lands after a delete removed the stream would create it
  * again, holding a deleted instance's data forever (a late runtime log line, a send that was in flight).
  * The delete closes the instance here first and waits for the appends in flight; later ones are refused.

@@ -43,7 +43,8 @@ export const instanceHealthRoutes: FastifyPluginAsync<InstanceHealthRoutesOption
   app.get<{ Params: IdParam }>(
     '/instance/:id/health',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      // The monitor's figures live in the process that holds the instance's connection.
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['instances'],
         summary:
@@ -52,6 +53,6 @@ export const instanceHealthRoutes: FastifyPluginAsync<InstanceHealthRoutesOption
         response: { 200: instanceHealthSchema, ...errorResponses },
       },
     },
-    async (request) => health((await request.instance()).id),
+    async (request) => health(request.instance.id),
   );
 };

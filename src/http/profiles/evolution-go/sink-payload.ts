@@ -1,5 +1,6 @@
 /**
- * Evolution GO's webhook body for a zapwire event (API_COMPAT=evolution-go): `{data, event, instanceId,
+ * Evolution GO's webhook body for a zapwire event (API_COMPAT=evolution-go), rendered for the sinks
+ * (src/sinks/payload.ts picks it; it needs nothing of theirs but the event and the instance's id and name): `{data, event, instanceId,
  * instanceName}` plus `state` for `Receipt` and `Presence`, with whatsmeow's event names (`Message`,
  * `SendMessage`, `Receipt`, `Presence`, `ChatPresence`, `CallOffer`, `Connected`, `LoggedOut`, `QRCode`, …)
  * and `data` in the shape Evolution GO serialises whatsmeow's structs: Go field names without JSON tags
@@ -12,9 +13,14 @@
  * lists the mapping and what has no counterpart.
  */
 import QRCode from 'qrcode';
-import type { WhatsAppEventMap, InstanceEventMap } from '../domain/events.ts';
-import type { RecordedEvent } from '../store/port.ts';
-import type { EnvelopeInstance } from './envelope.ts';
+import type { WhatsAppEventMap, InstanceEventMap } from '../../../domain/events.ts';
+import type { RecordedEvent } from '../../../store/port.ts';
+
+/** The instance a payload is about: all the renderer needs from the sinks. */
+export interface PayloadInstance {
+  readonly id: string;
+  readonly name: string;
+}
 
 export interface EvolutionGoPayload {
   readonly data: Readonly<Record<string, unknown>>;
@@ -359,7 +365,7 @@ async function renderData(
 
 export async function renderEvolutionGoPayload(
   event: RecordedEvent,
-  instance: EnvelopeInstance,
+  instance: PayloadInstance,
   options: { readonly qrCodeMaxCount?: number } = {},
 ): Promise<EvolutionGoPayload | undefined> {
   const rendered = await renderData(event, options);
