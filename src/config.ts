@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_HEALTH_SETTINGS, type HealthSettings } from './health/types.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -57,6 +58,8 @@ export interface Config {
   /** Per-instance limits on what tenants change (docs/security.md, "Limits per instance"). */
   readonly instanceLimits: InstanceLimits;
   readonly restoreConcurrency: number;
+  /** HEALTH_*: instance health checks and healing (src/health). */
+  readonly health: HealthSettings;
   /**
    * MESSAGES_PROJECTION: keep rm_messages/rm_labels (every message and label in the read model). No route
    * reads them, so they are off by default: one write per message less on the hot path.
@@ -313,6 +316,7 @@ export function loadConfig(env: Env = process.env): Config {
       eventsPerDay: r.int('INSTANCE_EVENTS_PER_DAY', 5_000, 0, 100_000_000),
     },
     restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    health: healthSettingsOf(r),
     messagesProjection: r.flag('MESSAGES_PROJECTION', false),
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),
@@ -452,4 +456,25 @@ export function ensureDataDir(dataDir: string): string | undefined {
     return `DATA_DIR ${dataDir} has mode ${mode.toString(8)}: other users can read or change keys and sessions in it; chmod 700 it`;
   }
   return undefined;
+}
+
+function healthSettingsOf(r: {
+  int(name: string, fallback: number, min: number, max: number): number;
+  flag(name: string, fallback: boolean): boolean;
+}): HealthSettings {
+  const d = DEFAULT_HEALTH_SETTINGS;
+  return {
+    ...d,
+    enabled: r.flag('HEALTH_ENABLED', d.enabled),
+    pingIntervalMs: r.int('HEALTH_PING_INTERVAL_MS', d.pingIntervalMs, 500, 600_000),
+    pingTimeoutMs: r.int('HEALTH_PING_TIMEOUT_MS', d.pingTimeoutMs, 200, 120_000),
+    probeIntervalMs: r.int('HEALTH_PROBE_INTERVAL_MS', d.probeIntervalMs, 0, 86_400_000),
+    probeTimeoutMs: r.int('HEALTH_PROBE_TIMEOUT_MS', d.probeTimeoutMs, 200, 600_000),
+    decryptWindowMs: r.int('HEALTH_DECRYPT_WINDOW_MS', d.decryptWindowMs, 1_000, 86_400_000),
+    pipelineStuckMs: r.int('HEALTH_PIPELINE_STUCK_MS', d.pipelineStuckMs, 1_000, 3_600_000),
+    sinkLagMs: r.int('HEALTH_SINK_LAG_MS', d.sinkLagMs, 1_000, 86_400_000),
+    healBudget: r.int('HEALTH_HEAL_BUDGET', d.healBudget, 0, 100),
+    healWindowMs: r.int('HEALTH_HEAL_WINDOW_MS', d.healWindowMs, 1_000, 86_400_000),
+    sweepMs: r.int('HEALTH_SWEEP_MS', d.sweepMs, 50, 60_000),
+  };
 }

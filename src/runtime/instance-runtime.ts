@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventLog } from '../store/port.ts';
+import type { EventLog, NewEvent } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -99,6 +99,9 @@ export class InstanceRuntime {
   private readonly deletion: InstanceDeletion;
   private readonly now: () => Date;
   private stopping = false;
+  /** Received WhatsApp events on their way to the log: when each started, per instance (for health). */
+  private readonly appending = new Map<string, Map<symbol, number>>();
+  private readonly lastAppendLatency = new Map<string, number>();
 
   constructor(private readonly options: RuntimeOptions) {
     const now = (this.now = options.now ?? (() => new Date()));
@@ -326,15 +329,74 @@ export class InstanceRuntime {
     return this.host.liveSnapshot(id);
   }
 
+  // ------------------------------------------------------------------ what health reads and does
+
+  /** The API state of the instance's live actor here; undefined when this process has none. */
+  apiStateOf(id: string): string | undefined {
+    const snapshot = this.host.liveSnapshot(id);
+    return snapshot && snapshot.status === 'active' ? apiStateOf(snapshot) : undefined;
+  }
+
+  /** Instances open on this node, with a live connection. */
+  *openInstances(): Iterable<string> {
+    for (const id of this.connections.ids()) {
+      const snapshot = this.host.liveSnapshot(id);
+      if (snapshot && snapshot.status === 'active' && apiStateOf(snapshot) === 'open') yield id;
+    }
+  }
+
+  /** The pipeline's figures: a stuck mailbox job, the oldest received event not yet recorded. */
+  pipelineFigures(id: string): {
+    mailboxBusySince: number | undefined;
+    oldestAppendStartedAt: number | undefined;
+    lastAppendLatencyMs: number | undefined;
+  } {
+    let oldest: number | undefined;
+    for (const started of this.appending.get(id)?.values() ?? [])
+      if (oldest === undefined || started < oldest) oldest = started;
+    return {
+      mailboxBusySince: this.host.busySince(id),
+      oldestAppendStartedAt: oldest,
+      lastAppendLatencyMs: this.lastAppendLatency.get(id),
+    };
+  }
+
+  /** Appends events beside the machine's (health) to the instance stream. */
+  async recordBeside(id: string, events: readonly NewEvent[]): Promise<void> {
+    await this.host.recordBeside(id, events);
+  }
+
+  /** Healing: a new socket now (the machine's reconnect; its backoff applies if that one fails). */
+  async healReconnect(id: string): Promise<void> {
+    await this.host.dispatch(id, { type: 'reconnect', at: this.at() });
+  }
+
+  /** Healing: the actor is loaded again from its stream and restored (reconnects a paired instance). */
+  async healRestartActor(id: string): Promise<void> {
+    await this.host.restart(id);
+    await this.host.dispatch(id, { type: 'restore', at: this.at() });
+  }
+
   private onSignal(instanceId: string, signal: RoutedSignal): void {
     if (signal.type === 'whatsapp') {
       const settings = this.host.liveSnapshot(instanceId)?.context.advancedSettings;
       if (!settings) return;
+      const started = Date.now();
+      const token = Symbol('append');
+      let inFlight = this.appending.get(instanceId);
+      if (!inFlight) this.appending.set(instanceId, (inFlight = new Map()));
+      inFlight.set(token, started);
       void this.traffic
         .received(instanceId, signal.event, settings)
+        .then(() => this.lastAppendLatency.set(instanceId, Date.now() - started))
         .catch((error: unknown) =>
           this.options.logger.error({ err: error, instanceId }, 'could not record a WhatsApp event'),
-        );
+        )
+        .finally(() => {
+          inFlight.delete(token);
+          if (inFlight.size === 0 && this.appending.get(instanceId) === inFlight)
+            this.appending.delete(instanceId);
+        });
       return;
     }
     const event = signalToMachineEvent(signal, this.at());

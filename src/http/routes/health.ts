@@ -10,6 +10,15 @@ export interface HealthRoutesOptions {
   readonly cluster?: () => ClusterHealth;
   /** Why the store is unreachable, when zapwire knows (it restarts its embedded PostgreSQL); no paths. */
   readonly storeOutage?: () => string | undefined;
+  /** Open instances on this node per health state (src/health); counts only. */
+  readonly instanceHealth?: () => InstanceHealthCounts;
+}
+
+export interface InstanceHealthCounts {
+  readonly healthy: number;
+  readonly degraded: number;
+  readonly down: number;
+  readonly needsAttention: number;
 }
 
 export interface ClusterHealth {
@@ -23,7 +32,7 @@ export interface ClusterHealth {
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts, cluster, storeOutage },
+  { store, startedAt, alerts, cluster, storeOutage, instanceHealth },
 ) => {
   app.get(
     '/health',
@@ -41,6 +50,17 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
               store: { type: 'string' },
               uptimeSeconds: { type: 'number' },
               alerts: { type: 'array', items: { type: 'string' } },
+              instanceHealth: {
+                type: 'object',
+                description:
+                  'Open instances on this node by health (GET /instance/:id/health says why); the service status above does not depend on them',
+                properties: {
+                  healthy: { type: 'integer' },
+                  degraded: { type: 'integer' },
+                  down: { type: 'integer' },
+                  needsAttention: { type: 'integer' },
+                },
+              },
               cluster: {
                 type: 'object',
                 properties: {
@@ -92,6 +112,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         store: store.kind,
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         alerts: raised,
+        ...(instanceHealth ? { instanceHealth: instanceHealth() } : {}),
         ...(node
           ? {
               cluster: {

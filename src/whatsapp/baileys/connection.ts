@@ -20,6 +20,7 @@ import {
   type WAMessage,
   type WAMessageKey,
   type WAPresence,
+  type BinaryNode,
 } from '@whiskeysockets/baileys';
 import type { AdvancedSettings } from '../../domain/events.ts';
 import {
@@ -35,6 +36,7 @@ import {
 import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
+import { BaileysProbe, type ProbeSocket } from './probe.ts';
 import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
 import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
 
@@ -51,7 +53,19 @@ export interface SocketLike {
     on<E extends keyof BaileysEventMap>(event: E, listener: (data: BaileysEventMap[E]) => void): void;
     process(handler: (events: Partial<BaileysEventMap>) => void | Promise<void>): () => void;
   };
-  readonly ws: { on(event: 'open', listener: () => void): unknown };
+  readonly ws: {
+    on(event: 'open', listener: () => void): unknown;
+    on(event: string, listener: (node: BinaryNode) => void): unknown;
+    off?(event: string, listener: (node: BinaryNode) => void): unknown;
+  };
+  /** What the health probe uses (probe.ts); a stand-in without them has no probe. */
+  query?(node: BinaryNode, timeoutMs?: number): Promise<unknown>;
+  relayMessage?(
+    jid: string,
+    message: Record<string, unknown>,
+    options: { additionalAttributes?: Record<string, string>; messageId?: string },
+  ): Promise<string>;
+  readonly signalRepository?: { deleteSession(jids: string[]): Promise<void> };
   readonly user: { id: string; lid?: string; name?: string } | undefined;
   sendMessage(
     jid: string,
@@ -113,6 +127,8 @@ export class BaileysConnection implements WhatsAppConnection {
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
   private loggingOut: Promise<void> | undefined;
+  /** Health measurements while open (src/health reads them through the port). */
+  readonly probe = new BaileysProbe(() => this.probeSocket());
 
   constructor(
     readonly options: OpenConnectionOptions,
@@ -253,6 +269,7 @@ export class BaileysConnection implements WhatsAppConnection {
 
   private onTraffic(events: Partial<BaileysEventMap>): void {
     if (this.phase === 'closed' || this.stopped) return;
+    this.probe.observe(events['messages.upsert']);
     const at = this.deps.now().toISOString();
     const self = this.socket?.user?.id ? jidNormalizedUser(this.socket.user.id) : undefined;
     let translated;
@@ -347,6 +364,14 @@ export class BaileysConnection implements WhatsAppConnection {
   }
 
   // ------------------------------------------------------------------ the port
+
+  private probeSocket(): ProbeSocket | undefined {
+    const socket = this.socket;
+    if (this.phase !== 'open' || this.stopped || !socket) return undefined;
+    const { query, relayMessage, signalRepository, ws } = socket;
+    if (!query || !relayMessage || !signalRepository || !ws.off) return undefined;
+    return socket as SocketLike & ProbeSocket;
+  }
 
   private requireOpen(): SocketLike {
     if (this.phase !== 'open' || this.stopped || !this.socket) throw new NotConnectedError(this.instanceId);
