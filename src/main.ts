@@ -29,6 +29,7 @@ import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import type { ConnectorDependencies, ConnectorFactory, WhatsAppConnector } from './whatsapp/port.ts';
 import { lazyConnector } from './whatsapp/lazy-connector.ts';
+import { registerRestoreMetrics } from './runtime/restore/metrics.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import type { InstanceService } from './runtime/service.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
@@ -44,6 +45,7 @@ import {
   deletionAudited,
   findInstance,
   instanceIdByTokenHash,
+  lastActivityByInstance,
   listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
@@ -166,7 +168,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     mode: config.cluster.enabled ? 'cluster' : 'single',
     leaseMs: config.cluster.leaseMs,
     heartbeatMs: config.cluster.heartbeatMs,
-    movesPerTick: config.restoreConcurrency,
+    movesPerTick: config.restoreConcurrency === 'auto' ? 4 : config.restoreConcurrency,
     // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
     exclusive: config.databaseUrl === undefined,
     // An instance whose delete is still to finish keeps its lease row: its owner finishes the delete.
@@ -201,6 +203,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     store,
     readModel: {
       instanceIds: () => listInstanceIds(db),
+      lastActivity: () => lastActivityByInstance(db),
       tokenHashesOf: (instanceId) => tokenHashesOf(db, instanceId),
       deletionAudited: (instanceId) => deletionAudited(db, instanceId),
       unfinishedDeletions: () => unfinishedDeletions(db),
@@ -213,6 +216,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     reconnect: config.reconnect,
     limits: config.instanceLimits,
     restoreConcurrency: config.restoreConcurrency,
+    restoreConcurrencyMax: config.restoreConcurrencyMax,
     tokens,
     allowPrivateWebhooks: config.webhook.allowPrivateNetworks,
     ownership: {
@@ -268,6 +272,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       })),
   });
   registerClusterMetrics(startedSinks.metricsRegistry, cluster);
+  registerRestoreMetrics(startedSinks.metricsRegistry, () => runtime.restoreProgress());
   // The read model, then the log: a token keeps working while `instances` is rebuilt (or lags behind).
   const authenticator = createAuthenticator(
     key.value,
@@ -297,6 +302,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       },
     },
     cluster: () => cluster.health(),
+    restoring: () => runtime.restoreProgress(),
     storeOutage: () => {
       const outage = databaseOutage();
       if (!outage) return undefined;

@@ -149,7 +149,9 @@ lines.on('line', (line) => {
     try {
       process.stdout.write(`${JSON.stringify(await handle(JSON.parse(line) as Record<string, unknown>))}\n`);
     } catch (error) {
-      process.stdout.write(`${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ error: error instanceof Error ? error.message : String(error) })}\n`,
+      );
     }
   });
 });

@@ -154,7 +154,8 @@ async function newPhone(sandbox: Sandbox): Promise<string> {
   const reply = await call<{ phoneNumber: string }>('POST', `${sandbox.controlUrl}/control/accounts`, {
     phoneNumber: `5531${String(50_000_000 + serial)}`,
   });
-  if (reply.status !== 200 && reply.status !== 201) throw new Error(`new phone: ${JSON.stringify(reply.body)}`);
+  if (reply.status !== 200 && reply.status !== 201)
+    throw new Error(`new phone: ${JSON.stringify(reply.body)}`);
   return reply.body.phoneNumber;
 }
 
@@ -330,7 +331,9 @@ function startServer(sandbox: Sandbox, dataDir: string, port: number): Server {
       ...SERVER_EXTRA,
     },
   });
-  const profile = env['BENCH_SCALE_CPU_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', env['BENCH_SCALE_CPU_PROF']] : [];
+  const profile = env['BENCH_SCALE_CPU_PROF']
+    ? ['--cpu-prof', '--cpu-prof-dir', env['BENCH_SCALE_CPU_PROF']]
+    : [];
   const spawnedAt = performance.now();
   // As `npm start` runs it (package.json's start script).
   const child = spawn(process.execPath, ['--max-semi-space-size=4', ...profile, 'dist/src/main.js'], {
@@ -346,7 +349,9 @@ async function healthy(server: Server): Promise<unknown> {
     'zapwire up',
     async () => {
       if (server.child.exitCode !== null) throw new Error(`zapwire exited with ${server.child.exitCode}`);
-      const reply = await call<Record<string, unknown>>('GET', `${server.base}/health`).catch(() => undefined);
+      const reply = await call<Record<string, unknown>>('GET', `${server.base}/health`).catch(
+        () => undefined,
+      );
       return reply?.status === 200 ? reply.body : undefined;
     },
     300_000,
@@ -404,7 +409,10 @@ async function pairMany(
 }
 
 async function loopP99Of(server: Server): Promise<number> {
-  const reply = await undiciFetch(`${server.base}/metrics`, { dispatcher: pool, headers: { apikey: ADMIN_KEY } });
+  const reply = await undiciFetch(`${server.base}/metrics`, {
+    dispatcher: pool,
+    headers: { apikey: ADMIN_KEY },
+  });
   const text = await reply.text();
   const match = /^zapwire_nodejs_eventloop_lag_p99_seconds\s+(\S+)/m.exec(text);
   return match ? Number(match[1]) * 1000 : NaN;
@@ -415,7 +423,12 @@ async function stopServer(server: Server): Promise<void> {
   await waitForExit(server.child, 30_000);
 }
 
-async function runZapwire(sandbox: Sandbox, receiver: Receiver, n: number, customers: string[]): Promise<Row> {
+async function runZapwire(
+  sandbox: Sandbox,
+  receiver: Receiver,
+  n: number,
+  customers: string[],
+): Promise<Row> {
   const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-scale-'));
   const port = await freePort();
   let server = startServer(sandbox, dataDir, port);
@@ -435,7 +448,9 @@ async function runZapwire(sandbox: Sandbox, receiver: Receiver, n: number, custo
 
     // Restart: stop (every live instance records its shutdown), start again on the same data.
     await stopServer(server);
-    await until('devices offline after stop', async () => ((await devicesOnline(sandbox)) === 0 ? true : undefined));
+    await until('devices offline after stop', async () =>
+      (await devicesOnline(sandbox)) === 0 ? true : undefined,
+    );
     server = startServer(sandbox, dataDir, port);
     const current = server;
     let healthMs: number | undefined;
@@ -514,7 +529,8 @@ async function sendInbound(sandbox: Sandbox, from: string, to: string, text: str
 
 async function drain(receiver: Receiver, sent: Map<string, number>): Promise<void> {
   const deadline = Date.now() + DRAIN_MS;
-  while (Date.now() < deadline && [...sent.keys()].some((text) => !receiver.arrivals.has(text))) await sleep(50);
+  while (Date.now() < deadline && [...sent.keys()].some((text) => !receiver.arrivals.has(text)))
+    await sleep(50);
 }
 
 type LoadFigures = Pick<
@@ -611,7 +627,11 @@ async function loadPhase(
       const i = seq % accounts.length;
       const text = `sc:${run}:${seq}`;
       sent.set(text, performance.now());
-      calls.push(sendInbound(sandbox, customerOf(i), accounts[i]!, text).catch((error: unknown) => failures.push(error)));
+      calls.push(
+        sendInbound(sandbox, customerOf(i), accounts[i]!, text).catch((error: unknown) =>
+          failures.push(error),
+        ),
+      );
       seq += 1;
     }
     await sleep(5);
@@ -708,7 +728,10 @@ function render(rows: readonly Row[]): string {
 
 export default async function benchScale(): Promise<void> {
   if (VARIANTS.includes('zapwire')) {
-    const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: root, stdio: 'inherit' });
+    const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
     if (build.status !== 0) throw new Error('npm run build failed');
   }
   const rows: Row[] = [];
@@ -729,7 +752,9 @@ export default async function benchScale(): Promise<void> {
               ? await runBare(sandbox, receiver, n, customers)
               : await runZapwire(sandbox, receiver, n, customers);
           rows.push(row);
-          console.log(`  N=${n} ${variant}: ${Math.round((Date.now() - t0) / 1000)} s ${JSON.stringify(row)}`);
+          console.log(
+            `  N=${n} ${variant}: ${Math.round((Date.now() - t0) / 1000)} s ${JSON.stringify(row)}`,
+          );
         }
       } finally {
         sandbox.child.kill('SIGTERM');
@@ -745,6 +770,7 @@ export default async function benchScale(): Promise<void> {
     `\nper instance = (process tree with N+1 paired − with 1 paired) / N, after ${SETTLE_MS / 1000} s idle, no forced gc.` +
       '\nrestart: bare = every socket re-logging in at once; zapwire = new process spawned → the sandbox counts N+1 devices online.' +
       `\nload: ${RATE} msg/s to every account for ${SECONDS} s; zapwire also answers ${STATUS_PER_SECOND} status and ${SEND_PER_SECOND} send/text requests a second.` +
+      '\nloop p99: monitorEventLoopDelay at 10 ms resolution on both sides (an idle loop reads ~10 ms).' +
       '\nload = 1-minute load average at the end of the restart and of the load phase (2 cores, shared).',
   );
 }

@@ -11,7 +11,7 @@ import { Errors } from '../domain/errors.ts';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
 import { installStorableText } from './storable-text.ts';
-import { healthRoutes, type ClusterHealth } from './routes/health.ts';
+import { healthRoutes, type ClusterHealth, type RestoringHealth } from './routes/health.ts';
 import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
@@ -55,6 +55,8 @@ export interface AppOptions {
   readonly cluster?: () => ClusterHealth;
   /** Shown by /health when the store is unreachable: why, when zapwire knows (its embedded PostgreSQL). */
   readonly storeOutage?: () => string | undefined;
+  /** Shown by /health: how far the restore after the start got. */
+  readonly restoring?: () => RestoringHealth;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
@@ -154,6 +156,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.alerts ? { alerts: options.alerts } : {}),
     ...(options.cluster ? { cluster: options.cluster } : {}),
     ...(options.storeOutage ? { storeOutage: options.storeOutage } : {}),
+    ...(options.restoring ? { restoring: options.restoring } : {}),
   });
   await options.routes?.(app);
   return app;

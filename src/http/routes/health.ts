@@ -10,6 +10,13 @@ export interface HealthRoutesOptions {
   readonly cluster?: () => ClusterHealth;
   /** Why the store is unreachable, when zapwire knows (it restarts its embedded PostgreSQL); no paths. */
   readonly storeOutage?: () => string | undefined;
+  /** The restore after the start: instances reconnected so far of those to reconnect. */
+  readonly restoring?: () => RestoringHealth;
+}
+
+export interface RestoringHealth {
+  readonly done: number;
+  readonly total: number;
 }
 
 export interface ClusterHealth {
@@ -23,7 +30,7 @@ export interface ClusterHealth {
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts, cluster, storeOutage },
+  { store, startedAt, alerts, cluster, storeOutage, restoring },
 ) => {
   app.get(
     '/health',
@@ -41,6 +48,12 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
               store: { type: 'string' },
               uptimeSeconds: { type: 'number' },
               alerts: { type: 'array', items: { type: 'string' } },
+              restoring: {
+                type: 'object',
+                description:
+                  'The restore after the start: instances restored (reconnected, or settled otherwise) of those queued; done = total once every one has had its turn',
+                properties: { done: { type: 'integer' }, total: { type: 'integer' } },
+              },
               cluster: {
                 type: 'object',
                 properties: {
@@ -85,6 +98,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         ...(alerts ? await alerts().catch(() => ['could not read the alerts; see the server log']) : []),
       ];
       const node = cluster?.();
+      const restore = restoring?.();
       if (node && !node.leasesHeld)
         raised.push('this node could not renew its instance leases in time: see the server log');
       return {
@@ -92,6 +106,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         store: store.kind,
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         alerts: raised,
+        ...(restore ? { restoring: { done: restore.done, total: restore.total } } : {}),
         ...(node
           ? {
               cluster: {
