@@ -66,20 +66,34 @@ async function scan(phone: string, qr: string): Promise<void> {
   if (!response.ok) throw new Error(`scan ${phone}: ${response.status} ${await response.text()}`);
 }
 
+/** POSTs to the receiver, trying again twice (a busy receiver may reset a kept-alive connection). */
+async function post(body: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const response = await undiciFetch(receiverUrl!, {
+        dispatcher: receiverPool,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      await response.arrayBuffer();
+      return;
+    } catch (error) {
+      if (attempt >= 3) {
+        process.stderr.write(`POST failed: ${String(error)}\n`);
+        return;
+      }
+    }
+  }
+}
+
 function forward(sock: Sock): void {
   sock.ev.on('messages.upsert', ({ messages, type }) => {
     if (type !== 'notify') return;
     for (const message of messages) {
       if (message.key.fromMe) continue;
       const text = message.message?.conversation ?? message.message?.extendedTextMessage?.text ?? null;
-      void undiciFetch(receiverUrl!, {
-        dispatcher: receiverPool,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: message.key.id, chat: message.key.remoteJid, text }),
-      })
-        .then((response) => response.arrayBuffer())
-        .catch((error: unknown) => process.stderr.write(`POST failed: ${String(error)}\n`));
+      void post(JSON.stringify({ id: message.key.id, chat: message.key.remoteJid, text }));
     }
   });
 }
