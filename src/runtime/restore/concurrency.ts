@@ -54,6 +54,11 @@ export interface AdaptiveOptions {
    * done; the loop delay says when it hurts.
    */
   readonly cpuHigh?: number;
+  /**
+   * Loop lag while the process used less CPU than this (default 0.3 of a core) is the machine's, not the
+   * restores': the policy holds instead of halving.
+   */
+  readonly cpuStarved?: number;
 }
 
 export class AdaptiveConcurrency implements ConcurrencyPolicy {
@@ -65,6 +70,7 @@ export class AdaptiveConcurrency implements ConcurrencyPolicy {
   private readonly loopHighMs: number;
   private readonly cpuLow: number;
   private readonly cpuHigh: number;
+  private readonly cpuStarved: number;
   /** After a decrease, one tick passes before growing again (the decrease needs a tick to show). */
   private cooling = false;
 
@@ -78,6 +84,7 @@ export class AdaptiveConcurrency implements ConcurrencyPolicy {
     this.loopHighMs = options.loopHighMs ?? 50;
     this.cpuLow = options.cpuLow ?? 0.85;
     this.cpuHigh = options.cpuHigh ?? 1.2;
+    this.cpuStarved = options.cpuStarved ?? 0.3;
   }
 
   limit(): number {
@@ -85,6 +92,11 @@ export class AdaptiveConcurrency implements ConcurrencyPolicy {
   }
 
   update(sample: LoadSample, demand: boolean): void {
+    if (sample.loopDelayP99Ms > this.loopHighMs && sample.cpu < this.cpuStarved) {
+      // The loop lags while this process hardly gets the CPU: other processes hold the machine. Fewer
+      // logins would not give the loop its time back, more would want CPU that is not there: hold.
+      return;
+    }
     if (sample.loopDelayP99Ms > this.loopHighMs || sample.cpu > this.cpuHigh) {
       this.current = clamp(Math.floor(this.current / 2), this.min, this.max);
       this.cooling = true;

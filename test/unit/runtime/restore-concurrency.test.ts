@@ -79,6 +79,15 @@ describe('adaptive restore concurrency', () => {
     expect(limits.slice(20)).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
   });
 
+  it('holds when the loop lags while the process hardly gets the CPU (the machine is busy elsewhere)', () => {
+    const policy = new AdaptiveConcurrency({ min: 1, max: 64, initial: 8 });
+    policy.update({ loopDelayP99Ms: 300, cpu: 0.1 }, true);
+    expect(policy.limit()).toBe(8);
+    // The same lag while this process burns its core: the restores cause it.
+    policy.update({ loopDelayP99Ms: 300, cpu: 0.9 }, true);
+    expect(policy.limit()).toBe(4);
+  });
+
   it('refuses bounds that make no sense', () => {
     expect(() => new AdaptiveConcurrency({ min: 0, max: 4 })).toThrow(/min/);
     expect(() => new AdaptiveConcurrency({ min: 5, max: 4 })).toThrow(/min/);
