@@ -6,7 +6,8 @@
  *
  * Driven by one command a line on stdin, each answered by one JSON line on stdout:
  *   {"pair":[phone, …]}  pairs one socket per phone (8 at a time)        → {"paired":n}
- *   {"restart":true}     ends every socket, then opens them all at once  → {"restartMs":ms}
+ *   {"restart":true}     ends every socket, then opens them all at once  → {"restartMs":ms,"failedLogins":n}
+ *   {"gc":true}          a full garbage collection (--expose-gc)         → {"gc":true}
  *   {"loop":true}        event-loop delay since the last {"loop"} (ms)   → {"p99":ms,"max":ms}
  * and exits when stdin closes.
  */
@@ -128,24 +129,45 @@ async function pairAll(phones: readonly string[]): Promise<number> {
 }
 
 /** Every socket down, then every one logging in again at once: what a restart without pacing does. */
-async function restartAll(): Promise<number> {
+/**
+ * Every socket down, then every one logging in again at once: what a restart without pacing does. A
+ * login that fails (the storm times it out) is tried again after 1 s, as an application's reconnect
+ * would, up to 20 times; the failures are counted.
+ */
+async function restartAll(): Promise<{ restartMs: number; failedLogins: number }> {
   for (const entry of paired) entry.sock.end(undefined);
   const t0 = performance.now();
+  let failedLogins = 0;
   await Promise.all(
     paired.map(async (entry) => {
-      const next = socket(entry.auth);
-      forward(next.sock);
-      const result = await next.outcome;
-      if (result !== 'open') throw new Error(`re-login ended with ${result}`);
-      entry.sock = next.sock;
+      for (let attempt = 1; ; attempt++) {
+        const next = socket(entry.auth);
+        forward(next.sock);
+        const result = await next.outcome;
+        if (result === 'open') {
+          entry.sock = next.sock;
+          return;
+        }
+        failedLogins += 1;
+        next.sock.end(undefined);
+        if (attempt >= 20) throw new Error(`re-login still failing after 20 attempts (${result})`);
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
     }),
   );
-  return performance.now() - t0;
+  return { restartMs: performance.now() - t0, failedLogins };
 }
 
 async function handle(command: Record<string, unknown>): Promise<unknown> {
   if (Array.isArray(command['pair'])) return { paired: await pairAll(command['pair'] as string[]) };
-  if (command['restart']) return { restartMs: await restartAll() };
+  if (command['restart']) return await restartAll();
+  if (command['gc']) {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) throw new Error('run with --expose-gc');
+    gc();
+    gc();
+    return { gc: true };
+  }
   if (command['loop']) {
     const out = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
     loop.reset();

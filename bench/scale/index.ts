@@ -28,7 +28,7 @@ import type { AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { treeMemory } from '../footprint/process-tree.ts';
 import { freePort, serverEnv } from '../support/server-env.ts';
@@ -228,6 +228,8 @@ interface Row {
   readonly rssMb: number;
   readonly pairingSeconds: number;
   readonly restartMs: number;
+  /** bare: logins of the all-at-once restart that failed and were tried again. */
+  readonly failedLogins?: number;
   /** zapwire: spawn → first 200 from /health. */
   readonly healthMs?: number;
   /** zapwire with a restore plan: spawn → /health's `restoring.done` reached its total. */
@@ -262,8 +264,11 @@ interface Memory {
   readonly nodeRssKb: number;
 }
 
-async function memoryOf(pid: number): Promise<Memory> {
+/** After SETTLE_MS idle, a full GC in the process (`collect`), then the tree's memory. */
+async function memoryOf(pid: number, collect: () => Promise<void>): Promise<Memory> {
   await sleep(SETTLE_MS);
+  await collect();
+  await sleep(1_000);
   const tree = treeMemory(pid);
   const root = tree.processes.find((p) => p.pid === pid);
   return { rssKb: tree.rssKb, pssKb: tree.pssKb, nodeRssKb: root?.rssKb ?? NaN };
@@ -278,6 +283,7 @@ async function runBare(sandbox: Sandbox, receiver: Receiver, n: number, customer
   const child = spawn(
     process.execPath,
     [
+      '--expose-gc',
       '--import',
       'tsx',
       join(here, 'bare.ts'),
@@ -301,15 +307,18 @@ async function runBare(sandbox: Sandbox, receiver: Receiver, n: number, customer
   try {
     const accounts = [await newPhone(sandbox)];
     await command({ pair: accounts });
-    const base = await memoryOf(child.pid!);
+    const collect = async () => void (await command({ gc: true }));
+    const base = await memoryOf(child.pid!, collect);
     const more: string[] = [];
     for (let i = 0; i < n; i++) more.push(await newPhone(sandbox));
     const t0 = performance.now();
     await command({ pair: more });
     const pairingSeconds = (performance.now() - t0) / 1000;
     accounts.push(...more);
-    const after = await memoryOf(child.pid!);
-    const { restartMs } = await command<{ restartMs: number }>({ restart: true });
+    const after = await memoryOf(child.pid!, collect);
+    const { restartMs, failedLogins } = await command<{ restartMs: number; failedLogins: number }>({
+      restart: true,
+    });
     const restartLoad = load1();
     const running: Running = {
       pid: child.pid!,
@@ -326,6 +335,7 @@ async function runBare(sandbox: Sandbox, receiver: Receiver, n: number, customer
       rssMb: Math.round(after.rssKb / 1024),
       pairingSeconds,
       restartMs,
+      failedLogins,
       restartLoad,
       ...load,
     };
@@ -339,6 +349,8 @@ interface Server {
   readonly child: ChildProcess;
   readonly base: string;
   readonly spawnedAt: number;
+  /** Waiting for the GC the last SIGUSR2 asked for. */
+  readonly collected: Array<() => void>;
 }
 
 function startServer(sandbox: Sandbox, dataDir: string, port: number): Server {
@@ -359,12 +371,34 @@ function startServer(sandbox: Sandbox, dataDir: string, port: number): Server {
     : [];
   const spawnedAt = performance.now();
   // As `npm start` runs it (package.json's start script).
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', ...profile, 'dist/src/main.js'], {
-    cwd: root,
-    env: childEnv,
-    stdio: ['ignore', 'ignore', 'inherit'],
+  // As `npm start` runs it (package.json's start script), plus a full GC on SIGUSR2 (gc-on-signal.mjs)
+  // so that memory is read after a collection, as bare Baileys' is.
+  const child = spawn(
+    process.execPath,
+    [
+      '--max-semi-space-size=4',
+      '--expose-gc',
+      '--import',
+      pathToFileURL(join(here, 'gc-on-signal.mjs')).href,
+      ...profile,
+      'dist/src/main.js',
+    ],
+    { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const collected: Array<() => void> = [];
+  const lines = createInterface({ input: child.stderr! });
+  lines.on('line', (line) => {
+    if (line === 'GC-DONE') collected.shift()?.();
+    else process.stderr.write(`${line}\n`);
   });
-  return { child, base: `http://127.0.0.1:${port}`, spawnedAt };
+  return { child, base: `http://127.0.0.1:${port}`, spawnedAt, collected };
+}
+
+function collectGarbage(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.collected.push(resolve);
+    server.child.kill('SIGUSR2');
+  });
 }
 
 async function healthy(server: Server): Promise<unknown> {
@@ -460,14 +494,14 @@ async function runZapwire(
     const accounts = [await newPhone(sandbox)];
     const tokens: string[] = [];
     await pairMany(server, sandbox, receiver, 0, accounts, tokens);
-    const base = await memoryOf(server.child.pid!);
+    const base = await memoryOf(server.child.pid!, () => collectGarbage(server));
     const more: string[] = [];
     for (let i = 0; i < n; i++) more.push(await newPhone(sandbox));
     const t0 = performance.now();
     await pairMany(server, sandbox, receiver, 1, more, tokens);
     const pairingSeconds = (performance.now() - t0) / 1000;
     accounts.push(...more);
-    const after = await memoryOf(server.child.pid!);
+    const after = await memoryOf(server.child.pid!, () => collectGarbage(server));
 
     // Restart: stop (every live instance records its shutdown), start again on the same data.
     await stopServer(server);
@@ -741,7 +775,7 @@ function render(rows: readonly Row[]): string {
         `${fmt(row.nodeRssPerInstanceKb)}${ratio(row.nodeRssPerInstanceKb, bare?.nodeRssPerInstanceKb)}`,
         String(row.rssMb),
         fmt(row.pairingSeconds),
-        `${fmt(row.restartMs / 1000, 1)}${ratio(row.restartMs, bare?.restartMs)}`,
+        `${fmt(row.restartMs / 1000, 1)}${ratio(row.restartMs, bare?.restartMs)}${row.failedLogins ? ` (${row.failedLogins} failed logins)` : ''}`,
         row.variant === 'bare'
           ? 'all at once'
           : `${fmt(row.healthMs !== undefined ? row.healthMs / 1000 : undefined, 1)} / ${fmt(row.restoredMs !== undefined ? row.restoredMs / 1000 : undefined, 1)}`,
@@ -818,7 +852,7 @@ export default async function benchScale(): Promise<void> {
   console.log('');
   console.log(render(rows));
   console.log(
-    `\nper instance = (process tree with N+1 paired − with 1 paired) / N, after ${SETTLE_MS / 1000} s idle, no forced gc.` +
+    `\nper instance = (process tree with N+1 paired − with 1 paired) / N, after ${SETTLE_MS / 1000} s idle and a full gc in the node process.` +
       '\nrestart: bare = every socket re-logging in at once; zapwire = new process spawned → the sandbox counts N+1 devices online.' +
       `\nload: ${RATE} msg/s to every account for ${SECONDS} s; zapwire also answers ${STATUS_PER_SECOND} status and ${SEND_PER_SECOND} send/text requests a second.` +
       '\nloop p99: monitorEventLoopDelay at 10 ms resolution on both sides (an idle loop reads ~10 ms).' +
