@@ -1,6 +1,8 @@
 # One stage: install, compile to dist/, drop the dev dependencies. The server runs as `node`, directly
 # (no npm or shell between the container runtime and the process, so SIGTERM reaches it), and keeps
-# everything (keys, sessions, the embedded PostgreSQL) in the /data volume.
+# everything (keys, sessions, the embedded PostgreSQL) in the /data volume. The WhatsApp sandbox
+# (packages/sandbox, an npm workspace for tests and local runs) is left out by .dockerignore: npm ci installs
+# the root's dependencies without it, and the image holds none of its code.
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./

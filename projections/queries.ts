@@ -191,6 +191,14 @@ export async function lastActivityByInstance(db: SqlExecutor): Promise<Map<strin
   return new Map(rows.map((row) => [row.id, Number(row.at)]));
 }
 
+/** How many instances are in each API state. */
+export async function instanceCountsByState(db: SqlExecutor): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ state: string; count: number }>(
+    'SELECT state, count(*)::int AS count FROM rm_instances GROUP BY state',
+  );
+  return new Map(rows.map((row) => [row.state, row.count]));
+}
+
 /** Whether the audit table has the instance's deletion (InstanceDeletionAudited). */
 export async function deletionAudited(db: SqlExecutor, instanceId: string): Promise<boolean> {
   const { rows } = await db.query(
@@ -221,6 +229,19 @@ export async function instanceIdByTokenHash(db: SqlExecutor, tokenHash: string):
     [tokenHash],
   );
   return rows[0]?.instance_id;
+}
+
+/** The instance a token digest opens, read with the token in one round trip. */
+export async function instanceByTokenHash(
+  db: SqlExecutor,
+  tokenHash: string,
+): Promise<InstanceView | undefined> {
+  const { rows } = await db.query<InstanceRow>(
+    `SELECT ${COLUMNS} FROM rm_instances
+      WHERE id = (SELECT instance_id FROM rm_instance_tokens WHERE token_hash = $1)`,
+    [tokenHash],
+  );
+  return rows[0] ? toView(rows[0]) : undefined;
 }
 
 /** The hashes of the tokens that open an instance. */

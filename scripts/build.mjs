@@ -2,12 +2,13 @@
 /**
  * `npm run build`: transpiles src/, machines/ and projections/ to dist/ with esbuild, one output file per
  * source file in the same layout (so paths computed from import.meta.url hold), then copies the files the
- * code reads at run time (SQL migrations, static pages). esbuild strips the types without checking them:
- * type-checking is `npm run lint`'s job (tsc --noEmit), and takes ten times longer than this build.
+ * code reads at run time (SQL migrations, static pages), and deletes what an earlier build left for sources
+ * that are gone. esbuild strips the types without checking them: type-checking is `npm run lint`'s job
+ * (tsc --noEmit), and takes ten times longer than this build.
  * With --if-stale (npm start's prestart), does nothing when dist/ is newer than every source file, so a
  * restart costs no build.
  */
-import { cpSync, existsSync, readdirSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmdirSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -90,13 +91,36 @@ const result = await esbuild.build({
 });
 if (result.errors.length > 0) process.exit(1);
 
+const outputs = new Set(
+  sources.flatMap((file) => {
+    const js = join(dist, relative(root, file)).replace(/\.(c|m)?ts$/, (ext) => ext.replace('t', 'j'));
+    return [js, `${js}.map`];
+  }),
+);
+
 // Everything esbuild does not emit that the code opens at run time.
 for (const source of sourceRoots) {
   for (const file of files(join(root, source))) {
     const inMigrations = file.endsWith('.sql');
     const isStatic = relative(root, file).startsWith(join('src', 'http', 'static'));
-    if (inMigrations || isStatic) cpSync(file, join(dist, relative(root, file)));
+    if (!inMigrations && !isStatic) continue;
+    const target = join(dist, relative(root, file));
+    cpSync(file, target);
+    outputs.add(target);
   }
+}
+
+// What an earlier build left for a source that is gone (a deleted or moved file) is not part of the server.
+for (const source of sourceRoots) {
+  for (const file of files(join(dist, source))) if (!outputs.has(file)) rmSync(file);
+  removeEmptyDirectories(join(dist, source));
+}
+
+function removeEmptyDirectories(directory) {
+  for (const entry of readdirSync(directory, { withFileTypes: true })) {
+    if (entry.isDirectory()) removeEmptyDirectories(join(directory, entry.name));
+  }
+  if (readdirSync(directory).length === 0) rmdirSync(directory);
 }
 writeFileSync(stamp, `${new Date().toISOString()}\n`);
 process.stderr.write(`zapwire: built in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);

@@ -452,6 +452,12 @@ export function loadOrCreateSecret(
   return { value, created: true };
 }
 
+/** Creates DATA_DIR; what start-up must warn about (a DATA_DIR others can read, retired variables). */
+export function startupWarnings(config: Pick<Config, 'dataDir' | 'retired'>): string[] {
+  const looseDataDir = ensureDataDir(config.dataDir);
+  return [...(looseDataDir ? [looseDataDir] : []), ...config.retired];
+}
+
 /**
  * DATA_DIR holds keys, sessions and the embedded database: created 0700. Returns a warning when an
  * existing one lets other users read or write it (the caller logs it; changing a directory the operator

@@ -2,7 +2,7 @@
  * End-to-end bench (`npm run bench -- e2e`): an inbound WhatsApp message → the webhook, through the whole
  * app, beside bare Baileys against the same sandbox in the same run.
  *
- * Processes: the sandbox (src/sandbox/main.ts), the system under test in a process of its own, and this
+ * Processes: the sandbox (packages/sandbox/src/main.ts), the system under test in a process of its own, and this
  * one, which drives the simulated phones through the sandbox control API and runs the webhook receiver.
  *
  *   bare      bench/e2e/bare.ts: Baileys sockets that POST each messages.upsert themselves (the floor)
@@ -73,7 +73,7 @@ interface Sandbox {
 async function startSandbox(): Promise<Sandbox> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+    ['--import', 'tsx', 'packages/sandbox/src/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
     { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

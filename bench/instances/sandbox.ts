@@ -1,5 +1,5 @@
 /** The sandbox as the instances bench uses it: one account per instance, and the phone that scans. */
-import { startSandbox } from '../../src/sandbox/index.ts';
+import { startSandbox } from '@zapwire/sandbox';
 
 export interface BenchSandbox {
   readonly wsUrl: string;

@@ -1,9 +1,10 @@
 /**
  * Sandbox bench (`npm run bench -- sandbox`): can the sandbox carry N linked devices at once (500 by
- * default; BENCH_SANDBOX_DEVICES=100,500)? The sandbox runs in its own process (`src/sandbox/main.ts
- * --small-prekeys`, so each first login uploads 5 prekeys instead of 812) and reports its own memory and
- * CPU through GET /control/stats. Raw Baileys clients run in BENCH_SANDBOX_WORKERS processes (2), each
- * pairing its slice of the accounts BENCH_SANDBOX_CONCURRENCY at a time (8).
+ * default; BENCH_SANDBOX_DEVICES=100,500)? The sandbox runs in its own process
+ * (`packages/sandbox/src/main.ts --small-prekeys`, so each first login uploads 5 prekeys instead of 812)
+ * and reports its own memory and CPU through GET /control/stats. Raw Baileys clients run in
+ * BENCH_SANDBOX_WORKERS processes (2), each pairing its slice of the accounts BENCH_SANDBOX_CONCURRENCY at
+ * a time (8).
  *
  * Per N: pair every device (QR → scan over HTTP → 515 → login → open) and keep them all connected; one
  * message from a contact's phone to every device and one back from every device (latency from the send
@@ -16,7 +17,7 @@ import { once } from 'node:events';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AccountInfo, PhoneMessage, SandboxStats } from '../../src/sandbox/index.ts';
+import type { AccountInfo, PhoneMessage, SandboxStats } from '@zapwire/sandbox';
 import type { WorkerCommand, WorkerConfig, WorkerReply } from './worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -41,7 +42,16 @@ async function startSandboxProcess(): Promise<SandboxProcess> {
     : [];
   const child = spawn(
     process.execPath,
-    [...profile, '--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+    [
+      ...profile,
+      '--import',
+      'tsx',
+      'packages/sandbox/src/main.ts',
+      '--port',
+      '0',
+      '--small-prekeys',
+      '--quiet',
+    ],
     {
       cwd: root,
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -3,8 +3,8 @@
  * the orchestrator (bench/sandbox/index.ts) over IPC. Each command answers with one message.
  */
 import makeWASocket, { Browsers, WA_CERT_DETAILS, type WASocket } from '@whiskeysockets/baileys';
-import { memoryAuth, type MemoryAuth } from '../../test/support/baileys-auth.ts';
-import { quietLibsignal } from '../../src/sandbox/quiet.ts';
+import { memoryAuth, type MemoryAuth } from '../../packages/sandbox/test/support/baileys-auth.ts';
+import { quietLibsignal } from '@zapwire/sandbox/quiet';
 
 export interface WorkerConfig {
   readonly wsUrl: string;

@@ -27,7 +27,7 @@ const ADMIN = 'bench-heap-admin-key-0123456789';
 async function sandboxProcess(): Promise<{ wsUrl: string; key: string; control: string; stop: () => void }> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+    ['--import', 'tsx', 'packages/sandbox/src/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

@@ -1,6 +1,6 @@
 /**
  * Scale bench (`npm run bench -- scale`): N paired instances on one node, beside N bare Baileys sockets in
- * the same run, against one sandbox in a process of its own (src/sandbox/main.ts; in-process it would share
+ * the same run, against one sandbox in a process of its own (packages/sandbox/src/main.ts; in-process it would share
  * the event loop it is measuring). For each N (BENCH_SCALE_INSTANCES, default 100,300):
  *
  *   bare      bench/scale/bare.ts: Baileys sockets with in-memory auth that POST each incoming message to
@@ -136,7 +136,7 @@ interface Sandbox {
 async function startSandbox(): Promise<Sandbox> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+    ['--import', 'tsx', 'packages/sandbox/src/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
     { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

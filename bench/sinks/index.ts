@@ -282,7 +282,7 @@ async function runSink(sink: SinkName, rate: number): Promise<Result> {
       const app = Fastify();
       await app.register(websocket);
       installAuth(app, {
-        authenticate: async () => ({ role: 'admin' }),
+        authenticate: async () => ({ principal: { role: 'admin' } }),
         findInstance: async () => undefined,
       });
       await app.register(wsRoutes, { sinks });

@@ -14,13 +14,23 @@
  * node, or bent to another method, path, body or principal, and the client's key never leaves the node
  * it was sent to.
  *
+ * Which requests go to the owner is each route's own fact: `config.runsOn: 'owner'` (src/http/route-facts.ts)
+ * on every command and on the one read of live memory. Everything else runs where it arrives: GET reads
+ * come from the shared read model or the shared log, and the writes that say `runsOn: 'any'` write what any
+ * node may write (create appends to fresh streams under optimistic versions and placement picks the owner
+ * afterwards; the webhook secret is a sealed row, a redelivery or replay a row the node sending webhooks
+ * picks up; projection rebuilds run under their own lease; a dead letter's retry goes through this node's
+ * reader of its kind; the manager's session is this node's cookie, and its API proxy re-enters this
+ * node's routes and so this hook). The instance is the one auth resolved (`request.instance`), and a
+ * lease this node holds is known without a read.
+ *
  * No loops: a forwarded request is never forwarded again; when its receiver does not own the instance
  * (the lease moved in between) it answers 503 and the client retries. Nobody owning the instance yet, or
  * an owner that does not answer, is a 503 with Retry-After as well.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { Errors, ZapwireError } from '../domain/errors.ts';
 import type { Principal } from '../domain/principal.ts';
 import type { ClusterView, InstanceOwner } from './port.ts';
@@ -37,62 +47,6 @@ export const FORWARD_HEADER = {
 
 /** On every relayed answer: the node that served it (operators and tests see where a request ran). */
 export const SERVED_BY_HEADER = 'x-zapwire-served-by';
-
-/** `METHOD /url/:param` as Fastify names the route (`request.routeOptions.url`). */
-export function routeKey(method: string, url: string): string {
-  return `${method.toUpperCase()} ${url}`;
-}
-
-/**
- * Routes that need the owner's live actor (the instance's mailbox, its WhatsApp socket): every command,
- * and the one read of live memory. Everything else is local: GET reads come from the shared read model or
- * the shared log, and the non-GET routes in LOCAL_WRITE_ROUTES write what any node may write.
- */
-export const OWNER_ROUTES: ReadonlySet<string> = new Set([
-  'POST /instance/connect',
-  'POST /instance/pair',
-  'POST /instance/reconnect',
-  'POST /instance/disconnect',
-  'POST /instance/logout',
-  'DELETE /instance/logout',
-  'POST /instance/forcereconnect/:id',
-  'DELETE /instance/delete/:id',
-  'POST /instance/:id/token/rotate',
-  'POST /instance/proxy/:id',
-  'DELETE /instance/proxy/:id',
-  'PUT /instance/:id/advanced-settings',
-  'POST /instance/:id/advanced-settings',
-  'PUT /instance/:id/events',
-  'POST /instance/:id/events',
-  'POST /send/text',
-  // The live actor's snapshot is in the owner's memory only.
-  'GET /debug/instances/:id/live',
-]);
-
-/**
- * Non-GET routes that run on any node, each for a reason: create appends to fresh streams under
- * optimistic versions and placement picks the owner afterwards; the webhook secret is a sealed row, and a
- * redelivery or replay a row in the shared database that the node sending webhooks picks up; projection
- * rebuilds run under their own lease; a dead letter's retry goes through this node's reader of its kind
- * (a projection's transaction, a broker publish, or a webhook replay row);
- * the manager's session is this node's cookie, and its API proxy re-enters this node's routes (and so
- * this hook). A node with CLUSTER_SECRET refuses to start with a non-GET route in neither list.
- */
-export const LOCAL_WRITE_ROUTES: ReadonlySet<string> = new Set([
-  'POST /instance/create',
-  'POST /instance/:id/webhook/secret/rotate',
-  'POST /instance/:id/webhook/deliveries/:deliveryId/redeliver',
-  'POST /instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
-  'POST /instance/:id/webhook/replay',
-  'DELETE /instance/:id/webhook/replays/:replayId',
-  'POST /admin/projections/:name/rebuild',
-  'POST /admin/dead-letters/:id/retry',
-  'POST /manager/session',
-  'DELETE /manager/session',
-  'DELETE /manager/api/*',
-  'POST /manager/api/*',
-  'PUT /manager/api/*',
-]);
 
 export interface ForwardingOptions {
   readonly cluster: ClusterView;
@@ -262,20 +216,6 @@ export class ForwardVerifier {
   }
 }
 
-/**
- * The instance an owner-bound request acts on, or undefined when it names none or one it may not see:
- * the route's handler then answers with its own error (400, 403, 404), exactly as on a single node. The
- * same resolution the handler gets (`request.instance()`, once per request), so the two cannot disagree.
- */
-async function instanceOfRequest(request: FastifyRequest): Promise<string | undefined> {
-  if (!request.principal) return undefined;
-  try {
-    return (await request.instance()).id;
-  } catch {
-    return undefined;
-  }
-}
-
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -299,8 +239,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
 const rawBodies = new WeakMap<FastifyRequest, Buffer>();
 
 function isOwnerBound(request: FastifyRequest): boolean {
-  const url = request.routeOptions.url;
-  return url !== undefined && OWNER_ROUTES.has(routeKey(request.method, url));
+  return request.routeOptions.config.runsOn === 'owner';
 }
 
 /** The bytes to send on: the body as it arrived, or (when it was not kept) the parsed body serialised again. */
@@ -315,10 +254,14 @@ function bodyBytesOf(request: FastifyRequest): Buffer | undefined {
 }
 
 /**
- * Installs forwarding. Call before installAuth: its preParsing hook must have verified a forwarded
- * request before auth reads the principal from it.
+ * Installs forwarding: verifies forwarded requests (a preParsing hook, to be installed before installAuth,
+ * which takes the principal from them) and returns the preHandler that sends an owner-bound request to its
+ * owner, to be added after installAuth (whose preHandler resolves `request.instance`).
  */
-export function installForwarding(app: FastifyInstance, options: ForwardingOptions): void {
+export function installForwarding(
+  app: FastifyInstance,
+  options: ForwardingOptions,
+): preHandlerAsyncHookHandler {
   const { cluster, secret } = options;
   const now = options.now ?? Date.now;
   const timeoutMs = options.timeoutMs ?? 35_000;
@@ -332,22 +275,6 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
         });
 
   app.decorateRequest('forwarded', undefined);
-  // Like a route without config.access: a route that writes must say where it runs, or a node that can
-  // forward (CLUSTER_SECRET set) does not start: a new command route left local would act on an instance
-  // this node does not own. Without the secret nothing is forwarded, and nothing is asked.
-  app.addHook('onRoute', (route) => {
-    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      const key = routeKey(method, route.url);
-      // Forwarding needs the instance before the handler runs, from where the handler reads it.
-      if (OWNER_ROUTES.has(key) && route.config?.instanceFrom === undefined)
-        throw new Error(`route ${key} runs on the instance's owner node but declares no config.instanceFrom`);
-      if (secret === undefined || method === 'GET' || method === 'HEAD') continue;
-      if (!OWNER_ROUTES.has(key) && !LOCAL_WRITE_ROUTES.has(key))
-        throw new Error(
-          `route ${key} is in neither OWNER_ROUTES nor LOCAL_WRITE_ROUTES (src/cluster/forwarding.ts): say whether it needs the instance's owner node`,
-        );
-    }
-  });
 
   app.addHook('preParsing', async (request, _reply, payload) => {
     const signed = request.headers[FORWARD_HEADER.signature] !== undefined;
@@ -362,10 +289,11 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
     return Readable.from(body.length > 0 ? [body] : []);
   });
 
-  app.addHook('preHandler', async (request, reply) => {
+  const toOwner: preHandlerAsyncHookHandler = async (request, reply) => {
     if (!isOwnerBound(request)) return;
-    const instanceId = await instanceOfRequest(request);
-    if (instanceId === undefined) return;
+    const instanceId = request.instance.id;
+    // A lease this node holds (in memory, still valid) needs no read: nobody else can hold it now.
+    if (cluster.holds(instanceId)) return;
     const owner = await cluster.ownerOf(instanceId);
     if (request.forwarded) {
       // Never forwarded twice: the sender saw this node as the owner; if the lease moved since, retry.
@@ -394,7 +322,7 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
       if (value !== null) void reply.header(name, value);
     }
     return reply.send(answer.body);
-  });
+  };
 
   async function forward(
     request: FastifyRequest,
@@ -444,4 +372,5 @@ export function installForwarding(app: FastifyInstance, options: ForwardingOptio
       );
     }
   }
+  return toOwner;
 }

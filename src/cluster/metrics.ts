@@ -2,10 +2,12 @@
  * Prometheus metrics of this node's part in the cluster, labelled with the node id so that the series of
  * every node can sit side by side in one Prometheus.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import type { MetricsRegistry } from '../metrics.ts';
 import type { ClusterMember } from './node.ts';
 
-export function registerClusterMetrics(registry: Registry, member: ClusterMember): void {
+export function registerClusterMetrics(metrics: MetricsRegistry, member: ClusterMember): void {
+  const registry = metrics.prometheus;
   const labels = { node: member.selfId };
   new Gauge({
     name: 'zapwire_cluster_instances_owned',

@@ -22,6 +22,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import type { AppendFencing, StreamFence } from '../store/port.ts';
 import type { SessionFence, SessionFencing } from '../whatsapp/port.ts';
@@ -49,6 +50,11 @@ export interface OwnedInstances {
    * connecting): the next owner would restore a never-paired instance as disconnected and the QR would die.
    */
   movable(instanceId: string): boolean;
+  /**
+   * Every instance that exists (the read model), and those whose delete is still to finish: those keep
+   * their lease row, so that their owner finishes the delete.
+   */
+  instanceIds(): Promise<string[]>;
 }
 
 export interface ClusterNodeOptions {
@@ -71,9 +77,7 @@ export interface ClusterNodeOptions {
    * an earlier, crashed run are taken at once instead of after they expire.
    */
   readonly exclusive?: boolean;
-  /** Every instance that exists (the read model), and those whose deletion is still to finish. */
-  readonly instanceIds: () => Promise<string[]>;
-  /** How often lease rows are matched against instanceIds (default 60 s); at start, always. */
+  /** How often lease rows are matched against the instances that exist (default 60 s); at start, always. */
   readonly reconcileMs?: number;
 }
 
@@ -85,6 +89,27 @@ interface Held {
 const NOTIFY_CHANNEL = 'zw_cluster';
 /** Lease rows of instances that no longer exist are removed once this old and free. */
 const ORPHAN_ROW_AGE_MS = 60_000;
+
+/** This node as CLUSTER_* describe it; RESTORE_CONCURRENCY also paces how many leases it moves a tick. */
+export function clusterMemberOf(
+  config: Pick<Config, 'cluster' | 'restoreConcurrency' | 'databaseUrl'>,
+  db: SqlDatabase,
+  logger: Logger,
+): ClusterMember {
+  return new ClusterMember({
+    db,
+    logger,
+    nodeId: config.cluster.nodeId ?? defaultNodeId(),
+    address: config.cluster.advertiseUrl,
+    mode: config.cluster.enabled ? 'cluster' : 'single',
+    leaseMs: config.cluster.leaseMs,
+    heartbeatMs: config.cluster.heartbeatMs,
+    // Under RESTORE_CONCURRENCY=auto, 4 hand-overs a tick (the restore plan paces the logins themselves).
+    movesPerTick: config.restoreConcurrency === 'auto' ? 4 : config.restoreConcurrency,
+    // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
+    exclusive: config.databaseUrl === undefined,
+  });
+}
 
 export function defaultNodeId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -527,7 +552,8 @@ export class ClusterMember implements ClusterView {
    * instances get their row when they are created (place), this only repairs what a crash left.
    */
   private async placeKnown(): Promise<void> {
-    const ids = await this.options.instanceIds();
+    if (!this.owned) return;
+    const ids = await this.owned.instanceIds();
     const { db } = this.options;
     await db.query(
       `INSERT INTO zw_instance_leases (instance_id) SELECT unnest($1::text[]) ON CONFLICT (instance_id) DO NOTHING`,

@@ -38,6 +38,11 @@ export interface ClusterView {
   incarnation(): string;
   /** The live owner of an instance, or undefined when no node holds a live lease on it. */
   ownerOf(instanceId: string): Promise<InstanceOwner | undefined>;
+  /**
+   * Whether this node holds the instance's lease now, known from memory (no read): a lease held and not
+   * past its validity. False says nothing about who else holds it (ask ownerOf).
+   */
+  holds(instanceId: string): boolean;
   /** Live nodes (heartbeat not expired), this one included. */
   nodes(): Promise<ClusterNode[]>;
 }

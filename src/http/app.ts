@@ -130,9 +130,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       'request completed',
     );
   });
-  // Before auth: a forwarded request's signature is checked before auth takes its principal.
-  if (options.forwarding) installForwarding(app, options.forwarding);
+  // Before auth: a forwarded request's signature is checked before auth takes its principal; the
+  // forwarding decision comes after auth resolved the request's instance.
+  const toOwner = options.forwarding ? installForwarding(app, options.forwarding) : undefined;
   installAuth(app, options.auth);
+  if (toOwner) app.addHook('preHandler', toOwner);
   installQueryCoercion(app);
   installKnownKeysOnly(app);
   installStorableText(app);
@@ -158,6 +160,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.storeOutage ? { storeOutage: options.storeOutage } : {}),
     ...(options.restoring ? { restoring: options.restoring } : {}),
   });
+  // The routes whose wire shape is the profile's (src/http/profiles/profile.ts), then the rest.
+  await app.register(profile.routes);
   await options.routes?.(app);
   return app;
 }

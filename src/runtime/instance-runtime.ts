@@ -12,7 +12,7 @@ import { apiStateOf } from '../../machines/instance/index.ts';
 import { ActorHost, type LiveSnapshot } from './actor-host.ts';
 import { InstanceCommands } from './commands.ts';
 import type { RuntimeReadModel } from './read-model.ts';
-import { errorMessage, RuntimeLog, type RuntimeLogLevel } from './runtime-log.ts';
+import { errorMessage, RuntimeLog } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
 import type { TokenDigests } from '../domain/tokens.ts';
 import { AdaptiveConcurrency, FixedConcurrency } from './restore/concurrency.ts';
@@ -27,9 +27,29 @@ import { InstanceRateLimits } from './rate-limit.ts';
 import type { InstanceLimits } from '../config.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
 
+/**
+ * The settings the runtime reads. Structurally a subset of src/config.ts `Config`, so the composition root
+ * passes its config object as is.
+ */
+export interface RuntimeConfig {
+  /** QRCODE_MAX_COUNT: QR codes shown before a pairing attempt gives up. */
+  readonly qrCodeMaxCount: number;
+  readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
+  /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
+  readonly instanceLimits?: InstanceLimits;
+  /**
+   * RESTORE_CONCURRENCY: instances restored (WhatsApp logins) at once: a number, or 'auto', adapting to
+   * the event loop's lag and the CPU between 1 and RESTORE_CONCURRENCY_MAX (restore/concurrency.ts).
+   */
+  readonly restoreConcurrency: number | 'auto';
+  readonly restoreConcurrencyMax?: number;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
+  readonly webhook?: { readonly allowPrivateNetworks?: boolean };
+}
+
 export interface RuntimeOptions {
   /**
-   * The log. main.ts hands over the EventStore from openEventStore, whose deleteStream also drops a deleted
+   * The log. main.ts hands over the EventStore from openEventLog, whose deleteStream also drops a deleted
    * instance's dead letters (the runtime itself never touches consumers).
    */
   readonly store: EventLog;
@@ -40,20 +60,14 @@ export interface RuntimeOptions {
   readonly pending: PendingDeletions;
   /** How tokens are stored (HMAC under the server pepper). */
   readonly tokens: TokenDigests;
-  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
-  readonly allowPrivateWebhooks?: boolean;
   readonly logger: Logger;
-  readonly qrMaxCount: number;
-  readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
-  /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
-  readonly limits?: InstanceLimits;
+  readonly config: RuntimeConfig;
   /**
-   * How many instances restore at once: a number (RESTORE_CONCURRENCY) or 'auto', adapting to the event
-   * loop's delay and the CPU between 1 and `restoreConcurrencyMax` (restore/concurrency.ts).
+   * The one writer of `wa-` streams (default: the runtime's own). The composition root shares it with the
+   * sinks' writer of instance log lines, so that a delete closes the stream to both.
    */
-  readonly restoreConcurrency: number | 'auto';
-  readonly restoreConcurrencyMax?: number;
-  /** The restore plan's load signal and timers (tests); the process's own by default. */
+  readonly whatsappStreams?: WhatsAppStreams;
+  /** The restore plan's load signal (tests); the process's own by default. */
   readonly restoreLoad?: LoadSignal;
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
@@ -96,17 +110,19 @@ export class InstanceRuntime {
 
   constructor(private readonly options: RuntimeOptions) {
     const now = (this.now = options.now ?? (() => new Date()));
+    const { config } = options;
+    const limits = config.instanceLimits;
     const connection = (id: string) => this.connections.get(id);
-    const whatsappStreams = new WhatsAppStreams(options.store);
+    const whatsappStreams = options.whatsappStreams ?? new WhatsAppStreams(options.store);
     this.log = new RuntimeLog(whatsappStreams, options.logger, now);
     this.traffic = new Traffic({ streams: whatsappStreams, log: this.log, connection, now });
     this.restores = new RestoreScheduler({
       restore: (id) => this.restore(id),
       lastActivity: () => options.readModel.lastActivity(),
       concurrency:
-        options.restoreConcurrency === 'auto'
-          ? new AdaptiveConcurrency({ min: 1, max: options.restoreConcurrencyMax ?? 32 })
-          : new FixedConcurrency(options.restoreConcurrency),
+        config.restoreConcurrency === 'auto'
+          ? new AdaptiveConcurrency({ min: 1, max: config.restoreConcurrencyMax ?? 32 })
+          : new FixedConcurrency(config.restoreConcurrency),
       load: options.restoreLoad ?? new ProcessLoadSignal(),
       logger: options.logger,
     });
@@ -121,11 +137,9 @@ export class InstanceRuntime {
         void this.log.write(instanceId, 'warn', `WhatsApp command ${command} failed`, {
           error: errorMessage(error),
         }),
-      machineConfig: { qrMaxCount: options.qrMaxCount },
-      reconnect: options.reconnect,
-      ...(options.limits
-        ? { growthGuard: new StreamGrowthGuard(options.store, options.limits.eventsPerDay) }
-        : {}),
+      machineConfig: { qrMaxCount: config.qrCodeMaxCount },
+      reconnect: config.reconnect,
+      ...(limits ? { growthGuard: new StreamGrowthGuard(options.store, limits.eventsPerDay) } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
     this.deletion = new InstanceDeletion({
@@ -150,12 +164,12 @@ export class InstanceRuntime {
       connection,
       secrets: options.secrets,
       now,
-      reconnectRateLimitMs: options.reconnect.userRateLimitMs,
+      reconnectRateLimitMs: config.reconnect.userRateLimitMs,
       limits: new InstanceRateLimits({
-        settings: options.limits?.settingsPerMinute ?? 0,
-        lifecycle: options.limits?.lifecyclePerMinute ?? 0,
-        pairing: options.limits?.pairingPerMinute ?? 0,
-        send: options.limits?.sendPerMinute ?? 0,
+        settings: limits?.settingsPerMinute ?? 0,
+        lifecycle: limits?.lifecyclePerMinute ?? 0,
+        pairing: limits?.pairingPerMinute ?? 0,
+        send: limits?.sendPerMinute ?? 0,
       }),
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
       restoring: {
@@ -163,10 +177,12 @@ export class InstanceRuntime {
         hurry: (id) => this.restores.hurry(id),
       },
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
-      ...(options.ownership ? { onInstanceCreated: options.ownership.place } : {}),
+      ...(options.ownership
+        ? { onInstanceCreated: (instanceId: string) => options.ownership!.place(instanceId) }
+        : {}),
       tokens: options.tokens,
-      ...(options.allowPrivateWebhooks !== undefined
-        ? { allowPrivateWebhooks: options.allowPrivateWebhooks }
+      ...(config.webhook?.allowPrivateNetworks !== undefined
+        ? { allowPrivateWebhooks: config.webhook.allowPrivateNetworks }
         : {}),
     });
   }
@@ -213,6 +229,14 @@ export class InstanceRuntime {
   drop(id: string): void {
     this.host.forget(id);
     void this.host.inMailbox(id, async () => this.host.forget(id));
+  }
+
+  /**
+   * Cluster mode: every instance that exists, and those whose delete is still to finish (their lease row
+   * stays, so that their owner finishes the delete).
+   */
+  async instanceIds(): Promise<string[]> {
+    return [...(await this.options.readModel.instanceIds()), ...(await this.options.pending.ids())];
   }
 
   /** Cluster mode: instances with a live WhatsApp connection in this process. */
@@ -317,19 +341,6 @@ export class InstanceRuntime {
       }),
     );
     await this.host.drain();
-  }
-
-  /**
-   * A line in an instance's own log from outside the runtime (the sinks). Never throws; refused for an
-   * instance deleted in this process, so a late line cannot bring its `wa-` stream back.
-   */
-  writeLog(
-    instanceId: string,
-    level: RuntimeLogLevel,
-    message: string,
-    context: Record<string, unknown>,
-  ): Promise<void> {
-    return this.log.write(instanceId, level, message, context);
   }
 
   /** For tests and the visualizer: the live actor's snapshot. */

@@ -24,6 +24,10 @@ export type ResealStep = (tx: SqlExecutor, previous: Buffer, current: Buffer) =>
 
 export type KeyCheckOutcome = 'recorded' | 'matches' | 'rotated';
 
+/** Said at start after a rotation: when SESSION_ENCRYPTION_KEY_PREVIOUS may go. */
+export const KEY_ROTATED_NOTICE =
+  'SESSION_ENCRYPTION_KEY rotated: secrets and sessions sealed again under the new key; keep SESSION_ENCRYPTION_KEY_PREVIOUS set until every instance has reconnected once, then remove it';
+
 export async function verifySessionKey(
   db: SqlDatabase,
   key: Buffer,

@@ -1,6 +1,6 @@
 /**
- * What the runtime needs from the read model, as a port (main.ts gives the adapter): commands answer
- * from the write side, so only boot, the delete saga and read-your-writes look here.
+ * What the runtime needs from the read model, as a port (projections/read-model.ts implements it):
+ * commands answer from the write side, so only boot, the delete saga and read-your-writes look here.
  */
 import type { Checkpoint } from '../store/port.ts';
 

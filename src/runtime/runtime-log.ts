@@ -1,6 +1,7 @@
 /**
  * The runtime log of an instance: what went wrong around its WhatsApp connection (a failed command, an
- * auto-reply that could not be sent). Written to the process log and, as `RuntimeLogged`, to the
+ * auto-reply that could not be sent), and the lines the sinks write there (a webhook cap reached, a
+ * RabbitMQ message returned as unroutable). Written to the process log and, as `RuntimeLogged`, to the
  * instance's `wa-` stream, where GET /instance/logs/:id finds it.
  */
 import type { Logger } from 'pino';
@@ -12,7 +13,7 @@ export class RuntimeLog {
   constructor(
     private readonly streams: Pick<WhatsAppStreams, 'append'>,
     private readonly logger: Logger,
-    private readonly now: () => Date,
+    private readonly now: () => Date = () => new Date(),
   ) {}
 
   /** Never throws: a log line that cannot be stored must not fail what it describes. */

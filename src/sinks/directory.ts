@@ -1,6 +1,7 @@
 /**
- * The sinks' port onto the instances' current configuration. The runtime implements it on the read model
- * (rm_instances + the encrypted webhook secret); the sinks only read through it.
+ * The sinks' port onto the instances' current configuration, and its adapter on the read model (an
+ * instance's row in rm_instances) joined with the instance's sealed webhook secret. The sinks only read
+ * through it.
  */
 import type { SinkSettings } from '../domain/events.ts';
 
@@ -15,6 +16,34 @@ export interface InstanceSinkConfig {
 export interface SinkDirectory {
   /** undefined when the instance does not exist (or was deleted). */
   get(instanceId: string): Promise<InstanceSinkConfig | undefined>;
+}
+
+/** An instance's sink settings, as the read model has them (projections/read-model.ts). */
+export interface SinkSettingsSource {
+  sinkSettingsOf(
+    instanceId: string,
+  ): Promise<{ readonly id: string; readonly name: string; readonly sinks: SinkSettings } | undefined>;
+}
+
+/** The sealed secrets of instances (src/runtime/secrets.ts). */
+export interface WebhookSecretSource {
+  get(instanceId: string, kind: 'webhook_secret'): Promise<string | undefined>;
+}
+
+/** The directory on the read model and the secrets: an instance is in it while both have it. */
+export class InstanceSinkDirectory implements SinkDirectory {
+  constructor(
+    private readonly settings: SinkSettingsSource,
+    private readonly secrets: WebhookSecretSource,
+  ) {}
+
+  async get(instanceId: string): Promise<InstanceSinkConfig | undefined> {
+    const instance = await this.settings.sinkSettingsOf(instanceId);
+    if (!instance) return undefined;
+    const webhookSecret = await this.secrets.get(instance.id, 'webhook_secret');
+    if (webhookSecret === undefined) return undefined;
+    return { id: instance.id, name: instance.name, webhookSecret, sinks: instance.sinks };
+  }
 }
 
 /**

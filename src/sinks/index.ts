@@ -5,7 +5,6 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { DeadLetterRetry, EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { START } from '../store/port.ts';
@@ -14,7 +13,8 @@ import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import { sleep } from './backoff.ts';
 import { ConfigTimeline } from './config-timeline.ts';
 import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
-import { SinkMetrics, type GaugeDefinition } from './metrics.ts';
+import { MetricsRegistry } from '../metrics.ts';
+import { SinkMetrics } from './metrics.ts';
 import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
 import { payloadRenderer, type PayloadProfile } from './payload.ts';
 import {
@@ -60,7 +60,7 @@ export interface SinksConfig {
   };
   /** How long a directory answer (the webhook secret) is reused. Default 5 s. */
   readonly directoryCacheMs?: number;
-  /** Node.js process metrics in the registry. Default true. */
+  /** Node.js process metrics in the registry the sinks make when they are given none. Default true. */
   readonly processMetrics?: boolean;
   /** Overrides for every sink subscription (tests tune polling and batch sizes). */
   readonly subscription?: Partial<SubscriptionOptions>;
@@ -73,6 +73,8 @@ export interface StartSinksOptions {
   readonly directory: SinkDirectory;
   readonly config: SinksConfig;
   readonly logger: Logger;
+  /** The process's registry, served on /metrics. Default: one of the sinks' own. */
+  readonly metrics?: MetricsRegistry;
   /** Lines for an instance's own log (cap reached, unroutable message). Default: the process log only. */
   readonly instanceLog?: InstanceLogWriter;
   /** The clock the webhook judges events' age by (tests move it). Default Date.now. */
@@ -88,16 +90,14 @@ export interface SinksStatus {
 export interface Sinks {
   readonly webhook: WebhookApi;
   readonly websocketHub: WebSocketHub;
-  readonly metrics: SinkMetrics;
-  readonly metricsRegistry: Registry;
+  /** The registry the sinks count in (the one given to startSinks, or their own). */
+  readonly metrics: MetricsRegistry;
   /** The store subscriptions, by sink (for waitFor in tests and health). */
   readonly subscriptions: {
     readonly webhook: Subscription;
     readonly rabbitmq?: Subscription;
     readonly nats?: Subscription;
   };
-  /** Adds a gauge computed at scrape time (the runtime's instance states). */
-  registerGauge(definition: GaugeDefinition): void;
   /** Drops cached directory answers (call after rotating an instance's webhook secret). */
   invalidate(instanceId?: string): void;
   /** Removes a deleted instance's webhook deliveries and metric series. */
@@ -110,7 +110,8 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   const { store, db, config, logger } = options;
   const log = logger.child({ component: 'sinks' });
   const instanceLog = options.instanceLog ?? processLogOnly(log);
-  const metrics = new SinkMetrics({ processMetrics: config.processMetrics ?? true });
+  const registry = options.metrics ?? new MetricsRegistry({ processMetrics: config.processMetrics ?? true });
+  const metrics = new SinkMetrics(registry);
   const directory = new CachedSinkDirectory(options.directory, config.directoryCacheMs ?? 5_000);
   const timeline = (): ConfigTimeline => new ConfigTimeline(store, directory, log);
   // Every sink's lease follows CLUSTER_LEASE_MS: after a node dies its sinks resume as its instances do.
@@ -143,7 +144,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     },
   });
 
-  webhook.registerMetrics(metrics);
+  webhook.registerMetrics(registry);
 
   const amqp = config.amqpUrl
     ? new AmqpSink({
@@ -219,10 +220,8 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   return {
     webhook,
     websocketHub,
-    metrics,
-    metricsRegistry: metrics.registry,
+    metrics: registry,
     subscriptions,
-    registerGauge: (definition) => metrics.registerGauge(definition),
     invalidate: (instanceId) => directory.invalidate(instanceId),
     async forgetInstance(instanceId) {
       directory.invalidate(instanceId);
@@ -294,4 +293,4 @@ export type {
   ReplayView,
 } from './webhook/index.ts';
 export { WS_CLOSE, type WebSocketHub } from './websocket/hub.ts';
-export type { GaugeDefinition, GaugeSample, SinkMetrics } from './metrics.ts';
+export type { SinkMetrics } from './metrics.ts';

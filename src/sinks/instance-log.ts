@@ -1,7 +1,8 @@
 /**
  * How a sink writes a line into an instance's own log (GET /instance/logs/:id). The runtime owns those
- * lines: main.ts hands the sinks the runtime's writer, which refuses lines for a deleted instance so a late
- * one cannot bring its `wa-` stream back. Without a runtime (tests, tools) the line goes to the process log only.
+ * lines: main.ts hands the sinks a runtime log on the runtime's writer of `wa-` streams, which refuses lines
+ * for a deleted instance so a late one cannot bring its stream back. Without a runtime (tests, tools) the
+ * line goes to the process log only.
  */
 import type { Logger } from 'pino';
 

@@ -1,8 +1,9 @@
 /**
- * Prometheus metrics for delivery (per sink and instance) on a registry of our own, plus the Node.js
- * process metrics. `/metrics` serves this registry; the runtime adds its gauges with `registerGauge`.
+ * Prometheus metrics for delivery (per sink and instance), registered in the process's registry
+ * (src/metrics.ts), which /metrics serves.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { MetricsRegistry } from '../metrics.ts';
 import type { SinkKind } from './routing.ts';
 
 export interface InstanceLabel {
@@ -10,24 +11,9 @@ export interface InstanceLabel {
   readonly name: string;
 }
 
-export interface GaugeSample {
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-export interface GaugeDefinition {
-  /** Full metric name, e.g. `zapwire_instances`. */
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly string[];
-  /** Called at every scrape; returns the current samples (previous ones are dropped). */
-  readonly collect: () => readonly GaugeSample[] | Promise<readonly GaugeSample[]>;
-}
-
 type Labels = { sink: SinkKind; instance_id: string; instance: string };
 
 export class SinkMetrics {
-  readonly registry = new Registry();
   private readonly delivered: Counter<keyof Labels>;
   private readonly retried: Counter<keyof Labels>;
   private readonly deadLettered: Counter<keyof Labels>;
@@ -38,11 +24,10 @@ export class SinkMetrics {
   private readonly slowClosed: Counter;
   private readonly wsClients: Gauge;
 
-  constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: 'zapwire_' });
+  /** `registry`: where to count (default: a registry of their own, without the process metrics). */
+  constructor(readonly registry: MetricsRegistry = new MetricsRegistry({ processMetrics: false })) {
     const labelNames = ['sink', 'instance_id', 'instance'] as const;
-    const registers = [this.registry];
+    const registers = [registry.prometheus];
     this.delivered = new Counter({
       name: 'zapwire_sink_delivered_total',
       help: 'Events delivered (webhook 2xx, broker confirm, WebSocket frame written), per sink and instance',
@@ -140,30 +125,6 @@ export class SinkMetrics {
         if (labels.instance_id === instanceId) metric.remove(labels as Labels);
       }
     }
-  }
-
-  /** Adds a gauge whose samples are computed at scrape time (e.g. instances per state, from the runtime). */
-  registerGauge(definition: GaugeDefinition): void {
-    const labelNames = [...definition.labelNames];
-    new Gauge({
-      name: definition.name,
-      help: definition.help,
-      labelNames,
-      registers: [this.registry],
-      async collect() {
-        this.reset();
-        for (const sample of await definition.collect()) this.set(sample.labels, sample.value);
-      },
-    });
-  }
-
-  /** The text exposition format. */
-  render(): Promise<string> {
-    return this.registry.metrics();
-  }
-
-  get contentType(): string {
-    return this.registry.contentType;
   }
 
   private labels(sink: SinkKind, instance: InstanceLabel): Labels {

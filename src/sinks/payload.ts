@@ -1,14 +1,15 @@
 /**
  * What a sink sends for an event: the one place where the body of a webhook request, a RabbitMQ message
  * and a NATS message is built, with one renderer per wire profile (API_COMPAT). The default renderer is
- * zapwire's envelope (envelope.ts); the Evolution GO renderer (evolution-go-payload.ts) speaks the webhook
+ * zapwire's envelope (envelope.ts); the Evolution GO renderer (src/http/profiles/evolution-go/sink-payload.ts, with the rest of
+ * that profile) speaks the webhook
  * shape Evolution GO's clients parse. The WebSocket (`/ws`) is zapwire's own protocol and always carries the
  * envelope: its frames hold the `position` a client resumes from.
  */
 import type { SinkEventName } from '../domain/event-names.ts';
 import type { RecordedEvent } from '../store/port.ts';
 import { buildEnvelope, serializeEnvelope, type EnvelopeInstance } from './envelope.ts';
-import { renderEvolutionGoPayload } from './evolution-go-payload.ts';
+import { renderEvolutionGoPayload } from '../http/profiles/evolution-go/sink-payload.ts';
 
 export type PayloadProfile = 'default' | 'evolution-go';
 

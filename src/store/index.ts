@@ -30,17 +30,13 @@ import { EmbeddedPostgresError } from './embedded-postgres/errors.ts';
 /** The event store's own migrations (0001_event_store.sql, ...). */
 export const STORE_MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
-export interface EventStoreConfig {
+/** Where the read-model database is (and the events, except with KurrentDB), and how to open it. */
+export interface DatabaseConfig {
   /** Where the embedded PostgreSQL keeps its cluster when no DATABASE_URL is given. */
   readonly dataDir: string;
   readonly databaseUrl?: string | undefined;
-  readonly eventStoreUrl?: string | undefined;
   /** Migration directories for the read-model database, e.g. projections/migrations. */
   readonly migrations?: readonly string[];
-  /** Names this process in subscription leases. */
-  readonly ownerId?: string;
-  /** PostgreSQL only: NOTIFY/LISTEN wake-ups across processes (costs write throughput). */
-  readonly notify?: boolean;
   /** PostgreSQL pool size. */
   readonly poolMax?: number;
   /** Repeated statements run as named prepared statements (default true; see sql/postgres.ts). */
@@ -49,19 +45,42 @@ export interface EventStoreConfig {
   readonly notice?: (message: string, level?: 'info' | 'warn') => void;
   /** The PGlite-to-PostgreSQL migration opens the new store while the old data is still there. */
   readonly allowLegacyPglite?: boolean;
-  /** Cluster mode: fence appends to instance streams by lease (PostgreSQL stores; see sql-event-store.ts). */
-  readonly fence?: AppendFencing;
   /** Use the embedded PostgreSQL of a zapwire running on the same DATA_DIR (tools such as replay). */
   readonly attachToRunningServer?: boolean;
-  /** KurrentDB only: streams whose delete is a tombstone (KURRENTDB_TOMBSTONE; see kurrentdb.ts). */
-  readonly tombstonePrefixes?: readonly string[];
   /** Embedded only: restarts of a PostgreSQL that exits on its own, in ten minutes (default 5). */
   readonly embeddedRestarts?: number;
-  /** Embedded only: it exited on its own and could not be restarted within the budget. */
-  readonly onDatabaseLost?: (reason: string) => void;
 }
 
-export interface OpenedEventStore {
+/** Which log runs on an opened database, and how. */
+export interface EventLogConfig {
+  readonly eventStoreUrl?: string | undefined;
+  /** Names this process in subscription leases. */
+  readonly ownerId?: string;
+  /** PostgreSQL only: NOTIFY/LISTEN wake-ups across processes (costs write throughput). */
+  readonly notify?: boolean;
+  /** Cluster mode: fence appends to instance streams by lease (PostgreSQL stores; see sql-event-store.ts). */
+  readonly fence?: AppendFencing;
+  /** KurrentDB only: streams whose delete is a tombstone (KURRENTDB_TOMBSTONE; see kurrentdb.ts). */
+  readonly tombstonePrefixes?: readonly string[];
+}
+
+export type EventStoreConfig = DatabaseConfig & EventLogConfig;
+
+/** The read-model database, open and migrated. */
+export interface OpenedDatabase {
+  readonly db: SqlDatabase;
+  /** True when the database is the embedded PostgreSQL this process started. */
+  readonly embedded: boolean;
+  /** Embedded only: why the database is not answering (it exited and is being restarted, or was given up). */
+  databaseOutage(): EmbeddedPostgresOutage | undefined;
+  /**
+   * Settles when the embedded PostgreSQL exited on its own and could not be started again within
+   * `embeddedRestarts`: the process cannot go on. Never settles for a database zapwire did not start.
+   */
+  readonly lost: Promise<Error>;
+}
+
+export interface OpenedEventStore extends OpenedDatabase {
   /** The log only (storage): what most callers need. */
   readonly log: EventLog;
   /** Subscriptions, checkpoints and dead letters, on the read-model database. */
@@ -71,12 +90,6 @@ export interface OpenedEventStore {
    * letters and its close stops the subscriptions first: hand this one to whoever deletes or closes.
    */
   readonly store: EventStore;
-  /** The read-model database (the same database as the events, except with KurrentDB). */
-  readonly db: SqlDatabase;
-  /** True when the database is the embedded PostgreSQL this process started. */
-  readonly embedded: boolean;
-  /** Embedded only: why the database is not answering (it exited and is being restarted, or was given up). */
-  databaseOutage(): EmbeddedPostgresOutage | undefined;
 }
 
 /** The directory of the embedded PostgreSQL under DATA_DIR. */
@@ -90,7 +103,8 @@ export function legacyPgliteDirectory(dataDir: string): string {
 }
 
 async function openEmbedded(
-  config: EventStoreConfig,
+  config: DatabaseConfig,
+  onGiveUp: (reason: string) => void,
 ): Promise<{ db: PostgresDatabase; server: EmbeddedPostgres }> {
   const legacy = legacyPgliteDirectory(config.dataDir);
   if (!config.allowLegacyPglite && existsSync(join(legacy, 'PG_VERSION'))) {
@@ -103,7 +117,7 @@ async function openEmbedded(
     attach: config.attachToRunningServer ?? false,
     ...(config.notice ? { notice: config.notice } : {}),
     ...(config.embeddedRestarts !== undefined ? { restarts: config.embeddedRestarts } : {}),
-    ...(config.onDatabaseLost ? { onGiveUp: config.onDatabaseLost } : {}),
+    onGiveUp,
   });
   try {
     // Each PostgreSQL connection is a process of ~16–20 MB RSS: on the embedded default, connections
@@ -135,12 +149,28 @@ async function openEmbedded(
   }
 }
 
+/** Opens both: the database, then the log on it (the database is closed again when the log fails to open). */
 export async function openEventStore(config: EventStoreConfig): Promise<OpenedEventStore> {
+  const database = await openDatabase(config);
+  try {
+    return await openEventLog(database, config);
+  } catch (error) {
+    await database.db.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Opens the read-model database and runs the migrations on it. Apart from the log, so that what needs the
+ * database to exist (the cluster member, which gives the log its append fence) can be made in between.
+ */
+export async function openDatabase(config: DatabaseConfig): Promise<OpenedDatabase> {
   const directories = [
     STORE_MIGRATIONS_DIR,
     ...(config.migrations ?? []).filter((d) => d !== STORE_MIGRATIONS_DIR),
   ];
-  const embedded = !config.databaseUrl;
+  let giveUp: (error: Error) => void = () => undefined;
+  const lost = new Promise<Error>((resolve) => (giveUp = resolve));
   const { db, server } = config.databaseUrl
     ? {
         db: await openPostgres({
@@ -150,37 +180,48 @@ export async function openEventStore(config: EventStoreConfig): Promise<OpenedEv
         }),
         server: undefined,
       }
-    : await openEmbedded(config);
+    : await openEmbedded(config, (reason) => giveUp(new Error(reason)));
   try {
     await migrate(db, directories);
-    let log: EventLog;
-    if (config.eventStoreUrl) {
-      const { openKurrentEventLog } = await import('./kurrentdb.ts');
-      log = openKurrentEventLog(
-        config.eventStoreUrl,
-        config.tombstonePrefixes ? { tombstonePrefixes: config.tombstonePrefixes } : {},
-      );
-    } else {
-      log = createSqlEventLog(db, {
-        notify: config.notify,
-        kind: embedded ? 'embedded-postgres' : 'postgres',
-        ...(config.fence ? { fence: config.fence } : {}),
-      });
-    }
-    // Consumers live on the read-model database for every adapter (beside the events on PostgreSQL).
-    const consumers = createConsumers(log, db, config.ownerId);
-    return {
-      log,
-      consumers,
-      store: composeEventStore(log, consumers),
-      db,
-      embedded,
-      databaseOutage: () => server?.outage(),
-    };
   } catch (error) {
     await db.close().catch(() => undefined);
     throw error;
   }
+  return { db, embedded: !config.databaseUrl, databaseOutage: () => server?.outage(), lost };
+}
+
+/** The log on an opened database (or on KurrentDB), with the consumers on the database. */
+export async function openEventLog(
+  database: OpenedDatabase,
+  config: EventLogConfig,
+): Promise<OpenedEventStore> {
+  const { db, embedded } = database;
+  let log: EventLog;
+  if (config.eventStoreUrl) {
+    const { openKurrentEventLog } = await import('./kurrentdb.ts');
+    log = openKurrentEventLog(
+      config.eventStoreUrl,
+      config.tombstonePrefixes ? { tombstonePrefixes: config.tombstonePrefixes } : {},
+    );
+  } else {
+    log = createSqlEventLog(db, {
+      notify: config.notify,
+      kind: embedded ? 'embedded-postgres' : 'postgres',
+      ...(config.fence ? { fence: config.fence } : {}),
+    });
+  }
+  // Consumers live on the read-model database for every adapter (beside the events on PostgreSQL).
+  const consumers = createConsumers(log, db, config.ownerId);
+  return { ...database, log, consumers, store: composeEventStore(log, consumers) };
+}
+
+/** What /health says while the embedded PostgreSQL is not answering; undefined while it is. */
+export function outageNotice(outage: EmbeddedPostgresOutage | undefined): string | undefined {
+  if (!outage) return undefined;
+  const since = outage.since.toISOString();
+  return outage.state === 'restarting'
+    ? `${outage.summary}; zapwire is restarting it (since ${since})`
+    : `${outage.summary}; zapwire gave up restarting it and is exiting (since ${since})`;
 }
 
 export {

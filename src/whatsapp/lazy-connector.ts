@@ -8,6 +8,7 @@
  * listener gets a `closed` signal, as for any connection that fails to start.
  */
 import type {
+  ConnectorFactory,
   OpenConnectionOptions,
   WhatsAppConnection,
   WhatsAppConnector,
@@ -62,3 +63,10 @@ export function lazyConnector(load: () => Promise<WhatsAppConnector>): WhatsAppC
     },
   };
 }
+
+/** The Baileys adapter (whatsapp/baileys), loaded when the first instance connects, not before. */
+export const baileysOnFirstUse: ConnectorFactory = async (dependencies) =>
+  lazyConnector(async () => {
+    const { createBaileysConnector } = await import('./baileys/index.ts');
+    return createBaileysConnector(dependencies);
+  });

@@ -1,6 +1,6 @@
 /**
- * The WhatsApp connection port. Nothing outside src/whatsapp/<adapter> and src/main.ts
- * knows which library speaks WhatsApp; the machine and the runtime only see this.
+ * The WhatsApp connection port. Nothing outside src/whatsapp (its adapters, and the lazy loader main.ts
+ * picks) knows which library speaks WhatsApp; the machine and the runtime only see this.
  *
  * One `open` = one socket attempt. The adapter reports what happens on it through the listener, in order,
  * and stops calling the listener once `close()` or `logout()` was called. Signals carry no time: the

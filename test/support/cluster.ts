@@ -110,7 +110,7 @@ export class SandboxProcess {
     const log = createWriteStream(logFile);
     const spawned = spawnGroup(
       process.execPath,
-      ['--import', 'tsx', 'src/sandbox/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
+      ['--import', 'tsx', 'packages/sandbox/src/main.ts', '--port', '0', '--small-prekeys', '--quiet'],
       {},
       log,
     );

@@ -1,6 +1,6 @@
 /**
  * A zapwire process for the process-policy test (test/integration/security/process-policy.test.ts):
- * the app with the fake connector and main()'s installProcessPolicy, listening on a free port. Usage:
+ * the app with the fake connector and the process policy (src/process.ts), listening on a free port. Usage:
  *   node --import tsx test/support/policy-child.ts <dataDir> <databaseUrl>
  * Logs JSON lines to stdout (the first "zapwire listening" line has the URL). The first connection it
  * opens also leaves a rejected promise nobody awaits, as a Baileys socket sometimes does. A line "throw"
@@ -9,7 +9,8 @@
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
-import { installProcessPolicy, startZapwire } from '../../src/main.ts';
+import { startZapwire } from '../../src/main.ts';
+import { installProcessPolicy } from '../../src/process.ts';
 import { FakeWhatsAppConnector } from '../../src/whatsapp/fake.ts';
 import type { WhatsAppConnector } from '../../src/whatsapp/port.ts';
 import { ADMIN_KEY } from './zapwire.ts';

@@ -234,7 +234,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (
   app.get<{ Querystring: FromSchema<typeof deadLettersQuery> }>(
     '/admin/dead-letters',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['query.instance'], instanceOptional: true },
       schema: {
         tags: ['replay'],
         summary:
@@ -253,9 +253,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { subscription, instance, before } = request.query;
+      const { subscription, before } = request.query;
       const limit = request.query.limit ?? 50;
-      const instanceId = instance === undefined ? undefined : (await request.instanceOf(instance)).id;
+      const instanceId = request.instanceIfNamed?.id;
       const letters = await deadLetters.findDeadLetters({
         ...(subscription ? { subscriptions: subscription.split(',').filter((name) => name !== '') } : {}),
         ...(instanceId !== undefined ? { instanceId } : {}),
@@ -272,7 +272,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (
   app.post<{ Params: FromSchema<typeof deadLetterParams> }>(
     '/admin/dead-letters/:id/retry',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', runsOn: 'any' },
       schema: {
         tags: ['replay'],
         summary:
@@ -313,7 +313,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (
   app.post<{ Params: FromSchema<typeof rebuildParams> }>(
     '/admin/projections/:name/rebuild',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', runsOn: 'any' },
       schema: {
         tags: ['replay'],
         summary:

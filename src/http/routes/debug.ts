@@ -4,7 +4,7 @@
  * transition timeline, and the replayed history for the scrubber. Admin only: the `apikey` header or the
  * browser session cookie (docs/replay-and-visualizer.md).
  */
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
 import type { StateValue } from 'xstate';
 import { Errors } from '../../domain/errors.ts';
@@ -133,7 +133,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const current = await currentOf(id);
       return {
         instance: { id, name: current.context.name },
@@ -156,7 +156,7 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const history = await readHistoryPage(
         store,
         id,
@@ -172,24 +172,21 @@ export const debugRoutes: FastifyPluginAsync<DebugRoutesOptions> = async (app, o
     },
   );
 
-  const liveIds = new WeakMap<FastifyRequest, string>();
   app.get<{ Params: IdParam }>(
     '/debug/instances/:id/live',
     {
       websocket: true,
-      config: { access: { browser: { sameOrigin: true } }, instanceFrom: ['params.id'] },
+      // The live actor's snapshot is in the owner's memory only.
+      config: { access: { browser: { sameOrigin: true } }, instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['debug'],
         summary:
           'WebSocket: {type:"hello", current, timeline} then {type:"entry", entry} per transition (admin)',
         params: idParam,
       },
-      preValidation: async (request) => {
-        liveIds.set(request, (await request.instance()).id);
-      },
     },
     (socket, request) => {
-      const id = liveIds.get(request);
+      const id = request.instanceIfNamed?.id;
       if (!id) {
         socket.close(1008, 'unauthorised');
         return;

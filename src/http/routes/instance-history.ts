@@ -107,7 +107,7 @@ export const instanceHistoryRoutes: FastifyPluginAsync<InstanceHistoryRoutesOpti
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const { at, from, limit } = request.query;
       if (at !== undefined) {
         const moment = new Date(at);

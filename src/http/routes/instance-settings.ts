@@ -1,9 +1,12 @@
-/** /instance/:id/advanced-settings and /instance/:id/events: what an instance does and where its events go. */
+/**
+ * /instance/:id/advanced-settings, /instance/:id/events and /instance/:id/token/rotate: what an instance
+ * does, where its events go, and its token. The advanced settings have a shape of their own in the
+ * Evolution GO profile, so they are a plugin of their own (the default profile registers them).
+ */
 import type { FastifyPluginAsync } from 'fastify';
 import { Errors } from '../../domain/errors.ts';
 import type { InstanceService } from '../../runtime/service.ts';
-import type { SqlExecutor } from '../../store/sql.ts';
-import { findInstance } from '../../../projections/queries.ts';
+import { viewOf } from '../auth.ts';
 import {
   advancedSettingsResponse,
   advancedSettingsSchema,
@@ -18,12 +21,12 @@ import {
 
 export interface InstanceSettingsRoutesOptions {
   readonly service: InstanceService;
-  readonly db: SqlExecutor;
 }
 
-export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOptions> = async (
+/** /instance/:id/advanced-settings in zapwire's own shape. */
+export const advancedSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOptions> = async (
   app,
-  { service, db },
+  { service },
 ) => {
   app.get<{ Params: IdParam }>(
     '/instance/:id/advanced-settings',
@@ -36,17 +39,14 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       },
     },
     async (request) => {
-      const { id } = await request.instance();
-      const view = await findInstance(db, id);
-      if (!view) throw Errors.instanceNotFound(request.params.id);
-      return view.advancedSettings;
+      return viewOf(request.instance).advancedSettings;
     },
   );
 
   app.route<{ Params: IdParam; Body: AdvancedSettingsBody }>({
     method: ['PUT', 'POST'],
     url: '/instance/:id/advanced-settings',
-    config: { access: 'caller', instanceFrom: ['params.id'] },
+    config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
     schema: {
       tags: ['settings'],
       params: idParam,
@@ -55,7 +55,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       body: advancedSettingsSchema,
     },
     handler: async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       if (!request.body || Object.keys(request.body).length === 0) {
         throw Errors.validation(
           'send at least one setting: alwaysOnline, rejectCall, msgRejectCall, readMessages, ignoreGroups, ignoreStatus',
@@ -64,11 +64,17 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       return service.changeAdvancedSettings(id, request.body);
     },
   });
+};
 
+/** /instance/:id/events and /instance/:id/token/rotate: the same in every profile. */
+export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOptions> = async (
+  app,
+  { service },
+) => {
   app.route<{ Params: IdParam; Body: SinkBody }>({
     method: ['PUT', 'POST'],
     url: '/instance/:id/events',
-    config: { access: 'caller', instanceFrom: ['params.id'] },
+    config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
     schema: {
       tags: ['settings'],
       summary:
@@ -78,7 +84,7 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       response: { 200: { type: 'object', additionalProperties: true }, ...errorResponses },
     },
     handler: async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const sinks = parseSinks(request.body ?? {});
       if (Object.keys(sinks).length === 0)
         throw Errors.validation(
@@ -87,4 +93,26 @@ export const instanceSettingsRoutes: FastifyPluginAsync<InstanceSettingsRoutesOp
       return service.configureSinks(id, sinks);
     },
   });
+
+  app.post<{ Params: IdParam }>(
+    '/instance/:id/token/rotate',
+    {
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'owner' },
+      schema: {
+        tags: ['instances'],
+        summary:
+          'Replace the instance token (admin, or the instance itself): the new one is returned once, the old one stops working',
+        params: idParam,
+        response: {
+          200: { type: 'object', properties: { id: { type: 'string' }, token: { type: 'string' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const i = request.instance;
+      const { token } = await service.rotateToken(i.id);
+      return { id: i.id, token };
+    },
+  );
 };

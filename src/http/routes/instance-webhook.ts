@@ -259,7 +259,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const status = await sinks.webhook.status(instance.id);
       const now = Date.now();
       return {
@@ -294,7 +294,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const limit = request.query.limit ?? 50;
       const letters = await sinks.webhook.deadLetters(instance.id, {
         limit,
@@ -331,7 +331,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: FromSchema<typeof deadLetterParams> }>(
     '/instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'any' },
       schema: {
         tags: ['events'],
         summary:
@@ -342,7 +342,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const replay = await redeliver(principal, instance.id, request.params.id, request.params.deadLetterId);
       return reply.status(202).send({ replay: replayJson(replay) });
     },
@@ -351,7 +351,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: IdParam; Body: FromSchema<typeof replayBody> }>(
     '/instance/:id/webhook/replay',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'any' },
       schema: {
         tags: ['events'],
         summary:
@@ -363,7 +363,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const replay = await sinks.webhook.replay(
         instance.id,
         { from: request.body.from, ...(request.body.to !== undefined ? { to: request.body.to } : {}) },
@@ -388,7 +388,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       },
     },
     async (request) => {
-      const instance = await request.instance();
+      const instance = request.instance;
       return { replays: (await sinks.webhook.replays(instance.id)).map(replayJson) };
     },
   );
@@ -396,7 +396,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.delete<{ Params: FromSchema<typeof replayParams> }>(
     '/instance/:id/webhook/replays/:replayId',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'any' },
       schema: {
         tags: ['events'],
         summary: 'Stop a running replay (what it sent stays sent)',
@@ -405,7 +405,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       },
     },
     async (request) => {
-      const instance = await request.instance();
+      const instance = request.instance;
       const replay = await sinks.webhook.cancelReplay(instance.id, request.params.replayId);
       if (!replay) throw Errors.deliveryNotFound(request.params.replayId, request.params.id);
       return { replay: replayJson(replay) };
@@ -437,7 +437,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const q = request.query;
       const limit = q.limit ?? 50;
       if (q.status !== undefined && q.status !== 'dead') return { deliveries: [], next: null };
@@ -470,7 +470,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: FromSchema<typeof deliveryParams> }>(
     '/instance/:id/webhook/deliveries/:deliveryId/redeliver',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'any' },
       schema: {
         tags: ['events'],
         summary: 'Compatibility name of POST /instance/:id/webhook/dead-letters/:deadLetterId/redeliver',
@@ -480,7 +480,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      const instance = await request.instance();
+      const instance = request.instance;
       const replay = await redeliver(principal, instance.id, request.params.id, request.params.deliveryId);
       return reply.status(202).send({ replay: replayJson(replay) });
     },
@@ -489,7 +489,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
   app.post<{ Params: IdParam }>(
     '/instance/:id/webhook/secret/rotate',
     {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
+      config: { access: 'caller', instanceFrom: ['params.id'], runsOn: 'any' },
       schema: {
         tags: ['events'],
         summary:
@@ -502,7 +502,7 @@ export const instanceWebhookRoutes: FastifyPluginAsync<InstanceWebhookRoutesOpti
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const webhookSecret = await options.rotateWebhookSecret(id);
       sinks.invalidate(id);
       return { webhookSecret };

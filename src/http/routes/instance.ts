@@ -5,17 +5,13 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { FromSchema } from 'json-schema-to-ts';
-import QRCode from 'qrcode';
 import { Errors } from '../../domain/errors.ts';
 import { MIN_TOKEN_DISTINCT_CHARACTERS, MIN_TOKEN_LENGTH } from '../../domain/tokens.ts';
 import type { InstanceService, InstanceStatus } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
-import {
-  findInstance,
-  instanceLogs,
-  listInstancesPage,
-  type InstanceView,
-} from '../../../projections/queries.ts';
+import { instanceLogs, listInstancesPage, type InstanceView } from '../../../projections/queries.ts';
+import { viewOf } from '../auth.ts';
+import { currentQr, pairingPhone } from '../qr-and-pairing.ts';
 import { errorResponseSchema } from '../errors.ts';
 import { instancePageOf, instancePageQuery, linkNextPage } from '../instance-pages.ts';
 import {
@@ -185,19 +181,10 @@ function stateOf(instance: InstanceStatus, message?: string): Record<string, unk
 }
 
 export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (app, { service, db }) => {
-  /** The read-model row of an instance the request was allowed to act on (request.instanceOf). */
-  async function viewOf(id: string): Promise<InstanceView> {
-    const view = await findInstance(db, id);
-    // The request already found the instance (in the log, if not in the read model): a missing row
-    // means the read model is being rebuilt or is behind, not that the instance is gone.
-    if (!view) throw Errors.unavailable('the read model is catching up (a rebuild?): retry in a moment', 1);
-    return view;
-  }
-
   app.post<{ Body: FromSchema<typeof createBody> }>(
     '/instance/create',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', runsOn: 'any' },
       schema: {
         tags: ['instances'],
         summary: 'Create an instance (admin). Does not connect yet.',
@@ -248,7 +235,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.get<{ Params: IdParam }>(
     '/instance/info/:id',
     {
-      config: { access: 'admin' },
+      config: { access: 'admin', instanceFrom: ['params.id'] },
       schema: {
         tags: ['instances'],
         summary: 'One instance by id or name (admin)',
@@ -257,9 +244,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const instance = await findInstance(db, request.params.id);
-      if (!instance) throw Errors.instanceNotFound(request.params.id);
-      return publicView(instance);
+      return publicView(viewOf(request.instance));
     },
   );
 
@@ -275,7 +260,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await viewOf((await request.instance()).id);
+      const i = viewOf(request.instance);
       return {
         id: i.id,
         instanceName: i.name,
@@ -292,7 +277,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Body: FromSchema<typeof connectBody> }>(
     '/instance/connect',
     {
-      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -303,7 +288,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     },
     async (request) => {
       const body = request.body ?? {};
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const sinks = parseSinks(body);
       const after = await service.connect(id, Object.keys(sinks).length > 0 ? sinks : undefined);
       return stateOf(
@@ -326,25 +311,13 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         response: { 200: qrResponse, ...errorResponses },
       },
     },
-    async (request) => {
-      const i = await viewOf((await request.instance()).id);
-      if (i.state === 'open') throw Errors.alreadyConnected();
-      if (!i.qrcode || i.state !== 'qr') throw Errors.qrNotReady(i.state);
-      const png = await QRCode.toDataURL(i.qrcode.code, { errorCorrectionLevel: 'L', margin: 2, width: 300 });
-      return {
-        qrcode: `${png}|${i.qrcode.code}`,
-        code: i.qrcode.code,
-        expiresAt: i.qrcode.expiresAt,
-        count: i.qrcode.count,
-        pairingCode: i.pairingCode,
-      };
-    },
+    async (request) => currentQr(viewOf(request.instance)),
   );
 
   app.post<{ Body: FromSchema<typeof pairBody> }>(
     '/instance/pair',
     {
-      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' },
       schema: {
         tags: ['lifecycle'],
         summary: 'Pair with an 8-character code typed on the phone instead of scanning the QR code',
@@ -356,11 +329,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instance();
-      const phone = request.body.phone.replace(/\D/g, '');
-      if (phone.length < 8 || phone.length > 15)
-        throw Errors.validation('phone: expected 8 to 15 digits with the country code, e.g. 5511999999999');
-      return service.requestPairingCode(id, phone);
+      return service.requestPairingCode(request.instance.id, pairingPhone(request.body.phone));
     },
   );
 
@@ -373,7 +342,11 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
     app.route<{ Body: FromSchema<typeof instanceNameBody> | undefined; Querystring: InstanceNameQuery }>({
       method,
       url: path,
-      config: { access: 'caller', instanceFrom: ['body.instanceName', 'query.instanceName'] },
+      config: {
+        access: 'caller',
+        instanceFrom: ['body.instanceName', 'query.instanceName'],
+        runsOn: 'owner',
+      },
       schema: {
         tags: ['lifecycle'],
         summary,
@@ -382,7 +355,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         response: { 200: stateResponse, 429: errorResponseSchema, ...errorResponses },
       },
       handler: async (request) => {
-        const { id } = await request.instance();
+        const { id } = request.instance;
         return stateOf(await run(id));
       },
     });
@@ -405,7 +378,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.post<{ Params: IdParam; Body: { number?: string } | null }>(
     '/instance/forcereconnect/:id',
     {
-      config: { access: 'admin', instanceFrom: ['params.id'] },
+      config: { access: 'admin', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['lifecycle'],
         summary:
@@ -416,7 +389,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       await service.disconnect(id);
       return stateOf(await service.connect(id));
     },
@@ -425,7 +398,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/delete/:id',
     {
-      config: { access: 'admin', instanceFrom: ['params.id'] },
+      config: { access: 'admin', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['instances'],
         summary: 'Delete an instance and everything it holds (admin, irreversible)',
@@ -440,38 +413,16 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const i = await request.instance();
+      const i = request.instance;
       await service.delete(i.id, 'admin');
       return { id: i.id, name: i.name, deleted: true };
-    },
-  );
-
-  app.post<{ Params: IdParam }>(
-    '/instance/:id/token/rotate',
-    {
-      config: { access: 'caller', instanceFrom: ['params.id'] },
-      schema: {
-        tags: ['instances'],
-        summary:
-          'Replace the instance token (admin, or the instance itself): the new one is returned once, the old one stops working',
-        params: idParam,
-        response: {
-          200: { type: 'object', properties: { id: { type: 'string' }, token: { type: 'string' } } },
-          ...errorResponses,
-        },
-      },
-    },
-    async (request) => {
-      const i = await request.instance();
-      const { token } = await service.rotateToken(i.id);
-      return { id: i.id, token };
     },
   );
 
   app.post<{ Params: IdParam; Body: ProxyBody }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin', instanceFrom: ['params.id'] },
+      config: { access: 'admin', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['settings'],
         summary: 'Set the proxy (admin); applies on the next connection: reconnect to use it',
@@ -484,7 +435,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const proxy = await service.configureProxy(id, parseProxy(request.body));
       return { proxy, message: 'proxy saved: it applies on the next connection (POST /instance/reconnect)' };
     },
@@ -493,7 +444,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
   app.delete<{ Params: IdParam }>(
     '/instance/proxy/:id',
     {
-      config: { access: 'admin', instanceFrom: ['params.id'] },
+      config: { access: 'admin', instanceFrom: ['params.id'], runsOn: 'owner' },
       schema: {
         tags: ['settings'],
         summary: 'Remove the proxy (admin); applies on the next connection',
@@ -505,7 +456,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       await service.removeProxy(id);
       return { proxy: null, message: 'proxy removed: direct connection from the next connection on' };
     },
@@ -524,7 +475,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
       if (limit < 1 || limit > 1000) throw Errors.validation('limit: expected 1 to 1000');
       const wanted = request.query.level?.toLowerCase().replace('warning', 'warn');

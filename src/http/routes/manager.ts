@@ -85,7 +85,8 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
   app.post<{ Body: { apikey: string } }>(
     '/manager/session',
     {
-      config: { access: 'anyone' },
+      // This node's cookie: any node may sign a browser in.
+      config: { access: 'anyone', runsOn: 'any' },
       schema: {
         tags: ['manager'],
         summary: 'Sign the browser in with the admin key (sets a short-lived HttpOnly cookie)',
@@ -129,7 +130,7 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
 
   app.delete(
     '/manager/session',
-    { config: { access: 'anyone' }, schema: { tags: ['manager'], summary: 'Sign out' } },
+    { config: { access: 'anyone', runsOn: 'any' }, schema: { tags: ['manager'], summary: 'Sign out' } },
     async (request, reply) => {
       const session = sessionOf(request, sessions);
       if (session) sessions.revoke(session);
@@ -141,7 +142,8 @@ export const managerRoutes: FastifyPluginAsync<ManagerRoutesOptions> = async (ap
   app.route<{ Params: { '*': string } }>({
     method: ['GET', 'POST', 'PUT', 'DELETE'],
     url: '/manager/api/*',
-    config: { access: { browser: { csrf: true } } },
+    // Re-enters this node's routes, where each forwards what needs the owner.
+    config: { access: { browser: { csrf: true } }, runsOn: 'any' },
     schema: { hide: true },
     handler: async (request, reply) => {
       // Resolve dot segments (also percent-encoded ones) first: /manager/api/instance/../metrics must be

@@ -1,10 +1,10 @@
-/** /metrics: Prometheus metrics of the sinks, the process and the gauges the app registers. */
+/** /metrics: the process's Prometheus registry (src/metrics.ts). */
 import type { FastifyPluginAsync } from 'fastify';
-import type { Sinks } from '../../sinks/index.ts';
+import type { MetricsRegistry } from '../../metrics.ts';
 import { errorResponseSchema } from '../errors.ts';
 
 export interface MetricsRoutesOptions {
-  readonly sinks: Pick<Sinks, 'metrics'>;
+  readonly metrics: Pick<MetricsRegistry, 'render' | 'contentType'>;
   /** Serve /metrics without credentials (a scraper on a private network). Default false. */
   readonly publicMetrics?: boolean;
 }
@@ -21,8 +21,8 @@ export const metricsRoutes: FastifyPluginAsync<MetricsRoutesOptions> = async (ap
       },
     },
     async (_request, reply) => {
-      const body = await options.sinks.metrics.render();
-      return reply.header('content-type', options.sinks.metrics.contentType).send(body);
+      const body = await options.metrics.render();
+      return reply.header('content-type', options.metrics.contentType).send(body);
     },
   );
 };

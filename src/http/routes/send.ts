@@ -37,7 +37,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
   app.post<{ Body: FromSchema<typeof textBody> }>(
     '/send/text',
     {
-      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' },
       schema: {
         tags: ['messages'],
         summary: 'Send a text message (instance token, or the admin key with instanceName)',
@@ -46,7 +46,7 @@ export const sendRoutes: FastifyPluginAsync<SendRoutesOptions> = async (app, { s
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       return service.sendText(id, request.body.number, request.body.text);
     },
   );

@@ -74,20 +74,28 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
     '/ws',
     {
       websocket: true,
-      config: { access: 'caller', keyInQuery: true },
+      config: {
+        access: 'caller',
+        keyInQuery: true,
+        // An instance token is limited to its own instance; the admin key may name one, or none for all.
+        instanceFrom: ['query.instance', 'query.instanceName'],
+        instanceOptional: true,
+      },
       schema: {
         tags: ['events'],
         summary: 'Live events over WebSocket; ?from=<position> replays first (see docs/events.md)',
         querystring: wsQuery,
       },
+      // Before validation, so a repeated key is a 400 that says so.
       preValidation: async (request) => {
+        checkedQuery(request.query);
+      },
+      // After the instance is resolved (a preHandler of the app's, which runs before the route's own).
+      preHandler: async (request) => {
         const principal = requirePrincipal(request);
         const q = checkedQuery(request.query);
         const events = eventsOf(q.events);
-        const reference = (q.instance ?? q.instanceName)?.trim() || undefined;
-        // An instance token is limited to its own instance already; the admin key may name one.
-        const named = reference ? await request.instanceOf(reference) : undefined;
-        const instance = principal.role === 'admin' ? named?.id : undefined;
+        const instance = principal.role === 'admin' ? request.instanceIfNamed?.id : undefined;
         let from: Checkpoint | undefined;
         if (q.from !== undefined) {
           from = (q.from === '' || q.from.toLowerCase() === 'start' ? START : q.from) as Checkpoint;

@@ -1,12 +1,13 @@
 /** Prometheus gauges of the restore after a start (scheduler.ts): how far it got, and how long it took. */
-import { Gauge, type Registry } from 'prom-client';
+import { Gauge } from 'prom-client';
+import type { MetricsRegistry } from '../../metrics.ts';
 import type { RestoreProgress } from './scheduler.ts';
 
-export function registerRestoreMetrics(registry: Registry, progress: () => RestoreProgress): void {
+export function registerRestoreMetrics(metrics: MetricsRegistry, progress: () => RestoreProgress): void {
   new Gauge({
     name: 'zapwire_restore_seconds',
     help: 'Seconds from the start of the last restore until every instance had its turn (open, or settled otherwise); the time so far while it runs',
-    registers: [registry],
+    registers: [metrics.prometheus],
     collect() {
       this.set(progress().seconds);
     },
@@ -15,7 +16,7 @@ export function registerRestoreMetrics(registry: Registry, progress: () => Resto
     name: 'zapwire_restore_instances',
     help: 'Instances of the last restore: done (restored) and total (queued)',
     labelNames: ['state'],
-    registers: [registry],
+    registers: [metrics.prometheus],
     collect() {
       const { done, total } = progress();
       this.set({ state: 'done' }, done);
@@ -25,7 +26,7 @@ export function registerRestoreMetrics(registry: Registry, progress: () => Resto
   new Gauge({
     name: 'zapwire_restore_concurrency',
     help: 'Restores allowed at once now (RESTORE_CONCURRENCY, or what the adaptive policy chose)',
-    registers: [registry],
+    registers: [metrics.prometheus],
     collect() {
       this.set(progress().concurrency);
     },

@@ -21,6 +21,7 @@ import { justBefore } from '../../store/checkpoint.ts';
 import type { SqlDatabase } from '../../store/sql.ts';
 import type { ConfigTimeline } from '../config-timeline.ts';
 import type { SinkDirectory } from '../directory.ts';
+import type { MetricsRegistry } from '../../metrics.ts';
 import type { SinkMetrics } from '../metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from '../payload.ts';
 import { startSinkSubscription, type RoutedEvent } from '../subscription.ts';
@@ -233,7 +234,7 @@ export class WebhookSink implements WebhookApi {
    * Per instance and target, at every scrape: events behind, age of the oldest undelivered event, and
    * whether the receiver is down (1) — from the queues this process works.
    */
-  registerMetrics(metrics: SinkMetrics): void {
+  registerMetrics(metrics: Pick<MetricsRegistry, 'registerGauge'>): void {
     const samples = (pick: (state: QueueSnapshot, now: number) => number) => () => {
       const now = Date.now();
       const out: Array<{ labels: Record<string, string>; value: number }> = [];

@@ -10,6 +10,13 @@
  * - Writes of an instance run one after another (a promise chain per instance, dropped when idle). A read
  *   that misses the cache waits for the instance's pending writes, and `open` does too: after pair-success
  *   the socket closes with 515 and the next socket must load the creds the previous one just wrote.
+ * - Ratchet state (`session`, `sender-key`) is written behind: Baileys saves it after every message it
+ *   decrypts and waits for the save before it takes the next message, so awaiting the database here put a
+ *   round trip between every two messages of a chat. The cache has the new value at once; the row follows
+ *   in the instance's write chain, and values set while a write is in flight are coalesced (the last value
+ *   of each key) and sealed when written. What a crash can lose is the same as the relaxed commit below
+ *   already allows: the last ratchet steps, which Signal recovers from. Pre-keys, creds and app-state keys
+ *   are still awaited (a pre-key must be saved before it is uploaded).
  * - Creds are written only once the device is paired (`creds.account` is set): a QR that nobody scanned,
  *   or a pairing code that nobody typed, leaves nothing behind, and never a half-registered `me` that the
  *   next login would present (and be refused with 401 for).
@@ -78,9 +85,32 @@ export function deserialiseAuthValue(category: string, plaintext: Buffer): unkno
   return value;
 }
 
+/** Key types whose writes go behind (see the header): the ratchets that move with every message. */
+const WRITTEN_BEHIND: ReadonlySet<string> = new Set(['session', 'sender-key']);
+/** After a failed write-behind, the rows are tried again this much later (unless newer values came). */
+const WRITE_BEHIND_RETRY_MS = 1_000;
+
+/** Values waiting for the instance's next write-behind; `started` once that write took them. */
+interface WriteBehindBatch {
+  readonly values: Map<string, RatchetValue>;
+  started: boolean;
+}
+
+/** A ratchet value to write behind; `value` is what the cache holds for `cacheKey` while it is the latest. */
+interface RatchetValue {
+  readonly category: string;
+  readonly reference: string;
+  readonly plaintext: Buffer;
+  readonly cacheKey: string;
+  readonly value: unknown;
+}
+
 export class BaileysAuthStore {
   private readonly cache: ByteLru<unknown>;
   private readonly tails = new Map<string, Promise<void>>();
+  /** The batch still open for more values, per instance: the last task of its write chain. */
+  private readonly openBatches = new Map<string, WriteBehindBatch>();
+  private writeBehindFailures = 0;
   private readonly live = new Map<string, Set<AuthSession>>();
   readonly sealer: AuthStateSealer;
   readonly previousSealer: AuthStateSealer | undefined;
@@ -153,8 +183,58 @@ export class BaileysAuthStore {
     if (set.size === 0) this.live.delete(session.instanceId);
   }
 
+  /** Write-behind batches that failed (each is tried again while no newer value replaced its rows). */
+  get failedWriteBehinds(): number {
+    return this.writeBehindFailures;
+  }
+
+  /**
+   * @internal Queues ratchet values to be written behind: they join the instance's open batch when it is
+   * still the last task of the chain (a later value of a key replaces the earlier one), or start a new one.
+   */
+  writeBehind(session: AuthSession, values: readonly RatchetValue[]): void {
+    const { instanceId } = session;
+    let batch = this.openBatches.get(instanceId);
+    if (!batch || batch.started) {
+      const fresh: WriteBehindBatch = { values: new Map(), started: false };
+      batch = fresh;
+      this.openBatches.set(instanceId, fresh);
+      void this.enqueueTask(instanceId, async () => {
+        fresh.started = true;
+        if (this.openBatches.get(instanceId) === fresh) this.openBatches.delete(instanceId);
+        if (session.isRevoked) return;
+        const rows = [...fresh.values.values()].map((v) => ({
+          category: v.category,
+          reference: v.reference,
+          sealed: this.sealer.seal(v.plaintext, rowAad(instanceId, v.category, v.reference)),
+        }));
+        try {
+          await this.writeRows(instanceId, rows, []);
+        } catch (error) {
+          this.writeBehindFailures += 1;
+          // A fenced node stops writing (its socket is being closed); otherwise try again a little later
+          // with those of these values that are still the latest (the cache holds the same object).
+          if (session.isRevoked || error instanceof FencedWriteError) return;
+          const retry = [...fresh.values.values()];
+          setTimeout(() => {
+            const latest = retry.filter((v) => this.cache.peek(v.cacheKey) === v.value);
+            if (!session.isRevoked && latest.length > 0) this.writeBehind(session, latest);
+          }, WRITE_BEHIND_RETRY_MS).unref();
+        }
+      }).catch(() => undefined);
+    }
+    for (const value of values) batch.values.set(`${value.category}\u0000${value.reference}`, value);
+  }
+
   /** @internal Runs `task` after every earlier write of the instance. */
   enqueue(instanceId: string, task: () => Promise<void>): Promise<void> {
+    // Anything else queued closes the open write-behind batch: a value set after this task must not be
+    // written before it (a deletion of the same key, say).
+    this.openBatches.delete(instanceId);
+    return this.enqueueTask(instanceId, task);
+  }
+
+  private enqueueTask(instanceId: string, task: () => Promise<void>): Promise<void> {
     const previous = this.tails.get(instanceId) ?? Promise.resolve();
     const run = previous.then(task);
     const tail = run.catch(() => undefined);
@@ -478,6 +558,7 @@ export class AuthSession {
     const { sealer } = this.store;
     const upserts: Row[] = [];
     const deletions: Row[] = [];
+    const behind: RatchetValue[] = [];
     for (const [category, values] of Object.entries(data)) {
       if (!values) continue;
       for (const [id, value] of Object.entries(values)) {
@@ -489,19 +570,35 @@ export class AuthSession {
           continue;
         }
         const plaintext = serialiseAuthValue(value);
-        upserts.push({
-          category,
-          reference,
-          sealed: sealer.seal(plaintext, rowAad(this.instanceId, category, reference)),
-        });
+        if (WRITTEN_BEHIND.has(category))
+          behind.push({ category, reference, plaintext, cacheKey: key, value });
+        else
+          upserts.push({
+            category,
+            reference,
+            sealed: sealer.seal(plaintext, rowAad(this.instanceId, category, reference)),
+          });
         // Fresh pre-keys go to the server and come back at most once each: keep them out of the cache.
         if (category === 'pre-key') this.store.forget(key);
         else this.store.remember(key, value, plaintext.length);
       }
     }
+    if (upserts.length === 0 && deletions.length === 0) {
+      if (behind.length > 0) this.store.writeBehind(this, behind);
+      return;
+    }
+    // Awaited writes in the same set take the ratchet values with them, in the same order as before.
+    const rows = [
+      ...upserts,
+      ...behind.map((v) => ({
+        category: v.category,
+        reference: v.reference,
+        sealed: sealer.seal(v.plaintext, rowAad(this.instanceId, v.category, v.reference)),
+      })),
+    ];
     await this.store.enqueue(this.instanceId, async () => {
       if (this.revoked) return;
-      await this.store.writeRows(this.instanceId, upserts, deletions);
+      await this.store.writeRows(this.instanceId, rows, deletions);
     });
   }
 }

@@ -503,6 +503,9 @@ export class BaileysConnection implements WhatsAppConnection {
     const socket = this.socket;
     const first = this.release();
     if (socket) await withTimeout(Promise.resolve(socket.end(undefined)), 3_000).catch(() => undefined);
+    // Ratchet state is written behind (auth-store.ts): a closed connection has its last writes done, so a
+    // shutdown that closes the database next loses none of them.
+    await withTimeout(this.deps.store.settled(this.instanceId), 3_000).catch(() => undefined);
     if (first) this.deps.onFinished(this);
   }
 }

@@ -33,6 +33,11 @@ export class ByteLru<V> {
     return this.entries.has(key);
   }
 
+  /** The value, without marking it as used; undefined when absent. */
+  peek(key: string): V | undefined {
+    return this.entries.get(key)?.value;
+  }
+
   /** The value, marked as recently used; undefined when absent. */
   get(key: string): V | undefined {
     const entry = this.entries.get(key);

@@ -4,7 +4,7 @@
  * contact's phone decrypts → the contact answers, and the answer becomes a MESSAGE row.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { startE2eApp, eventually, waitForQr, waitForState, type E2eApp } from './harness.ts';
 
 let sandbox: Sandbox;

@@ -4,7 +4,7 @@
  * of the schema is searched for canaries.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { findEverywhere, eventually, startE2eApp, waitForQr, waitForState, type E2eApp } from './harness.ts';
 
 let sandbox: Sandbox;

@@ -6,7 +6,7 @@
  * `token` as the key for per-instance calls).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { eventually, findEverywhere, startE2eApp, type E2eApp } from './harness.ts';
 
 let sandbox: Sandbox;

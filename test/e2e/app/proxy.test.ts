@@ -3,7 +3,7 @@
  * password) carries pairing, login and messages; a dead proxy fails closed (no direct connection).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { startE2eApp, eventually, status, waitForQr, waitForState, type E2eApp } from './harness.ts';
 import { deadPort, startSocks5Proxy, type Socks5Proxy } from './socks5-proxy.ts';
 

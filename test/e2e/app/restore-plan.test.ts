@@ -7,7 +7,7 @@
  */
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { dropDatabaseOfDataDir } from '../../support/postgres.ts';
 import { eventually, startE2eApp, waitForQr, waitForState, type E2eApp } from './harness.ts';
 

@@ -3,7 +3,7 @@
  * without a QR, app restart back to open without a QR.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { startE2eApp, eventually, status, waitForQr, waitForState, type E2eApp } from './harness.ts';
 
 let sandbox: Sandbox;

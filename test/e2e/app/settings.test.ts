@@ -7,7 +7,7 @@
  * adapter's unit tests (translate.test.ts, connection.test.ts) and the runtime's own filter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../../src/sandbox/index.ts';
+import { startSandbox, type Sandbox } from '@zapwire/sandbox';
 import { startE2eApp, eventually, waitForQr, waitForState, type E2eApp } from './harness.ts';
 
 let sandbox: Sandbox;

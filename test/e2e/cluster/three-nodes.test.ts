@@ -179,8 +179,8 @@ describe('three nodes', () => {
       // Signal session is set up from one side before the instances also write to the customer. Otherwise
       // the first message each way can cross (both sides start a session at once), and the loser's next
       // messages fail to decrypt until a retry receipt makes the sender start over. The sandbox answers
-      // those now (docs/sandbox.md), but a message that needed one arrives late, and the test's counts
-      // should not depend on how late.
+      // those now (packages/sandbox/README.md), but a message that needed one arrives late, and the test's
+      // counts should not depend on how late.
       const warmUp = instances.map((instance) => `warm-up-${instance.name}`);
       for (const [i, instance] of instances.entries())
         await c.sandbox.sendText(CUSTOMER, instance.phone, warmUp[i]!);
@@ -279,8 +279,8 @@ describe('three nodes', () => {
       // The one loss the system allows: a message written to a device's socket just before its node was
       // SIGKILLed. Baileys sends WhatsApp the delivery receipt before it hands the message to zapwire, so a
       // kill in between loses it as it would with WhatsApp (which does not send a received message again),
-      // and the sandbox drops a message once written (docs/sandbox.md). Only messages to the killed node's
-      // instances, sent in the 2 s before the kill and never recorded in the log, count as that.
+      // and the sandbox drops a message once written (packages/sandbox/README.md). Only messages to the killed
+      // node's instances, sent in the 2 s before the kill and never recorded in the log, count as that.
       const inKillWindow = (m: Inbound): boolean =>
         killed.some((i) => i.id === m.instance.id) && m.sentAt >= killAt - 2_000 && m.sentAt <= killAt;
       let lostAtTheKill: string[] = [];

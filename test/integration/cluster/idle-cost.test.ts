@@ -45,6 +45,10 @@ describe('an idle node', () => {
       handOver: async () => undefined,
       connected: () => [],
       movable: () => true,
+      instanceIds: async () => {
+        listed += 1;
+        return ids;
+      },
     };
     const member = new ClusterMember({
       db: pg.db,
@@ -55,10 +59,6 @@ describe('an idle node', () => {
       leaseMs: 1_000,
       heartbeatMs: HEARTBEAT_MS,
       movesPerTick: 4,
-      instanceIds: async () => {
-        listed += 1;
-        return ids;
-      },
     });
     await member.start(owned);
     try {

@@ -1,5 +1,5 @@
 /**
- * Finding 11: the process's failure policy (installProcessPolicy in src/main.ts), on a real child process.
+ * Finding 11: the process's failure policy (installProcessPolicy in src/process.ts), on a real child process.
  * A promise rejected in one instance's connection that nobody awaits is logged and everything keeps
  * serving (before, Node's default ended the process: every tenant down). An uncaught exception is logged
  * as fatal and the process stops cleanly with exit code 1: live instances record their `shutdown` close,

@@ -34,7 +34,7 @@ describe('RabbitMQ sink, mandatory publishing', () => {
   let metrics: SinkMetrics;
 
   const startSink = (profile: 'default' | 'evolution-go' = 'default'): AmqpSink => {
-    metrics = new SinkMetrics({ processMetrics: false });
+    metrics = new SinkMetrics();
     sink = new AmqpSink({
       url: AMQP_URL,
       exchange,
@@ -92,7 +92,7 @@ describe('RabbitMQ sink, mandatory publishing', () => {
       expect(d.error).toContain('lonely.MESSAGE');
     }
 
-    const text = await metrics.render();
+    const text = await metrics.registry.render();
     expect(text).toMatch(/zapwire_sink_unroutable_total\{[^}]*instance="lonely"[^}]*\} 2/);
     expect(text).toMatch(/zapwire_sink_dead_lettered_total\{[^}]*instance="lonely"[^}]*\} 2/);
     expect(text).toMatch(/zapwire_sink_delivered_total\{[^}]*instance="bound"[^}]*\} 2/);

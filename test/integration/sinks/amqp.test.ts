@@ -51,7 +51,7 @@ describe('RabbitMQ sink', () => {
       connectionName,
       store,
       timeline: new ConfigTimeline(store, undefined, logger),
-      metrics: new SinkMetrics({ processMetrics: false }),
+      metrics: new SinkMetrics(),
       logger,
       reconnect: { baseMs: 100, maxMs: 500 },
       retry: { baseMs: 50, maxMs: 200 },

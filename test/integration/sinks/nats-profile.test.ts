@@ -42,7 +42,7 @@ describe('NATS sink, API_COMPAT=evolution-go', () => {
         }),
     });
     await observer.flush();
-    const metrics = new SinkMetrics({ processMetrics: false });
+    const metrics = new SinkMetrics();
     sink = new NatsSink({
       url: NATS_URL,
       prefix,
@@ -70,6 +70,8 @@ describe('NATS sink, API_COMPAT=evolution-go', () => {
       expect(g.body).toMatchObject({ instanceId: 'n1', instanceName: 'natty' });
       expect(events.some((e) => e.id === g.msgId)).toBe(true);
     }
-    expect(await metrics.render()).toMatch(/zapwire_sink_delivered_total\{[^}]*instance="natty"[^}]*\} 4/);
+    expect(await metrics.registry.render()).toMatch(
+      /zapwire_sink_delivered_total\{[^}]*instance="natty"[^}]*\} 4/,
+    );
   });
 });

@@ -47,7 +47,7 @@ describe('NATS sink', () => {
       prefix,
       store,
       timeline: new ConfigTimeline(store, undefined, logger),
-      metrics: new SinkMetrics({ processMetrics: false }),
+      metrics: new SinkMetrics(),
       logger,
       publishTimeoutMs: 2_000,
       reconnect: { baseMs: 100, maxMs: 500 },

@@ -3,8 +3,7 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { Principal } from '../../../src/domain/principal.ts';
-import { installAuth } from '../../../src/http/auth.ts';
+import { installAuth, type Caller } from '../../../src/http/auth.ts';
 import { instanceWebhookRoutes } from '../../../src/http/routes/instance-webhook.ts';
 import { metricsRoutes } from '../../../src/http/routes/metrics.ts';
 import { wsRoutes } from '../../../src/http/routes/ws.ts';
@@ -114,10 +113,10 @@ describe('WebSocket sink and the events routes', () => {
     app = Fastify();
     installErrorHandler(app);
     installAuth(app, {
-      authenticate: async (key): Promise<Principal | undefined> => {
-        if (key === ADMIN) return { role: 'admin' };
+      authenticate: async (key): Promise<Caller | undefined> => {
+        if (key === ADMIN) return { principal: { role: 'admin' } };
         const id = TOKENS[key];
-        return id ? { role: 'instance', instanceId: id } : undefined;
+        return id ? { principal: { role: 'instance', instanceId: id } } : undefined;
       },
       findInstance: async (ref) => {
         const id = NAMES[ref] ? ref : Object.keys(NAMES).find((k) => NAMES[k] === ref.toLowerCase());
@@ -126,7 +125,7 @@ describe('WebSocket sink and the events routes', () => {
     });
     await app.register(websocket);
     await app.register(wsRoutes, { sinks });
-    await app.register(metricsRoutes, { sinks });
+    await app.register(metricsRoutes, { metrics: sinks.metrics });
     await app.register(instanceWebhookRoutes, {
       sinks,
       rotateWebhookSecret: async (id) => {
@@ -352,7 +351,7 @@ describe('WebSocket sink and the events routes', () => {
     expect(metrics.headers['content-type']).toMatch(/text\/plain/);
     expect(metrics.body).toContain('zapwire_sink_delivered_total');
     expect(metrics.body).toContain('zapwire_process_cpu_user_seconds_total');
-    sinks.registerGauge({
+    sinks.metrics.registerGauge({
       name: 'zapwire_instances',
       help: 'instances per state',
       labelNames: ['state'],

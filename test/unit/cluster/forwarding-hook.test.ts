@@ -46,6 +46,8 @@ class StaticCluster {
         };
       },
       nodes: async (): Promise<ClusterNode[]> => [],
+      // Always asks ownerOf, so the test's table decides.
+      holds: () => false,
     };
   }
 }
@@ -56,24 +58,30 @@ const nodes = new Map<string, { app: FastifyInstance; url: string; ran: string[]
 async function startNode(nodeId: string, secret: string | undefined): Promise<void> {
   const app = Fastify();
   const ran: string[] = [];
-  installForwarding(app, { cluster: cluster.view(nodeId), secret, timeoutMs: 5_000 });
+  const toOwner = installForwarding(app, { cluster: cluster.view(nodeId), secret, timeoutMs: 5_000 });
   installAuth(app, {
     authenticate: async (key) => {
-      if (key === ADMIN) return { role: 'admin' };
+      if (key === ADMIN) return { principal: { role: 'admin' } };
       const instance = INSTANCES.find((i) => i.token === key);
-      return instance ? { role: 'instance', instanceId: instance.id } : undefined;
+      return instance
+        ? {
+            principal: { role: 'instance', instanceId: instance.id },
+            instance: { id: instance.id, name: instance.name },
+          }
+        : undefined;
     },
     findInstance: async (ref) => {
       const instance = INSTANCES.find((i) => i.id === ref || i.name === ref.toLowerCase());
       return instance ? { id: instance.id, name: instance.name } : undefined;
     },
   });
+  app.addHook('preHandler', toOwner);
   installErrorHandler(app);
   app.post<{ Body: { instanceName?: string; text: string } }>(
     '/send/text',
-    { config: { access: 'caller', instanceFrom: ['body.instanceName'] } },
+    { config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' } },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       ran.push(`${id}:${request.body.text}`);
       return { ranOn: nodeId, instance: id, principal: request.principal };
     },
@@ -83,13 +91,13 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
   app.post<{ Body: { instanceName?: string; phone: string } }>(
     '/instance/pair',
     {
-      config: { access: 'caller', instanceFrom: ['body.instanceName'] },
+      config: { access: 'caller', instanceFrom: ['body.instanceName'], runsOn: 'owner' },
       preValidation: async (request) => {
         request.body.phone = `${request.body.phone}!`;
       },
     },
     async (request) => {
-      const { id } = await request.instance();
+      const { id } = request.instance;
       ran.push(`${id}:pair:${request.body.phone}`);
       return { ranOn: nodeId, phone: request.body.phone };
     },
@@ -99,7 +107,7 @@ async function startNode(nodeId: string, secret: string | undefined): Promise<vo
     { config: { access: 'caller', instanceFrom: ['query.instanceName'] } },
     async (request) => ({
       ranOn: nodeId,
-      instance: (await request.instance()).id,
+      instance: request.instance.id,
     }),
   );
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -288,14 +296,20 @@ describe('forwarding to the owner node', () => {
 
   it('refuses to start with a route that writes and says nowhere whether it needs the owner', async () => {
     const app = Fastify();
-    installForwarding(app, { cluster: cluster.view('x'), secret: SECRET });
-    expect(() => app.post('/instance/:id/something-new', async () => ({}))).toThrow(
-      /POST \/instance\/:id\/something-new is in neither/,
-    );
+    installAuth(app, { authenticate: async () => undefined, findInstance: async () => undefined });
+    expect(() =>
+      app.post('/instance/:id/something-new', { config: { access: 'caller' } }, async () => ({})),
+    ).toThrow(/POST \/instance\/:id\/something-new declares no config.runsOn/);
     // A route that runs on the owner must say where its request names the instance.
-    expect(() => app.post('/instance/connect', { config: { access: 'caller' } }, async () => ({}))).toThrow(
+    expect(() =>
+      app.post('/instance/connect', { config: { access: 'caller', runsOn: 'owner' } }, async () => ({})),
+    ).toThrow(
       /POST \/instance\/connect runs on the instance's owner node but declares no config.instanceFrom/,
     );
+    // Reads run where they arrive unless they say otherwise.
+    expect(() =>
+      app.get('/instance/:id/something-new', { config: { access: 'caller' } }, async () => ({})),
+    ).not.toThrow();
     await app.close();
   });
 });

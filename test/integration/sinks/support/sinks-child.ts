@@ -48,7 +48,8 @@ const sinks = await startSinks({
 });
 const app = Fastify();
 installAuth(app, {
-  authenticate: async (key) => (key === 'admin-key-for-crash-test' ? { role: 'admin' } : undefined),
+  authenticate: async (key) =>
+    key === 'admin-key-for-crash-test' ? { principal: { role: 'admin' } } : undefined,
   findInstance: async (ref) => config.instances.find((i) => i.id === ref || i.name === ref),
 });
 await app.register(websocket);

@@ -5,6 +5,7 @@ import { openTestPostgres, type TestPostgres } from '../../../support/postgres.t
 import type { SqlDatabase, SqlResult } from '../../../../src/store/sql.ts';
 import { BaileysAuthStore, isPaired } from '../../../../src/whatsapp/baileys/auth-store.ts';
 import { BAILEYS_MIGRATIONS_DIR } from '../../../../src/whatsapp/baileys/index.ts';
+import { eventually } from '../../../support/zapwire.ts';
 
 let pg: TestPostgres;
 const key = randomBytes(32);
@@ -128,6 +129,7 @@ describe('BaileysAuthStore', () => {
       'lid-mapping': { '5511988887777': '99887766' },
     });
     await session.state.keys.set({ session: { '5511988887777.0': null } });
+    await store.settled('i1');
     const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
     expect(await fresh.state.keys.get('session', ['5511988887777.0'])).toEqual({});
     const appKey = (await fresh.state.keys.get('app-state-sync-key', ['AAAA']))['AAAA'];
@@ -145,6 +147,7 @@ describe('BaileysAuthStore', () => {
     await session.saveCreds();
     const canary = Buffer.from('CANARY-SESSION-BYTES-0123456789');
     await session.state.keys.set({ session: { '5511988887777.0': canary } });
+    await store.settled('i1');
     const all = await rows();
     expect(all).toHaveLength(2);
     for (const row of all) {
@@ -227,6 +230,7 @@ describe('BaileysAuthStore', () => {
     const sessions: Record<string, Uint8Array> = {};
     for (let i = 0; i < 200; i++) sessions[`user${i}.0`] = randomBytes(200);
     await session.state.keys.set({ session: sessions });
+    await store.settled('i1'); // sessions are written behind: count reads only
     expect(store.cacheUsage().bytes).toBeLessThanOrEqual(20_000);
     expect(store.cacheUsage().entries).toBeLessThan(200);
     const before = counter.count();
@@ -239,5 +243,75 @@ describe('BaileysAuthStore', () => {
     await session.state.keys.get('session', ['nobody.0']);
     await session.state.keys.get('session', ['nobody.0']);
     expect(counter.count() - before).toBe(2);
+  });
+
+  it('writes ratchet state behind: no database wait per message, the last value of each key, once settled', async () => {
+    const counter = counting(pg.db);
+    const store = new BaileysAuthStore(counter.db, key);
+    const session = await store.open('i1');
+    const before = counter.count();
+    // Baileys saves the session after every message it decrypts and waits for the save.
+    for (let i = 0; i < 50; i++) {
+      const started = counter.count();
+      await session.state.keys.set({ session: { 'alice.0': Buffer.from(`ratchet-${i}`) } });
+      // The cache answers at once with the newest value, written or not.
+      expect(await session.state.keys.get('session', ['alice.0'])).toEqual({
+        'alice.0': Buffer.from(`ratchet-${i}`),
+      });
+      expect(counter.count() - started).toBeLessThanOrEqual(1);
+    }
+    await store.settled('i1');
+    // Coalesced: far fewer statements than the 50 sets (one in flight, the next batch takes the rest).
+    expect(counter.count() - before).toBeLessThan(50);
+    const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
+    expect(await fresh.state.keys.get('session', ['alice.0'])).toEqual({
+      'alice.0': Buffer.from('ratchet-49'),
+    });
+  });
+
+  it('keeps the order of a deletion between two ratchet writes of the same key', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    await session.state.keys.set({ session: { 'bob.0': Buffer.from('one') } });
+    const deleted = session.state.keys.set({ session: { 'bob.0': null } });
+    await session.state.keys.set({ session: { 'bob.0': Buffer.from('two') } });
+    await deleted;
+    await store.settled('i1');
+    const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
+    expect(await fresh.state.keys.get('session', ['bob.0'])).toEqual({ 'bob.0': Buffer.from('two') });
+  });
+
+  it('still waits for pre-keys to be saved (they are uploaded right after)', async () => {
+    const store = new BaileysAuthStore(pg.db, key);
+    const session = await store.open('i1');
+    await session.state.keys.set({ 'pre-key': preKeys(5) });
+    expect((await rows()).filter((r) => r.category === 'pre-key')).toHaveLength(5);
+  });
+
+  it('tries a failed write-behind again with the values that are still the latest', async () => {
+    let failNext = true;
+    const flaky: SqlDatabase = {
+      ...pg.db,
+      dialect: pg.db.dialect,
+      query: <Row>(text: string, params?: readonly unknown[]): Promise<SqlResult<Row>> => {
+        if (failNext && text.includes('INSERT INTO wa_auth_state')) {
+          failNext = false;
+          return Promise.reject(new Error('connection lost'));
+        }
+        return pg.db.query<Row>(text, params);
+      },
+      transaction: (fn) => pg.db.transaction(fn),
+      exec: (script) => pg.db.exec(script),
+      close: () => pg.db.close(),
+    };
+    const store = new BaileysAuthStore(flaky, key);
+    const session = await store.open('i1');
+    await session.state.keys.set({ session: { 'carol.0': Buffer.from('kept') } });
+    await store.settled('i1');
+    expect(store.failedWriteBehinds).toBe(1);
+    expect((await rows()).filter((r) => r.category === 'session')).toHaveLength(0);
+    await eventually(async () => (await rows()).some((r) => r.category === 'session'), 5_000);
+    const fresh = await new BaileysAuthStore(pg.db, key).open('i1');
+    expect(await fresh.state.keys.get('session', ['carol.0'])).toEqual({ 'carol.0': Buffer.from('kept') });
   });
 });
