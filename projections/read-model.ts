@@ -15,6 +15,7 @@ import {
   instanceCountsByState,
   instanceByTokenHash,
   instanceIdByTokenHash,
+  lastActivityByInstance,
   listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
@@ -100,6 +101,10 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
 
   instanceIds(): Promise<string[]> {
     return listInstanceIds(this.db);
+  }
+
+  lastActivity(): Promise<ReadonlyMap<string, number>> {
+    return lastActivityByInstance(this.db);
   }
 
   tokenHashesOf(instanceId: string): Promise<string[]> {

@@ -57,7 +57,12 @@ export interface Config {
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   /** Per-instance limits on what tenants change (docs/security.md, "Limits per instance"). */
   readonly instanceLimits: InstanceLimits;
-  readonly restoreConcurrency: number;
+  /**
+   * RESTORE_CONCURRENCY: instances restored at once after a start; 'auto' (the default) adapts to the
+   * event loop's delay and the CPU, up to RESTORE_CONCURRENCY_MAX.
+   */
+  readonly restoreConcurrency: number | 'auto';
+  readonly restoreConcurrencyMax: number;
   /** HEALTH_*: instance health checks and healing (src/health). */
   readonly health: HealthSettings;
   /**
@@ -168,6 +173,18 @@ class Reader {
     if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
       this.problems.push(`${name}="${value}": expected a whole number from ${min} to ${max}`);
       return fallback;
+    }
+    return n;
+  }
+
+  /** A whole number from min to max, or 'auto' (also when unset). */
+  intOrAuto(name: string, min: number, max: number): number | 'auto' {
+    const value = this.raw(name);
+    if (value === undefined || value.toLowerCase() === 'auto') return 'auto';
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name}="${value}": expected auto or a whole number from ${min} to ${max}`);
+      return 'auto';
     }
     return n;
   }
@@ -315,7 +332,8 @@ export function loadConfig(env: Env = process.env): Config {
       sendPerMinute: r.int('RATE_LIMIT_SEND_PER_MINUTE', 1_200, 0, 1_000_000),
       eventsPerDay: r.int('INSTANCE_EVENTS_PER_DAY', 5_000, 0, 100_000_000),
     },
-    restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    restoreConcurrency: r.intOrAuto('RESTORE_CONCURRENCY', 1, 256),
+    restoreConcurrencyMax: r.int('RESTORE_CONCURRENCY_MAX', 32, 1, 1_024),
     health: healthSettingsOf(r),
     messagesProjection: r.flag('MESSAGES_PROJECTION', false),
     webhook: {

@@ -35,6 +35,7 @@ import { InstanceSinkDirectory } from './sinks/directory.ts';
 import { clusterMemberOf, type ClusterMember } from './cluster/node.ts';
 import { registerClusterMetrics } from './cluster/metrics.ts';
 import { startHealth } from './health/wiring.ts';
+import { registerRestoreMetrics } from './runtime/restore/metrics.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 
@@ -149,6 +150,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   registerReadModelMetrics(metrics, readModel, projections);
   registerClusterMetrics(metrics, cluster);
   const health = startHealth({ settings: config.health, runtime, sinks, store, metrics, logger });
+  registerRestoreMetrics(metrics, () => runtime.restoreProgress());
   const app = await buildServer({
     config,
     logger,

@@ -11,7 +11,12 @@ import { Errors } from '../domain/errors.ts';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
 import { installStorableText } from './storable-text.ts';
-import { healthRoutes, type ClusterHealth, type InstanceHealthCounts } from './routes/health.ts';
+import {
+  healthRoutes,
+  type ClusterHealth,
+  type InstanceHealthCounts,
+  type RestoringHealth,
+} from './routes/health.ts';
 import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
@@ -57,6 +62,8 @@ export interface AppOptions {
   readonly instanceHealth?: () => InstanceHealthCounts;
   /** Shown by /health when the store is unreachable: why, when zapwire knows (its embedded PostgreSQL). */
   readonly storeOutage?: () => string | undefined;
+  /** Shown by /health: how far the restore after the start got. */
+  readonly restoring?: () => RestoringHealth;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
@@ -159,6 +166,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.cluster ? { cluster: options.cluster } : {}),
     ...(options.instanceHealth ? { instanceHealth: options.instanceHealth } : {}),
     ...(options.storeOutage ? { storeOutage: options.storeOutage } : {}),
+    ...(options.restoring ? { restoring: options.restoring } : {}),
   });
   // The routes whose wire shape is the profile's (src/http/profiles/profile.ts), then the rest.
   await app.register(profile.routes);

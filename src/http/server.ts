@@ -76,6 +76,7 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
     },
     cluster: () => cluster.health(),
     instanceHealth: () => parts.health.counts(),
+    restoring: () => runtime.restoreProgress(),
     storeOutage: parts.storeOutage,
     alerts: () => projectionAlerts(projections),
     routes: async (server) => {

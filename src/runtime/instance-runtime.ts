@@ -15,7 +15,9 @@ import type { RuntimeReadModel } from './read-model.ts';
 import { errorMessage, RuntimeLog } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
 import type { TokenDigests } from '../domain/tokens.ts';
-import { Semaphore } from '../async/semaphore.ts';
+import { AdaptiveConcurrency, FixedConcurrency } from './restore/concurrency.ts';
+import { ProcessLoadSignal, type LoadSignal } from './restore/load-signal.ts';
+import { RestoreScheduler, type RestoreProgress } from './restore/scheduler.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 import { WhatsAppStreams } from './whatsapp-stream.ts';
@@ -35,8 +37,12 @@ export interface RuntimeConfig {
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
   readonly instanceLimits?: InstanceLimits;
-  /** RESTORE_CONCURRENCY: instances restored (WhatsApp logins) at once. */
-  readonly restoreConcurrency: number;
+  /**
+   * RESTORE_CONCURRENCY: instances restored (WhatsApp logins) at once: a number, or 'auto', adapting to
+   * the event loop's lag and the CPU between 1 and RESTORE_CONCURRENCY_MAX (restore/concurrency.ts).
+   */
+  readonly restoreConcurrency: number | 'auto';
+  readonly restoreConcurrencyMax?: number;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
   readonly webhook?: { readonly allowPrivateNetworks?: boolean };
 }
@@ -61,6 +67,8 @@ export interface RuntimeOptions {
    * sinks' writer of instance log lines, so that a delete closes the stream to both.
    */
   readonly whatsappStreams?: WhatsAppStreams;
+  /** The restore plan's load signal (tests); the process's own by default. */
+  readonly restoreLoad?: LoadSignal;
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
@@ -95,7 +103,7 @@ export class InstanceRuntime {
   private readonly host: ActorHost;
   private readonly traffic: Traffic;
   private readonly log: RuntimeLog;
-  private readonly restorePacer: Semaphore;
+  private readonly restores: RestoreScheduler;
   private readonly deletion: InstanceDeletion;
   private readonly now: () => Date;
   private stopping = false;
@@ -111,7 +119,16 @@ export class InstanceRuntime {
     const whatsappStreams = options.whatsappStreams ?? new WhatsAppStreams(options.store);
     this.log = new RuntimeLog(whatsappStreams, options.logger, now);
     this.traffic = new Traffic({ streams: whatsappStreams, log: this.log, connection, now });
-    this.restorePacer = new Semaphore(config.restoreConcurrency);
+    this.restores = new RestoreScheduler({
+      restore: (id) => this.restore(id),
+      lastActivity: () => options.readModel.lastActivity(),
+      concurrency:
+        config.restoreConcurrency === 'auto'
+          ? new AdaptiveConcurrency({ min: 1, max: config.restoreConcurrencyMax ?? 32 })
+          : new FixedConcurrency(config.restoreConcurrency),
+      load: options.restoreLoad ?? new ProcessLoadSignal(),
+      logger: options.logger,
+    });
     this.host = new ActorHost({
       store: options.store,
       connector: this.connections.wrap(
@@ -158,6 +175,10 @@ export class InstanceRuntime {
         send: limits?.sendPerMinute ?? 0,
       }),
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
+      restoring: {
+        isWaiting: (id) => this.restores.isWaiting(id),
+        hurry: (id) => this.restores.hurry(id),
+      },
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.ownership
         ? { onInstanceCreated: (instanceId: string) => options.ownership!.place(instanceId) }
@@ -176,7 +197,8 @@ export class InstanceRuntime {
   /**
    * Loads every instance and sends it `restore`: a paired instance that was live (or shut down cleanly)
    * reconnects without a QR, a never-paired one waiting for a QR goes idle (no QR storm), the rest ignore
-   * it. Paced: each WhatsApp login costs CPU, so at most `restoreConcurrency` connect at once.
+   * it. Planned (restore/scheduler.ts): the most recently active first, as many at once as the machine
+   * takes (each WhatsApp login costs CPU).
    */
   async start(): Promise<void> {
     const { readModel, store } = this.options;
@@ -189,13 +211,18 @@ export class InstanceRuntime {
         'found deletes that stopped half-way (before deletes were recorded): finishing them',
       );
     if (this.options.ownership) return;
-    for (const id of await readModel.instanceIds()) void this.restorePaced(id);
-    for (const id of await this.options.pending.ids()) void this.restorePaced(id);
+    for (const id of await readModel.instanceIds()) this.restores.enqueue(id);
+    for (const id of await this.options.pending.ids()) this.restores.enqueue(id);
   }
 
-  /** Cluster mode: this node took the instance's lease; restore it (paced, as at boot). */
+  /** This node took the instance's lease (every instance, at boot, on a single node): restore it. */
   adopt(id: string): void {
-    void this.restorePaced(id);
+    this.restores.enqueue(id);
+  }
+
+  /** How far the current (or last) restore got: /health, /metrics. */
+  restoreProgress(): RestoreProgress {
+    return this.restores.progress();
   }
 
   /**
@@ -236,20 +263,14 @@ export class InstanceRuntime {
         .finally(() => this.host.inMailbox(id, async () => this.host.forget(id)));
   }
 
-  private async restorePaced(id: string): Promise<void> {
-    const release = await this.restorePacer.acquire();
-    try {
-      if (this.stopping) return;
-      // Cluster mode: the lease may have moved on while this restore waited for its turn.
-      if (this.options.ownership && !this.options.ownership.holds(id)) return;
-      if (await this.finishCutShort(id)) return;
-      await this.host.dispatch(id, { type: 'restore', at: this.at() });
-      await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
-    } catch (error) {
-      this.options.logger.warn({ err: error, instanceId: id }, 'restore failed');
-    } finally {
-      release();
-    }
+  /** One instance's turn in the restore plan (failures are logged by the scheduler). */
+  private async restore(id: string): Promise<void> {
+    if (this.stopping) return;
+    // Cluster mode: the lease may have moved on while this restore waited for its turn.
+    if (this.options.ownership && !this.options.ownership.holds(id)) return;
+    if (await this.finishCutShort(id)) return;
+    await this.host.dispatch(id, { type: 'restore', at: this.at() });
+    await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
   }
 
   /**
@@ -300,6 +321,7 @@ export class InstanceRuntime {
    */
   beginShutdown(): void {
     this.stopping = true;
+    this.restores.stop();
     this.commands.abortWaits();
   }
 

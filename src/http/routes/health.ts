@@ -12,6 +12,8 @@ export interface HealthRoutesOptions {
   readonly storeOutage?: () => string | undefined;
   /** Open instances on this node per health state (src/health); counts only. */
   readonly instanceHealth?: () => InstanceHealthCounts;
+  /** The restore after the start: instances reconnected so far of those to reconnect. */
+  readonly restoring?: () => RestoringHealth;
 }
 
 export interface InstanceHealthCounts {
@@ -19,6 +21,11 @@ export interface InstanceHealthCounts {
   readonly degraded: number;
   readonly down: number;
   readonly needsAttention: number;
+}
+
+export interface RestoringHealth {
+  readonly done: number;
+  readonly total: number;
 }
 
 export interface ClusterHealth {
@@ -32,7 +39,7 @@ export interface ClusterHealth {
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts, cluster, storeOutage, instanceHealth },
+  { store, startedAt, alerts, cluster, storeOutage, instanceHealth, restoring },
 ) => {
   app.get(
     '/health',
@@ -60,6 +67,12 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
                   down: { type: 'integer' },
                   needsAttention: { type: 'integer' },
                 },
+              },
+              restoring: {
+                type: 'object',
+                description:
+                  'The restore after the start: instances restored (reconnected, or settled otherwise) of those queued; done = total once every one has had its turn',
+                properties: { done: { type: 'integer' }, total: { type: 'integer' } },
               },
               cluster: {
                 type: 'object',
@@ -105,6 +118,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         ...(alerts ? await alerts().catch(() => ['could not read the alerts; see the server log']) : []),
       ];
       const node = cluster?.();
+      const restore = restoring?.();
       if (node && !node.leasesHeld)
         raised.push('this node could not renew its instance leases in time: see the server log');
       return {
@@ -113,6 +127,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         alerts: raised,
         ...(instanceHealth ? { instanceHealth: instanceHealth() } : {}),
+        ...(restore ? { restoring: { done: restore.done, total: restore.total } } : {}),
         ...(node
           ? {
               cluster: {

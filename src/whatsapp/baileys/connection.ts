@@ -39,6 +39,7 @@ import { baileysLogger } from './quiet.ts';
 import { BaileysProbe, type ProbeSocket } from './probe.ts';
 import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
 import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
+import type { SocketCaches } from './socket-caches.ts';
 
 /** Contacts whose last name/notify a connection remembers (see knownContacts). */
 const MAX_KNOWN_CONTACTS = 10_000;
@@ -101,6 +102,8 @@ export interface ConnectionSettings {
   readonly now: () => Date;
   /** Called once the connection is gone for good (bookkeeping in the connector). */
   readonly onFinished: (connection: BaileysConnection) => void;
+  /** Baileys' per-socket caches, held by the connector for every instance (socket-caches.ts). */
+  readonly caches?: SocketCaches;
 }
 
 type Phase = 'starting' | 'connecting' | 'qr' | 'open' | 'closed';
@@ -179,6 +182,7 @@ export class BaileysConnection implements WhatsAppConnection {
         syncFullHistory: false,
         // Retries of recent sends are served from Baileys' own bounded recent-message cache (512, 5 min).
         getMessage: async () => undefined,
+        ...this.deps.caches?.forInstance(this.instanceId),
         ...(this.deps.webSocketUrl ? { waWebSocketUrl: this.deps.webSocketUrl } : {}),
         ...(this.deps.qrTimeoutMs ? { qrTimeout: this.deps.qrTimeoutMs } : {}),
         ...(this.deps.connectTimeoutMs ? { connectTimeoutMs: this.deps.connectTimeoutMs } : {}),
