@@ -65,6 +65,17 @@ export interface Config {
   readonly restoreConcurrencyMax: number;
   /** HEALTH_*: instance health checks and healing (src/health). */
   readonly health: HealthSettings;
+  /** The outbox (src/runtime/outbox): how long a send route waits, and the pause after a restriction. */
+  readonly outbox: {
+    /** SEND_WAIT_MS: a send route answers 202 with the send's id when WhatsApp has not answered by then. */
+    readonly waitMs: number;
+    /** SEND_RESTRICTION_BACKOFF_MS: the first pause after WhatsApp restricts a number; doubles each time. */
+    readonly restrictionBackoffMs: number;
+    /** SEND_RESTRICTION_BACKOFF_MAX_MS: the longest pause. */
+    readonly restrictionBackoffMaxMs: number;
+    /** SEND_MAX_IN_FLIGHT: sends of one instance handed to WhatsApp at once (different recipients). */
+    readonly maxInFlight: number;
+  };
   /**
    * MESSAGES_PROJECTION: keep rm_messages/rm_labels (every message and label in the read model). No route
    * reads them, so they are off by default: one write per message less on the hot path.
@@ -335,6 +346,12 @@ export function loadConfig(env: Env = process.env): Config {
     restoreConcurrency: r.intOrAuto('RESTORE_CONCURRENCY', 1, 256),
     restoreConcurrencyMax: r.int('RESTORE_CONCURRENCY_MAX', 32, 1, 1_024),
     health: healthSettingsOf(r),
+    outbox: {
+      waitMs: r.int('SEND_WAIT_MS', 20_000, 0, 120_000),
+      restrictionBackoffMs: r.int('SEND_RESTRICTION_BACKOFF_MS', 300_000, 100, 86_400_000),
+      restrictionBackoffMaxMs: r.int('SEND_RESTRICTION_BACKOFF_MAX_MS', 3_600_000, 100, 604_800_000),
+      maxInFlight: r.int('SEND_MAX_IN_FLIGHT', 32, 1, 1_024),
+    },
     messagesProjection: r.flag('MESSAGES_PROJECTION', false),
     webhook: {
       globalUrl: r.url('WEBHOOK_GLOBAL_URL', ['http', 'https']),

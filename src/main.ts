@@ -13,6 +13,9 @@ import { MetricsRegistry } from './metrics.ts';
 import { buildServer, listenOn } from './http/server.ts';
 import { InspectionLog } from './visualizer/index.ts';
 import { INSTANCE_STREAM_PREFIX, whatsappStream } from './domain/events.ts';
+import { OUTBOX_STREAM_PREFIX } from './domain/outbox.ts';
+import { OutboxIndex } from './runtime/outbox/outbox-index.ts';
+import { registerOutboxMetrics } from './runtime/outbox/metrics.ts';
 import { openDatabase, openEventLog, outageNotice } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
@@ -95,7 +98,9 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   const { store } = await openEventLog(database, {
     eventStoreUrl: config.eventStoreUrl,
     // An instance's own streams are never reused (name and token reservations are: soft delete).
-    tombstonePrefixes: config.kurrentTombstone ? [INSTANCE_STREAM_PREFIX, whatsappStream('')] : undefined,
+    tombstonePrefixes: config.kurrentTombstone
+      ? [INSTANCE_STREAM_PREFIX, whatsappStream(''), OUTBOX_STREAM_PREFIX]
+      : undefined,
     fence: cluster.appendFencing,
   });
   const projections = await startProjections(store, db, logger, config);
@@ -143,6 +148,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       await sinks.forgetInstance(instanceId);
     },
     ownership: cluster,
+    outboxIndex: new OutboxIndex(db),
   });
   await runtime.start();
   // Takes this node's leases and adopts (restores, paced) each instance it now owns.
@@ -151,6 +157,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   registerClusterMetrics(metrics, cluster);
   const health = startHealth({ settings: config.health, runtime, sinks, store, metrics, logger });
   registerRestoreMetrics(metrics, () => runtime.restoreProgress());
+  registerOutboxMetrics(metrics, runtime.outbox);
   const app = await buildServer({
     config,
     logger,

@@ -6,7 +6,8 @@
  * Between nodes, a forwarded request carries no client key. The forwarding node has authenticated the
  * caller already; it sends the principal it found (`admin` or `instance:<id>`) and an HMAC-SHA256, keyed
  * with CLUSTER_SECRET, over a version tag, the method, the URL, a SHA-256 of the body, a timestamp, a
- * nonce, its own node id, the target node id, the target's incarnation and the principal. The owner
+ * nonce, its own node id, the target node id, the target's incarnation and the principal (and the
+ * client's headers the owner's routes read, PASSED_HEADERS, when present). The owner
  * accepts the request only when the signature holds, the target is itself in its current incarnation
  * (new at every start: the nonces it remembers live in memory, so a run must not accept what an earlier
  * run of the same CLUSTER_NODE_ID saw), the timestamp is within the replay window and the nonce is new. So
@@ -87,6 +88,21 @@ export interface SignedParts {
   /** The target node's incarnation (ClusterView.incarnation) the request is meant for. */
   readonly toIncarnation: string;
   readonly principal: string;
+  /** The client's headers that travel with the request (PASSED_HEADERS), as passedHeadersOf writes them. */
+  readonly passed?: string;
+}
+
+/**
+ * Client headers a route reads besides the body, carried to the owner and signed with the rest: the
+ * outbox's (docs/sending.md). Signed only when present, so a request without them signs as before.
+ */
+export const PASSED_HEADERS = ['idempotency-key', 'prefer'] as const;
+
+export function passedHeadersOf(headers: Record<string, unknown>): string {
+  return PASSED_HEADERS.flatMap((name) => {
+    const value = headers[name];
+    return typeof value === 'string' ? [`${name}=${value}`] : [];
+  }).join('\n');
 }
 
 export function signForward(secret: string, parts: SignedParts): string {
@@ -104,6 +120,7 @@ export function signForward(secret: string, parts: SignedParts): string {
         parts.to,
         parts.toIncarnation,
         parts.principal,
+        ...(parts.passed ? [parts.passed] : []),
       ].join('\n'),
     )
     .digest('hex');
@@ -182,6 +199,7 @@ export class ForwardVerifier {
         to,
         toIncarnation,
         principal: principalHeader,
+        passed: passedHeadersOf(headers),
       }),
       'hex',
     );
@@ -344,7 +362,12 @@ export function installForwarding(
       to: owner.nodeId,
       toIncarnation: owner.incarnation,
       principal: principalHeaderOf(principal),
+      passed: passedHeadersOf(request.headers),
     });
+    for (const name of PASSED_HEADERS) {
+      const value = request.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
     if (body !== undefined) headers['content-type'] = request.headers['content-type'] ?? 'application/json';
     // Concatenated, not resolved: an advertised address may carry a path prefix (behind a proxy).
     const target = `${owner.address.replace(/\/+$/, '')}${request.url}`;

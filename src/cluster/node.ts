@@ -344,7 +344,7 @@ export class ClusterMember implements ClusterView {
     };
   }
 
-  /** Fencing of appends to `instance-<id>` and `wa-<id>` (the SQL event store). */
+  /** Fencing of appends to `instance-<id>`, `wa-<id>` and `outbox-<id>` (the SQL event store). */
   readonly appendFencing: AppendFencing = {
     tokenOf: async (stream) => {
       const instanceId = instanceOfStream(stream);
@@ -775,9 +775,10 @@ export class ClusterMember implements ClusterView {
   }
 }
 
-/** The instance an `instance-<id>` or `wa-<id>` stream belongs to (the streams its lease fences). */
+/** The instance an `instance-<id>`, `wa-<id>` or `outbox-<id>` stream belongs to (the streams its lease fences). */
 export function instanceOfStream(stream: string): string | undefined {
   if (stream.startsWith('instance-')) return stream.slice('instance-'.length);
   if (stream.startsWith('wa-')) return stream.slice('wa-'.length);
+  if (stream.startsWith('outbox-')) return stream.slice('outbox-'.length);
   return undefined;
 }

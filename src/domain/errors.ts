@@ -119,6 +119,27 @@ export const Errors = {
     'ZW_ERR_UPGRADE_REQUIRED',
     (path: string) => `${path} is a WebSocket endpoint: open it with a WebSocket client (Upgrade: websocket)`,
   ),
+  idempotencyKeyReused: define(
+    'ZW_ERR_IDEMPOTENCY_KEY_REUSED',
+    (key: string) =>
+      `Idempotency-Key "${key}" was used with a different request: a retry must repeat the first request exactly (same route, recipient, text and options); use a new key for a new message`,
+  ),
+  sendNotFound: define(
+    'ZW_ERR_SEND_NOT_FOUND',
+    (sendId: string) =>
+      `send ${sendId} not found for this instance (sends are kept 7 days): check the sendId a send route answered`,
+  ),
+  sendNotCancellable: define(
+    'ZW_ERR_SEND_NOT_CANCELLABLE',
+    (sendId: string, state: string) =>
+      `send ${sendId} is ${state}: only a send still queued or scheduled can be cancelled`,
+  ),
+  sendFailed: (sendId: string, code: string, reason: string) =>
+    new ZapwireError('ZW_ERR_SEND_FAILED', `the message was not sent (${code}): ${reason}`, {
+      sendId,
+      code,
+      reason,
+    }),
   instanceDeleted: define(
     'ZW_ERR_INSTANCE_DELETED',
     (idOrName: string) => `instance "${idOrName}" was deleted`,

@@ -26,6 +26,7 @@ import { evolutionGoProfile } from './profiles/evolution-go/index.ts';
 import type { EdgeProfile } from './profiles/profile.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { debugRoutes } from './routes/debug.ts';
+import { sendsRoutes } from './routes/sends.ts';
 import { instanceHistoryRoutes } from './routes/instance-history.ts';
 import { instanceSettingsRoutes } from './routes/instance-settings.ts';
 import { instanceWebhookRoutes } from './routes/instance-webhook.ts';
@@ -98,6 +99,7 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
       await server.register(instanceHealthRoutes, {
         health: async (id) => parts.health.health(id, await apiStateOf(parts, id)),
       });
+      await server.register(sendsRoutes, { sends: runtime.commands.sends });
       await server.register(wsRoutes, { sinks });
       await server.register(metricsRoutes, { metrics: parts.metrics });
       await server.register(adminRoutes, { db, projections, cluster, deadLetters: store });

@@ -30,28 +30,27 @@ import {
 import { checkWebhookUrl } from '../domain/webhook-url.ts';
 import { isWrongExpectedVersion } from '../store/errors.ts';
 import type { Checkpoint, EventLog, NewEvent } from '../store/port.ts';
-import { NotConnectedError, type WhatsAppConnection, type WhatsAppConnector } from '../whatsapp/port.ts';
+import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { apiStateOf, type InstanceMachineEvent } from '../../machines/instance/index.ts';
 import type { ActorHost, LiveSnapshot, Recorded } from './actor-host.ts';
 import { WindowRateLimiter, type InstanceRateLimits, type LimitedCommand } from './rate-limit.ts';
 import type { RuntimeReadModel } from './read-model.ts';
-import { normaliseRecipient } from './recipient.ts';
+import { SendCommands } from './outbox/send-commands.ts';
+import type { SendOutbox } from './outbox/send-outbox.ts';
 import type { InstanceSecrets } from './secrets.ts';
 import type {
   CreateInstanceInput,
   InstanceService,
   InstanceStatus,
   ProxyInput,
+  SendOutcome,
   SendTextOptions,
-  SentMessage,
 } from './service.ts';
-import type { Traffic } from './traffic.ts';
 import type { InstanceDeletion } from './deletion.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
 
 export interface CommandsOptions {
   readonly host: ActorHost;
-  readonly traffic: Traffic;
   /** The delete saga. */
   readonly deletion: InstanceDeletion;
   /** Records of sagas cut short (token rotation notes the tokens it retires here first). */
@@ -60,8 +59,10 @@ export interface CommandsOptions {
   readonly store: EventLog;
   /** For removing a WhatsApp session (logout, delete). */
   readonly connector: Pick<WhatsAppConnector, 'removeSession'>;
-  /** The instance's live connection, for sending. */
-  readonly connection: (instanceId: string) => WhatsAppConnection | undefined;
+  /** The outboxes of the instances this node owns: every send goes through one. */
+  readonly outbox: SendOutbox;
+  /** How long a send route waits for WhatsApp's answer before answering 202 (SEND_WAIT_MS). */
+  readonly sendWaitMs: number;
   readonly secrets: InstanceSecrets;
   /** How tokens are stored (HMAC under the server pepper). */
   readonly tokens: TokenDigests;
@@ -107,8 +108,17 @@ export class InstanceCommands implements InstanceService {
   private readonly reconnectLimiter: WindowRateLimiter;
   /** Aborted at shutdown: requests still waiting for WhatsApp (a pairing code) get their answer at once. */
   private readonly closing = new AbortController();
+  /** The outbox's commands (send, follow, cancel, pacing), for the send routes. */
+  readonly sends: SendCommands;
 
   constructor(private readonly options: CommandsOptions) {
+    this.sends = new SendCommands({
+      outbox: options.outbox,
+      snapshot: (id) => options.host.snapshot(id),
+      limit: (id) => this.limit(id, 'send'),
+      limitSettings: (id) => this.limit(id, 'settings'),
+      waitMs: options.sendWaitMs,
+    });
     // Every pairing-code wait listens on this one signal (removed when it ends); many at once are normal.
     setMaxListeners(0, this.closing.signal);
     this.reconnectLimiter = new WindowRateLimiter(options.reconnectRateLimitMs);
@@ -430,45 +440,15 @@ export class InstanceCommands implements InstanceService {
     await this.options.secrets.remove(id, 'proxy_password');
   }
 
+  /** Through the instance's outbox (src/runtime/outbox/send-commands.ts). */
   async sendText(
     id: string,
     number: string,
     text: string,
     options: SendTextOptions = {},
-  ): Promise<SentMessage> {
-    const to = normaliseRecipient(number);
-    const { delayMs = 0, ...textOptions } = options;
-    const mentions = textOptions.mentions?.map(normaliseRecipient);
+  ): Promise<SendOutcome> {
     this.refuseWhileRestoring(id);
-    const snapshot = await this.options.host.snapshot(id);
-    this.limit(id, 'send');
-    if (apiStateOf(snapshot) !== 'open') {
-      throw snapshot.context.paired ? Errors.clientDisconnected() : Errors.noActiveSession();
-    }
-    let connection = this.options.connection(id);
-    if (!connection) throw Errors.clientDisconnected();
-    if (delayMs > 0) {
-      await connection.sendPresence('composing', to).catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-      connection = this.options.connection(id);
-      if (!connection) throw Errors.clientDisconnected();
-    }
-    const sent = await connection
-      .sendText(to, text, { ...textOptions, ...(mentions ? { mentions } : {}) })
-      .catch((error: unknown) => {
-        // The connection closed while the text was on its way (a disconnect, a delete): a 409, not a 500.
-        throw error instanceof NotConnectedError ? Errors.clientDisconnected() : error;
-      });
-    // Recorded in the log before answering; no route reads the messages read model, so the answer does
-    // not wait for its projection.
-    await this.options.traffic.sent(id, to, text, sent);
-    return {
-      id: sent.id,
-      status: sent.status,
-      timestamp: sent.timestamp,
-      to,
-      ...(sent.mentions ? { mentions: sent.mentions } : {}),
-    };
+    return this.sends.sendText(id, number, text, options);
   }
 }
 

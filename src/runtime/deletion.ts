@@ -42,6 +42,8 @@ export interface DeletionOptions {
   readonly connector: Pick<WhatsAppConnector, 'removeSession'>;
   readonly secrets: Pick<InstanceSecrets, 'remove'>;
   readonly whatsappStreams: Pick<WhatsAppStreams, 'close'>;
+  /** The outboxes: a deleted instance's stops, and its stream and index go. */
+  readonly outbox?: { forget(instanceId: string): Promise<void> };
   readonly now: () => Date;
   /** After the instance's streams are gone: its lease, its sinks' delivery log and metrics. */
   readonly onInstanceDeleted?: (instanceId: string) => Promise<void>;
@@ -119,6 +121,7 @@ export class InstanceDeletion {
       await this.options.secrets.remove(id);
       await this.options.whatsappStreams.close(id);
       await store.deleteStream(whatsappStream(id));
+      await this.options.outbox?.forget(id);
       await this.deleteIfHeld(nameReservationStream(plan.name), id);
       for (const hash of new Set([...plan.tokenHashes, ...retired]))
         await this.deleteIfHeld(tokenStream(hash), id);

@@ -26,6 +26,9 @@ import { StreamGrowthGuard } from './growth-guard.ts';
 import { InstanceRateLimits } from './rate-limit.ts';
 import type { InstanceLimits } from '../config.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
+import type { OutboxIndex } from './outbox/outbox-index.ts';
+import { pairedAt } from './outbox/paired-at.ts';
+import { SendOutbox } from './outbox/send-outbox.ts';
 
 /**
  * The settings the runtime reads. Structurally a subset of src/config.ts `Config`, so the composition root
@@ -45,6 +48,13 @@ export interface RuntimeConfig {
   readonly restoreConcurrencyMax?: number;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
   readonly webhook?: { readonly allowPrivateNetworks?: boolean };
+  /** The outbox: how long a send route waits, the pause after a restriction, sends in flight (SEND_*). */
+  readonly outbox: {
+    readonly waitMs: number;
+    readonly restrictionBackoffMs: number;
+    readonly restrictionBackoffMaxMs: number;
+    readonly maxInFlight: number;
+  };
 }
 
 export interface RuntimeOptions {
@@ -69,6 +79,8 @@ export interface RuntimeOptions {
   readonly whatsappStreams?: WhatsAppStreams;
   /** The restore plan's load signal (tests); the process's own by default. */
   readonly restoreLoad?: LoadSignal;
+  /** The outbox's index in SQL (src/runtime/outbox/outbox-index.ts). */
+  readonly outboxIndex: OutboxIndex;
   readonly now?: () => Date;
   /** How long a command waits for the read model (read-your-writes). */
   readonly readYourWritesTimeoutMs?: number;
@@ -100,6 +112,8 @@ export class InstanceRuntime {
   /** What the HTTP layer calls. */
   readonly commands: InstanceCommands;
   readonly connections = new ConnectionRegistry();
+  /** The outboxes of the instances this node owns (src/runtime/outbox). */
+  readonly outbox: SendOutbox;
   private readonly host: ActorHost;
   private readonly traffic: Traffic;
   private readonly log: RuntimeLog;
@@ -145,7 +159,31 @@ export class InstanceRuntime {
       ...(limits ? { growthGuard: new StreamGrowthGuard(options.store, limits.eventsPerDay) } : {}),
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
+    this.outbox = new SendOutbox({
+      store: options.store,
+      index: options.outboxIndex,
+      connection: (id) => {
+        const snapshot = this.host.liveSnapshot(id);
+        return snapshot && apiStateOf(snapshot) === 'open' ? this.connections.get(id) : undefined;
+      },
+      recordSent: (id, sends) => this.traffic.sentAll(id, sends),
+      recordVerdict: (id, events) => whatsappStreams.append(id, events),
+      log: (id, level, message, context) => void this.log.write(id, level, message, context),
+      pairedAt: (id) => pairedAt(options.store, id),
+      restrictionBackoff: {
+        baseMs: config.outbox.restrictionBackoffMs,
+        maxMs: config.outbox.restrictionBackoffMaxMs,
+      },
+      maxInFlight: config.outbox.maxInFlight,
+      keyRetentionMs: 48 * 3_600_000,
+      owns: (id) => !options.ownership || options.ownership.holds(id),
+      watchOpened: (id, opened) =>
+        this.host.onRecorded(id, (recorded) => {
+          if (recorded.events.some((event) => event.type === 'InstanceOpened')) opened();
+        }),
+    });
     this.deletion = new InstanceDeletion({
+      outbox: this.outbox,
       host: this.host,
       store: options.store,
       readModel: options.readModel,
@@ -158,13 +196,13 @@ export class InstanceRuntime {
     });
     this.commands = new InstanceCommands({
       host: this.host,
-      traffic: this.traffic,
       deletion: this.deletion,
       pending: options.pending,
       readModel: options.readModel,
       store: options.store,
       connector: options.connector,
-      connection,
+      outbox: this.outbox,
+      sendWaitMs: config.outbox.waitMs,
       secrets: options.secrets,
       now,
       reconnectRateLimitMs: config.reconnect.userRateLimitMs,
@@ -230,6 +268,7 @@ export class InstanceRuntime {
    * the socket; nothing is recorded (the new owner writes the instance now).
    */
   drop(id: string): void {
+    this.outbox.drop(id);
     this.host.forget(id);
     void this.host.inMailbox(id, async () => this.host.forget(id));
   }
@@ -257,6 +296,7 @@ export class InstanceRuntime {
 
   /** Cluster mode: hand-over. Records the `shutdown` close and closes the socket; the next owner restores. */
   async handOver(id: string): Promise<void> {
+    this.outbox.drop(id);
     if (this.host.liveSnapshot(id))
       await this.host
         .dispatch(id, { type: 'shutdown', at: this.at() })
@@ -269,6 +309,8 @@ export class InstanceRuntime {
     // Cluster mode: the lease may have moved on while this restore waited for its turn.
     if (this.options.ownership && !this.options.ownership.holds(id)) return;
     if (await this.finishCutShort(id)) return;
+    // What a crash or the previous owner left unsent goes once the connection opens.
+    this.outbox.adopt(id);
     await this.host.dispatch(id, { type: 'restore', at: this.at() });
     await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
   }
@@ -323,6 +365,7 @@ export class InstanceRuntime {
     this.stopping = true;
     this.restores.stop();
     this.commands.abortWaits();
+    this.outbox.stop();
   }
 
   /** Closes every connection; live instances record a `shutdown` close so the next boot restores them. */

@@ -5,6 +5,7 @@
  */
 import type { AdvancedSettings, ProxyProtocol, ProxyView, SinkSettings } from '../domain/events.ts';
 import type { TextOptions } from '../whatsapp/port.ts';
+import type { SendView } from './outbox/instance-outbox.ts';
 import type { ApiState } from '../../machines/instance/index.ts';
 
 /** An instance's connection state as a command left it. */
@@ -38,7 +39,10 @@ export interface CreateInstanceInput {
 }
 
 export interface SentMessage {
+  /** WhatsApp's message id. */
   readonly id: string;
+  /** The outbox's id of the send (GET /instance/:id/sends/:sendId). */
+  readonly sendId?: string;
   readonly status: string;
   readonly timestamp: string;
   readonly to: string;
@@ -49,7 +53,18 @@ export interface SentMessage {
 export interface SendTextOptions extends TextOptions {
   /** Shows "typing…" to the recipient for this long before sending. */
   readonly delayMs?: number;
+  /** The caller's Idempotency-Key: a repeat returns the first request's send. */
+  readonly idempotencyKey?: string;
+  /** Not before this moment (kept in the log; cancel with DELETE /instance/:id/sends/:sendId). */
+  readonly sendAt?: Date;
+  /** How long to wait for WhatsApp's answer before answering "accepted" (0: at once). */
+  readonly waitMs?: number;
 }
+
+/** A send's answer: sent (WhatsApp acknowledged it), or accepted and still on its way (follow it by id). */
+export type SendOutcome =
+  | { readonly state: 'sent'; readonly message: SentMessage }
+  | { readonly state: 'accepted'; readonly send: SendView };
 
 export interface InstanceService {
   /** The token and webhook secret are returned here only: they are stored hashed or sealed. */
@@ -74,5 +89,6 @@ export interface InstanceService {
   configureSinks(instanceId: string, patch: Partial<SinkSettings>): Promise<SinkSettings>;
   configureProxy(instanceId: string, proxy: ProxyInput): Promise<ProxyView>;
   removeProxy(instanceId: string): Promise<void>;
-  sendText(instanceId: string, number: string, text: string, options?: SendTextOptions): Promise<SentMessage>;
+  /** Through the instance's outbox (src/runtime/outbox). */
+  sendText(instanceId: string, number: string, text: string, options?: SendTextOptions): Promise<SendOutcome>;
 }

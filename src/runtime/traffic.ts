@@ -59,19 +59,29 @@ export class Traffic {
 
   /** Records a text the instance sent (through the API or as an automatic reply). */
   sent(instanceId: string, chatJid: string, text: string, sent: SentText): Promise<AppendResult> {
-    return this.options.streams.append(instanceId, [
-      {
+    return this.sentAll(instanceId, [{ to: chatJid, text, sent }]);
+  }
+
+  /** Records texts the instance sent, in one append (the outbox's group of acknowledged sends). */
+  sentAll(
+    instanceId: string,
+    sends: ReadonlyArray<{ readonly to: string; readonly text: string; readonly sent: SentText }>,
+  ): Promise<AppendResult> {
+    const at = this.options.now().toISOString();
+    return this.options.streams.append(
+      instanceId,
+      sends.map(({ to, text, sent }) => ({
         type: 'MessageSent',
         data: {
-          at: this.options.now().toISOString(),
+          at,
           messageId: sent.id,
-          chatJid,
+          chatJid: to,
           messageType: 'text',
           text,
           timestamp: sent.timestamp,
           status: sent.status,
         },
-      },
-    ]);
+      })),
+    );
   }
 }

@@ -138,6 +138,20 @@ export class NotConnectedError extends Error {
   }
 }
 
+/**
+ * WhatsApp's server refused a message: `code` is its error (`463`: the account may not reach this
+ * contact, a restriction; `429`: rate limit; others). The outbox classifies it (src/runtime/outbox).
+ */
+export class SendRefusedError extends Error {
+  override readonly name = 'SendRefusedError';
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** What a WhatsApp adapter may need: the database for its session store and the key that seals it. */
 export interface ConnectorDependencies {
   readonly config: Config;

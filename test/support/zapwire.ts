@@ -27,7 +27,13 @@ export interface TestApp {
   request<T = Record<string, unknown>>(
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     url: string,
-    options?: { apikey?: string | null; body?: unknown; rawBody?: string; contentType?: string },
+    options?: {
+      apikey?: string | null;
+      body?: unknown;
+      rawBody?: string;
+      contentType?: string;
+      headers?: Record<string, string>;
+    },
   ): Promise<Reply<T>>;
   /** Stops the app (like SIGTERM) and starts a new one on the same data, with a new fake phone side. */
   restart(options?: { fake?: FakeWhatsAppConnector; kill?: boolean }): Promise<TestApp>;
@@ -71,7 +77,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     fake,
     dataDir,
     async request(method, url, requestOptions = {}) {
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { ...requestOptions.headers };
       const apikey = requestOptions.apikey === undefined ? ADMIN_KEY : requestOptions.apikey;
       if (apikey !== null) headers['apikey'] = apikey;
       let payload: string | undefined;

@@ -17,6 +17,16 @@ import { enterPairingCode, scanQr } from './pairing.ts';
 import { phoneSend } from './phone.ts';
 import { SandboxError } from './errors.ts';
 import type { DeviceFaultView, FaultKind, FaultOptions } from './faults.ts';
+import {
+  delayAcks,
+  liftSendingRestriction,
+  repeatsOf,
+  restrictSending,
+  sendingRestriction,
+  type RepeatRecord,
+  type SendingRestrictionInfo,
+  type SendingRestrictionOptions,
+} from './send-faults.ts';
 import type { SandboxServer } from './server.ts';
 import { endCall, sendChatState, setPresence, startCall } from './signals.ts';
 import { stanzaId } from './ids.ts';
@@ -95,6 +105,31 @@ export class SandboxControl {
   /** How many clients wait unregistered (showing a QR or a pairing code). */
   waitingForPairing(): number {
     return this.server.pairings.waiting;
+  }
+
+  // ---- sending faults (send-faults.ts) ------------------------------------------------------------
+
+  /** The server refuses `account`'s messages in their ack (463 by default) until lifted. */
+  restrictSending(account: string, options: SendingRestrictionOptions = {}): SendingRestrictionInfo {
+    return restrictSending(this.server, this.server.account(account), options);
+  }
+
+  liftSendingRestriction(account: string): void {
+    liftSendingRestriction(this.server, this.server.account(account));
+  }
+
+  sendingRestriction(account: string): SendingRestrictionInfo | null {
+    return sendingRestriction(this.server, this.server.account(account));
+  }
+
+  /** The server holds the ack of `account`'s messages this long after delivering them (0: at once). */
+  delayAcks(account: string, ms: number): void {
+    delayAcks(this.server, this.server.account(account), ms);
+  }
+
+  /** Messages `account`'s phone received again with an id it had (and showed once). */
+  repeats(account: string): RepeatRecord[] {
+    return repeatsOf(this.server, this.server.account(account));
   }
 
   // ---- messages ---------------------------------------------------------------------------------

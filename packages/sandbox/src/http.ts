@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SandboxControl } from './control.ts';
 import { SandboxError } from './errors.ts';
+import type { SendingRestrictionOptions } from './send-faults.ts';
 import type { ChatState, KickReason, PresenceState } from './types.ts';
 import type { ParticipantAction } from './groups.ts';
 import { FAULT_KINDS, type FaultKind, type FaultOptions } from './faults.ts';
@@ -40,6 +41,23 @@ function optionalBool(body: Body, key: string): boolean | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'boolean') throw new SandboxError(400, `body.${key} must be a boolean`);
   return value;
+}
+
+function sendingRestrictionOptions(body: Body): SendingRestrictionOptions {
+  const { code, count, durationMs } = body;
+  if (code !== undefined && code !== '463' && code !== '429' && code !== '479')
+    throw new SandboxError(400, 'body.code: "463" (restricted, the default), "429" (rate limit) or "479"');
+  for (const [key, value] of [
+    ['count', count],
+    ['durationMs', durationMs],
+  ] as const)
+    if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < 1))
+      throw new SandboxError(400, `body.${key} must be a positive integer`);
+  return {
+    ...(code ? { code } : {}),
+    ...(typeof count === 'number' ? { count } : {}),
+    ...(typeof durationMs === 'number' ? { durationMs } : {}),
+  };
 }
 
 function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Handler][] {
@@ -104,6 +122,36 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
       },
     ],
     ['GET', new RegExp(`^/control/accounts/${A}/sent$`), ([a]) => control.sent(a!)],
+    ['GET', new RegExp(`^/control/accounts/${A}/repeats$`), ([a]) => control.repeats(a!)],
+    [
+      'POST',
+      new RegExp(`^/control/accounts/${A}/ack-delay$`),
+      ([a], b) => {
+        const ms = b.ms;
+        if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 0 || ms > 600_000)
+          throw new SandboxError(400, 'body.ms must be an integer from 0 (acks at once) to 600000');
+        control.delayAcks(a!, ms);
+        return { ok: true };
+      },
+    ],
+    [
+      'POST',
+      new RegExp(`^/control/accounts/${A}/sending-restriction$`),
+      ([a], b) => control.restrictSending(a!, sendingRestrictionOptions(b)),
+    ],
+    [
+      'GET',
+      new RegExp(`^/control/accounts/${A}/sending-restriction$`),
+      ([a]) => ({ restriction: control.sendingRestriction(a!) }),
+    ],
+    [
+      'DELETE',
+      new RegExp(`^/control/accounts/${A}/sending-restriction$`),
+      ([a]) => {
+        control.liftSendingRestriction(a!);
+        return { ok: true };
+      },
+    ],
     ['GET', new RegExp(`^/control/accounts/${A}/receipts$`), ([a]) => control.receipts(a!)],
     [
       'POST',

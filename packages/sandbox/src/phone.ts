@@ -9,6 +9,7 @@ import { node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { takeBundle } from './prekeys.ts';
 import { padMessage, unpadMessage, type CipherType } from './signal-device.ts';
 import { SandboxError } from './errors.ts';
+import { isRepeat } from './send-faults.ts';
 import type { SandboxContext } from './context.ts';
 import type { Addressing, PhoneMessage } from './types.ts';
 import { proto } from './wa.ts';
@@ -242,8 +243,12 @@ export async function phoneReceive(
       : account.pnJid
     : sender.account.pnJid;
   const record = phoneRecord(sender, chat, meta.id, meta.t, inner, fromMe, enc.type);
-  account.inbox.push(record);
-  server.emitPhoneMessage(account, record);
+  // The same sender and id again (a send repeated after a crash): acknowledged, not shown twice.
+  const repeat = isRepeat(server, account, sender.account.pnJid, meta.id);
+  if (!repeat) {
+    account.inbox.push(record);
+    server.emitPhoneMessage(account, record);
+  }
   if (fromMe && meta.category === 'peer' && sender.kind === 'companion') {
     // A peer message from one of the account's own companions (an app-state key request, a probe):
     // the phone answers with a `peer_msg` receipt routed back to that companion, as the companion does

@@ -6,6 +6,7 @@
 import type { ClientConnection } from './connection.ts';
 import { bytes, child, children, node, unixSeconds, type BinaryNode } from './nodes.ts';
 import { messageStanza, phoneReceive, phoneResend, type StanzaMeta } from './phone.ts';
+import { ackDelayOf, refusalOf } from './send-faults.ts';
 import type { SandboxContext } from './context.ts';
 import type { CipherType } from './signal-device.ts';
 import type { PhoneReceipt } from './types.ts';
@@ -23,7 +24,15 @@ export async function handleClientMessage(
   const { id, to, type, category } = stanza.attrs;
   if (!id || !to) return;
   const t = unixSeconds();
-  conn.send(node('ack', { class: 'message', id, from: to, t }));
+  // A restricted account's messages are refused in the ack and go nowhere (send-faults.ts).
+  const refused = refusalOf(server, sender.account);
+  if (refused) {
+    conn.send(node('ack', { class: 'message', id, from: to, t, error: refused }));
+    return;
+  }
+  // Normally at once; held while the account's acks are slowed down, until the message is delivered.
+  const ackDelay = ackDelayOf(server, sender.account);
+  if (ackDelay === 0) conn.send(node('ack', { class: 'message', id, from: to, t }));
   const participants = child(stanza, 'participants');
   const direct = child(stanza, 'enc');
   const targets = participants
@@ -52,6 +61,14 @@ export async function handleClientMessage(
       else if (device !== sender) server.deliver(device, messageStanza(sender, device, meta, encrypted));
     }),
   );
+  if (ackDelay > 0)
+    setTimeout(() => {
+      try {
+        conn.send(node('ack', { class: 'message', id, from: to, t }));
+      } catch {
+        // the device went away meanwhile: the ack it never gets is the point
+      }
+    }, ackDelay).unref();
 }
 
 export function handleClientReceipt(

@@ -37,6 +37,7 @@ import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
 import { BaileysProbe, type ProbeSocket } from './probe.ts';
+import { DEFAULT_SERVER_ACK_WAIT_MS, refusalOf, ServerAcks } from './server-acks.ts';
 import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
 import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
 import type { SocketCaches } from './socket-caches.ts';
@@ -97,6 +98,8 @@ export interface ConnectionSettings {
   readonly connectTimeoutMs: number | undefined;
   readonly alwaysOnlineIntervalMs: number;
   readonly pairingCodeWaitMs: number;
+  /** How long a send with a chosen message id waits for the server's acknowledgement (default 10 s). */
+  readonly serverAckWaitMs?: number;
   readonly baileysLogLevel: 'warn' | 'error' | 'silent';
   readonly browser: WABrowserDescription | undefined;
   readonly now: () => Date;
@@ -126,6 +129,8 @@ export class BaileysConnection implements WhatsAppConnection {
    * the writes) per message.
    */
   private readonly knownContacts = new Map<string, string>();
+  /** Sends waiting for WhatsApp's server to acknowledge them, by message id. */
+  private readonly serverAcks = new ServerAcks();
   private firstQr: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void };
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
@@ -195,6 +200,7 @@ export class BaileysConnection implements WhatsAppConnection {
       socket.ws.on('open', () => {
         this.webSocketOpened = true;
       });
+      socket.ws.on('CB:ack,class:message', (ack) => this.serverAcks.settle(ack.attrs));
       socket.ev.on('creds.update', () => {
         auth.saveCreds().catch((error: unknown) => {
           this.deps.logger.error(
@@ -326,6 +332,7 @@ export class BaileysConnection implements WhatsAppConnection {
     this.auth?.release();
     this.auth = undefined;
     this.socket = undefined;
+    this.serverAcks.clear();
     return true;
   }
 
@@ -400,20 +407,32 @@ export class BaileysConnection implements WhatsAppConnection {
           message: { conversation: '' },
         }
       : undefined;
-    const sent = await socket.sendMessage(
-      to,
-      { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
-      {
-        ...(quoted ? { quoted } : {}),
-        ...(options.messageId ? { messageId: options.messageId } : {}),
-      },
-    );
+    // With an id chosen beforehand (the outbox's), the send waits for the server's acknowledgement, which
+    // is where WhatsApp refuses a send (463, a rate limit): Baileys itself resolves once the stanza is written.
+    const acked = options.messageId
+      ? this.serverAcks.expect(options.messageId, this.deps.serverAckWaitMs ?? DEFAULT_SERVER_ACK_WAIT_MS)
+      : undefined;
+    let sent: WAMessage | undefined;
+    try {
+      sent = await socket.sendMessage(
+        to,
+        { text, ...(mentions.size > 0 ? { mentions: [...mentions] } : {}) },
+        {
+          ...(quoted ? { quoted } : {}),
+          ...(options.messageId ? { messageId: options.messageId } : {}),
+        },
+      );
+    } catch (error) {
+      if (options.messageId) this.serverAcks.forget(options.messageId);
+      throw refusalOf(error) ?? error;
+    }
     if (!sent?.key.id) throw new Error('WhatsApp did not accept the message');
+    const ack = acked ? await acked : undefined;
     const now = this.deps.now().toISOString();
     return {
       id: sent.key.id,
       timestamp: isoFromSeconds(sent.messageTimestamp, now),
-      status: statusName(sent.status) ?? 'PENDING',
+      status: ack === 'acknowledged' ? 'SERVER_ACK' : (statusName(sent.status) ?? 'PENDING'),
       ...(mentions.size > 0 ? { mentions: [...mentions] } : {}),
     };
   }

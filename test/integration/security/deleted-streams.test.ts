@@ -99,11 +99,14 @@ describe('a deleted instance stays deleted', () => {
     await eventually(() => sending);
     expect((await t.request('DELETE', `/instance/delete/${i.id}`)).status).toBe(200);
     send.open();
-    expect((await answer).status).toBe(410);
+    // WhatsApp took it: the caller hears so, and nothing of the deleted instance is written again.
+    expect((await answer).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await waVersion(i.id)).toBe(0);
+    expect(await t.zapwire.store.streamVersion(`outbox-${i.id}`)).toBe(0);
   });
 
-  it('a send whose connection closes on the way is a 409 (client disconnected), not a 500', async () => {
+  it('a send whose connection closes on the way waits in the outbox for the connection (202), not a 500', async () => {
     const i = await openInstance('closing-send');
     const connection = t.fake.live(i.id);
     const send = gate();
@@ -114,7 +117,7 @@ describe('a deleted instance stays deleted', () => {
       await send.promise;
       return original(...args);
     };
-    const answer = t.request<{ error: { code: string } }>('POST', '/send/text', {
+    const answer = t.request<{ state: string; waitingFor: string }>('POST', '/send/text', {
       apikey: i.token,
       body: { number: '5511988887777', text: 'closing' },
     });
@@ -122,7 +125,7 @@ describe('a deleted instance stays deleted', () => {
     expect((await t.request('POST', '/instance/disconnect', { apikey: i.token })).status).toBe(200);
     send.open();
     const r = await answer;
-    expect(r.status).toBe(409);
-    expect(r.body.error.code).toBe('ZW_ERR_CLIENT_DISCONNECTED');
+    expect(r.status).toBe(202);
+    expect(r.body).toMatchObject({ state: 'queued', waitingFor: expect.stringMatching(/not connected/) });
   });
 });

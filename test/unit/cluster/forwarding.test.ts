@@ -7,6 +7,7 @@ import {
   FORWARD_HEADER,
   ForwardVerifier,
   forwardHeaders,
+  passedHeadersOf,
   type SignedParts,
 } from '../../../src/cluster/forwarding.ts';
 
@@ -90,6 +91,32 @@ describe('ForwardVerifier', () => {
         parts.url,
         { ...headers, [FORWARD_HEADER.principal]: 'admin' },
         parts.body,
+      ),
+    ).toThrow(/bad signature/);
+  });
+
+  it("carries the client's Idempotency-Key and Prefer signed: changed, added or dropped, it is refused", () => {
+    const client = { 'idempotency-key': 'order-42', prefer: 'respond-async' };
+    const { parts, headers } = signed({ passed: passedHeadersOf(client) });
+    expect(verifier().verify(parts.method, parts.url, { ...headers, ...client }, parts.body).nodeId).toBe(
+      'node-a',
+    );
+    for (const tampered of [
+      { ...client, 'idempotency-key': 'order-43' },
+      { prefer: 'respond-async' },
+      { ...client, prefer: 'wait=1' },
+    ])
+      expect(() =>
+        verifier().verify(parts.method, parts.url, { ...headers, ...tampered }, parts.body),
+      ).toThrow(/bad signature/);
+    // A request signed without them is refused when one is added on the way.
+    const plain = signed({ nonce: 'nonce-2' });
+    expect(() =>
+      verifier().verify(
+        plain.parts.method,
+        plain.parts.url,
+        { ...plain.headers, ...client },
+        plain.parts.body,
       ),
     ).toThrow(/bad signature/);
   });

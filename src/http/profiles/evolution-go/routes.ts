@@ -52,6 +52,7 @@ import {
   toEvolutionSentText,
   toEvolutionStatus,
 } from './wire.ts';
+import { sendOptionsOf } from '../../routes/send.ts';
 
 /** Instance tokens kept sealed so the admin can see them, as in Evolution GO. */
 export interface TokenVault {
@@ -343,13 +344,21 @@ export const evolutionGoRoutes: FastifyPluginAsync<EvolutionGoRoutesOptions> = a
     async (request) => {
       const input = request.body;
       const { id, view } = request.instance;
-      const sent = await service.sendText(id, input.number, input.text, {
+      const outcome = await service.sendText(id, input.number, input.text, {
         delayMs: input.delayMs,
         mentions: input.mentionedJid,
         mentionAll: input.mentionAll,
         ...(input.id ? { messageId: input.id } : {}),
         ...(input.quoted ? { quoted: input.quoted } : {}),
+        // Harmless to Evolution GO's clients, which never send it: a retry answers with the first send.
+        ...sendOptionsOf(request),
       });
+      // Evolution GO answers a send with the message: one still on its way (paced, paused) is answered
+      // with the id it will go out with and the time it was asked for.
+      const sent: { id: string; to: string; timestamp: string; mentions?: readonly string[] } =
+        outcome.state === 'sent'
+          ? outcome.message
+          : { id: outcome.send.messageId, to: outcome.send.to, timestamp: outcome.send.requestedAt };
       return success(
         toEvolutionSentText({
           id: sent.id,
