@@ -177,6 +177,20 @@ export async function listInstanceIds(db: SqlExecutor): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
+/**
+ * When each paired instance was last active, in ms since the epoch: its `wa-` stream's last append (its
+ * WhatsApp traffic; the stores on PostgreSQL keep it in es_streams), else when it was created. Instances
+ * never paired are left out: restoring them opens nothing, so they come last.
+ */
+export async function lastActivityByInstance(db: SqlExecutor): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ id: string; at: string }>(
+    `SELECT i.id, (extract(epoch FROM COALESCE(s.updated_at, i.created_at)) * 1000)::float8::text AS at
+       FROM rm_instances i LEFT JOIN es_streams s ON s.stream_id = 'wa-' || i.id
+      WHERE i.paired`,
+  );
+  return new Map(rows.map((row) => [row.id, Number(row.at)]));
+}
+
 /** How many instances are in each API state. */
 export async function instanceCountsByState(db: SqlExecutor): Promise<Map<string, number>> {
   const { rows } = await db.query<{ state: string; count: number }>(

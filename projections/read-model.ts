@@ -15,6 +15,7 @@ import {
   instanceCountsByState,
   instanceByTokenHash,
   instanceIdByTokenHash,
+  lastActivityByInstance,
   listInstanceIds,
   sinkSettingsOf,
   tokenHashesOf,
@@ -66,13 +67,16 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
 
   /**
    * The instance a token opens with its row, read with the token in one round trip (the request path's
-   * lookup); from the log, as `instanceIdByTokenHash` does, when the read model does not have it.
+   * lookup). When the read model does not know the token, the log says whose it is (as
+   * `instanceIdByTokenHash`), and the instance is then found as `findInstance` finds it: the token rows may
+   * be missing while the instance's row is there (a rebuild that has not reached them yet).
    */
   async instanceByTokenHash(tokenHash: string): Promise<InstanceName | undefined> {
     const view = await instanceByTokenHash(this.db, tokenHash);
     if (view) return { id: view.id, name: view.name, view };
     const id = await this.tokenOwnerInLog(tokenHash);
-    return id === undefined ? undefined : { id, name: id };
+    if (id === undefined) return undefined;
+    return (await this.findInstance(id)) ?? { id, name: id };
   }
 
   private async tokenOwnerInLog(tokenHash: string): Promise<string | undefined> {
@@ -97,6 +101,10 @@ export class ReadModel implements RuntimeReadModel, SinkSettingsSource {
 
   instanceIds(): Promise<string[]> {
     return listInstanceIds(this.db);
+  }
+
+  lastActivity(): Promise<ReadonlyMap<string, number>> {
+    return lastActivityByInstance(this.db);
   }
 
   tokenHashesOf(instanceId: string): Promise<string[]> {

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_HEALTH_SETTINGS, type HealthSettings } from './health/types.ts';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -56,7 +57,14 @@ export interface Config {
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   /** Per-instance limits on what tenants change (docs/security.md, "Limits per instance"). */
   readonly instanceLimits: InstanceLimits;
-  readonly restoreConcurrency: number;
+  /**
+   * RESTORE_CONCURRENCY: instances restored at once after a start; 'auto' (the default) adapts to the
+   * event loop's delay and the CPU, up to RESTORE_CONCURRENCY_MAX.
+   */
+  readonly restoreConcurrency: number | 'auto';
+  readonly restoreConcurrencyMax: number;
+  /** HEALTH_*: instance health checks and healing (src/health). */
+  readonly health: HealthSettings;
   /** The outbox (src/runtime/outbox): how long a send route waits, and the pause after a restriction. */
   readonly outbox: {
     /** SEND_WAIT_MS: a send route answers 202 with the send's id when WhatsApp has not answered by then. */
@@ -176,6 +184,18 @@ class Reader {
     if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
       this.problems.push(`${name}="${value}": expected a whole number from ${min} to ${max}`);
       return fallback;
+    }
+    return n;
+  }
+
+  /** A whole number from min to max, or 'auto' (also when unset). */
+  intOrAuto(name: string, min: number, max: number): number | 'auto' {
+    const value = this.raw(name);
+    if (value === undefined || value.toLowerCase() === 'auto') return 'auto';
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name}="${value}": expected auto or a whole number from ${min} to ${max}`);
+      return 'auto';
     }
     return n;
   }
@@ -323,7 +343,9 @@ export function loadConfig(env: Env = process.env): Config {
       sendPerMinute: r.int('RATE_LIMIT_SEND_PER_MINUTE', 1_200, 0, 1_000_000),
       eventsPerDay: r.int('INSTANCE_EVENTS_PER_DAY', 5_000, 0, 100_000_000),
     },
-    restoreConcurrency: r.int('RESTORE_CONCURRENCY', 4, 1, 256),
+    restoreConcurrency: r.intOrAuto('RESTORE_CONCURRENCY', 1, 256),
+    restoreConcurrencyMax: r.int('RESTORE_CONCURRENCY_MAX', 32, 1, 1_024),
+    health: healthSettingsOf(r),
     outbox: {
       waitMs: r.int('SEND_WAIT_MS', 20_000, 0, 120_000),
       restrictionBackoffMs: r.int('SEND_RESTRICTION_BACKOFF_MS', 300_000, 100, 86_400_000),
@@ -469,4 +491,25 @@ export function ensureDataDir(dataDir: string): string | undefined {
     return `DATA_DIR ${dataDir} has mode ${mode.toString(8)}: other users can read or change keys and sessions in it; chmod 700 it`;
   }
   return undefined;
+}
+
+function healthSettingsOf(r: {
+  int(name: string, fallback: number, min: number, max: number): number;
+  flag(name: string, fallback: boolean): boolean;
+}): HealthSettings {
+  const d = DEFAULT_HEALTH_SETTINGS;
+  return {
+    ...d,
+    enabled: r.flag('HEALTH_ENABLED', d.enabled),
+    pingIntervalMs: r.int('HEALTH_PING_INTERVAL_MS', d.pingIntervalMs, 500, 600_000),
+    pingTimeoutMs: r.int('HEALTH_PING_TIMEOUT_MS', d.pingTimeoutMs, 200, 120_000),
+    probeIntervalMs: r.int('HEALTH_PROBE_INTERVAL_MS', d.probeIntervalMs, 0, 86_400_000),
+    probeTimeoutMs: r.int('HEALTH_PROBE_TIMEOUT_MS', d.probeTimeoutMs, 200, 600_000),
+    decryptWindowMs: r.int('HEALTH_DECRYPT_WINDOW_MS', d.decryptWindowMs, 1_000, 86_400_000),
+    pipelineStuckMs: r.int('HEALTH_PIPELINE_STUCK_MS', d.pipelineStuckMs, 1_000, 3_600_000),
+    sinkLagMs: r.int('HEALTH_SINK_LAG_MS', d.sinkLagMs, 1_000, 86_400_000),
+    healBudget: r.int('HEALTH_HEAL_BUDGET', d.healBudget, 0, 100),
+    healWindowMs: r.int('HEALTH_HEAL_WINDOW_MS', d.healWindowMs, 1_000, 86_400_000),
+    sweepMs: r.int('HEALTH_SWEEP_MS', d.sweepMs, 50, 60_000),
+  };
 }

@@ -37,6 +37,8 @@ import { startSinks } from './sinks/index.ts';
 import { InstanceSinkDirectory } from './sinks/directory.ts';
 import { clusterMemberOf, type ClusterMember } from './cluster/node.ts';
 import { registerClusterMetrics } from './cluster/metrics.ts';
+import { startHealth } from './health/wiring.ts';
+import { registerRestoreMetrics } from './runtime/restore/metrics.ts';
 
 export type { ConnectorDependencies, ConnectorFactory };
 
@@ -153,6 +155,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   await cluster.start(runtime);
   registerReadModelMetrics(metrics, readModel, projections);
   registerClusterMetrics(metrics, cluster);
+  const health = startHealth({ settings: config.health, runtime, sinks, store, metrics, logger });
+  registerRestoreMetrics(metrics, () => runtime.restoreProgress());
   registerOutboxMetrics(metrics, runtime.outbox);
   const app = await buildServer({
     config,
@@ -168,6 +172,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     cluster,
     metrics,
     inspection,
+    health: health.monitor,
     storeOutage: () => outageNotice(database.databaseOutage()),
   });
   const url = await listenOn(app, { config, logger, store }, options.listen !== false);
@@ -187,6 +192,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
       stopped ??= (async () => {
         // Pairing-code waits answer now, or app.close() would wait up to their timeout for them.
         runtime.beginShutdown();
+        health.stop();
         await app.close();
         // Hand-over first: every instance's close is recorded and its lease freed for the other nodes.
         await cluster.stop();

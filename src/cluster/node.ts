@@ -104,7 +104,8 @@ export function clusterMemberOf(
     mode: config.cluster.enabled ? 'cluster' : 'single',
     leaseMs: config.cluster.leaseMs,
     heartbeatMs: config.cluster.heartbeatMs,
-    movesPerTick: config.restoreConcurrency,
+    // Under RESTORE_CONCURRENCY=auto, 4 hand-overs a tick (the restore plan paces the logins themselves).
+    movesPerTick: config.restoreConcurrency === 'auto' ? 4 : config.restoreConcurrency,
     // The embedded PostgreSQL serves one process (owner.json): no other node can hold a live lease.
     exclusive: config.databaseUrl === undefined,
   });

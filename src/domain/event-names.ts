@@ -15,6 +15,7 @@ export const CANONICAL_EVENT_NAMES = [
   'CALL',
   'CONTACT_UPDATE',
   'LABEL',
+  'HEALTH',
 ] as const;
 
 export type SinkEventName = (typeof CANONICAL_EVENT_NAMES)[number];
@@ -88,6 +89,10 @@ export function sinkEventNameOf(
       return 'LABEL';
     case 'QrCodeIssued':
       return data['count'] === 1 ? 'QR_CODE' : 'QRCODE_UPDATED';
+    case 'HealthDegraded':
+    case 'HealthRestored':
+    case 'HealingAttempted':
+      return 'HEALTH';
     case 'ConnectionStarting':
     case 'InstanceOpened':
     case 'ConnectionClosed':

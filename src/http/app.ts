@@ -11,7 +11,12 @@ import { Errors } from '../domain/errors.ts';
 import { installQueryCoercion } from './query-coercion.ts';
 import { installKnownKeysOnly } from './known-keys.ts';
 import { installStorableText } from './storable-text.ts';
-import { healthRoutes, type ClusterHealth } from './routes/health.ts';
+import {
+  healthRoutes,
+  type ClusterHealth,
+  type InstanceHealthCounts,
+  type RestoringHealth,
+} from './routes/health.ts';
 import type { EventLog } from '../store/port.ts';
 import { installAuth, type AuthOptions } from './auth.ts';
 import { installForwarding, type ForwardingOptions } from '../cluster/forwarding.ts';
@@ -53,8 +58,12 @@ export interface AppOptions {
   readonly alerts?: () => Promise<readonly string[]>;
   /** Shown by /health: this node in the cluster. */
   readonly cluster?: () => ClusterHealth;
+  /** Shown by /health: open instances on this node per health state (src/health). */
+  readonly instanceHealth?: () => InstanceHealthCounts;
   /** Shown by /health when the store is unreachable: why, when zapwire knows (its embedded PostgreSQL). */
   readonly storeOutage?: () => string | undefined;
+  /** Shown by /health: how far the restore after the start got. */
+  readonly restoring?: () => RestoringHealth;
   /** TRUST_PROXY: true (any proxy) or the proxies' addresses/CIDRs, comma-separated. */
   readonly trustProxy?: boolean | string | undefined;
   /** The wire format (API_COMPAT); zapwire's own by default. */
@@ -155,7 +164,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     startedAt: options.startedAt ?? new Date(),
     ...(options.alerts ? { alerts: options.alerts } : {}),
     ...(options.cluster ? { cluster: options.cluster } : {}),
+    ...(options.instanceHealth ? { instanceHealth: options.instanceHealth } : {}),
     ...(options.storeOutage ? { storeOutage: options.storeOutage } : {}),
+    ...(options.restoring ? { restoring: options.restoring } : {}),
   });
   // The routes whose wire shape is the profile's (src/http/profiles/profile.ts), then the rest.
   await app.register(profile.routes);

@@ -134,6 +134,17 @@ export const instanceView = {
     },
     createdAt: { type: 'string' },
     updatedAt: { type: 'string' },
+    health: {
+      type: 'object',
+      description:
+        'Whether the instance really hears WhatsApp (GET /instance/:id/health has each link): an instance that is not open is down',
+      properties: {
+        state: { type: 'string', enum: ['healthy', 'degraded', 'down'] },
+        reason: { type: ['string', 'null'] },
+        needsAttention: { type: 'boolean' },
+        since: { type: 'string' },
+      },
+    },
   },
 } as const;
 

@@ -33,6 +33,8 @@ import { instanceWebhookRoutes } from './routes/instance-webhook.ts';
 import { managerRoutes } from './routes/manager.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { wsRoutes } from './routes/ws.ts';
+import { instanceHealthRoutes } from './routes/instance-health.ts';
+import type { HealthMonitor } from '../health/monitor.ts';
 
 export interface ServerParts {
   readonly config: Config;
@@ -48,6 +50,8 @@ export interface ServerParts {
   readonly cluster: ClusterMember;
   readonly metrics: MetricsRegistry;
   readonly inspection: InspectionLog;
+  /** Instance health (src/health): GET /instance/:id/health, the summaries, /health's counts. */
+  readonly health: HealthMonitor;
   /** Why the store is not answering, when zapwire knows (its embedded PostgreSQL); shown by /health. */
   readonly storeOutage: () => string | undefined;
 }
@@ -72,6 +76,8 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
       failedAuth: config.authFailures,
     },
     cluster: () => cluster.health(),
+    instanceHealth: () => parts.health.counts(),
+    restoring: () => runtime.restoreProgress(),
     storeOutage: parts.storeOutage,
     alerts: () => projectionAlerts(projections),
     routes: async (server) => {
@@ -90,6 +96,9 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
         },
       });
       await server.register(instanceHistoryRoutes, { store, machineConfig });
+      await server.register(instanceHealthRoutes, {
+        health: async (id) => parts.health.health(id, await apiStateOf(parts, id)),
+      });
       await server.register(sendsRoutes, { sends: runtime.commands.sends });
       await server.register(wsRoutes, { sinks });
       await server.register(metricsRoutes, { metrics: parts.metrics });
@@ -110,10 +119,19 @@ export function buildServer(parts: ServerParts): Promise<FastifyInstance> {
   });
 }
 
+/** The instance's state for its health: the live actor's here, else the read model's. */
+async function apiStateOf({ runtime, readModel }: ServerParts, id: string): Promise<string> {
+  return runtime.apiStateOf(id) ?? (await readModel.instanceView(id))?.state ?? 'created';
+}
+
 /** The wire format API_COMPAT asks for. Evolution GO's keeps instance tokens sealed to show them to the admin. */
-function edgeProfileOf({ config, runtime, db, secrets }: ServerParts): EdgeProfile {
+function edgeProfileOf({ config, runtime, db, secrets, health }: ServerParts): EdgeProfile {
   if (config.apiCompat === 'default')
-    return defaultProfile(config.corsOrigins, { service: runtime.commands, db });
+    return defaultProfile(config.corsOrigins, {
+      service: runtime.commands,
+      db,
+      health: (id, state) => health.health(id, runtime.apiStateOf(id) ?? state),
+    });
   return evolutionGoProfile({
     service: runtime.commands,
     db,

@@ -135,6 +135,42 @@ export class ActorHost {
     }
   }
 
+  /**
+   * Appends events the machine does not emit (health) to the instance stream, in the mailbox, at the
+   * actor's version: the machine's fold ignores them, so the live actor needs only its version moved.
+   */
+  recordBeside(id: string, events: readonly NewEvent[]): Promise<AppendResult> {
+    return this.mailboxes.run(id, async () => {
+      let host = await this.host(id);
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          const append = await this.options.store.append(instanceStream(id), events, {
+            expectedVersion: host.version,
+          });
+          host.version = append.nextVersion;
+          return append;
+        } catch (error) {
+          if (!isWrongExpectedVersion(error) || attempt >= 1) throw error;
+          host = await this.reload(id);
+        }
+      }
+    });
+  }
+
+  /** When the instance's current mailbox job started; undefined when its mailbox is idle. */
+  busySince(id: string): number | undefined {
+    return this.mailboxes.busySince(id);
+  }
+
+  /**
+   * Restarts a stuck actor from its stream: abandons the job it is stuck on (the mailbox stops waiting for
+   * it), stops the actor (its socket closes) and loads it again from the log.
+   */
+  async restart(id: string): Promise<LiveSnapshot> {
+    this.mailboxes.abandon(id);
+    return this.mailboxes.run(id, async () => (await this.reload(id)).actor.getSnapshot());
+  }
+
   /** The live snapshot, loading the actor from its stream when this process has none yet (404 if none). */
   snapshot(id: string): Promise<LiveSnapshot> {
     return this.mailboxes.run(id, async () => (await this.host(id)).actor.getSnapshot());

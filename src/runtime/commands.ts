@@ -84,7 +84,21 @@ export interface CommandsOptions {
   readonly pairingCodeTimeoutMs?: number;
   /** Called once a new instance's first event is stored (cluster mode places it on a node). */
   readonly onInstanceCreated?: (instanceId: string) => Promise<void>;
+  /** The restore plan after a start: commands that reach WhatsApp wait until the instance's turn came. */
+  readonly restoring?: {
+    isWaiting(instanceId: string): boolean;
+    /** Moves it to the front; returns the seconds it will likely take (Retry-After). */
+    hurry(instanceId: string): number;
+  };
 }
+
+/** Commands that reach WhatsApp: refused (503) for an instance still waiting to be restored. */
+const REACHES_WHATSAPP = new Set<InstanceMachineEvent['type']>([
+  'connect',
+  'reconnect',
+  'disconnect',
+  'logout',
+]);
 
 /** Answer to a pairing-code request cut short by a shutdown (503 with Retry-After). */
 export const SHUTDOWN_PAIRING_MESSAGE =
@@ -121,7 +135,23 @@ export class InstanceCommands implements InstanceService {
     ]);
   }
 
+  /**
+   * After a start, an instance waits for its turn in the restore plan before it reconnects. A command that
+   * needs its WhatsApp connection meanwhile would otherwise fail as "disconnected" or log in out of turn:
+   * it gets a 503 with Retry-After instead, and the instance moves to the front of the plan.
+   */
+  private refuseWhileRestoring(id: string): void {
+    const restoring = this.options.restoring;
+    if (!restoring?.isWaiting(id)) return;
+    const seconds = restoring.hurry(id);
+    throw Errors.unavailable(
+      `this instance is waiting to be restored after the server started (it reconnects to WhatsApp in turn; GET /health shows the progress): it now goes first, try again in ${seconds} s`,
+      seconds,
+    );
+  }
+
   private async command(id: string, event: InstanceMachineEvent): Promise<LiveSnapshot> {
+    if (REACHES_WHATSAPP.has(event.type)) this.refuseWhileRestoring(id);
     const { recorded, snapshot } = await this.options.host.dispatch(id, event, { limited: true });
     await this.readYourWrites(recorded, 'instances');
     return snapshot;
@@ -280,6 +310,7 @@ export class InstanceCommands implements InstanceService {
   async requestPairingCode(id: string, phone: string): Promise<{ pairingCode: string }> {
     const { host } = this.options;
     if (this.closing.signal.aborted) throw Errors.unavailable(SHUTDOWN_PAIRING_MESSAGE, 5);
+    this.refuseWhileRestoring(id);
     const state = apiStateOf(await host.snapshot(id));
     this.limit(id, 'pairing');
     if (state === 'open') throw Errors.alreadyConnected();
@@ -410,7 +441,13 @@ export class InstanceCommands implements InstanceService {
   }
 
   /** Through the instance's outbox (src/runtime/outbox/send-commands.ts). */
-  sendText(id: string, number: string, text: string, options: SendTextOptions = {}): Promise<SendOutcome> {
+  async sendText(
+    id: string,
+    number: string,
+    text: string,
+    options: SendTextOptions = {},
+  ): Promise<SendOutcome> {
+    this.refuseWhileRestoring(id);
     return this.sends.sendText(id, number, text, options);
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
-import type { EventLog } from '../store/port.ts';
+import type { EventLog, NewEvent } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import { signalToMachineEvent, type RoutedSignal } from '../whatsapp/connection-actor.ts';
 import { apiStateOf } from '../../machines/instance/index.ts';
@@ -15,7 +15,9 @@ import type { RuntimeReadModel } from './read-model.ts';
 import { errorMessage, RuntimeLog } from './runtime-log.ts';
 import type { InstanceSecrets } from './secrets.ts';
 import type { TokenDigests } from '../domain/tokens.ts';
-import { Semaphore } from '../async/semaphore.ts';
+import { AdaptiveConcurrency, FixedConcurrency } from './restore/concurrency.ts';
+import { ProcessLoadSignal, type LoadSignal } from './restore/load-signal.ts';
+import { RestoreScheduler, type RestoreProgress } from './restore/scheduler.ts';
 import { ConnectionRegistry } from './tracking-connector.ts';
 import { Traffic } from './traffic.ts';
 import { WhatsAppStreams } from './whatsapp-stream.ts';
@@ -38,8 +40,12 @@ export interface RuntimeConfig {
   readonly reconnect: { readonly baseMs: number; readonly maxMs: number; readonly userRateLimitMs: number };
   /** Per-instance rate limits and the daily cap of an instance stream's growth; none when absent. */
   readonly instanceLimits?: InstanceLimits;
-  /** RESTORE_CONCURRENCY: instances restored (WhatsApp logins) at once. */
-  readonly restoreConcurrency: number;
+  /**
+   * RESTORE_CONCURRENCY: instances restored (WhatsApp logins) at once: a number, or 'auto', adapting to
+   * the event loop's lag and the CPU between 1 and RESTORE_CONCURRENCY_MAX (restore/concurrency.ts).
+   */
+  readonly restoreConcurrency: number | 'auto';
+  readonly restoreConcurrencyMax?: number;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: may an instance's webhook URL name a private address. Default true. */
   readonly webhook?: { readonly allowPrivateNetworks?: boolean };
   /** The outbox: how long a send route waits, the pause after a restriction, sends in flight (SEND_*). */
@@ -71,6 +77,8 @@ export interface RuntimeOptions {
    * sinks' writer of instance log lines, so that a delete closes the stream to both.
    */
   readonly whatsappStreams?: WhatsAppStreams;
+  /** The restore plan's load signal (tests); the process's own by default. */
+  readonly restoreLoad?: LoadSignal;
   /** The outbox's index in SQL (src/runtime/outbox/outbox-index.ts). */
   readonly outboxIndex: OutboxIndex;
   readonly now?: () => Date;
@@ -109,10 +117,13 @@ export class InstanceRuntime {
   private readonly host: ActorHost;
   private readonly traffic: Traffic;
   private readonly log: RuntimeLog;
-  private readonly restorePacer: Semaphore;
+  private readonly restores: RestoreScheduler;
   private readonly deletion: InstanceDeletion;
   private readonly now: () => Date;
   private stopping = false;
+  /** Received WhatsApp events on their way to the log: when each started, per instance (for health). */
+  private readonly appending = new Map<string, Map<symbol, number>>();
+  private readonly lastAppendLatency = new Map<string, number>();
 
   constructor(private readonly options: RuntimeOptions) {
     const now = (this.now = options.now ?? (() => new Date()));
@@ -122,7 +133,16 @@ export class InstanceRuntime {
     const whatsappStreams = options.whatsappStreams ?? new WhatsAppStreams(options.store);
     this.log = new RuntimeLog(whatsappStreams, options.logger, now);
     this.traffic = new Traffic({ streams: whatsappStreams, log: this.log, connection, now });
-    this.restorePacer = new Semaphore(config.restoreConcurrency);
+    this.restores = new RestoreScheduler({
+      restore: (id) => this.restore(id),
+      lastActivity: () => options.readModel.lastActivity(),
+      concurrency:
+        config.restoreConcurrency === 'auto'
+          ? new AdaptiveConcurrency({ min: 1, max: config.restoreConcurrencyMax ?? 32 })
+          : new FixedConcurrency(config.restoreConcurrency),
+      load: options.restoreLoad ?? new ProcessLoadSignal(),
+      logger: options.logger,
+    });
     this.host = new ActorHost({
       store: options.store,
       connector: this.connections.wrap(
@@ -193,6 +213,10 @@ export class InstanceRuntime {
         send: limits?.sendPerMinute ?? 0,
       }),
       readYourWritesTimeoutMs: options.readYourWritesTimeoutMs ?? 10_000,
+      restoring: {
+        isWaiting: (id) => this.restores.isWaiting(id),
+        hurry: (id) => this.restores.hurry(id),
+      },
       ...(options.reservationGraceMs !== undefined ? { reservationGraceMs: options.reservationGraceMs } : {}),
       ...(options.ownership
         ? { onInstanceCreated: (instanceId: string) => options.ownership!.place(instanceId) }
@@ -211,7 +235,8 @@ export class InstanceRuntime {
   /**
    * Loads every instance and sends it `restore`: a paired instance that was live (or shut down cleanly)
    * reconnects without a QR, a never-paired one waiting for a QR goes idle (no QR storm), the rest ignore
-   * it. Paced: each WhatsApp login costs CPU, so at most `restoreConcurrency` connect at once.
+   * it. Planned (restore/scheduler.ts): the most recently active first, as many at once as the machine
+   * takes (each WhatsApp login costs CPU).
    */
   async start(): Promise<void> {
     const { readModel, store } = this.options;
@@ -224,13 +249,18 @@ export class InstanceRuntime {
         'found deletes that stopped half-way (before deletes were recorded): finishing them',
       );
     if (this.options.ownership) return;
-    for (const id of await readModel.instanceIds()) void this.restorePaced(id);
-    for (const id of await this.options.pending.ids()) void this.restorePaced(id);
+    for (const id of await readModel.instanceIds()) this.restores.enqueue(id);
+    for (const id of await this.options.pending.ids()) this.restores.enqueue(id);
   }
 
-  /** Cluster mode: this node took the instance's lease; restore it (paced, as at boot). */
+  /** This node took the instance's lease (every instance, at boot, on a single node): restore it. */
   adopt(id: string): void {
-    void this.restorePaced(id);
+    this.restores.enqueue(id);
+  }
+
+  /** How far the current (or last) restore got: /health, /metrics. */
+  restoreProgress(): RestoreProgress {
+    return this.restores.progress();
   }
 
   /**
@@ -273,22 +303,16 @@ export class InstanceRuntime {
         .finally(() => this.host.inMailbox(id, async () => this.host.forget(id)));
   }
 
-  private async restorePaced(id: string): Promise<void> {
-    const release = await this.restorePacer.acquire();
-    try {
-      if (this.stopping) return;
-      // Cluster mode: the lease may have moved on while this restore waited for its turn.
-      if (this.options.ownership && !this.options.ownership.holds(id)) return;
-      if (await this.finishCutShort(id)) return;
-      // What a crash or the previous owner left unsent goes once the connection opens.
-      this.outbox.adopt(id);
-      await this.host.dispatch(id, { type: 'restore', at: this.at() });
-      await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
-    } catch (error) {
-      this.options.logger.warn({ err: error, instanceId: id }, 'restore failed');
-    } finally {
-      release();
-    }
+  /** One instance's turn in the restore plan (failures are logged by the scheduler). */
+  private async restore(id: string): Promise<void> {
+    if (this.stopping) return;
+    // Cluster mode: the lease may have moved on while this restore waited for its turn.
+    if (this.options.ownership && !this.options.ownership.holds(id)) return;
+    if (await this.finishCutShort(id)) return;
+    // What a crash or the previous owner left unsent goes once the connection opens.
+    this.outbox.adopt(id);
+    await this.host.dispatch(id, { type: 'restore', at: this.at() });
+    await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
   }
 
   /**
@@ -339,6 +363,7 @@ export class InstanceRuntime {
    */
   beginShutdown(): void {
     this.stopping = true;
+    this.restores.stop();
     this.commands.abortWaits();
     this.outbox.stop();
   }
@@ -369,15 +394,74 @@ export class InstanceRuntime {
     return this.host.liveSnapshot(id);
   }
 
+  // ------------------------------------------------------------------ what health reads and does
+
+  /** The API state of the instance's live actor here; undefined when this process has none. */
+  apiStateOf(id: string): string | undefined {
+    const snapshot = this.host.liveSnapshot(id);
+    return snapshot && snapshot.status === 'active' ? apiStateOf(snapshot) : undefined;
+  }
+
+  /** Instances open on this node, with a live connection. */
+  *openInstances(): Iterable<string> {
+    for (const id of this.connections.ids()) {
+      const snapshot = this.host.liveSnapshot(id);
+      if (snapshot && snapshot.status === 'active' && apiStateOf(snapshot) === 'open') yield id;
+    }
+  }
+
+  /** The pipeline's figures: a stuck mailbox job, the oldest received event not yet recorded. */
+  pipelineFigures(id: string): {
+    mailboxBusySince: number | undefined;
+    oldestAppendStartedAt: number | undefined;
+    lastAppendLatencyMs: number | undefined;
+  } {
+    let oldest: number | undefined;
+    for (const started of this.appending.get(id)?.values() ?? [])
+      if (oldest === undefined || started < oldest) oldest = started;
+    return {
+      mailboxBusySince: this.host.busySince(id),
+      oldestAppendStartedAt: oldest,
+      lastAppendLatencyMs: this.lastAppendLatency.get(id),
+    };
+  }
+
+  /** Appends events beside the machine's (health) to the instance stream. */
+  async recordBeside(id: string, events: readonly NewEvent[]): Promise<void> {
+    await this.host.recordBeside(id, events);
+  }
+
+  /** Healing: a new socket now (the machine's reconnect; its backoff applies if that one fails). */
+  async healReconnect(id: string): Promise<void> {
+    await this.host.dispatch(id, { type: 'reconnect', at: this.at() });
+  }
+
+  /** Healing: the actor is loaded again from its stream and restored (reconnects a paired instance). */
+  async healRestartActor(id: string): Promise<void> {
+    await this.host.restart(id);
+    await this.host.dispatch(id, { type: 'restore', at: this.at() });
+  }
+
   private onSignal(instanceId: string, signal: RoutedSignal): void {
     if (signal.type === 'whatsapp') {
       const settings = this.host.liveSnapshot(instanceId)?.context.advancedSettings;
       if (!settings) return;
+      const started = Date.now();
+      const token = Symbol('append');
+      let inFlight = this.appending.get(instanceId);
+      if (!inFlight) this.appending.set(instanceId, (inFlight = new Map()));
+      inFlight.set(token, started);
       void this.traffic
         .received(instanceId, signal.event, settings)
+        .then(() => this.lastAppendLatency.set(instanceId, Date.now() - started))
         .catch((error: unknown) =>
           this.options.logger.error({ err: error, instanceId }, 'could not record a WhatsApp event'),
-        );
+        )
+        .finally(() => {
+          inFlight.delete(token);
+          if (inFlight.size === 0 && this.appending.get(instanceId) === inFlight)
+            this.appending.delete(instanceId);
+        });
       return;
     }
     const event = signalToMachineEvent(signal, this.at());

@@ -7,6 +7,11 @@ import type { Checkpoint } from '../store/port.ts';
 export interface RuntimeReadModel {
   /** Every instance the read model holds (boot restores each). */
   instanceIds(): Promise<string[]>;
+  /**
+   * When each instance was last active, in ms since the epoch (its WhatsApp traffic, else its creation;
+   * never-paired instances may be left out): the restore plan starts with the most recent.
+   */
+  lastActivity(): Promise<ReadonlyMap<string, number>>;
   /** The hashes of the tokens that open this instance (their reservation streams go with it). */
   tokenHashesOf(instanceId: string): Promise<string[]>;
   /** Whether the audit read model has the instance's deletion record. */

@@ -25,6 +25,7 @@ import {
   type WebhookSettings,
 } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
+import type { QueueSnapshot } from './webhook/dispatcher.ts';
 
 /** The sinks' migrations (the webhook's queue positions and replays), for the shared migration runner. */
 export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -98,6 +99,8 @@ export interface Sinks {
     readonly rabbitmq?: Subscription;
     readonly nats?: Subscription;
   };
+  /** The instance's own webhook queue as this process works it (health reads its lag); undefined: none. */
+  webhookQueue(instanceId: string): QueueSnapshot | undefined;
   /** Drops cached directory answers (call after rotating an instance's webhook secret). */
   invalidate(instanceId?: string): void;
   /** Removes a deleted instance's webhook deliveries and metric series. */
@@ -222,6 +225,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     websocketHub,
     metrics: registry,
     subscriptions,
+    webhookQueue: (instanceId) => webhook.dispatcher.queueState(instanceId, 'instance'),
     invalidate: (instanceId) => directory.invalidate(instanceId),
     async forgetInstance(instanceId) {
       directory.invalidate(instanceId);

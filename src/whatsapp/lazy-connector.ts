@@ -22,9 +22,11 @@ export function lazyConnector(load: () => Promise<WhatsAppConnector>): WhatsAppC
   return {
     open(options: OpenConnectionOptions, listener: WhatsAppSignalListener): WhatsAppConnection {
       let closeRequested = false;
+      let loaded: WhatsAppConnection | undefined;
       const connection = real().then(
         (connector) => {
           const opened = connector.open(options, listener);
+          loaded = opened;
           if (closeRequested) void opened.close();
           return opened;
         },
@@ -38,6 +40,10 @@ export function lazyConnector(load: () => Promise<WhatsAppConnector>): WhatsAppC
       connection.catch(() => undefined);
       const call = <T>(fn: (opened: WhatsAppConnection) => Promise<T>): Promise<T> => connection.then(fn);
       return {
+        // The real connection's probe once the adapter has loaded (health sees none before).
+        get probe() {
+          return loaded?.probe;
+        },
         sendText: (to, text, textOptions) => call((opened) => opened.sendText(to, text, textOptions)),
         requestPairingCode: (phone) => call((opened) => opened.requestPairingCode(phone)),
         rejectCall: (callId, fromJid) => call((opened) => opened.rejectCall(callId, fromJid)),

@@ -74,7 +74,34 @@ export interface TextOptions {
 
 export type PresenceKind = 'available' | 'unavailable' | 'composing' | 'recording' | 'paused';
 
+/**
+ * What a connection lets the health monitor measure (src/health). Optional on the port: an adapter
+ * without it is reported as "not measured" on those links, never as healthy by guess.
+ */
+export interface ConnectionProbe {
+  /** Sends a keepalive ping; resolves with the round trip in ms, rejects when no answer came in time. */
+  ping(timeoutMs: number): Promise<number>;
+  /**
+   * An end-to-end delivery probe: a message WhatsApp must route to the account's phone and whose answer it
+   * must route back to this device. Invisible (no chat entry). Resolves with the round trip in ms.
+   */
+  probeDelivery(timeoutMs: number): Promise<number>;
+  /** Incoming messages since the connection opened: decrypted, and failed to decrypt, per sender. */
+  decryption(): DecryptionCounts;
+  /** Forgets the Signal sessions with a contact (all its devices); its next message starts a new one. */
+  resetSession(contactJid: string): Promise<void>;
+}
+
+export interface DecryptionCounts {
+  readonly decrypted: number;
+  readonly failed: number;
+  /** Failures per sender JID (bounded). */
+  readonly failedBySender: ReadonlyMap<string, number>;
+}
+
 export interface WhatsAppConnection {
+  /** Health measurements of the live connection (see ConnectionProbe); absent when unsupported. */
+  readonly probe?: ConnectionProbe;
   /** Rejects when the connection is not open. `to` is a JID. */
   sendText(to: string, text: string, options?: TextOptions): Promise<SentText>;
   /**

@@ -45,6 +45,20 @@ describe('configuration', () => {
     expect(loadConfig({ EMBEDDED_POSTGRES_RESTARTS: '0' }).embeddedPostgresRestarts).toBe(0);
   });
 
+  it('RESTORE_CONCURRENCY: auto unless a number fixes it; RESTORE_CONCURRENCY_MAX bounds auto', () => {
+    expect(loadConfig({})).toMatchObject({ restoreConcurrency: 'auto', restoreConcurrencyMax: 32 });
+    expect(loadConfig({ RESTORE_CONCURRENCY: 'AUTO' }).restoreConcurrency).toBe('auto');
+    expect(loadConfig({ RESTORE_CONCURRENCY: '4', RESTORE_CONCURRENCY_MAX: '100' })).toMatchObject({
+      restoreConcurrency: 4,
+      restoreConcurrencyMax: 100,
+    });
+    expect(problemsOf({ RESTORE_CONCURRENCY: 'fast' }).join('\n')).toMatch(
+      /RESTORE_CONCURRENCY="fast": expected auto or a whole number from 1 to 256/,
+    );
+    expect(problemsOf({ RESTORE_CONCURRENCY: '0' }).join('\n')).toMatch(/RESTORE_CONCURRENCY="0"/);
+    expect(problemsOf({ RESTORE_CONCURRENCY_MAX: '0' }).join('\n')).toMatch(/RESTORE_CONCURRENCY_MAX="0"/);
+  });
+
   it('MESSAGES_PROJECTION is off unless turned on', () => {
     expect(loadConfig({}).messagesProjection).toBe(false);
     expect(loadConfig({ MESSAGES_PROJECTION: 'true' }).messagesProjection).toBe(true);

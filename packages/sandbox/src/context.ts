@@ -8,6 +8,7 @@ import type { ClientConnection } from './connection.ts';
 import type { Account, Companion, Device } from './model.ts';
 import type { BinaryNode } from './nodes.ts';
 import type { PhoneMessage, PhoneReceipt, SandboxLogger } from './types.ts';
+import type { DeviceFaults } from './faults.ts';
 
 export interface ResolvedOptions {
   readonly smallPreKeyBatches: boolean;
@@ -18,6 +19,8 @@ export interface ResolvedOptions {
 export interface SandboxContext {
   readonly options: ResolvedOptions;
   readonly logger: SandboxLogger;
+  /** Fault modes set through the control API (faults.ts). */
+  readonly faults: DeviceFaults;
 
   accounts(): Account[];
   /** An account by phone number, `number@s.whatsapp.net`, `lid@lid` (any device suffix), or LID digits. */

@@ -16,6 +16,7 @@ import type { Account, Companion } from './model.ts';
 import { enterPairingCode, scanQr } from './pairing.ts';
 import { phoneSend } from './phone.ts';
 import { SandboxError } from './errors.ts';
+import type { DeviceFaultView, FaultKind, FaultOptions } from './faults.ts';
 import {
   delayAcks,
   liftSendingRestriction,
@@ -368,6 +369,48 @@ export class SandboxControl {
   /** Lifts a `forbidden` ban: the account's devices can log in again. */
   unban(account: string): void {
     this.server.account(account).banned = false;
+  }
+
+  // ---- fault modes (faults.ts) ----------------------------------------------------------------------
+
+  /** The device's socket stays open and pings are answered, but nothing is routed to it. */
+  muteDevice(deviceJid: string, options: FaultOptions = {}): DeviceFaultView {
+    return this.setFault(deviceJid, 'mute', options);
+  }
+
+  /** The device's keepalive pings get no answer. */
+  dropPings(deviceJid: string, options: FaultOptions = {}): DeviceFaultView {
+    return this.setFault(deviceJid, 'dropPings', options);
+  }
+
+  /** The next `options.messages` (default 10) messages routed to the device fail to decrypt. */
+  corruptSessions(deviceJid: string, options: FaultOptions = {}): DeviceFaultView {
+    return this.setFault(deviceJid, 'corruptSessions', options);
+  }
+
+  /** Lifts one fault of the device, or all of them; a device no longer muted gets what waited for it. */
+  liftFault(deviceJid: string, kind?: FaultKind): DeviceFaultView {
+    const companion = this.companion(deviceJid);
+    this.server.faults.lift(companion, kind);
+    this.server.flushQueued(companion);
+    return this.server.faults.view(companion);
+  }
+
+  faults(deviceJid: string): DeviceFaultView {
+    return this.server.faults.view(this.companion(deviceJid));
+  }
+
+  /** Every device with a fault set. */
+  allFaults(): DeviceFaultView[] {
+    return this.server.faults.all();
+  }
+
+  private setFault(deviceJid: string, kind: FaultKind, options: FaultOptions): DeviceFaultView {
+    const companion = this.companion(deviceJid);
+    if (options.messages !== undefined && !(Number.isInteger(options.messages) && options.messages > 0))
+      throw new SandboxError(400, 'messages must be a positive integer');
+    this.server.faults.set(companion, kind, options);
+    return this.server.faults.view(companion);
   }
 
   /** The latest stanzas (tag and attributes) exchanged with a device, oldest first. */

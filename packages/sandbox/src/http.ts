@@ -8,6 +8,7 @@ import { SandboxError } from './errors.ts';
 import type { SendingRestrictionOptions } from './send-faults.ts';
 import type { ChatState, KickReason, PresenceState } from './types.ts';
 import type { ParticipantAction } from './groups.ts';
+import { FAULT_KINDS, type FaultKind, type FaultOptions } from './faults.ts';
 
 type Body = Record<string, unknown>;
 type Handler = (params: string[], body: Body, query: URLSearchParams) => unknown;
@@ -291,7 +292,42 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
       },
     ],
     ['GET', new RegExp(`^/control/devices/${A}/log$`), ([d]) => control.log(d!)],
+    ['GET', /^\/control\/faults$/, () => control.allFaults()],
+    ['GET', new RegExp(`^/control/devices/${A}/faults$`), ([d]) => control.faults(d!)],
+    [
+      'POST',
+      new RegExp(`^/control/devices/${A}/faults$`),
+      ([d], b) => {
+        const kind = faultKind(b.kind);
+        const options = faultOptions(b);
+        if (kind === 'mute') return control.muteDevice(d!, options);
+        if (kind === 'dropPings') return control.dropPings(d!, options);
+        return control.corruptSessions(d!, options);
+      },
+    ],
+    [
+      'DELETE',
+      new RegExp(`^/control/devices/${A}/faults$`),
+      ([d], _b, q) => control.liftFault(d!, q.get('kind') === null ? undefined : faultKind(q.get('kind'))),
+    ],
   ];
+}
+
+function faultKind(value: unknown): FaultKind {
+  if (typeof value === 'string' && (FAULT_KINDS as readonly string[]).includes(value))
+    return value as FaultKind;
+  throw new SandboxError(400, `kind must be one of ${FAULT_KINDS.join(', ')}`);
+}
+
+function faultOptions(body: Body): FaultOptions {
+  const untilReconnect = optionalBool(body, 'untilReconnect');
+  const messages = body.messages;
+  if (messages !== undefined && typeof messages !== 'number')
+    throw new SandboxError(400, 'body.messages must be a positive integer');
+  return {
+    ...(untilReconnect !== undefined ? { untilReconnect } : {}),
+    ...(typeof messages === 'number' ? { messages } : {}),
+  };
 }
 
 /** The shell lines that point the gateway (`npm start`) at this sandbox. */

@@ -21,6 +21,7 @@ export { SandboxControl } from './control.ts';
 export type { CreateAccountOptions, SendOptions, WaitOptions } from './control.ts';
 export type { GroupChanges, ParticipantAction } from './groups.ts';
 export type { AppStateMutation } from './app-state.ts';
+export type { DeviceFaultView, FaultKind, FaultOptions } from './faults.ts';
 export * from './types.ts';
 
 export interface Sandbox {

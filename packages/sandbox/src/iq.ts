@@ -87,6 +87,8 @@ export async function handleIq(server: IqContext, conn: ClientConnection, iq: Bi
     reply('error', [node('error', { code: 401, text: 'not-authorized' })]);
     return;
   }
+  // A device whose pings are dropped hears nothing back, as behind a half-dead route.
+  if (xmlns === 'w:p' && conn.companion && server.faults.has(conn.companion, 'dropPings')) return;
   const handler = (xmlns && handlers[xmlns]) || undefined;
   try {
     const content = handler ? await handler(server, conn, iq) : [];

@@ -249,6 +249,15 @@ export async function phoneReceive(
     account.inbox.push(record);
     server.emitPhoneMessage(account, record);
   }
+  if (fromMe && meta.category === 'peer' && sender.kind === 'companion') {
+    // A peer message from one of the account's own companions (an app-state key request, a probe):
+    // the phone answers with a `peer_msg` receipt routed back to that companion, as the companion does
+    // for the phone's peer messages. It shows nothing in any chat.
+    server.deliver(
+      sender,
+      node('receipt', { from: account.pnJid, id: meta.id, t: unixSeconds(), type: 'peer_msg' }),
+    );
+  }
   if (!fromMe && !meta.category) {
     const receipt = {
       id: meta.id,

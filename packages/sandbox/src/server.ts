@@ -27,6 +27,7 @@ import { GroupRegistry } from './groups.ts';
 import { AppStates } from './app-state.ts';
 import { jidDecode } from './wa.ts';
 import { SandboxError } from './errors.ts';
+import { DeviceFaults } from './faults.ts';
 import {
   KICK_REASONS,
   type KickReason,
@@ -48,6 +49,8 @@ export class SandboxServer implements ConnectionHandler, IqContext {
   readonly groups = new GroupRegistry(this);
   readonly appStates = new AppStates(this);
   readonly pairings = new Pairings();
+  /** Fault modes set through the control API (faults.ts). */
+  readonly faults = new DeviceFaults();
   /** `phone-message` (account, PhoneMessage) and `phone-receipt` (account, PhoneReceipt), for waiting in tests. */
   readonly events = new EventEmitter();
   /** How late the event loop runs (for stats); sampled every 20 ms. */
@@ -153,8 +156,9 @@ export class SandboxServer implements ConnectionHandler, IqContext {
   deliver(companion: Companion, stanza: BinaryNode): void {
     if (companion.removed) return;
     const conn = companion.connection;
-    if (conn?.isOpen && conn.active) {
-      conn.send(stanza);
+    // A muted device is, to the router, a device that is not there: what it should get waits for it.
+    if (conn?.isOpen && conn.active && !this.faults.has(companion, 'mute')) {
+      conn.send(this.faults.tamper(companion, stanza));
       return;
     }
     if (companion.offlineQueue.length >= MAX_OFFLINE_QUEUE) companion.offlineQueue.shift();
@@ -215,6 +219,7 @@ export class SandboxServer implements ConnectionHandler, IqContext {
     }
     companion.connection = conn;
     conn.companion = companion;
+    this.faults.loggedIn(companion);
     conn.send(
       node('success', {
         t: unixSeconds(),
@@ -233,8 +238,9 @@ export class SandboxServer implements ConnectionHandler, IqContext {
     const companion = conn.companion;
     if (!companion || conn.active) return;
     conn.active = true;
-    const backlog = companion.offlineQueue.splice(0);
-    for (const stanza of backlog) conn.send({ ...stanza, attrs: { ...stanza.attrs, offline: '1' } });
+    const backlog = this.faults.has(companion, 'mute') ? [] : companion.offlineQueue.splice(0);
+    for (const stanza of backlog)
+      conn.send(this.faults.tamper(companion, { ...stanza, attrs: { ...stanza.attrs, offline: '1' } }));
     conn.send(node('ib', {}, [node('offline', { count: backlog.length })]));
     const firstLogin = !companion.loggedInOnce;
     companion.loggedInOnce = true;
@@ -310,6 +316,14 @@ export class SandboxServer implements ConnectionHandler, IqContext {
         conn.streamError(streamErrorNode(code));
     }
     return true;
+  }
+
+  /** A muted device was unmuted while online: what waited for it is delivered now, marked offline. */
+  flushQueued(companion: Companion): void {
+    const conn = companion.connection;
+    if (!conn?.isOpen || !conn.active || this.faults.has(companion, 'mute')) return;
+    for (const stanza of companion.offlineQueue.splice(0))
+      conn.send(this.faults.tamper(companion, { ...stanza, attrs: { ...stanza.attrs, offline: '1' } }));
   }
 
   removeCompanion(companion: Companion, reason: string): void {

@@ -4,6 +4,7 @@
  */
 import type { InstanceService } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
+import type { InstanceHealth } from '../../health/types.ts';
 import { installErrorHandler } from '../errors.ts';
 import { instanceRoutes } from '../routes/instance.ts';
 import { advancedSettingsRoutes } from '../routes/instance-settings.ts';
@@ -15,6 +16,8 @@ import type { EdgeProfile } from './profile.ts';
 export interface DefaultRoutesOptions {
   readonly service: InstanceService;
   readonly db: SqlExecutor;
+  /** Instance health, summarised in status and listings (src/health); absent: not shown. */
+  readonly health?: (instanceId: string, state: string) => InstanceHealth;
 }
 
 export function defaultProfile(

@@ -10,6 +10,22 @@ export interface HealthRoutesOptions {
   readonly cluster?: () => ClusterHealth;
   /** Why the store is unreachable, when zapwire knows (it restarts its embedded PostgreSQL); no paths. */
   readonly storeOutage?: () => string | undefined;
+  /** Open instances on this node per health state (src/health); counts only. */
+  readonly instanceHealth?: () => InstanceHealthCounts;
+  /** The restore after the start: instances reconnected so far of those to reconnect. */
+  readonly restoring?: () => RestoringHealth;
+}
+
+export interface InstanceHealthCounts {
+  readonly healthy: number;
+  readonly degraded: number;
+  readonly down: number;
+  readonly needsAttention: number;
+}
+
+export interface RestoringHealth {
+  readonly done: number;
+  readonly total: number;
 }
 
 export interface ClusterHealth {
@@ -23,7 +39,7 @@ export interface ClusterHealth {
 
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
   app,
-  { store, startedAt, alerts, cluster, storeOutage },
+  { store, startedAt, alerts, cluster, storeOutage, instanceHealth, restoring },
 ) => {
   app.get(
     '/health',
@@ -41,6 +57,23 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
               store: { type: 'string' },
               uptimeSeconds: { type: 'number' },
               alerts: { type: 'array', items: { type: 'string' } },
+              instanceHealth: {
+                type: 'object',
+                description:
+                  'Open instances on this node by health (GET /instance/:id/health says why); the service status above does not depend on them',
+                properties: {
+                  healthy: { type: 'integer' },
+                  degraded: { type: 'integer' },
+                  down: { type: 'integer' },
+                  needsAttention: { type: 'integer' },
+                },
+              },
+              restoring: {
+                type: 'object',
+                description:
+                  'The restore after the start: instances restored (reconnected, or settled otherwise) of those queued; done = total once every one has had its turn',
+                properties: { done: { type: 'integer' }, total: { type: 'integer' } },
+              },
               cluster: {
                 type: 'object',
                 properties: {
@@ -85,6 +118,7 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         ...(alerts ? await alerts().catch(() => ['could not read the alerts; see the server log']) : []),
       ];
       const node = cluster?.();
+      const restore = restoring?.();
       if (node && !node.leasesHeld)
         raised.push('this node could not renew its instance leases in time: see the server log');
       return {
@@ -92,6 +126,8 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (
         store: store.kind,
         uptimeSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
         alerts: raised,
+        ...(instanceHealth ? { instanceHealth: instanceHealth() } : {}),
+        ...(restore ? { restoring: { done: restore.done, total: restore.total } } : {}),
         ...(node
           ? {
               cluster: {

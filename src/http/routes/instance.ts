@@ -9,6 +9,7 @@ import { Errors } from '../../domain/errors.ts';
 import { MIN_TOKEN_DISTINCT_CHARACTERS, MIN_TOKEN_LENGTH } from '../../domain/tokens.ts';
 import type { InstanceService, InstanceStatus } from '../../runtime/service.ts';
 import type { SqlExecutor } from '../../store/sql.ts';
+import type { InstanceHealth } from '../../health/types.ts';
 import { instanceLogs, listInstancesPage, type InstanceView } from '../../../projections/queries.ts';
 import { viewOf } from '../auth.ts';
 import { currentQr, pairingPhone } from '../qr-and-pairing.ts';
@@ -35,6 +36,18 @@ import {
 export interface InstanceRoutesOptions {
   readonly service: InstanceService;
   readonly db: SqlExecutor;
+  /** The instance's health (src/health), summarised in status and listings; absent: not shown. */
+  readonly health?: (instanceId: string, state: string) => InstanceHealth;
+}
+
+/** What status and listings show of an instance's health (GET /instance/:id/health has the links). */
+function healthSummary(health: InstanceHealth): Record<string, unknown> {
+  return {
+    state: health.state,
+    reason: health.reason,
+    needsAttention: health.needsAttention,
+    since: health.since,
+  };
 }
 
 const createBody = {
@@ -84,6 +97,7 @@ const statusResponse = {
     jid: { type: ['string', 'null'] },
     name: { type: ['string', 'null'], description: 'WhatsApp profile (push) name' },
     lastDisconnect: instanceView.properties.lastDisconnect,
+    health: instanceView.properties.health,
   },
 } as const;
 
@@ -180,7 +194,14 @@ function stateOf(instance: InstanceStatus, message?: string): Record<string, unk
   };
 }
 
-export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (app, { service, db }) => {
+export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
+  app,
+  { service, db, health },
+) => {
+  const withHealth = (instance: InstanceView): Record<string, unknown> => ({
+    ...publicView(instance),
+    ...(health ? { health: healthSummary(health(instance.id, instance.state)) } : {}),
+  });
   app.post<{ Body: FromSchema<typeof createBody> }>(
     '/instance/create',
     {
@@ -228,7 +249,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       const { limit, after } = instancePageOf(request.query);
       const page = await listInstancesPage(db, { limit, after });
       linkNextPage(reply, '/instance/all', limit, page.next);
-      return page.views.map(publicView);
+      return page.views.map(withHealth);
     },
   );
 
@@ -244,7 +265,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
       },
     },
     async (request) => {
-      return publicView(viewOf(request.instance));
+      return withHealth(viewOf(request.instance));
     },
   );
 
@@ -270,6 +291,7 @@ export const instanceRoutes: FastifyPluginAsync<InstanceRoutesOptions> = async (
         jid: i.jid,
         name: i.profileName,
         lastDisconnect: i.lastDisconnect,
+        ...(health ? { health: healthSummary(health(i.id, i.state)) } : {}),
       };
     },
   );

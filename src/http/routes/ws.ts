@@ -69,6 +69,8 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
     throw new Error('register @fastify/websocket once at the root before the /ws route');
   }
   const subscriptions = new WeakMap<FastifyRequest, Subscription>();
+  /** The query as read before validation (a repeated key or an unknown event name is a 400 there). */
+  const queries = new WeakMap<FastifyRequest, { q: WsQuery; events: SinkEventName[] | undefined }>();
 
   app.get<{ Querystring: WsQuery }>(
     '/ws',
@@ -88,13 +90,15 @@ export const wsRoutes: FastifyPluginAsync<WsRoutesOptions> = async (app, { sinks
       },
       // Before validation, so a repeated key is a 400 that says so.
       preValidation: async (request) => {
-        checkedQuery(request.query);
+        const q = checkedQuery(request.query);
+        queries.set(request, { q, events: eventsOf(q.events) });
       },
       // After the instance is resolved (a preHandler of the app's, which runs before the route's own).
       preHandler: async (request) => {
         const principal = requirePrincipal(request);
-        const q = checkedQuery(request.query);
-        const events = eventsOf(q.events);
+        const read = queries.get(request);
+        if (!read) throw new Error('the /ws query was not read before validation');
+        const { q, events } = read;
         const instance = principal.role === 'admin' ? request.instanceIfNamed?.id : undefined;
         let from: Checkpoint | undefined;
         if (q.from !== undefined) {

@@ -76,7 +76,7 @@
           class: view.id === selected ? 'selected' : undefined,
         },
         el('th', { scope: 'row', text: view.name }),
-        el('td', { class: 'state' }, badge(view.state)),
+        el('td', { class: 'state' }, ...stateCell(view)),
         el('td', {
           text: view.jid
             ? `${view.profileName ? view.profileName + ' · ' : ''}${view.jid.split('@')[0]}`
@@ -96,13 +96,35 @@
     if (selected) renderDetail();
   }
 
+  /**
+   * An open instance's health beside its state: a badge (healthy, degraded, down; "needs attention" when
+   * healing gave up) and, when it is not healthy, why (the same words as GET /instance/:id/health).
+   */
+  function healthBadge(health) {
+    const text = health.needsAttention ? `${health.state} · needs attention` : health.state;
+    return el('span', {
+      class: `badge health-${health.state}`,
+      'data-health': health.state,
+      title: health.reason ?? 'every link works',
+      text,
+    });
+  }
+
+  function stateCell(view) {
+    const parts = [badge(view.state)];
+    if (view.state !== 'open' || !view.health) return parts;
+    parts.push(' ', healthBadge(view.health));
+    if (view.health.reason) parts.push(el('div', { class: 'muted health-reason', text: view.health.reason }));
+    return parts;
+  }
+
   function setState(id, state) {
     const view = instances.get(id);
     if (!view) return false;
     liveAt.set(id, Date.now());
     instances.set(id, { ...view, state });
     const cell = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td.state`);
-    if (cell) cell.replaceChildren(badge(state));
+    if (cell) cell.replaceChildren(...stateCell(instances.get(id)));
     if (id === selected) renderDetail();
     return true;
   }
@@ -212,7 +234,7 @@
       return;
     }
     $('detail-title').textContent = `Instance ${view.name}`;
-    $('detail-state').replaceChildren(badge(view.state));
+    $('detail-state').replaceChildren(...stateCell(view));
     $('detail-jid').textContent = view.jid ? `as ${view.jid}` : '';
     $('link-visualizer').href = `/debug/instances/${encodeURIComponent(view.id)}`;
     $('link-history').href = `/debug/instances/${encodeURIComponent(view.id)}/history`;

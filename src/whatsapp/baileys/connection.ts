@@ -20,6 +20,7 @@ import {
   type WAMessage,
   type WAMessageKey,
   type WAPresence,
+  type BinaryNode,
 } from '@whiskeysockets/baileys';
 import type { AdvancedSettings } from '../../domain/events.ts';
 import {
@@ -35,9 +36,11 @@ import {
 import type { AuthSession, BaileysAuthStore } from './auth-store.ts';
 import { ProxyUnavailableError, resolveProxy, type BuiltProxy } from './proxy.ts';
 import { baileysLogger } from './quiet.ts';
+import { BaileysProbe, type ProbeSocket } from './probe.ts';
 import { DEFAULT_SERVER_ACK_WAIT_MS, refusalOf, ServerAcks } from './server-acks.ts';
 import { isIgnoredBySettings } from '../../domain/traffic-filter.ts';
 import { isoFromSeconds, statusName, translateBatch, type TrafficEvents } from './translate.ts';
+import type { SocketCaches } from './socket-caches.ts';
 
 /** Contacts whose last name/notify a connection remembers (see knownContacts). */
 const MAX_KNOWN_CONTACTS = 10_000;
@@ -54,9 +57,17 @@ export interface SocketLike {
   };
   readonly ws: {
     on(event: 'open', listener: () => void): unknown;
-    /** WhatsApp's server acknowledgement of a message this device sent (`error` set when refused). */
-    on(event: 'CB:ack,class:message', listener: (node: { attrs: Record<string, string> }) => void): unknown;
+    on(event: string, listener: (node: BinaryNode) => void): unknown;
+    off?(event: string, listener: (node: BinaryNode) => void): unknown;
   };
+  /** What the health probe uses (probe.ts); a stand-in without them has no probe. */
+  query?(node: BinaryNode, timeoutMs?: number): Promise<unknown>;
+  relayMessage?(
+    jid: string,
+    message: Record<string, unknown>,
+    options: { additionalAttributes?: Record<string, string>; messageId?: string },
+  ): Promise<string>;
+  readonly signalRepository?: { deleteSession(jids: string[]): Promise<void> };
   readonly user: { id: string; lid?: string; name?: string } | undefined;
   sendMessage(
     jid: string,
@@ -94,6 +105,8 @@ export interface ConnectionSettings {
   readonly now: () => Date;
   /** Called once the connection is gone for good (bookkeeping in the connector). */
   readonly onFinished: (connection: BaileysConnection) => void;
+  /** Baileys' per-socket caches, held by the connector for every instance (socket-caches.ts). */
+  readonly caches?: SocketCaches;
 }
 
 type Phase = 'starting' | 'connecting' | 'qr' | 'open' | 'closed';
@@ -122,6 +135,8 @@ export class BaileysConnection implements WhatsAppConnection {
   private readonly starting: Promise<void>;
   private closing: Promise<void> | undefined;
   private loggingOut: Promise<void> | undefined;
+  /** Health measurements while open (src/health reads them through the port). */
+  readonly probe = new BaileysProbe(() => this.probeSocket());
 
   constructor(
     readonly options: OpenConnectionOptions,
@@ -172,6 +187,7 @@ export class BaileysConnection implements WhatsAppConnection {
         syncFullHistory: false,
         // Retries of recent sends are served from Baileys' own bounded recent-message cache (512, 5 min).
         getMessage: async () => undefined,
+        ...this.deps.caches?.forInstance(this.instanceId),
         ...(this.deps.webSocketUrl ? { waWebSocketUrl: this.deps.webSocketUrl } : {}),
         ...(this.deps.qrTimeoutMs ? { qrTimeout: this.deps.qrTimeoutMs } : {}),
         ...(this.deps.connectTimeoutMs ? { connectTimeoutMs: this.deps.connectTimeoutMs } : {}),
@@ -263,6 +279,7 @@ export class BaileysConnection implements WhatsAppConnection {
 
   private onTraffic(events: Partial<BaileysEventMap>): void {
     if (this.phase === 'closed' || this.stopped) return;
+    this.probe.observe(events['messages.upsert']);
     const at = this.deps.now().toISOString();
     const self = this.socket?.user?.id ? jidNormalizedUser(this.socket.user.id) : undefined;
     let translated;
@@ -358,6 +375,14 @@ export class BaileysConnection implements WhatsAppConnection {
   }
 
   // ------------------------------------------------------------------ the port
+
+  private probeSocket(): ProbeSocket | undefined {
+    const socket = this.socket;
+    if (this.phase !== 'open' || this.stopped || !socket) return undefined;
+    const { query, relayMessage, signalRepository, ws } = socket;
+    if (!query || !relayMessage || !signalRepository || !ws.off) return undefined;
+    return socket as SocketLike & ProbeSocket;
+  }
 
   private requireOpen(): SocketLike {
     if (this.phase !== 'open' || this.stopped || !this.socket) throw new NotConnectedError(this.instanceId);

@@ -18,6 +18,7 @@ import type {
 import { BaileysAuthStore, type AuthStoreOptions } from './auth-store.ts';
 import { BaileysConnection, type SocketFactory } from './connection.ts';
 import { silenceLibsignalConsole } from './quiet.ts';
+import { SocketCaches } from './socket-caches.ts';
 import { trustNoiseRoot } from './server.ts';
 
 export const BAILEYS_MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -81,6 +82,7 @@ export async function buildBaileysConnector(
     fence: deps.sessionFence,
   });
   const live = new Set<BaileysConnection>();
+  const caches = new SocketCaches();
   const makeSocket = options.makeSocket ?? (makeWASocket as unknown as SocketFactory);
   const now = options.now ?? (() => new Date());
 
@@ -100,7 +102,13 @@ export async function buildBaileysConnector(
         baileysLogLevel: options.baileysLogLevel ?? 'warn',
         browser: options.browser,
         now,
-        onFinished: (finished) => live.delete(finished),
+        caches,
+        onFinished: (finished) => {
+          live.delete(finished);
+          // A reconnect may already have opened the next socket of this instance: its entries stay.
+          if (![...live].some((other) => other.instanceId === finished.instanceId))
+            caches.drop(finished.instanceId);
+        },
       });
       live.add(connection);
       return connection;

@@ -72,9 +72,20 @@ describe('ReadModel', () => {
     await create('i-known', 'Known', 'hash-known');
     expect(await readModel.caughtUp(await store.headPosition(), 10_000)).toBe(true);
 
-    expect(await readModel.findInstance('i-known')).toEqual({ id: 'i-known', name: 'Known' });
-    expect(await readModel.findInstance('KNOWN')).toEqual({ id: 'i-known', name: 'Known' });
+    // With its read-model row, which the request path reads no second time.
+    expect(await readModel.findInstance('i-known')).toMatchObject({
+      id: 'i-known',
+      name: 'Known',
+      view: { id: 'i-known', state: 'created' },
+    });
+    expect(await readModel.findInstance('KNOWN')).toMatchObject({ id: 'i-known', name: 'Known' });
     expect(await readModel.instanceIdByTokenHash('hash-known')).toBe('i-known');
+    expect(await readModel.instanceByTokenHash('hash-known')).toMatchObject({
+      id: 'i-known',
+      name: 'Known',
+      view: { id: 'i-known', state: 'created' },
+    });
+    expect(await readModel.instanceByTokenHash('hash-nobody')).toBeUndefined();
     expect(await readModel.tokenHashesOf('i-known')).toEqual(['hash-known']);
     expect(await readModel.instanceIds()).toEqual(['i-known']);
     expect((await readModel.instanceView('known'))?.state).toBe('created');
@@ -123,11 +134,29 @@ describe('ReadModel', () => {
 
     it("opens an instance with its token from the token's stream", async () => {
       expect(await readModel.instanceIdByTokenHash('hash-late')).toBe('i-late');
+      expect(await readModel.instanceByTokenHash('hash-late')).toEqual({ id: 'i-late', name: 'i-late' });
+    });
+
+    it("opens a known instance with its row when only the token's row is missing (a rebuild under way)", async () => {
+      await pg.db.query("DELETE FROM rm_instance_tokens WHERE token_hash = 'hash-known'");
+      try {
+        expect(await readModel.instanceByTokenHash('hash-known')).toMatchObject({
+          id: 'i-known',
+          name: 'Known',
+          view: { state: 'created' },
+        });
+      } finally {
+        await pg.db.query(
+          "INSERT INTO rm_instance_tokens (token_hash, instance_id) VALUES ('hash-known', 'i-known')",
+        );
+      }
     });
 
     it('refuses a revoked token, a deleted instance and an instance that has no stream', async () => {
       expect(await readModel.instanceIdByTokenHash('hash-revoked')).toBeUndefined();
       expect(await readModel.instanceIdByTokenHash('hash-gone')).toBeUndefined();
+      expect(await readModel.instanceByTokenHash('hash-revoked')).toBeUndefined();
+      expect(await readModel.instanceByTokenHash('hash-gone')).toBeUndefined();
       expect(await readModel.instanceIdByTokenHash('hash-orphan')).toBeUndefined();
     });
   });

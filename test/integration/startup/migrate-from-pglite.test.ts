@@ -151,9 +151,10 @@ describe('migrate-from-pglite', () => {
 
     const migrated = await startTestApp({ dataDir, env: { DATABASE_URL: target.url } });
     cleanup.push(() => migrated.stop());
+    // The read model follows the log: the restore's ConnectionStarting shows a moment after the start.
     const status = await eventually(async () => {
       const reply = await migrated.request('GET', '/instance/status', { apikey: 'legacy-token-123456' });
-      return reply.status === 200 ? reply.body : undefined;
+      return reply.status === 200 && reply.body['state'] !== 'disconnected' ? reply.body : undefined;
     });
     // Known by its token, and still paired: the migrated session is restored (no QR needed).
     expect(['open', 'connecting']).toContain(status['state']);

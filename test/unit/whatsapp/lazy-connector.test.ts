@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
 import { lazyConnector } from '../../../src/whatsapp/lazy-connector.ts';
-import type { WhatsAppSignal } from '../../../src/whatsapp/port.ts';
+import type { ConnectionProbe, WhatsAppConnector, WhatsAppSignal } from '../../../src/whatsapp/port.ts';
 import { DEFAULT_ADVANCED_SETTINGS } from '../../../src/domain/events.ts';
 
 const options = { instanceId: 'i-1', proxy: null, settings: DEFAULT_ADVANCED_SETTINGS, paired: false };
@@ -26,6 +26,24 @@ function deferredLoad(fake: FakeWhatsAppConnector): {
 }
 
 describe('lazyConnector', () => {
+  it("exposes the real connection's probe once the adapter has loaded (health measures through it)", async () => {
+    const fake = new FakeWhatsAppConnector();
+    const probe: ConnectionProbe = {
+      ping: async () => 1,
+      probeDelivery: async () => 1,
+      decryption: () => ({ decrypted: 0, failed: 0, failedBySender: new Map() }),
+      resetSession: async () => undefined,
+    };
+    const withProbe: WhatsAppConnector = {
+      open: (opts, listener) => Object.assign(fake.open(opts, listener), { probe }),
+      removeSession: (id) => fake.removeSession(id),
+    };
+    const connection = lazyConnector(async () => withProbe).open(options, () => undefined);
+    expect(connection.probe).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(connection.probe).toBe(probe);
+  });
+
   it('loads nothing until a connection is opened, then loads once', async () => {
     const fake = new FakeWhatsAppConnector();
     const gate = deferredLoad(fake);

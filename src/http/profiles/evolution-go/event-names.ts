@@ -38,7 +38,8 @@ const TO_SINK: Readonly<Record<EvolutionEventName, readonly SinkEventName[]>> = 
   QRCODE: ['QR_CODE', 'QRCODE_UPDATED'],
 };
 
-const FROM_SINK: Readonly<Record<SinkEventName, EvolutionEventName>> = {
+/** HEALTH is zapwire's own (docs/health.md): Evolution GO has no such event, so it has no name here. */
+const FROM_SINK: Readonly<Record<Exclude<SinkEventName, 'HEALTH'>, EvolutionEventName>> = {
   MESSAGE: 'MESSAGE',
   MESSAGE_REACTION: 'MESSAGE',
   MESSAGE_SENT: 'SEND_MESSAGE',
@@ -71,7 +72,7 @@ export function evolutionEventString(sinkEvents: readonly string[]): string {
   if (sinkEvents.includes('ALL')) return EVOLUTION_EVENT_NAMES.join(',');
   const out = new Set<string>();
   for (const name of sinkEvents) {
-    const evolution = FROM_SINK[name as SinkEventName] as EvolutionEventName | undefined;
+    const evolution = FROM_SINK[name as Exclude<SinkEventName, 'HEALTH'>] as EvolutionEventName | undefined;
     if (evolution) out.add(evolution);
   }
   return EVOLUTION_EVENT_NAMES.filter((n) => out.has(n)).join(',');
