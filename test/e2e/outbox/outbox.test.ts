@@ -117,6 +117,16 @@ describe('a crash between the request and WhatsApp’s ack', () => {
     check(async () => {
       const c = cluster!;
       const instance = instances[1]!;
+      // The restart of the test before may still be restoring this instance (a send answers 503 then).
+      await until('the instance sends', 60_000, async () => {
+        const probe = await send(
+          node(),
+          instance,
+          { text: 'burst-ready' },
+          { 'Idempotency-Key': 'burst-ready' },
+        );
+        return probe.status === 200 ? true : undefined;
+      });
       const total = 40;
       const texts = Array.from({ length: total }, (_, i) => `burst-${String(i).padStart(3, '0')}`);
       const answered = new Map<string, SendAnswer>();
@@ -138,6 +148,7 @@ describe('a crash between the request and WhatsApp’s ack', () => {
         }
       };
       await Promise.all(Array.from({ length: 6 }, worker));
+      expect(killed).toBe(true);
       await node().start();
       await reopened(c, instance);
       for (const text of texts) {
@@ -149,7 +160,7 @@ describe('a crash between the request and WhatsApp’s ack', () => {
         answered.set(text, answer.body);
       }
       const counts = await until('every text at the customer', 60_000, async () => {
-        const found = await textCounts(c, 'burst-');
+        const found = await textCounts(c, 'burst-0');
         return found.size === total ? found : undefined;
       });
       expect([...counts.values()].filter((n) => n !== 1)).toEqual([]);
