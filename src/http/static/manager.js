@@ -76,7 +76,8 @@
           class: view.id === selected ? 'selected' : undefined,
         },
         el('th', { scope: 'row', text: view.name }),
-        el('td', { class: 'state' }, ...stateCell(view)),
+        el('td', { class: 'state' }, badge(view.state)),
+        el('td', { class: 'health' }, ...healthCell(view)),
         el('td', {
           text: view.jid
             ? `${view.profileName ? view.profileName + ' · ' : ''}${view.jid.split('@')[0]}`
@@ -110,10 +111,9 @@
     });
   }
 
-  function stateCell(view) {
-    const parts = [badge(view.state)];
-    if (view.state !== 'open' || !view.health) return parts;
-    parts.push(' ', healthBadge(view.health));
+  function healthCell(view) {
+    if (view.state !== 'open' || !view.health) return [];
+    const parts = [healthBadge(view.health)];
     if (view.health.reason) parts.push(el('div', { class: 'muted health-reason', text: view.health.reason }));
     return parts;
   }
@@ -124,7 +124,9 @@
     liveAt.set(id, Date.now());
     instances.set(id, { ...view, state });
     const cell = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td.state`);
-    if (cell) cell.replaceChildren(...stateCell(instances.get(id)));
+    if (cell) cell.replaceChildren(badge(state));
+    const healthCellOf = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td.health`);
+    if (healthCellOf) healthCellOf.replaceChildren(...healthCell(instances.get(id)));
     if (id === selected) renderDetail();
     return true;
   }
@@ -234,7 +236,8 @@
       return;
     }
     $('detail-title').textContent = `Instance ${view.name}`;
-    $('detail-state').replaceChildren(...stateCell(view));
+    $('detail-state').replaceChildren(badge(view.state));
+    $('detail-health').replaceChildren(...healthCell(view));
     $('detail-jid').textContent = view.jid ? `as ${view.jid}` : '';
     $('link-visualizer').href = `/debug/instances/${encodeURIComponent(view.id)}`;
     $('link-history').href = `/debug/instances/${encodeURIComponent(view.id)}/history`;
