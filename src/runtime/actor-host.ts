@@ -62,6 +62,11 @@ export interface DispatchOptions {
    * What WhatsApp reports and what the server itself records (restore, shutdown, delete) is never refused.
    */
   readonly limited?: boolean;
+  /**
+   * Checked in the mailbox, right before deciding: when false the event is not applied. What a command
+   * queued ahead of this one changed is visible here, which a check before `dispatch` cannot see.
+   */
+  readonly stillWanted?: () => boolean;
 }
 
 export class ActorHost {
@@ -99,7 +104,8 @@ export class ActorHost {
     options: DispatchOptions = {},
   ): Promise<{ recorded: Recorded | undefined; snapshot: LiveSnapshot }> {
     return this.mailboxes.run(id, async () => {
-      const recorded = await this.dispatchNow(id, event, options);
+      const wanted = options.stillWanted?.() ?? true;
+      const recorded = wanted ? await this.dispatchNow(id, event, options) : undefined;
       return { recorded, snapshot: (await this.host(id)).actor.getSnapshot() };
     });
   }

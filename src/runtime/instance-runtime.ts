@@ -311,7 +311,15 @@ export class InstanceRuntime {
     if (await this.finishCutShort(id)) return;
     // What a crash or the previous owner left unsent goes once the connection opens.
     this.outbox.adopt(id);
-    await this.host.dispatch(id, { type: 'restore', at: this.at() });
+    // A command that reached the instance while this restore waited for its turn (a connect right after
+    // a create placed it here) already opened a socket: restoring now would close it.
+    let runningAlready = false;
+    await this.host.dispatch(
+      id,
+      { type: 'restore', at: this.at() },
+      { stillWanted: () => !(runningAlready = this.connections.get(id) !== undefined) },
+    );
+    if (runningAlready) return;
     await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
   }
 
