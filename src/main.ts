@@ -12,21 +12,19 @@ import { runProcess } from './process.ts';
 import { MetricsRegistry } from './metrics.ts';
 import { buildServer, listenOn } from './http/server.ts';
 import { InspectionLog } from './visualizer/index.ts';
-import { INSTANCE_STREAM_PREFIX, whatsappStream } from './domain/events.ts';
-import { OUTBOX_STREAM_PREFIX } from './domain/outbox.ts';
+import { INSTANCE_OWNED_STREAM_PREFIXES } from './domain/outbox.ts';
 import { OutboxIndex } from './runtime/outbox/outbox-index.ts';
-import { registerOutboxMetrics } from './runtime/outbox/metrics.ts';
 import { openDatabase, openEventLog, outageNotice } from './store/index.ts';
 import type { EventStore } from './store/port.ts';
 import type { SqlDatabase } from './store/sql.ts';
 import { MIGRATION_DIRECTORIES } from './migrations.ts';
-import type { ConnectorDependencies, ConnectorFactory, WhatsAppConnector } from './whatsapp/port.ts';
+import { resolveConnector, type ConnectorFactory, type WhatsAppConnector } from './whatsapp/port.ts';
 import { baileysOnFirstUse } from './whatsapp/lazy-connector.ts';
 import { resealBaileysCreds } from './whatsapp/baileys/reseal.ts';
 import { InstanceRuntime } from './runtime/instance-runtime.ts';
 import { InstanceSecrets, SecretBox } from './runtime/secrets.ts';
 import { PendingDeletions } from './runtime/pending-deletions.ts';
-import { KEY_ROTATED_NOTICE, verifySessionKey } from './runtime/key-check.ts';
+import { checkSessionKeyAtStart } from './runtime/key-check.ts';
 import { RuntimeLog } from './runtime/runtime-log.ts';
 import { WhatsAppStreams } from './runtime/whatsapp-stream.ts';
 import type { ProjectionRunner } from '../projections/runner.ts';
@@ -38,9 +36,8 @@ import { InstanceSinkDirectory } from './sinks/directory.ts';
 import { clusterMemberOf, type ClusterMember } from './cluster/node.ts';
 import { registerClusterMetrics } from './cluster/metrics.ts';
 import { startHealth } from './health/wiring.ts';
-import { registerRestoreMetrics } from './runtime/restore/metrics.ts';
 
-export type { ConnectorDependencies, ConnectorFactory };
+export type { ConnectorDependencies, ConnectorFactory } from './whatsapp/port.ts';
 
 export interface Zapwire {
   readonly app: FastifyInstance;
@@ -54,10 +51,7 @@ export interface Zapwire {
   readonly globalApiKey: string;
   /** The listening URL once `listen` was asked for. */
   readonly url: string | undefined;
-  /**
-   * Settles when the process cannot go on and must exit non-zero for its supervisor to restart it: the
-   * embedded PostgreSQL exited and could not be started again within EMBEDDED_POSTGRES_RESTARTS.
-   */
+  /** Settles when the process must exit non-zero for its supervisor: the embedded PostgreSQL is gone for good. */
   readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
@@ -83,41 +77,32 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     embeddedRestarts: config.embeddedPostgresRestarts,
   });
   const { db } = database;
-  const keyCheck = await verifySessionKey(db, keys.sessionKey, {
-    previous: config.sessionEncryptionKeyPrevious,
-    reseal: [resealBaileysCreds],
-  }).catch(async (error: unknown) => {
-    await db.close().catch(() => undefined);
-    throw error;
-  });
-  if (keyCheck === 'rotated') logger.warn(KEY_ROTATED_NOTICE);
-  // Deletes and token rotations not finished yet (a crash cut them short): finished on the owner node.
-  const pending = new PendingDeletions(db);
+  await checkSessionKeyAtStart(
+    db,
+    keys.sessionKey,
+    { previous: config.sessionEncryptionKeyPrevious, reseal: [resealBaileysCreds] },
+    (message) => logger.warn(message),
+  );
   const cluster = clusterMemberOf(config, db, logger);
   // Appends to an instance's streams carry this node's lease (docs/cluster.md).
   const { store } = await openEventLog(database, {
     eventStoreUrl: config.eventStoreUrl,
     // An instance's own streams are never reused (name and token reservations are: soft delete).
-    tombstonePrefixes: config.kurrentTombstone
-      ? [INSTANCE_STREAM_PREFIX, whatsappStream(''), OUTBOX_STREAM_PREFIX]
-      : undefined,
+    tombstonePrefixes: config.kurrentTombstone ? INSTANCE_OWNED_STREAM_PREFIXES : undefined,
     fence: cluster.appendFencing,
   });
   const projections = await startProjections(store, db, logger, config);
   const readModel = new ReadModel(db, store, projections);
   const secrets = new InstanceSecrets(db, new SecretBox(keys.sessionKey));
-  const connector =
-    typeof options.connector === 'function'
-      ? await options.connector({
-          config,
-          logger,
-          db,
-          sessionKey: keys.sessionKey,
-          previousSessionKey: config.sessionEncryptionKeyPrevious,
-          proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
-          sessionFence: cluster.sessionFencing,
-        })
-      : options.connector;
+  const connector = await resolveConnector(options.connector, {
+    config,
+    logger,
+    db,
+    sessionKey: keys.sessionKey,
+    previousSessionKey: config.sessionEncryptionKeyPrevious,
+    proxyPassword: (instanceId) => secrets.get(instanceId, 'proxy_password'),
+    sessionFence: cluster.sessionFencing,
+  });
   const metrics = new MetricsRegistry();
   // The runtime and the sinks write an instance's `wa-` stream through one writer, which a delete closes.
   const whatsappStreams = new WhatsAppStreams(store);
@@ -137,7 +122,8 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
     readModel,
     connector,
     secrets,
-    pending,
+    // Deletes and token rotations a crash cut short: finished on the owner node.
+    pending: new PendingDeletions(db),
     whatsappStreams,
     logger,
     config,
@@ -156,8 +142,7 @@ export async function startZapwire(options: StartOptions): Promise<Zapwire> {
   registerReadModelMetrics(metrics, readModel, projections);
   registerClusterMetrics(metrics, cluster);
   const health = startHealth({ settings: config.health, runtime, sinks, store, metrics, logger });
-  registerRestoreMetrics(metrics, () => runtime.restoreProgress());
-  registerOutboxMetrics(metrics, runtime.outbox);
+  runtime.registerMetrics(metrics);
   const app = await buildServer({
     config,
     logger,

@@ -29,6 +29,9 @@ import type { PendingDeletions } from './pending-deletions.ts';
 import type { OutboxIndex } from './outbox/outbox-index.ts';
 import { pairedAt } from './outbox/paired-at.ts';
 import { SendOutbox } from './outbox/send-outbox.ts';
+import { registerOutboxMetrics } from './outbox/metrics.ts';
+import { registerRestoreMetrics } from './restore/metrics.ts';
+import type { MetricsRegistry } from '../metrics.ts';
 
 /**
  * The settings the runtime reads. Structurally a subset of src/config.ts `Config`, so the composition root
@@ -256,6 +259,12 @@ export class InstanceRuntime {
   /** This node took the instance's lease (every instance, at boot, on a single node): restore it. */
   adopt(id: string): void {
     this.restores.enqueue(id);
+  }
+
+  /** The runtime's series on /metrics: the restore plan's progress and the outboxes. */
+  registerMetrics(metrics: MetricsRegistry): void {
+    registerRestoreMetrics(metrics, () => this.restoreProgress());
+    registerOutboxMetrics(metrics, this.outbox);
   }
 
   /** How far the current (or last) restore got: /health, /metrics. */

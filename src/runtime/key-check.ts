@@ -97,3 +97,20 @@ async function resealInstanceSecrets(tx: SqlExecutor, from: SecretBox, to: Secre
     ]);
   }
 }
+
+/**
+ * The check at start: a key that does not match closes the database before the error goes up (the process
+ * exits with it); a rotation is said in the log with when the previous key may go.
+ */
+export async function checkSessionKeyAtStart(
+  db: SqlDatabase,
+  key: Buffer,
+  options: { readonly previous?: Buffer | undefined; readonly reseal?: readonly ResealStep[] },
+  warn: (message: string) => void,
+): Promise<void> {
+  const outcome = await verifySessionKey(db, key, options).catch(async (error: unknown) => {
+    await db.close().catch(() => undefined);
+    throw error;
+  });
+  if (outcome === 'rotated') warn(KEY_ROTATED_NOTICE);
+}

@@ -182,3 +182,11 @@ export interface SessionFencing {
 
 /** Builds an adapter once the database and keys exist (main.ts calls it while starting). */
 export type ConnectorFactory = (dependencies: ConnectorDependencies) => Promise<WhatsAppConnector>;
+
+/** The connector itself, or what the factory makes of the dependencies (Baileys loads its auth store there). */
+export async function resolveConnector(
+  connector: WhatsAppConnector | ConnectorFactory,
+  dependencies: ConnectorDependencies,
+): Promise<WhatsAppConnector> {
+  return typeof connector === 'function' ? connector(dependencies) : connector;
+}
