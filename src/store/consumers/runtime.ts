@@ -521,7 +521,10 @@ class SharedReader {
         this.reading = false;
       }
       if (this.closed) return;
-      if (epoch !== this.epoch) {
+      // A processor registered (or left) during the read: the page was read with a filter that may leave
+      // its streams out, and it may have joined already; a page that moved it past events it never saw
+      // would lose them. Read the same range again with the filter of now.
+      if (epoch !== this.epoch || version !== this.version) {
         this.idleNext = false;
         continue;
       }

@@ -25,15 +25,28 @@ interface Read {
   readonly ids: readonly string[];
 }
 
-/**
- * The log, with every readAll recorded (what was asked, which events came back); reads of `slowLimit`
- * events take `slowMs` longer after the page was read (the shared reader lags behind).
- */
-function recorded(log: EventLog, reads: Read[], slow: { limit?: number; ms: number }): EventLog {
+/** How the shared reader's reads (pages of `limit` events) are slowed down. */
+interface ReaderLag {
+  limit?: number;
+  /** A random delay up to this after the page was read (the shared reader lags behind). */
+  ms: number;
+  /** While set, each such read waits for it before its query (its filter already chosen). */
+  hold?: Promise<void>;
+  /** Reads waiting at `hold`. */
+  holding: number;
+}
+
+/** The log, with every readAll recorded (what was asked, which events came back), and the reader's lag. */
+function recorded(log: EventLog, reads: Read[], slow: ReaderLag): EventLog {
   return new Proxy(log, {
     get(target, key, receiver) {
       if (key === 'readAll') {
         return async (options?: ReadAllOptions) => {
+          if (slow.hold && options?.limit === slow.limit) {
+            slow.holding += 1;
+            await slow.hold;
+            slow.holding -= 1;
+          }
           const page = await target.readAll(options);
           if (slow.ms > 0 && options?.limit === slow.limit) await sleep(Math.random() * slow.ms);
           reads.push({ options, ids: page.events.map((e) => e.id) });
@@ -77,11 +90,12 @@ describe('consumer runtime', () => {
   });
 
   /** The shared reader's reads can be made to lag (pages of its size). */
-  const lag = { limit: undefined as number | undefined, ms: 0 };
+  const lag: ReaderLag = { limit: undefined, ms: 0, holding: 0 };
   const open = (pageSize: number): ConsumerRuntime => {
     log = createSqlEventLog(pg.db);
     lag.limit = pageSize;
     lag.ms = 0;
+    lag.hold = undefined;
     runtime = new ConsumerRuntime(recorded(log, reads, lag), { pageSize });
     return runtime;
   };
@@ -258,6 +272,28 @@ describe('consumer runtime', () => {
     for (const p of [fast, other, slow]) expect(await p.handle.waitFor(more.at(-1)!.position)).toBe(true);
     expect(slow.seen.map((e) => e.id)).toEqual([...appended, ...more].map((e) => e.id));
   }, 30_000);
+
+  it('a processor that joins while the shared reader reads with the filter from before it existed misses nothing', async () => {
+    open(13);
+    const a = recorder('seam-a', { streamPrefixes: ['seam-a-'] }, { from: await log.headPosition() });
+    await eventually(() => live(a), 5_000);
+    let release!: () => void;
+    lag.hold = new Promise<void>((resolve) => (release = resolve));
+    // The reader wakes for this append and starts a read with A's filter alone; it waits before its query.
+    const forA = await log.append('seam-a-1', [{ type: 'ForA', data: {} }]);
+    await eventually(() => lag.holding > 0, 5_000);
+    // B registers, finds nothing on its own and joins the reader, whose read is still to run.
+    const b = recorder('seam-b', { streamPrefixes: ['seam-b-'] }, { from: forA.position });
+    await eventually(() => live(b), 5_000);
+    const forB = await log.append('seam-b-1', [{ type: 'ForB', data: {} }]);
+    lag.hold = undefined;
+    release();
+    // That read, without B's streams, reaches past B's event: it must not move B past it unseen.
+    expect(await b.handle.waitFor(forB.position, 10_000)).toBe(true);
+    expect(b.seen.map((e) => e.id)).toEqual(forB.events.map((e) => e.id));
+    expect(await a.handle.waitFor(forA.position, 10_000)).toBe(true);
+    expect(a.seen.map((e) => e.id)).toEqual(forA.events.map((e) => e.id));
+  });
 
   it('a failing processor leaves, retries alone under its policy, and the others go on', async () => {
     open(50);
