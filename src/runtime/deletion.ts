@@ -26,7 +26,7 @@ import {
   tokenStream,
   whatsappStream,
 } from '../domain/events.ts';
-import { START, type EventLog } from '../store/port.ts';
+import { START, type Checkpoint, type EventLog } from '../store/port.ts';
 import type { WhatsAppConnector } from '../whatsapp/port.ts';
 import type { ActorHost } from './actor-host.ts';
 import type { PendingDeletions } from './pending-deletions.ts';
@@ -141,16 +141,23 @@ export class InstanceDeletion {
     const { store, readModel, pending } = this.options;
     const retired = await pending.retiredOf(instanceId);
     if (retired.length === 0) return;
+    let revokedThrough: Checkpoint | undefined;
     for (const hash of retired) {
       const [last] = await store.readStream(tokenStream(hash), { direction: 'backward', limit: 1 });
       if (last?.type !== 'InstanceTokenAssigned' || last.data['instanceId'] !== instanceId) continue;
-      await store.append(
+      const revoked = await store.append(
         tokenStream(hash),
         [{ type: 'InstanceTokenRevoked', data: { at: this.at(), instanceId, tokenHash: hash } }],
         { expectedVersion: 'any' },
       );
+      revokedThrough = revoked.position;
     }
-    await readModel.caughtUp(await store.headPosition(), READ_MODEL_WAIT_MS, ['instances']);
+    // The revocations' own positions: the log's head leaves out what committed while an older transaction
+    // (any writer's) was still open, and a token stream deleted before the projection read its revocation
+    // would leave the token opening the instance.
+    await readModel.caughtUp(revokedThrough ?? (await store.headPosition()), READ_MODEL_WAIT_MS, [
+      'instances',
+    ]);
     for (const hash of retired) await this.deleteIfHeld(tokenStream(hash), instanceId);
     await pending.forgetRetired(retired);
   }
