@@ -15,7 +15,7 @@ import { MIGRATION_DIRECTORIES } from '../../../src/migrations.ts';
 import { InstanceSecrets, SecretBox } from '../../../src/runtime/secrets.ts';
 import { InstanceSinkDirectory } from '../../../src/sinks/directory.ts';
 import { createSqlEventStore } from '../../../src/store/sql-event-store.ts';
-import type { EventStore } from '../../../src/store/port.ts';
+import type { Checkpoint, EventStore } from '../../../src/store/port.ts';
 import { openTestPostgres, type TestPostgres } from '../../support/postgres.ts';
 
 const silent = pino({ level: 'silent' });
@@ -33,8 +33,11 @@ let store: EventStore;
 let projections: ProjectionRunner;
 let readModel: ReadModel;
 
-/** An instance and its token, as the create saga appends them; resolves once the append is done. */
-async function create(id: string, name: string, tokenHash: string): Promise<void> {
+/**
+ * An instance and its token, as the create saga appends them; resolves once the append is done, with the
+ * token's position (the log's head would leave it out while another writer's older transaction is open).
+ */
+async function create(id: string, name: string, tokenHash: string): Promise<Checkpoint> {
   await store.append(`instance-${id}`, [
     {
       type: 'InstanceCreated',
@@ -49,9 +52,10 @@ async function create(id: string, name: string, tokenHash: string): Promise<void
       },
     },
   ]);
-  await store.append(`token-${tokenHash}`, [
+  const token = await store.append(`token-${tokenHash}`, [
     { type: 'InstanceTokenAssigned', data: { at: at(), instanceId: id, tokenHash } },
   ]);
+  return token.position;
 }
 
 beforeAll(async () => {
@@ -69,8 +73,8 @@ afterAll(async () => {
 
 describe('ReadModel', () => {
   it('answers from the read model once the projection has the instance', async () => {
-    await create('i-known', 'Known', 'hash-known');
-    expect(await readModel.caughtUp(await store.headPosition(), 10_000)).toBe(true);
+    const known = await create('i-known', 'Known', 'hash-known');
+    expect(await readModel.caughtUp(known, 10_000)).toBe(true);
 
     // With its read-model row, which the request path reads no second time.
     expect(await readModel.findInstance('i-known')).toMatchObject({

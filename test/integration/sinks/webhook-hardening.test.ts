@@ -182,7 +182,7 @@ describe('API_COMPAT=evolution-go', () => {
     // MESSAGE, CALL, PRESENCE_UPDATE, (RuntimeLogged), CONNECTION_UPDATE (starting: nothing), QR_CODE
     const events = await mixedEvents(store, id);
     await receiver.waitUntil(() => receiver.accepted().length >= 4, 10_000, 'four deliveries');
-    await running!.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
+    await running!.subscriptions.webhook.waitFor(events.at(-1)!.position, 5_000);
     await new Promise((r) => setTimeout(r, 200));
     const bodies = receiver.acceptedBodies<Record<string, unknown>>();
     expect(bodies.map((b) => b['event'])).toEqual(['Message', 'CallOffer', 'Presence', 'QRCode']);

@@ -163,9 +163,9 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       iid('a1'),
       settings({ webhookUrl: receiver.url('/moved'), events: ['CALL'] }),
     );
-    await messages(store, iid('a1'), 1, 'ignored');
+    const ignored = await messages(store, iid('a1'), 1, 'ignored');
     await receiver.waitUntil(() => receiver.accepted().length >= 3, 10_000, '3 deliveries');
-    await running!.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
+    await running!.subscriptions.webhook.waitFor(ignored.at(-1)!.position, 5_000);
     await new Promise((r) => setTimeout(r, 200));
     expect(receiver.acceptedBodies<Body>('/alpha').map((b) => b.data.text)).toEqual(['before0', 'before1']);
     expect(receiver.acceptedBodies<Body>('/moved').map((b) => b.data.text)).toEqual(['after0']);
@@ -246,10 +246,10 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
       request.path === '/alpha' && down ? { status: 503, headers: { 'retry-after': '0' } } : { status: 200 },
     );
     for (let round = 0; round < 10; round += 1) await messages(store, iid('a1'), 100, `r${round}-`);
-    await messages(store, iid('b1'), 20, 'b');
+    const beta = await messages(store, iid('b1'), 20, 'b');
     await receiver.waitUntil(() => receiver.accepted('/beta').length === 20, 10_000, 'beta flows');
     // The reader moved past the whole burst: the paused queue keeps a position, not copies.
-    expect(await sinks.subscriptions.webhook.waitFor(await store.headPosition(), 10_000)).toBe(true);
+    expect(await sinks.subscriptions.webhook.waitFor(beta.at(-1)!.position, 10_000)).toBe(true);
     const rows = await db.query<{ instance_id: string; attached: boolean; state: string }>(
       'SELECT instance_id, attached, state FROM zw_webhook_queues',
     );
@@ -407,12 +407,12 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     void m1;
 
     // Redelivery: the same event id, to the URL in force now.
-    await configureSinks(
+    const moved = await configureSinks(
       store,
       iid('a1'),
       settings({ webhookUrl: receiver.url('/moved'), events: ['MESSAGE'] }),
     );
-    await sinks.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
+    await sinks.subscriptions.webhook.waitFor(moved, 5_000);
     const replay = await sinks.webhook.redeliver(iid('a1'), dead[1]!.id, 'admin');
     expect(replay).toMatchObject({ eventId: m0!.id, state: 'running' });
     await receiver.waitUntil(() => receiver.accepted('/moved').length === 1, 5_000, 'redelivered');
@@ -545,17 +545,17 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(
       (await db.query('SELECT 1 FROM zw_webhook_queues WHERE instance_id = $1', [iid('b1')])).rows,
     ).toEqual([]);
-    await messages(store, iid('b1'), 1, 'after-delete');
-    await running!.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
+    const afterDelete = await messages(store, iid('b1'), 1, 'after-delete');
+    await running!.subscriptions.webhook.waitFor(afterDelete.at(-1)!.position, 5_000);
     expect(receiver.accepted('/beta')).toHaveLength(3);
   });
 
   it('sends straight from the log: an instance whose receiver keeps up leaves no row', async () => {
     const sinks = await start();
     await addInstance(iid('a1'), 'alpha', ['MESSAGE']);
-    await messages(store, iid('a1'), 20, 'a');
+    const twenty = await messages(store, iid('a1'), 20, 'a');
     await receiver.waitUntil(() => receiver.accepted('/alpha').length === 20, 5_000, '20 events');
-    await sinks.subscriptions.webhook.waitFor(await store.headPosition(), 5_000);
+    await sinks.subscriptions.webhook.waitFor(twenty.at(-1)!.position, 5_000);
     expect(textsOf('/alpha')).toEqual(range('a', 20));
     expect((await db.query('SELECT 1 FROM zw_webhook_queues')).rows).toEqual([]);
     expect(await queueOf(sinks, iid('a1'))).toMatchObject({ state: 'delivering', mode: 'live', behind: 0 });

@@ -9,7 +9,7 @@ import { DEFAULT_ADVANCED_SETTINGS, type SinkSettings } from '../../../../src/do
 import type { InstanceSinkConfig, SinkDirectory } from '../../../../src/sinks/index.ts';
 import { SINK_ENVELOPE_SCHEMA, type SinkEnvelope } from '../../../../src/sinks/index.ts';
 import type { InstanceLogWriter } from '../../../../src/sinks/instance-log.ts';
-import type { EventLog, EventStore, RecordedEvent } from '../../../../src/store/port.ts';
+import type { Checkpoint, EventLog, EventStore, RecordedEvent } from '../../../../src/store/port.ts';
 
 export const silentLogger = pino({ level: process.env['SINK_TEST_LOG'] ?? 'silent' });
 
@@ -47,17 +47,27 @@ export async function createInstance(
   return events[0]!;
 }
 
-export async function configureSinks(store: EventStore, id: string, settings: SinkSettings): Promise<void> {
-  await store.append(`instance-${id}`, [
+/** Resolves with the event's position: wait for it, not for the log's head (see `messages`). */
+export async function configureSinks(
+  store: EventStore,
+  id: string,
+  settings: SinkSettings,
+): Promise<Checkpoint> {
+  const appended = await store.append(`instance-${id}`, [
     { type: 'EventSinksConfigured', data: { at: at(), sinks: settings } },
   ]);
+  return appended.position;
 }
 
 export async function deleteInstance(store: EventStore, id: string): Promise<void> {
   await store.append(`instance-${id}`, [{ type: 'InstanceDeleted', data: { at: at(), by: 'admin' } }]);
 }
 
-/** `count` MessageReceived events (MESSAGE) on wa-<id>, text `<prefix><n>`, in one append. */
+/**
+ * `count` MessageReceived events (MESSAGE) on wa-<id>, text `<prefix><n>`, in one append. A test that waits
+ * for a reader to pass them waits for their positions: on a shared PostgreSQL the log's head leaves out what
+ * committed while any other transaction of the server (another test file's) was still open.
+ */
 export async function messages(
   store: EventStore,
   id: string,
