@@ -29,8 +29,10 @@ import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { amqpRoutingKey, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
+import { AMQP_SUBSCRIPTION } from './broker-names.ts';
 
-export const AMQP_SUBSCRIPTION = 'sink-rabbitmq';
+export { AMQP_SUBSCRIPTION };
+
 export const DEFAULT_AMQP_EXCHANGE = 'zapwire.events';
 
 export interface AmqpSinkOptions {

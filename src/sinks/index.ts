@@ -8,14 +8,15 @@ import type { Logger } from 'pino';
 import type { DeadLetterRetry, EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { START } from '../store/port.ts';
-import { AMQP_SUBSCRIPTION, AmqpSink } from './amqp.ts';
+import type { AmqpSink } from './amqp.ts';
+import { AMQP_SUBSCRIPTION, NATS_SUBSCRIPTION } from './broker-names.ts';
 import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import { sleep } from './backoff.ts';
 import { ConfigTimeline } from './config-timeline.ts';
 import { CachedSinkDirectory, type SinkDirectory } from './directory.ts';
 import { MetricsRegistry } from '../metrics.ts';
 import { SinkMetrics } from './metrics.ts';
-import { NATS_SUBSCRIPTION, NatsSink } from './nats.ts';
+import type { NatsSink } from './nats.ts';
 import { payloadRenderer, type PayloadProfile } from './payload.ts';
 import {
   GLOBAL_WEBHOOK_DEAD_LETTERS,
@@ -149,8 +150,9 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
 
   webhook.registerMetrics(registry);
 
+  // The brokers' client libraries load only when their sink is configured (memory of an idle server).
   const amqp = config.amqpUrl
-    ? new AmqpSink({
+    ? new (await import('./amqp.ts')).AmqpSink({
         url: config.amqpUrl,
         ...(config.amqpExchange ? { exchange: config.amqpExchange } : {}),
         store,
@@ -163,7 +165,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
       })
     : undefined;
   const nats = config.natsUrl
-    ? new NatsSink({
+    ? new (await import('./nats.ts')).NatsSink({
         url: config.natsUrl,
         ...(config.natsSubjectPrefix ? { prefix: config.natsSubjectPrefix } : {}),
         store,

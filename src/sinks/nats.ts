@@ -36,8 +36,10 @@ import type { SinkMetrics } from './metrics.ts';
 import { DEFAULT_PAYLOAD, type PayloadRenderer } from './payload.ts';
 import { natsSubject, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
+import { NATS_SUBSCRIPTION } from './broker-names.ts';
 
-export const NATS_SUBSCRIPTION = 'sink-nats';
+export { NATS_SUBSCRIPTION };
+
 export const DEFAULT_NATS_PREFIX = 'zapwire';
 
 export interface NatsSinkOptions {
