@@ -16,7 +16,7 @@ import { startZapwire, type Zapwire } from '../../../src/main.ts';
 import { FakeWhatsAppConnector } from '../../../src/whatsapp/fake.ts';
 import { SERVED_BY_HEADER } from '../../../src/cluster/forwarding.ts';
 import { createTestDatabase, type TestDatabase } from '../../support/postgres.ts';
-import { callNode, type NodeAnswer } from '../../support/cluster.ts';
+import { callNode, freePort, type NodeAnswer } from '../../support/cluster.ts';
 import { rawExchange } from '../../support/slow-client.ts';
 
 const ADMIN = 'test-admin-key-0123456789abcdef';
@@ -43,8 +43,8 @@ async function startNode(
 ): Promise<Node> {
   const fake = options.fake ?? new FakeWhatsAppConnector();
   const dataDir = mkdtempSync(join(tmpdir(), `zw-fwd-${id}-`));
-  // A fixed port per node: the advertised address must be known before the node listens.
-  const port = options.port ?? 20_000 + Math.floor(Math.random() * 20_000);
+  // A port chosen before the node listens: its advertised address must be known first.
+  const port = options.port ?? (await freePort());
   const config = loadConfig({
     GLOBAL_API_KEY: ADMIN,
     DATA_DIR: dataDir,
@@ -248,7 +248,7 @@ async function recordingRelay(
 describe('replaying a forwarded request', () => {
   it('is refused by the owner after it restarts with the same CLUSTER_NODE_ID (issue 22 item 10)', async () => {
     const own = await createTestDatabase();
-    const ownerPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const ownerPort = await freePort();
     const relay = await recordingRelay(() => `http://127.0.0.1:${ownerPort}`);
     try {
       // The owner's advertised address is the relay: what the forwarder sends it passes there.
