@@ -10,7 +10,8 @@
  */
 import { isIP, type LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import { Agent, Client, buildConnector, type Dispatcher } from 'undici';
+import type * as UndiciModule from 'undici';
+import type { Agent, Client, buildConnector, Dispatcher } from 'undici';
 import { isPrivateAddress } from '../../domain/network.ts';
 import { PRIVATE_NETWORKS_HINT } from '../../domain/webhook-url.ts';
 import { publicOnlyLookup } from './address-guard.ts';
@@ -104,9 +105,14 @@ export class ConnectFailed extends Error {
   }
 }
 
+type Undici = typeof UndiciModule;
+
 /** undici's connector, with every connect failure passed on as a ConnectFailed. */
-function connector(options: { lookup?: LookupFunction; ca?: readonly string[] }): buildConnector.connector {
-  const connect = buildConnector({
+function connector(
+  undici: Undici,
+  options: { lookup?: LookupFunction; ca?: readonly string[] },
+): buildConnector.connector {
+  const connect = undici.buildConnector({
     ...(options.lookup ? { lookup: options.lookup } : {}),
     ...(options.ca ? { ca: [...options.ca] } : {}),
   });
@@ -122,13 +128,21 @@ function connector(options: { lookup?: LookupFunction; ca?: readonly string[] })
   };
 }
 
+/** The HTTP client, made on the first request: a server that sends no webhook never loads undici. */
+interface Transport {
+  readonly undici: Undici;
+  readonly open: buildConnector.connector;
+  // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
+  readonly guarded: buildConnector.connector;
+  readonly shared: Agent;
+  readonly guardedShared: Agent;
+}
+
 export class WebhookSender {
   private readonly ca: readonly string[] | undefined;
-  private readonly open: buildConnector.connector;
-  // Separate pools: a tenant's request must never reuse a socket opened for a trusted private URL.
-  private readonly guarded: buildConnector.connector;
-  private readonly shared: Agent;
-  private readonly guardedShared: Agent;
+  private transport: Promise<Transport> | undefined;
+  private loaded: Transport | undefined;
+  private closed = false;
   /** Which connection each key (with its pool) sends over. */
   private readonly ordered = new Map<string, OrderedConnection>();
   private readonly pools = new Map<string, OrderedConnection[]>();
@@ -138,12 +152,27 @@ export class WebhookSender {
     this.ca = policy.extraCaCertificates?.length
       ? [...rootCertificates, ...policy.extraCaCertificates]
       : undefined;
-    this.open = connector(this.ca ? { ca: this.ca } : {});
-    this.guarded = connector({ lookup: publicOnlyLookup, ...(this.ca ? { ca: this.ca } : {}) });
-    this.shared = new Agent({ connections: 256, connect: this.open });
-    this.guardedShared = new Agent({ connections: 256, connect: this.guarded });
     this.sweep = setInterval(() => this.closeIdle(), ORDERED_IDLE_MS / 2);
     this.sweep.unref();
+  }
+
+  /** Every request awaits it, loaded or not, so requests keep the order `send` was called in. */
+  private transportReady(): Promise<Transport> {
+    this.transport ??= import('undici').then((undici) => {
+      const open = connector(undici, this.ca ? { ca: this.ca } : {});
+      const guarded = connector(undici, { lookup: publicOnlyLookup, ...(this.ca ? { ca: this.ca } : {}) });
+      const loaded: Transport = {
+        undici,
+        open,
+        guarded,
+        shared: new undici.Agent({ connections: 256, connect: open }),
+        guardedShared: new undici.Agent({ connections: 256, connect: guarded }),
+      };
+      this.loaded = loaded;
+      if (this.closed) this.destroyShared(loaded);
+      return loaded;
+    });
+    return this.transport;
   }
 
   async send(request: SendRequest): Promise<SendResult> {
@@ -175,6 +204,7 @@ export class WebhookSender {
       durationMs: elapsed(),
       aborted: true,
     });
+    const transport = await this.transportReady();
     if (request.signal?.aborted) return aborted();
     // Shutdown must not wait for a slow receiver: the request is cut and the delivery stays pending.
     const controller = new AbortController();
@@ -193,11 +223,13 @@ export class WebhookSender {
     };
     if (request.timeoutFrom) request.timeoutFrom.then(arm, arm);
     else arm();
-    const connection = request.orderKey ? this.orderedConnection(request.orderKey, url, guarded) : undefined;
+    const connection = request.orderKey
+      ? this.orderedConnection(transport, request.orderKey, url, guarded)
+      : undefined;
     if (connection) connection.inFlight += 1;
     try {
       return await Promise.race([
-        this.exchange(request, url, connection, guarded, controller.signal, elapsed),
+        this.exchange(transport, request, url, connection, guarded, controller.signal, elapsed),
         wedged,
       ]);
     } catch (error) {
@@ -227,6 +259,7 @@ export class WebhookSender {
 
   /** The request and its answer; throws what the HTTP client throws. */
   private async exchange(
+    transport: Transport,
     request: SendRequest,
     url: URL,
     connection: OrderedConnection | undefined,
@@ -234,7 +267,8 @@ export class WebhookSender {
     signal: AbortSignal,
     elapsed: () => number,
   ): Promise<SendResult> {
-    const dispatcher: Dispatcher = connection?.client ?? (guarded ? this.guardedShared : this.shared);
+    const dispatcher: Dispatcher =
+      connection?.client ?? (guarded ? transport.guardedShared : transport.shared);
     const pending = dispatcher.request({
       origin: url.origin,
       path: `${url.pathname}${url.search}`,
@@ -288,11 +322,21 @@ export class WebhookSender {
     }
     this.pools.clear();
     this.ordered.clear();
-    void this.shared.destroy().catch(() => undefined);
-    void this.guardedShared.destroy().catch(() => undefined);
+    this.closed = true;
+    if (this.loaded) this.destroyShared(this.loaded);
   }
 
-  private orderedConnection(key: string, url: URL, guarded: boolean): OrderedConnection {
+  private destroyShared(transport: Transport): void {
+    void transport.shared.destroy().catch(() => undefined);
+    void transport.guardedShared.destroy().catch(() => undefined);
+  }
+
+  private orderedConnection(
+    transport: Transport,
+    key: string,
+    url: URL,
+    guarded: boolean,
+  ): OrderedConnection {
     const pool = `${guarded ? 'g' : 'o'}\u0000${url.origin}`;
     const id = `${pool}\u0000${key}`;
     const assigned = this.ordered.get(id);
@@ -302,9 +346,9 @@ export class WebhookSender {
     let connection: OrderedConnection;
     if (connections.length < (this.policy.maxConnectionsPerOrigin ?? 256)) {
       connection = {
-        client: new Client(url.origin, {
+        client: new transport.undici.Client(url.origin, {
           pipelining: Math.max(1, this.policy.pipelining ?? 1),
-          connect: guarded ? this.guarded : this.open,
+          connect: guarded ? transport.guarded : transport.open,
         }),
         pool,
         users: 0,
