@@ -174,7 +174,7 @@ export class WebhookDispatcher {
       const queue = this.queue(delivery.instanceId, delivery.target);
       if (queue.forgotten) continue;
       if (queue.mode === 'detached') {
-        queue.passed += 1;
+        this.countPassed(queue, delivery.position);
         // Safe to pass only once the table says the queue is behind.
         if (queue.storedAttached !== false) unrecorded.add(queue);
         continue;
@@ -214,11 +214,23 @@ export class WebhookDispatcher {
    * Whether the reader should hand the queue its next event: not when the queue reads its own backlog and
    * the table says so (the event is only counted, for how far behind it is).
    */
-  takes(instanceId: string, target: DeliveryTarget): boolean {
+  takes(instanceId: string, target: DeliveryTarget, position: Checkpoint): boolean {
     const queue = this.queues.get(queueKey(instanceId, target));
     if (!queue || queue.mode !== 'detached' || queue.storedAttached !== false || !this.running) return true;
-    queue.passed += 1;
+    this.countPassed(queue, position);
     return false;
+  }
+
+  /**
+   * An event the reader passed by a detached queue. One its backlog count already holds (at or before the
+   * count's end) is not counted again; one after it is, or the count would freeze how far behind a paused
+   * queue says it is at the moment someone first asked.
+   */
+  private countPassed(queue: WebhookQueue, position: Checkpoint): void {
+    const counted = queue.counted;
+    if (counted && this.options.store.compareCheckpoints(position, counted.upTo) <= 0) return;
+    queue.passed += 1;
+    queue.passedWhileCounting?.push(position);
   }
 
   /** A deleted instance: its queues stop and their rows go. */
@@ -250,8 +262,10 @@ export class WebhookDispatcher {
       mode: queue.mode,
       health: queue.health,
       settled: queue.settled,
-      behind: pending + (fromCount ? fromCount.events : queue.mode === 'detached' ? queue.passed : 0),
-      behindExact: queue.mode !== 'detached' || (fromCount?.exact ?? queue.passed === 0),
+      behind:
+        pending +
+        (fromCount ? fromCount.events + queue.passed : queue.mode === 'detached' ? queue.passed : 0),
+      behindExact: queue.mode !== 'detached' || (fromCount ? fromCount.exact : queue.passed === 0),
       oldestUndelivered: head?.delivery.storedAt,
       nextProbeAt: queue.health.state === 'paused' ? new Date(queue.nextProbeAt) : undefined,
       url: head?.delivery.url,
@@ -267,9 +281,20 @@ export class WebhookDispatcher {
   async countBacklog(instanceId: string, target: DeliveryTarget, max = 10_000): Promise<void> {
     const queue = this.queues.get(queueKey(instanceId, target));
     if (!queue || queue.mode === 'attached' || queue.counted) return;
-    const counted = await this.options.backlog.count(queue, queue.taken, max);
-    queue.counted = { upTo: counted.upTo, events: counted.events, exact: counted.exact };
-    queue.passed = 0;
+    queue.passedWhileCounting = [];
+    let counted;
+    try {
+      counted = await this.options.backlog.count(queue, queue.taken, max);
+    } finally {
+      const meanwhile = queue.passedWhileCounting;
+      queue.passedWhileCounting = undefined;
+      if (counted) {
+        const { upTo } = counted;
+        queue.counted = { upTo, events: counted.events, exact: counted.exact };
+        // What the reader passed during the count and the count did not reach yet.
+        queue.passed = meanwhile.filter((p) => this.options.store.compareCheckpoints(p, upTo) > 0).length;
+      }
+    }
   }
 
   /**

@@ -357,7 +357,8 @@ export class WebhookSink implements WebhookApi {
     for (const { event, name, instance } of routed) {
       if (deleted.has(instance.id)) continue;
       // A queue reading its own backlog will read this event itself: no body to render for it here.
-      const takes = (target: DeliveryTarget): boolean => this.dispatcher.takes(instance.id, target);
+      const takes = (target: DeliveryTarget): boolean =>
+        this.dispatcher.takes(instance.id, target, event.position);
       deliveries.push(...(await deliveriesOf(this.readerRules, event, name, instance, takes)));
     }
     for (const instanceId of deleted) await this.forgetInstance(instanceId);

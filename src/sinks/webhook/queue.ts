@@ -77,6 +77,8 @@ export class WebhookQueue {
   sendAlone = false;
   /** Events the reader passed while the queue was detached (an estimate of how far behind it is). */
   passed = 0;
+  /** While its backlog is being counted: the positions the reader passed meanwhile (the count may hold them). */
+  passedWhileCounting: Checkpoint[] | undefined;
   /** Events counted in the log after the stored cursor at start (until the queue has read that far). */
   counted: { readonly upTo: Checkpoint; readonly events: number; readonly exact: boolean } | undefined;
   /** The row's `attached` as last written; undefined while the queue has no row. */

@@ -260,6 +260,14 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(rows.rows.every((r) => r.instance_id === iid('a1') || r.state === 'delivering')).toBe(true);
     const paused = await queueOf(sinks, iid('a1'));
     expect(paused).toMatchObject({ state: 'paused', mode: 'catching-up', behind: 1_000 });
+    // Events that come after someone asked count too (the count of the backlog used to freeze the figure).
+    const late = await messages(store, iid('a1'), 7, 'late');
+    expect(await sinks.subscriptions.webhook.waitFor(late.at(-1)!.position, 10_000)).toBe(true);
+    expect(await queueOf(sinks, iid('a1'))).toMatchObject({
+      state: 'paused',
+      behind: 1_007,
+      behindExact: true,
+    });
     // Down for a while: probes only, with the capped backoff.
     await new Promise((r) => setTimeout(r, 1_000));
     const probes = receiver.requests.filter((r) => r.path === '/alpha').length;
@@ -267,8 +275,11 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(probes).toBeLessThan(40);
     down = false;
     const healedAt = Date.now();
-    await receiver.waitUntil(() => receiver.accepted('/alpha').length === 1_000, 20_000, 'the backlog');
-    const expected = Array.from({ length: 10 }, (_, round) => range(`r${round}-`, 100)).flat();
+    await receiver.waitUntil(() => receiver.accepted('/alpha').length === 1_007, 20_000, 'the backlog');
+    const expected = [
+      ...Array.from({ length: 10 }, (_, round) => range(`r${round}-`, 100)).flat(),
+      ...range('late', 7),
+    ];
     expect(textsOf('/alpha')).toEqual(expected);
     // Resumed within one probe interval (200 ms) plus the drain itself.
     const firstAfter = receiver.accepted('/alpha')[0]!.receivedAt;
@@ -278,7 +289,7 @@ describe.each(['memory', 'sql'] as const)('webhook sink (%s store)', (kind) => {
     expect(await queueOf(sinks, iid('a1'))).toMatchObject({ state: 'delivering', behind: 0 });
     // New events flow from the reader again.
     await messages(store, iid('a1'), 3, 'after');
-    await receiver.waitUntil(() => receiver.accepted('/alpha').length === 1_003, 5_000, 'after the heal');
+    await receiver.waitUntil(() => receiver.accepted('/alpha').length === 1_010, 5_000, 'after the heal');
     expect(textsOf('/alpha').slice(-3)).toEqual(range('after', 3));
     expect(await logLines(iid('a1'))).toEqual([
       expect.stringMatching(/^warn: webhook receiver down \(HTTP 503/),
