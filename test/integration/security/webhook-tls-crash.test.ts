@@ -90,8 +90,21 @@ describe('a tenant webhook on a failing TLS receiver', () => {
       const status = await t.request<Status>('GET', `/instance/${id}/webhook`, { apikey: token });
       last = status.body;
       return status.body.queues[0]?.state === 'paused' && (status.body.queues[0]?.behind ?? 0) >= 5;
-    }, 45_000).catch((error: unknown) => {
-      throw new Error(`${String(error)}; the queue said ${JSON.stringify(last)}`);
+    }, 45_000).catch(async (error: unknown) => {
+      // What the log holds and what readers may see of it: tells a stalled reader from events never stored.
+      const { rows: log } = await t.zapwire.db.query<Record<string, string>>(
+        `SELECT e.event_type, e.transaction_id::text AS tx,
+                (e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()))::text AS visible,
+                pg_snapshot_xmin(pg_current_snapshot())::text AS xmin
+           FROM es_events e WHERE e.stream_id IN ($1, $2) ORDER BY e.global_position`,
+        [`instance-${id}`, `wa-${id}`],
+      );
+      const { rows: checkpoints } = await t.zapwire.db.query<Record<string, string>>(
+        'SELECT subscription_id, checkpoint FROM es_subscriptions ORDER BY subscription_id',
+      );
+      throw new Error(
+        `${String(error)}; the queue said ${JSON.stringify(last)}; the log: ${JSON.stringify(log)}; checkpoints: ${JSON.stringify(checkpoints)}`,
+      );
     });
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const admin = await t.request<Status>('GET', `/instance/${id}/webhook`);
