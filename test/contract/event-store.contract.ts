@@ -183,7 +183,7 @@ export function eventStoreContract(target: ContractTarget): void {
         it('rejects an event id that is stored anywhere (DuplicateEventIdError)', async () => {
           const stream = `dup-${uid()}`;
           const id = randomUUID();
-          await store.append(stream, [{ id, type: 'A', data: {} }, ev('B')]);
+          const stored = await store.append(stream, [{ id, type: 'A', data: {} }, ev('B')]);
           await expect(
             store.append(stream, [{ id, type: 'A', data: {} }], { expectedVersion: 2 }),
           ).rejects.toBeInstanceOf(DuplicateEventIdError);
@@ -193,7 +193,7 @@ export function eventStoreContract(target: ContractTarget): void {
           await expect(
             store.append(`dup-${uid()}`, [ev('C'), { id, type: 'A', data: {} }], { expectedVersion: 'any' }),
           ).rejects.toBeInstanceOf(DuplicateEventIdError);
-          await visible(await store.headPosition());
+          await visible(stored.position);
           const all = await store.readAll({ filter: { streamPrefixes: ['dup-'] } });
           expect(all.events.filter((e) => e.id === id)).toHaveLength(1);
           expect(all.events).toHaveLength(2);
@@ -378,9 +378,9 @@ export function eventStoreContract(target: ContractTarget): void {
         const first = await store.append(stream, [ev('T1'), ev('T2')]);
         // T3 must be created in a later tick of the store's clock than T2.
         await sleep(30 + (target.createdAtResolutionMs ?? 0));
-        await store.append(stream, [ev('T3')]);
+        const third = await store.append(stream, [ev('T3')]);
         const moment = first.events[1]!.createdAt;
-        await visible(await store.headPosition());
+        await visible(third.position);
         expect((await store.readStream(stream, { until: moment })).map((e) => e.type)).toEqual(['T1', 'T2']);
         expect(
           (await store.readStream(stream, { until: new Date(moment.getTime() - 60_000) })).map((e) => e.type),

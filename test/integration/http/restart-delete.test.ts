@@ -64,8 +64,16 @@ describe('restart', () => {
     ).toBe('created');
     expect(phones.openCount(waiting.body['id'] as string)).toBe(0);
     expect(phones.openCount(idle.body['id'] as string)).toBe(0);
-    const logs = await second.request<Array<{ message: string }>>('GET', `/instance/logs/${paired.id}`);
-    expect(logs.body.map((l) => l.message).join('\n')).toMatch(/connecting \(restore\)/);
+    // The logs are a projection: it may be a moment behind the restore that just happened.
+    await expect
+      .poll(
+        async () =>
+          (await second.request<Array<{ message: string }>>('GET', `/instance/logs/${paired.id}`)).body
+            .map((l) => l.message)
+            .join('\n'),
+        { timeout: 15_000 },
+      )
+      .toMatch(/connecting \(restore\)/);
   });
 });
 
