@@ -141,7 +141,6 @@ interface Transport {
 export class WebhookSender {
   private readonly ca: readonly string[] | undefined;
   private transport: Promise<Transport> | undefined;
-  private loaded: Transport | undefined;
   private closed = false;
   /** Which connection each key (with its pool) sends over. */
   private readonly ordered = new Map<string, OrderedConnection>();
@@ -168,7 +167,7 @@ export class WebhookSender {
         shared: new undici.Agent({ connections: 256, connect: open }),
         guardedShared: new undici.Agent({ connections: 256, connect: guarded }),
       };
-      this.loaded = loaded;
+      // A send after close() gets agents that are gone already, as it did before they loaded lazily.
       if (this.closed) this.destroyShared(loaded);
       return loaded;
     });
@@ -323,7 +322,7 @@ export class WebhookSender {
     this.pools.clear();
     this.ordered.clear();
     this.closed = true;
-    if (this.loaded) this.destroyShared(this.loaded);
+    void this.transport?.then((transport) => this.destroyShared(transport));
   }
 
   private destroyShared(transport: Transport): void {
