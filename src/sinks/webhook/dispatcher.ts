@@ -281,19 +281,15 @@ export class WebhookDispatcher {
   async countBacklog(instanceId: string, target: DeliveryTarget, max = 10_000): Promise<void> {
     const queue = this.queues.get(queueKey(instanceId, target));
     if (!queue || queue.mode === 'attached' || queue.counted) return;
-    queue.passedWhileCounting = [];
-    let counted;
+    const meanwhile: Checkpoint[] = [];
+    queue.passedWhileCounting = meanwhile;
     try {
-      counted = await this.options.backlog.count(queue, queue.taken, max);
+      const { upTo, events, exact } = await this.options.backlog.count(queue, queue.taken, max);
+      queue.counted = { upTo, events, exact };
+      // What the reader passed during the count and the count did not reach.
+      queue.passed = meanwhile.filter((p) => this.options.store.compareCheckpoints(p, upTo) > 0).length;
     } finally {
-      const meanwhile = queue.passedWhileCounting;
       queue.passedWhileCounting = undefined;
-      if (counted) {
-        const { upTo } = counted;
-        queue.counted = { upTo, events: counted.events, exact: counted.exact };
-        // What the reader passed during the count and the count did not reach yet.
-        queue.passed = meanwhile.filter((p) => this.options.store.compareCheckpoints(p, upTo) > 0).length;
-      }
     }
   }
 
