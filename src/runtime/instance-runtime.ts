@@ -326,7 +326,12 @@ export class InstanceRuntime {
     await this.host.dispatch(
       id,
       { type: 'restore', at: this.at() },
-      { stillWanted: () => !(runningAlready = this.connections.get(id) !== undefined) },
+      {
+        stillWanted: () => {
+          runningAlready = this.connections.get(id) !== undefined;
+          return !runningAlready;
+        },
+      },
     );
     if (runningAlready) return;
     await this.host.until(id, (snapshot) => SETTLED.includes(apiStateOf(snapshot)), 30_000);
