@@ -12,7 +12,7 @@ import { runProcess } from './process.ts';
 import { MetricsRegistry } from './metrics.ts';
 import { buildServer, listenOn } from './http/server.ts';
 import { InspectionLog } from './visualizer/index.ts';
-import { INSTANCE_OWNED_STREAM_PREFIXES } from './domain/outbox.ts';
+import { INSTANCE_OWNED_STREAM_PREFIXES } from './domain/events.ts';
 import { OutboxIndex } from './runtime/outbox/outbox-index.ts';
 import { openDatabase, openEventLog, outageNotice } from './store/index.ts';
 import type { EventStore } from './store/port.ts';

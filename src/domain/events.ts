@@ -7,9 +7,18 @@
  * Payloads never carry secrets: no instance token, no proxy password, no session keys.
  */
 
+import { OUTBOX_STREAM_PREFIX } from './outbox.ts';
+
 export const instanceStream = (instanceId: string): string => `instance-${instanceId}`;
 export const whatsappStream = (instanceId: string): string => `wa-${instanceId}`;
 export const INSTANCE_STREAM_PREFIX = 'instance-';
+
+/** The streams an instance owns alone (its log, its WhatsApp traffic, its outbox): never reused. */
+export const INSTANCE_OWNED_STREAM_PREFIXES: readonly string[] = [
+  INSTANCE_STREAM_PREFIX,
+  whatsappStream(''),
+  OUTBOX_STREAM_PREFIX,
+];
 export const WHATSAPP_STREAM_PREFIX = 'wa-';
 
 /** Extracts the instance id from either of its stream ids. */

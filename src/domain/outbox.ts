@@ -5,17 +5,9 @@
  * beside the rest of the instance's WhatsApp traffic, where the instance's health reads them.
  */
 import { randomBytes } from 'node:crypto';
-import { INSTANCE_STREAM_PREFIX, whatsappStream } from './events.ts';
 
 export const OUTBOX_STREAM_PREFIX = 'outbox-';
 export const outboxStream = (instanceId: string): string => `${OUTBOX_STREAM_PREFIX}${instanceId}`;
-
-/** The streams an instance owns alone (its log, its WhatsApp traffic, its outbox): never reused. */
-export const INSTANCE_OWNED_STREAM_PREFIXES: readonly string[] = [
-  INSTANCE_STREAM_PREFIX,
-  whatsappStream(''),
-  OUTBOX_STREAM_PREFIX,
-];
 
 /**
  * A WhatsApp message id in the form WhatsApp Web's clients use ("3EB0" and 18 upper-case hex digits). The
