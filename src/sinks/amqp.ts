@@ -31,8 +31,6 @@ import { amqpRoutingKey, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 import { AMQP_SUBSCRIPTION } from './broker-names.ts';
 
-export { AMQP_SUBSCRIPTION };
-
 export const DEFAULT_AMQP_EXCHANGE = 'zapwire.events';
 
 export interface AmqpSinkOptions {

@@ -38,8 +38,6 @@ import { natsSubject, wants } from './routing.ts';
 import { startSinkSubscription, type RoutedEvent } from './subscription.ts';
 import { NATS_SUBSCRIPTION } from './broker-names.ts';
 
-export { NATS_SUBSCRIPTION };
-
 export const DEFAULT_NATS_PREFIX = 'zapwire';
 
 export interface NatsSinkOptions {

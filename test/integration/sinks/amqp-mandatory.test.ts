@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AmqpSink, AMQP_SUBSCRIPTION } from '../../../src/sinks/amqp.ts';
+import { AmqpSink } from '../../../src/sinks/amqp.ts';
+import { AMQP_SUBSCRIPTION } from '../../../src/sinks/broker-names.ts';
 import { ConfigTimeline } from '../../../src/sinks/config-timeline.ts';
 import { SinkMetrics } from '../../../src/sinks/metrics.ts';
 import { payloadRenderer } from '../../../src/sinks/payload.ts';
