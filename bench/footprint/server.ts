@@ -9,6 +9,7 @@ import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
+import { START_NODE_FLAGS } from '../support/server-env.ts';
 import { descendantsOf, treeCpuMs } from './process-tree.ts';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,20 +58,6 @@ export interface RunningServer {
   /** SIGTERM, then wait for the process and its PostgreSQL to exit; resolves with the ms it took. */
   stop(): Promise<number>;
 }
-
-/** The node flags of `npm start` (package.json), so that the server here runs with the same heap. */
-const NODE_FLAGS: readonly string[] = (() => {
-  const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
-    scripts: Record<string, string>;
-  };
-  return (
-    /node ((?:--\S+ )*)dist\/src\/main\.js/
-      .exec(scripts['start'] ?? '')?.[1]
-      ?.trim()
-      .split(/\s+/)
-      .filter(Boolean) ?? []
-  );
-})();
 
 /** Running servers and their DATA_DIR. */
 const live = new Map<ChildProcess, string>();
@@ -173,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const spawnedAtEpochMs = Date.now();
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [...NODE_FLAGS, options.entry ?? join(root, 'dist/src/main.js')], {
+    child = spawn(process.execPath, [...START_NODE_FLAGS, options.entry ?? join(root, 'dist/src/main.js')], {
       cwd: root,
       env,
       stdio: ['ignore', log, log],

@@ -31,7 +31,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { treeMemory } from '../footprint/process-tree.ts';
-import { freePort, serverEnv } from '../support/server-env.ts';
+import { freePort, serverEnv, START_NODE_FLAGS } from '../support/server-env.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -376,7 +376,7 @@ function startServer(sandbox: Sandbox, dataDir: string, port: number): Server {
   const child = spawn(
     process.execPath,
     [
-      '--max-semi-space-size=4',
+      ...START_NODE_FLAGS,
       '--expose-gc',
       '--import',
       pathToFileURL(join(here, 'gc-on-signal.mjs')).href,

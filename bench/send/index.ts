@@ -4,17 +4,19 @@
  * beside bare Baileys `sendMessage` against the same sandbox in the same run.
  *
  *   bare      bench/send/bare.ts: one Baileys socket (in-memory auth), `sendMessage` and nothing else
- *   zapwire   `node dist/src/main.js` (what `npm start` runs; built first when stale) on a fresh PostgreSQL
- *             database, one instance linked by QR through the sandbox, pacing off (the default)
+ *   zapwire   `node dist/src/main.js` with `npm start`'s node flags (built first when stale), on the default
+ *             store (its own embedded PostgreSQL, a fresh DATA_DIR), or on a fresh database of the server
+ *             BENCH_DATABASE_URL names; one instance linked by QR through the sandbox, pacing off (the default)
  *
  * Latency: one send at a time, call → answer (bare: `sendMessage` resolved; zapwire: the HTTP 200), p50 and
  * p99 over BENCH_SEND_N sends (200). Throughput: BENCH_SEND_M sends (1000) with BENCH_SEND_WINDOW (32) in
- * flight, to BENCH_SEND_RECIPIENTS recipients (8) round-robin (one recipient's sends go in order, one at a
- * time, in the outbox). BENCH_SEND_ROUNDS (2) rounds, bare and zapwire alternating; medians.
+ * flight, to BENCH_SEND_RECIPIENTS recipients (8) round-robin (one recipient's sends go in order: the
+ * outbox writes the next once the one before is written). BENCH_SEND_ROUNDS (2) rounds, bare and zapwire alternating; medians.
  * Targets (issue 27): zapwire's p50/p99 within bare + 10 ms; zapwire's throughput ≥ 0.8 × bare.
  *
+ * BENCH_SEND_CPU_PROF=<dir> has each zapwire process write a V8 CPU profile there.
  * BENCH_SEND_COMPARE_ROOT=<a built checkout of another version> adds that version's `dist/src/main.js` as a
- * third path, on a database of its own (e.g. the commit before the outbox, which sent directly).
+ * third path, on a store of its own (e.g. the commit before the outbox, which sent directly).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +27,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { freePort, serverEnv } from '../support/server-env.ts';
+import { freePort, serverEnv, START_NODE_FLAGS } from '../support/server-env.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -35,7 +37,10 @@ const M = Number(env['BENCH_SEND_M'] ?? 1000);
 const WINDOW = Number(env['BENCH_SEND_WINDOW'] ?? 32);
 const RECIPIENTS = Number(env['BENCH_SEND_RECIPIENTS'] ?? 8);
 const ROUNDS = Math.max(1, Number(env['BENCH_SEND_ROUNDS'] ?? 2));
-const SERVER_URL = env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+/** A PostgreSQL server to use instead of the default store (each zapwire gets a fresh database on it). */
+const SERVER_URL = env['BENCH_DATABASE_URL'];
+/** A directory: the zapwire processes write a V8 CPU profile there. */
+const CPU_PROFILE_DIR = env['BENCH_SEND_CPU_PROF'];
 const ADMIN_KEY = 'bench-send-admin-key-0123456789';
 const COMPARE_ROOT = env['BENCH_SEND_COMPARE_ROOT'];
 
@@ -183,10 +188,10 @@ async function startBare(sandbox: Sandbox, phone: string): Promise<Sender> {
 
 // ------------------------------------------------------------------------------------------- zapwire
 
-async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+async function freshDatabase(serverUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `zw_bench_send_${randomBytes(5).toString('hex')}`;
   const admin = async (sql: string): Promise<void> => {
-    const client = new pg.Client({ connectionString: SERVER_URL });
+    const client = new pg.Client({ connectionString: serverUrl });
     await client.connect();
     try {
       await client.query(sql);
@@ -195,22 +200,23 @@ async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void>
     }
   };
   await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(SERVER_URL);
+  const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 async function startZapwire(sandbox: Sandbox, phone: string, appRoot = root): Promise<Sender> {
   const dataDir = mkdtempSync(join(tmpdir(), 'zapwire-send-'));
-  const database = await freshDatabase();
+  const database = SERVER_URL ? await freshDatabase(SERVER_URL) : undefined;
   const port = await freePort();
-  const child = spawn(process.execPath, ['dist/src/main.js'], {
+  const profile = CPU_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROFILE_DIR] : [];
+  const child = spawn(process.execPath, [...START_NODE_FLAGS, ...profile, 'dist/src/main.js'], {
     cwd: appRoot,
     env: serverEnv({
       port,
       dataDir,
       adminKey: ADMIN_KEY,
-      databaseUrl: database.url,
+      ...(database ? { databaseUrl: database.url } : {}),
       extra: {
         WA_WEBSOCKET_URL: sandbox.wsUrl,
         WA_NOISE_ROOT_PUBLIC_KEY: sandbox.rootPublicKeyBase64,
@@ -224,7 +230,7 @@ async function startZapwire(sandbox: Sandbox, phone: string, appRoot = root): Pr
   const stop = async (): Promise<void> => {
     child.kill('SIGTERM');
     await waitForExit(child, 15_000);
-    await database.drop().catch(() => undefined);
+    await database?.drop().catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {

@@ -3,8 +3,24 @@
  * what every bench sets, plus its own. Nothing from the bench's own environment leaks in but PATH and HOME
  * and, when `passWebhook` is set, the WEBHOOK_* settings under test.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The node flags of `npm start` (package.json's start script): a bench's server runs with the same heap. */
+export const START_NODE_FLAGS: readonly string[] = (() => {
+  const packageJson = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json');
+  const { scripts } = JSON.parse(readFileSync(packageJson, 'utf8')) as { scripts: Record<string, string> };
+  return (
+    /node ((?:--\S+ )*)dist\/src\/main\.js/
+      .exec(scripts['start'] ?? '')?.[1]
+      ?.trim()
+      .split(/\s+/)
+      .filter(Boolean) ?? []
+  );
+})();
 
 /** A port nothing listens on right now. */
 export async function freePort(): Promise<number> {

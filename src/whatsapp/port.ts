@@ -70,6 +70,11 @@ export interface TextOptions {
   readonly mentionAll?: boolean;
   /** Sends with this message id instead of a generated one. */
   readonly messageId?: string;
+  /**
+   * Called once the message is written to the socket, before WhatsApp acknowledges it. The next message to
+   * the same chat may be encrypted and written from then on: it still reaches WhatsApp after this one.
+   */
+  readonly onWritten?: () => void;
 }
 
 export type PresenceKind = 'available' | 'unavailable' | 'composing' | 'recording' | 'paused';

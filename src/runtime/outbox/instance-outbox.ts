@@ -5,8 +5,9 @@
  * id, by whichever node owns the instance next: a crash between WhatsApp's ack and `SendSent` makes the
  * recipient's phone see the same id twice, and it shows the message once.
  *
- * Sends go out in request order per recipient; several recipients at once when pacing allows (up to
- * `maxInFlight`). Pacing, a restriction's pause and `sendAt` hold sends back; the queue waits for them.
+ * Sends go out in request order per recipient: the next send to a recipient is encrypted and written once
+ * the one before it is written, without waiting for WhatsApp's acknowledgement of it (the socket keeps the
+ * order). Up to `maxInFlight` sends wait for their acknowledgement at once. Pacing, a restriction's pause and `sendAt` hold sends back; the queue waits for them.
  */
 import { randomUUID } from 'node:crypto';
 import { Errors } from '../../domain/errors.ts';
@@ -136,7 +137,10 @@ export class InstanceOutbox {
   private readonly reserving = new Map<string, Promise<void>>();
   /** Sends not done, in request order. */
   private queue: SendRecord[] = [];
-  private readonly sendingTo = new Set<string>();
+  /** Recipients a send is being encrypted and written to: their next send waits for it. */
+  private readonly writingTo = new Set<string>();
+  /** Sends handed to WhatsApp and not answered yet. */
+  private inFlight = 0;
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly pacer: Pacer;
   private pause: { until: number; code: string; reason: string } | undefined;
@@ -631,7 +635,7 @@ export class InstanceOutbox {
     this.noConnection = false;
     let wake = Infinity;
     const blocked = new Set<string>();
-    let inFlight = this.sendingTo.size;
+    let inFlight = this.inFlight;
     for (const record of this.queue) {
       if (inFlight >= this.deps.maxInFlight) break;
       if (record.state === 'sending') continue;
@@ -647,7 +651,7 @@ export class InstanceOutbox {
         }
       }
       if (blocked.has(record.to)) continue;
-      if (this.sendingTo.has(record.to)) {
+      if (this.writingTo.has(record.to)) {
         blocked.add(record.to);
         continue;
       }
@@ -667,14 +671,24 @@ export class InstanceOutbox {
 
   private start(record: SendRecord): void {
     record.state = 'sending';
-    this.sendingTo.add(record.to);
-    void this.execute(record).finally(() => {
-      this.sendingTo.delete(record.to);
+    this.writingTo.add(record.to);
+    this.inFlight++;
+    let writing = true;
+    const written = (): void => {
+      if (!writing) return;
+      writing = false;
+      this.writingTo.delete(record.to);
+      // Not from inside the connection's call: the next send starts on a turn of its own.
+      queueMicrotask(() => this.pump());
+    };
+    void this.execute(record, written).finally(() => {
+      this.inFlight--;
+      written();
       this.pump();
     });
   }
 
-  private async execute(record: SendRecord): Promise<void> {
+  private async execute(record: SendRecord, written: () => void): Promise<void> {
     const content = record.content;
     if (!content) {
       await this.failed(record, new Error('the send lost its text (the outbox index was damaged)'));
@@ -697,6 +711,7 @@ export class InstanceOutbox {
         ...(content.mentions ? { mentions: content.mentions } : {}),
         ...(content.mentionAll ? { mentionAll: content.mentionAll } : {}),
         messageId: record.messageId,
+        onWritten: written,
       });
     } catch (error) {
       await this.failed(record, error);

@@ -412,6 +412,8 @@ export class BaileysConnection implements WhatsAppConnection {
     const acked = options.messageId
       ? this.serverAcks.expect(options.messageId, this.deps.serverAckWaitMs ?? DEFAULT_SERVER_ACK_WAIT_MS)
       : undefined;
+    // A refusal can come back before Baileys' own call resolves: it is awaited below, not unhandled.
+    acked?.catch(() => undefined);
     let sent: WAMessage | undefined;
     try {
       sent = await socket.sendMessage(
@@ -427,6 +429,7 @@ export class BaileysConnection implements WhatsAppConnection {
       throw refusalOf(error) ?? error;
     }
     if (!sent?.key.id) throw new Error('WhatsApp did not accept the message');
+    options.onWritten?.();
     const ack = acked ? await acked : undefined;
     const now = this.deps.now().toISOString();
     return {

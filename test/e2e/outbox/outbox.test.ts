@@ -45,7 +45,7 @@ beforeAll(async () => {
     },
   });
   await cluster.sandbox.createAccount(CUSTOMER, 'Customer');
-  instances = await pairInstances(cluster, 5, { prefix: 'ob' });
+  instances = await pairInstances(cluster, 6, { prefix: 'ob' });
 }, 300_000);
 
 afterAll(async () => {
@@ -260,6 +260,50 @@ describe('pacing', () => {
         apikey: instance.token,
         body: { messagesPerMinute: 0, typingMsPerChar: 0 },
       });
+    }),
+    120_000,
+  );
+});
+
+describe('sends to one recipient', () => {
+  it(
+    'go one after another as soon as the one before is written, not acknowledged, and arrive in order',
+    check(async () => {
+      const c = cluster!;
+      const instance = instances[5]!;
+      expect((await send(node(), instance, { text: 'before the burst' })).status).toBe(200);
+      // WhatsApp answers each send 1.5 s late: sends that waited for each other's answer would arrive
+      // 1.5 s apart.
+      const ACK_DELAY_MS = 1_500;
+      await c.sandbox.control('POST', `/accounts/${instance.phone}/ack-delay`, { ms: ACK_DELAY_MS });
+      try {
+        const texts = Array.from({ length: 6 }, (_, i) => `one-recipient-${i}`);
+        const sendIds: string[] = [];
+        for (const text of texts) {
+          const answer = await send(node(), instance, { text }, { Prefer: 'respond-async' });
+          expect(answer.status).toBe(202);
+          sendIds.push(answer.body.sendId!);
+        }
+        const arrived = await until('every text of the run', 30_000, async () => {
+          const inbox = (await customerInbox(c)).filter((m) => m.text?.startsWith('one-recipient-'));
+          return inbox.length === texts.length ? inbox : undefined;
+        });
+        expect(arrived.map((m) => m.text)).toEqual(texts);
+        expect(arrived.at(-1)!.receivedAt - arrived[0]!.receivedAt).toBeLessThan(ACK_DELAY_MS);
+        for (const sendId of sendIds) {
+          const state = await until(`send ${sendId} acknowledged`, 20_000, async () => {
+            const answer = await node().request<{ state: string }>(
+              'GET',
+              `/instance/${instance.id}/sends/${sendId}`,
+              { apikey: instance.token },
+            );
+            return answer.body.state === 'sent' ? answer.body : undefined;
+          });
+          expect(state.state).toBe('sent');
+        }
+      } finally {
+        await c.sandbox.control('POST', `/accounts/${instance.phone}/ack-delay`, { ms: 0 });
+      }
     }),
     120_000,
   );
