@@ -50,6 +50,13 @@ export interface HealthSource {
   ):
     | { readonly behind: number; readonly oldestUndeliveredAt: Date | undefined; readonly why: string | null }
     | undefined;
+  /**
+   * A restriction on the instance's sends in force on this node (the outbox's pause). The monitor hears
+   * SendingRestricted as it is appended; this is how it learns of one recorded before a restart.
+   */
+  restriction?(
+    instanceId: string,
+  ): { readonly code: string; readonly reason: string; readonly until: number } | undefined;
 }
 
 /** What the monitor does about it. */
@@ -276,10 +283,26 @@ export class HealthMonitor {
         watch = this.newWatch(id, probe, now);
         this.watches.set(id, watch);
       }
+      if (this.readRestrictionBack(id, now)) this.evaluate(watch);
       if (!watch.pinging && now >= watch.nextPingAt) this.ping(watch);
       if (!watch.probing && this.settings.probeIntervalMs > 0 && now >= watch.nextProbeAt)
         this.probeDelivery(watch);
     }
+  }
+
+  /** Whether a restriction the outbox holds (from before a restart) was new to the monitor. */
+  private readRestrictionBack(id: string, now: number): boolean {
+    const memory = this.memoryOf(id);
+    if (memory.restriction) return false;
+    const held = this.source.restriction?.(id);
+    if (!held) return false;
+    memory.restriction = {
+      code: held.code,
+      reason: held.reason,
+      retryAfterMs: Math.max(0, held.until - now),
+      at: new Date(now).toISOString(),
+    };
+    return true;
   }
 
   private newWatch(id: string, probe: ConnectionProbe | undefined, now: number): Watch {

@@ -43,6 +43,7 @@ export function startHealth(options: {
             : null;
         return { behind: queue.behind, oldestUndeliveredAt: queue.oldestUndelivered, why };
       },
+      restriction: (id) => runtime.outbox.restrictionOf(id),
     },
     {
       record: (id, events) => runtime.recordBeside(id, events),

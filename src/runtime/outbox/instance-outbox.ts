@@ -482,6 +482,8 @@ export class InstanceOutbox {
 
   /** Something other than WhatsApp's answer holds the send back: a caller waiting for it gets a 202 now. */
   private holdsBack(record: SendRecord): boolean {
+    // On its way: its own outcome comes soon, even when it is the refusal that just paused sending.
+    if (record.state === 'sending') return false;
     const later = record.state === 'scheduled' && Date.parse(record.sendAt ?? '') > Date.now();
     return later || this.pause !== undefined || this.noConnection;
   }
@@ -559,6 +561,11 @@ export class InstanceOutbox {
       connected: !this.noConnection,
       pacing: this.pacer.settings,
     };
+  }
+
+  /** WhatsApp's restriction in force on this instance's sends (read back from the index after a restart). */
+  restriction(): { readonly code: string; readonly reason: string; readonly until: number } | undefined {
+    return this.pause && this.pause.until > Date.now() ? { ...this.pause } : undefined;
   }
 
   /** The connection opened: sends that waited for it go now (and the warm-up learns when it was paired). */

@@ -82,6 +82,13 @@ export class SendOutbox {
     for (const id of [...this.outboxes.keys()]) this.drop(id);
   }
 
+  /** The restriction in force on the instance's sends, when its outbox is held here. */
+  restrictionOf(
+    instanceId: string,
+  ): { readonly code: string; readonly reason: string; readonly until: number } | undefined {
+    return this.outboxes.get(instanceId)?.outbox.restriction();
+  }
+
   /** Every outbox on this node (the metrics). */
   statuses(): OutboxStatus[] {
     return [...this.outboxes.values()].map(({ outbox }) => outbox.status());

@@ -48,7 +48,7 @@ beforeAll(async () => {
       HEALTH_PING_TIMEOUT_MS: '1500',
       HEALTH_PROBE_INTERVAL_MS: '2000',
       HEALTH_PROBE_TIMEOUT_MS: '2000',
-      HEALTH_DECRYPT_WINDOW_MS: '20000',
+      HEALTH_DECRYPT_WINDOW_MS: '8000',
       HEALTH_SINK_LAG_MS: '1500',
       HEALTH_HEAL_BUDGET: '2',
       HEALTH_HEAL_WINDOW_MS: '600000',
@@ -250,7 +250,7 @@ describe('instance health on the sandbox', () => {
       String(d['reason']).includes('failed to decrypt'),
     );
     expect(degraded.data['state']).toBe('degraded');
-    expect(String(degraded.data['reason'])).toMatch(/^\d+ of \d+ messages failed to decrypt in 20 s$/);
+    expect(String(degraded.data['reason'])).toMatch(/^\d+ of \d+ messages failed to decrypt in 8 s$/);
     expect(degraded.data['links']).toEqual([
       { link: 'decryption', state: 'degraded', reason: degraded.data['reason'] },
     ]);

@@ -4,6 +4,7 @@
  * and the sends a stopped process left behind, sent by the next one with the ids they were recorded with.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SendRefusedError } from '../../../src/whatsapp/port.ts';
 import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
 let t: TestApp;
@@ -231,5 +232,32 @@ describe('after a restart', () => {
     expect(repeat.status).toBe(200);
     expect(repeat.body).toMatchObject({ sendId: scheduled.body['sendId'], id: scheduled.body['messageId'] });
     expect(t.fake.sentBy(i.id)).toHaveLength(1);
+  });
+  it('keeps a restriction from WhatsApp: the pause and the instance health say so after the restart', async () => {
+    const i = await openInstance();
+    const connection = t.fake.live(i.id);
+    connection.sendText = async () => {
+      throw new SendRefusedError('463', 'WhatsApp refused the message (error 463)');
+    };
+    const refused = await send(i.token, { text: 'refused' });
+    expect(refused.status).toBe(502);
+    const degraded = (): Promise<boolean> =>
+      t.request('GET', `/instance/${i.id}/health`, { apikey: i.token }).then((health) => {
+        const verdicts = (health.body['links'] as Array<Record<string, unknown>>).find(
+          (l) => l['link'] === 'verdicts',
+        );
+        return health.body['state'] === 'degraded' && String(verdicts?.['reason']).includes('463');
+      });
+    await eventually(degraded, 5_000);
+    t = await t.restart({ fake: t.fake });
+    await eventually(async () => {
+      const status = await t.request('GET', '/instance/status', { apikey: i.token });
+      return status.body['state'] === 'open';
+    }, 10_000);
+    const outbox = await t.request('GET', `/instance/${i.id}/outbox`, { apikey: i.token });
+    expect(outbox.body['paused']).toMatchObject({ code: '463' });
+    // The send that comes next waits for the pause (nothing reaches WhatsApp).
+    expect((await send(i.token, { text: 'held' })).status).toBe(202);
+    await eventually(degraded, 10_000);
   });
 });

@@ -46,6 +46,7 @@ const settings: HealthSettings = {
 
 function setup(overrides: Partial<HealthSettings> = {}) {
   let now = 1_000_000;
+  let heldRestriction: { code: string; reason: string; until: number } | undefined;
   let probe = new ScriptedProbe();
   let open = true;
   const recorded: NewEvent[] = [];
@@ -59,6 +60,7 @@ function setup(overrides: Partial<HealthSettings> = {}) {
       lastAppendLatencyMs: 3,
     }),
     sinkLag: () => undefined,
+    restriction: () => heldRestriction,
   };
   const actions: HealthActions = {
     record: async (_id, events) => {
@@ -99,6 +101,13 @@ function setup(overrides: Partial<HealthSettings> = {}) {
       open = true;
     },
     types: () => recorded.map((e) => e.type),
+    /** The outbox holds (or no longer holds) a restriction, as after a restart. */
+    holdRestriction(held: { code: string; reason: string; until: number } | undefined) {
+      heldRestriction = held;
+    },
+    get now() {
+      return now;
+    },
   };
 }
 
@@ -211,6 +220,26 @@ describe('HealthMonitor', () => {
     t.monitor.observe('i1', 'MessageReceived', {});
     expect(t.monitor.health('i1', 'open').state).toBe('degraded');
     t.monitor.observe('i1', 'SendingResumed', {});
+    expect(t.monitor.health('i1', 'open').state).toBe('healthy');
+    expect(t.recorded.at(-1)?.type).toBe('HealthRestored');
+  });
+
+  it('reads back a restriction the outbox holds from before a restart, until SendingResumed', async () => {
+    const t = setup();
+    await t.run(1_000);
+    expect(t.monitor.health('i1', 'open').state).toBe('healthy');
+    t.holdRestriction({ code: '463', reason: 'reachout timelock', until: t.now + 300_000 });
+    await t.run(100);
+    const h = t.monitor.health('i1', 'open');
+    expect(h.state).toBe('degraded');
+    expect(h.reason).toMatch(/^WhatsApp restricted sending \(463: reachout timelock, retry in (4|5) min\)$/);
+    expect(t.recorded.at(-1)?.type).toBe('HealthDegraded');
+    const recordedBefore = t.recorded.length;
+    await t.run(1_000);
+    expect(t.recorded).toHaveLength(recordedBefore);
+    t.holdRestriction(undefined);
+    t.monitor.observe('i1', 'SendingResumed', {});
+    await t.run(1_000);
     expect(t.monitor.health('i1', 'open').state).toBe('healthy');
     expect(t.recorded.at(-1)?.type).toBe('HealthRestored');
   });
