@@ -279,11 +279,13 @@ export class HealthMonitor {
     for (const id of open) {
       const probe = this.source.probe(id);
       let watch = this.watches.get(id);
-      if (!watch || watch.probe !== probe) {
+      const fresh = !watch || watch.probe !== probe;
+      if (!watch || fresh) {
         watch = this.newWatch(id, probe, now);
         this.watches.set(id, watch);
       }
-      if (this.readRestrictionBack(id, now)) this.evaluate(watch);
+      // A restriction heard before this watch began (or read back from the outbox) is judged at once.
+      if (this.readRestrictionBack(id, now) || (fresh && this.memoryOf(id).restriction)) this.evaluate(watch);
       if (!watch.pinging && now >= watch.nextPingAt) this.ping(watch);
       if (!watch.probing && this.settings.probeIntervalMs > 0 && now >= watch.nextProbeAt)
         this.probeDelivery(watch);

@@ -248,7 +248,7 @@ describe('after a restart', () => {
         );
         return health.body['state'] === 'degraded' && String(verdicts?.['reason']).includes('463');
       });
-    await eventually(degraded, 5_000);
+    await eventually(degraded, 15_000);
     t = await t.restart({ fake: t.fake });
     await eventually(async () => {
       const status = await t.request('GET', '/instance/status', { apikey: i.token });
@@ -258,6 +258,6 @@ describe('after a restart', () => {
     expect(outbox.body['paused']).toMatchObject({ code: '463' });
     // The send that comes next waits for the pause (nothing reaches WhatsApp).
     expect((await send(i.token, { text: 'held' })).status).toBe(202);
-    await eventually(degraded, 10_000);
+    await eventually(degraded, 15_000);
   });
 });

@@ -244,6 +244,19 @@ describe('HealthMonitor', () => {
     expect(t.recorded.at(-1)?.type).toBe('HealthRestored');
   });
 
+  it('judges a restriction heard before the instance was watched as soon as the watch begins', async () => {
+    const t = setup();
+    t.monitor.observe('i1', 'SendingRestricted', {
+      at: new Date(1_000_000).toISOString(),
+      code: '463',
+      reason: 'reachout timelock',
+      retryAfterMs: 600_000,
+    });
+    t.monitor.sweep();
+    expect(t.monitor.health('i1', 'open').state).toBe('degraded');
+    expect(t.types()).toContain('HealthDegraded');
+  });
+
   it('an instance that is not open is down with its state as the reason', () => {
     const t = setup();
     expect(t.monitor.health('i1', 'qr')).toMatchObject({
