@@ -95,13 +95,21 @@ export function judgeDecryption(input: {
   return { state: 'ok', figure: share, unit: 'share', reason: null };
 }
 
-/** Pipeline: a stuck mailbox or append is down (nothing gets recorded); a lagging sink is degraded. */
+/**
+ * Pipeline: a stuck mailbox or append is down (nothing gets recorded); a sink whose oldest undelivered event
+ * of the instance is older than `sinkLagMs` is degraded (every such sink named, with the most behind as the
+ * figure).
+ */
 export function judgePipeline(input: {
   readonly mailboxBusyForMs: number | undefined;
   readonly oldestAppendMs: number | undefined;
   readonly lastAppendLatencyMs: number | undefined;
-  readonly sinkLag:
-    { readonly behind: number; readonly oldestMs: number; readonly why: string | null } | undefined;
+  readonly sinkLags: ReadonlyArray<{
+    readonly sink: string;
+    readonly behind: number;
+    readonly oldestMs: number;
+    readonly why: string | null;
+  }>;
   readonly stuckMs: number;
   readonly sinkLagMs: number;
 }): Judgement {
@@ -119,13 +127,18 @@ export function judgePipeline(input: {
       unit: 'ms',
       reason: `a received event has waited ${seconds(input.oldestAppendMs)} to be recorded`,
     };
-  const lag = input.sinkLag;
-  if (lag && lag.behind > 0 && lag.oldestMs >= input.sinkLagMs)
+  const lagging = input.sinkLags.filter((lag) => lag.behind > 0 && lag.oldestMs >= input.sinkLagMs);
+  if (lagging.length > 0)
     return {
       state: 'degraded',
-      figure: lag.behind,
+      figure: Math.max(...lagging.map((lag) => lag.behind)),
       unit: 'events',
-      reason: `webhook ${thousands(lag.behind)} events behind, oldest ${minutes(lag.oldestMs)}${lag.why ? ` (${lag.why})` : ''}`,
+      reason: lagging
+        .map(
+          (lag) =>
+            `${lag.sink} ${thousands(lag.behind)} events behind, oldest ${minutes(lag.oldestMs)}${lag.why ? ` (${lag.why})` : ''}`,
+        )
+        .join('; '),
     };
   return { state: 'ok', figure: input.lastAppendLatencyMs ?? null, unit: 'ms', reason: null };
 }

@@ -44,12 +44,16 @@ export interface HealthSource {
     readonly oldestAppendStartedAt: number | undefined;
     readonly lastAppendLatencyMs: number | undefined;
   };
-  /** The instance's webhook queue, when it has one worked here. */
-  sinkLag(
-    instanceId: string,
-  ):
-    | { readonly behind: number; readonly oldestUndeliveredAt: Date | undefined; readonly why: string | null }
-    | undefined;
+  /**
+   * How far each sink is behind for the instance, as this process works them (its webhook queue, the
+   * brokers' subscriptions); sinks that are not behind are left out.
+   */
+  sinkLags(instanceId: string): ReadonlyArray<{
+    readonly sink: string;
+    readonly behind: number;
+    readonly oldestUndeliveredAt: Date | undefined;
+    readonly why: string | null;
+  }>;
   /**
    * A restriction on the instance's sends in force on this node (the outbox's pause). The monitor hears
    * SendingRestricted as it is appended; this is how it learns of one recorded before a restart.
@@ -490,16 +494,24 @@ export class HealthMonitor {
 
   private pipeline(instanceId: string, now: number): Judgement {
     const figures = this.source.pipeline(instanceId);
-    const lag = this.source.sinkLag(instanceId);
+    const lags = this.source.sinkLags(instanceId);
     return judgePipeline({
       mailboxBusyForMs: figures.mailboxBusySince === undefined ? undefined : now - figures.mailboxBusySince,
       oldestAppendMs:
         figures.oldestAppendStartedAt === undefined ? undefined : now - figures.oldestAppendStartedAt,
       lastAppendLatencyMs: figures.lastAppendLatencyMs,
-      sinkLag:
-        lag && lag.oldestUndeliveredAt
-          ? { behind: lag.behind, oldestMs: now - lag.oldestUndeliveredAt.getTime(), why: lag.why }
-          : undefined,
+      sinkLags: lags.flatMap((lag) =>
+        lag.oldestUndeliveredAt
+          ? [
+              {
+                sink: lag.sink,
+                behind: lag.behind,
+                oldestMs: now - lag.oldestUndeliveredAt.getTime(),
+                why: lag.why,
+              },
+            ]
+          : [],
+      ),
       stuckMs: this.settings.pipelineStuckMs,
       sinkLagMs: this.settings.sinkLagMs,
     });

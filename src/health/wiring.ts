@@ -34,15 +34,7 @@ export function startHealth(options: {
       openInstances: () => runtime.openInstances(),
       probe: (id) => runtime.connections.get(id)?.probe,
       pipeline: (id) => runtime.pipelineFigures(id),
-      sinkLag: (id) => {
-        const queue = sinks.webhookQueue(id);
-        if (!queue) return undefined;
-        const why =
-          queue.health.state === 'paused'
-            ? `receiver down${queue.health.lastError ? `: ${queue.health.lastError}` : ''}`
-            : null;
-        return { behind: queue.behind, oldestUndeliveredAt: queue.oldestUndelivered, why };
-      },
+      sinkLags: (id) => sinks.sinkLags(id),
       restriction: (id) => runtime.outbox.restrictionOf(id),
     },
     {

@@ -22,6 +22,7 @@ import type {
   Subscription,
   SubscriptionOptions,
 } from '../store/port.ts';
+import type { BrokerLag } from './broker-lag.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
@@ -54,6 +55,8 @@ export interface AmqpSinkOptions {
   /** How long a batch waits for the broker's confirms before it is retried. Default 15 s. */
   readonly confirmTimeoutMs?: number;
   readonly subscription?: Partial<SubscriptionOptions>;
+  /** Follows how far the sink is behind for each instance (health). */
+  readonly lag?: BrokerLag;
 }
 
 class ConfirmTimeoutError extends Error {
@@ -183,8 +186,12 @@ export class AmqpSink {
       name: AMQP_SUBSCRIPTION,
       timeline: this.options.timeline,
       logger: this.options.logger,
-      ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
+      subscription: {
+        ...this.options.subscription,
+        onActive: (active) => this.options.lag?.activeChanged(active),
+      },
       handle: async (routed) => {
+        this.options.lag?.learned(routed);
         await this.publish(routed);
       },
     });
@@ -251,7 +258,15 @@ export class AmqpSink {
         const { confirmed, failure } = await this.publishOnce(batch, returned);
         return { settled: confirmed, failure };
       },
-      { sink: RABBITMQ, logger, metrics, retry: this.options.retry, signal: this.stopping.signal, once },
+      {
+        sink: RABBITMQ,
+        logger,
+        metrics,
+        retry: this.options.retry,
+        signal: this.stopping.signal,
+        once,
+        onPause: (why) => this.options.lag?.pauseChanged(why),
+      },
     );
     const now = Date.now();
     const unroutable = new Set<string>();

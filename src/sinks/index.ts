@@ -5,10 +5,17 @@
  */
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { DeadLetterRetry, EventStore, Subscription, SubscriptionOptions } from '../store/port.ts';
+import type {
+  Checkpoint,
+  DeadLetterRetry,
+  EventStore,
+  Subscription,
+  SubscriptionOptions,
+} from '../store/port.ts';
 import type { SqlDatabase } from '../store/sql.ts';
 import { START } from '../store/port.ts';
 import type { AmqpSink } from './amqp.ts';
+import { BrokerLag, type SinkLag } from './broker-lag.ts';
 import { AMQP_SUBSCRIPTION, NATS_SUBSCRIPTION } from './broker-names.ts';
 import { processLogOnly, type InstanceLogWriter } from './instance-log.ts';
 import { sleep } from './backoff.ts';
@@ -26,7 +33,6 @@ import {
   type WebhookSettings,
 } from './webhook/index.ts';
 import { WebSocketHub } from './websocket/hub.ts';
-import type { QueueSnapshot } from './webhook/dispatcher.ts';
 
 /** The sinks' migrations (the webhook's queue positions and replays), for the shared migration runner. */
 export const SINK_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -100,8 +106,11 @@ export interface Sinks {
     readonly rabbitmq?: Subscription;
     readonly nats?: Subscription;
   };
-  /** The instance's own webhook queue as this process works it (health reads its lag); undefined: none. */
-  webhookQueue(instanceId: string): QueueSnapshot | undefined;
+  /**
+   * How far each sink is behind for the instance, as this process works them (health reads it): its own
+   * webhook queue, and the brokers' subscriptions while they run here. Sinks that are not behind are left out.
+   */
+  sinkLags(instanceId: string): SinkLag[];
   /** Drops cached directory answers (call after rotating an instance's webhook secret). */
   invalidate(instanceId?: string): void;
   /** Removes a deleted instance's webhook deliveries and metric series. */
@@ -151,6 +160,10 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
   webhook.registerMetrics(registry);
 
   // The brokers' client libraries load only when their sink is configured (memory of an idle server).
+  const compare = (a: Checkpoint, b: Checkpoint): number => store.compareCheckpoints(a, b);
+  const amqpLag = config.amqpUrl ? new BrokerLag('rabbitmq', compare) : undefined;
+  const natsLag = config.natsUrl ? new BrokerLag('nats', compare) : undefined;
+  const brokerLags = [amqpLag, natsLag].filter((lag): lag is BrokerLag => lag !== undefined);
   const amqp = config.amqpUrl
     ? new (await import('./amqp.ts')).AmqpSink({
         url: config.amqpUrl,
@@ -162,6 +175,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
         instanceLog,
         logger: log.child({ sink: 'rabbitmq' }),
         ...(subscription ? { subscription } : {}),
+        ...(amqpLag ? { lag: amqpLag } : {}),
       })
     : undefined;
   const nats = config.natsUrl
@@ -174,6 +188,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
         payload,
         logger: log.child({ sink: 'nats' }),
         ...(subscription ? { subscription } : {}),
+        ...(natsLag ? { lag: natsLag } : {}),
       })
     : undefined;
   const websocketHub = new WebSocketHub({
@@ -200,6 +215,15 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     ...(amqp ? { rabbitmq: amqp.start() } : {}),
     ...(nats ? { nats: nats.start() } : {}),
   };
+  if (subscriptions.rabbitmq) amqpLag?.attach(subscriptions.rabbitmq);
+  if (subscriptions.nats) natsLag?.attach(subscriptions.nats);
+  // The instances' appends in this process, for the brokers' lag per instance (only when one is set up).
+  const unwatchAppends =
+    brokerLags.length > 0
+      ? store.onAppended((result) => {
+          for (const event of result.events) for (const lag of brokerLags) lag.appended(event);
+        })
+      : () => undefined;
   // A sink seen for the first time starts at the end of the log, as of when its subscription is created
   // (asynchronously). Wait for that, so events appended once startSinks resolved are all delivered. Bounded:
   // a subscription that exists but never moved may have a backlog to work through first.
@@ -227,10 +251,29 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     websocketHub,
     metrics: registry,
     subscriptions,
-    webhookQueue: (instanceId) => webhook.dispatcher.queueState(instanceId, 'instance'),
+    sinkLags(instanceId) {
+      const lags: SinkLag[] = [];
+      const queue = webhook.dispatcher.queueState(instanceId, 'instance');
+      if (queue && queue.behind > 0)
+        lags.push({
+          sink: 'webhook',
+          behind: queue.behind,
+          oldestUndeliveredAt: queue.oldestUndelivered,
+          why:
+            queue.health.state === 'paused'
+              ? `receiver down${queue.health.lastError ? `: ${queue.health.lastError}` : ''}`
+              : null,
+        });
+      for (const lag of brokerLags) {
+        const behind = lag.lagOf(instanceId);
+        if (behind) lags.push(behind);
+      }
+      return lags;
+    },
     invalidate: (instanceId) => directory.invalidate(instanceId),
     async forgetInstance(instanceId) {
       directory.invalidate(instanceId);
+      for (const lag of brokerLags) lag.forget(instanceId);
       await webhook.forgetInstance(instanceId);
       await metrics.forgetInstance(instanceId);
     },
@@ -242,6 +285,7 @@ export async function startSinks(options: StartSinksOptions): Promise<Sinks> {
     stop() {
       stopped ??= (async () => {
         for (const unregister of unregisterRetries) unregister();
+        unwatchAppends();
         await Promise.allSettled([webhook.stop(), amqp?.stop(), nats?.stop(), websocketHub.stop()]);
         log.info('sinks stopped');
       })();

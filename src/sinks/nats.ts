@@ -29,6 +29,7 @@ import type {
   Subscription,
   SubscriptionOptions,
 } from '../store/port.ts';
+import type { BrokerLag } from './broker-lag.ts';
 import { backoffDelay, sleep, type BackoffPolicy } from './backoff.ts';
 import { sendAgain, sendPausing } from './outage.ts';
 import type { ConfigTimeline } from './config-timeline.ts';
@@ -61,6 +62,8 @@ export interface NatsSinkOptions {
   /** Between two tries of a batch the server did not take (down, a stream full). Default 0.5 s → 30 s. */
   readonly retry?: BackoffPolicy;
   readonly subscription?: Partial<SubscriptionOptions>;
+  /** Follows how far the sink is behind for each instance (health). */
+  readonly lag?: BrokerLag;
 }
 
 /**
@@ -113,8 +116,14 @@ export class NatsSink {
       name: NATS_SUBSCRIPTION,
       timeline: this.options.timeline,
       logger: this.options.logger,
-      ...(this.options.subscription ? { subscription: this.options.subscription } : {}),
-      handle: (routed) => this.publish(routed),
+      subscription: {
+        ...this.options.subscription,
+        onActive: (active) => this.options.lag?.activeChanged(active),
+      },
+      handle: (routed) => {
+        this.options.lag?.learned(routed);
+        return this.publish(routed);
+      },
     });
     // Connect now rather than on the first event, so that event does not pay for the handshake.
     this.ready().catch(() => undefined);
@@ -262,6 +271,7 @@ export class NatsSink {
       retry: this.options.retry,
       signal: this.closing.signal,
       once,
+      onPause: (why) => this.options.lag?.pauseChanged(why),
     });
     const now = Date.now();
     for (const { item } of outgoing) {

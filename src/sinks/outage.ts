@@ -29,6 +29,8 @@ export interface PausingSendOptions {
   readonly signal: AbortSignal;
   /** One try only: throw its failure instead of pausing (a dead letter sent again by the admin). */
   readonly once?: boolean;
+  /** Told when the sink pauses (why, in words) and when it takes messages again (null). */
+  readonly onPause?: (why: string | null) => void;
 }
 
 /**
@@ -47,7 +49,10 @@ export async function sendPausing<T extends { readonly item: { readonly instance
     const { settled, failure } = await send(probing ? pending.slice(0, 1) : pending);
     pending = pending.slice(settled);
     if (failure === undefined) {
-      if (probing) logger.info({ attempts: attempt }, `${sink.name} takes messages again; the sink resumed`);
+      if (probing) {
+        logger.info({ attempts: attempt }, `${sink.name} takes messages again; the sink resumed`);
+        options.onPause?.(null);
+      }
       probing = false;
       attempt = 0;
       continue;
@@ -58,6 +63,7 @@ export async function sendPausing<T extends { readonly item: { readonly instance
         { err: failure, waiting: pending.length },
         `${sink.name} did not take a message; the sink is paused and keeps its position, retrying (nothing is dropped)`,
       );
+      options.onPause?.(failure instanceof Error ? failure.message : String(failure));
     }
     probing = true;
     metrics.retriedOne(sink.kind, pending[0]!.item.instance);

@@ -59,7 +59,7 @@ function setup(overrides: Partial<HealthSettings> = {}) {
       oldestAppendStartedAt: undefined,
       lastAppendLatencyMs: 3,
     }),
-    sinkLag: () => undefined,
+    sinkLags: () => [],
     restriction: () => heldRestriction,
   };
   const actions: HealthActions = {
