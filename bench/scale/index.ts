@@ -10,12 +10,13 @@
  *
  * Each variant in turn: one paired instance (the baseline), then N more; memory of the whole process tree
  * after BENCH_SCALE_SETTLE_MS idle. Then a restart: bare ends every socket and opens them all at once;
- * zapwire is stopped (SIGTERM) and started again on the same data, timed from the new process's spawn
- * until the sandbox counts all N+1 devices online. Then BENCH_SCALE_SECONDS (30) of load: every account
- * receives BENCH_SCALE_RATE (1) message a second from a customer phone (latency = sandbox send call → the
- * receiver has the POST); meanwhile zapwire answers GET /instance/status (20/s) and POST /send/text (5/s)
- * for random instances with their own tokens. Event-loop delay p99 over the load phase: zapwire's
- * prom-client gauge (reset by each scrape of /metrics), bare's own histogram.
+ * zapwire is stopped (SIGTERM) and started again on the same data, timed from the new process's spawn until
+ * the sandbox counts all N+1 devices online; the sandbox's login log (GET /control/logins) gives the most
+ * logins under way at once and the most in one second (a login storm shows in both). Then BENCH_SCALE_SECONDS
+ * (30) of load: every account receives BENCH_SCALE_RATE (1) message a second from a customer phone (latency =
+ * sandbox send call → the receiver has the POST); meanwhile zapwire answers GET /instance/status (20/s) and
+ * POST /send/text (5/s) for random instances with their own tokens. Event-loop delay p99 over the load phase:
+ * zapwire's prom-client gauge (reset by each scrape of /metrics), bare's own histogram.
  *
  * The machine may be shared: the 1-minute load average is printed beside each phase, and zapwire's
  * figures are given as ratios to bare's in the same run.
@@ -167,6 +168,33 @@ async function newPhone(sandbox: Sandbox): Promise<string> {
   return reply.body.phoneNumber;
 }
 
+/**
+ * The logins of a restart, from the sandbox's login log: the most that were under way at once (socket
+ * opened, not logged in yet) and the most that ended in one second. A login storm shows in both.
+ */
+async function loginPeaks(sandbox: Sandbox, since: number): Promise<{ atOnce: number; perSecond: number }> {
+  const reply = await call<Array<{ openedAt: number; loggedInAt: number }>>(
+    'GET',
+    `${sandbox.controlUrl}/control/logins?since=${since}`,
+  );
+  const logins = reply.body.filter((login) => login.openedAt >= since);
+  const edges = logins
+    .flatMap((login): Array<[number, number]> => [
+      [login.openedAt, 1],
+      [login.loggedInAt, -1],
+    ])
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let underWay = 0;
+  let atOnce = 0;
+  for (const [, change] of edges) atOnce = Math.max(atOnce, (underWay += change));
+  const perSecond = new Map<number, number>();
+  for (const login of logins) {
+    const second = Math.floor(login.loggedInAt / 1000);
+    perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+  }
+  return { atOnce, perSecond: Math.max(0, ...perSecond.values()) };
+}
+
 async function devicesOnline(sandbox: Sandbox): Promise<number> {
   const reply = await call<{ devicesOnline: number }>('GET', `${sandbox.controlUrl}/control/stats`);
   return reply.body.devicesOnline;
@@ -230,6 +258,8 @@ interface Row {
   readonly restartMs: number;
   /** bare: logins of the all-at-once restart that failed and were tried again. */
   readonly failedLogins?: number;
+  /** The restart's logins (the sandbox's log): the most under way at once, and the most in one second. */
+  readonly logins: { readonly atOnce: number; readonly perSecond: number };
   /** zapwire: spawn → first 200 from /health. */
   readonly healthMs?: number;
   /** zapwire with a restore plan: spawn → /health's `restoring.done` reached its total. */
@@ -316,10 +346,12 @@ async function runBare(sandbox: Sandbox, receiver: Receiver, n: number, customer
     const pairingSeconds = (performance.now() - t0) / 1000;
     accounts.push(...more);
     const after = await memoryOf(child.pid!, collect);
+    const restartedAt = Date.now();
     const { restartMs, failedLogins } = await command<{ restartMs: number; failedLogins: number }>({
       restart: true,
     });
     const restartLoad = load1();
+    const logins = await loginPeaks(sandbox, restartedAt);
     const running: Running = {
       pid: child.pid!,
       accounts,
@@ -336,6 +368,7 @@ async function runBare(sandbox: Sandbox, receiver: Receiver, n: number, customer
       pairingSeconds,
       restartMs,
       failedLogins,
+      logins,
       restartLoad,
       ...load,
     };
@@ -508,6 +541,7 @@ async function runZapwire(
     await until('devices offline after stop', async () =>
       (await devicesOnline(sandbox)) === 0 ? true : undefined,
     );
+    const restartedAt = Date.now();
     server = startServer(sandbox, dataDir, port);
     const current = server;
     let healthMs: number | undefined;
@@ -538,6 +572,7 @@ async function runZapwire(
     );
     const restartMs = performance.now() - server.spawnedAt;
     const restartLoad = load1();
+    const logins = await loginPeaks(sandbox, restartedAt);
     await Promise.race([watchHealth, sleep(10_000)]);
 
     const running: Running = { pid: server.child.pid!, accounts, loopP99: () => loopP99Of(current) };
@@ -553,6 +588,7 @@ async function runZapwire(
       restartMs,
       ...(healthMs !== undefined ? { healthMs } : {}),
       ...(restoredMs !== undefined ? { restoredMs } : {}),
+      logins,
       restartLoad,
       ...load,
     };
@@ -779,6 +815,7 @@ function render(rows: readonly Row[]): string {
         row.variant === 'bare'
           ? 'all at once'
           : `${fmt(row.healthMs !== undefined ? row.healthMs / 1000 : undefined, 1)} / ${fmt(row.restoredMs !== undefined ? row.restoredMs / 1000 : undefined, 1)}`,
+        `${row.logins.atOnce} / ${row.logins.perSecond}`,
         fmt(row.restartLoad, 1),
         `${fmt(row.loopP99Ms)}${ratio(row.loopP99Ms, bare?.loopP99Ms)}`,
         fmt(row.statusP99Ms),
@@ -798,6 +835,7 @@ function render(rows: readonly Row[]): string {
       'pairing s',
       'restart→all open s (×bare)',
       '/health up / restored s',
+      'logins at once / most in 1 s',
       'load',
       'loop p99 ms',
       'status p99 ms',

@@ -30,6 +30,8 @@ const HANDSHAKE_TIMEOUT_MS = 20_000;
 
 export class ClientConnection implements CompanionConnection {
   readonly id = ++connectionCounter;
+  /** When the socket was accepted (ms since the epoch): a login's start. */
+  readonly openedAt = Date.now();
   private readonly frames = new FrameReader();
   private handshake: ServerHandshake | undefined;
   private transport: NoiseTransport | undefined;

@@ -41,6 +41,7 @@ import type {
   DeviceInfo,
   GroupInfo,
   KickReason,
+  LoginRecord,
   PhoneMessage,
   PhoneReceipt,
   PresenceState,
@@ -436,6 +437,15 @@ export class SandboxControl {
         replaced: companion.replaced,
       })),
     );
+  }
+
+  /**
+   * The logins since `since` (ms since the epoch; the latest 20,000 are kept), oldest first: when each
+   * socket opened and when it logged in. A bench reads how many logins a restart ran at once from it.
+   */
+  logins(since = 0): LoginRecord[] {
+    if (!Number.isFinite(since)) throw new SandboxError(400, 'since must be a time in ms since the epoch');
+    return this.server.loginLog.filter((login) => login.loggedInAt >= since);
   }
 
   /** Counts and this process's resource use, for benches and dashboards. */

@@ -66,6 +66,7 @@ function routes(control: SandboxControl, urls: () => Urls): [string, RegExp, Han
     ['GET', /^\/control\/?$/, () => ({ ...urls(), env: envFor(urls()) })],
     ['GET', /^\/control\/stats$/, () => control.stats()],
     ['GET', /^\/control\/devices\/connections$/, () => control.deviceConnections()],
+    ['GET', /^\/control\/logins$/, (_p, _b, query) => control.logins(Number(query.get('since') ?? 0))],
     ['GET', /^\/control\/accounts$/, () => control.accounts()],
     [
       'POST',

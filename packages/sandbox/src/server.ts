@@ -31,6 +31,7 @@ import { DeviceFaults } from './faults.ts';
 import {
   KICK_REASONS,
   type KickReason,
+  type LoginRecord,
   type PhoneMessage,
   type PhoneReceipt,
   type SandboxLogger,
@@ -38,6 +39,8 @@ import {
 } from './types.ts';
 
 const MAX_OFFLINE_QUEUE = 1000;
+/** Logins kept for GET /control/logins (a restart of 1,000 devices fits, with room). */
+const LOGIN_LOG_SIZE = 20_000;
 
 export class SandboxServer implements ConnectionHandler, IqContext {
   readonly identity: ServerIdentity;
@@ -46,6 +49,8 @@ export class SandboxServer implements ConnectionHandler, IqContext {
   private readonly accountsByPn = new Map<string, Account>();
   private readonly accountsByLid = new Map<string, Account>();
   readonly connections = new Set<ClientConnection>();
+  /** The latest logins (at most LOGIN_LOG_SIZE): when each socket opened and when it logged in. */
+  readonly loginLog: LoginRecord[] = [];
   readonly groups = new GroupRegistry(this);
   readonly appStates = new AppStates(this);
   readonly pairings = new Pairings();
@@ -219,6 +224,8 @@ export class SandboxServer implements ConnectionHandler, IqContext {
     }
     companion.connection = conn;
     conn.companion = companion;
+    this.loginLog.push({ device: companion.pnJid, openedAt: conn.openedAt, loggedInAt: Date.now() });
+    if (this.loginLog.length > LOGIN_LOG_SIZE) this.loginLog.splice(0, this.loginLog.length - LOGIN_LOG_SIZE);
     this.faults.loggedIn(companion);
     conn.send(
       node('success', {

@@ -140,6 +140,13 @@ export interface DeviceConnections {
   readonly replaced: number;
 }
 
+/** One login: when its socket opened and when the device logged in (ms since the epoch). */
+export interface LoginRecord {
+  readonly device: string;
+  readonly openedAt: number;
+  readonly loggedInAt: number;
+}
+
 export interface SandboxStats {
   readonly accounts: number;
   /** Linked devices (not unlinked). */

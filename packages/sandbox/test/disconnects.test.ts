@@ -67,6 +67,28 @@ describe('kicks that the device recovers from', () => {
   });
 });
 
+test('the login log says when each login of a device began and ended, since a given moment', async () => {
+  const since = Date.now();
+  const { client } = await linked('Logged');
+  const device = client.sock.user!.id.replace(/:\d+@/, '@');
+  expect(sandbox.control.kick(client.sock.user!.id, 'restartRequired')).toBe(true);
+  await client.closed();
+  await reconnect(client).opened();
+  const logins = (await (await fetch(`${sandbox.controlUrl}/control/logins?since=${since}`)).json()) as {
+    device: string;
+    openedAt: number;
+    loggedInAt: number;
+  }[];
+  const own = logins.filter((l) => l.device.replace(/:\d+@/, '@') === device);
+  expect(own).toHaveLength(2);
+  for (const login of own) {
+    expect(login.openedAt).toBeGreaterThanOrEqual(since);
+    expect(login.loggedInAt).toBeGreaterThanOrEqual(login.openedAt);
+  }
+  expect(own[1]!.openedAt).toBeGreaterThanOrEqual(own[0]!.loggedInAt);
+  expect((await fetch(`${sandbox.controlUrl}/control/logins?since=now`)).status).toBe(400);
+});
+
 describe('kicks that end the session', () => {
   test('loggedOut (device removed) reaches Baileys as 401, and the next login is refused with 401', async () => {
     const { account, client } = await linked('Removed');
