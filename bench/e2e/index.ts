@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort, serverEnv } from '../support/server-env.ts';
 import { cpuBetween, processTree, snapshotCpu, type CpuGroups, type CpuSpent } from './cpu.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -331,6 +332,7 @@ async function startZapwire(
     child.kill('SIGTERM');
     await waitForExit(child, 15_000);
     await database?.drop().catch(() => undefined);
+    removeEmbeddedPostgres(join(dataDir, 'postgres'));
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {

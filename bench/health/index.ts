@@ -44,6 +44,7 @@ import {
   stopAllServers,
   type RunningServer,
 } from '../footprint/server.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 function num(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -339,8 +340,11 @@ async function variant(sandbox: Sandbox, health: boolean): Promise<VariantResult
     return { health, pairMs, idle, loaded, mute, pings };
   } finally {
     await server.stop();
-    if (!KEEP) rmSync(dataDir, { recursive: true, force: true });
-    else console.log(`  kept ${dataDir}`);
+    if (!KEEP) {
+      // As root the embedded PostgreSQL's cluster lives outside DATA_DIR (/var/lib/zapwire-pg).
+      removeEmbeddedPostgres(join(dataDir, 'postgres'));
+      rmSync(dataDir, { recursive: true, force: true });
+    } else console.log(`  kept ${dataDir}`);
   }
 }
 

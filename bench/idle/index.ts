@@ -29,6 +29,7 @@ import {
   startServer,
   stopAllServers,
 } from '../footprint/server.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 function numbers(name: string, fallback: string): number[] {
   const values = (process.env[name] ?? fallback).split(',').map((v) => Number(v.trim()));
@@ -116,8 +117,11 @@ async function measure(instances: number): Promise<IdleResult> {
     };
   } finally {
     await server.stop();
-    if (!KEEP) rmSync(dataDir, { recursive: true, force: true });
-    else console.log(`  kept ${dataDir}`);
+    if (!KEEP) {
+      // As root the embedded PostgreSQL's cluster lives outside DATA_DIR (/var/lib/zapwire-pg).
+      removeEmbeddedPostgres(join(dataDir, 'postgres'));
+      rmSync(dataDir, { recursive: true, force: true });
+    } else console.log(`  kept ${dataDir}`);
   }
 }
 

@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { processTree } from '../e2e/cpu.ts';
 import { freePort, serverEnv } from '../support/server-env.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -229,6 +230,7 @@ async function startServer(): Promise<Server> {
       });
       if (STORE === 'postgres')
         await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+      removeEmbeddedPostgres(join(dataDir, 'postgres'));
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

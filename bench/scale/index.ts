@@ -33,6 +33,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { treeMemory } from '../footprint/process-tree.ts';
 import { freePort, serverEnv, START_NODE_FLAGS } from '../support/server-env.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -594,6 +595,7 @@ async function runZapwire(
     };
   } finally {
     await stopServer(server);
+    removeEmbeddedPostgres(join(dataDir, 'postgres'));
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

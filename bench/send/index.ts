@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { freePort, serverEnv, START_NODE_FLAGS } from '../support/server-env.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -231,6 +232,7 @@ async function startZapwire(sandbox: Sandbox, phone: string, appRoot = root): Pr
     child.kill('SIGTERM');
     await waitForExit(child, 15_000);
     await database?.drop().catch(() => undefined);
+    removeEmbeddedPostgres(join(dataDir, 'postgres'));
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {

@@ -18,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/support/cluster.ts';
 import { createTestDatabase } from '../../test/support/postgres.ts';
+import { removeEmbeddedPostgres } from '../../src/store/embedded-postgres/layout.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -128,6 +129,7 @@ export default async function slowClientsBench(): Promise<void> {
       server.once('exit', () => (clearTimeout(timer), r()));
     });
     await database.drop().catch(() => undefined);
+    removeEmbeddedPostgres(join(dataDir, 'postgres'));
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

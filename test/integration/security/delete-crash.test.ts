@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildOnce, freePort } from '../../support/cluster.ts';
+import { removeEmbeddedPostgres } from '../../../src/store/embedded-postgres/layout.ts';
 
 const ADMIN = 'delete-crash-admin-key-0123456789';
 const PER_ROUND = 24;
@@ -27,6 +28,7 @@ afterAll(() => {
       // gone
     }
   }
+  removeEmbeddedPostgres(join(dataDir, 'postgres'));
   rmSync(dataDir, { recursive: true, force: true });
 });
 
