@@ -199,7 +199,8 @@ describe('instance health on the sandbox', () => {
       30_000,
       100,
     );
-    expect(flagged.reason).toMatch(/delivery probes/);
+    // The delivery link's reason: one probe unanswered, or several (whichever the last probe left).
+    expect(flagged.reason).toMatch(/delivery probes? .*unanswered|none of \d+ delivery probes/);
     const all = await app.request<Array<{ name: string; health: { needsAttention: boolean } }>>(
       'GET',
       '/instance/all',
