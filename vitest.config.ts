@@ -25,7 +25,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     fileParallelism: true,
-    maxWorkers: 4,
+    maxWorkers: 3,
     sequence: { sequencer: SlowFirstSequencer },
     projects: [
       {
