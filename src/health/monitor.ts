@@ -282,12 +282,10 @@ export class HealthMonitor {
     for (const id of this.watches.keys()) if (!open.has(id)) this.watches.delete(id);
     for (const id of open) {
       const probe = this.source.probe(id);
-      let watch = this.watches.get(id);
-      const fresh = !watch || watch.probe !== probe;
-      if (!watch || fresh) {
-        watch = this.newWatch(id, probe, now);
-        this.watches.set(id, watch);
-      }
+      const known = this.watches.get(id);
+      const fresh = !known || known.probe !== probe;
+      const watch = fresh ? this.newWatch(id, probe, now) : known;
+      if (fresh) this.watches.set(id, watch);
       // A restriction heard before this watch began (or read back from the outbox) is judged at once.
       if (this.readRestrictionBack(id, now) || (fresh && this.memoryOf(id).restriction)) this.evaluate(watch);
       if (!watch.pinging && now >= watch.nextPingAt) this.ping(watch);

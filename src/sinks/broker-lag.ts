@@ -88,8 +88,8 @@ export class BrokerLag {
     const waiting = this.waiting.get(instanceId);
     if (!waiting || !this.active || !this.subscription) return undefined;
     const passed = this.subscription.position();
-    while (waiting.noted.length > 0 && this.compare(waiting.noted[0]!.position, passed) <= 0)
-      waiting.noted.shift();
+    const stillWaiting = waiting.noted.findIndex((note) => this.compare(note.position, passed) > 0);
+    waiting.noted.splice(0, stillWaiting === -1 ? waiting.noted.length : stillWaiting);
     if (waiting.noted.length === 0 && waiting.overflow && this.compare(waiting.overflow.newest, passed) <= 0)
       waiting.overflow = undefined;
     const oldest = waiting.noted[0]?.at ?? waiting.overflow?.since;
