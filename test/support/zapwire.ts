@@ -9,7 +9,12 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { startZapwire, type Zapwire } from '../../src/main.ts';
-import { FakeWhatsAppConnector, type FakeConnectorOptions } from '../../src/whatsapp/fake.ts';
+import type { WhatsAppEvent } from '../../src/domain/events.ts';
+import {
+  FakeWhatsAppConnector,
+  type FakeConnection,
+  type FakeConnectorOptions,
+} from '../../src/whatsapp/fake.ts';
 import { databaseUrlForDataDir, dropDatabaseOfDataDir } from './postgres.ts';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
@@ -155,4 +160,44 @@ export async function signInManager(
   const body = r.statusCode === 200 ? (r.json() as { csrf?: string }) : {};
   const setCookie = String(r.headers['set-cookie'] ?? '');
   return { status: r.statusCode, cookie: setCookie.split(';')[0] ?? '', csrf: body.csrf ?? '', setCookie };
+}
+
+/**
+ * Links a created instance through the fake WhatsApp: connects it, scans its QR as `account`, and waits
+ * until it is open. Resolves with its live connection.
+ */
+export async function pairFake(
+  t: TestApp,
+  instance: { readonly id: string; readonly token: string },
+  account: { readonly jid: string; readonly pushName: string },
+): Promise<FakeConnection> {
+  await t.request('POST', '/instance/connect', { apikey: instance.token });
+  const connection = await eventually(() => t.fake.connection(instance.id));
+  connection.issueQr();
+  connection.scan(account);
+  await eventually(async () => {
+    const status = await t.request('GET', '/instance/status', { apikey: instance.token });
+    return status.body['state'] === 'open';
+  });
+  return connection;
+}
+
+/** A text from a customer's phone (5511999999999), as the fake WhatsApp delivers it. */
+export function customerText(messageId: string, text: string): WhatsAppEvent {
+  const now = new Date().toISOString();
+  return {
+    type: 'MessageReceived',
+    data: {
+      at: now,
+      messageId,
+      chatJid: '5511999999999@s.whatsapp.net',
+      senderJid: '5511999999999@s.whatsapp.net',
+      fromMe: false,
+      pushName: 'Cliente',
+      messageType: 'conversation',
+      text,
+      timestamp: now,
+      isGroup: false,
+    },
+  };
 }

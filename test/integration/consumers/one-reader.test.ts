@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { EventLog, ReadAllOptions, ReadAllResult } from '../../../src/store/port.ts';
 import type * as SqlEventStore from '../../../src/store/sql-event-store.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
-import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { customerText, eventually, pairFake, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
 interface ReadRecord {
   readonly options: ReadAllOptions | undefined;
@@ -116,14 +116,11 @@ describe('the consumer runtime reads the log once per append at the head', () =>
     });
     expect(created.status).toBe(201);
     const id = created.body['id'] as string;
-    await t.request('POST', '/instance/connect', { apikey: token });
-    const connection = await eventually(() => t.fake.connection(id));
-    connection.issueQr();
-    connection.scan({ jid: '5511777777777@s.whatsapp.net', pushName: 'one' });
-    await eventually(async () => {
-      const r = await t.request('GET', '/instance/status', { apikey: token });
-      return r.body['connected'] ? r : undefined;
-    });
+    const connection = await pairFake(
+      t,
+      { id, token },
+      { jid: '5511777777777@s.whatsapp.net', pushName: 'one' },
+    );
     const socket = await t.zapwire.app.injectWS('/ws', { headers: { apikey: token } });
     ws = socket;
     socket.on('message', (data: Buffer) => {
@@ -133,21 +130,7 @@ describe('the consumer runtime reads the log once per append at the head', () =>
 
     const deliver = async (n: number): Promise<string> => {
       const before = (await t.zapwire.store.readStream(`wa-${id}`)).length;
-      connection.deliver({
-        type: 'MessageReceived',
-        data: {
-          at: new Date().toISOString(),
-          messageId: `M-${tag}-${n}`,
-          chatJid: '5511999999999@s.whatsapp.net',
-          senderJid: '5511999999999@s.whatsapp.net',
-          fromMe: false,
-          pushName: 'Cliente',
-          messageType: 'conversation',
-          text: `hello ${n}`,
-          timestamp: new Date().toISOString(),
-          isGroup: false,
-        },
-      });
+      connection.deliver(customerText(`M-${tag}-${n}`, `hello ${n}`));
       const event = await eventually(async () => {
         const events = await t.zapwire.store.readStream(`wa-${id}`, { fromVersion: before + 1 });
         return events.find((e) => e.type === 'MessageReceived');

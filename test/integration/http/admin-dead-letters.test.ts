@@ -11,7 +11,7 @@ import { connect as natsConnect, type NatsConnection, type JetStreamManager } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendPoisonInstance } from '../../support/poison.ts';
 import { WebhookReceiver } from '../../support/webhook-receiver.ts';
-import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { customerText, eventually, pairFake, startTestApp, type TestApp } from '../../support/zapwire.ts';
 
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_URL = process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
@@ -87,29 +87,12 @@ describe('admin dead letters', () => {
     });
     expect(created.status).toBe(201);
     instanceId = created.body['id'] as string;
-    await t.request('POST', '/instance/connect', { apikey: token });
-    const connection = await eventually(() => t.fake.connection(instanceId));
-    connection.issueQr();
-    connection.scan({ jid: '5511777777777@s.whatsapp.net', pushName: name });
-    await eventually(async () => {
-      const r = await t.request('GET', '/instance/status', { apikey: token });
-      return r.body['connected'] ? r : undefined;
-    });
-    connection.deliver({
-      type: 'MessageReceived',
-      data: {
-        at: new Date().toISOString(),
-        messageId: `M-${tag}`,
-        chatJid: '5511999999999@s.whatsapp.net',
-        senderJid: '5511999999999@s.whatsapp.net',
-        fromMe: false,
-        pushName: 'Cliente',
-        messageType: 'conversation',
-        text: 'hello',
-        timestamp: new Date().toISOString(),
-        isGroup: false,
-      },
-    });
+    const connection = await pairFake(
+      t,
+      { id: instanceId, token },
+      { jid: '5511777777777@s.whatsapp.net', pushName: name },
+    );
+    connection.deliver(customerText(`M-${tag}`, 'hello'));
     // The message is refused by everyone: both webhooks (400), RabbitMQ (no queue bound), NATS (too large).
     await eventually(async () => {
       const page = await t.request<Page>('GET', `/admin/dead-letters?instance=${name}`);

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startTestApp, type TestApp } from '../../support/zapwire.ts';
+import { customerText, eventually, pairFake, startTestApp, type TestApp } from '../../support/zapwire.ts';
 import { TcpProxy } from './support/tcp-proxy.ts';
 
 const AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -45,21 +45,7 @@ let serial = 0;
 
 function deliverMessage(): void {
   serial += 1;
-  t.fake.live(instanceId).deliver({
-    type: 'MessageReceived',
-    data: {
-      at: new Date().toISOString(),
-      messageId: `LAG-${tag}-${serial}`,
-      chatJid: '5511999999999@s.whatsapp.net',
-      senderJid: '5511999999999@s.whatsapp.net',
-      fromMe: false,
-      pushName: 'Cliente',
-      messageType: 'conversation',
-      text: `message ${serial}`,
-      timestamp: new Date().toISOString(),
-      isGroup: false,
-    },
-  });
+  t.fake.live(instanceId).deliver(customerText(`LAG-${tag}-${serial}`, `message ${serial}`));
 }
 
 async function pipeline(): Promise<{ health: Health; link: LinkReport }> {
@@ -102,14 +88,7 @@ beforeAll(async () => {
   });
   expect(created.status).toBe(201);
   instanceId = created.body['id'] as string;
-  await t.request('POST', '/instance/connect', { apikey: token });
-  const connection = await eventually(() => t.fake.connection(instanceId));
-  connection.issueQr();
-  connection.scan({ jid: '5511777777777@s.whatsapp.net', pushName: name });
-  await eventually(async () => {
-    const status = await t.request('GET', '/instance/status', { apikey: token });
-    return status.body['state'] === 'open';
-  });
+  await pairFake(t, { id: instanceId, token }, { jid: '5511777777777@s.whatsapp.net', pushName: name });
 }, 60_000);
 
 afterAll(async () => {

@@ -2,18 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { BrokerLag } from '../../../src/sinks/broker-lag.ts';
 import type { RoutedEvent } from '../../../src/sinks/subscription.ts';
 import type { RecordedEvent, Subscription } from '../../../src/store/port.ts';
-import type { SinkSettings } from '../../../src/domain/events.ts';
+import { sinks as settings } from '../../integration/sinks/support/fixtures.ts';
 
 const compare = (a: string, b: string): number => Number(a) - Number(b);
-
-const settings = (patch: Partial<SinkSettings>): SinkSettings => ({
-  webhookUrl: null,
-  events: ['MESSAGE'],
-  rabbitmqEnable: false,
-  websocketEnable: false,
-  natsEnable: false,
-  ...patch,
-});
 
 function event(instanceId: string, position: number, type = 'MessageReceived'): RecordedEvent {
   return {
